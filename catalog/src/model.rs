@@ -1,0 +1,316 @@
+//! The records the catalog holds, with Consul's JSON names and casing.
+//!
+//! These types are both the stored form and the wire form of the HTTP API: field names follow
+//! Consul exactly (`ServiceName`, `CheckID`, `CreateIndex`, ...). Request bodies are decoded into
+//! them after the agent has normalised key casing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::serde_go;
+
+/// A map of free-form string metadata (node meta, service meta).
+pub type Meta = BTreeMap<String, String>;
+
+/// Health of a check, as Consul spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The check succeeds.
+    Passing,
+    /// The check reports a problem that does not take the instance out of service.
+    Warning,
+    /// The check fails; the instance is not healthy. Consul's default for new checks.
+    #[default]
+    Critical,
+}
+
+impl HealthStatus {
+    /// The status as Consul spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Passing => "passing",
+            HealthStatus::Warning => "warning",
+            HealthStatus::Critical => "critical",
+        }
+    }
+
+    /// Parses `passing`, `warning` or `critical` (exact, lowercase, as Consul does).
+    pub fn parse(s: &str) -> Option<HealthStatus> {
+        match s {
+            "passing" => Some(HealthStatus::Passing),
+            "warning" => Some(HealthStatus::Warning),
+            "critical" => Some(HealthStatus::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A node in the catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    /// Node UUID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Node name, unique in a datacenter.
+    pub node: String,
+    /// Address other nodes and clients use.
+    pub address: String,
+    /// Datacenter the node belongs to.
+    pub datacenter: String,
+    /// Extra addresses by tag (`lan`, `wan`, ...): plain strings at node level.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node metadata.
+    pub meta: Meta,
+    /// Index at which the node was created.
+    pub create_index: u64,
+    /// Index of the last change to the node record.
+    pub modify_index: u64,
+}
+
+/// Weights used for DNS SRV answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Weights {
+    /// Weight when all checks are passing.
+    pub passing: u32,
+    /// Weight when a check is warning.
+    pub warning: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
+    }
+}
+
+/// An address and port for a service's tagged address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceAddress {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A service instance registered on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Service {
+    /// Service kind: empty for a typical service, or `connect-proxy`, `mesh-gateway`, ...
+    pub kind: String,
+    /// Instance ID, unique on its node.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Service address; empty means "use the node's address".
+    pub address: String,
+    /// Extra addresses by tag.
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Service metadata.
+    pub meta: Meta,
+    /// Port.
+    pub port: u16,
+    /// DNS SRV weights.
+    pub weights: Weights,
+    /// Whether tags may be changed in the catalog without the agent reverting them.
+    pub enable_tag_override: bool,
+    /// Index at which the instance was created.
+    pub create_index: u64,
+    /// Index of the last change to the instance.
+    pub modify_index: u64,
+}
+
+/// The type-specific part of a check as the catalog records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CheckDefinition {
+    /// HTTP URL probed.
+    #[serde(rename = "HTTP")]
+    pub http: String,
+    /// HTTP headers sent.
+    pub header: BTreeMap<String, Vec<String>>,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP body.
+    pub body: String,
+    /// TLS server name for HTTP and gRPC checks.
+    #[serde(rename = "TLSServerName")]
+    pub tls_server_name: String,
+    /// Skip TLS verification.
+    #[serde(rename = "TLSSkipVerify")]
+    pub tls_skip_verify: bool,
+    /// TCP address probed.
+    #[serde(rename = "TCP")]
+    pub tcp: String,
+    /// Use TLS for a TCP check.
+    #[serde(rename = "TCPUseTLS")]
+    pub tcp_use_tls: bool,
+    /// UDP address probed.
+    #[serde(rename = "UDP")]
+    pub udp: String,
+    /// gRPC endpoint probed.
+    #[serde(rename = "GRPC")]
+    pub grpc: String,
+    /// Use TLS for a gRPC check.
+    #[serde(rename = "GRPCUseTLS")]
+    pub grpc_use_tls: bool,
+    /// Run interval.
+    #[serde(with = "serde_go")]
+    pub interval: Duration,
+    /// Run timeout.
+    #[serde(with = "serde_go")]
+    pub timeout: Duration,
+    /// Deregister the service after it stayed critical this long.
+    #[serde(with = "serde_go")]
+    pub deregister_critical_service_after: Duration,
+}
+
+/// A health check, bound to a node and optionally to one service instance on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthCheck {
+    /// Node the check belongs to.
+    pub node: String,
+    /// Check ID, unique on its node.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Display name.
+    pub name: String,
+    /// Current status.
+    pub status: HealthStatus,
+    /// Human notes.
+    pub notes: String,
+    /// Output of the last run.
+    pub output: String,
+    /// Service instance the check is bound to; empty for a node-level check.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// Name of that service (filled by the catalog).
+    pub service_name: String,
+    /// Tags of that service (filled by the catalog).
+    pub service_tags: Vec<String>,
+    /// Check type (`http`, `tcp`, `ttl`, `script`, ...; empty when unknown).
+    #[serde(rename = "Type")]
+    pub check_type: String,
+    /// Run interval.
+    #[serde(with = "serde_go")]
+    pub interval: Duration,
+    /// Run timeout.
+    #[serde(with = "serde_go")]
+    pub timeout: Duration,
+    /// Port exposed through a proxy (0 when none).
+    pub exposed_port: u16,
+    /// Type-specific definition.
+    pub definition: CheckDefinition,
+    /// Index at which the check was created.
+    pub create_index: u64,
+    /// Index of the last change to the check.
+    pub modify_index: u64,
+}
+
+/// A key/value entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct KvEntry {
+    /// Number of times the key was acquired by a session.
+    pub lock_index: u64,
+    /// The key.
+    pub key: String,
+    /// Opaque client flags.
+    pub flags: u64,
+    /// The value; `null` when empty.
+    #[serde(with = "b64_opt")]
+    pub value: Option<Vec<u8>>,
+    /// Session holding the lock, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Index at which the key was created.
+    pub create_index: u64,
+    /// Index of the last change to the key.
+    pub modify_index: u64,
+}
+
+/// What happens to a session's locks when it is invalidated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBehavior {
+    /// Locks are released; the keys stay.
+    #[default]
+    Release,
+    /// Keys held are deleted.
+    Delete,
+}
+
+/// A service check a session is bound to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceCheckRef {
+    /// Check ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Namespace (Enterprise; kept for compatibility).
+    pub namespace: String,
+}
+
+/// A session: the liveness handle behind KV locks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Session {
+    /// Session UUID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Node the session is bound to.
+    pub node: String,
+    /// Lock delay in nanoseconds.
+    pub lock_delay: u64,
+    /// What happens to held locks on invalidation.
+    pub behavior: SessionBehavior,
+    /// TTL as given (Go duration), empty when none.
+    #[serde(rename = "TTL")]
+    pub ttl: String,
+    /// Node checks the session is bound to.
+    pub node_checks: Vec<String>,
+    /// Service checks the session is bound to.
+    pub service_checks: Vec<ServiceCheckRef>,
+    /// Index at which the session was created.
+    pub create_index: u64,
+    /// Index of the last change to the session.
+    pub modify_index: u64,
+}
+
+/// Base64 for `Option<Vec<u8>>`, `null` for `None`.
+pub mod b64_opt {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Serializes bytes as standard base64, or `null`.
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_str(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes standard base64 or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let raw: Option<String> = Option::deserialize(d)?;
+        match raw {
+            None => Ok(None),
+            Some(s) => STANDARD.decode(s.as_bytes()).map(Some).map_err(D::Error::custom),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The KV table: writes (set, CAS, lock, unlock, delete, delete-tree) and reads with prefix
+//! indexes that account for deletions (tombstones).
+
+use std::sync::Arc;
+
+use super::{State, StoreError, Tx, WatchKey};
+use crate::command::{KvOp, KvRequest};
+use crate::model::KvEntry;
+
+impl Tx<'_> {
+    /// Executes one KV write; `Ok(false)` is a refused CAS or lock, state unchanged.
+    pub(crate) fn kv_write(
+        &mut self,
+        op: KvOp,
+        req: &KvRequest,
+    ) -> Result<bool, StoreError> {
+        match op {
+            KvOp::Set => {
+                self.kv_set(req, None);
+                Ok(true)
+            }
+            KvOp::Cas => {
+                let current = self.st.kv.get(&req.key).map(|e| e.modify_index);
+                let ok = match (req.index, current) {
+                    (0, None) => true,
+                    (0, Some(_)) => false,
+                    (i, Some(m)) => i == m,
+                    (_, None) => false,
+                };
+                if ok {
+                    self.kv_set(req, None);
+                }
+                Ok(ok)
+            }
+            KvOp::Lock => self.kv_lock(req),
+            KvOp::Unlock => Ok(self.kv_unlock(req)),
+            KvOp::Delete => {
+                self.kv_delete(&req.key);
+                Ok(true)
+            }
+            KvOp::DeleteCas => match self.st.kv.get(&req.key) {
+                None => Ok(true),
+                Some(e) if e.modify_index == req.index => {
+                    self.kv_delete(&req.key);
+                    Ok(true)
+                }
+                Some(_) => Ok(false),
+            },
+            KvOp::DeleteTree => {
+                self.kv_delete_tree(&req.key);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Writes value and flags. `lock` = Some(Some(s)) takes the lock for `s`, Some(None) clears it.
+    pub(crate) fn kv_set(&mut self, req: &KvRequest, lock: Option<Option<String>>) -> Arc<KvEntry> {
+        let mut entry = match self.st.kv.get(&req.key) {
+            Some(e) => KvEntry::clone(e),
+            None => KvEntry {
+                key: req.key.clone(),
+                create_index: self.index,
+                ..KvEntry::default()
+            },
+        };
+        entry.value = req.value.clone().filter(|v| !v.is_empty());
+        entry.flags = req.flags;
+        entry.modify_index = self.index;
+        match lock {
+            Some(Some(session)) => {
+                if entry.session.as_deref() != Some(session.as_str()) {
+                    entry.lock_index += 1;
+                    self.st
+                        .session_locks
+                        .entry(session.clone())
+                        .or_default()
+                        .insert(req.key.clone());
+                }
+                entry.session = Some(session);
+            }
+            Some(None) => {
+                if let Some(old) = entry.session.take() {
+                    self.unlink_lock(&old, &req.key);
+                }
+            }
+            None => {}
+        }
+        let entry = Arc::new(entry);
+        self.st.kv.insert(req.key.clone(), Arc::clone(&entry));
+        self.st.tombstones.remove(&req.key);
+        self.kv_changed(&req.key);
+        entry
+    }
+
+    fn kv_lock(&mut self, req: &KvRequest) -> Result<bool, StoreError> {
+        if !self.st.sessions.contains_key(&req.session) {
+            return Err(StoreError::Invalid(format!(
+                "invalid session {:?}",
+                req.session
+            )));
+        }
+        if let Some(until) = self.st.lock_delays.get(&req.key) {
+            if *until > self.now_ms {
+                return Ok(false);
+            }
+        }
+        if let Some(e) = self.st.kv.get(&req.key) {
+            if let Some(holder) = &e.session {
+                if *holder != req.session {
+                    return Ok(false);
+                }
+            }
+        }
+        self.st.lock_delays.remove(&req.key);
+        self.kv_set(req, Some(Some(req.session.clone())));
+        Ok(true)
+    }
+
+    fn kv_unlock(&mut self, req: &KvRequest) -> bool {
+        match self.st.kv.get(&req.key) {
+            Some(e) if e.session.as_deref() == Some(req.session.as_str()) => {
+                self.kv_set(req, Some(None));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn kv_delete(&mut self, key: &str) -> bool {
+        let Some(old) = self.st.kv.remove(key) else {
+            return false;
+        };
+        if let Some(s) = &old.session {
+            self.unlink_lock(s, key);
+        }
+        self.st.tombstones.insert(key.to_string(), self.index);
+        self.kv_changed(key);
+        true
+    }
+
+    pub(crate) fn kv_delete_tree(&mut self, prefix: &str) {
+        let keys: Vec<String> = self
+            .st
+            .kv
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.kv_delete(&k);
+        }
+    }
+
+    fn unlink_lock(&mut self, session: &str, key: &str) {
+        let empty = match self.st.session_locks.get_mut(session) {
+            Some(set) => {
+                set.remove(key);
+                set.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.st.session_locks.remove(session);
+        }
+    }
+
+    fn kv_changed(&mut self, key: &str) {
+        self.bump(WatchKey::Kv);
+        self.changes.kv_keys.push(key.to_string());
+    }
+}
+
+/// KV reads.
+impl State {
+    /// One entry, with the index to block on: the entry's ModifyIndex, or when absent the
+    /// index of its deletion or of the KV table.
+    pub fn kv_get(&self, key: &str) -> (u64, Option<Arc<KvEntry>>) {
+        match self.kv.get(key) {
+            Some(e) => (e.modify_index.max(1), Some(Arc::clone(e))),
+            None => (self.index_of(&WatchKey::Kv), None),
+        }
+    }
+
+    /// Every entry under a prefix, with the highest index of a change under it.
+    pub fn kv_list(&self, prefix: &str) -> (u64, Vec<Arc<KvEntry>>) {
+        let entries: Vec<Arc<KvEntry>> = self
+            .kv
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| Arc::clone(e))
+            .collect();
+        let idx = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
+        (self.prefix_index(prefix, idx), entries)
+    }
+
+    /// Keys under a prefix, grouped up to the first `separator` after the prefix.
+    pub fn kv_keys(&self, prefix: &str, separator: &str) -> (u64, Vec<String>) {
+        let mut out: Vec<String> = Vec::new();
+        let mut max = 0;
+        for (k, e) in self
+            .kv
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            max = max.max(e.modify_index);
+            let rest = &k[prefix.len()..];
+            let key = match (separator.is_empty(), rest.find(separator)) {
+                (false, Some(pos)) => format!("{prefix}{}", &rest[..pos + separator.len()]),
+                _ => k.clone(),
+            };
+            if out.last() != Some(&key) {
+                out.push(key);
+            }
+        }
+        (self.prefix_index(prefix, max), out)
+    }
+
+    /// Highest index of a change under `prefix` given the live maximum; falls back to the table.
+    fn prefix_index(&self, prefix: &str, live_max: u64) -> u64 {
+        let dead_max = self
+            .tombstones
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0);
+        let idx = live_max.max(dead_max);
+        if idx == 0 {
+            self.index_of(&WatchKey::Kv)
+        } else {
+            idx
+        }
+    }
+
+    /// Number of KV entries.
+    pub fn kv_len(&self) -> usize {
+        self.kv.len()
+    }
+}

@@ -1,0 +1,300 @@
+//! The state store: in-memory tables, the only write path (`State::apply`) and the reads.
+//!
+//! `State` is made of persistent maps (`imbl`), so cloning it is O(1) and a clone is a
+//! consistent point-in-time view. `Store` publishes one `Arc<State>` per applied command:
+//! readers take the current `Arc` and read without holding any lock, snapshots serialize a
+//! clone at leisure, and a failed command is rolled back by dropping its working copy.
+//!
+//! Every write is stamped with its log index. Besides the record-level `CreateIndex` and
+//! `ModifyIndex`, the store keeps one index per [`WatchKey`] (a node, a service name, a
+//! table) so that a blocking query waits on exactly what it read, and KV tombstones so
+//! that a deleted key still moves the index of the prefixes above it.
+
+mod catalog;
+mod kv;
+mod session;
+mod txn;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use imbl::{OrdMap, OrdSet};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Response};
+use crate::model::{HealthCheck, KvEntry, Node, Service, Session};
+
+pub use catalog::{CheckServiceNode, ServiceNode};
+
+/// What a blocking query can wait on. Each key has the index of its last change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WatchKey {
+    /// The node list (any node added, changed or removed).
+    Nodes,
+    /// One node: its record, services and checks.
+    Node(String),
+    /// The service list (any instance added, changed or removed).
+    Services,
+    /// One service name: its instances, their checks and their nodes.
+    Service(String),
+    /// Any check.
+    Checks,
+    /// Any session.
+    Sessions,
+    /// The KV table as a whole.
+    Kv,
+}
+
+/// What an applied command changed, for waking blocked readers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Watch keys whose index moved.
+    pub keys: Vec<WatchKey>,
+    /// KV keys written or deleted.
+    pub kv_keys: Vec<String>,
+}
+
+impl Changes {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.kv_keys.is_empty()
+    }
+}
+
+/// Errors from applying a command. The state is unchanged when one is returned.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The request is invalid (missing or inconsistent fields); maps to HTTP 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// A referenced object does not exist; maps to HTTP 400 (as Consul's RPC errors do) or 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The index of the command is not after the last applied one.
+    #[error("index {index} is not after the last applied index {last}")]
+    IndexRegression {
+        /// Index given.
+        index: u64,
+        /// Last applied index.
+        last: u64,
+    },
+}
+
+/// The outcome of `apply`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// Index the command was applied at.
+    pub index: u64,
+    /// The command's result.
+    pub result: Result<Response, StoreError>,
+    /// What changed (empty on error or when the command was a no-op).
+    pub changes: Changes,
+}
+
+/// The whole replicated state at one index.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub(crate) last_index: u64,
+    pub(crate) nodes: OrdMap<String, Arc<Node>>,
+    /// Keyed by (node, service ID).
+    pub(crate) services: OrdMap<(String, String), Arc<Service>>,
+    /// Derived: service name -> instances (node, service ID).
+    pub(crate) services_by_name: OrdMap<String, OrdSet<(String, String)>>,
+    /// Keyed by (node, check ID).
+    pub(crate) checks: OrdMap<(String, String), Arc<HealthCheck>>,
+    pub(crate) kv: OrdMap<String, Arc<KvEntry>>,
+    /// Deleted keys and the index they were deleted at.
+    pub(crate) tombstones: OrdMap<String, u64>,
+    pub(crate) sessions: OrdMap<String, Arc<Session>>,
+    /// Derived: session ID -> keys it holds.
+    pub(crate) session_locks: OrdMap<String, OrdSet<String>>,
+    /// Key -> Unix ms before which it cannot be acquired (lock delay).
+    pub(crate) lock_delays: OrdMap<String, u64>,
+    pub(crate) indexes: OrdMap<WatchKey, u64>,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Index of the last applied command (0 when none).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// Applies `cmd` at `index`. All or nothing: on error the state is unchanged (except that the
+    /// index is consumed, as a Raft log entry is).
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
+        if index <= self.last_index {
+            return Applied {
+                index,
+                result: Err(StoreError::IndexRegression {
+                    index,
+                    last: self.last_index,
+                }),
+                changes: Changes::default(),
+            };
+        }
+        let mut work = self.clone();
+        let mut tx = Tx {
+            st: &mut work,
+            index,
+            now_ms: cmd.now_ms(),
+            changes: Changes::default(),
+        };
+        let result = tx.run(cmd);
+        let changes = std::mem::take(&mut tx.changes);
+        match result {
+            Ok(response) => {
+                *self = work;
+                self.last_index = index;
+                let mut changes = changes;
+                changes.keys.sort();
+                changes.keys.dedup();
+                changes.kv_keys.sort();
+                changes.kv_keys.dedup();
+                Applied {
+                    index,
+                    result: Ok(response),
+                    changes,
+                }
+            }
+            Err(e) => {
+                self.last_index = index;
+                Applied {
+                    index,
+                    result: Err(e),
+                    changes: Changes::default(),
+                }
+            }
+        }
+    }
+
+    /// Index of the last change to `key`, never below 1. A key whose object is gone falls
+    /// back to its table's index, which moved when the object was removed.
+    pub fn index_of(&self, key: &WatchKey) -> u64 {
+        let own = self.indexes.get(key).copied();
+        let idx = match (own, key) {
+            (Some(i), _) => i,
+            (None, WatchKey::Node(_)) => self.table_index(&WatchKey::Nodes),
+            (None, WatchKey::Service(_)) => self.table_index(&WatchKey::Services),
+            (None, _) => 0,
+        };
+        idx.max(1)
+    }
+
+    fn table_index(&self, key: &WatchKey) -> u64 {
+        self.indexes.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// The working copy of one command's application.
+pub(crate) struct Tx<'a> {
+    pub(crate) st: &'a mut State,
+    pub(crate) index: u64,
+    /// The proposer's clock (Unix ms; 0 when the command carries none).
+    pub(crate) now_ms: u64,
+    pub(crate) changes: Changes,
+}
+
+impl Tx<'_> {
+    fn run(&mut self, cmd: &Command) -> Result<Response, StoreError> {
+        match cmd {
+            Command::Register { req, .. } => self.register(req).map(|()| Response::Done),
+            Command::Deregister { req, .. } => self.deregister(req).map(|()| Response::Done),
+            Command::Kv { op, req, .. } => self.kv_write(*op, req).map(Response::Bool),
+            Command::SessionCreate { session } => {
+                self.session_create(session).map(|()| Response::Done)
+            }
+            Command::SessionDestroy { id, .. } => {
+                self.session_destroy(id);
+                Ok(Response::Done)
+            }
+            Command::Txn { ops, .. } => Ok(self.txn(ops)),
+            Command::ReapTombstones { up_to } => {
+                let up_to = *up_to;
+                let reaped: Vec<String> = self
+                    .st
+                    .tombstones
+                    .iter()
+                    .filter(|(_, idx)| **idx <= up_to)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in reaped {
+                    self.st.tombstones.remove(&k);
+                }
+                Ok(Response::Done)
+            }
+            Command::Noop => Ok(Response::Done),
+        }
+    }
+
+    /// Records that `key` changed at this index.
+    pub(crate) fn bump(&mut self, key: WatchKey) {
+        self.st.indexes.insert(key.clone(), self.index);
+        self.changes.keys.push(key);
+    }
+
+    /// Forgets the per-object index of a removed object (its table index takes over).
+    pub(crate) fn forget(&mut self, key: &WatchKey) {
+        self.st.indexes.remove(key);
+        self.changes.keys.push(key.clone());
+    }
+}
+
+/// Rebuilds indexes derived from the tables (after a restore).
+pub(crate) fn rebuild_derived(st: &mut State) {
+    catalog::rebuild_service_index(st);
+}
+
+/// The store as the rest of the program sees it: one writer, many lock-free readers.
+#[derive(Debug, Default)]
+pub struct Store {
+    current: RwLock<Arc<State>>,
+    writer: Mutex<()>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// A store starting from a restored state.
+    pub fn from_state(state: State) -> Store {
+        Store {
+            current: RwLock::new(Arc::new(state)),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current state. Cheap; the returned view never changes.
+    pub fn read(&self) -> Arc<State> {
+        // A poisoned lock only means a reader panicked while cloning an Arc; the data is intact.
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Applies a command and publishes the new state.
+    pub fn apply(&self, index: u64, cmd: &Command) -> Applied {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = State::clone(&self.read());
+        let applied = next.apply(index, cmd);
+        self.publish(next);
+        applied
+    }
+
+    /// Replaces the whole state (snapshot install).
+    pub fn replace(&self, state: State) {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish(state);
+    }
+
+    fn publish(&self, state: State) {
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *g = Arc::new(state);
+    }
+}
