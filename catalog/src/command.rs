@@ -338,8 +338,17 @@ mod tests {
         };
         let bytes = encode(&cmd);
         assert_eq!(decode(&bytes).expect("decodes"), cmd);
-        assert!(matches!(decode(b"{\"v\":99,\"cmd\":\"Noop\"}"), Err(DecodeError::Version(99))));
-        assert!(matches!(decode(b"\x00\x01garbage"), Err(DecodeError::Malformed(_))));
-        assert!(matches!(decode(&bytes[..bytes.len() / 2]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(b"{\"v\":99,\"cmd\":\"Noop\"}"),
+            Err(DecodeError::Version(99))
+        ));
+        assert!(matches!(
+            decode(b"\x00\x01garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2]),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

@@ -194,7 +194,9 @@ impl Tx<'_> {
             .checks
             .range(node_range(node))
             .take_while(|((n, _), _)| n == node)
-            .filter(|(_, c)| c.service_id == key.1 && (c.service_name != name || c.service_tags != tags))
+            .filter(|(_, c)| {
+                c.service_id == key.1 && (c.service_name != name || c.service_tags != tags)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for ck in bound {
@@ -345,7 +347,10 @@ impl Tx<'_> {
         if !self.st.nodes.contains_key(node) {
             return;
         }
-        let services: Vec<String> = self.node_services_iter(node).map(|s| s.id.clone()).collect();
+        let services: Vec<String> = self
+            .node_services_iter(node)
+            .map(|s| s.id.clone())
+            .collect();
         for id in services {
             self.delete_service(node, &id);
         }
@@ -545,7 +550,9 @@ impl State {
 
     /// One service instance.
     pub fn service(&self, node: &str, id: &str) -> Option<Arc<Service>> {
-        self.services.get(&(node.to_string(), id.to_string())).cloned()
+        self.services
+            .get(&(node.to_string(), id.to_string()))
+            .cloned()
     }
 }
 

@@ -9,11 +9,7 @@ use crate::model::KvEntry;
 
 impl Tx<'_> {
     /// Executes one KV write; `Ok(false)` is a refused CAS or lock, state unchanged.
-    pub(crate) fn kv_write(
-        &mut self,
-        op: KvOp,
-        req: &KvRequest,
-    ) -> Result<bool, StoreError> {
+    pub(crate) fn kv_write(&mut self, op: KvOp, req: &KvRequest) -> Result<bool, StoreError> {
         match op {
             KvOp::Set => {
                 self.kv_set(req, None);

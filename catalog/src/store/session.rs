@@ -29,11 +29,7 @@ impl Tx<'_> {
             .iter()
             .chain(session.service_checks.iter().map(|c| &c.id));
         for id in ids {
-            match self
-                .st
-                .checks
-                .get(&(session.node.clone(), id.to_string()))
-            {
+            match self.st.checks.get(&(session.node.clone(), id.to_string())) {
                 None => {
                     return Err(StoreError::NotFound(format!(
                         "Missing check '{id}' registration"

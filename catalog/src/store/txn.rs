@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::{StoreError, Tx};
 use crate::command::{
-    KvRequest, Response, TxnCheckOp, TxnError, TxnKvOp, TxnNodeOp, TxnOp, TxnResult,
-    TxnServiceOp,
+    KvRequest, Response, TxnCheckOp, TxnError, TxnKvOp, TxnNodeOp, TxnOp, TxnResult, TxnServiceOp,
 };
 use crate::model::{KvEntry, Node};
 
@@ -172,7 +171,12 @@ impl Tx<'_> {
         match op.verb.as_str() {
             "set" | "cas" => {
                 if op.verb == "cas" {
-                    check_cas("node", &name, op.node.modify_index, current.map(|n| n.modify_index))?;
+                    check_cas(
+                        "node",
+                        &name,
+                        op.node.modify_index,
+                        current.map(|n| n.modify_index),
+                    )?;
                 }
                 if op.node.address.is_empty() {
                     return Err(StoreError::Invalid("Must provide address".into()));
@@ -191,7 +195,12 @@ impl Tx<'_> {
                 Ok(vec![])
             }
             "delete-cas" => {
-                check_cas("node", &name, op.node.modify_index, current.map(|n| n.modify_index))?;
+                check_cas(
+                    "node",
+                    &name,
+                    op.node.modify_index,
+                    current.map(|n| n.modify_index),
+                )?;
                 self.delete_node(&name);
                 Ok(vec![])
             }
@@ -218,7 +227,12 @@ impl Tx<'_> {
         match op.verb.as_str() {
             "set" | "cas" => {
                 if op.verb == "cas" {
-                    check_cas("service", &id, op.service.modify_index, current.map(|s| s.modify_index))?;
+                    check_cas(
+                        "service",
+                        &id,
+                        op.service.modify_index,
+                        current.map(|s| s.modify_index),
+                    )?;
                 }
                 self.ensure_service(&node, &op.service)?;
                 Ok(get(self))
@@ -234,11 +248,18 @@ impl Tx<'_> {
                 Ok(vec![])
             }
             "delete-cas" => {
-                check_cas("service", &id, op.service.modify_index, current.map(|s| s.modify_index))?;
+                check_cas(
+                    "service",
+                    &id,
+                    op.service.modify_index,
+                    current.map(|s| s.modify_index),
+                )?;
                 self.delete_service(&node, &id);
                 Ok(vec![])
             }
-            other => Err(StoreError::Invalid(format!("unknown Service verb {other:?}"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown Service verb {other:?}"
+            ))),
         }
     }
 
@@ -257,7 +278,12 @@ impl Tx<'_> {
         match op.verb.as_str() {
             "set" | "cas" => {
                 if op.verb == "cas" {
-                    check_cas("check", &id, op.check.modify_index, current.map(|c| c.modify_index))?;
+                    check_cas(
+                        "check",
+                        &id,
+                        op.check.modify_index,
+                        current.map(|c| c.modify_index),
+                    )?;
                 }
                 self.ensure_check(op.check.clone())?;
                 Ok(get(self))
@@ -273,7 +299,12 @@ impl Tx<'_> {
                 Ok(vec![])
             }
             "delete-cas" => {
-                check_cas("check", &id, op.check.modify_index, current.map(|c| c.modify_index))?;
+                check_cas(
+                    "check",
+                    &id,
+                    op.check.modify_index,
+                    current.map(|c| c.modify_index),
+                )?;
                 self.delete_check(&node, &id);
                 Ok(vec![])
             }
