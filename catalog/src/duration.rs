@@ -75,9 +75,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
             let digits = &frac_part[..frac_part.len().min(18)];
             let frac: u128 = digits.parse().map_err(|_| err())?;
             let scale = 10u128.pow(digits.len() as u32);
-            value = value
-                .checked_add(frac * unit_ns / scale)
-                .ok_or_else(err)?;
+            value = value.checked_add(frac * unit_ns / scale).ok_or_else(err)?;
         }
         total_ns = total_ns.checked_add(value).ok_or_else(err)?;
         if total_ns > i64::MAX as u128 {
@@ -176,7 +174,17 @@ mod tests {
         assert_eq!(parse_go_duration("1us"), Ok(Duration::from_micros(1)));
         assert_eq!(parse_go_duration("1µs"), Ok(Duration::from_micros(1)));
         assert_eq!(parse_go_duration("+5ns"), Ok(Duration::from_nanos(5)));
-        for bad in ["", "10", "s", "1x", "-1s", "1.s.", ".s", "9999999999999h", "1h 2m"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1x",
+            "-1s",
+            "1.s.",
+            ".s",
+            "9999999999999h",
+            "1h 2m",
+        ] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} should fail");
         }
     }

@@ -15,7 +15,9 @@ use crate::duration::serde_go;
 pub type Meta = BTreeMap<String, String>;
 
 /// Health of a check, as Consul spells it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// The check succeeds.
@@ -310,7 +312,10 @@ pub mod b64_opt {
         let raw: Option<String> = Option::deserialize(d)?;
         match raw {
             None => Ok(None),
-            Some(s) => STANDARD.decode(s.as_bytes()).map(Some).map_err(D::Error::custom),
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map(Some)
+                .map_err(D::Error::custom),
         }
     }
 }

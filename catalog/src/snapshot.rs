@@ -61,7 +61,11 @@ pub fn write(st: &State) -> Vec<u8> {
         kv: st.kv.values().map(|e| KvEntry::clone(e)).collect(),
         tombstones: st.tombstones.iter().map(|(k, i)| (k.clone(), *i)).collect(),
         sessions: st.sessions.values().map(|s| Session::clone(s)).collect(),
-        lock_delays: st.lock_delays.iter().map(|(k, t)| (k.clone(), *t)).collect(),
+        lock_delays: st
+            .lock_delays
+            .iter()
+            .map(|(k, t)| (k.clone(), *t))
+            .collect(),
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
     };
     // Plain data always serializes.
