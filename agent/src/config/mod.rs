@@ -4,10 +4,37 @@
 //! Precedence, lowest first: built-in defaults, `-dev` defaults, config files and directories
 //! (in the order given; files of a directory in lexical order), then command-line flags.
 
+//!
+//! Lists (`retry_join`, `recursors`, `services`, `checks`, ...) are appended across sources,
+//! blocks (`ports {}`, `node_meta {}`, ...) are merged key by key, and other values are replaced
+//! by later sources. List flags (`-retry-join`, `-recursor`, ...) come before the lists of config
+//! files, as in Consul; `-hcl` snippets come after the config files. Unknown keys produce
+//! warnings ([`Config::warnings`]); invalid values stop start-up with a [`ConfigError`] that
+//! names the file or flag and the key.
+//!
+//! Layout: `flags` (command line), `file` (JSON/HCL files and directories), `schema` (known
+//! keys, per-source checks, merging), `values` (typed value readers), `build` (defaults and
+//! checks across keys).
+
+mod build;
+mod file;
+mod flags;
+mod schema;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use serde_json::Map;
+
+use self::file::Format;
+use self::flags::FlagError;
+use self::schema::{Origin, Report};
 
 /// Everything the agent needs to start, after merging all sources.
 #[derive(Clone, Debug)]
@@ -95,9 +122,22 @@ pub struct Config {
     pub skip_leave_on_interrupt: bool,
     /// `reconnect_timeout` (default 72h).
     pub reconnect_timeout: Duration,
+    /// `-retry-interval-wan` / `retry_interval_wan` (default 30s).
+    pub retry_interval_wan: Duration,
+    /// `-retry-max-wan` / `retry_max_wan` (0: forever).
+    pub retry_max_wan: u32,
+    /// `-rejoin` / `rejoin_after_leave`: rejoin at start-up even after a graceful leave.
+    pub rejoin_after_leave: bool,
+    /// `-disable-host-node-id` / `disable_host_node_id` (default true, as in Consul): the node
+    /// ID is random rather than derived from the host.
+    pub disable_host_node_id: bool,
     /// `disable_update_check` and other accepted-but-inert keys are not kept.
     /// Config files that were read, for `/v1/agent/self` and reload.
     pub config_sources: Vec<PathBuf>,
+    /// The `cairn agent` arguments this configuration was built from; [`reload`] reuses them.
+    pub args: Vec<String>,
+    /// Non-fatal findings (unknown or unsupported keys, risky settings), for the agent to log.
+    pub warnings: Vec<String>,
 }
 
 /// Listener ports (`ports {}`); -1 in Consul disables a listener, here `None`.
@@ -216,12 +256,180 @@ pub struct Limits {
     pub txn_max_req_len: u64,
 }
 
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            http: Some(8500),
+            https: None,
+            dns: Some(8600),
+            server: 8300,
+            serf_lan: 8301,
+            serf_wan: Some(8302),
+            grpc: None,
+        }
+    }
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            allow_stale: true,
+            max_stale: Duration::from_secs(87_600 * 3600),
+            node_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
+            only_passing: false,
+            enable_truncate: false,
+            udp_answer_limit: 3,
+            a_record_limit: 0,
+            disable_compression: false,
+            enable_additional_node_meta_txt: true,
+            recursor_timeout: Duration::from_secs(2),
+            soa: Soa::default(),
+        }
+    }
+}
+
+impl Default for Soa {
+    fn default() -> Self {
+        Soa {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
+    }
+}
+
+impl Default for Performance {
+    fn default() -> Self {
+        Performance {
+            raft_multiplier: 5,
+            leave_drain_time: Duration::from_secs(5),
+            rpc_hold_timeout: Duration::from_secs(7),
+        }
+    }
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        AclConfig {
+            enabled: false,
+            default_policy: "allow".into(),
+            down_policy: "extend-cache".into(),
+            tokens: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            prometheus_retention_time: Duration::ZERO,
+            disable_hostname: false,
+            metrics_prefix: "consul".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            http_max_conns_per_client: 200,
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+        }
+    }
+}
+
 /// A configuration that cannot be used; the message names the flag or key.
+///
+/// `cairn agent -h` is reported as an error too: its message is the help text, and
+/// [`ConfigError::is_help`] tells it apart (print it to stdout and exit 0).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+impl ConfigError {
+    /// True when this "error" is the answer to `-h` / `-help`: the message is the usage text.
+    #[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+    pub fn is_help(&self) -> bool {
+        self.0.starts_with(HELP_PREFIX)
+    }
+}
+
+const HELP_PREFIX: &str = "Usage: cairn agent";
+
+/// The help text of `cairn agent -h`: every flag with a line of explanation.
+#[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+pub fn usage() -> String {
+    flags::usage()
+}
+
 /// Builds the configuration from `cairn agent` arguments (program name and `agent` excluded).
-pub fn load(_args: &[String]) -> Result<Config, ConfigError> {
-    Err(ConfigError("configuration loading is not built yet".into()))
+///
+/// Reads the config files and directories named by the flags; several problems are reported
+/// together, one per line.
+pub fn load(args: &[String]) -> Result<Config, ConfigError> {
+    let parsed = match flags::parse(args) {
+        Ok(parsed) => parsed,
+        Err(FlagError::Help) => return Err(ConfigError(flags::usage())),
+        Err(FlagError::Bad(msg)) => return Err(ConfigError(msg)),
+    };
+    let mut report = Report::default();
+    let mut merged = Map::new();
+    let mut config_sources = Vec::new();
+    let flag_origin = Origin::Flags(&parsed.key_flags);
+
+    // Lists from flags first, so that lists in files append to them (as in Consul).
+    let slices = schema::normalize(&flag_origin, parsed.slices.clone(), &mut report);
+    schema::merge(&mut merged, slices);
+
+    for arg in &parsed.config_paths {
+        match file::read_path(&arg.path, parsed.config_format, &mut report.warnings) {
+            Ok(files) => {
+                for loaded in files {
+                    let name = loaded.path.display().to_string();
+                    let map = schema::normalize(&Origin::File(&name), loaded.map, &mut report);
+                    schema::merge(&mut merged, map);
+                    config_sources.push(loaded.path);
+                }
+            }
+            Err(msg) => report.errors.push(format!("-{}: {msg}", arg.flag)),
+        }
+    }
+
+    for (i, text) in parsed.hcl.iter().enumerate() {
+        match file::parse_text(text, Format::Hcl) {
+            Ok(map) => {
+                let map = schema::normalize(&Origin::Inline(i + 1), map, &mut report);
+                schema::merge(&mut merged, map);
+            }
+            Err(msg) => report.errors.push(format!("-hcl #{}: {msg}", i + 1)),
+        }
+    }
+
+    // Other flags last: they override everything.
+    let values = schema::normalize(&flag_origin, parsed.values.clone(), &mut report);
+    schema::merge(&mut merged, values);
+
+    if !report.errors.is_empty() {
+        return Err(ConfigError(report.errors.join("\n")));
+    }
+    build::build(
+        &merged,
+        build::Inputs {
+            dev: parsed.dev,
+            args: args.to_vec(),
+            config_sources,
+            warnings: report.warnings,
+        },
+    )
+}
+
+/// Builds the configuration again from the same arguments as `previous` (for SIGHUP and
+/// `PUT /v1/agent/reload`): config files are re-read, flags keep their values. The caller
+/// decides which changes it can apply to a running agent.
+#[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+pub fn reload(previous: &Config) -> Result<Config, ConfigError> {
+    load(&previous.args)
 }
