@@ -6,13 +6,32 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
+mod checks;
 mod cli;
 mod config;
+mod events;
+mod http;
+mod local;
+mod metrics;
+mod server;
+mod watch;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::agent::Agent;
+use crate::config::Config;
 
 /// The version this build reports (`cairn version`, `/v1/agent/self`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long in-flight HTTP requests may take to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -22,15 +41,189 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_logging(config: &Config) {
+    let level = match config.log_level.as_str() {
+        "trace" | "debug" | "info" | "warn" | "error" => config.log_level.clone(),
+        _ => "info".to_string(),
+    };
+    // Our crates log at the configured level; dependencies only from warn up unless tracing.
+    let filter = if level == "trace" {
+        "trace".to_string()
+    } else {
+        format!("warn,cairn={level},cairn_catalog={level},cairn_gossip={level}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn run_agent(args: &[String]) -> ExitCode {
-    match config::load(args) {
-        Ok(_config) => {
-            eprintln!("the agent runtime is not built yet");
-            ExitCode::FAILURE
+    let config = match config::load(args) {
+        Ok(c) => c,
+        Err(e) if e.is_help() => {
+            println!("{e}");
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
+            eprintln!("==> {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cairn")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("==> failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
             eprintln!("==> {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn http_addrs(config: &Config) -> Vec<SocketAddr> {
+    let Some(port) = config.ports.http else {
+        return Vec::new();
+    };
+    let ips = if config.addresses.http.is_empty() {
+        &config.client_addrs
+    } else {
+        &config.addresses.http
+    };
+    ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+}
+
+async fn serve(config: Config) -> Result<(), agent::StartError> {
+    let pid_file = config.pid_file.clone();
+    let addrs = http_addrs(&config);
+    let dev = config.dev;
+    let agent = Agent::new(config)?;
+    // Bind before announcing readiness, so "running" means reachable.
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| agent::StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let local = l.local_addr().unwrap_or(*addr);
+        listeners.push((local, l));
+    }
+    agent.start().await?;
+    if let Some(path) = &pid_file
+        && let Err(e) = std::fs::write(path, std::process::id().to_string())
+    {
+        warn!(path = %path.display(), error = %e, "failed to write the pid file");
+    }
+    let api = http::service(Arc::clone(&agent));
+    let mut servers = Vec::new();
+    for (addr, listener) in listeners {
+        agent
+            .http_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(addr);
+        info!(%addr, "HTTP API listening");
+        let mut stop = agent.shutdown_signal();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(api.clone());
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                error!(%addr, error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    info!(
+        node = %agent.node.name,
+        datacenter = %agent.server.datacenter(),
+        dev,
+        "Cairn agent running!"
+    );
+    wait_for_signals(&agent).await;
+    info!("shutting down: draining HTTP requests");
+    agent.begin_shutdown();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        for s in servers {
+            let _ = s.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+    }
+    agent.stop().await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT, SIGTERM or an API leave; reloads on SIGHUP meanwhile.
+async fn wait_for_signals(agent: &Arc<Agent>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("failed to install signal handlers; stop the agent with PUT /v1/agent/leave");
+        let mut stop = agent.shutdown_signal();
+        let _ = stop.wait_for(|s| *s).await;
+        return;
+    };
+    let mut stop = agent.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = int.recv() => { info!("caught SIGINT"); return; }
+            _ = term.recv() => { info!("caught SIGTERM"); return; }
+            _ = hup.recv() => {
+                info!("caught SIGHUP: reloading configuration");
+                match reload(agent) {
+                    Ok(()) => agent.sync_now().await,
+                    Err(e) => error!("reload failed: {e}"),
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Re-reads the configuration and applies what can change at run time (services, checks,
+/// node meta is kept as started).
+pub fn reload(agent: &Agent) -> Result<(), String> {
+    let current = agent.config();
+    let next = config::reload(&current).map_err(|e| e.to_string())?;
+    for w in &next.warnings {
+        warn!("{w}");
+    }
+    *agent.config.write().unwrap_or_else(|p| p.into_inner()) = next;
+    agent.load_config_definitions().map_err(|e| e.to_string())
 }

@@ -97,6 +97,8 @@ pub struct KvRequest {
 }
 
 /// One operation inside a transaction.
+// Short-lived wire data: boxing the larger variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TxnOp {
     /// A KV verb.
@@ -163,6 +165,8 @@ pub struct TxnCheckOp {
 }
 
 /// One result of a committed transaction.
+// Short-lived wire data: boxing the larger variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TxnResult {
     /// A KV entry.
@@ -187,6 +191,8 @@ pub struct TxnError {
 }
 
 /// A state change. `now_ms` fields are the proposer's wall clock (Unix milliseconds).
+// Short-lived wire data: boxing the larger variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Register a node, service and checks.

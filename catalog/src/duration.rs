@@ -18,9 +18,9 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     let mut s = input;
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;
-    } else if s.starts_with('-') {
+    } else if let Some(rest) = s.strip_prefix('-') {
         // Go accepts "-0"; any other negative value has no meaning here.
-        if s[1..].chars().all(|c| c == '0') && s.len() > 1 {
+        if !rest.is_empty() && rest.chars().all(|c| c == '0') {
             return Ok(Duration::ZERO);
         }
         return Err(err());

@@ -16,6 +16,7 @@
 
 pub mod command;
 pub mod duration;
+pub mod filter;
 pub mod model;
 pub mod snapshot;
 pub mod store;

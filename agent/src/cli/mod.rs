@@ -10,7 +10,9 @@ pub fn run(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("Usage: cairn <command> [args]\n\n    agent      Runs a Cairn agent\n    version    Prints the Cairn version");
+            eprintln!(
+                "Usage: cairn <command> [args]\n\n    agent      Runs a Cairn agent\n    version    Prints the Cairn version"
+            );
             ExitCode::from(1)
         }
     }

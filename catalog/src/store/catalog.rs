@@ -45,6 +45,9 @@ impl CheckServiceNode {
     }
 }
 
+/// A node with its service instances.
+pub type NodeServices = (Arc<Node>, Vec<Arc<Service>>);
+
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
@@ -172,10 +175,8 @@ impl Tx<'_> {
             svc.create_index = self.index;
         }
         svc.modify_index = self.index;
-        if let Some(existing) = &old {
-            if existing.service != svc.service {
-                self.unindex_service(&existing.service, &key);
-            }
+        if let Some(existing) = old.as_ref().filter(|e| e.service != svc.service) {
+            self.unindex_service(&existing.service, &key);
         }
         self.st
             .services_by_name
@@ -282,10 +283,8 @@ impl Tx<'_> {
             None => self.touch_node(&node),
         }
         // A previously bound service that the check moved away from also changed.
-        if let Some(existing) = old {
-            if !existing.service_name.is_empty() {
-                self.bump(WatchKey::Service(existing.service_name.clone()));
-            }
+        if let Some(existing) = old.filter(|e| !e.service_name.is_empty()) {
+            self.bump(WatchKey::Service(existing.service_name.clone()));
         }
         if critical {
             self.invalidate_check_sessions(&node, &check_id);
@@ -401,7 +400,7 @@ impl State {
     }
 
     /// A node and its services.
-    pub fn node_services(&self, name: &str) -> (u64, Option<(Arc<Node>, Vec<Arc<Service>>)>) {
+    pub fn node_services(&self, name: &str) -> (u64, Option<NodeServices>) {
         let idx = self.node_index(name);
         let Some(node) = self.nodes.get(name) else {
             return (idx, None);

@@ -95,17 +95,17 @@ impl Tx<'_> {
                 req.session
             )));
         }
-        if let Some(until) = self.st.lock_delays.get(&req.key) {
-            if *until > self.now_ms {
-                return Ok(false);
-            }
+        if self
+            .st
+            .lock_delays
+            .get(&req.key)
+            .is_some_and(|until| *until > self.now_ms)
+        {
+            return Ok(false);
         }
-        if let Some(e) = self.st.kv.get(&req.key) {
-            if let Some(holder) = &e.session {
-                if *holder != req.session {
-                    return Ok(false);
-                }
-            }
+        let holder = self.st.kv.get(&req.key).and_then(|e| e.session.clone());
+        if holder.is_some_and(|h| h != req.session) {
+            return Ok(false);
         }
         self.st.lock_delays.remove(&req.key);
         self.kv_set(req, Some(Some(req.session.clone())));

@@ -1,0 +1,602 @@
+//! The running agent: composition of the server role, the local state and its anti-entropy
+//! loop, check runners, user events and the HTTP API, with start-up and graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use cairn_catalog::model::HealthStatus;
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::checks::{CheckResult, Runners};
+use crate::config::Config;
+use crate::events::EventLog;
+use crate::http::error::ApiError;
+use crate::local::defs::{CheckDef, CheckKind, ScriptPolicy, ServiceDef, Source};
+use crate::local::sync::{self, CatalogView};
+use crate::local::{LocalState, NodeRecord};
+use crate::metrics::Metrics;
+use crate::server::leader::{self, MemberInfo, MemberStatus, SessionTimers};
+use crate::server::{Server, now_ms};
+use crate::watch::WatchHub;
+
+/// How long a registration waits for its catalog sync before answering anyway.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+/// Periodic full anti-entropy interval (Consul's `ae_interval` for clusters up to 128 nodes).
+const AE_INTERVAL: Duration = Duration::from_secs(60);
+/// Output-only changes of a check reach the catalog at most this often (`check_update_interval`).
+const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A running agent.
+pub struct Agent {
+    /// Current configuration (replaced on reload).
+    pub config: RwLock<Config>,
+    /// This node's identity.
+    pub node: NodeRecord,
+    /// The server role (every agent is a server until client agents arrive).
+    pub server: Arc<Server>,
+    /// Blocking-query wake-ups.
+    pub hub: Arc<WatchHub>,
+    /// Services and checks owned by this agent.
+    pub local: Mutex<LocalState>,
+    /// Signalled on every local change (agent endpoints block on it).
+    pub local_changed: Notify,
+    /// Check runners.
+    pub runners: Runners,
+    /// Session TTL timers (leader duty).
+    pub session_timers: Arc<SessionTimers>,
+    /// User events received by this agent.
+    pub events: EventLog,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// When the agent started.
+    pub started: Instant,
+    /// Addresses the HTTP API listens on.
+    pub http_addrs: Mutex<Vec<SocketAddr>>,
+    sync_lock: tokio::sync::Mutex<()>,
+    sync_kick: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration the runtime cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A listener could not be bound.
+    #[error("failed to listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Data directory problem.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A service or check from the configuration is invalid.
+    #[error("{0}")]
+    Definition(String),
+}
+
+/// Finds the address to advertise when bound to a wildcard: the source address of the default
+/// route, else loopback.
+fn detect_private_ip() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+fn node_id(config: &Config) -> Result<String, StartError> {
+    if !config.node_id.is_empty() {
+        return Ok(config.node_id.to_lowercase());
+    }
+    let Some(dir) = &config.data_dir else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let path = dir.join("node-id");
+    let err = |source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(_) | Err(_) => {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).map_err(err)?;
+            Ok(id)
+        }
+    }
+}
+
+impl Agent {
+    /// Builds the agent (no tasks started yet).
+    pub fn new(config: Config) -> Result<Arc<Agent>, StartError> {
+        if !config.server && !config.dev {
+            return Err(StartError::Unsupported(
+                "running without -server is not supported yet: client agents (which forward to \
+                 servers over RPC) arrive in a later version. Start with -dev, or -server -bootstrap."
+                    .into(),
+            ));
+        }
+        if config.bootstrap_expect > 1 {
+            return Err(StartError::Unsupported(format!(
+                "-bootstrap-expect={} needs Raft replication between servers, which is not \
+                 available yet; use -bootstrap (or -bootstrap-expect=1) for a single server",
+                config.bootstrap_expect
+            )));
+        }
+        let advertise = config.advertise_addr.unwrap_or_else(|| {
+            if config.bind_addr.is_unspecified() {
+                detect_private_ip()
+            } else {
+                config.bind_addr
+            }
+        });
+        let wan = config.advertise_addr_wan.unwrap_or(advertise).to_string();
+        let lan = advertise.to_string();
+        let mut tagged = BTreeMap::new();
+        let (lan_key, wan_key) = if advertise.is_ipv4() {
+            ("lan_ipv4", "wan_ipv4")
+        } else {
+            ("lan_ipv6", "wan_ipv6")
+        };
+        tagged.insert("lan".to_string(), lan.clone());
+        tagged.insert(lan_key.to_string(), lan.clone());
+        tagged.insert("wan".to_string(), wan.clone());
+        tagged.insert(wan_key.to_string(), wan);
+        let node = NodeRecord {
+            name: config.node_name.clone(),
+            id: node_id(&config)?,
+            address: lan,
+            datacenter: config.datacenter.clone(),
+            tagged_addresses: tagged,
+            meta: config.node_meta.clone(),
+        };
+        let hub = Arc::new(WatchHub::new());
+        let rpc = SocketAddr::new(advertise, config.ports.server);
+        let server = Arc::new(Server::new_local(rpc, &config.datacenter, Arc::clone(&hub)));
+        let (results_tx, results_rx) = mpsc::channel(1024);
+        let (shutdown, _) = watch::channel(false);
+        let agent = Arc::new(Agent {
+            local: Mutex::new(LocalState::new(node.clone())),
+            node,
+            server,
+            hub,
+            local_changed: Notify::new(),
+            runners: Runners::new(results_tx),
+            session_timers: Arc::new(SessionTimers::default()),
+            events: EventLog::new(),
+            metrics: Metrics::new(),
+            started: Instant::now(),
+            http_addrs: Mutex::new(Vec::new()),
+            sync_lock: tokio::sync::Mutex::new(()),
+            sync_kick: Notify::new(),
+            shutdown,
+            config: RwLock::new(config),
+        });
+        tokio::spawn(Arc::clone(&agent).consume_results(results_rx));
+        Ok(agent)
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Script-check permissions.
+    pub fn script_policy(&self) -> ScriptPolicy {
+        let c = self.config.read().unwrap_or_else(|p| p.into_inner());
+        ScriptPolicy {
+            any: c.enable_script_checks,
+            local: c.enable_local_script_checks,
+        }
+    }
+
+    /// A receiver that turns true when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Starts a graceful shutdown (idempotent).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Registers itself in the catalog, loads configured services and checks and starts the
+    /// background loops.
+    pub async fn start(self: &Arc<Agent>) -> Result<(), StartError> {
+        let me = MemberInfo {
+            name: self.node.name.clone(),
+            id: self.node.id.clone(),
+            address: self.node.address.clone(),
+            server_port: Some(self.config().ports.server),
+            status: MemberStatus::Alive,
+        };
+        leader::reconcile_member(&self.server, &me).await;
+        self.load_config_definitions()?;
+        self.sync_now().await;
+        tokio::spawn(leader::run(
+            Arc::clone(&self.server),
+            Arc::clone(&self.session_timers),
+            self.shutdown_signal(),
+        ));
+        tokio::spawn(Arc::clone(self).sync_loop());
+        tokio::spawn(Arc::clone(self).reap_loop());
+        Ok(())
+    }
+
+    /// Registers the `services[]` and `checks[]` of the configuration (source: config).
+    /// Services and checks previously loaded from config but no longer present are removed.
+    pub fn load_config_definitions(&self) -> Result<(), StartError> {
+        let config = self.config();
+        let scripts = self.script_policy();
+        let mut services = Vec::new();
+        for v in &config.services {
+            let def: ServiceDef = crate::http::decode::decode_value(v.clone()).map_err(|e| {
+                StartError::Definition(format!("service definition: {}", e.message))
+            })?;
+            let parsed = def
+                .validate(&self.node.name, scripts, Source::Config)
+                .map_err(|e| {
+                    StartError::Definition(format!("service {:?}: {}", def.name, e.message))
+                })?;
+            services.push(parsed);
+        }
+        let mut checks = Vec::new();
+        for v in &config.checks {
+            let def: CheckDef = crate::http::decode::decode_value(v.clone())
+                .map_err(|e| StartError::Definition(format!("check definition: {}", e.message)))?;
+            let id = if def.given_id().is_empty() {
+                def.name.clone()
+            } else {
+                def.given_id().to_string()
+            };
+            let (check, spec) = def
+                .validate(
+                    &self.node.name,
+                    id,
+                    def.name.clone(),
+                    scripts,
+                    Source::Config,
+                )
+                .map_err(|e| {
+                    StartError::Definition(format!("check {:?}: {}", def.name, e.message))
+                })?;
+            if check.name.is_empty() {
+                return Err(StartError::Definition(
+                    "check definition: missing check name".into(),
+                ));
+            }
+            checks.push((check, spec));
+        }
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let stale_services: Vec<String> = local
+            .services
+            .iter()
+            .filter(|(id, s)| {
+                s.source == Source::Config && !services.iter().any(|(n, _)| n.id == **id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale_services {
+            for cid in local.remove_service(&id).unwrap_or_default() {
+                self.runners.stop(&cid);
+            }
+        }
+        let stale_checks: Vec<String> = local
+            .checks
+            .iter()
+            .filter(|(id, c)| {
+                c.source == Source::Config
+                    && c.check.service_id.is_empty()
+                    && !checks.iter().any(|(n, _)| n.check_id == **id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale_checks {
+            local.remove_check(&id);
+            self.runners.stop(&id);
+        }
+        for (svc, svc_checks) in services {
+            let specs: Vec<(String, _)> = svc_checks
+                .iter()
+                .map(|(c, s)| (c.check_id.clone(), s.clone()))
+                .collect();
+            local.add_service(svc, svc_checks, Source::Config, true);
+            for (id, spec) in specs {
+                self.runners.start(&id, &spec);
+            }
+        }
+        for (check, spec) in checks {
+            if !check.service_id.is_empty() && !local.services.contains_key(&check.service_id) {
+                return Err(StartError::Definition(format!(
+                    "check {:?}: ServiceID {:?} does not exist",
+                    check.check_id, check.service_id
+                )));
+            }
+            let id = check.check_id.clone();
+            local.add_check(check, Some(spec.clone()), Source::Config);
+            self.runners.start(&id, &spec);
+        }
+        drop(local);
+        self.local_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Registers a service with its checks on this agent.
+    pub async fn register_service(
+        &self,
+        def: ServiceDef,
+        replace_checks: bool,
+    ) -> Result<(), ApiError> {
+        let (service, checks) = def.validate(&self.node.name, self.script_policy(), Source::Api)?;
+        let specs: Vec<(String, _)> = checks
+            .iter()
+            .map(|(c, s)| (c.check_id.clone(), s.clone()))
+            .collect();
+        {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            for id in local.add_service(service, checks, Source::Api, replace_checks) {
+                self.runners.stop(&id);
+            }
+        }
+        for (id, spec) in specs {
+            self.runners.start(&id, &spec);
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Removes a service and its checks. Unknown IDs are a no-op, as in Consul.
+    pub async fn deregister_service(&self, id: &str) {
+        let removed = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.remove_service(id)
+        };
+        if let Some(checks) = removed {
+            for c in checks {
+                self.runners.stop(&c);
+            }
+            self.changed().await;
+        }
+    }
+
+    /// Registers a check on this agent.
+    pub async fn register_check(&self, def: CheckDef) -> Result<(), ApiError> {
+        if def.name.is_empty() {
+            return Err(ApiError::bad_request("Missing check name"));
+        }
+        let id = if def.given_id().is_empty() {
+            def.name.clone()
+        } else {
+            def.given_id().to_string()
+        };
+        let (check, spec) = def.validate(
+            &self.node.name,
+            id.clone(),
+            def.name.clone(),
+            self.script_policy(),
+            Source::Api,
+        )?;
+        if matches!(spec.kind, CheckKind::None) {
+            return Err(ApiError::bad_request(
+                "Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval",
+            ));
+        }
+        {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            if !check.service_id.is_empty() && !local.services.contains_key(&check.service_id) {
+                return Err(ApiError::bad_request(format!(
+                    "ServiceID {:?} does not exist",
+                    check.service_id
+                )));
+            }
+            local.add_check(check, Some(spec.clone()), Source::Api);
+        }
+        self.runners.start(&id, &spec);
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Removes a check. Unknown IDs are a no-op.
+    pub async fn deregister_check(&self, id: &str) {
+        let found = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.remove_check(id)
+        };
+        self.runners.stop(id);
+        if found {
+            self.changed().await;
+        }
+    }
+
+    /// Sets a TTL check's status (`check/pass|warn|fail|update`) and resets its timer.
+    pub async fn update_ttl(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: &str,
+    ) -> Result<(), ApiError> {
+        let ttl = {
+            let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(c) = local.checks.get(id) else {
+                return Err(ApiError::not_found(format!(
+                    "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+                )));
+            };
+            match c.spec.as_ref().map(|s| &s.kind) {
+                Some(CheckKind::Ttl(ttl)) => *ttl,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "CheckID {id:?} does not have associated TTL"
+                    )));
+                }
+            }
+        };
+        self.runners.reset_ttl(id, ttl);
+        let changed = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.update_check(id, status, output)
+        };
+        if changed.is_some() {
+            self.changed().await;
+        }
+        Ok(())
+    }
+
+    /// Turns maintenance on or off for the node or a service.
+    pub async fn set_maintenance(
+        &self,
+        service: Option<&str>,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let ok = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.set_maintenance(service, enable, reason)
+        };
+        if !ok {
+            return Err(ApiError::not_found(format!(
+                "Unknown service ID {:?}",
+                service.unwrap_or_default()
+            )));
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// After a local change: wake local watchers and sync to the catalog (bounded wait).
+    async fn changed(&self) {
+        self.local_changed.notify_waiters();
+        self.metrics.local_changes.inc();
+        if tokio::time::timeout(SYNC_WAIT, self.sync_now())
+            .await
+            .is_err()
+        {
+            debug!("catalog sync still running; answering without waiting further");
+        }
+    }
+
+    /// Runs one anti-entropy pass now.
+    pub async fn sync_now(&self) {
+        let _guard = self.sync_lock.lock().await;
+        let st = self.server.state();
+        let (_, found) = st.node_services(&self.node.name);
+        let view = CatalogView {
+            node: found.as_ref().map(|(n, _)| Arc::clone(n)),
+            services: found.map(|(_, s)| s).unwrap_or_default(),
+            checks: st.node_checks(&self.node.name).1,
+        };
+        let now = Instant::now();
+        let plan = {
+            let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL, now_ms())
+        };
+        if plan.commands.is_empty() && plan.adopt_tags.is_empty() {
+            return;
+        }
+        let mut ok = true;
+        for cmd in plan.commands {
+            if let Err(e) = self.server.propose(cmd).await {
+                warn!(error = %e, "anti-entropy: catalog update failed");
+                ok = false;
+            }
+        }
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, tags) in plan.adopt_tags {
+            if let Some(s) = local.services.get_mut(&id) {
+                s.service.tags = tags;
+            }
+        }
+        if ok {
+            for id in plan.output_written {
+                if let Some(c) = local.checks.get_mut(&id) {
+                    c.output_synced_at = Some(now);
+                }
+            }
+        }
+        self.metrics.syncs.inc();
+    }
+
+    async fn sync_loop(self: Arc<Agent>) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                () = self.sync_kick.notified() => {
+                    // Let a burst of check results settle into one pass.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                () = tokio::time::sleep(AE_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.sync_now().await;
+        }
+    }
+
+    async fn consume_results(self: Arc<Agent>, mut rx: mpsc::Receiver<CheckResult>) {
+        while let Some(r) = rx.recv().await {
+            if !self.runners.is_current(&r.check_id, r.generation) {
+                continue;
+            }
+            let changed = {
+                let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+                local.update_check(&r.check_id, r.status, &r.output)
+            };
+            if let Some(status_changed) = changed {
+                if status_changed {
+                    info!(check = %r.check_id, status = r.status.as_str(), "check status changed");
+                }
+                self.local_changed.notify_waiters();
+                self.sync_kick.notify_one();
+            }
+        }
+    }
+
+    /// Deregisters services critical longer than their DeregisterCriticalServiceAfter.
+    async fn reap_loop(self: Arc<Agent>) {
+        let dev = self.config().dev;
+        // Consul: reaper every 30 s, minimum 1 m; -dev: every 1 s, no minimum.
+        let (every, min) = if dev {
+            (Duration::from_secs(1), Duration::ZERO)
+        } else {
+            (Duration::from_secs(30), Duration::from_secs(60))
+        };
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let doomed = {
+                let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+                local.services_to_reap(Instant::now(), min)
+            };
+            for id in doomed {
+                info!(service = %id, "deregistering service: critical longer than DeregisterCriticalServiceAfter");
+                self.deregister_service(&id).await;
+            }
+        }
+    }
+
+    /// Final work before exit: stop checks.
+    pub async fn stop(&self) {
+        self.runners.stop_all();
+    }
+}

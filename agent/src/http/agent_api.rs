@@ -1,0 +1,768 @@
+//! `/v1/agent/*`: the local agent's services, checks, maintenance, membership, self
+//! description, metrics and lifecycle.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use cairn_catalog::filter::Filter;
+use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::decode::decode;
+use super::error::ApiError;
+use super::params::{Params, QueryOptions, parse_bool};
+use super::{AppState, json_response};
+use crate::local::defs::{CheckDef, ServiceDef};
+use crate::local::{LocalState, NODE_MAINT_ID, SERVICE_MAINT_PREFIX};
+use crate::metrics::{self, Sample};
+
+/// The Consul API level this agent implements, reported where clients look for a version.
+pub const CONSUL_COMPAT_VERSION: &str = "1.21.0";
+
+/// Routes of this area.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/version", get(version))
+        .route("/v1/agent/members", get(members))
+        .route("/v1/agent/services", get(services))
+        .route("/v1/agent/service/register", put(service_register))
+        .route(
+            "/v1/agent/service/deregister/{*id}",
+            put(service_deregister),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{*id}",
+            put(service_maintenance),
+        )
+        .route("/v1/agent/service/{*id}", get(service_get))
+        .route("/v1/agent/health/service/id/{*id}", get(health_by_id))
+        .route("/v1/agent/health/service/name/{*name}", get(health_by_name))
+        .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/check/register", put(check_register))
+        .route("/v1/agent/check/deregister/{*id}", put(check_deregister))
+        .route("/v1/agent/check/pass/{*id}", put(check_pass))
+        .route("/v1/agent/check/warn/{*id}", put(check_warn))
+        .route("/v1/agent/check/fail/{*id}", put(check_fail))
+        .route("/v1/agent/check/update/{*id}", put(check_update))
+        .route("/v1/agent/maintenance", put(node_maintenance))
+        .route("/v1/agent/join/{*addr}", put(join))
+        .route("/v1/agent/leave", put(leave))
+        .route("/v1/agent/force-leave/{*node}", put(force_leave))
+        .route("/v1/agent/reload", put(reload))
+        .route("/v1/agent/metrics", get(metrics_endpoint))
+}
+
+/// A local service as `/v1/agent/services` shows it.
+pub fn agent_service_json(s: &Service, dc: &str) -> Value {
+    let mut v = json!({
+        "ID": s.id,
+        "Service": s.service,
+        "Tags": s.tags,
+        "Meta": s.meta,
+        "Port": s.port,
+        "Address": s.address,
+        "Weights": s.weights,
+        "EnableTagOverride": s.enable_tag_override,
+        "Datacenter": dc,
+    });
+    if !s.tagged_addresses.is_empty() {
+        v["TaggedAddresses"] = json!(s.tagged_addresses);
+    }
+    if !s.kind.is_empty() {
+        v["Kind"] = json!(s.kind);
+    }
+    v
+}
+
+fn check_json(c: &HealthCheck) -> Value {
+    serde_json::to_value(c).unwrap_or(Value::Null)
+}
+
+fn compile_filter(expr: Option<&str>, schema: Value) -> Result<Option<Filter>, ApiError> {
+    let Some(expr) = expr else { return Ok(None) };
+    let f = Filter::parse(expr).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Failed to create boolean expression evaluator: {e}"
+        ))
+    })?;
+    f.validate(&schema).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Failed to create boolean expression evaluator: {e}"
+        ))
+    })?;
+    Ok(Some(f))
+}
+
+fn keep(f: Option<&Filter>, v: &Value) -> Result<bool, ApiError> {
+    match f {
+        None => Ok(true),
+        Some(f) => f
+            .matches(v)
+            .map_err(|e| ApiError::bad_request(format!("Failed to apply filter: {e}"))),
+    }
+}
+
+fn local(agent: &AppState) -> std::sync::MutexGuard<'_, LocalState> {
+    agent.local.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let o = QueryOptions::from_params(&p)?;
+    let dc = a.server.datacenter().to_string();
+    let f = compile_filter(
+        o.filter.as_deref(),
+        agent_service_json(&Service::default(), ""),
+    )?;
+    let mut out = serde_json::Map::new();
+    for (id, s) in &local(&a).services {
+        let v = agent_service_json(&s.service, &dc);
+        if keep(f.as_ref(), &v)? {
+            out.insert(id.clone(), v);
+        }
+    }
+    Ok(json_response(&out, o.pretty))
+}
+
+fn content_hash(v: &Value) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+async fn service_get(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let o = QueryOptions::from_params(&p)?;
+    let dc = a.server.datacenter().to_string();
+    let deadline = tokio::time::Instant::now() + o.wait_with_jitter();
+    loop {
+        let changed = a.local_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let v = {
+            let l = local(&a);
+            l.services
+                .get(&id)
+                .map(|s| agent_service_json(&s.service, &dc))
+        };
+        let Some(mut v) = v else {
+            return Err(ApiError::not_found(format!("unknown service ID: {id}")));
+        };
+        let hash = content_hash(&v);
+        let unchanged = o.hash.as_deref() == Some(hash.as_str());
+        if !unchanged || tokio::time::Instant::now() >= deadline {
+            v["ContentHash"] = json!(hash);
+            let mut resp = json_response(&v, o.pretty);
+            if let Ok(h) = HeaderValue::from_str(&hash) {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-consul-contenthash"), h);
+            }
+            return Ok(resp);
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn service_register(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let replace = p.flag("replace-existing-checks")?;
+    let def: ServiceDef = decode(&body)?;
+    a.register_service(def, replace).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn service_deregister(State(a): State<AppState>, Path(id): Path<String>) -> Response {
+    a.deregister_service(&id).await;
+    StatusCode::OK.into_response()
+}
+
+fn enable_param(p: &Params) -> Result<bool, ApiError> {
+    match p.get("enable") {
+        None => Err(ApiError::bad_request("Missing value for enable")),
+        Some(v) => parse_bool(v).ok_or_else(|| ApiError::bad_request("Invalid value for enable")),
+    }
+}
+
+async fn service_maintenance(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let enable = enable_param(&p)?;
+    let reason = p.get("reason").unwrap_or_default().to_string();
+    a.set_maintenance(Some(&id), enable, &reason).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn node_maintenance(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let enable = enable_param(&p)?;
+    let reason = p.get("reason").unwrap_or_default().to_string();
+    a.set_maintenance(None, enable, &reason).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Consul's aggregation for agent health endpoints: maintenance, then critical, warning,
+/// passing.
+fn aggregate(checks: &[&HealthCheck]) -> &'static str {
+    if checks
+        .iter()
+        .any(|c| c.check_id == NODE_MAINT_ID || c.check_id.starts_with(SERVICE_MAINT_PREFIX))
+    {
+        return "maintenance";
+    }
+    let worst = checks.iter().map(|c| c.status).min_by_key(|s| match s {
+        HealthStatus::Critical => 0,
+        HealthStatus::Warning => 1,
+        HealthStatus::Passing => 2,
+    });
+    worst.map_or("passing", HealthStatus::as_str)
+}
+
+fn health_code(status: &str) -> StatusCode {
+    match status {
+        "passing" => StatusCode::OK,
+        "warning" => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn wants_text(p: &Params, headers: &HeaderMap) -> bool {
+    p.get("format") == Some("text")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/plain"))
+}
+
+fn service_health(l: &LocalState, id: &str, dc: &str) -> Option<(&'static str, Value)> {
+    let s = l.services.get(id)?;
+    let checks: Vec<&HealthCheck> = l
+        .checks
+        .values()
+        .filter(|c| c.check.service_id == id || c.check.service_id.is_empty())
+        .map(|c| &c.check)
+        .collect();
+    let status = aggregate(&checks);
+    let v = json!({
+        "AggregatedStatus": status,
+        "Service": agent_service_json(&s.service, dc),
+        "Checks": checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
+    });
+    Some((status, v))
+}
+
+async fn health_by_id(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let dc = a.server.datacenter().to_string();
+    let found = service_health(&local(&a), &id, &dc);
+    let text = wants_text(&p, &headers);
+    match found {
+        None if text => {
+            Ok((StatusCode::NOT_FOUND, format!("ServiceId {id} not found")).into_response())
+        }
+        None => Err(ApiError::not_found(format!("ServiceId {id} not found"))),
+        Some((status, _)) if text => Ok((health_code(status), status).into_response()),
+        Some((status, v)) => {
+            let mut r = json_response(&v, p.has("pretty"));
+            *r.status_mut() = health_code(status);
+            Ok(r)
+        }
+    }
+}
+
+async fn health_by_name(
+    State(a): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let dc = a.server.datacenter().to_string();
+    let results: Vec<(&'static str, Value)> = {
+        let l = local(&a);
+        l.services
+            .values()
+            .filter(|s| s.service.service == name)
+            .filter_map(|s| service_health(&l, &s.service.id, &dc))
+            .collect()
+    };
+    let text = wants_text(&p, &headers);
+    if results.is_empty() {
+        let msg = format!("ServiceName {name} Not Found");
+        return if text {
+            Ok((StatusCode::NOT_FOUND, msg).into_response())
+        } else {
+            Err(ApiError::not_found(msg))
+        };
+    }
+    let worst = ["maintenance", "critical", "warning", "passing"]
+        .into_iter()
+        .find(|w| results.iter().any(|(s, _)| s == w))
+        .unwrap_or("passing");
+    if text {
+        return Ok((health_code(worst), worst).into_response());
+    }
+    let list: Vec<Value> = results.into_iter().map(|(_, v)| v).collect();
+    let mut r = json_response(&list, p.has("pretty"));
+    *r.status_mut() = health_code(worst);
+    Ok(r)
+}
+
+async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let o = QueryOptions::from_params(&p)?;
+    let f = compile_filter(o.filter.as_deref(), check_json(&HealthCheck::default()))?;
+    let mut out = serde_json::Map::new();
+    for (id, c) in &local(&a).checks {
+        let v = check_json(&c.check);
+        if keep(f.as_ref(), &v)? {
+            out.insert(id.clone(), v);
+        }
+    }
+    Ok(json_response(&out, o.pretty))
+}
+
+async fn check_register(State(a): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let def: CheckDef = decode(&body)?;
+    a.register_check(def).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn check_deregister(State(a): State<AppState>, Path(id): Path<String>) -> Response {
+    a.deregister_check(&id).await;
+    StatusCode::OK.into_response()
+}
+
+async fn ttl_update(
+    a: AppState,
+    id: String,
+    q: Option<String>,
+    status: HealthStatus,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let note = p.get("note").unwrap_or_default().to_string();
+    a.update_ttl(&id, status, &note).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn check_pass(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl_update(a, id, q, HealthStatus::Passing).await
+}
+
+async fn check_warn(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl_update(a, id, q, HealthStatus::Warning).await
+}
+
+async fn check_fail(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    ttl_update(a, id, q, HealthStatus::Critical).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CheckUpdate {
+    status: String,
+    output: String,
+}
+
+async fn check_update(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let u: CheckUpdate = decode(&body)?;
+    let status = HealthStatus::parse(&u.status)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid check status: '{}'", u.status)))?;
+    a.update_ttl(&id, status, &u.output).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn member_json(a: &AppState) -> Value {
+    let c = a.config();
+    let addr = a.node.address.clone();
+    let mut tags = BTreeMap::new();
+    tags.insert(
+        "build",
+        format!("{CONSUL_COMPAT_VERSION}:cairn-{}", crate::VERSION),
+    );
+    tags.insert("dc", c.datacenter.clone());
+    tags.insert("id", a.node.id.clone());
+    tags.insert("segment", String::new());
+    tags.insert("vsn", "2".into());
+    tags.insert("vsn_min", "2".into());
+    tags.insert("vsn_max", "3".into());
+    if c.server {
+        tags.insert("role", "consul".into());
+        tags.insert("port", c.ports.server.to_string());
+        tags.insert("raft_vsn", "3".into());
+        tags.insert("expect", c.bootstrap_expect.to_string());
+        if c.bootstrap {
+            tags.insert("bootstrap", "1".into());
+        }
+        if let Some(p) = c.ports.serf_wan {
+            tags.insert("wan_join_port", p.to_string());
+        }
+    } else {
+        tags.insert("role", "node".into());
+    }
+    json!({
+        "Name": a.node.name,
+        "Addr": addr,
+        "Port": c.ports.serf_lan,
+        "Tags": tags,
+        "Status": 1,
+        "ProtocolMin": 1,
+        "ProtocolMax": 5,
+        "ProtocolCur": 2,
+        "DelegateMin": 2,
+        "DelegateMax": 5,
+        "DelegateCur": 4,
+    })
+}
+
+async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let mut m = member_json(&a);
+    if p.flag("wan")? {
+        m["Name"] = json!(format!("{}.{}", a.node.name, a.server.datacenter()));
+        if let Some(port) = a.config().ports.serf_wan {
+            m["Port"] = json!(port);
+        }
+    }
+    Ok(json_response(&vec![m], p.has("pretty")))
+}
+
+async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::parse(q.as_deref());
+    let c = a.config();
+    let (nodes, services, kv, sessions) = {
+        let st = a.server.state();
+        (
+            st.nodes().1.len(),
+            st.service_names().1.len(),
+            st.kv_len(),
+            st.sessions().1.len(),
+        )
+    };
+    let (local_services, local_checks) = {
+        let l = local(&a);
+        (l.services.len(), l.checks.len())
+    };
+    let leader = a.server.leader().map(|l| l.to_string()).unwrap_or_default();
+    let v = json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
+            "NodeName": a.node.name,
+            "NodeID": a.node.id,
+            "Server": c.server,
+            "Revision": format!("cairn-{}", crate::VERSION),
+            "Version": CONSUL_COMPAT_VERSION,
+            "VersionPrerelease": "",
+            "VersionMetadata": "",
+            "BuildDate": "",
+            "Product": "cairn",
+            "CairnVersion": crate::VERSION,
+        },
+        "DebugConfig": {
+            "Datacenter": c.datacenter,
+            "NodeName": a.node.name,
+            "NodeID": a.node.id,
+            "ServerMode": c.server,
+            "DevMode": c.dev,
+            "Bootstrap": c.bootstrap,
+            "BootstrapExpect": c.bootstrap_expect,
+            "BindAddr": c.bind_addr.to_string(),
+            "AdvertiseAddrLAN": a.node.address,
+            "ClientAddrs": c.client_addrs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            "DataDir": c.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            "DNSDomain": c.domain,
+            "HTTPPort": c.ports.http.map_or(-1, i32::from),
+            "DNSPort": c.ports.dns.map_or(-1, i32::from),
+            "ServerPort": c.ports.server,
+            "SerfPortLAN": c.ports.serf_lan,
+            "LogLevel": c.log_level,
+            "UIConfig": {"Enabled": c.ui},
+            "EnableScriptChecks": c.enable_script_checks,
+            "EnableLocalScriptChecks": c.enable_local_script_checks,
+            "NodeMeta": c.node_meta,
+            "RetryJoinLAN": c.retry_join,
+            "ACLsEnabled": c.acl.enabled,
+        },
+        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
+        "Member": member_json(&a),
+        "Stats": {
+            "agent": {"checks": local_checks.to_string(), "services": local_services.to_string()},
+            "build": {"version": CONSUL_COMPAT_VERSION, "cairn": crate::VERSION},
+            "consul": {
+                "server": c.server.to_string(),
+                "leader": a.server.is_leader().to_string(),
+                "leader_addr": leader,
+                "known_datacenters": "1",
+                "bootstrap": c.bootstrap.to_string(),
+            },
+            "catalog": {
+                "nodes": nodes.to_string(),
+                "services": services.to_string(),
+                "kv_entries": kv.to_string(),
+                "sessions": sessions.to_string(),
+            },
+            "runtime": {
+                "os": std::env::consts::OS,
+                "arch": std::env::consts::ARCH,
+                "rss_bytes": metrics::rss_bytes().to_string(),
+            },
+        },
+        "Meta": c.node_meta,
+        "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
+    });
+    json_response(&v, p.has("pretty"))
+}
+
+async fn version(State(_a): State<AppState>) -> Response {
+    json_response(
+        &json!({
+            "SHA": "",
+            "BuildDate": "",
+            "HumanVersion": format!("{CONSUL_COMPAT_VERSION} (cairn {})", crate::VERSION),
+            "FIPS": "",
+        }),
+        false,
+    )
+}
+
+async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
+    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == a.node.address || host == a.config().bind_addr.to_string() {
+        return Ok(StatusCode::OK.into_response());
+    }
+    Err(ApiError::internal(format!(
+        "1 error occurred:\n\t* Failed to join {addr}: this version of Cairn runs a single-member \
+         pool; joining other agents arrives with LAN gossip"
+    )))
+}
+
+async fn force_leave(
+    State(a): State<AppState>,
+    Path(node): Path<String>,
+) -> Result<Response, ApiError> {
+    if node == a.node.name {
+        return Err(ApiError::bad_request(
+            "Cannot force leave this agent itself",
+        ));
+    }
+    Err(ApiError::not_found(format!(
+        "agent: No node found with name '{node}'"
+    )))
+}
+
+async fn leave(State(a): State<AppState>) -> Response {
+    tracing::info!("leave requested through the API: shutting down gracefully");
+    let agent = a.clone();
+    tokio::spawn(async move {
+        // Let this response go out before the listener starts draining.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        agent.begin_shutdown();
+    });
+    StatusCode::OK.into_response()
+}
+
+async fn reload(State(a): State<AppState>) -> Result<Response, ApiError> {
+    crate::reload(&a).map_err(|e| ApiError::internal(format!("Failed reloading: {e}")))?;
+    a.sync_now().await;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn metrics_endpoint(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let samples = collect_samples(&a);
+    let prefix = a.config().telemetry.metrics_prefix;
+    let prom = p.get("format") == Some("prometheus")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("openmetrics") || v.starts_with("text/plain"));
+    if prom {
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::render_prometheus(&prefix, &samples),
+        )
+            .into_response());
+    }
+    let ts = format!("{:?}", std::time::SystemTime::now());
+    Ok(json_response(
+        &metrics::render_json(&prefix, &samples, &ts),
+        p.has("pretty"),
+    ))
+}
+
+fn collect_samples(a: &AppState) -> Vec<Sample> {
+    let st = a.server.state();
+    let (applied, refused) = crate::server::metrics::applied();
+    let m = &a.metrics;
+    let (local_services, local_checks, critical) = {
+        let l = local(a);
+        (
+            l.services.len(),
+            l.checks.len(),
+            l.checks
+                .values()
+                .filter(|c| c.check.status == HealthStatus::Critical)
+                .count(),
+        )
+    };
+    let g = |name, help, value: f64| Sample {
+        name,
+        help,
+        counter: false,
+        value,
+    };
+    let c = |name, help, value: u64| Sample {
+        name,
+        help,
+        counter: true,
+        value: value as f64,
+    };
+    vec![
+        c(
+            "http.requests",
+            "HTTP API requests served.",
+            m.http_requests.get(),
+        ),
+        c(
+            "http.client_errors",
+            "HTTP API requests answered with a 4xx.",
+            m.http_client_errors.get(),
+        ),
+        c(
+            "http.server_errors",
+            "HTTP API requests answered with a 5xx.",
+            m.http_server_errors.get(),
+        ),
+        c(
+            "http.blocking_queries",
+            "Blocking queries started.",
+            m.blocking_queries.get(),
+        ),
+        c(
+            "raft.apply",
+            "Commands applied to the state machine.",
+            applied,
+        ),
+        c(
+            "raft.apply_refused",
+            "Commands refused by the state machine.",
+            refused,
+        ),
+        c(
+            "agent.local_changes",
+            "Changes to the agent's local services and checks.",
+            m.local_changes.get(),
+        ),
+        c(
+            "agent.syncs",
+            "Anti-entropy passes that wrote to the catalog.",
+            m.syncs.get(),
+        ),
+        g(
+            "raft.last_index",
+            "Last applied log index.",
+            st.last_index() as f64,
+        ),
+        g(
+            "catalog.nodes",
+            "Nodes in the catalog.",
+            st.nodes().1.len() as f64,
+        ),
+        g(
+            "catalog.services",
+            "Service names in the catalog.",
+            st.service_names().1.len() as f64,
+        ),
+        g("kvs.entries", "KV entries.", st.kv_len() as f64),
+        g(
+            "session_ttl.active",
+            "Sessions with an armed TTL timer.",
+            a.session_timers.len() as f64,
+        ),
+        g(
+            "agent.services",
+            "Services registered on this agent.",
+            local_services as f64,
+        ),
+        g(
+            "agent.checks",
+            "Checks registered on this agent.",
+            local_checks as f64,
+        ),
+        g(
+            "agent.checks_critical",
+            "Critical checks on this agent.",
+            critical as f64,
+        ),
+        g(
+            "http.watch_targets",
+            "Distinct targets of blocked readers.",
+            a.hub.targets() as f64,
+        ),
+        g(
+            "runtime.rss_bytes",
+            "Resident memory of the agent process.",
+            metrics::rss_bytes() as f64,
+        ),
+        g(
+            "runtime.uptime_seconds",
+            "Seconds since the agent started.",
+            a.started.elapsed().as_secs_f64(),
+        ),
+    ]
+}

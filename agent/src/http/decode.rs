@@ -1,0 +1,228 @@
+//! Request-body decoding as Consul does it: JSON keys are matched case-insensitively and
+//! with or without underscores (`DeregisterCriticalServiceAfter`, `deregistercriticalserviceafter`
+//! and `deregister_critical_service_after` are the same key), except inside free-form maps
+//! (`Meta`, `NodeMeta`, `Header`, `TaggedAddresses`) whose keys are user data.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// Every field name the API decodes, in its canonical spelling.
+const CANONICAL: &[&str] = &[
+    "ID",
+    "Node",
+    "Address",
+    "Datacenter",
+    "TaggedAddresses",
+    "NodeMeta",
+    "Meta",
+    "Service",
+    "Services",
+    "Check",
+    "Checks",
+    "SkipNodeUpdate",
+    "ServiceID",
+    "CheckID",
+    "Name",
+    "Notes",
+    "Status",
+    "Output",
+    "ServiceName",
+    "ServiceTags",
+    "Type",
+    "Interval",
+    "Timeout",
+    "Definition",
+    "HTTP",
+    "Header",
+    "Method",
+    "Body",
+    "TLSServerName",
+    "TLSSkipVerify",
+    "TCP",
+    "TCPUseTLS",
+    "UDP",
+    "GRPC",
+    "GRPCUseTLS",
+    "H2PING",
+    "H2PingUseTLS",
+    "DeregisterCriticalServiceAfter",
+    "Tags",
+    "Port",
+    "Weights",
+    "Passing",
+    "Warning",
+    "EnableTagOverride",
+    "Kind",
+    "Proxy",
+    "Connect",
+    "Native",
+    "SidecarService",
+    "Args",
+    "ScriptArgs",
+    "Script",
+    "DockerContainerID",
+    "Shell",
+    "TTL",
+    "AliasNode",
+    "AliasService",
+    "SuccessBeforePassing",
+    "FailuresBeforeWarning",
+    "FailuresBeforeCritical",
+    "OutputMaxSize",
+    "DisableRedirects",
+    "OSService",
+    "ExposedPort",
+    "CreateIndex",
+    "ModifyIndex",
+    "LockIndex",
+    "Key",
+    "Flags",
+    "Value",
+    "Session",
+    "Verb",
+    "Index",
+    "KV",
+    "LockDelay",
+    "Behavior",
+    "NodeChecks",
+    "ServiceChecks",
+    "Namespace",
+    "Partition",
+    "Token",
+    "SocketPath",
+    "Locality",
+    "Region",
+    "Zone",
+    "Payload",
+    "NodeFilter",
+    "ServiceFilter",
+    "TagFilter",
+    "Version",
+    "LTime",
+    "WriteRequest",
+    "Datacenters",
+    "Description",
+    "Rules",
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "Upstreams",
+    "Mode",
+    "Config",
+    "PeerName",
+    "Enable",
+    "Reason",
+    "Port",
+    "ServiceAddress",
+    "ServicePort",
+    "ServiceMeta",
+    "ServiceTaggedAddresses",
+    "ServiceWeights",
+    "ServiceEnableTagOverride",
+    "ServiceKind",
+    "EnterpriseMeta",
+    "Expose",
+    "MeshGateway",
+    "TransparentProxy",
+];
+
+/// Fields whose object value is a user map: its keys are kept as written.
+const FREE_FORM: &[&str] = &[
+    "Meta",
+    "NodeMeta",
+    "ServiceMeta",
+    "Header",
+    "TaggedAddresses",
+    "ServiceTaggedAddresses",
+    "Config",
+];
+
+fn fold(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn table() -> &'static HashMap<String, &'static str> {
+    static TABLE: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    TABLE.get_or_init(|| CANONICAL.iter().map(|k| (fold(k), *k)).collect())
+}
+
+/// Rewrites object keys to their canonical spelling (recursively).
+/// Recursion is bounded: serde_json refuses input nested deeper than 128 levels.
+pub fn normalize(v: Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, val) in map {
+                let canon = table().get(&fold(&k)).copied();
+                let key = canon.map(str::to_string).unwrap_or(k);
+                let val = match (canon, val) {
+                    (Some(c), Value::Object(inner)) if FREE_FORM.contains(&c) => Value::Object(
+                        inner
+                            .into_iter()
+                            .map(|(ik, iv)| (ik, normalize(iv)))
+                            .collect(),
+                    ),
+                    (_, other) => normalize(other),
+                };
+                out.insert(key, val);
+            }
+            Value::Object(out)
+        }
+        other => other,
+    }
+}
+
+/// Decodes a JSON request body into `T` after normalising key casing.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    decode_value(value)
+}
+
+/// Decodes an already parsed JSON value into `T` after normalising key casing.
+pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(normalize(value))
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_fold_but_user_maps_keep_theirs() {
+        let v = normalize(json!({
+            "name": "web", "enabletagoverride": true, "tagged_addresses": {"lan": {"address": "1.2.3.4", "port": 80}},
+            "meta": {"Some_Key": "v"}, "check": {"http": "http://x", "deregister_critical_service_after": "1m",
+            "header": {"X-Custom": ["a"]}, "script_args": ["a"], "service_id": "s"}
+        }));
+        assert_eq!(
+            v,
+            json!({
+                "Name": "web", "EnableTagOverride": true,
+                "TaggedAddresses": {"lan": {"Address": "1.2.3.4", "Port": 80}},
+                "Meta": {"Some_Key": "v"},
+                "Check": {"HTTP": "http://x", "DeregisterCriticalServiceAfter": "1m",
+                          "Header": {"X-Custom": ["a"]}, "ScriptArgs": ["a"], "ServiceID": "s"}
+            })
+        );
+    }
+
+    #[test]
+    fn bad_json_is_a_400() {
+        let e = decode::<Value>(b"{not json").expect_err("must fail");
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.starts_with("Request decode failed"));
+    }
+}

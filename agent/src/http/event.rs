@@ -1,0 +1,88 @@
+//! `/v1/event/*`: user events (fire and list, with blocking on new events).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, put};
+
+use super::error::ApiError;
+use super::params::Params;
+use super::{AppState, check_dc, json_response, query};
+use crate::events::{EventLog, Recipient, UserEvent};
+
+/// Routes of this area. `POST` to fire is accepted too: Spring Cloud Consul sends it.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/event/fire/{*name}", put(fire).post(fire))
+        .route("/v1/event/list", get(list))
+}
+
+async fn fire(
+    State(a): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let ev = a.events.create(
+        &name,
+        body.to_vec(),
+        p.get("node").unwrap_or_default(),
+        p.get("service").unwrap_or_default(),
+        p.get("tag").unwrap_or_default(),
+    )?;
+    let recipient = {
+        let l = a.local.lock().unwrap_or_else(|p| p.into_inner());
+        Recipient {
+            node: &a.node.name,
+            services: l
+                .services
+                .values()
+                .map(|s| (s.service.service.clone(), s.service.tags.clone()))
+                .collect(),
+        }
+    };
+    if EventLog::matches(&ev, &recipient) {
+        a.events.receive(ev.clone());
+    }
+    Ok(json_response(&ev, o.pretty))
+}
+
+fn keep(ev: &UserEvent, p: &Params) -> bool {
+    let field = |want: Option<&str>, have: &str| want.is_none_or(|w| w.is_empty() || w == have);
+    field(p.get("name"), &ev.name)
+        && field(p.get("node"), &ev.node_filter)
+        && field(p.get("service"), &ev.service_filter)
+        && field(p.get("tag"), &ev.tag_filter)
+}
+
+async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let deadline = tokio::time::Instant::now() + o.wait_with_jitter();
+    loop {
+        let changed = a.events.notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let (_, all) = a.events.list(None);
+        let events: Vec<UserEvent> = all.into_iter().filter(|e| keep(e, &p)).collect();
+        let index = events
+            .last()
+            .map_or(1, |e| crate::events::id_to_index(&e.id).max(1));
+        if o.min_index == 0 || index != o.min_index || tokio::time::Instant::now() >= deadline {
+            let mut r = json_response(&events, o.pretty);
+            if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+                r.headers_mut()
+                    .insert(HeaderName::from_static("x-consul-index"), v);
+            }
+            return Ok(r);
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

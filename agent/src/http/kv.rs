@@ -1,0 +1,217 @@
+//! `/v1/kv/*`: the key/value store (get, list, keys, raw; put with flags, CAS and locks;
+//! delete, recursive and CAS).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cairn_catalog::command::{KvOp, KvRequest};
+use cairn_catalog::{Command, Response as CmdResponse};
+
+use super::error::ApiError;
+use super::{AppState, check_dc, json_response, query, run_read, set_meta};
+use crate::server::now_ms;
+use crate::server::query::Read;
+
+/// Routes of this area. `max_value` is `limits.kv_max_value_size`.
+pub fn routes_with_limit(max_value: usize) -> axum::Router<AppState> {
+    Router::new()
+        .route("/v1/kv/", get(get_root).put(put_root).delete(delete_root))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        // Read one byte more than allowed so that an oversized value gets Consul's 413.
+        .layer(DefaultBodyLimit::max(max_value.saturating_add(1)))
+}
+
+async fn get_root(s: State<AppState>, q: RawQuery) -> Result<Response, ApiError> {
+    kv_get(s, String::new(), q).await
+}
+async fn get_key(
+    s: State<AppState>,
+    Path(key): Path<String>,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    kv_get(s, key, q).await
+}
+async fn put_root(
+    s: State<AppState>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    kv_put(s, String::new(), q, h, b).await
+}
+async fn put_key(
+    s: State<AppState>,
+    Path(key): Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    kv_put(s, key, q, h, b).await
+}
+async fn delete_root(s: State<AppState>, q: RawQuery) -> Result<Response, ApiError> {
+    kv_delete(s, String::new(), q).await
+}
+async fn delete_key(
+    s: State<AppState>,
+    Path(key): Path<String>,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    kv_delete(s, key, q).await
+}
+
+async fn kv_get(
+    State(a): State<AppState>,
+    key: String,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    let recurse = p.presence("recurse");
+    let keys = p.presence("keys");
+    let raw = p.presence("raw");
+    if key.is_empty() && !recurse && !keys {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let read = if keys {
+        Read::KvKeys {
+            prefix: key,
+            separator: p.get("separator").unwrap_or_default().to_string(),
+        }
+    } else if recurse {
+        Read::KvList { prefix: key }
+    } else {
+        Read::KvGet { key }
+    };
+    let (meta, value) = run_read(&a, read, &o).await?;
+    if value.is_null() {
+        let mut r = StatusCode::NOT_FOUND.into_response();
+        set_meta(r.headers_mut(), &meta);
+        return Ok(r);
+    }
+    if raw && !keys && !recurse {
+        let b64 = value[0]["Value"].as_str().unwrap_or_default();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+            .unwrap_or_default();
+        let mut r = (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            bytes,
+        )
+            .into_response();
+        set_meta(r.headers_mut(), &meta);
+        return Ok(r);
+    }
+    Ok(super::read_response(&meta, &value, o.pretty))
+}
+
+fn too_large(size: u64, max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "Request body({size} bytes) too large, max size: {max} bytes. See https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size."
+        ),
+    )
+}
+
+async fn kv_put(
+    State(a): State<AppState>,
+    key: String,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    if key.is_empty() {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let max = a.config().limits.kv_max_value_size;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if body.len() as u64 > max {
+        return Err(too_large(declared.unwrap_or(body.len() as u64), max));
+    }
+    let flags = p.u64("flags")?.unwrap_or(0);
+    let acquire = p.get("acquire").map(str::to_string);
+    let release = p.get("release").map(str::to_string);
+    let cas = p.u64("cas")?;
+    let (op, session) = match (acquire, release, cas) {
+        (Some(_), Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "Conflicting flags: acquire and release",
+            ));
+        }
+        (Some(s), None, _) => (KvOp::Lock, s),
+        (None, Some(s), _) => (KvOp::Unlock, s),
+        (None, None, Some(_)) => (KvOp::Cas, String::new()),
+        (None, None, None) => (KvOp::Set, String::new()),
+    };
+    let req = KvRequest {
+        key,
+        value: (!body.is_empty()).then(|| body.to_vec()),
+        flags,
+        index: cas.unwrap_or(0),
+        session,
+    };
+    let (_, r) = a
+        .server
+        .propose(Command::Kv {
+            op,
+            req,
+            now_ms: now_ms(),
+        })
+        .await?;
+    let ok = matches!(r, CmdResponse::Bool(true));
+    Ok(json_response(&ok, false))
+}
+
+async fn kv_delete(
+    State(a): State<AppState>,
+    key: String,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let recurse = p.presence("recurse");
+    if key.is_empty() && !recurse {
+        return Err(ApiError::bad_request("Missing key name"));
+    }
+    let cas = p.u64("cas")?;
+    let op = if recurse {
+        KvOp::DeleteTree
+    } else if cas.is_some() {
+        KvOp::DeleteCas
+    } else {
+        KvOp::Delete
+    };
+    let req = KvRequest {
+        key,
+        index: cas.unwrap_or(0),
+        ..KvRequest::default()
+    };
+    let (_, r) = a
+        .server
+        .propose(Command::Kv {
+            op,
+            req,
+            now_ms: now_ms(),
+        })
+        .await?;
+    let ok = matches!(r, CmdResponse::Bool(true));
+    Ok(json_response(&ok, false))
+}

@@ -1,0 +1,251 @@
+//! The HTTP API: Consul's `/v1` routes, one file per area. Handlers are thin: parse the
+//! request, call the agent or the server, map errors to Consul's statuses and texts.
+//!
+//! Every route has an explicit method list; a wrong method gets 405 with an `Allow` header,
+//! and `OPTIONS` is answered with `Allow` (as Consul does).
+
+pub mod agent_api;
+pub mod catalog;
+pub mod decode;
+pub mod error;
+pub mod event;
+pub mod health;
+pub mod kv;
+pub mod operator;
+pub mod params;
+pub mod session;
+pub mod status;
+pub mod txn;
+pub mod ui;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::agent::Agent;
+use crate::server::ReadMeta;
+use crate::server::query::Read;
+use error::ApiError;
+use params::{Params, QueryOptions};
+
+/// Shared handler state.
+pub type AppState = Arc<Agent>;
+
+/// Largest request body accepted outside KV and txn (which have their own limits).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Builds the router of the whole API.
+pub fn router(agent: AppState) -> Router {
+    Router::new()
+        .merge(agent_api::routes())
+        .merge(catalog::routes())
+        .merge(health::routes())
+        .merge(kv::routes_with_limit(
+            usize::try_from(agent.config().limits.kv_max_value_size).unwrap_or(usize::MAX),
+        ))
+        .merge(session::routes())
+        .merge(txn::routes())
+        .merge(status::routes())
+        .merge(event::routes())
+        .merge(operator::routes())
+        .merge(ui::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&agent),
+            common_layer,
+        ))
+        .with_state(agent)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("404 page not found")
+}
+
+/// Counts requests and adds the ACL policy header Consul always sends.
+async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    agent.metrics.http_requests.inc();
+    let status = resp.status();
+    if status.is_client_error() {
+        agent.metrics.http_client_errors.inc();
+    } else if status.is_server_error() {
+        agent.metrics.http_server_errors.inc();
+    }
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-consul-default-acl-policy"),
+        HeaderValue::from_static("allow"),
+    );
+    resp
+}
+
+/// The API as a service: the router plus Consul's method handling, which must sit outside
+/// the router because axum only knows a route's methods (the `Allow` header) at its top level.
+/// A wrong method gets 405 with `Allow: OPTIONS,<methods>`; `OPTIONS` gets 200 with `Allow`.
+pub fn service(
+    agent: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone
++ Send {
+    let router = router(agent);
+    tower::service_fn(move |req: Request| {
+        let router = router.clone();
+        async move {
+            let is_options = req.method() == Method::OPTIONS;
+            let resp = tower::ServiceExt::oneshot(router, req).await?;
+            Ok(fix_method_not_allowed(resp, is_options))
+        }
+    })
+}
+
+fn fix_method_not_allowed(resp: Response, is_options: bool) -> Response {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut methods: Vec<&str> = allow
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && *m != "HEAD")
+        .collect();
+    methods.insert(0, "OPTIONS");
+    let allow =
+        HeaderValue::from_str(&methods.join(",")).unwrap_or(HeaderValue::from_static("OPTIONS"));
+    let mut out = if is_options {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method not allowed; allowed: {}", methods.join(", ")),
+        )
+        .into_response()
+    };
+    out.headers_mut().insert(header::ALLOW, allow);
+    out.headers_mut().insert(
+        HeaderName::from_static("x-consul-default-acl-policy"),
+        HeaderValue::from_static("allow"),
+    );
+    out
+}
+
+/// JSON body response.
+pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
+    let body = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    match body {
+        Ok(b) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            Body::from(b),
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("failed to encode response: {e}")).into_response(),
+    }
+}
+
+/// Adds the `X-Consul-*` headers of a read.
+pub fn set_meta(headers: &mut HeaderMap, meta: &ReadMeta) {
+    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(HeaderName::from_static(k), v);
+        }
+    };
+    put(headers, "x-consul-index", meta.index.max(1).to_string());
+    put(
+        headers,
+        "x-consul-knownleader",
+        meta.known_leader.to_string(),
+    );
+    put(
+        headers,
+        "x-consul-lastcontact",
+        meta.last_contact_ms.to_string(),
+    );
+    put(
+        headers,
+        "x-consul-effective-consistency",
+        meta.consistency.as_str().to_string(),
+    );
+}
+
+/// A JSON response carrying read metadata.
+pub fn read_response(meta: &ReadMeta, value: &serde_json::Value, pretty: bool) -> Response {
+    let mut resp = json_response(value, pretty);
+    set_meta(resp.headers_mut(), meta);
+    resp
+}
+
+/// Refuses requests for another datacenter (federation arrives later) with Consul's error.
+pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
+    match dc {
+        Some(dc) if !dc.eq_ignore_ascii_case(agent.server.datacenter()) => Err(ApiError::internal(
+            format!("No path to datacenter: {dc:?} is not a known datacenter"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a server read with the request's options and answers it.
+pub async fn serve_read(
+    agent: &Agent,
+    read: Read,
+    opts: &QueryOptions,
+) -> Result<Response, ApiError> {
+    let (meta, value) = run_read(agent, read, opts).await?;
+    Ok(read_response(&meta, &value, opts.pretty))
+}
+
+/// Runs a server read with the request's options.
+pub async fn run_read(
+    agent: &Agent,
+    read: Read,
+    opts: &QueryOptions,
+) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+    check_dc(agent, opts.dc.as_deref())?;
+    if opts.min_index > 0 {
+        agent.metrics.blocking_queries.inc();
+    }
+    agent.server.read(&read, opts).await
+}
+
+/// Parses the query string and the common read options.
+pub fn query(raw: Option<&str>) -> Result<(Params, QueryOptions), ApiError> {
+    let p = Params::parse(raw);
+    let o = QueryOptions::from_params(&p)?;
+    Ok((p, o))
+}
+
+/// The selection part of a catalog/health read.
+pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::query::Selection {
+    crate::server::query::Selection {
+        filter: o.filter.clone(),
+        tags: p.all("tag").into_iter().map(str::to_string).collect(),
+        node_meta: p.node_meta(),
+        dc: agent.server.datacenter().to_string(),
+    }
+}
+
+/// A `true` JSON answer, as Consul's write endpoints return.
+pub fn json_true() -> Response {
+    json_response(&true, false)
+}

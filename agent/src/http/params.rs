@@ -1,0 +1,251 @@
+//! Query-string parsing with Consul's rules: repeated parameters, Go `strconv.ParseBool`
+//! booleans where a present-but-empty flag means true, Go durations for `wait`, and the
+//! blocking and consistency options every read accepts.
+
+use std::time::Duration;
+
+use cairn_catalog::duration::parse_go_duration;
+
+use super::error::ApiError;
+
+/// Default blocking wait (`default_query_time`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Longest blocking wait (`max_query_time`).
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// The decoded query string, keeping order and repeats.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Parses a raw query string (`a=1&b&tag=x&tag=y`).
+    pub fn parse(raw: Option<&str>) -> Params {
+        let pairs = raw
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Params { pairs }
+    }
+
+    /// First value of a parameter.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated parameter.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// True when the parameter is present (with any value).
+    pub fn has(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
+    /// A boolean flag: absent is false, present-but-empty is true, else Go's ParseBool.
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some("") => Ok(true),
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid value for ?{key}: {v:?}"))),
+        }
+    }
+
+    /// A flag that is true when present with any value that is not a false boolean
+    /// (Consul treats `?recurse`, `?keys`, `?raw`, `?pretty` as presence flags).
+    pub fn presence(&self, key: &str) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(v) => parse_bool(v) != Some(false),
+        }
+    }
+
+    /// An unsigned integer parameter.
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("Invalid {key}: {v:?} is not a number"))
+            }),
+        }
+    }
+
+    /// `node-meta=key:value` pairs.
+    pub fn node_meta(&self) -> Vec<(String, String)> {
+        self.all("node-meta")
+            .into_iter()
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.to_string(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Read consistency requested by a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Served by the leader (default).
+    Leader,
+    /// Served by any server.
+    Stale,
+    /// The leader confirms its leadership with a quorum first.
+    Consistent,
+}
+
+impl Consistency {
+    /// The value of `X-Consul-Effective-Consistency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Leader => "leader",
+            Consistency::Stale => "stale",
+            Consistency::Consistent => "consistent",
+        }
+    }
+}
+
+/// Options common to every read: blocking, consistency, filter, datacenter.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    /// `?index`: block until the result's index is past it (0: don't block).
+    pub min_index: u64,
+    /// `?wait`, clamped to the maximum.
+    pub wait: Duration,
+    /// Requested consistency.
+    pub consistency: Consistency,
+    /// `?max_stale` for stale reads.
+    pub max_stale: Option<Duration>,
+    /// `?filter` expression.
+    pub filter: Option<String>,
+    /// `?dc`.
+    pub dc: Option<String>,
+    /// `?pretty`.
+    pub pretty: bool,
+    /// `?hash` for hash-based blocking on agent-local endpoints.
+    pub hash: Option<String>,
+}
+
+impl QueryOptions {
+    /// Extracts the common read options.
+    pub fn from_params(p: &Params) -> Result<QueryOptions, ApiError> {
+        let min_index = match p.get("index") {
+            None | Some("") => 0,
+            Some(v) => v
+                .parse()
+                .map_err(|_| ApiError::bad_request("Invalid index"))?,
+        };
+        let wait = match p.get("wait") {
+            None | Some("") => DEFAULT_WAIT,
+            Some(v) => parse_go_duration(v)
+                .map_err(|_| ApiError::bad_request("Invalid wait time"))?
+                .min(MAX_WAIT),
+        };
+        let stale = p.flag("stale")?;
+        let consistent = p.flag("consistent")?;
+        if stale && consistent {
+            return Err(ApiError::bad_request(
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ));
+        }
+        let consistency = if stale {
+            Consistency::Stale
+        } else if consistent {
+            Consistency::Consistent
+        } else {
+            Consistency::Leader
+        };
+        let max_stale = match p.get("max_stale") {
+            None | Some("") => None,
+            Some(v) => Some(
+                parse_go_duration(v)
+                    .map_err(|_| ApiError::bad_request("Invalid max_stale value"))?,
+            ),
+        };
+        Ok(QueryOptions {
+            min_index,
+            wait,
+            consistency,
+            max_stale,
+            filter: p
+                .get("filter")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+            dc: p.get("dc").filter(|d| !d.is_empty()).map(str::to_string),
+            pretty: p.has("pretty"),
+            hash: p.get("hash").filter(|h| !h.is_empty()).map(str::to_string),
+        })
+    }
+
+    /// The wait plus up to wait/16 of random jitter, as Consul spreads wake-ups.
+    pub fn wait_with_jitter(&self) -> Duration {
+        let jitter_max = self.wait.as_millis() as u64 / 16;
+        let jitter = if jitter_max == 0 {
+            0
+        } else {
+            rand::random_range(0..=jitter_max)
+        };
+        self.wait + Duration::from_millis(jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_go_rules() {
+        let p = Params::parse(Some("stale=&passing=1&a=True&b=bogus&c=false"));
+        assert_eq!(p.flag("stale").ok(), Some(true));
+        assert_eq!(p.flag("passing").ok(), Some(true));
+        assert_eq!(p.flag("a").ok(), Some(true));
+        assert!(p.flag("b").is_err());
+        assert_eq!(p.flag("c").ok(), Some(false));
+        assert_eq!(p.flag("missing").ok(), Some(false));
+    }
+
+    #[test]
+    fn repeated_and_encoded_params() {
+        let p = Params::parse(Some(
+            "tag=a&tag=b%20c&node-meta=rack:r1&filter=Service.Port+%3D%3D+80",
+        ));
+        assert_eq!(p.all("tag"), vec!["a", "b c"]);
+        assert_eq!(p.node_meta(), vec![("rack".to_string(), "r1".to_string())]);
+        assert_eq!(p.get("filter"), Some("Service.Port == 80"));
+    }
+
+    #[test]
+    fn wait_and_index() {
+        let q = |s| QueryOptions::from_params(&Params::parse(Some(s)));
+        let o = q("index=5&wait=120000ms").expect("valid");
+        assert_eq!((o.min_index, o.wait), (5, Duration::from_secs(120)));
+        assert_eq!(q("wait=11m").expect("valid").wait, MAX_WAIT);
+        assert_eq!(q("").expect("valid").wait, DEFAULT_WAIT);
+        assert!(q("index=abc").is_err());
+        assert!(q("wait=10").is_err());
+        assert!(q("stale&consistent").is_err());
+        let o = q("wait=1ms").expect("valid");
+        assert!(o.wait_with_jitter() >= Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,30 @@
+//! `/v1/status/*`: the Raft leader and peers.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::error::ApiError;
+use super::{AppState, check_dc, json_response, query};
+
+/// Routes of this area.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/status/leader", get(leader))
+        .route("/v1/status/peers", get(peers))
+}
+
+async fn leader(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let leader = a.server.leader().map(|l| l.to_string()).unwrap_or_default();
+    Ok(json_response(&leader, o.pretty))
+}
+
+async fn peers(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let peers: Vec<String> = a.server.peers().iter().map(ToString::to_string).collect();
+    Ok(json_response(&peers, o.pretty))
+}

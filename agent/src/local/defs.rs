@@ -1,0 +1,776 @@
+//! Service and check definitions as clients send them (`PUT /v1/agent/service/register`,
+//! `PUT /v1/agent/check/register`, `services[]`/`checks[]` in config files), and their
+//! validation into the agent's local records.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cairn_catalog::duration::parse_go_duration;
+use cairn_catalog::model::{
+    CheckDefinition, HealthCheck, HealthStatus, Service, ServiceAddress, Weights,
+};
+use serde::Deserialize;
+
+use crate::http::error::ApiError;
+
+/// A duration as clients send it: a Go duration string or nanoseconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// `"10s"`.
+    Str(String),
+    /// Nanoseconds.
+    Num(u64),
+}
+
+fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, ApiError> {
+    match v {
+        None => Ok(Duration::ZERO),
+        Some(RawDuration::Num(n)) => Ok(Duration::from_nanos(*n)),
+        Some(RawDuration::Str(s)) if s.is_empty() => Ok(Duration::ZERO),
+        Some(RawDuration::Str(s)) => {
+            parse_go_duration(s).map_err(|e| ApiError::bad_request(format!("Invalid {field}: {e}")))
+        }
+    }
+}
+
+/// Weights as sent (either field may be missing).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightsDef {
+    /// Weight when passing.
+    pub passing: Option<u32>,
+    /// Weight when warning.
+    pub warning: Option<u32>,
+}
+
+/// A check definition as sent by clients (Consul's `CheckDefinition`/`CheckType`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CheckDef {
+    /// ID (`ID` or `CheckID`).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Alternative spelling of the ID.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Name.
+    pub name: String,
+    /// Service instance the check belongs to.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// Notes.
+    pub notes: String,
+    /// Initial status.
+    pub status: String,
+    /// Script arguments.
+    pub args: Vec<String>,
+    /// Script arguments (older name).
+    pub script_args: Vec<String>,
+    /// Legacy shell script.
+    pub script: String,
+    /// HTTP URL.
+    #[serde(rename = "HTTP")]
+    pub http: String,
+    /// HTTP headers.
+    pub header: BTreeMap<String, Vec<String>>,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP body.
+    pub body: String,
+    /// Do not follow redirects (Cairn never follows them; accepted for compatibility).
+    pub disable_redirects: bool,
+    /// TCP address.
+    #[serde(rename = "TCP")]
+    pub tcp: String,
+    /// TLS for TCP.
+    #[serde(rename = "TCPUseTLS")]
+    pub tcp_use_tls: bool,
+    /// UDP address.
+    #[serde(rename = "UDP")]
+    pub udp: String,
+    /// gRPC endpoint.
+    #[serde(rename = "GRPC")]
+    pub grpc: String,
+    /// TLS for gRPC.
+    #[serde(rename = "GRPCUseTLS")]
+    pub grpc_use_tls: bool,
+    /// HTTP/2 ping endpoint.
+    #[serde(rename = "H2PING")]
+    pub h2ping: String,
+    /// TLS for H2PING.
+    #[serde(rename = "H2PingUseTLS")]
+    pub h2ping_use_tls: Option<bool>,
+    /// TLS server name.
+    #[serde(rename = "TLSServerName")]
+    pub tls_server_name: String,
+    /// Skip TLS verification.
+    #[serde(rename = "TLSSkipVerify")]
+    pub tls_skip_verify: bool,
+    /// TTL.
+    #[serde(rename = "TTL")]
+    pub ttl: Option<RawDuration>,
+    /// Interval.
+    pub interval: Option<RawDuration>,
+    /// Timeout.
+    pub timeout: Option<RawDuration>,
+    /// Deregister the service after it stayed critical this long.
+    pub deregister_critical_service_after: Option<RawDuration>,
+    /// Successes needed to turn passing.
+    pub success_before_passing: u32,
+    /// Failures needed to turn warning.
+    pub failures_before_warning: u32,
+    /// Failures needed to turn critical.
+    pub failures_before_critical: u32,
+    /// Alias: node.
+    pub alias_node: String,
+    /// Alias: service ID.
+    pub alias_service: String,
+    /// Docker container (script in a container).
+    #[serde(rename = "DockerContainerID")]
+    pub docker_container_id: String,
+    /// Shell for Docker checks.
+    pub shell: String,
+    /// Output cap.
+    pub output_max_size: usize,
+    /// OS service (systemd unit).
+    #[serde(rename = "OSService")]
+    pub os_service: String,
+}
+
+/// What a check does when it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    /// Updated by clients; critical when no update comes within the TTL.
+    Ttl(Duration),
+    /// HTTP request.
+    Http {
+        /// URL.
+        url: String,
+        /// Method.
+        method: String,
+        /// Headers.
+        header: BTreeMap<String, Vec<String>>,
+        /// Body.
+        body: String,
+        /// Skip TLS verification.
+        tls_skip_verify: bool,
+        /// TLS server name.
+        tls_server_name: String,
+    },
+    /// TCP connect.
+    Tcp {
+        /// Address.
+        addr: String,
+    },
+    /// UDP datagram.
+    Udp {
+        /// Address.
+        addr: String,
+    },
+    /// gRPC health protocol.
+    Grpc {
+        /// Endpoint.
+        target: String,
+        /// Use TLS.
+        tls: bool,
+    },
+    /// HTTP/2 ping.
+    H2ping {
+        /// Address.
+        addr: String,
+        /// Use TLS.
+        tls: bool,
+    },
+    /// A local script.
+    Script {
+        /// Arguments (first is the program).
+        args: Vec<String>,
+    },
+    /// Script in a Docker container.
+    Docker {
+        /// Container.
+        container: String,
+        /// Shell.
+        shell: String,
+        /// Arguments.
+        args: Vec<String>,
+    },
+    /// Mirrors another service or node.
+    Alias {
+        /// Node.
+        node: String,
+        /// Service ID.
+        service: String,
+    },
+    /// OS service state.
+    OsService {
+        /// Unit name.
+        name: String,
+    },
+    /// No runner: the status is whatever was registered (catalog-style checks).
+    None,
+}
+
+impl CheckKind {
+    /// Consul's `Type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CheckKind::Ttl(_) => "ttl",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Grpc { .. } => "grpc",
+            CheckKind::H2ping { .. } => "h2ping",
+            CheckKind::Script { .. } => "script",
+            CheckKind::Docker { .. } => "docker",
+            CheckKind::Alias { .. } => "alias",
+            CheckKind::OsService { .. } => "os_service",
+            CheckKind::None => "",
+        }
+    }
+}
+
+/// How a check runs: its kind and the parameters shared by all kinds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckSpec {
+    /// Kind.
+    pub kind: CheckKind,
+    /// Run interval.
+    pub interval: Duration,
+    /// Per-run timeout.
+    pub timeout: Duration,
+    /// Remove the service after it stayed critical this long (zero: never).
+    pub deregister_critical_service_after: Duration,
+    /// Successes needed to turn passing.
+    pub success_before_passing: u32,
+    /// Failures needed to turn warning.
+    pub failures_before_warning: u32,
+    /// Failures needed to turn critical.
+    pub failures_before_critical: u32,
+    /// Output cap in bytes.
+    pub output_max_size: usize,
+}
+
+/// Where a registration came from: config files may run local scripts, the API may not
+/// unless `enable_script_checks` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `PUT /v1/agent/...`.
+    Api,
+    /// A config file.
+    Config,
+}
+
+/// Script-check permissions of the agent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScriptPolicy {
+    /// `enable_script_checks`.
+    pub any: bool,
+    /// `enable_local_script_checks`.
+    pub local: bool,
+}
+
+impl ScriptPolicy {
+    fn allows(&self, source: Source) -> bool {
+        self.any || (self.local && source == Source::Config)
+    }
+}
+
+/// Default per-check output cap.
+pub const DEFAULT_OUTPUT_MAX: usize = 4096;
+
+impl CheckDef {
+    /// The check's ID as given (`ID` or `CheckID`).
+    pub fn given_id(&self) -> &str {
+        if self.id.is_empty() {
+            &self.check_id
+        } else {
+            &self.id
+        }
+    }
+
+    /// Validates the definition into a catalog check (status and identity) and a run spec.
+    /// `node` is this agent's node; `id`/`name` have been defaulted by the caller.
+    pub fn validate(
+        &self,
+        node: &str,
+        id: String,
+        name: String,
+        scripts: ScriptPolicy,
+        source: Source,
+    ) -> Result<(HealthCheck, CheckSpec), ApiError> {
+        let ttl = dur("TTL", &self.ttl)?;
+        let interval = dur("Interval", &self.interval)?;
+        let timeout = dur("Timeout", &self.timeout)?;
+        let dcsa = dur(
+            "DeregisterCriticalServiceAfter",
+            &self.deregister_critical_service_after,
+        )?;
+        let args = if self.args.is_empty() {
+            self.script_args.clone()
+        } else {
+            self.args.clone()
+        };
+        let mut kinds: Vec<(&str, CheckKind)> = Vec::new();
+        if !self.http.is_empty() {
+            kinds.push((
+                "HTTP",
+                CheckKind::Http {
+                    url: self.http.clone(),
+                    method: if self.method.is_empty() {
+                        "GET".into()
+                    } else {
+                        self.method.to_uppercase()
+                    },
+                    header: self.header.clone(),
+                    body: self.body.clone(),
+                    tls_skip_verify: self.tls_skip_verify,
+                    tls_server_name: self.tls_server_name.clone(),
+                },
+            ));
+        }
+        if !self.tcp.is_empty() {
+            kinds.push((
+                "TCP",
+                CheckKind::Tcp {
+                    addr: self.tcp.clone(),
+                },
+            ));
+        }
+        if !self.udp.is_empty() {
+            kinds.push((
+                "UDP",
+                CheckKind::Udp {
+                    addr: self.udp.clone(),
+                },
+            ));
+        }
+        if !self.grpc.is_empty() {
+            kinds.push((
+                "GRPC",
+                CheckKind::Grpc {
+                    target: self.grpc.clone(),
+                    tls: self.grpc_use_tls,
+                },
+            ));
+        }
+        if !self.h2ping.is_empty() {
+            kinds.push((
+                "H2PING",
+                CheckKind::H2ping {
+                    addr: self.h2ping.clone(),
+                    tls: self.h2ping_use_tls.unwrap_or(true),
+                },
+            ));
+        }
+        if !self.docker_container_id.is_empty() {
+            kinds.push((
+                "DockerContainerID",
+                CheckKind::Docker {
+                    container: self.docker_container_id.clone(),
+                    shell: self.shell.clone(),
+                    args: args.clone(),
+                },
+            ));
+        } else if !args.is_empty() || !self.script.is_empty() {
+            let args = if args.is_empty() {
+                vec!["/bin/sh".into(), "-c".into(), self.script.clone()]
+            } else {
+                args
+            };
+            kinds.push(("Args", CheckKind::Script { args }));
+        }
+        if !self.alias_service.is_empty() || !self.alias_node.is_empty() {
+            kinds.push((
+                "AliasService",
+                CheckKind::Alias {
+                    node: self.alias_node.clone(),
+                    service: self.alias_service.clone(),
+                },
+            ));
+        }
+        if !self.os_service.is_empty() {
+            kinds.push((
+                "OSService",
+                CheckKind::OsService {
+                    name: self.os_service.clone(),
+                },
+            ));
+        }
+        if !ttl.is_zero() {
+            kinds.push(("TTL", CheckKind::Ttl(ttl)));
+        }
+        if kinds.len() > 1 {
+            let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::bad_request(format!(
+                "Invalid check: only one of {} may be set",
+                names.join(", ")
+            )));
+        }
+        let kind = kinds.pop().map(|(_, k)| k).unwrap_or(CheckKind::None);
+        let needs_interval = matches!(
+            kind,
+            CheckKind::Http { .. }
+                | CheckKind::Tcp { .. }
+                | CheckKind::Udp { .. }
+                | CheckKind::Grpc { .. }
+                | CheckKind::H2ping { .. }
+                | CheckKind::Script { .. }
+                | CheckKind::Docker { .. }
+                | CheckKind::OsService { .. }
+        );
+        if needs_interval && interval.is_zero() {
+            return Err(ApiError::bad_request(
+                "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP, GRPC or OSService checks",
+            ));
+        }
+        if matches!(kind, CheckKind::Alias { .. }) && !interval.is_zero() {
+            return Err(ApiError::bad_request(
+                "Invalid check: Interval cannot be set for Alias checks",
+            ));
+        }
+        if matches!(kind, CheckKind::Script { .. } | CheckKind::Docker { .. })
+            && !scripts.allows(source)
+        {
+            return Err(ApiError::forbidden(
+                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true",
+            ));
+        }
+        if self.failures_before_warning > self.failures_before_critical
+            && self.failures_before_critical > 0
+        {
+            return Err(ApiError::bad_request(
+                "Invalid check: FailuresBeforeWarning must be <= FailuresBeforeCritical",
+            ));
+        }
+        let status = match self.status.as_str() {
+            "" => HealthStatus::Critical,
+            s => HealthStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Invalid check: Status {s:?} must be passing, warning or critical"
+                ))
+            })?,
+        };
+        let default_timeout = match kind {
+            CheckKind::Script { .. } | CheckKind::Docker { .. } => Duration::from_secs(30),
+            _ => Duration::from_secs(10),
+        };
+        let definition = CheckDefinition {
+            http: self.http.clone(),
+            header: self.header.clone(),
+            method: self.method.clone(),
+            body: self.body.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+            tls_skip_verify: self.tls_skip_verify,
+            tcp: self.tcp.clone(),
+            tcp_use_tls: self.tcp_use_tls,
+            udp: self.udp.clone(),
+            grpc: self.grpc.clone(),
+            grpc_use_tls: self.grpc_use_tls,
+            interval,
+            timeout,
+            deregister_critical_service_after: dcsa,
+        };
+        let check = HealthCheck {
+            node: node.to_string(),
+            check_id: id,
+            name,
+            status,
+            notes: self.notes.clone(),
+            service_id: self.service_id.clone(),
+            check_type: kind.type_name().to_string(),
+            interval,
+            timeout,
+            definition,
+            ..HealthCheck::default()
+        };
+        let spec = CheckSpec {
+            kind,
+            interval,
+            timeout: if timeout.is_zero() {
+                default_timeout
+            } else {
+                timeout
+            },
+            deregister_critical_service_after: dcsa,
+            success_before_passing: self.success_before_passing,
+            failures_before_warning: if self.failures_before_warning == 0 {
+                self.failures_before_critical
+            } else {
+                self.failures_before_warning
+            },
+            failures_before_critical: self.failures_before_critical,
+            output_max_size: if self.output_max_size == 0 {
+                DEFAULT_OUTPUT_MAX
+            } else {
+                self.output_max_size
+            },
+        };
+        Ok((check, spec))
+    }
+}
+
+/// A service definition as sent by clients.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceDef {
+    /// Kind.
+    pub kind: String,
+    /// ID (defaults to the name).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Name (required).
+    pub name: String,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Address.
+    pub address: String,
+    /// Tagged addresses.
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Port.
+    pub port: u16,
+    /// Weights.
+    pub weights: Option<WeightsDef>,
+    /// Tag override.
+    pub enable_tag_override: bool,
+    /// One check.
+    pub check: Option<CheckDef>,
+    /// Checks.
+    pub checks: Vec<CheckDef>,
+    /// Connect proxy settings (accepted, not used).
+    pub proxy: Option<serde_json::Value>,
+    /// Connect settings (accepted, not used).
+    pub connect: Option<serde_json::Value>,
+    /// ACL token for the registration.
+    pub token: String,
+}
+
+const SERVICE_KINDS: &[&str] = &[
+    "",
+    "typical",
+    "connect-proxy",
+    "mesh-gateway",
+    "terminating-gateway",
+    "ingress-gateway",
+    "api-gateway",
+];
+
+/// Consul's metadata rules: at most 64 pairs, keys of `[A-Za-z0-9_-]` up to 128 bytes that do
+/// not start with `consul-`, values up to 512 bytes.
+pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if meta.len() > 64 {
+        return Err(ApiError::bad_request(format!(
+            "Invalid {what} Meta: Node metadata cannot contain more than 64 key/value pairs"
+        )));
+    }
+    for (k, v) in meta {
+        if k.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {what} Meta: Key cannot be blank"
+            )));
+        }
+        if k.len() > 128 {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {what} Meta: Key is too long (limit: 128 characters)"
+            )));
+        }
+        if !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {what} Meta: Key contains invalid characters: {k:?}"
+            )));
+        }
+        if k.starts_with("consul-") {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {what} Meta: Key prefix 'consul-' is reserved for internal use"
+            )));
+        }
+        if v.len() > 512 {
+            return Err(ApiError::bad_request(format!(
+                "Invalid {what} Meta: Value is too long (limit: 512 characters)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl ServiceDef {
+    /// Validates into a service record and its checks with their run specs.
+    pub fn validate(
+        &self,
+        node: &str,
+        scripts: ScriptPolicy,
+        source: Source,
+    ) -> Result<(Service, Vec<(HealthCheck, CheckSpec)>), ApiError> {
+        if self.name.is_empty() {
+            return Err(ApiError::bad_request("Missing service name"));
+        }
+        if !SERVICE_KINDS.contains(&self.kind.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid service kind: {:?}",
+                self.kind
+            )));
+        }
+        validate_meta("Service", &self.meta)?;
+        let weights = match &self.weights {
+            None => Weights::default(),
+            Some(w) => {
+                let passing = w.passing.unwrap_or(1);
+                if passing == 0 {
+                    return Err(ApiError::bad_request("Passing must be greater than 0"));
+                }
+                Weights {
+                    passing,
+                    warning: w.warning.unwrap_or(1),
+                }
+            }
+        };
+        let id = if self.id.is_empty() {
+            self.name.clone()
+        } else {
+            self.id.clone()
+        };
+        let service = Service {
+            kind: if self.kind == "typical" {
+                String::new()
+            } else {
+                self.kind.clone()
+            },
+            id: id.clone(),
+            service: self.name.clone(),
+            tags: self.tags.clone().unwrap_or_default(),
+            address: self.address.clone(),
+            tagged_addresses: self.tagged_addresses.clone(),
+            meta: self.meta.clone(),
+            port: self.port,
+            weights,
+            enable_tag_override: self.enable_tag_override,
+            create_index: 0,
+            modify_index: 0,
+        };
+        let defs: Vec<&CheckDef> = self.check.iter().chain(self.checks.iter()).collect();
+        let many = defs.len() > 1;
+        let mut checks = Vec::new();
+        for (i, def) in defs.iter().enumerate() {
+            let cid = match def.given_id() {
+                "" if many => format!("service:{id}:{}", i + 1),
+                "" => format!("service:{id}"),
+                given => given.to_string(),
+            };
+            let name = if def.name.is_empty() {
+                format!("Service '{}' check", self.name)
+            } else {
+                def.name.clone()
+            };
+            let mut def = (*def).clone();
+            def.service_id = id.clone();
+            let (mut check, spec) = def.validate(node, cid, name, scripts, source)?;
+            if matches!(spec.kind, CheckKind::None) {
+                return Err(ApiError::bad_request(
+                    "Invalid check: Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval",
+                ));
+            }
+            check.service_name = service.service.clone();
+            check.service_tags = service.tags.clone();
+            checks.push((check, spec));
+        }
+        Ok((service, checks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::decode::decode;
+
+    fn policy() -> ScriptPolicy {
+        ScriptPolicy::default()
+    }
+
+    #[test]
+    fn python_and_go_bodies_agree() {
+        let py = br#"{"name":"web","id":"web1","port":8080,"tags":["a"],"enabletagoverride":true,
+            "check":{"http":"http://127.0.0.1:1/health","interval":"10s","DeregisterCriticalServiceAfter":"1m"}}"#;
+        let go = br#"{"Name":"web","ID":"web1","Port":8080,"Tags":["a"],"EnableTagOverride":true,
+            "Check":{"HTTP":"http://127.0.0.1:1/health","Interval":"10s","DeregisterCriticalServiceAfter":"1m"}}"#;
+        let a = decode::<ServiceDef>(py)
+            .expect("py")
+            .validate("n", policy(), Source::Api)
+            .expect("valid");
+        let b = decode::<ServiceDef>(go)
+            .expect("go")
+            .validate("n", policy(), Source::Api)
+            .expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.1[0].0.check_id, "service:web1");
+        assert_eq!(a.1[0].0.status, HealthStatus::Critical);
+        assert_eq!(
+            a.1[0].1.deregister_critical_service_after,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn multiple_checks_are_numbered() {
+        let body =
+            br#"{"Name":"web","Checks":[{"TTL":"10s"},{"TCP":"127.0.0.1:1","Interval":"5s"}]}"#;
+        let (_, checks) = decode::<ServiceDef>(body)
+            .expect("decode")
+            .validate("n", policy(), Source::Api)
+            .expect("valid");
+        let ids: Vec<_> = checks.iter().map(|(c, _)| c.check_id.as_str()).collect();
+        assert_eq!(ids, vec!["service:web:1", "service:web:2"]);
+    }
+
+    #[test]
+    fn bad_checks_are_refused_with_the_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"Name":"w","Check":{"TTL":"ten"}}"#, "Invalid TTL"),
+            (
+                br#"{"Name":"w","Check":{"HTTP":"http://x","TCP":"x:1","Interval":"1s"}}"#,
+                "HTTP, TCP",
+            ),
+            (
+                br#"{"Name":"w","Check":{"HTTP":"http://x"}}"#,
+                "Interval must be > 0",
+            ),
+            (
+                br#"{"Name":"w","Check":{"Args":["true"],"Interval":"1s"}}"#,
+                "Scripts are disabled",
+            ),
+            (
+                br#"{"Name":"w","Check":{"TTL":"1s","Status":"great"}}"#,
+                "Status",
+            ),
+            (br#"{"Name":"w","Check":{}}"#, "Must provide TTL"),
+            (br#"{"Name":"w","Meta":{"consul-x":"1"}}"#, "reserved"),
+            (br#"{"Port":80}"#, "Missing service name"),
+            (
+                br#"{"Name":"w","Weights":{"Passing":0}}"#,
+                "Passing must be greater than 0",
+            ),
+        ];
+        for (body, want) in cases {
+            let r = decode::<ServiceDef>(body).and_then(|d| d.validate("n", policy(), Source::Api));
+            let e = r.expect_err(want);
+            assert!(e.message.contains(want), "{} lacks {want:?}", e.message);
+        }
+    }
+
+    #[test]
+    fn local_scripts_only_from_config() {
+        let body = br#"{"Name":"w","Check":{"Args":["true"],"Interval":"1s"}}"#;
+        let d = decode::<ServiceDef>(body).expect("decode");
+        let local = ScriptPolicy {
+            any: false,
+            local: true,
+        };
+        assert!(d.validate("n", local, Source::Api).is_err());
+        assert!(d.validate("n", local, Source::Config).is_ok());
+    }
+}

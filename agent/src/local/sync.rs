@@ -1,0 +1,412 @@
+//! Anti-entropy: the pure diff between what the agent owns and what the catalog holds for its
+//! node, as the commands that repair it.
+//!
+//! The agent is the source of truth for its node: catalog services and checks it does not know
+//! are removed, missing or different ones re-registered, the node record kept current. The
+//! leader owns `serfHealth` and the servers' `consul` service, so they are left alone. A
+//! service with `EnableTagOverride` keeps the catalog's tags (the agent adopts them).
+//! Output-only changes of a check are deferred until `output_interval` has passed since its
+//! output was last written, so a check whose output changes every run does not flood servers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_catalog::Command;
+use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
+use cairn_catalog::model::{HealthCheck, Node, Service};
+
+use super::LocalState;
+use crate::server::leader::{CONSUL_SERVICE, SERF_CHECK_ID};
+
+/// What the catalog holds for this node.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogView {
+    /// The node record.
+    pub node: Option<Arc<Node>>,
+    /// Its services.
+    pub services: Vec<Arc<Service>>,
+    /// Its checks.
+    pub checks: Vec<Arc<HealthCheck>>,
+}
+
+/// The repair plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Commands to apply, in order.
+    pub commands: Vec<Command>,
+    /// Services whose catalog tags the agent adopts (EnableTagOverride).
+    pub adopt_tags: Vec<(String, Vec<String>)>,
+    /// Checks whose output is written by this plan.
+    pub output_written: Vec<String>,
+}
+
+fn same_service(local: &Service, remote: &Service) -> bool {
+    let mut a = local.clone();
+    a.create_index = remote.create_index;
+    a.modify_index = remote.modify_index;
+    if local.enable_tag_override {
+        a.tags = remote.tags.clone();
+    }
+    a == *remote
+}
+
+/// Compares checks; returns (equal, equal except output).
+fn same_check(local: &HealthCheck, remote: &HealthCheck) -> (bool, bool) {
+    let mut a = local.clone();
+    a.create_index = remote.create_index;
+    a.modify_index = remote.modify_index;
+    a.service_name = remote.service_name.clone();
+    a.service_tags = remote.service_tags.clone();
+    if a == *remote {
+        return (true, true);
+    }
+    a.output = remote.output.clone();
+    (false, a == *remote)
+}
+
+/// Computes the commands that make the catalog match the local state.
+pub fn diff(
+    local: &LocalState,
+    catalog: &CatalogView,
+    now: Instant,
+    output_interval: Duration,
+    now_ms: u64,
+) -> Plan {
+    let mut plan = Plan::default();
+    let n = &local.node;
+    let base = RegisterRequest {
+        id: n.id.clone(),
+        node: n.name.clone(),
+        address: n.address.clone(),
+        datacenter: n.datacenter.clone(),
+        tagged_addresses: n.tagged_addresses.clone(),
+        node_meta: n.meta.clone(),
+        skip_node_update: true,
+        ..RegisterRequest::default()
+    };
+    let node_ok = catalog.node.as_ref().is_some_and(|c| {
+        (c.id == n.id || n.id.is_empty())
+            && c.address == n.address
+            && c.tagged_addresses == n.tagged_addresses
+            && c.meta == n.meta
+    });
+    if !node_ok {
+        plan.commands.push(Command::Register {
+            req: RegisterRequest {
+                skip_node_update: false,
+                ..base.clone()
+            },
+            now_ms,
+        });
+    }
+
+    // Which local checks need writing, grouped by service ID ("" for node checks).
+    let mut dirty_checks: Vec<&HealthCheck> = Vec::new();
+    for (id, lc) in &local.checks {
+        let remote = catalog.checks.iter().find(|c| c.check_id == *id);
+        let write = match remote {
+            None => true,
+            Some(r) => match same_check(&lc.check, r) {
+                (true, _) => false,
+                (false, false) => true,
+                (false, true) => lc
+                    .output_synced_at
+                    .is_none_or(|t| now.duration_since(t) >= output_interval),
+            },
+        };
+        if write {
+            dirty_checks.push(&lc.check);
+        }
+    }
+
+    for (id, ls) in &local.services {
+        let remote = catalog.services.iter().find(|s| s.id == *id);
+        let mut svc = ls.service.clone();
+        if let Some(r) = remote
+            && svc.enable_tag_override
+            && r.tags != svc.tags
+        {
+            plan.adopt_tags.push((id.clone(), r.tags.clone()));
+            svc.tags = r.tags.clone();
+        }
+        let svc_dirty = remote.is_none_or(|r| !same_service(&ls.service, r));
+        let checks: Vec<HealthCheck> = dirty_checks
+            .iter()
+            .filter(|c| c.service_id == *id)
+            .map(|c| HealthCheck::clone(c))
+            .collect();
+        if svc_dirty || !checks.is_empty() {
+            plan.output_written
+                .extend(checks.iter().map(|c| c.check_id.clone()));
+            plan.commands.push(Command::Register {
+                req: RegisterRequest {
+                    service: Some(svc),
+                    checks,
+                    ..base.clone()
+                },
+                now_ms,
+            });
+        }
+    }
+
+    // Node-level checks, and checks of services the agent does not have (their registration
+    // would be refused; they are dropped below as unknown).
+    let node_checks: Vec<HealthCheck> = dirty_checks
+        .iter()
+        .filter(|c| c.service_id.is_empty())
+        .map(|c| HealthCheck::clone(c))
+        .collect();
+    if !node_checks.is_empty() {
+        plan.output_written
+            .extend(node_checks.iter().map(|c| c.check_id.clone()));
+        plan.commands.push(Command::Register {
+            req: RegisterRequest {
+                checks: node_checks,
+                ..base.clone()
+            },
+            now_ms,
+        });
+    }
+
+    let mut gone_services = BTreeSet::new();
+    for r in &catalog.services {
+        if r.id == CONSUL_SERVICE || local.services.contains_key(&r.id) {
+            continue;
+        }
+        gone_services.insert(r.id.clone());
+        plan.commands.push(Command::Deregister {
+            req: DeregisterRequest {
+                node: n.name.clone(),
+                service_id: r.id.clone(),
+                ..DeregisterRequest::default()
+            },
+            now_ms,
+        });
+    }
+    for r in &catalog.checks {
+        if r.check_id == SERF_CHECK_ID
+            || local.checks.contains_key(&r.check_id)
+            || gone_services.contains(&r.service_id)
+        {
+            continue;
+        }
+        plan.commands.push(Command::Deregister {
+            req: DeregisterRequest {
+                node: n.name.clone(),
+                check_id: r.check_id.clone(),
+                ..DeregisterRequest::default()
+            },
+            now_ms,
+        });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::defs::Source;
+    use crate::local::{LocalCheck, NodeRecord};
+    use cairn_catalog::model::HealthStatus;
+
+    fn node() -> NodeRecord {
+        NodeRecord {
+            name: "n1".into(),
+            id: "11111111-2222-3333-4444-555555555555".into(),
+            address: "10.0.0.1".into(),
+            datacenter: "dc1".into(),
+            ..NodeRecord::default()
+        }
+    }
+
+    fn svc(id: &str, tags: &[&str], override_tags: bool) -> Service {
+        Service {
+            id: id.into(),
+            service: "web".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            enable_tag_override: override_tags,
+            ..Service::default()
+        }
+    }
+
+    fn check(id: &str, service: &str, status: HealthStatus, output: &str) -> HealthCheck {
+        HealthCheck {
+            node: "n1".into(),
+            check_id: id.into(),
+            name: id.into(),
+            status,
+            output: output.into(),
+            service_id: service.into(),
+            ..HealthCheck::default()
+        }
+    }
+
+    fn local_with(services: Vec<Service>, checks: Vec<HealthCheck>) -> LocalState {
+        let mut l = LocalState::new(node());
+        for s in services {
+            l.add_service(s, vec![], Source::Api, false);
+        }
+        for c in checks {
+            l.checks.insert(
+                c.check_id.clone(),
+                LocalCheck {
+                    check: c,
+                    spec: None,
+                    source: Source::Api,
+                    critical_since: None,
+                    output_synced_at: None,
+                },
+            );
+        }
+        l
+    }
+
+    fn catalog_node() -> Arc<Node> {
+        let n = node();
+        Arc::new(Node {
+            id: n.id,
+            node: n.name,
+            address: n.address,
+            datacenter: n.datacenter,
+            ..Node::default()
+        })
+    }
+
+    const T: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn empty_catalog_gets_node_services_and_checks() {
+        let local = local_with(
+            vec![svc("web1", &["a"], false)],
+            vec![check("service:web1", "web1", HealthStatus::Passing, "")],
+        );
+        let plan = diff(&local, &CatalogView::default(), Instant::now(), T, 1);
+        assert_eq!(plan.commands.len(), 2);
+        let Command::Register { req, .. } = &plan.commands[1] else {
+            panic!("register")
+        };
+        assert_eq!(req.service.as_ref().map(|s| s.id.as_str()), Some("web1"));
+        assert_eq!(req.checks.len(), 1);
+    }
+
+    #[test]
+    fn in_sync_means_no_commands() {
+        let local = local_with(vec![svc("web1", &["a"], false)], vec![]);
+        let catalog = CatalogView {
+            node: Some(catalog_node()),
+            services: vec![Arc::new(Service {
+                create_index: 5,
+                modify_index: 9,
+                ..svc("web1", &["a"], false)
+            })],
+            checks: vec![Arc::new(check(
+                SERF_CHECK_ID,
+                "",
+                HealthStatus::Passing,
+                "",
+            ))],
+        };
+        assert_eq!(
+            diff(&local, &catalog, Instant::now(), T, 1),
+            Plan::default()
+        );
+    }
+
+    #[test]
+    fn unknown_entries_are_removed_but_leader_entries_kept() {
+        let local = local_with(vec![], vec![]);
+        let catalog = CatalogView {
+            node: Some(catalog_node()),
+            services: vec![
+                Arc::new(svc("rogue", &[], false)),
+                Arc::new(Service {
+                    id: CONSUL_SERVICE.into(),
+                    service: CONSUL_SERVICE.into(),
+                    ..Service::default()
+                }),
+            ],
+            checks: vec![
+                Arc::new(check(SERF_CHECK_ID, "", HealthStatus::Passing, "")),
+                Arc::new(check("rogue-check", "", HealthStatus::Passing, "")),
+                Arc::new(check("service:rogue", "rogue", HealthStatus::Passing, "")),
+            ],
+        };
+        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        let removed: Vec<(String, String)> = plan
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Deregister { req, .. } => {
+                    Some((req.service_id.clone(), req.check_id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            vec![
+                ("rogue".to_string(), String::new()),
+                (String::new(), "rogue-check".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn tag_override_adopts_catalog_tags() {
+        let local = local_with(vec![svc("web1", &["a"], true)], vec![]);
+        let catalog = CatalogView {
+            node: Some(catalog_node()),
+            services: vec![Arc::new(svc("web1", &["b"], true))],
+            checks: vec![],
+        };
+        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        assert!(plan.commands.is_empty());
+        assert_eq!(
+            plan.adopt_tags,
+            vec![("web1".to_string(), vec!["b".to_string()])]
+        );
+        let local = local_with(vec![svc("web1", &["a"], false)], vec![]);
+        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        assert_eq!(
+            plan.commands.len(),
+            1,
+            "without override the agent's tags win"
+        );
+    }
+
+    #[test]
+    fn output_only_changes_are_deferred() {
+        let mut local = local_with(
+            vec![],
+            vec![check("c", "", HealthStatus::Passing, "new output")],
+        );
+        let now = Instant::now();
+        if let Some(c) = local.checks.get_mut("c") {
+            c.output_synced_at = Some(now);
+        }
+        let catalog = CatalogView {
+            node: Some(catalog_node()),
+            services: vec![],
+            checks: vec![Arc::new(check(
+                "c",
+                "",
+                HealthStatus::Passing,
+                "old output",
+            ))],
+        };
+        assert!(diff(&local, &catalog, now, T, 1).commands.is_empty());
+        assert_eq!(diff(&local, &catalog, now + T, T, 1).commands.len(), 1);
+        // A status change is written at once.
+        let catalog = CatalogView {
+            checks: vec![Arc::new(check(
+                "c",
+                "",
+                HealthStatus::Critical,
+                "old output",
+            ))],
+            ..catalog
+        };
+        assert_eq!(diff(&local, &catalog, now, T, 1).commands.len(), 1);
+    }
+}
