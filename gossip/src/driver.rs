@@ -1,0 +1,1320 @@
+//! The tokio driver: the only socket and timer code of the crate, and the [`Gossip`]
+//! handle the agent uses.
+//!
+//! One task owns the [`GossipCore`] and is fed by a command channel, the UDP socket and a
+//! timer queue; after every input it drains the core's outputs (send, schedule, event,
+//! push/pull). TCP connections (push/pull exchanges, oversized packets) run in their own
+//! short-lived tasks and talk to the owner through the same command channel. Readers get
+//! snapshots (`members`, `events`) through a `watch` channel, counters through atomics.
+//!
+//! ```text
+//!  UDP socket ──datagram──┐
+//!  TCP accept ──request───┼──> owner task ── GossipCore ──> UDP send / spawn TCP / events
+//!  Gossip handle ─command─┤        ^
+//!  timer queue ──due──────┘        └── push/pull results
+//! ```
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::broadcast::{MemberMeta, UserEvent};
+use crate::config::Timings;
+use crate::core::{CoreConfig, CoreError, CoreTimer, GossipCore, GossipEvent, Output};
+use crate::envelope::{self, OpenError, VERSION_PLAINTEXT};
+use crate::frame::{FRAME_HEADER_LEN, Frame, FrameKind, RejectReason, Replay, ReplayGuard};
+use crate::identity::{IdentityError, NodeId};
+use crate::keyring::{Key, KeyInfo, Keyring, KeyringError};
+use crate::pushpull::PushPull;
+use crate::state::Member;
+
+/// Consul's default LAN gossip port.
+pub const DEFAULT_PORT: u16 = 8301;
+/// Default UDP datagram budget (memberlist's `UDPBufferSize`).
+pub const UDP_PACKET_SIZE: usize = 1400;
+/// Largest TCP frame accepted.
+pub const MAX_TCP_FRAME: usize = 8 << 20;
+/// Concurrent inbound TCP connections served; more are closed at once.
+const MAX_TCP_CONNECTIONS: usize = 64;
+/// Senders remembered by the replay guard.
+const REPLAY_SENDERS: usize = 4096;
+/// Minimum time between two warnings of the same kind.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Everything [`Gossip::start`] needs.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    /// Node name (unique in the pool).
+    pub name: String,
+    /// Address to bind UDP and TCP on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Address other members reach us at; defaults to the bound address (required when
+    /// binding to an unspecified address such as `0.0.0.0`). Port 0 means the bound port.
+    pub advertise: Option<SocketAddr>,
+    /// Our metadata.
+    pub meta: MemberMeta,
+    /// Encryption keys; `None` sends plaintext.
+    pub keyring: Option<Keyring>,
+    /// Refuse plaintext packets when a keyring is set (Consul `encrypt_verify_incoming`).
+    pub encrypt_verify_incoming: bool,
+    /// Encrypt outgoing packets when a keyring is set (Consul `encrypt_verify_outgoing`).
+    pub encrypt_verify_outgoing: bool,
+    /// Pool label, authenticated with every packet (e.g. distinct for LAN and WAN).
+    pub label: String,
+    /// Protocol timings.
+    pub timings: Timings,
+    /// UDP datagram budget.
+    pub udp_packet_size: usize,
+    /// Start generation; defaults to the wall clock in milliseconds.
+    pub generation: Option<u64>,
+    /// Capacity of the event channel; events are dropped (and counted) when it is full.
+    pub event_buffer: usize,
+}
+
+impl GossipConfig {
+    /// A LAN configuration with defaults for everything but name and bind address.
+    pub fn new(name: impl Into<String>, bind: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            bind,
+            advertise: None,
+            meta: MemberMeta::default(),
+            keyring: None,
+            encrypt_verify_incoming: true,
+            encrypt_verify_outgoing: true,
+            label: String::new(),
+            timings: Timings::lan(),
+            udp_packet_size: UDP_PACKET_SIZE,
+            generation: None,
+            event_buffer: 4096,
+        }
+    }
+}
+
+/// Errors of the gossip handle.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    /// Invalid configuration.
+    #[error("invalid gossip configuration: {0}")]
+    Config(String),
+    /// Binding the gossip port failed.
+    #[error("cannot bind gossip port {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An address given to `join` could not be resolved.
+    #[error("cannot resolve {addr:?}: {reason}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// No member could be contacted.
+    #[error("failed to join any member: {}", .0.join("; "))]
+    JoinFailed(Vec<String>),
+    /// The core refused the operation.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A keyring operation failed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Keyring operations need encryption to be enabled.
+    #[error("gossip encryption is not enabled on this member")]
+    EncryptionDisabled,
+    /// The driver has stopped.
+    #[error("gossip has shut down")]
+    Shutdown,
+    /// The operation did not finish in time.
+    #[error("gossip operation timed out")]
+    Timeout,
+}
+
+impl From<IdentityError> for GossipError {
+    fn from(e: IdentityError) -> Self {
+        GossipError::Config(e.to_string())
+    }
+}
+
+/// Transport and protocol counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GossipStats {
+    /// Packets received (UDP datagrams and TCP frames).
+    pub packets_received: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Dropped: did not decode (envelope, frame or foca message).
+    pub dropped_malformed: u64,
+    /// Dropped: shorter than their headers.
+    pub dropped_truncated: u64,
+    /// Dropped: larger than the datagram budget or a TCP frame limit.
+    pub dropped_oversized: u64,
+    /// Dropped: no installed key could decrypt them (or tampered).
+    pub dropped_wrong_key: u64,
+    /// Dropped: plaintext while encryption is required, or encrypted without a key here.
+    pub dropped_encryption_mismatch: u64,
+    /// Dropped: plaintext from another pool (label).
+    pub dropped_label: u64,
+    /// Dropped: already seen or older than the replay window.
+    pub dropped_replayed: u64,
+    /// User events refused as older than the deduplication window.
+    pub stale_events: u64,
+    /// Events not delivered because the event channel was full.
+    pub events_dropped: u64,
+    /// Push/pull exchanges completed.
+    pub push_pulls: u64,
+    /// Push/pull exchanges that failed.
+    pub push_pull_failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    packets_received: AtomicU64,
+    packets_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    dropped_malformed: AtomicU64,
+    dropped_truncated: AtomicU64,
+    dropped_oversized: AtomicU64,
+    dropped_wrong_key: AtomicU64,
+    dropped_encryption_mismatch: AtomicU64,
+    dropped_label: AtomicU64,
+    dropped_replayed: AtomicU64,
+    stale_events: AtomicU64,
+    events_dropped: AtomicU64,
+    push_pulls: AtomicU64,
+    push_pull_failures: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, AtomicOrdering::Relaxed);
+}
+
+fn add(c: &AtomicU64, n: usize) {
+    c.fetch_add(
+        u64::try_from(n).unwrap_or(u64::MAX),
+        AtomicOrdering::Relaxed,
+    );
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(AtomicOrdering::Relaxed)
+}
+
+/// The transport state shared by the owner task, TCP tasks and the handle: keys, sealing,
+/// replay detection, counters and rate-limited warnings.
+struct Wire {
+    keyring: RwLock<Option<Keyring>>,
+    label: String,
+    verify_incoming: bool,
+    verify_outgoing: bool,
+    instance: u64,
+    seq: AtomicU64,
+    replay: Mutex<ReplayGuard>,
+    counters: Counters,
+    warned: Mutex<HashMap<&'static str, Instant>>,
+}
+
+/// An opened frame: kind plus plaintext (body at `FRAME_HEADER_LEN..`).
+struct Opened {
+    kind: FrameKind,
+    plain: Vec<u8>,
+}
+
+impl Opened {
+    fn body(&self) -> &[u8] {
+        self.plain.get(FRAME_HEADER_LEN..).unwrap_or_default()
+    }
+}
+
+/// Why an inbound packet was dropped.
+#[derive(Debug, Clone, Copy)]
+enum Dropped {
+    Open(OpenError),
+    Malformed,
+    Replayed,
+}
+
+impl Wire {
+    // Locks below are std locks held for a few instructions, never across an await.
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Option<Keyring>> {
+        self.keyring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn keys_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<Keyring>> {
+        self.keyring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn seal(&self, kind: FrameKind, body: &[u8]) -> Vec<u8> {
+        let seq = self.seq.fetch_add(1, AtomicOrdering::Relaxed);
+        let frame = Frame::encode(kind, self.instance, seq, body);
+        let keys = self.keys();
+        let ring = if self.verify_outgoing {
+            keys.as_ref()
+        } else {
+            None
+        };
+        envelope::seal(ring, &self.label, &frame, envelope::random_nonce())
+    }
+
+    fn open(
+        &self,
+        packet: &[u8],
+        from: SocketAddr,
+        transport: &'static str,
+    ) -> Result<Opened, Dropped> {
+        add(&self.counters.bytes_received, packet.len());
+        bump(&self.counters.packets_received);
+        let plain = {
+            let keys = self.keys();
+            envelope::open(keys.as_ref(), &self.label, packet, !self.verify_incoming)
+        };
+        let plain = match plain {
+            Ok(p) => p,
+            Err(e) => {
+                self.count_open_error(e, from, transport);
+                return Err(Dropped::Open(e));
+            }
+        };
+        let (kind, instance, seq) = match Frame::decode(&plain) {
+            Ok(f) => (f.kind, f.instance, f.seq),
+            Err(e) => {
+                bump(&self.counters.dropped_malformed);
+                tracing::debug!(%from, transport, error = %e, "dropping gossip packet: bad frame");
+                return Err(Dropped::Malformed);
+            }
+        };
+        let verdict = self
+            .replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(instance, seq);
+        if verdict != Replay::Fresh {
+            bump(&self.counters.dropped_replayed);
+            tracing::debug!(%from, transport, ?verdict, "dropping replayed gossip packet");
+            return Err(Dropped::Replayed);
+        }
+        Ok(Opened { kind, plain })
+    }
+
+    fn count_open_error(&self, e: OpenError, from: SocketAddr, transport: &'static str) {
+        let c = &self.counters;
+        match e {
+            OpenError::Empty | OpenError::UnknownVersion(_) => bump(&c.dropped_malformed),
+            OpenError::Truncated => bump(&c.dropped_truncated),
+            OpenError::LabelMismatch => bump(&c.dropped_label),
+            OpenError::Unencrypted | OpenError::NoKeyConfigured => {
+                bump(&c.dropped_encryption_mismatch);
+            }
+            OpenError::WrongKey => bump(&c.dropped_wrong_key),
+        }
+        match e {
+            OpenError::WrongKey => self.warn("wrong-key", || {
+                tracing::warn!(%from, transport, "dropping gossip traffic: no installed key could decrypt it; is the same encryption key (encrypt) configured on every member?");
+            }),
+            OpenError::Unencrypted => self.warn("unencrypted", || {
+                tracing::warn!(%from, transport, "dropping unencrypted gossip traffic: encryption is enabled here; configure the same key (encrypt) on the sender");
+            }),
+            OpenError::NoKeyConfigured => self.warn("no-key", || {
+                tracing::warn!(%from, transport, "dropping encrypted gossip traffic: no encryption key is configured here");
+            }),
+            OpenError::LabelMismatch => self.warn("label", || {
+                tracing::warn!(%from, transport, "dropping gossip traffic from another pool (label mismatch)");
+            }),
+            _ => tracing::debug!(%from, transport, error = %e, "dropping malformed gossip packet"),
+        }
+    }
+
+    /// Calls `log` at most once per [`WARN_EVERY`] for `kind`, else logs at debug.
+    fn warn(&self, kind: &'static str, log: impl FnOnce()) {
+        let now = Instant::now();
+        let due = {
+            let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            match w.get(kind) {
+                Some(at) if now.duration_since(*at) < WARN_EVERY => false,
+                _ => {
+                    w.insert(kind, now);
+                    true
+                }
+            }
+        };
+        if due {
+            log();
+        } else {
+            tracing::debug!(kind, "gossip warning suppressed (rate limit)");
+        }
+    }
+
+    fn reject_frame(&self, reason: RejectReason) -> Vec<u8> {
+        let frame = Frame::encode(FrameKind::Reject, self.instance, 0, &[reason.tag()]);
+        envelope::plaintext(&self.label, &frame)
+    }
+
+    /// Reads a rejection notice from a packet that did not open.
+    fn read_reject(&self, packet: &[u8]) -> Option<RejectReason> {
+        let (&version, rest) = packet.split_first()?;
+        if version != VERSION_PLAINTEXT {
+            return None;
+        }
+        let frame = Frame::decode(envelope::open_plaintext(&self.label, rest).ok()?).ok()?;
+        if frame.kind != FrameKind::Reject {
+            return None;
+        }
+        Some(RejectReason::from_tag(*frame.body.first()?))
+    }
+
+    fn stats(&self) -> GossipStats {
+        let c = &self.counters;
+        GossipStats {
+            packets_received: get(&c.packets_received),
+            packets_sent: get(&c.packets_sent),
+            bytes_received: get(&c.bytes_received),
+            bytes_sent: get(&c.bytes_sent),
+            dropped_malformed: get(&c.dropped_malformed),
+            dropped_truncated: get(&c.dropped_truncated),
+            dropped_oversized: get(&c.dropped_oversized),
+            dropped_wrong_key: get(&c.dropped_wrong_key),
+            dropped_encryption_mismatch: get(&c.dropped_encryption_mismatch),
+            dropped_label: get(&c.dropped_label),
+            dropped_replayed: get(&c.dropped_replayed),
+            stale_events: get(&c.stale_events),
+            events_dropped: get(&c.events_dropped),
+            push_pulls: get(&c.push_pulls),
+            push_pull_failures: get(&c.push_pull_failures),
+        }
+    }
+}
+
+fn reject_reason(e: OpenError) -> RejectReason {
+    match e {
+        OpenError::WrongKey => RejectReason::WrongKey,
+        OpenError::Unencrypted => RejectReason::EncryptionRequired,
+        OpenError::NoKeyConfigured => RejectReason::EncryptionNotConfigured,
+        OpenError::LabelMismatch => RejectReason::LabelMismatch,
+        _ => RejectReason::Other,
+    }
+}
+
+/// What readers see without asking the owner task.
+#[derive(Debug, Clone)]
+struct View {
+    identity: NodeId,
+    members: Vec<Member>,
+    events: Vec<UserEvent>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, GossipError>>;
+
+enum Command {
+    Join {
+        addrs: Vec<SocketAddr>,
+        reply: Reply<usize>,
+    },
+    JoinDone {
+        results: Vec<(SocketAddr, Result<PushPull, String>)>,
+        reply: Reply<usize>,
+    },
+    PushPullDone {
+        from: SocketAddr,
+        result: Result<PushPull, String>,
+    },
+    ServePushPull {
+        remote: PushPull,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    Packet {
+        data: Vec<u8>,
+        from: SocketAddr,
+    },
+    Leave {
+        reply: Reply<()>,
+    },
+    ForceLeave {
+        node: String,
+        prune: bool,
+        reply: Reply<()>,
+    },
+    SetMeta {
+        meta: MemberMeta,
+        reply: Reply<()>,
+    },
+    FireEvent {
+        event: UserEvent,
+        reply: Reply<UserEvent>,
+    },
+    Shutdown {
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+struct Inner {
+    cmd: mpsc::Sender<Command>,
+    view: watch::Receiver<Arc<View>>,
+    wire: Arc<Wire>,
+    local_addr: SocketAddr,
+    timings: Timings,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the driver (abruptly, like a crash).
+        let _ = self.cmd.try_send(Command::Shutdown { reply: None });
+    }
+}
+
+/// A cheap-to-clone handle on a running gossip member.
+#[derive(Clone)]
+pub struct Gossip {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gossip")
+            .field("identity", &self.inner.view.borrow().identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keyring operations on a running member (local to it, like one member's share of
+/// `consul keyring`; the agent fans them out to every member).
+#[derive(Clone)]
+pub struct KeyringHandle {
+    wire: Arc<Wire>,
+}
+
+impl KeyringHandle {
+    /// Installed keys, primary first.
+    pub fn list(&self) -> Result<Vec<KeyInfo>, GossipError> {
+        self.wire
+            .keys()
+            .as_ref()
+            .map(Keyring::list)
+            .ok_or(GossipError::EncryptionDisabled)
+    }
+
+    /// Installs a base64 key (accepted, not yet used to send).
+    pub fn install(&self, key: &str) -> Result<(), GossipError> {
+        let key = Key::from_base64(key)?;
+        let mut guard = self.wire.keys_mut();
+        let ring = guard.as_mut().ok_or(GossipError::EncryptionDisabled)?;
+        ring.install(key);
+        Ok(())
+    }
+
+    /// Makes an installed key the primary one.
+    pub fn use_key(&self, key: &str) -> Result<(), GossipError> {
+        let key = Key::from_base64(key)?;
+        let mut guard = self.wire.keys_mut();
+        let ring = guard.as_mut().ok_or(GossipError::EncryptionDisabled)?;
+        ring.use_key(&key)?;
+        tracing::info!(key = %key.fingerprint(), "gossip primary key changed");
+        Ok(())
+    }
+
+    /// Removes an installed key that is not the primary.
+    pub fn remove(&self, key: &str) -> Result<(), GossipError> {
+        let key = Key::from_base64(key)?;
+        let mut guard = self.wire.keys_mut();
+        let ring = guard.as_mut().ok_or(GossipError::EncryptionDisabled)?;
+        ring.remove(&key)?;
+        Ok(())
+    }
+}
+
+impl Gossip {
+    /// Binds UDP and TCP on `cfg.bind`, starts the driver and returns the handle and the
+    /// event channel. The member is alone until [`Gossip::join`].
+    pub async fn start(
+        cfg: GossipConfig,
+    ) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), GossipError> {
+        cfg.timings.validate().map_err(GossipError::Config)?;
+        cfg.meta
+            .validate()
+            .map_err(|e| GossipError::Config(e.to_string()))?;
+        if cfg.label.len() > envelope::MAX_LABEL_LEN {
+            return Err(GossipError::Config(format!(
+                "label longer than {} bytes",
+                envelope::MAX_LABEL_LEN
+            )));
+        }
+        let budget = cfg
+            .udp_packet_size
+            .checked_sub(envelope::overhead(&cfg.label) + FRAME_HEADER_LEN)
+            .filter(|b| *b >= 1024)
+            .ok_or_else(|| GossipError::Config("UDP packet size too small".into()))?;
+
+        let (udp, tcp) = bind_pair(cfg.bind).await?;
+        let local_addr = udp.local_addr().map_err(|source| GossipError::Bind {
+            addr: cfg.bind,
+            source,
+        })?;
+        let advertise = match cfg.advertise {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local_addr.port()),
+            Some(a) => a,
+            None if local_addr.ip().is_unspecified() => {
+                return Err(GossipError::Config(
+                    "an advertise address is required when binding to an unspecified address"
+                        .into(),
+                ));
+            }
+            None => local_addr,
+        };
+        let generation = cfg.generation.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
+        let identity = NodeId::new(&cfg.name, advertise, generation)?;
+        let core = GossipCore::new(CoreConfig {
+            identity: identity.clone(),
+            meta: cfg.meta.clone(),
+            timings: cfg.timings.clone(),
+            max_packet_size: budget,
+            seed: rand_010::random(),
+        })?;
+
+        let wire = Arc::new(Wire {
+            keyring: RwLock::new(cfg.keyring.clone()),
+            label: cfg.label.clone(),
+            verify_incoming: cfg.encrypt_verify_incoming,
+            verify_outgoing: cfg.encrypt_verify_outgoing,
+            instance: rand_010::random(),
+            seq: AtomicU64::new(0),
+            replay: Mutex::new(ReplayGuard::new(REPLAY_SENDERS)),
+            counters: Counters::default(),
+            warned: Mutex::new(HashMap::new()),
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (ev_tx, ev_rx) = mpsc::channel(cfg.event_buffer.max(1));
+        let (view_tx, view_rx) = watch::channel(Arc::new(View {
+            identity: identity.clone(),
+            members: core.members(),
+            events: Vec::new(),
+        }));
+        let accept = tokio::spawn(accept_loop(
+            tcp,
+            Arc::clone(&wire),
+            cmd_tx.clone(),
+            cfg.timings.tcp_timeout,
+        ));
+        let driver = Driver {
+            core,
+            udp: Arc::new(udp),
+            wire: Arc::clone(&wire),
+            cmd_tx: cmd_tx.clone(),
+            events: ev_tx,
+            view: view_tx,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            tasks: JoinSet::new(),
+            pending_leave: Vec::new(),
+            accept,
+            udp_packet_size: cfg.udp_packet_size,
+            tcp_timeout: cfg.timings.tcp_timeout,
+            changed: true,
+        };
+        tokio::spawn(driver.run(cmd_rx));
+        tracing::info!(node = %identity.name(), addr = %advertise, bind = %local_addr, encrypted = cfg.keyring.is_some(), "gossip started");
+        Ok((
+            Gossip {
+                inner: Arc::new(Inner {
+                    cmd: cmd_tx,
+                    view: view_rx,
+                    wire,
+                    local_addr,
+                    timings: cfg.timings,
+                }),
+            },
+            ev_rx,
+        ))
+    }
+
+    /// The bound address (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Our current identity (its generation changes when we rejoin).
+    pub fn identity(&self) -> NodeId {
+        self.inner.view.borrow().identity.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, GossipError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| GossipError::Shutdown)?;
+        rx.await.map_err(|_| GossipError::Shutdown)?
+    }
+
+    /// Joins the pool through the given members (`"host:port"`, `"host"` for port 8301,
+    /// or `"[v6]:port"`): a push/pull exchange with each. Returns how many answered.
+    pub async fn join(&self, addrs: &[String]) -> Result<usize, GossipError> {
+        let mut resolved = Vec::new();
+        let mut errors = Vec::new();
+        for a in addrs {
+            match resolve(a).await {
+                Ok(sa) => resolved.push(sa),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if resolved.is_empty() {
+            return Err(GossipError::JoinFailed(errors));
+        }
+        let limit = self.inner.timings.tcp_timeout * 2 + Duration::from_secs(1);
+        match timeout(
+            limit,
+            self.call(|reply| Command::Join {
+                addrs: resolved,
+                reply,
+            }),
+        )
+        .await
+        {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(GossipError::JoinFailed(mut more))) => {
+                errors.append(&mut more);
+                Err(GossipError::JoinFailed(errors))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(GossipError::Timeout),
+        }
+    }
+
+    /// Leaves gracefully: gossips a leave intent, waits for it to spread, then declares
+    /// itself down. The member stays running (and can `join` again) until `shutdown`.
+    pub async fn leave(&self) -> Result<(), GossipError> {
+        let limit = self.inner.timings.leave_propagate_delay + Duration::from_secs(5);
+        timeout(limit, self.call(|reply| Command::Leave { reply }))
+            .await
+            .map_err(|_| GossipError::Timeout)?
+    }
+
+    /// Every known member, this one included, sorted by name.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.view.borrow().members.clone()
+    }
+
+    /// Moves a failed member to *left*; with `prune` every member forgets it.
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), GossipError> {
+        let node = node.to_string();
+        self.call(|reply| Command::ForceLeave { node, prune, reply })
+            .await
+    }
+
+    /// Replaces our metadata and gossips it.
+    pub async fn set_meta(&self, meta: MemberMeta) -> Result<(), GossipError> {
+        self.call(|reply| Command::SetMeta { meta, reply }).await
+    }
+
+    /// Fires a user event to every member; returns it with its Lamport time.
+    pub async fn fire_event(&self, event: UserEvent) -> Result<UserEvent, GossipError> {
+        self.call(|reply| Command::FireEvent { event, reply }).await
+    }
+
+    /// The last 256 user events received (our own included), oldest first.
+    pub fn events(&self) -> Vec<UserEvent> {
+        self.inner.view.borrow().events.clone()
+    }
+
+    /// Keyring operations.
+    pub fn keyring(&self) -> KeyringHandle {
+        KeyringHandle {
+            wire: Arc::clone(&self.inner.wire),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> GossipStats {
+        self.inner.wire.stats()
+    }
+
+    /// Stops the driver and closes the sockets, without leaving (others will see this
+    /// member fail). Call [`Gossip::leave`] first for a graceful exit.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .inner
+            .cmd
+            .send(Command::Shutdown { reply: Some(tx) })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Binds UDP and TCP on the same port (retrying with another free port when `bind` asks
+/// for any port and the TCP side of the one picked is taken).
+async fn bind_pair(bind: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipError> {
+    let err = |source| GossipError::Bind { addr: bind, source };
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(bind).await.map_err(err)?;
+        let port = udp.local_addr().map_err(err)?.port();
+        match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if bind.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no port free for both UDP and TCP",
+    )))
+}
+
+/// Resolves `"host:port"`, `"host"` (default port), `"[v6]:port"` or a bare IPv6 address.
+async fn resolve(addr: &str) -> Result<SocketAddr, GossipError> {
+    let fail = |reason: String| GossipError::Resolve {
+        addr: addr.to_string(),
+        reason,
+    };
+    let addr_trim = addr.trim();
+    if let Ok(sa) = addr_trim.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = addr_trim.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let target = if addr_trim.contains(':') {
+        addr_trim.to_string()
+    } else {
+        format!("{addr_trim}:{DEFAULT_PORT}")
+    };
+    tokio::net::lookup_host(target)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))
+}
+
+async fn write_frame(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(data.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(data).await?;
+    stream.flush().await
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    if len > MAX_TCP_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {MAX_TCP_FRAME}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    wire: Arc<Wire>,
+    cmd: mpsc::Sender<Command>,
+    tcp_timeout: Duration,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "gossip TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            tracing::debug!(%peer, "too many gossip TCP connections; closing");
+            continue;
+        };
+        let wire = Arc::clone(&wire);
+        let cmd = cmd.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if timeout(tcp_timeout, serve_conn(stream, peer, &wire, &cmd))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "gossip TCP exchange timed out");
+            }
+        });
+    }
+}
+
+async fn serve_conn(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    wire: &Wire,
+    cmd: &mpsc::Sender<Command>,
+) {
+    let packet = match read_frame(&mut stream).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.kind() == io::ErrorKind::InvalidData {
+                bump(&wire.counters.dropped_oversized);
+            }
+            tracing::debug!(%peer, error = %e, "reading gossip TCP frame");
+            return;
+        }
+    };
+    let opened = match wire.open(&packet, peer, "tcp") {
+        Ok(o) => o,
+        Err(Dropped::Open(e)) => {
+            let notice = wire.reject_frame(reject_reason(e));
+            let _ = write_frame(&mut stream, &notice).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    match opened.kind {
+        FrameKind::PushPullRequest => {
+            let remote = match PushPull::decode(opened.body()) {
+                Ok(r) => r,
+                Err(e) => {
+                    bump(&wire.counters.dropped_malformed);
+                    tracing::debug!(%peer, error = %e, "malformed push/pull request");
+                    return;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            if cmd
+                .send(Command::ServePushPull { remote, reply: tx })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Ok(answer) = rx.await {
+                add(&wire.counters.bytes_sent, answer.len());
+                bump(&wire.counters.packets_sent);
+                if let Err(e) = write_frame(&mut stream, &answer).await {
+                    tracing::debug!(%peer, error = %e, "writing push/pull answer");
+                }
+            }
+        }
+        FrameKind::Foca => {
+            let _ = cmd
+                .send(Command::Packet {
+                    data: opened.body().to_vec(),
+                    from: peer,
+                })
+                .await;
+        }
+        FrameKind::PushPullResponse | FrameKind::Reject => {
+            bump(&wire.counters.dropped_malformed);
+        }
+    }
+}
+
+/// Runs one push/pull exchange as the initiator.
+async fn push_pull(
+    to: SocketAddr,
+    request: Vec<u8>,
+    wire: Arc<Wire>,
+    tcp_timeout: Duration,
+) -> Result<PushPull, String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(to)
+            .await
+            .map_err(|e| format!("connect to {to}: {e}"))?;
+        add(&wire.counters.bytes_sent, request.len());
+        bump(&wire.counters.packets_sent);
+        write_frame(&mut stream, &request)
+            .await
+            .map_err(|e| format!("send to {to}: {e}"))?;
+        let answer = read_frame(&mut stream).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                format!("{to} closed the connection without answering")
+            } else {
+                format!("read from {to}: {e}")
+            }
+        })?;
+        if let Some(reason) = wire.read_reject(&answer) {
+            return Err(format!("{to} refused the exchange: {}", reason.explain()));
+        }
+        let opened = match wire.open(&answer, to, "tcp") {
+            Ok(o) => o,
+            Err(Dropped::Open(e)) => return Err(format!("cannot open the answer of {to}: {e}")),
+            Err(_) => return Err(format!("bad answer from {to}")),
+        };
+        if opened.kind != FrameKind::PushPullResponse {
+            return Err(format!("unexpected answer from {to}"));
+        }
+        PushPull::decode(opened.body()).map_err(|e| format!("bad answer from {to}: {e}"))
+    };
+    match timeout(tcp_timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("exchange with {to} timed out")),
+    }
+}
+
+struct TimerEntry {
+    at: Instant,
+    seq: u64,
+    timer: CoreTimer,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    // Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Driver {
+    core: GossipCore,
+    udp: Arc<UdpSocket>,
+    wire: Arc<Wire>,
+    cmd_tx: mpsc::Sender<Command>,
+    events: mpsc::Sender<GossipEvent>,
+    view: watch::Sender<Arc<View>>,
+    timers: BinaryHeap<TimerEntry>,
+    timer_seq: u64,
+    tasks: JoinSet<()>,
+    pending_leave: Vec<Reply<()>>,
+    accept: JoinHandle<()>,
+    udp_packet_size: usize,
+    tcp_timeout: Duration,
+    changed: bool,
+}
+
+impl Driver {
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 65_536];
+        let mut refresh = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown_reply = None;
+        self.flush().await;
+        loop {
+            let next = self.timers.peek().map(|t| t.at);
+            tokio::select! {
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok((len, from)) => self.on_datagram(buf.get(..len).unwrap_or_default(), from),
+                    Err(e) => tracing::debug!(error = %e, "gossip UDP receive failed"),
+                },
+                cmd = cmd_rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::Shutdown { reply }) => {
+                        shutdown_reply = reply;
+                        break;
+                    }
+                    Some(c) => self.on_command(c),
+                },
+                () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => self.fire_timers(),
+                _ = refresh.tick() => self.changed = true,
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            self.flush().await;
+        }
+        self.accept.abort();
+        self.tasks.abort_all();
+        for reply in self.pending_leave.drain(..) {
+            let _ = reply.send(Err(GossipError::Shutdown));
+        }
+        tracing::info!(node = %self.core.identity().name(), "gossip stopped");
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn on_datagram(&mut self, packet: &[u8], from: SocketAddr) {
+        if packet.len() > self.udp_packet_size {
+            bump(&self.wire.counters.dropped_oversized);
+            add(&self.wire.counters.bytes_received, packet.len());
+            tracing::debug!(%from, len = packet.len(), "dropping oversized gossip datagram");
+            return;
+        }
+        let Ok(opened) = self.wire.open(packet, from, "udp") else {
+            return;
+        };
+        if opened.kind != FrameKind::Foca {
+            bump(&self.wire.counters.dropped_malformed);
+            return;
+        }
+        self.on_packet(opened.body(), from);
+    }
+
+    fn on_packet(&mut self, body: &[u8], from: SocketAddr) {
+        if let Err(e) = self.core.handle_packet(body) {
+            let c = &self.wire.counters;
+            match e {
+                CoreError::Oversized => bump(&c.dropped_oversized),
+                CoreError::Malformed(_) | CoreError::FromOurselves => bump(&c.dropped_malformed),
+                _ => {}
+            }
+            tracing::debug!(%from, error = %e, "gossip packet refused");
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while self.timers.peek().is_some_and(|t| t.at <= now) {
+            if let Some(entry) = self.timers.pop()
+                && let Err(e) = self.core.handle_timer(entry.timer)
+            {
+                tracing::debug!(error = %e, "gossip timer");
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        self.changed = true;
+        match cmd {
+            Command::Join { addrs, reply } => {
+                if let Err(e) = self.core.prepare_join() {
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+                let request = self.wire.seal(
+                    FrameKind::PushPullRequest,
+                    &self.core.local_state(true).encode(),
+                );
+                let wire = Arc::clone(&self.wire);
+                let cmd = self.cmd_tx.clone();
+                let t = self.tcp_timeout;
+                self.tasks.spawn(async move {
+                    let mut set = JoinSet::new();
+                    for to in addrs {
+                        let (req, wire) = (request.clone(), Arc::clone(&wire));
+                        set.spawn(async move { (to, push_pull(to, req, wire, t).await) });
+                    }
+                    let mut results = Vec::new();
+                    while let Some(r) = set.join_next().await {
+                        if let Ok(r) = r {
+                            results.push(r);
+                        }
+                    }
+                    let _ = cmd.send(Command::JoinDone { results, reply }).await;
+                });
+            }
+            Command::JoinDone { results, reply } => {
+                let mut ok = 0;
+                let mut errors = Vec::new();
+                for (to, r) in results {
+                    match r {
+                        Ok(state) => {
+                            bump(&self.wire.counters.push_pulls);
+                            ok += 1;
+                            self.core.merge_remote(state, true);
+                        }
+                        Err(e) => {
+                            bump(&self.wire.counters.push_pull_failures);
+                            self.wire.warn("join", || {
+                                tracing::warn!(%to, error = %e, "gossip join failed");
+                            });
+                            // Fall back to a UDP announce: it may still get us in.
+                            let _ = self.core.announce(to);
+                            errors.push(e);
+                        }
+                    }
+                }
+                let _ = reply.send(if ok > 0 {
+                    Ok(ok)
+                } else {
+                    Err(GossipError::JoinFailed(errors))
+                });
+            }
+            Command::PushPullDone { from, result } => match result {
+                Ok(state) => {
+                    bump(&self.wire.counters.push_pulls);
+                    self.core.merge_remote(state, false);
+                }
+                Err(e) => {
+                    bump(&self.wire.counters.push_pull_failures);
+                    self.wire.warn("push-pull", || {
+                        tracing::warn!(peer = %from, error = %e, "gossip push/pull failed");
+                    });
+                }
+            },
+            Command::ServePushPull { remote, reply } => {
+                let answer = self.wire.seal(
+                    FrameKind::PushPullResponse,
+                    &self.core.local_state(false).encode(),
+                );
+                let _ = reply.send(answer);
+                bump(&self.wire.counters.push_pulls);
+                self.core.merge_remote(remote, false);
+            }
+            Command::Packet { data, from } => self.on_packet(&data, from),
+            Command::Leave { reply } => match self.core.leave() {
+                Ok(()) => self.pending_leave.push(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::ForceLeave { node, prune, reply } => {
+                let _ = reply.send(self.core.force_leave(&node, prune).map_err(Into::into));
+            }
+            Command::SetMeta { meta, reply } => {
+                let _ = reply.send(self.core.set_meta(meta).map_err(Into::into));
+            }
+            Command::FireEvent { event, reply } => {
+                let _ = reply.send(self.core.fire_event(event).map_err(Into::into));
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// Drains the core's outputs and publishes the view when something changed.
+    async fn flush(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send { to, data } => self.send(to, &data).await,
+                Output::Schedule { after, timer } => {
+                    self.timer_seq += 1;
+                    self.timers.push(TimerEntry {
+                        at: Instant::now() + after,
+                        seq: self.timer_seq,
+                        timer,
+                    });
+                }
+                Output::Event(ev) => {
+                    self.changed = true;
+                    if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(ev) {
+                        bump(&self.wire.counters.events_dropped);
+                        self.wire.warn("events-full", || {
+                            tracing::warn!("gossip event channel full; dropping events");
+                        });
+                    }
+                }
+                Output::PushPull { to, join } => {
+                    let request = self.wire.seal(
+                        FrameKind::PushPullRequest,
+                        &self.core.local_state(join).encode(),
+                    );
+                    let wire = Arc::clone(&self.wire);
+                    let cmd = self.cmd_tx.clone();
+                    let t = self.tcp_timeout;
+                    self.tasks.spawn(async move {
+                        let result = push_pull(to, request, wire, t).await;
+                        let _ = cmd.send(Command::PushPullDone { from: to, result }).await;
+                    });
+                }
+                Output::LeaveDone => {
+                    self.changed = true;
+                    for reply in self.pending_leave.drain(..) {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+        }
+        if self.changed {
+            self.changed = false;
+            self.wire
+                .counters
+                .stale_events
+                .store(self.core.stats().stale_events, AtomicOrdering::Relaxed);
+            self.view.send_replace(Arc::new(View {
+                identity: self.core.identity().clone(),
+                members: self.core.members(),
+                events: self.core.events(),
+            }));
+        }
+    }
+
+    async fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        let packet = self.wire.seal(FrameKind::Foca, data);
+        if packet.len() > self.udp_packet_size {
+            // Too large for one datagram: deliver it over TCP.
+            let wire = Arc::clone(&self.wire);
+            let t = self.tcp_timeout;
+            self.tasks.spawn(async move {
+                let sent = timeout(t, async {
+                    let mut s = TcpStream::connect(to).await?;
+                    write_frame(&mut s, &packet).await
+                })
+                .await;
+                match sent {
+                    Ok(Ok(())) => {
+                        add(&wire.counters.bytes_sent, packet.len());
+                        bump(&wire.counters.packets_sent);
+                    }
+                    _ => tracing::debug!(%to, "sending a large gossip message over TCP failed"),
+                }
+            });
+            return;
+        }
+        match self.udp.send_to(&packet, to).await {
+            Ok(n) => {
+                add(&self.wire.counters.bytes_sent, n);
+                bump(&self.wire.counters.packets_sent);
+            }
+            Err(e) => tracing::debug!(%to, error = %e, "gossip UDP send failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_resolve_with_the_default_port() -> Result<(), GossipError> {
+        assert_eq!(
+            resolve("127.0.0.1").await?,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
+        );
+        assert_eq!(
+            resolve("127.0.0.1:9000").await?,
+            SocketAddr::from(([127, 0, 0, 1], 9000))
+        );
+        assert_eq!(resolve("[::1]:9000").await?.port(), 9000);
+        assert_eq!(resolve("::1").await?.port(), DEFAULT_PORT);
+        assert_eq!(resolve("localhost").await?.port(), DEFAULT_PORT);
+        assert!(resolve("no-such-host.invalid").await.is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn timers_pop_earliest_first() {
+        let now = Instant::now();
+        let mut heap = BinaryHeap::new();
+        for (i, ms) in [30u64, 10, 20].iter().enumerate() {
+            heap.push(TimerEntry {
+                at: now + Duration::from_millis(*ms),
+                seq: i as u64,
+                timer: CoreTimer::for_tests(),
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|t| t.seq)).collect();
+        assert_eq!(order, vec![1, 2, 0]);
+    }
+}
