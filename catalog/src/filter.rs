@@ -24,7 +24,10 @@
 //! Keywords are case-sensitive. A double-quoted string may also hold `\"` (go-bexpr cannot
 //! express a quote inside one; this is a superset). Expressions longer than
 //! [`MAX_EXPRESSION_LEN`] or nesting parentheses and `not` deeper than [`MAX_NESTING`] are
-//! refused, so no input can exhaust the stack.
+//! refused, and parsing uses an explicit stack, so no input can exhaust the call stack. At
+//! most [`MAX_REGEXES`] regexes are compiled per expression, each with bounded size, so no
+//! input can exhaust memory either. Regexes use the Rust `regex` crate, whose syntax is RE2's
+//! (as Go's `regexp`), except that `\d`, `\w`, `\s` and `\b` are Unicode-aware here.
 //!
 //! # Semantics
 //!
@@ -44,7 +47,7 @@
 //! [`Filter::validate`] checks selectors, operators and value coercions against a sample
 //! object, as go-bexpr does against a Go type before any data is filtered.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Number, Value};
 
 /// Longest expression [`Filter::parse`] accepts, in bytes.
@@ -52,6 +55,16 @@ pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
 
 /// Deepest nesting of parentheses and `not` that [`Filter::parse`] accepts.
 pub const MAX_NESTING: usize = 256;
+
+/// Most `matches` / `not matches` operators one expression may hold: each compiles a regex.
+pub const MAX_REGEXES: usize = 32;
+
+/// Compiled-size limit for one regex, so [`MAX_REGEXES`] bounds a filter's memory (the regex
+/// crate's default, 10 MiB, lets one 64 KiB expression allocate gigabytes).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Lazy-DFA cache limit for one regex.
+const REGEX_DFA_SIZE_LIMIT: usize = 1 << 20;
 
 /// A parsed filter expression; regular expressions are compiled once, at parse time.
 #[derive(Debug, Clone)]
@@ -94,7 +107,19 @@ pub enum FilterError {
         /// What was wrong, or what was expected there.
         message: String,
     },
-    /// The value of a `matches` is not a valid regular expression.
+    /// The expression holds more than [`MAX_REGEXES`] `matches` / `not matches` operators.
+    #[error("{line}:{column} ({offset}): expression holds more than {max} regular expressions")]
+    TooManyRegexes {
+        /// 1-based line of the first one too many.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// Byte offset.
+        offset: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value of a `matches` is not a valid regular expression, or compiles too large.
     #[error("Failed to compile regular expression {pattern:?}: {reason}")]
     Regex {
         /// The pattern as written.
@@ -656,6 +681,8 @@ struct Parser<'a> {
     pos: usize,
     fail_pos: usize,
     expected: Vec<Expect>,
+    /// `matches` operators seen so far.
+    regexes: usize,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -669,6 +696,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             fail_pos: 0,
             expected: Vec::new(),
+            regexes: 0,
         }
     }
 
@@ -906,12 +934,12 @@ impl<'a> Parser<'a> {
             if let Some(op) = self.value_operator()
                 && let Some(value) = self.value()?
             {
-                return Self::build(selector, op, value).map(Some);
+                return self.build(start, selector, op, value).map(Some);
             }
             // Selector is [not] empty
             self.pos = after_selector;
             if let Some(op) = self.empty_operator() {
-                return Self::build(selector, op, String::new()).map(Some);
+                return self.build(start, selector, op, String::new()).map(Some);
             }
             self.pos = start;
         }
@@ -921,7 +949,7 @@ impl<'a> Parser<'a> {
         {
             let selector_pos = self.pos;
             if let Some(selector) = self.selector()? {
-                return Self::build(selector, op, value).map(Some);
+                return self.build(start, selector, op, value).map(Some);
             }
             return Err(self.error_at(selector_pos, "Invalid selector"));
         }
@@ -929,9 +957,29 @@ impl<'a> Parser<'a> {
         Ok(None)
     }
 
-    fn build(selector: Vec<String>, op: Op, value: String) -> Result<Expr, FilterError> {
+    fn build(
+        &mut self,
+        start: usize,
+        selector: Vec<String>,
+        op: Op,
+        value: String,
+    ) -> Result<Expr, FilterError> {
         let regex = if op.base() == Op::Matches {
-            match Regex::new(&value) {
+            self.regexes += 1;
+            if self.regexes > MAX_REGEXES {
+                let (line, column) = self.line_column(start);
+                return Err(FilterError::TooManyRegexes {
+                    line,
+                    column,
+                    offset: start,
+                    max: MAX_REGEXES,
+                });
+            }
+            let compiled = RegexBuilder::new(&value)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+                .build();
+            match compiled {
                 Ok(re) => Some(re),
                 Err(e) => {
                     return Err(FilterError::Regex {
@@ -1751,6 +1799,21 @@ mod tests {
             parse_err(&not_ands(MAX_NESTING / 2 + 1)),
             FilterError::TooDeep { .. }
         ));
+        // Regexes: a bounded number, each of bounded size.
+        let regexes = |n: usize| vec!["A matches `^[a-z]+$`"; n].join(" or ");
+        assert!(Filter::parse(&regexes(MAX_REGEXES)).is_ok());
+        assert!(matches!(
+            parse_err(&regexes(MAX_REGEXES + 1)),
+            FilterError::TooManyRegexes {
+                max: MAX_REGEXES,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(r"A matches `\w{200}`"),
+            FilterError::Regex { .. }
+        ));
+        assert!(Filter::parse(r"A matches `^[\w.-]{1,16}$`").is_ok());
         // Long flat chains do not nest.
         let chain = vec!["A == 1"; 5_000].join(" or ");
         assert_eq!(
