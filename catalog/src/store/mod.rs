@@ -61,7 +61,7 @@ impl Changes {
 }
 
 /// Errors from applying a command. The state is unchanged when one is returned.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// The request is invalid (missing or inconsistent fields); maps to HTTP 400.
     #[error("{0}")]

@@ -1,0 +1,364 @@
+//! The Raft state machine: committed entries applied to the catalog store, snapshots built
+//! from an O(1) clone of the state, the latest snapshot kept in a checksummed file.
+//!
+//! Snapshot file layout: magic `CAIRNRSN`, format version (u32 BE), length of the metadata
+//! (u32 BE), the Raft snapshot metadata (JSON), the catalog snapshot (itself checksummed), and
+//! a SHA-256 of everything before it. The same bytes travel to followers that install it.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_catalog::{Changes, Command, Store, snapshot};
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftLogId, RaftSnapshotBuilder, StoredMembership,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{ApplyResult, Entry, LogId, ServerNode, StorageError, TypeConfig};
+
+const MAGIC: &[u8; 8] = b"CAIRNRSN";
+const VERSION: u32 = 1;
+const SNAPSHOT_FILE: &str = "state.snap";
+
+/// Told about every change the state machine makes, to wake blocked readers.
+pub trait ApplyObserver: Send + Sync + 'static {
+    /// A command was applied.
+    fn applied(&self, changes: &Changes);
+    /// The whole state was replaced (snapshot installed): everything may have changed.
+    fn reset(&self);
+}
+
+/// An observer that ignores everything (tests).
+pub struct NoObserver;
+
+impl ApplyObserver for NoObserver {
+    fn applied(&self, _: &Changes) {}
+    fn reset(&self) {}
+}
+
+type Meta = SnapshotMeta<u64, ServerNode>;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFileError {
+    /// I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Damaged or foreign content.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Encodes a snapshot (metadata + catalog bytes) in the file layout.
+pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Vec<u8> {
+    let meta_json = serde_json::to_vec(meta).unwrap_or_default();
+    let mut out = Vec::with_capacity(16 + meta_json.len() + catalog.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta_json);
+    out.extend_from_slice(catalog);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Verifies and splits a snapshot into its metadata and catalog state.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, cairn_catalog::State), SnapshotFileError> {
+    let bad = |s: &str| SnapshotFileError::Invalid(s.to_string());
+    if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
+        return Err(bad("not a Cairn Raft snapshot (bad magic or too short)"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(bad("snapshot checksum mismatch: the snapshot is corrupt"));
+    }
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&body[8..12]);
+    let version = u32::from_be_bytes(word);
+    if version != VERSION {
+        return Err(SnapshotFileError::Invalid(format!(
+            "unsupported snapshot version {version}"
+        )));
+    }
+    word.copy_from_slice(&body[12..16]);
+    let meta_len = u32::from_be_bytes(word) as usize;
+    let rest = &body[16..];
+    if meta_len > rest.len() {
+        return Err(bad("snapshot metadata length exceeds the file"));
+    }
+    let meta: Meta = serde_json::from_slice(&rest[..meta_len])
+        .map_err(|e| SnapshotFileError::Invalid(format!("snapshot metadata: {e}")))?;
+    let state = snapshot::read(&rest[meta_len..])
+        .map_err(|e| SnapshotFileError::Invalid(format!("snapshot state: {e}")))?;
+    let expect = meta.last_log_id.map_or(0, |l| l.index);
+    if state.last_index() != expect {
+        return Err(SnapshotFileError::Invalid(format!(
+            "snapshot state is at index {} but its metadata says {expect}",
+            state.last_index()
+        )));
+    }
+    Ok((meta, state))
+}
+
+/// Writes a file atomically: temporary file, fsync, rename, fsync of the directory.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The state machine.
+pub struct StateMachine {
+    store: Arc<Store>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<u64, ServerNode>,
+    dir: Option<PathBuf>,
+    /// The latest snapshot (also on disk when `dir` is set), shared with builders.
+    current: Current,
+    observer: Arc<dyn ApplyObserver>,
+}
+
+type Current = Arc<std::sync::Mutex<Option<(Meta, Arc<Vec<u8>>)>>>;
+
+impl StateMachine {
+    /// A state machine over `store`. With `dir`, the latest snapshot there (if any) is loaded
+    /// into the store first, and new snapshots are written there.
+    pub fn open(
+        store: Arc<Store>,
+        dir: Option<PathBuf>,
+        observer: Arc<dyn ApplyObserver>,
+    ) -> Result<StateMachine, SnapshotFileError> {
+        let mut sm = StateMachine {
+            store,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            dir,
+            current: Current::default(),
+            observer,
+        };
+        if let Some(dir) = &sm.dir {
+            let path = dir.join(SNAPSHOT_FILE);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let (meta, state) = decode_snapshot(&bytes).map_err(|e| match e {
+                        SnapshotFileError::Invalid(m) => {
+                            SnapshotFileError::Invalid(format!("{}: {m}", path.display()))
+                        }
+                        other => other,
+                    })?;
+                    sm.store.replace(state);
+                    sm.last_applied = meta.last_log_id;
+                    sm.membership = meta.last_membership.clone();
+                    *sm.current.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((meta, Arc::new(bytes)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(SnapshotFileError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(sm)
+    }
+
+    /// The catalog store this machine applies to.
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
+}
+
+fn sm_err(verb: ErrorVerb, msg: impl ToString) -> StorageError {
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        verb,
+        std::io::Error::other(msg.to_string()),
+    )
+}
+
+/// Builds snapshots from a point-in-time clone of the state.
+pub struct Builder {
+    store: Arc<Store>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<u64, ServerNode>,
+    dir: Option<PathBuf>,
+    current: Current,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let state = self.store.read();
+        let last = self.last_applied;
+        let meta = Meta {
+            last_log_id: last,
+            last_membership: self.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                last.map_or(0, |l| l.leader_id.term),
+                last.map_or(0, |l| l.index)
+            ),
+        };
+        let dir = self.dir.clone();
+        let meta2 = meta.clone();
+        let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let catalog = snapshot::write(&state);
+            let bytes = encode_snapshot(&meta2, &catalog);
+            if let Some(dir) = dir {
+                write_atomic(&dir, SNAPSHOT_FILE, &bytes).map_err(|e| e.to_string())?;
+            }
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        tracing::info!(
+            index = last.map_or(0, |l| l.index),
+            bytes = bytes.len(),
+            "raft snapshot built"
+        );
+        let bytes = Arc::new(bytes);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), Arc::clone(&bytes)));
+        let bytes = Arc::unwrap_or_clone(bytes);
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<u64, ServerNode>), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            let index = log_id.index;
+            let cmd = match entry.payload {
+                EntryPayload::Normal(cmd) => cmd,
+                EntryPayload::Blank => Command::Noop,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                    Command::Noop
+                }
+            };
+            if index == 0 {
+                // Raft's index 0 holds the initial membership; the catalog starts after it.
+                self.last_applied = Some(log_id);
+                out.push(ApplyResult {
+                    index,
+                    result: Ok(cairn_catalog::Response::Done),
+                });
+                continue;
+            }
+            let applied = self.store.apply(index, &cmd);
+            if let Err(cairn_catalog::StoreError::IndexRegression { .. }) = &applied.result {
+                // Never expected: the log and the state disagree. Stop rather than diverge.
+                return Err(sm_err(
+                    ErrorVerb::Write,
+                    format!(
+                        "state machine at index {} cannot apply entry {index}",
+                        self.store.read().last_index()
+                    ),
+                ));
+            }
+            self.last_applied = Some(log_id);
+            if !applied.changes.is_empty() {
+                self.observer.applied(&applied.changes);
+            }
+            out.push(ApplyResult {
+                index,
+                result: applied.result,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Builder {
+        Builder {
+            store: Arc::clone(&self.store),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            dir: self.dir.clone(),
+            current: Arc::clone(&self.current),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let (file_meta, state) = decode_snapshot(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(sm_err(
+                ErrorVerb::Read,
+                "installed snapshot does not match its announced metadata",
+            ));
+        }
+        if let Some(dir) = &self.dir {
+            let dir = dir.clone();
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || write_atomic(&dir, SNAPSHOT_FILE, &b))
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
+        self.store.replace(state);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), Arc::new(bytes)));
+        self.observer.reset();
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            "raft snapshot installed"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes.as_ref().clone())),
+        }))
+    }
+}
