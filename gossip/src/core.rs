@@ -254,6 +254,8 @@ pub struct GossipCore {
     left: bool,
     sized_for: usize,
     stats: CoreStats,
+    push_updates: bool,
+    push_broadcasts: bool,
 }
 
 impl std::fmt::Debug for GossipCore {
@@ -299,6 +301,8 @@ impl GossipCore {
             left: false,
             sized_for: 1,
             stats: CoreStats::default(),
+            push_updates: false,
+            push_broadcasts: false,
             timings: cfg.timings,
         };
         core.publish_meta()?;
@@ -683,8 +687,8 @@ impl GossipCore {
         }
         ev.validate()?;
         ev.ltime = self.book.lock().next_ltime();
+        // Delivered locally and pushed to a few members through the inbox (see after_input).
         self.add_broadcast(&Item::Event(ev.clone()))?;
-        let _ = self.foca.broadcast(&mut self.rt);
         self.after_input();
         Ok(ev)
     }
@@ -854,6 +858,20 @@ impl GossipCore {
             let notes = std::mem::take(&mut self.rt.notes);
             let items = self.book.lock().drain_inbox();
             if sends.is_empty() && timers.is_empty() && notes.is_empty() && items.is_empty() {
+                // News worth spreading now rather than at the next gossip tick: a member
+                // went down, or a user event arrived. Pushing it at once saves a tick per hop.
+                if self.left {
+                    self.push_updates = false;
+                    self.push_broadcasts = false;
+                }
+                if std::mem::take(&mut self.push_updates) {
+                    let _ = self.foca.gossip(&mut self.rt);
+                    continue;
+                }
+                if std::mem::take(&mut self.push_broadcasts) {
+                    let _ = self.foca.broadcast(&mut self.rt);
+                    continue;
+                }
                 break;
             }
             for (to, data) in sends {
@@ -888,7 +906,10 @@ impl GossipCore {
     fn on_notification(&mut self, note: OwnedNotification<NodeId>) {
         match note {
             OwnedNotification::MemberUp(id) => self.set_liveness(id, false),
-            OwnedNotification::MemberDown(id) => self.set_liveness(id, true),
+            OwnedNotification::MemberDown(id) => {
+                self.push_updates = true;
+                self.set_liveness(id, true);
+            }
             OwnedNotification::Rename(old, new) => {
                 if old.name() == new.name() {
                     let name = Arc::clone(new.name_arc());
@@ -997,7 +1018,10 @@ impl GossipCore {
                         .push_back(Output::Event(GossipEvent::MemberReaped(member)));
                 }
             }
-            Item::Event(ev) => self.deliver_event(ev),
+            Item::Event(ev) => {
+                self.push_broadcasts = true;
+                self.deliver_event(ev);
+            }
         }
     }
 

@@ -237,3 +237,58 @@ fn simulations_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// Detection and dissemination times in a large cluster, printed as figures.
+fn large_cluster_figures(n: usize) {
+    let mut sim = cluster(n, SimConfig::default());
+    sim.bootstrap();
+    sim.run_until(secs(3.0));
+
+    let start = sim.now();
+    let ev = sim
+        .fire_event(1, UserEvent::new("rollout", b"go".to_vec()))
+        .expect("fire");
+    let spread = sim
+        .run_until_true(start + secs(30.0), secs(0.05), |s| {
+            let (have, total) = s.count_with_event(&ev.id);
+            have == total
+        })
+        .expect("event did not reach all")
+        - start;
+
+    let victim = n / 2;
+    let name = sim_name(victim);
+    let crash_at = sim.now();
+    sim.crash(victim);
+    let detect = sim
+        .run_until_true(crash_at + secs(60.0), secs(0.1), |s| {
+            let (seeing, total) = s.count_seeing(&name, MemberStatus::Failed);
+            seeing == total
+        })
+        .expect("failure not detected by all")
+        - crash_at;
+    let envelope = Timings::lan().suspicion_timeout(n) + secs(2.0);
+    let bytes: u64 = (0..n).map(|i| sim.traffic(i).bytes_sent).sum();
+    println!(
+        "{n} members: event reached all in {:.2} s; crash seen failed by all in {:.2} s \
+         (memberlist envelope {:.2} s); {:.0} B/s sent per member on average",
+        spread.as_secs_f64(),
+        detect.as_secs_f64(),
+        envelope.as_secs_f64(),
+        bytes as f64 / sim.now().as_secs_f64() / n as f64
+    );
+    assert!(spread < secs(5.0));
+    assert!(detect <= envelope + secs(2.0), "{detect:?} vs {envelope:?}");
+}
+
+#[test]
+fn two_hundred_members() {
+    large_cluster_figures(200);
+}
+
+/// About 15 s unoptimised; `-- --nocapture` shows the figures (the `simulation` benchmark
+/// prints more of them).
+#[test]
+fn one_thousand_members() {
+    large_cluster_figures(1000);
+}
