@@ -23,6 +23,28 @@
 //!   handle;
 //! - [`sim`]: a deterministic in-memory network to run many cores without sockets.
 //!
+//! # Use
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_gossip::GossipError> {
+//! use cairn_gossip::{Gossip, GossipConfig, GossipEvent, Keyring, UserEvent, keygen};
+//!
+//! let mut cfg = GossipConfig::new("node-1", "10.0.0.1:8301".parse().expect("addr"));
+//! cfg.keyring = Some(Keyring::from_base64(&keygen(), &[])?);
+//! let (gossip, mut events) = Gossip::start(cfg).await?;
+//! gossip.join(&["10.0.0.2".to_string()]).await?; // port 8301 by default
+//! gossip.fire_event(UserEvent::new("deploy", b"v2".to_vec())).await?;
+//! while let Some(ev) = events.recv().await {
+//!     if let GossipEvent::MemberFailed(m) = ev {
+//!         println!("{} failed", m.name);
+//!     }
+//! }
+//! gossip.leave().await?;
+//! gossip.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Dependencies
 //!
 //! - `foca`: the SWIM protocol (with its `std` feature for `Config::new_lan`).
