@@ -191,15 +191,36 @@ async fn service_register(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn service_deregister(State(a): State<AppState>, Path(id): Path<String>) -> Response {
+/// Consul's 404 for a service ID the agent does not know (`vetServiceUpdateWithAuthorizer`).
+fn unknown_service(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+    ))
+}
+
+/// Consul's 404 for a check ID the agent does not know (`vetCheckUpdateWithAuthorizer`).
+fn unknown_check(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+    ))
+}
+
+async fn service_deregister(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !local(&a).services.contains_key(&id) {
+        return Err(unknown_service(&id));
+    }
     a.deregister_service(&id).await;
-    StatusCode::OK.into_response()
+    Ok(StatusCode::OK.into_response())
 }
 
 fn enable_param(p: &Params) -> Result<bool, ApiError> {
     match p.get("enable") {
         None => Err(ApiError::bad_request("Missing value for enable")),
-        Some(v) => parse_bool(v).ok_or_else(|| ApiError::bad_request("Invalid value for enable")),
+        Some(v) => parse_bool(v)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid value for enable: {v:?}"))),
     }
 }
 
@@ -210,6 +231,9 @@ async fn service_maintenance(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let enable = enable_param(&p)?;
+    if !local(&a).services.contains_key(&id) {
+        return Err(unknown_service(&id));
+    }
     let reason = p.get("reason").unwrap_or_default().to_string();
     a.set_maintenance(Some(&id), enable, &reason).await?;
     Ok(StatusCode::OK.into_response())
@@ -251,12 +275,13 @@ fn health_code(status: &str) -> StatusCode {
     }
 }
 
+/// Consul's `returnTextPlain`: `Accept: text/plain...` or `?format=text`.
 fn wants_text(p: &Params, headers: &HeaderMap) -> bool {
-    p.get("format") == Some("text")
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/plain"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"))
+        || p.get("format") == Some("text")
 }
 
 fn service_health(l: &LocalState, id: &str, dc: &str) -> Option<(&'static str, Value)> {
@@ -276,26 +301,52 @@ fn service_health(l: &LocalState, id: &str, dc: &str) -> Option<(&'static str, V
     Some((status, v))
 }
 
+/// An agent health answer: Consul's status code, the reason in `X-Consul-Reason`, and the
+/// body as text or JSON.
+fn health_response(
+    code: StatusCode,
+    reason: &str,
+    text: bool,
+    body: &Value,
+    pretty: bool,
+) -> Response {
+    let mut r = if text {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            reason.to_string(),
+        )
+            .into_response()
+    } else {
+        json_response(body, pretty)
+    };
+    *r.status_mut() = code;
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("x-consul-reason"), v);
+    }
+    r
+}
+
 async fn health_by_id(
     State(a): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Response {
     let p = Params::parse(q.as_deref());
     let dc = a.server.datacenter().to_string();
     let found = service_health(&local(&a), &id, &dc);
     let text = wants_text(&p, &headers);
     match found {
-        None if text => {
-            Ok((StatusCode::NOT_FOUND, format!("ServiceId {id} not found")).into_response())
-        }
-        None => Err(ApiError::not_found(format!("ServiceId {id} not found"))),
-        Some((status, _)) if text => Ok((health_code(status), status).into_response()),
+        None => health_response(
+            StatusCode::NOT_FOUND,
+            &format!("ServiceId {id} not found"),
+            text,
+            &json!({"AggregatedStatus": "critical", "Service": null, "Checks": null}),
+            p.has("pretty"),
+        ),
         Some((status, v)) => {
-            let mut r = json_response(&v, p.has("pretty"));
-            *r.status_mut() = health_code(status);
-            Ok(r)
+            health_response(health_code(status), status, text, &v, p.has("pretty"))
         }
     }
 }
@@ -305,7 +356,7 @@ async fn health_by_name(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Response {
     let p = Params::parse(q.as_deref());
     let dc = a.server.datacenter().to_string();
     let results: Vec<(&'static str, Value)> = {
@@ -317,25 +368,20 @@ async fn health_by_name(
             .collect()
     };
     let text = wants_text(&p, &headers);
-    if results.is_empty() {
-        let msg = format!("ServiceName {name} Not Found");
-        return if text {
-            Ok((StatusCode::NOT_FOUND, msg).into_response())
-        } else {
-            Err(ApiError::not_found(msg))
-        };
-    }
-    let worst = ["maintenance", "critical", "warning", "passing"]
-        .into_iter()
-        .find(|w| results.iter().any(|(s, _)| s == w))
-        .unwrap_or("passing");
-    if text {
-        return Ok((health_code(worst), worst).into_response());
-    }
+    // The worst instance decides: passing (200) < warning (429) < critical/maintenance (503).
+    let worst = results
+        .iter()
+        .map(|(s, _)| *s)
+        .max_by_key(|s| health_code(s).as_u16());
+    let (code, reason) = match worst {
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("ServiceName {name} Not Found"),
+        ),
+        Some(s) => (health_code(s), s.to_string()),
+    };
     let list: Vec<Value> = results.into_iter().map(|(_, v)| v).collect();
-    let mut r = json_response(&list, p.has("pretty"));
-    *r.status_mut() = health_code(worst);
-    Ok(r)
+    health_response(code, &reason, text, &json!(list), p.has("pretty"))
 }
 
 async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
@@ -354,13 +400,32 @@ async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Resp
 
 async fn check_register(State(a): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let def: CheckDef = decode(&body)?;
+    // Consul's checks and texts, in its order, before the definition itself is validated.
+    if def.name.is_empty() {
+        return Err(ApiError::bad_request("Missing check name"));
+    }
+    if !def.status.is_empty() && HealthStatus::parse(&def.status).is_none() {
+        return Err(ApiError::bad_request("Bad check status"));
+    }
+    if !def.service_id.is_empty() && !local(&a).services.contains_key(&def.service_id) {
+        return Err(ApiError::not_found(format!(
+            "ServiceID {:?} does not exist",
+            def.service_id
+        )));
+    }
     a.register_check(def).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn check_deregister(State(a): State<AppState>, Path(id): Path<String>) -> Response {
+async fn check_deregister(
+    State(a): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !local(&a).checks.contains_key(&id) {
+        return Err(unknown_check(&id));
+    }
     a.deregister_check(&id).await;
-    StatusCode::OK.into_response()
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn ttl_update(
@@ -627,8 +692,14 @@ async fn metrics_endpoint(
         || headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("openmetrics") || v.starts_with("text/plain"));
+            .is_some_and(accepts_openmetrics);
     if prom {
+        if a.config().telemetry.prometheus_retention_time.is_zero() {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Prometheus is not enabled since its retention time is not positive",
+            ));
+        }
         return Ok((
             [(
                 header::CONTENT_TYPE,
@@ -643,6 +714,17 @@ async fn metrics_endpoint(
         &metrics::render_json(&prefix, &samples, &ts),
         p.has("pretty"),
     ))
+}
+
+/// Consul's `acceptsOpenMetricsMimeType`: `application/openmetrics-text`, or `text/plain`
+/// with `version=0.4.0`.
+fn accepts_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|mime| {
+        let mut parts = mime.split(';').map(str::trim);
+        let base = parts.next().unwrap_or_default().to_ascii_lowercase();
+        base == "application/openmetrics-text"
+            || (base == "text/plain" && parts.next() == Some("version=0.4.0"))
+    })
 }
 
 fn collect_samples(a: &AppState) -> Vec<Sample> {

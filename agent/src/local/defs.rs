@@ -654,6 +654,14 @@ impl ServiceDef {
             modify_index: 0,
         };
         let defs: Vec<&CheckDef> = self.check.iter().chain(self.checks.iter()).collect();
+        if defs
+            .iter()
+            .any(|d| !d.status.is_empty() && HealthStatus::parse(&d.status).is_none())
+        {
+            return Err(ApiError::bad_request(
+                "Status for checks must 'passing', 'warning', 'critical'",
+            ));
+        }
         let many = defs.len() > 1;
         let mut checks = Vec::new();
         for (i, def) in defs.iter().enumerate() {
