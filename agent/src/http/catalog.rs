@@ -146,19 +146,12 @@ async fn node_services(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     let sel = selection(&a, &p, &o);
-    let (meta, value) = super::run_read(
-        &a,
-        Read::CatalogNodeServices {
-            node: node.clone(),
-            sel,
-        },
-        &o,
-    )
-    .await?;
-    if value.is_null() {
-        let mut r = ApiError::not_found(format!("Node not found: {node:?}")).into_response_with();
-        super::set_meta(r.headers_mut(), &meta);
-        return Ok(r);
-    }
+    let (meta, value) = super::run_read(&a, Read::CatalogNodeServices { node, sel }, &o).await?;
+    // An unknown node is Consul's empty `NodeServiceList`, with 200 as the Go client expects.
+    let value = if value.is_null() {
+        serde_json::json!({"Node": null, "Services": null})
+    } else {
+        value
+    };
     Ok(super::read_response(&meta, &value, o.pretty))
 }

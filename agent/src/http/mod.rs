@@ -198,9 +198,10 @@ pub fn read_response(meta: &ReadMeta, value: &serde_json::Value, pretty: bool) -
 /// Refuses requests for another datacenter (federation arrives later) with Consul's error.
 pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     match dc {
-        Some(dc) if !dc.eq_ignore_ascii_case(agent.server.datacenter()) => Err(ApiError::internal(
-            format!("No path to datacenter: {dc:?} is not a known datacenter"),
-        )),
+        // Consul's `structs.ErrNoDCPath`, answered as a 500.
+        Some(dc) if !dc.eq_ignore_ascii_case(agent.server.datacenter()) => {
+            Err(ApiError::internal("No path to datacenter"))
+        }
         _ => Ok(()),
     }
 }
