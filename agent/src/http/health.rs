@@ -45,12 +45,9 @@ async fn service(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    let passing = p.flag("passing").map_err(|_| {
-        ApiError::bad_request(format!(
-            "Invalid value for ?passing: {:?}",
-            p.get("passing").unwrap_or_default()
-        ))
-    })?;
+    let passing = p
+        .flag("passing")
+        .map_err(|_| ApiError::bad_request("Invalid value for ?passing"))?;
     let sel = selection(&a, &p, &o);
     serve_read(&a, Read::HealthService { name, passing, sel }, &o).await
 }
