@@ -11,6 +11,7 @@ use cairn_catalog::command::{KvOp, KvRequest};
 use cairn_catalog::{Command, Response as CmdResponse};
 
 use super::error::ApiError;
+use super::params::Params;
 use super::{AppState, check_dc, json_response, query, run_read, set_meta};
 use crate::server::now_ms;
 use crate::server::query::Read;
@@ -77,6 +78,7 @@ async fn kv_get(
     if key.is_empty() && !recurse && !keys {
         return Err(ApiError::bad_request("Missing key name"));
     }
+    let root_keys = keys && key.is_empty();
     let read = if keys {
         Read::KvKeys {
             prefix: key,
@@ -88,6 +90,14 @@ async fn kv_get(
         Read::KvGet { key }
     };
     let (meta, value) = run_read(&a, read, &o).await?;
+    if value.is_null() && root_keys {
+        // Consul answers an empty store's key list with `[]`, not a 404.
+        return Ok(super::read_response(
+            &meta,
+            &serde_json::json!([]),
+            o.pretty,
+        ));
+    }
     if value.is_null() {
         let mut r = StatusCode::NOT_FOUND.into_response();
         set_meta(r.headers_mut(), &meta);
@@ -99,13 +109,14 @@ async fn kv_get(
             .unwrap_or_default();
         let mut r = (
             [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                ),
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
                 (
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
+                ),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("sandbox"),
                 ),
             ],
             bytes,
@@ -115,6 +126,25 @@ async fn kv_get(
         return Ok(r);
     }
     Ok(super::read_response(&meta, &value, o.pretty))
+}
+
+/// Consul's `conflictingFlags`: at most one of `flags` may be given; the error quotes the
+/// whole query as Go's `url.Values.Encode` writes it (keys sorted).
+fn conflicting_flags(p: &Params, raw: Option<&str>, flags: &[&str]) -> Result<(), ApiError> {
+    if flags.iter().filter(|f| p.has(f)).count() < 2 {
+        return Ok(());
+    }
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    Err(ApiError::bad_request(format!(
+        "Conflicting flags: {encoded}\n"
+    )))
 }
 
 fn too_large(size: u64, max: u64) -> ApiError {
@@ -146,17 +176,13 @@ async fn kv_put(
     if body.len() as u64 > max {
         return Err(too_large(declared.unwrap_or(body.len() as u64), max));
     }
+    conflicting_flags(&p, q.as_deref(), &["cas", "acquire", "release"])?;
     let flags = p.u64("flags")?.unwrap_or(0);
     let acquire = p.get("acquire").map(str::to_string);
     let release = p.get("release").map(str::to_string);
     let cas = p.u64("cas")?;
     let (op, session) = match (acquire, release, cas) {
-        (Some(_), Some(_), _) => {
-            return Err(ApiError::bad_request(
-                "Conflicting flags: acquire and release",
-            ));
-        }
-        (Some(s), None, _) => (KvOp::Lock, s),
+        (Some(s), _, _) => (KvOp::Lock, s),
         (None, Some(s), _) => (KvOp::Unlock, s),
         (None, None, Some(_)) => (KvOp::Cas, String::new()),
         (None, None, None) => (KvOp::Set, String::new()),
@@ -187,6 +213,7 @@ async fn kv_delete(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
+    conflicting_flags(&p, q.as_deref(), &["recurse", "cas"])?;
     let recurse = p.presence("recurse");
     if key.is_empty() && !recurse {
         return Err(ApiError::bad_request("Missing key name"));
