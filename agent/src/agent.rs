@@ -19,8 +19,9 @@ use crate::local::sync::{self, CatalogView};
 use crate::local::{LocalState, NodeRecord};
 use crate::metrics::Metrics;
 use crate::server::leader::{self, MemberInfo, MemberStatus, SessionTimers};
-use crate::server::{Server, now_ms};
+use crate::server::{Server, ServerOptions, now_ms};
 use crate::watch::WatchHub;
+use cairn_raft::ServerNode;
 
 /// How long a registration waits for its catalog sync before answering anyway.
 const SYNC_WAIT: Duration = Duration::from_secs(2);
@@ -123,8 +124,8 @@ fn node_id(config: &Config) -> Result<String, StartError> {
 }
 
 impl Agent {
-    /// Builds the agent (no tasks started yet).
-    pub fn new(config: Config) -> Result<Arc<Agent>, StartError> {
+    /// Builds the agent and opens its server role (no background tasks started yet).
+    pub async fn new(config: Config) -> Result<Arc<Agent>, StartError> {
         if !config.server && !config.dev {
             return Err(StartError::Unsupported(
                 "running without -server is not supported yet: client agents (which forward to \
@@ -167,8 +168,31 @@ impl Agent {
             meta: config.node_meta.clone(),
         };
         let hub = Arc::new(WatchHub::new());
-        let rpc = SocketAddr::new(advertise, config.ports.server);
-        let server = Arc::new(Server::new_local(rpc, &config.datacenter, Arc::clone(&hub)));
+        let me = ServerNode {
+            name: node.name.clone(),
+            addr: SocketAddr::new(advertise, config.ports.server).to_string(),
+            id: node.id.clone(),
+        };
+        let raft_dir = if config.dev {
+            None
+        } else {
+            config.data_dir.as_ref().map(|d| d.join("raft"))
+        };
+        let server = Server::start(
+            ServerOptions {
+                me,
+                datacenter: config.datacenter.clone(),
+                raft_dir,
+                raft_multiplier: config.performance.raft_multiplier,
+                hold_timeout: config.performance.rpc_hold_timeout,
+                snapshot_threshold: 10_000,
+            },
+            Arc::clone(&hub),
+            crate::rpc::Client::new(),
+        )
+        .await
+        .map_err(|e| StartError::Unsupported(format!("server: {e}")))?;
+        let session_timers = Arc::clone(&server.session_timers);
         let (results_tx, results_rx) = mpsc::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
@@ -178,7 +202,7 @@ impl Agent {
             hub,
             local_changed: Notify::new(),
             runners: Runners::new(results_tx),
-            session_timers: Arc::new(SessionTimers::default()),
+            session_timers,
             events: EventLog::new(),
             metrics: Metrics::new(),
             started: Instant::now(),
@@ -222,21 +246,29 @@ impl Agent {
     /// Registers itself in the catalog, loads configured services and checks and starts the
     /// background loops.
     pub async fn start(self: &Arc<Agent>) -> Result<(), StartError> {
+        let config = self.config();
+        if config.bootstrap || config.dev || config.bootstrap_expect == 1 {
+            self.server
+                .bootstrap(vec![self.server.me().clone()])
+                .await
+                .map_err(|e| StartError::Unsupported(format!("bootstrap: {e}")))?;
+        }
         let me = MemberInfo {
             name: self.node.name.clone(),
             id: self.node.id.clone(),
             address: self.node.address.clone(),
-            server_port: Some(self.config().ports.server),
+            server_port: Some(config.ports.server),
             status: MemberStatus::Alive,
         };
-        leader::reconcile_member(&self.server, &me).await;
-        self.load_config_definitions()?;
-        self.sync_now().await;
-        tokio::spawn(leader::run(
+        let members: leader::MemberSource = Arc::new(move || vec![me.clone()]);
+        tokio::spawn(leader::supervise(
             Arc::clone(&self.server),
-            Arc::clone(&self.session_timers),
+            members,
             self.shutdown_signal(),
         ));
+        self.load_config_definitions()?;
+        // The first sync waits for a leader (bounded by rpc_hold_timeout inside propose).
+        self.sync_now().await;
         tokio::spawn(Arc::clone(self).sync_loop());
         tokio::spawn(Arc::clone(self).reap_loop());
         Ok(())
@@ -595,8 +627,9 @@ impl Agent {
         }
     }
 
-    /// Final work before exit: stop checks.
+    /// Final work before exit: stop checks, stop Raft.
     pub async fn stop(&self) {
         self.runners.stop_all();
+        self.server.shutdown().await;
     }
 }

@@ -14,6 +14,7 @@ mod events;
 mod http;
 mod local;
 mod metrics;
+mod rpc;
 mod server;
 mod watch;
 
@@ -118,7 +119,8 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     let pid_file = config.pid_file.clone();
     let addrs = http_addrs(&config);
     let dev = config.dev;
-    let agent = Agent::new(config)?;
+    let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
+    let agent = Agent::new(config).await?;
     // Bind before announcing readiness, so "running" means reachable.
     let mut listeners = Vec::new();
     for addr in &addrs {
@@ -131,6 +133,19 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
         let local = l.local_addr().unwrap_or(*addr);
         listeners.push((local, l));
     }
+    let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
+        .await
+        .map_err(|source| agent::StartError::Bind {
+            addr: rpc_addr,
+            source,
+        })?;
+    let rpc_app = rpc::server::router(Arc::clone(&agent.server));
+    info!(addr = %rpc_addr, "server RPC listening");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
+            error!(error = %e, "server RPC listener failed");
+        }
+    });
     agent.start().await?;
     if let Some(path) = &pid_file
         && let Err(e) = std::fs::write(path, std::process::id().to_string())

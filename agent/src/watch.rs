@@ -137,6 +137,21 @@ impl WatchHub {
         }
     }
 
+    /// Wakes every subscriber (the whole state was replaced).
+    pub fn notify_all(&self) {
+        let wake: Vec<Arc<Notify>> = {
+            let m = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+            m.keys
+                .values()
+                .chain(m.kv.values())
+                .filter_map(Weak::upgrade)
+                .collect()
+        };
+        for n in wake {
+            n.notify_waiters();
+        }
+    }
+
     /// Number of live subscription targets (for metrics).
     pub fn targets(&self) -> usize {
         let m = self.maps.lock().unwrap_or_else(|p| p.into_inner());

@@ -148,7 +148,7 @@ async fn renew(
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
     if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
-        a.session_timers.reset(&id, ttl);
+        a.server.renew_session(&id, ttl).await?;
     }
     Ok(json_response(&vec![&*s], o.pretty))
 }

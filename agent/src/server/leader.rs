@@ -180,34 +180,90 @@ impl SessionTimers {
         expired
     }
 
-    /// Arms a timer for every session with a TTL (on gaining leadership).
-    pub fn arm_all(&self, server: &Server) {
-        let st = server.state();
-        for s in st.sessions().1 {
+    /// Forgets every timer.
+    pub fn clear_all(&self) {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Arms timers for sessions that have none yet and drops timers of sessions that are gone.
+    pub fn sync_with(&self, st: &cairn_catalog::State) {
+        let sessions = st.sessions().1;
+        let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        d.retain(|id, _| sessions.iter().any(|s| s.id == *id));
+        for s in sessions {
+            if d.contains_key(&s.id) {
+                continue;
+            }
             if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
-                self.reset(&s.id, ttl);
+                d.insert(s.id.clone(), Instant::now() + ttl * SESSION_TTL_MULTIPLIER);
             }
         }
     }
 }
 
-/// Runs the leader loops until `shutdown` fires.
-pub async fn run(
+/// Where the leader learns about members (gossip, or just this node before gossip runs).
+pub type MemberSource = Arc<dyn Fn() -> Vec<MemberInfo> + Send + Sync>;
+
+/// Runs the leader's duties while this server is the leader: started when it gains
+/// leadership, stopped when it loses it, until `shutdown` fires.
+pub async fn supervise(
     server: Arc<Server>,
-    timers: Arc<SessionTimers>,
+    members: MemberSource,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    timers.arm_all(&server);
+    let mut metrics = server.raft().metrics();
+    let mut duty: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let leader = server.is_leader();
+        match (&duty, leader) {
+            (None, true) => {
+                tracing::info!("gained leadership: starting leader duties");
+                duty = Some(tokio::spawn(leader_loop(
+                    Arc::clone(&server),
+                    Arc::clone(&members),
+                )));
+            }
+            (Some(_), false) => {
+                tracing::info!("lost leadership: stopping leader duties");
+                if let Some(d) = duty.take() {
+                    d.abort();
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { break },
+            _ = shutdown.changed() => break,
+        }
+    }
+    if let Some(d) = duty.take() {
+        d.abort();
+    }
+}
+
+async fn leader_loop(server: Arc<Server>, members: MemberSource) {
+    let timers = Arc::clone(&server.session_timers);
+    // A new leader gives every session a full TTL from now, as Consul does.
+    timers.clear_all();
+    timers.sync_with(&server.state());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // (taken at, last index) samples for tombstone reaping: reap what is older than the TTL.
     let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
     let mut last_sample = Instant::now();
+    let mut last_reconcile: Option<Instant> = None;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+        tick.tick().await;
+        if last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL) {
+            last_reconcile = Some(Instant::now());
+            for m in members() {
+                reconcile_member(&server, &m).await;
+            }
         }
+        timers.sync_with(&server.state());
         for id in timers.take_expired(Instant::now()) {
             debug!(session = %id, "session TTL expired");
             let cmd = Command::SessionDestroy {
@@ -237,6 +293,9 @@ pub async fn run(
         }
     }
 }
+
+/// How often the leader reconciles every member into the catalog.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long KV tombstones are kept (Consul's `tombstone_ttl`).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);

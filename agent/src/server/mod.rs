@@ -1,23 +1,37 @@
-//! The server role: it holds the replicated state, orders writes, answers reads with
-//! blocking, and runs the leader's duties.
+//! The server role: it holds the replicated state, orders writes through Raft, answers reads
+//! with blocking in Consul's three consistency modes, and runs the leader's duties.
 //!
-//! Writes go through [`Server::propose`], which assigns each command the next log index and
-//! applies it to the store; this is exactly the seam where Raft replaces the local log (the
-//! Raft issue replicates these same commands). Reads execute a [`query::Read`] against a
-//! consistent view of the state, blocking on the read's watch target when asked to.
+//! Writes go through [`Server::propose`]: on the leader, `client_write` commits the command
+//! through Raft and returns once it is applied; on a follower the command is forwarded to the
+//! leader over RPC; with no leader the call holds for `rpc_hold_timeout` waiting for one, then
+//! fails with Consul's "No cluster leader". Reads execute a [`query::Read`]:
+//! - default mode on the leader (forwarded there from followers);
+//! - `?stale` on any server, with `X-Consul-LastContact` (forwarded to the leader when the
+//!   server lags more than `?max_stale`);
+//! - `?consistent` on the leader after it confirmed its leadership with a quorum
+//!   (openraft's linearizable read).
 
 pub mod leader;
 pub mod query;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_catalog::{Command, Response, State, Store};
-use tokio::sync::Mutex;
+use cairn_catalog::{Changes, Command, Response, State, Store};
+use cairn_raft::log_store::LogStore;
+use cairn_raft::state_machine::{ApplyObserver, StateMachine};
+use cairn_raft::{Raft, ServerNode, node_id_from_uuid};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use tracing::{info, warn};
 
 use crate::http::error::ApiError;
 use crate::http::params::{Consistency, QueryOptions};
+use crate::rpc;
 use crate::watch::WatchHub;
 
 /// Unix time in milliseconds, the clock carried inside commands.
@@ -27,6 +41,9 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Consul's message when no leader is known.
+pub const NO_LEADER: &str = "No cluster leader";
 
 /// Metadata of a read, sent back as `X-Consul-*` headers.
 #[derive(Clone, Copy, Debug)]
@@ -41,28 +58,124 @@ pub struct ReadMeta {
     pub consistency: Consistency,
 }
 
-/// A server's state and write path.
+/// Wakes blocked readers when the state machine applies something.
+struct HubObserver(Arc<WatchHub>);
+
+impl ApplyObserver for HubObserver {
+    fn applied(&self, changes: &Changes) {
+        self.0.notify(changes);
+    }
+    fn reset(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// How to start a server.
+pub struct ServerOptions {
+    /// This server as Raft members see it.
+    pub me: ServerNode,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Where Raft keeps its log and snapshots; `None` keeps everything in memory (`-dev`).
+    pub raft_dir: Option<PathBuf>,
+    /// Timing multiplier (`performance.raft_multiplier`).
+    pub raft_multiplier: u32,
+    /// How long writes wait for a leader (`performance.rpc_hold_timeout`).
+    pub hold_timeout: Duration,
+    /// Take a snapshot after this many log entries.
+    pub snapshot_threshold: u64,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Raft storage problem.
+    #[error("{0}")]
+    Storage(String),
+    /// Raft refused its configuration.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A server's state, Raft node and write path.
 pub struct Server {
     store: Arc<Store>,
     hub: Arc<WatchHub>,
-    /// The local log: the last index assigned. Held across apply so indexes are applied in order.
-    log: Mutex<u64>,
-    /// Server RPC address advertised as the leader address.
-    rpc_addr: SocketAddr,
-    /// Datacenter served.
+    raft: Raft,
+    node_id: u64,
+    me: ServerNode,
+    rpc: rpc::Client,
     datacenter: String,
+    hold_timeout: Duration,
+    /// Unix ms when this server last heard from the leader (append or heartbeat).
+    last_contact: AtomicU64,
+    /// Session TTL timers (meaningful on the leader).
+    pub session_timers: Arc<leader::SessionTimers>,
 }
 
 impl Server {
-    /// A single-server, in-memory server (`-dev`, and `-server` until Raft lands).
-    pub fn new_local(rpc_addr: SocketAddr, datacenter: &str, hub: Arc<WatchHub>) -> Server {
-        Server {
-            store: Arc::new(Store::new()),
+    /// Opens the Raft storage and starts the Raft node (not yet bootstrapped).
+    pub async fn start(
+        opts: ServerOptions,
+        hub: Arc<WatchHub>,
+        rpc: rpc::Client,
+    ) -> Result<Arc<Server>, ServerError> {
+        let store = Arc::new(Store::new());
+        let observer: Arc<dyn ApplyObserver> = Arc::new(HubObserver(Arc::clone(&hub)));
+        let (log, sm) = match &opts.raft_dir {
+            None => (
+                LogStore::in_memory(),
+                StateMachine::open(Arc::clone(&store), None, observer)
+                    .map_err(|e| ServerError::Storage(e.to_string()))?,
+            ),
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    ServerError::Storage(format!("raft directory {}: {e}", dir.display()))
+                })?;
+                let log = LogStore::open(&dir.join("raft.db"))
+                    .map_err(|e| ServerError::Storage(e.to_string()))?;
+                let sm =
+                    StateMachine::open(Arc::clone(&store), Some(dir.join("snapshots")), observer)
+                        .map_err(|e| ServerError::Storage(format!("raft snapshot: {e}")))?;
+                (log, sm)
+            }
+        };
+        let m = u64::from(opts.raft_multiplier.clamp(1, 10));
+        let config = openraft::Config {
+            cluster_name: format!("cairn-{}", opts.datacenter),
+            heartbeat_interval: 50 * m,
+            election_timeout_min: 200 * m,
+            election_timeout_max: 400 * m,
+            install_snapshot_timeout: 30_000,
+            max_payload_entries: 512,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+        let node_id = node_id_from_uuid(&opts.me.id);
+        let network = rpc::Network {
+            client: rpc.clone(),
+        };
+        let raft = Raft::new(node_id, config, network, log, sm)
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        Ok(Arc::new(Server {
+            store,
             hub,
-            log: Mutex::new(0),
-            rpc_addr,
-            datacenter: datacenter.to_string(),
-        }
+            raft,
+            node_id,
+            me: opts.me,
+            rpc,
+            datacenter: opts.datacenter,
+            hold_timeout: opts.hold_timeout,
+            last_contact: AtomicU64::new(0),
+            session_timers: Arc::new(leader::SessionTimers::default()),
+        }))
     }
 
     /// Datacenter this server belongs to.
@@ -70,17 +183,67 @@ impl Server {
         &self.datacenter
     }
 
-    /// Orders, applies and publishes a command; returns its result and index.
-    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
-        let mut last = self.log.lock().await;
-        let index = *last + 1;
-        let applied = self.store.apply(index, &cmd);
-        *last = index;
-        drop(last);
-        self.hub.notify(&applied.changes);
-        metrics::count_apply(&applied);
-        let response = applied.result?;
-        Ok((index, response))
+    /// This server's Raft ID.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// This server as a Raft member.
+    pub fn me(&self) -> &ServerNode {
+        &self.me
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The RPC client.
+    pub fn rpc(&self) -> &rpc::Client {
+        &self.rpc
+    }
+
+    /// Bootstraps a cluster of the given servers (idempotent: a cluster that has a configuration
+    /// already is left alone).
+    pub async fn bootstrap(&self, members: Vec<ServerNode>) -> Result<bool, ServerError> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        let set: BTreeMap<u64, ServerNode> = members
+            .into_iter()
+            .map(|n| (node_id_from_uuid(&n.id), n))
+            .collect();
+        info!(servers = set.len(), "bootstrapping the Raft cluster");
+        match self.raft.initialize(set).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(e)) => {
+                warn!(error = %e, "bootstrap skipped");
+                Ok(false)
+            }
+            Err(e) => Err(ServerError::Raft(e.to_string())),
+        }
+    }
+
+    /// Records contact from the leader (called by the Raft RPC handlers).
+    pub fn touch_leader_contact(&self) {
+        self.last_contact.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the leader was last heard from (0 on the leader).
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        let at = self.last_contact.load(Ordering::Relaxed);
+        if at == 0 {
+            return u64::MAX / 2;
+        }
+        now_ms().saturating_sub(at)
     }
 
     /// The current state.
@@ -88,23 +251,163 @@ impl Server {
         self.store.read()
     }
 
+    fn metrics(&self) -> openraft::RaftMetrics<u64, ServerNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The leader's Raft ID and node, if known.
+    pub fn leader_node(&self) -> Option<(u64, ServerNode)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id).cloned()?;
+        Some((id, node))
+    }
+
     /// Address of the leader's server RPC endpoint, if there is a leader.
     pub fn leader(&self) -> Option<SocketAddr> {
-        Some(self.rpc_addr)
+        self.leader_node().and_then(|(_, n)| n.addr.parse().ok())
     }
 
     /// Server RPC addresses of the voting peers.
     pub fn peers(&self) -> Vec<SocketAddr> {
-        vec![self.rpc_addr]
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id))
+            .filter_map(|n| n.addr.parse().ok())
+            .collect()
+    }
+
+    /// Every Raft member: (id, node, voter).
+    pub fn members(&self) -> Vec<(u64, ServerNode, bool)> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, n.clone(), voters.contains(id)))
+            .collect()
     }
 
     /// Whether this server is the leader.
     pub fn is_leader(&self) -> bool {
-        true
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
     }
 
-    /// Runs a read, blocking until its index passes `opts.min_index` or the wait expires.
+    /// Orders, applies and publishes a command; returns its index and result. Forwards to the
+    /// leader when this server is not it.
+    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
+        loop {
+            match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => {
+                    let r = resp.data;
+                    metrics::count_apply(r.result.is_ok());
+                    return Ok((r.index, r.result?));
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    if let Some(node) = f.leader_node
+                        && f.leader_id != Some(self.node_id)
+                    {
+                        match self.rpc.apply(&node.addr, cmd.clone()).await {
+                            Ok(r) => return Ok((r.index, r.result?)),
+                            Err(rpc::CallError::Api(e))
+                                if e.message != NO_LEADER
+                                    && !e.message.starts_with("not the leader") =>
+                            {
+                                return Err(e);
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "forwarding a write to the leader failed; retrying");
+                            }
+                        }
+                    }
+                }
+                Err(RaftError::APIError(e)) => return Err(ApiError::internal(e.to_string())),
+                Err(RaftError::Fatal(e)) => {
+                    return Err(ApiError::internal(format!("raft stopped: {e}")));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::internal(NO_LEADER));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Applies a command only if this server is the leader (the RPC endpoint's path: no second
+    /// hop). Waits briefly for an election in progress.
+    pub async fn propose_here(&self, cmd: Command) -> Result<cairn_raft::ApplyResult, ApiError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ApiError::internal(format!(
+                    "not the leader; leader is {}",
+                    self.leader().map(|a| a.to_string()).unwrap_or_default()
+                )))
+            }
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        }
+    }
+
+    /// Runs a read with the requested consistency, blocking until its index passes
+    /// `opts.min_index` or the wait expires.
     pub async fn read(
+        &self,
+        read: &query::Read,
+        opts: &QueryOptions,
+    ) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+        let consistency = opts.consistency;
+        let local_ok = match consistency {
+            Consistency::Stale => opts
+                .max_stale
+                .is_none_or(|max| u128::from(self.last_contact_ms()) <= max.as_millis()),
+            Consistency::Leader | Consistency::Consistent => self.is_leader(),
+        };
+        if !local_ok {
+            return self.forward_read(read, opts).await;
+        }
+        if consistency == Consistency::Consistent {
+            self.raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| ApiError::internal(format!("{NO_LEADER}: {e}")))?;
+        }
+        self.read_local(read, opts).await
+    }
+
+    async fn forward_read(
+        &self,
+        read: &query::Read,
+        opts: &QueryOptions,
+    ) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
+        loop {
+            if let Some((id, node)) = self.leader_node() {
+                if id == self.node_id {
+                    return self.read_local(read, opts).await;
+                }
+                let mut fwd = opts.clone();
+                if fwd.consistency == Consistency::Stale {
+                    fwd.consistency = Consistency::Leader;
+                }
+                match self.rpc.read(&node.addr, read, &fwd).await {
+                    Ok(r) => return Ok(r),
+                    Err(rpc::CallError::Api(e)) if e.message != NO_LEADER => return Err(e),
+                    Err(e) => warn!(error = %e, "forwarding a read to the leader failed; retrying"),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::internal(NO_LEADER));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a read against this server's state (the blocking loop).
+    pub async fn read_local(
         &self,
         read: &query::Read,
         opts: &QueryOptions,
@@ -112,8 +415,12 @@ impl Server {
         let consistency = opts.consistency;
         let meta = |index: u64| ReadMeta {
             index: index.max(1),
-            known_leader: self.leader().is_some(),
-            last_contact_ms: 0,
+            known_leader: self.leader_node().is_some(),
+            last_contact_ms: if consistency == Consistency::Stale {
+                self.last_contact_ms().min(u64::from(u32::MAX))
+            } else {
+                0
+            },
             consistency,
         };
         let target = read.target();
@@ -128,7 +435,6 @@ impl Server {
             if opts.min_index == 0 || index > opts.min_index {
                 return Ok((meta(index), value));
             }
-            // Blocking: wait for a change to what was read, or for the deadline.
             tokio::select! {
                 () = &mut changed => {}
                 () = tokio::time::sleep_until(deadline) => {
@@ -139,20 +445,51 @@ impl Server {
             }
         }
     }
+
+    /// Resets a session's TTL timer on the leader (forwarding when this server is not it).
+    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), ApiError> {
+        if self.is_leader() {
+            self.session_timers.reset(id, ttl);
+            return Ok(());
+        }
+        let Some((_, node)) = self.leader_node() else {
+            return Err(ApiError::internal(NO_LEADER));
+        };
+        let _: () = self
+            .rpc
+            .call(
+                &node.addr,
+                "/v1/internal/session/renew",
+                &rpc::RenewRequest {
+                    id: id.to_string(),
+                    ttl_ms: ttl.as_millis() as u64,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(rpc::CallError::into_api)?;
+        Ok(())
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "raft shutdown failed");
+        }
+    }
 }
 
 /// Metrics of the write path.
 pub mod metrics {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use cairn_catalog::Applied;
-
     static APPLIED: AtomicU64 = AtomicU64::new(0);
     static FAILED: AtomicU64 = AtomicU64::new(0);
 
-    pub(super) fn count_apply(a: &Applied) {
+    /// Counts one applied command.
+    pub fn count_apply(ok: bool) {
         APPLIED.fetch_add(1, Ordering::Relaxed);
-        if a.result.is_err() {
+        if !ok {
             FAILED.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,0 +1,154 @@
+//! The RPC endpoints a server answers on its server port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cairn_raft::TypeConfig;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    ApplyRequest, MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest,
+    ServerStatus, WireError,
+};
+use crate::http::error::ApiError;
+use crate::server::Server;
+
+type S = Arc<Server>;
+
+/// The RPC router of a server.
+pub fn router(server: S) -> Router {
+    Router::new()
+        .route("/v1/internal/raft/append", post(append))
+        .route("/v1/internal/raft/vote", post(vote))
+        .route("/v1/internal/raft/snapshot", post(snapshot))
+        .route("/v1/internal/apply", post(apply))
+        .route("/v1/internal/read", post(read))
+        .route("/v1/internal/status", post(status))
+        .route("/v1/internal/session/renew", post(renew))
+        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .layer(middleware::from_fn(check_version))
+        .with_state(server)
+}
+
+async fn check_version(req: Request, next: Next) -> Response {
+    let ok = req.headers().get(RPC_HEADER).and_then(|v| v.to_str().ok()) == Some(RPC_VERSION);
+    if !ok {
+        return fail(&ApiError::bad_request(format!(
+            "unsupported RPC protocol: this server speaks version {RPC_VERSION}"
+        )));
+    }
+    next.run(req).await
+}
+
+fn fail(e: &ApiError) -> Response {
+    let body = serde_json::to_vec(&WireError::from(e)).unwrap_or_default();
+    let status = if e.status.is_success() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        e.status
+    };
+    (status, body).into_response()
+}
+
+fn ok<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (StatusCode::OK, b).into_response(),
+        Err(e) => fail(&ApiError::internal(format!("failed to encode reply: {e}"))),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(fail(&ApiError::bad_request(format!(
+            "malformed RPC request: {e}"
+        ))))
+    })
+}
+
+async fn append(State(s): State<S>, body: Bytes) -> Response {
+    let req: AppendEntriesRequest<TypeConfig> = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let res = s.raft().append_entries(req).await;
+    if res.is_ok() {
+        s.touch_leader_contact();
+    }
+    ok(&res)
+}
+
+async fn vote(State(s): State<S>, body: Bytes) -> Response {
+    let req: VoteRequest<u64> = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    ok(&s.raft().vote(req).await)
+}
+
+async fn snapshot(State(s): State<S>, body: Bytes) -> Response {
+    let req: InstallSnapshotRequest<TypeConfig> = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    s.touch_leader_contact();
+    ok(&s.raft().install_snapshot(req).await)
+}
+
+async fn apply(State(s): State<S>, body: Bytes) -> Response {
+    let req: ApplyRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match s.propose_here(req.cmd).await {
+        Ok(r) => ok(&r),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn read(State(s): State<S>, body: Bytes) -> Response {
+    let req: ReadRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match s.read(&req.read, &req.query.to_opts()).await {
+        Ok((meta, value)) => ok(&ReadReply {
+            meta: (&meta).into(),
+            value,
+        }),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn status(State(s): State<S>) -> Response {
+    let initialized = s.raft().is_initialized().await.unwrap_or(false);
+    ok(&ServerStatus {
+        node: s.me().name.clone(),
+        datacenter: s.datacenter().to_string(),
+        initialized,
+        leader: s.leader().map(|a| a.to_string()),
+        voters: s.peers().iter().map(ToString::to_string).collect(),
+        last_index: s.state().last_index(),
+    })
+}
+
+async fn renew(State(s): State<S>, body: Bytes) -> Response {
+    let req: RenewRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if !s.is_leader() {
+        return fail(&ApiError::internal("not the leader"));
+    }
+    s.session_timers
+        .reset(&req.id, Duration::from_millis(req.ttl_ms));
+    ok(&())
+}
