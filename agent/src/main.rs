@@ -10,6 +10,7 @@ mod agent;
 mod checks;
 mod cli;
 mod config;
+mod dns;
 mod events;
 mod http;
 mod local;
@@ -120,6 +121,9 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     let addrs = http_addrs(&config);
     let dev = config.dev;
     let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
+    let dns_listeners = dns::bind(&config)
+        .await
+        .map_err(|(addr, source)| agent::StartError::Bind { addr, source })?;
     let agent = Agent::new(config).await?;
     // Bind before announcing readiness, so "running" means reachable.
     let mut listeners = Vec::new();
@@ -152,6 +156,7 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     {
         warn!(path = %path.display(), error = %e, "failed to write the pid file");
     }
+    dns::spawn(&agent, dns_listeners);
     let api = http::service(Arc::clone(&agent));
     let mut servers = Vec::new();
     for (addr, listener) in listeners {

@@ -1,0 +1,24 @@
+//! The DNS engine: everything between a received packet and the bytes sent back, without
+//! sockets, clocks or global randomness.
+//!
+//! - [`settings`]: the configuration as the engine uses it;
+//! - [`name`]: zones and Consul's name grammar;
+//! - [`view`]: the catalog as DNS reads it, memoized per catalog index;
+//! - [`resolve`]: question + view + settings -> records;
+//! - [`wire`]: validation, size limits, truncation and encoding (hickory-proto).
+//!
+//! This module depends only on `cairn_catalog`, `hickory_proto` and `rand`, so the fuzz target
+//! (`agent/fuzz`) compiles it on its own.
+
+pub mod name;
+pub mod resolve;
+pub mod settings;
+pub mod view;
+pub mod wire;
+
+pub use settings::Settings;
+pub use view::{Cache, View};
+pub use wire::{Forward, Outcome, Transport, handle};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,562 @@
+//! The resolver: a question, a catalog view and the settings in, the records of the answer
+//! out. No sockets, no clock, no global randomness: the time and the random source are
+//! arguments, so every case is tested directly.
+//!
+//! Semantics follow Consul's DNS interface:
+//! - an instance is healthy unless one of its checks (node-level ones such as `serfHealth`
+//!   and `_node_maintenance` included) is critical, or warning with `only_passing`;
+//! - answers are shuffled; SRV records have priority 1 and the weight of the instance's
+//!   `Weights` for its status; their targets are `<node>.node.<dc>.<domain>` (or
+//!   `<hex>.addr.<dc>.<domain>` for an explicit service address) with the address records in
+//!   the additional section;
+//! - an unknown name, and a service without any healthy instance, is NXDOMAIN with the SOA in
+//!   the authority section. Consul answers NXDOMAIN for "nothing healthy" (not NOERROR), and
+//!   clients rely on it to fail over, so Cairn does the same; a name that exists but has no
+//!   record of the asked type is NOERROR with no answer and the SOA (RFC 2308 NODATA);
+//! - names outside the domain go to the recursors when there are any, else are REFUSED.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use cairn_catalog::model::{HealthStatus, Node};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use super::name::{Locality, Lookup, Zone, hex_ip, parse, zone_of};
+use super::settings::Settings;
+use super::view::{Instance, ReverseHit, View};
+
+/// The service servers register, whose instances answer NS and SOA questions.
+const CONSUL_SERVICE: &str = "consul";
+
+/// The records of an answer and its header fields.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    /// Response code.
+    pub rcode: ResponseCode,
+    /// The AA flag: the name is in a zone this agent serves.
+    pub authoritative: bool,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section.
+    pub authorities: Vec<Record>,
+    /// Additional section (without the OPT record).
+    pub additionals: Vec<Record>,
+    /// More answers existed than `answer_cap` allowed.
+    pub capped: bool,
+    /// The question belongs to the recursors.
+    pub forward: bool,
+}
+
+impl Resolution {
+    fn new(rcode: ResponseCode, authoritative: bool) -> Resolution {
+        Resolution {
+            rcode,
+            authoritative,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            capped: false,
+            forward: false,
+        }
+    }
+
+    fn forward() -> Resolution {
+        Resolution {
+            forward: true,
+            ..Resolution::new(ResponseCode::NoError, false)
+        }
+    }
+}
+
+/// What the resolver reads besides the question.
+pub struct Context<'a> {
+    /// Settings.
+    pub settings: &'a Settings,
+    /// The catalog.
+    pub view: &'a View<'a>,
+    /// Unix time in seconds (the SOA serial).
+    pub now_unix: u64,
+    /// Most answer records worth building (the transport's limit); more set `capped`.
+    pub answer_cap: usize,
+}
+
+/// Answers `qname`/`qtype`.
+pub fn resolve<R: Rng + ?Sized>(
+    qname: &Name,
+    qtype: RecordType,
+    ctx: &Context<'_>,
+    rng: &mut R,
+) -> Resolution {
+    let settings = ctx.settings;
+    match zone_of(qname, settings) {
+        Zone::Outside => {
+            if settings.recursion {
+                Resolution::forward()
+            } else {
+                Resolution::new(ResponseCode::Refused, false)
+            }
+        }
+        Zone::Reverse(ip) => reverse(qname, qtype, ip, ctx),
+        Zone::Domain { domain, labels } => {
+            let r = Responder {
+                ctx,
+                qname,
+                qtype,
+                domain: &domain,
+            };
+            r.in_domain(&labels, rng)
+        }
+    }
+}
+
+fn reverse(qname: &Name, qtype: RecordType, ip: Option<IpAddr>, ctx: &Context<'_>) -> Resolution {
+    let settings = ctx.settings;
+    let domain = &settings.domain;
+    let target = ip
+        .and_then(|ip| ctx.view.reverse(ip))
+        .and_then(|hit| match hit {
+            ReverseHit::Node(node, dc) => fqdn(&[&node, "node", &dc], domain),
+            ReverseHit::Service(svc, dc) => fqdn(&[&svc, "service", &dc], domain),
+        });
+    let Some(target) = target else {
+        if settings.recursion {
+            return Resolution::forward();
+        }
+        return negative(ResponseCode::NXDomain, domain, ctx);
+    };
+    if !matches!(qtype, RecordType::PTR | RecordType::ANY) {
+        return negative(ResponseCode::NoError, domain, ctx);
+    }
+    let mut res = Resolution::new(ResponseCode::NoError, true);
+    // Consul always answers PTR records with TTL 0.
+    res.answers.push(Record::from_rdata(
+        qname.clone(),
+        0,
+        RData::PTR(PTR(target)),
+    ));
+    res
+}
+
+/// NXDOMAIN or NODATA (`NoError`) with the SOA in the authority section.
+fn negative(rcode: ResponseCode, domain: &Name, ctx: &Context<'_>) -> Resolution {
+    let mut res = Resolution::new(rcode, true);
+    res.authorities.push(soa_record(domain, ctx));
+    res
+}
+
+/// The zone's SOA record, as Consul builds it.
+pub fn soa_record(domain: &Name, ctx: &Context<'_>) -> Record {
+    let s = &ctx.settings.soa;
+    let prefixed = |label: &str| fqdn(&[label], domain).unwrap_or_else(|| domain.clone());
+    let soa = SOA::new(
+        prefixed("ns"),
+        prefixed("hostmaster"),
+        // The serial is the time of the answer, as in Consul (truncated to 32 bits).
+        ctx.now_unix as u32,
+        i32::try_from(s.refresh).unwrap_or(i32::MAX),
+        i32::try_from(s.retry).unwrap_or(i32::MAX),
+        i32::try_from(s.expire).unwrap_or(i32::MAX),
+        s.min_ttl,
+    );
+    Record::from_rdata(domain.clone(), s.min_ttl, RData::SOA(soa))
+}
+
+/// `labels` (each split at dots) followed by `domain`; `None` if a label is empty or too
+/// long, or the name too long.
+pub fn fqdn(labels: &[&str], domain: &Name) -> Option<Name> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(labels.len() + 2);
+    for l in labels {
+        for part in l.split('.') {
+            if part.is_empty() || part.len() > 63 {
+                return None;
+            }
+            parts.push(part.as_bytes());
+        }
+    }
+    Name::from_labels(parts).ok()?.append_domain(domain).ok()
+}
+
+/// A host name (service or node address that is not an IP) as a fully qualified name.
+fn host_name(host: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(host).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+/// Whether an instance is served: nothing critical, and nothing warning with `only_passing`.
+fn healthy(status: HealthStatus, only_passing: bool) -> bool {
+    match status {
+        HealthStatus::Passing => true,
+        HealthStatus::Warning => !only_passing,
+        HealthStatus::Critical => false,
+    }
+}
+
+fn address_record(name: Name, ttl: u32, ip: IpAddr) -> Record {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => Record::from_rdata(name, ttl, RData::A(A(v4))),
+        IpAddr::V6(v6) => Record::from_rdata(name, ttl, RData::AAAA(AAAA(v6))),
+    }
+}
+
+/// Whether an address answers a question of type `qtype` (A for IPv4, AAAA for IPv6, and
+/// both for ANY; TXT too, as in Consul, whose service lookups answer TXT with addresses).
+fn wants(qtype: RecordType, ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(_) => matches!(qtype, RecordType::A | RecordType::ANY | RecordType::TXT),
+        IpAddr::V6(_) => matches!(qtype, RecordType::AAAA | RecordType::ANY | RecordType::TXT),
+    }
+}
+
+/// Escapes a metadata pair as an RFC 1464 TXT string; keys prefixed `rfc1035-` give the
+/// value alone.
+pub fn meta_txt(key: &str, value: &str) -> String {
+    if key.to_ascii_lowercase().starts_with("rfc1035-") {
+        return value.to_string();
+    }
+    let mut k = key.replace('`', "``").replace('=', "`=");
+    let lead = k.len() - k.trim_start_matches(' ').len();
+    if lead > 0 {
+        k = format!("{}{}", "` ".repeat(lead), &k[lead..]);
+    }
+    let trail = k.len() - k.trim_end_matches(' ').len();
+    if trail > 0 && trail < k.len() {
+        k = format!("{}{}", &k[..k.len() - trail], "` ".repeat(trail));
+    }
+    format!("{k}={}", value.replace('`', "``"))
+}
+
+/// TXT records of a node's metadata, owned by `owner`.
+fn meta_records(owner: &Name, node: &Node, ttl: u32) -> Vec<Record> {
+    node.meta
+        .iter()
+        .map(|(k, v)| {
+            let text = meta_txt(k, v);
+            // A character-string holds at most 255 bytes; longer texts span several.
+            let chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+            let chunks = if chunks.is_empty() {
+                vec![&b""[..]]
+            } else {
+                chunks
+            };
+            Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(chunks)))
+        })
+        .collect()
+}
+
+struct Responder<'a, 'c> {
+    ctx: &'a Context<'c>,
+    qname: &'a Name,
+    qtype: RecordType,
+    domain: &'a Name,
+}
+
+impl Responder<'_, '_> {
+    fn settings(&self) -> &Settings {
+        self.ctx.settings
+    }
+
+    fn nxdomain(&self) -> Resolution {
+        negative(ResponseCode::NXDomain, self.domain, self.ctx)
+    }
+
+    fn nodata(&self) -> Resolution {
+        negative(ResponseCode::NoError, self.domain, self.ctx)
+    }
+
+    fn in_domain<R: Rng + ?Sized>(&self, labels: &[String], rng: &mut R) -> Resolution {
+        match self.qtype {
+            RecordType::SOA => {
+                let mut res = Resolution::new(ResponseCode::NoError, true);
+                res.answers.push(soa_record(self.domain, self.ctx));
+                let (ns, glue) = self.name_servers(rng);
+                res.authorities = ns;
+                res.additionals = glue;
+                return res;
+            }
+            RecordType::NS => {
+                let mut res = Resolution::new(ResponseCode::NoError, true);
+                let (ns, glue) = self.name_servers(rng);
+                res.answers = ns;
+                res.additionals = glue;
+                return res;
+            }
+            RecordType::AXFR | RecordType::IXFR => {
+                return Resolution::new(ResponseCode::NotImp, true);
+            }
+            _ => {}
+        }
+        match parse(labels, self.qtype) {
+            Lookup::Service {
+                name,
+                tag,
+                locality,
+            } => self.service(&name, tag.as_deref(), &locality, rng),
+            Lookup::Node { name, locality } => self.node(&name, &locality),
+            Lookup::Addr(ip) => self.addr(ip),
+            Lookup::Unsupported | Lookup::Invalid => self.nxdomain(),
+        }
+    }
+
+    /// NS records for up to three healthy servers (instances of `consul`), with glue.
+    fn name_servers<R: Rng + ?Sized>(&self, rng: &mut R) -> (Vec<Record>, Vec<Record>) {
+        let settings = self.settings();
+        let sets = self.ctx.view.service(CONSUL_SERVICE);
+        let mut servers: Vec<&Instance> = sets
+            .iter()
+            .flat_map(|s| s.instances.iter())
+            .filter(|i| healthy(i.status, settings.only_passing))
+            .collect();
+        servers.shuffle(rng);
+        let mut ns = Vec::new();
+        let mut glue = Vec::new();
+        let mut seen = HashSet::new();
+        for inst in servers {
+            if ns.len() >= 3 {
+                break;
+            }
+            if !seen.insert(inst.node.node.as_str()) {
+                continue;
+            }
+            let Some(target) = fqdn(
+                &[&inst.node.node, "node", &settings.datacenter],
+                self.domain,
+            ) else {
+                continue;
+            };
+            if let Ok(ip) = inst.node.address.parse::<IpAddr>() {
+                glue.push(address_record(target.clone(), settings.node_ttl, ip));
+            }
+            ns.push(Record::from_rdata(
+                self.domain.clone(),
+                settings.node_ttl,
+                RData::NS(NS(target)),
+            ));
+        }
+        (ns, glue)
+    }
+
+    fn service<R: Rng + ?Sized>(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        locality: &Locality,
+        rng: &mut R,
+    ) -> Resolution {
+        let settings = self.settings();
+        // Only the local datacenter is served (no WAN federation yet): another one is a name
+        // that does not exist from here, as Consul answers for a datacenter it cannot reach.
+        if !locality.is(&settings.datacenter) {
+            return self.nxdomain();
+        }
+        let sets = self.ctx.view.service(name);
+        let mut instances: Vec<&Instance> = sets
+            .iter()
+            .flat_map(|s| s.instances.iter())
+            .filter(|i| healthy(i.status, settings.only_passing))
+            .filter(|i| tag.is_none_or(|t| i.has_tag(t)))
+            .collect();
+        if instances.is_empty() {
+            return self.nxdomain();
+        }
+        instances.shuffle(rng);
+        let ttl = settings.service_ttl(name);
+        let mut res = Resolution::new(ResponseCode::NoError, true);
+        if self.qtype == RecordType::SRV {
+            self.srv_records(&instances, ttl, &mut res);
+        } else {
+            self.service_addresses(&instances, ttl, &mut res);
+        }
+        if res.answers.is_empty() {
+            return self.nodata();
+        }
+        res
+    }
+
+    fn service_addresses(&self, instances: &[&Instance], ttl: u32, res: &mut Resolution) {
+        let settings = self.settings();
+        let cap = self.ctx.answer_cap.max(1);
+        let limit = match settings.a_record_limit {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut seen: HashSet<IpAddr> = HashSet::new();
+        let mut cname: Option<Record> = None;
+        for (i, inst) in instances.iter().enumerate() {
+            if res.answers.len() >= limit {
+                break;
+            }
+            if res.answers.len() >= cap {
+                res.capped = i < instances.len();
+                break;
+            }
+            let addr = if inst.service.address.is_empty() {
+                &inst.node.address
+            } else {
+                &inst.service.address
+            };
+            match addr.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let ip = ip.to_canonical();
+                    if wants(self.qtype, ip) && seen.insert(ip) {
+                        res.answers
+                            .push(address_record(self.qname.clone(), ttl, ip));
+                    }
+                }
+                Err(_) => {
+                    // A host name: answered with a CNAME when no instance has an address.
+                    if cname.is_none()
+                        && let Some(target) = host_name(addr)
+                    {
+                        cname = Some(Record::from_rdata(
+                            self.qname.clone(),
+                            ttl,
+                            RData::CNAME(CNAME(target)),
+                        ));
+                    }
+                }
+            }
+        }
+        if res.answers.is_empty()
+            && let Some(c) = cname
+        {
+            res.answers.push(c);
+        }
+    }
+
+    fn srv_records(&self, instances: &[&Instance], ttl: u32, res: &mut Resolution) {
+        let settings = self.settings();
+        let dc = settings.datacenter.as_str();
+        let cap = self.ctx.answer_cap.max(1);
+        let mut seen: HashSet<(&str, &str, u16)> = HashSet::new();
+        let mut extra_names: HashSet<Name> = HashSet::new();
+        let mut meta_nodes: HashSet<&str> = HashSet::new();
+        for (i, inst) in instances.iter().enumerate() {
+            if res.answers.len() >= cap {
+                res.capped = i < instances.len();
+                break;
+            }
+            let svc = &inst.service;
+            let node = &inst.node;
+            let addr = if svc.address.is_empty() {
+                node.address.as_str()
+            } else {
+                svc.address.as_str()
+            };
+            if !seen.insert((node.node.as_str(), addr, svc.port)) {
+                continue;
+            }
+            let weight = match inst.status {
+                HealthStatus::Passing => svc.weights.passing,
+                HealthStatus::Warning => svc.weights.warning,
+                HealthStatus::Critical => 0,
+            };
+            let weight = u16::try_from(weight).unwrap_or(u16::MAX);
+            let node_name = fqdn(&[&node.node, "node", dc], self.domain);
+            let (target, extra) = match addr.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let explicit = !svc.address.is_empty() && svc.address != node.address;
+                    let target = if explicit {
+                        fqdn(&[&hex_ip(ip), "addr", dc], self.domain)
+                    } else {
+                        node_name.clone()
+                    };
+                    let Some(target) = target else { continue };
+                    let extra = address_record(target.clone(), ttl, ip);
+                    (target, Some(extra))
+                }
+                Err(_) => match host_name(addr) {
+                    Some(h) => (h, None),
+                    None => continue,
+                },
+            };
+            res.answers.push(Record::from_rdata(
+                self.qname.clone(),
+                ttl,
+                RData::SRV(SRV::new(1, weight, svc.port, target.clone())),
+            ));
+            if let Some(extra) = extra
+                && extra_names.insert(target)
+            {
+                res.additionals.push(extra);
+            }
+            if settings.node_meta_txt
+                && !node.meta.is_empty()
+                && meta_nodes.insert(node.node.as_str())
+                && let Some(owner) = &node_name
+            {
+                res.additionals.extend(meta_records(owner, node, ttl));
+            }
+        }
+    }
+
+    fn node(&self, name: &str, locality: &Locality) -> Resolution {
+        let settings = self.settings();
+        if !locality.is(&settings.datacenter) {
+            return self.nxdomain();
+        }
+        let Some(node) = self.ctx.view.node(name) else {
+            return self.nxdomain();
+        };
+        let qtype = self.qtype;
+        if !matches!(
+            qtype,
+            RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT
+        ) {
+            return self.nodata();
+        }
+        let ttl = settings.node_ttl;
+        let mut res = Resolution::new(ResponseCode::NoError, true);
+        if qtype != RecordType::TXT {
+            match node.address.parse::<IpAddr>() {
+                Ok(ip) => {
+                    if wants(qtype, ip) {
+                        res.answers
+                            .push(address_record(self.qname.clone(), ttl, ip));
+                    }
+                }
+                Err(_) => {
+                    if let Some(target) = host_name(&node.address) {
+                        res.answers.push(Record::from_rdata(
+                            self.qname.clone(),
+                            ttl,
+                            RData::CNAME(CNAME(target)),
+                        ));
+                    }
+                }
+            }
+        }
+        let meta = meta_records(self.qname, &node, ttl);
+        if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            res.answers.extend(meta);
+        } else if settings.node_meta_txt && !res.answers.is_empty() {
+            res.additionals.extend(meta);
+        }
+        if res.answers.is_empty() {
+            return self.nodata();
+        }
+        res
+    }
+
+    fn addr(&self, ip: IpAddr) -> Resolution {
+        let qtype = self.qtype;
+        let answers = match ip {
+            IpAddr::V4(_) => matches!(qtype, RecordType::A | RecordType::ANY),
+            IpAddr::V6(_) => matches!(qtype, RecordType::AAAA | RecordType::ANY),
+        };
+        if !answers {
+            return self.nodata();
+        }
+        let mut res = Resolution::new(ResponseCode::NoError, true);
+        res.answers.push(address_record(
+            self.qname.clone(),
+            self.settings().node_ttl,
+            ip,
+        ));
+        res
+    }
+}

@@ -1,0 +1,242 @@
+//! The catalog as DNS reads it: instances of a service with their aggregate health, nodes by
+//! name and addresses back to names, each found case-insensitively.
+//!
+//! [`Cache`] memoizes what is costly to derive from a [`State`] (the instances of a service
+//! with their checks folded into one status, the case-folded name tables, the reverse
+//! address table). Every entry remembers the catalog index it was built at and is rebuilt when
+//! that index moves, so an answer always reflects the state it is given: a registration or a
+//! health change shows in the next answer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use cairn_catalog::State;
+use cairn_catalog::WatchKey;
+use cairn_catalog::model::{HealthStatus, Node, Service};
+
+/// One instance of a service with its node and aggregate status.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The instance.
+    pub service: Arc<Service>,
+    /// The worst status among the node's and the instance's checks.
+    pub status: HealthStatus,
+}
+
+impl Instance {
+    /// Whether the instance carries `tag` (compared case-insensitively).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.service
+            .tags
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag))
+    }
+}
+
+/// The instances of one service name at one catalog index.
+#[derive(Debug)]
+pub struct ServiceSet {
+    /// Catalog index of the service when this was built.
+    pub index: u64,
+    /// Instances, ordered by node then ID.
+    pub instances: Vec<Instance>,
+}
+
+/// What a reverse (PTR) lookup found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReverseHit {
+    /// A node with this address (name, datacenter).
+    Node(String, String),
+    /// A service instance registered with this explicit address (service name, datacenter).
+    Service(String, String),
+}
+
+/// Case-folded names at one index: lowercase name -> names as registered.
+#[derive(Debug, Default)]
+struct Folded {
+    index: u64,
+    names: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default)]
+struct Reverse {
+    key: (u64, u64),
+    hits: HashMap<IpAddr, ReverseHit>,
+}
+
+/// Bound on cached service entries; past it the table starts over.
+const MAX_CACHED_SERVICES: usize = 16_384;
+
+/// Memoized derivations of catalog states (see the module documentation).
+#[derive(Debug, Default)]
+pub struct Cache {
+    services: RwLock<HashMap<String, Arc<ServiceSet>>>,
+    service_names: RwLock<Option<Arc<Folded>>>,
+    node_names: RwLock<Option<Arc<Folded>>>,
+    reverse: RwLock<Option<Arc<Reverse>>>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(p) => *p.into_inner() = value,
+    }
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+}
+
+/// A catalog state seen through a cache.
+pub struct View<'a> {
+    state: &'a State,
+    cache: &'a Cache,
+}
+
+impl<'a> View<'a> {
+    /// A view of `state` memoized in `cache`.
+    pub fn new(state: &'a State, cache: &'a Cache) -> View<'a> {
+        View { state, cache }
+    }
+
+    /// The instances of every service whose name matches `lower` case-insensitively; empty
+    /// when no such service is registered.
+    pub fn service(&self, lower: &str) -> Vec<Arc<ServiceSet>> {
+        let folded = self.service_names();
+        let Some(names) = folded.names.get(lower) else {
+            return Vec::new();
+        };
+        names.iter().map(|n| self.service_set(n)).collect()
+    }
+
+    /// A node whose name matches `lower` case-insensitively.
+    pub fn node(&self, lower: &str) -> Option<Arc<Node>> {
+        if let Some(n) = self.state.node(lower) {
+            return Some(n);
+        }
+        let folded = self.node_names();
+        let names = folded.names.get(lower)?;
+        names.iter().find_map(|n| self.state.node(n))
+    }
+
+    /// What has address `ip`: a node first, else a service instance with that explicit
+    /// address.
+    pub fn reverse(&self, ip: IpAddr) -> Option<ReverseHit> {
+        let key = (
+            self.state.index_of(&WatchKey::Nodes),
+            self.state.index_of(&WatchKey::Services),
+        );
+        if let Some(r) = read(&self.cache.reverse)
+            && r.key == key
+        {
+            return r.hits.get(&ip).cloned();
+        }
+        let mut hits = HashMap::new();
+        let (_, services) = self.state.all_service_nodes();
+        for sn in services.iter().rev() {
+            if let Ok(addr) = sn.service.address.parse::<IpAddr>() {
+                hits.insert(
+                    addr,
+                    ReverseHit::Service(
+                        sn.service.service.clone(),
+                        sn.node.datacenter.to_ascii_lowercase(),
+                    ),
+                );
+            }
+        }
+        let (_, nodes) = self.state.nodes();
+        for n in nodes.iter().rev() {
+            if let Ok(addr) = n.address.parse::<IpAddr>() {
+                hits.insert(
+                    addr,
+                    ReverseHit::Node(n.node.clone(), n.datacenter.to_ascii_lowercase()),
+                );
+            }
+        }
+        let hit = hits.get(&ip).cloned();
+        write(&self.cache.reverse, Some(Arc::new(Reverse { key, hits })));
+        hit
+    }
+
+    fn service_set(&self, name: &str) -> Arc<ServiceSet> {
+        let index = self.state.service_index(name);
+        let cached = match self.cache.services.read() {
+            Ok(g) => g.get(name).cloned(),
+            Err(p) => p.into_inner().get(name).cloned(),
+        };
+        if let Some(set) = cached
+            && set.index == index
+        {
+            return set;
+        }
+        let (index, nodes) = self.state.check_service_nodes(name);
+        let instances = nodes
+            .into_iter()
+            .map(|csn| {
+                let status = csn.aggregate();
+                Instance {
+                    node: csn.node,
+                    service: csn.service,
+                    status,
+                }
+            })
+            .collect();
+        let set = Arc::new(ServiceSet { index, instances });
+        let mut guard = match self.cache.services.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.len() >= MAX_CACHED_SERVICES && !guard.contains_key(name) {
+            guard.clear();
+        }
+        guard.insert(name.to_string(), Arc::clone(&set));
+        set
+    }
+
+    fn service_names(&self) -> Arc<Folded> {
+        let index = self.state.index_of(&WatchKey::Services);
+        if let Some(f) = read(&self.cache.service_names)
+            && f.index == index
+        {
+            return f;
+        }
+        let (_, names) = self.state.service_names();
+        let folded = Arc::new(fold(index, names.into_keys()));
+        write(&self.cache.service_names, Some(Arc::clone(&folded)));
+        folded
+    }
+
+    fn node_names(&self) -> Arc<Folded> {
+        let index = self.state.index_of(&WatchKey::Nodes);
+        if let Some(f) = read(&self.cache.node_names)
+            && f.index == index
+        {
+            return f;
+        }
+        let (_, nodes) = self.state.nodes();
+        let folded = Arc::new(fold(index, nodes.iter().map(|n| n.node.clone())));
+        write(&self.cache.node_names, Some(Arc::clone(&folded)));
+        folded
+    }
+}
+
+fn fold(index: u64, names: impl Iterator<Item = String>) -> Folded {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for name in names {
+        map.entry(name.to_ascii_lowercase()).or_default().push(name);
+    }
+    Folded { index, names: map }
+}

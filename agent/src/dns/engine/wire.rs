@@ -1,0 +1,412 @@
+//! Bytes in, bytes out: validates a DNS query, resolves it and encodes an answer that fits
+//! what the client allows. hickory-proto does the wire format; this module decides what to do
+//! with each message.
+//!
+//! - Fewer than 12 bytes, or a response instead of a query: dropped (no answer, so the agent
+//!   never takes part in a reflection loop).
+//! - Longer than [`MAX_QUERY_LEN`]: REFUSED. Another opcode than QUERY: NOTIMP. Not exactly
+//!   one question, more than [`MAX_QUERY_RECORDS`] other records, or bytes that do not decode:
+//!   FORMERR. An EDNS version above 0: BADVERS. A class other than IN/ANY: REFUSED.
+//! - Size: 512 bytes over UDP without EDNS, the client's EDNS buffer size (at least 512, at
+//!   most 65467) with it, 65535 over TCP. A UDP answer without EDNS first keeps at most
+//!   `udp_answer_limit` (at most 8) answers; then, if the message is still too large, the
+//!   authority section goes and answers are removed (binary search) with the additional
+//!   records that belonged to them. The TC bit is set when answers were removed only with
+//!   `enable_truncate`, as in Consul, and always when not even one answer fits.
+//! - The OPT record of the query is echoed with the client's buffer size.
+
+use std::collections::HashSet;
+
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode, emit_message_parts,
+};
+use hickory_proto::rr::{DNSClass, Name, RData, Record};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder, NameEncoding};
+use rand::Rng;
+
+use super::resolve::{Context, resolve};
+use super::settings::Settings;
+use super::view::View;
+
+/// Longest query accepted (a question is at most ~260 bytes; this leaves room for EDNS
+/// options); longer ones are REFUSED.
+pub const MAX_QUERY_LEN: usize = 4096;
+/// Most answer, authority and additional records a query may carry.
+pub const MAX_QUERY_RECORDS: usize = 8;
+/// Size of a UDP answer without EDNS.
+pub const PLAIN_UDP_SIZE: usize = 512;
+/// Largest UDP answer, whatever the client offers (Consul's `maxUDPDatagramSize`).
+pub const MAX_UDP_SIZE: usize = 65_535 - 68;
+/// Largest TCP answer (a DNS message length is 16 bits).
+pub const MAX_TCP_SIZE: usize = 65_535;
+/// Smallest encoded answer record (an A record with a compressed owner name).
+const MIN_RECORD_SIZE: usize = 16;
+/// Most answer records ever built for one response (Consul's TCP cap).
+const MAX_ANSWERS: usize = 4096;
+
+/// The transport a query came over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: size limited by EDNS.
+    Udp,
+    /// TCP: up to 64 KiB.
+    Tcp,
+}
+
+/// A query for the recursors, with what is needed to relay or fail it.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// The decoded query.
+    pub query: Message,
+    /// Largest answer the client accepts.
+    pub max_size: usize,
+}
+
+/// What to do with a packet.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send these bytes back.
+    Reply(Vec<u8>),
+    /// Ask the recursors (the original bytes are forwarded as they are).
+    Forward(Forward),
+    /// Say nothing.
+    Drop,
+}
+
+/// Handles one DNS message received over `transport`.
+pub fn handle<R: Rng + ?Sized>(
+    packet: &[u8],
+    transport: Transport,
+    settings: &Settings,
+    view: &View<'_>,
+    now_unix: u64,
+    rng: &mut R,
+) -> Outcome {
+    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+        return Outcome::Drop;
+    };
+    if header.metadata.message_type != MessageType::Query {
+        return Outcome::Drop;
+    }
+    let meta = header.metadata;
+    if packet.len() > MAX_QUERY_LEN {
+        return bare_reply(&meta, ResponseCode::Refused, settings);
+    }
+    if meta.op_code != OpCode::Query {
+        return bare_reply(&meta, ResponseCode::NotImp, settings);
+    }
+    let c = header.counts;
+    let others = usize::from(c.answers) + usize::from(c.authorities) + usize::from(c.additionals);
+    if c.queries != 1 || others > MAX_QUERY_RECORDS {
+        return bare_reply(&meta, ResponseCode::FormErr, settings);
+    }
+    let Ok(request) = Message::from_vec(packet) else {
+        return bare_reply(&meta, ResponseCode::FormErr, settings);
+    };
+    let Some(query) = request.queries.first() else {
+        return bare_reply(&meta, ResponseCode::FormErr, settings);
+    };
+    let max_size = max_response_size(transport, request.edns.as_ref());
+    if let Some(edns) = &request.edns
+        && edns.version() > 0
+    {
+        return reply(&request, ResponseCode::BADVERS, settings, max_size);
+    }
+    if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+        return reply(&request, ResponseCode::Refused, settings, max_size);
+    }
+    let answer_cap = match (transport, &request.edns) {
+        (Transport::Udp, None) => settings.udp_answer_cap(),
+        _ => (max_size / MIN_RECORD_SIZE).min(MAX_ANSWERS),
+    };
+    let ctx = Context {
+        settings,
+        view,
+        now_unix,
+        answer_cap,
+    };
+    let res = resolve(query.name(), query.query_type(), &ctx, rng);
+    if res.forward {
+        return Outcome::Forward(Forward {
+            query: request,
+            max_size,
+        });
+    }
+    let mut metadata = response_metadata(&meta, settings);
+    metadata.authoritative = res.authoritative;
+    metadata.response_code = res.rcode;
+    let parts = Parts {
+        metadata,
+        query: query.clone(),
+        edns: response_edns(request.edns.as_ref()),
+        answers: res.answers,
+        authorities: res.authorities,
+        additionals: res.additionals,
+    };
+    let enc = Encoding {
+        max_size,
+        compress: !settings.disable_compression,
+        truncate_flag: settings.enable_truncate,
+    };
+    match fit(&parts, res.capped, &enc) {
+        Some(bytes) => Outcome::Reply(bytes),
+        None => Outcome::Drop,
+    }
+}
+
+/// Largest answer for a transport and the query's EDNS record.
+pub fn max_response_size(transport: Transport, edns: Option<&Edns>) -> usize {
+    match (transport, edns) {
+        (Transport::Tcp, _) => MAX_TCP_SIZE,
+        (Transport::Udp, None) => PLAIN_UDP_SIZE,
+        (Transport::Udp, Some(e)) => {
+            usize::from(e.max_payload()).clamp(PLAIN_UDP_SIZE, MAX_UDP_SIZE)
+        }
+    }
+}
+
+fn response_metadata(request: &Metadata, settings: &Settings) -> Metadata {
+    let mut m = Metadata::response_from_request(request);
+    m.recursion_available = settings.recursion;
+    m
+}
+
+fn response_edns(request: Option<&Edns>) -> Option<Edns> {
+    request.map(|e| {
+        let mut out = Edns::new();
+        out.set_max_payload(e.max_payload().max(PLAIN_UDP_SIZE as u16));
+        out.set_version(0);
+        out
+    })
+}
+
+/// An answer with only a header (the query could not be read, or is refused as a whole).
+fn bare_reply(request: &Metadata, rcode: ResponseCode, settings: &Settings) -> Outcome {
+    let mut m = response_metadata(request, settings);
+    m.response_code = rcode;
+    let mut msg = Message::new(m.id, MessageType::Response, m.op_code);
+    msg.metadata = m;
+    match msg.to_vec() {
+        Ok(bytes) => Outcome::Reply(bytes),
+        Err(_) => Outcome::Drop,
+    }
+}
+
+/// An answer without records: the question, the OPT record and `rcode`.
+fn reply(request: &Message, rcode: ResponseCode, settings: &Settings, max_size: usize) -> Outcome {
+    let mut metadata = response_metadata(&request.metadata, settings);
+    metadata.response_code = rcode;
+    let parts = Parts {
+        metadata,
+        query: request.queries.first().cloned().unwrap_or_default(),
+        edns: response_edns(request.edns.as_ref()),
+        answers: Vec::new(),
+        authorities: Vec::new(),
+        additionals: Vec::new(),
+    };
+    let enc = Encoding {
+        max_size,
+        compress: true,
+        truncate_flag: false,
+    };
+    match fit(&parts, false, &enc) {
+        Some(bytes) => Outcome::Reply(bytes),
+        None => Outcome::Drop,
+    }
+}
+
+/// SERVFAIL for a forwarded query whose recursors all failed.
+pub fn servfail(fwd: &Forward, settings: &Settings) -> Option<Vec<u8>> {
+    match reply(&fwd.query, ResponseCode::ServFail, settings, fwd.max_size) {
+        Outcome::Reply(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Checks a recursor's answer to `fwd` and returns what to send the client: the answer as
+/// it is when it fits, else an empty truncated answer (the client retries over TCP).
+/// `None` when the bytes are not an answer to this query.
+pub fn relay(answer: &[u8], fwd: &Forward, settings: &Settings) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(answer)).ok()?;
+    if header.metadata.message_type != MessageType::Response
+        || header.metadata.id != fwd.query.metadata.id
+    {
+        return None;
+    }
+    if answer.len() <= fwd.max_size {
+        return Some(answer.to_vec());
+    }
+    let mut metadata = response_metadata(&fwd.query.metadata, settings);
+    metadata.response_code = header.metadata.response_code;
+    metadata.truncation = true;
+    let parts = Parts {
+        metadata,
+        query: fwd.query.queries.first().cloned().unwrap_or_default(),
+        edns: response_edns(fwd.query.edns.as_ref()),
+        answers: Vec::new(),
+        authorities: Vec::new(),
+        additionals: Vec::new(),
+    };
+    let enc = Encoding {
+        max_size: fwd.max_size,
+        compress: true,
+        truncate_flag: true,
+    };
+    fit(&parts, false, &enc)
+}
+
+/// The sections of an answer before it is fitted to size.
+struct Parts {
+    metadata: Metadata,
+    query: Query,
+    edns: Option<Edns>,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+struct Encoding {
+    max_size: usize,
+    compress: bool,
+    /// Set TC when answers were removed (`enable_truncate`).
+    truncate_flag: bool,
+}
+
+/// Encodes the parts if the whole message fits in `max` bytes.
+fn encode(
+    metadata: &Metadata,
+    query: &Query,
+    answers: &[Record],
+    authorities: &[Record],
+    additionals: &[&Record],
+    edns: Option<&Edns>,
+    enc: &Encoding,
+) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(enc.max_size.min(4096));
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_max_size(u16::try_from(enc.max_size).unwrap_or(u16::MAX));
+    if !enc.compress {
+        encoder.set_name_encoding(NameEncoding::Uncompressed);
+    }
+    let header = emit_message_parts(
+        metadata,
+        &mut std::iter::once(query),
+        &mut answers.iter(),
+        &mut authorities.iter(),
+        &mut additionals.iter().copied(),
+        edns,
+        None,
+        &mut encoder,
+    )
+    .ok()?;
+    // hickory stops at the size limit and writes what fitted: fewer records is "too large".
+    let c = header.counts;
+    let complete = usize::from(c.answers) == answers.len()
+        && usize::from(c.authorities) == authorities.len()
+        && usize::from(c.additionals) == additionals.len() + usize::from(edns.is_some());
+    if !complete {
+        return None;
+    }
+    (buf.len() <= enc.max_size).then_some(buf)
+}
+
+/// The additional records that belong to `answers`: those owned by an answer's name or by
+/// the target of an SRV, CNAME or NS answer.
+fn referenced<'r>(answers: &[Record], additionals: &'r [Record]) -> Vec<&'r Record> {
+    if additionals.is_empty() {
+        return Vec::new();
+    }
+    let mut names: HashSet<&Name> = HashSet::with_capacity(answers.len() * 2);
+    for a in answers {
+        names.insert(&a.name);
+        match &a.data {
+            RData::SRV(srv) => {
+                names.insert(&srv.target);
+            }
+            RData::CNAME(c) => {
+                names.insert(&c.0);
+            }
+            RData::NS(ns) => {
+                names.insert(&ns.0);
+            }
+            _ => {}
+        }
+    }
+    additionals
+        .iter()
+        .filter(|r| names.contains(&r.name))
+        .collect()
+}
+
+/// Encodes the answer within the size limit (see the module documentation). `capped`: the
+/// resolver already left answers out.
+fn fit(parts: &Parts, capped: bool, enc: &Encoding) -> Option<Vec<u8>> {
+    let edns = parts.edns.as_ref();
+    let q = &parts.query;
+    let mut metadata = parts.metadata;
+    if capped && enc.truncate_flag {
+        metadata.truncation = true;
+    }
+    let all_extra: Vec<&Record> = parts.additionals.iter().collect();
+    if let Some(bytes) = encode(
+        &metadata,
+        q,
+        &parts.answers,
+        &parts.authorities,
+        &all_extra,
+        edns,
+        enc,
+    ) {
+        return Some(bytes);
+    }
+    // Too large: the authority section goes first, then answers.
+    let answers = &parts.answers;
+    let try_k = |k: usize, metadata: &Metadata| {
+        let kept = &answers[..k];
+        let extra = if k == answers.len() {
+            all_extra.clone()
+        } else {
+            referenced(kept, &parts.additionals)
+        };
+        encode(metadata, q, kept, &[], &extra, edns, enc)
+    };
+    if let Some(bytes) = try_k(answers.len(), &metadata) {
+        return Some(bytes);
+    }
+    if enc.truncate_flag {
+        metadata.truncation = true;
+    }
+    // Largest k in [1, n) that fits: binary search on the encoded size.
+    let (mut lo, mut hi) = (1usize, answers.len());
+    let mut best: Option<Vec<u8>> = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match try_k(mid, &metadata) {
+            Some(bytes) => {
+                best = Some(bytes);
+                lo = mid + 1;
+            }
+            None => hi = mid,
+        }
+    }
+    if best.is_some() {
+        return best;
+    }
+    // Not even one answer with its additional records: one answer alone, then none at all
+    // (with TC, whatever the settings, so the client knows to retry over TCP).
+    if let Some(first) = answers.first()
+        && let Some(bytes) = encode(
+            &metadata,
+            q,
+            std::slice::from_ref(first),
+            &[],
+            &[],
+            edns,
+            enc,
+        )
+    {
+        return Some(bytes);
+    }
+    metadata.truncation = true;
+    encode(&metadata, q, &[], &[], &[], edns, enc)
+}

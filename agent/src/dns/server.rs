@@ -1,0 +1,365 @@
+//! Sockets: UDP workers and TCP connections feeding [`engine::handle`], and the forwarding of
+//! outside names to the recursors. Everything here is bounded: the UDP receive buffer, the
+//! TCP frame (16-bit length), the TCP connections and forwarded queries in flight, and the
+//! idle time of a TCP connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use super::engine::wire::{self, MAX_QUERY_LEN};
+use super::engine::{Cache, Forward, Outcome, Settings, Transport, View, handle};
+use crate::agent::Agent;
+use crate::config::Config;
+
+/// TCP connections served at once; more are closed at accept.
+const MAX_TCP_CONNECTIONS: usize = 512;
+/// Forwarded queries in flight; more are answered SERVFAIL at once.
+const MAX_FORWARDS: usize = 1024;
+/// A TCP connection idle for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How often the settings are re-read from the configuration (reload).
+const SETTINGS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Bound DNS sockets, ready to serve.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+/// Binds UDP and TCP on every DNS address of the configuration.
+pub async fn bind(config: &Config) -> Result<Listeners, (SocketAddr, io::Error)> {
+    let mut out = Listeners::default();
+    for addr in super::listen_addrs(config) {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| (addr, e))?;
+        // With port 0, TCP takes the port UDP got.
+        let tcp_addr = udp.local_addr().unwrap_or(addr);
+        let tcp = TcpListener::bind(tcp_addr)
+            .await
+            .map_err(|e| (tcp_addr, e))?;
+        out.udp.push(udp);
+        out.tcp.push(tcp);
+    }
+    Ok(out)
+}
+
+/// What the tasks share: the agent, the settings and the memo.
+struct Shared {
+    agent: Arc<Agent>,
+    cache: Cache,
+    runtime: RwLock<Arc<Runtime>>,
+    forwards: Arc<Semaphore>,
+}
+
+/// Settings and recursors at one configuration.
+struct Runtime {
+    settings: Settings,
+    recursors: Vec<SocketAddr>,
+    recursor_timeout: Duration,
+}
+
+impl Runtime {
+    fn from_config(config: &Config) -> Runtime {
+        Runtime {
+            settings: super::settings_from(config),
+            recursors: super::recursors(config),
+            recursor_timeout: config.dns.recursor_timeout.max(Duration::from_millis(1)),
+        }
+    }
+}
+
+impl Shared {
+    fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    fn refresh(&self) {
+        let next = {
+            let cfg = self.agent.config.read().unwrap_or_else(|p| p.into_inner());
+            Runtime::from_config(&cfg)
+        };
+        match self.runtime.write() {
+            Ok(mut g) => *g = Arc::new(next),
+            Err(p) => *p.into_inner() = Arc::new(next),
+        }
+    }
+
+    /// Answers one packet from the current catalog state.
+    fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
+        let state = self.agent.server.state();
+        let view = View::new(&state, &self.cache);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        handle(
+            packet,
+            transport,
+            &rt.settings,
+            &view,
+            now,
+            &mut rand::rng(),
+        )
+    }
+}
+
+/// Starts serving on `listeners`; the tasks end when the agent shuts down.
+pub fn spawn(agent: &Arc<Agent>, listeners: Listeners) {
+    if listeners.udp.is_empty() {
+        return;
+    }
+    let runtime = {
+        let cfg = agent.config.read().unwrap_or_else(|p| p.into_inner());
+        Runtime::from_config(&cfg)
+    };
+    let shared = Arc::new(Shared {
+        agent: Arc::clone(agent),
+        cache: Cache::new(),
+        runtime: RwLock::new(Arc::new(runtime)),
+        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+    });
+    let stop = agent.shutdown_signal();
+    {
+        let shared = Arc::clone(&shared);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SETTINGS_REFRESH);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => shared.refresh(),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    for udp in listeners.udp {
+        if let Ok(addr) = udp.local_addr() {
+            info!(%addr, "DNS listening (UDP and TCP)");
+        }
+        let udp = Arc::new(udp);
+        for _ in 0..workers {
+            tokio::spawn(udp_worker(
+                Arc::clone(&shared),
+                Arc::clone(&udp),
+                stop.clone(),
+            ));
+        }
+    }
+    let conns = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    for tcp in listeners.tcp {
+        tokio::spawn(tcp_acceptor(
+            Arc::clone(&shared),
+            tcp,
+            Arc::clone(&conns),
+            stop.clone(),
+        ));
+    }
+}
+
+async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
+    // One byte more than the longest accepted query, to see that a datagram was longer.
+    let mut buf = vec![0u8; MAX_QUERY_LEN + 1];
+    loop {
+        let (n, peer) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "DNS UDP receive failed");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let packet = &buf[..n];
+        let rt = shared.runtime();
+        match shared.answer(&rt, packet, Transport::Udp) {
+            Outcome::Reply(bytes) => {
+                if let Err(e) = sock.send_to(&bytes, peer).await {
+                    debug!(%peer, error = %e, "DNS UDP send failed");
+                }
+            }
+            Outcome::Forward(fwd) => {
+                let packet = packet.to_vec();
+                let sock = Arc::clone(&sock);
+                let permit = Arc::clone(&shared.forwards).try_acquire_owned();
+                tokio::spawn(async move {
+                    let answer = match permit {
+                        Ok(_permit) => forward(&rt, &packet, &fwd, Transport::Udp).await,
+                        Err(_) => wire::servfail(&fwd, &rt.settings),
+                    };
+                    if let Some(bytes) = answer {
+                        let _ = sock.send_to(&bytes, peer).await;
+                    }
+                });
+            }
+            Outcome::Drop => {}
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "DNS TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
+            debug!(%peer, "too many DNS TCP connections; closing");
+            continue;
+        };
+        tokio::spawn(tcp_connection(
+            Arc::clone(&shared),
+            stream,
+            permit,
+            stop.clone(),
+        ));
+    }
+}
+
+/// Serves length-prefixed queries on one connection until it closes, idles or errs.
+async fn tcp_connection(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let len = tokio::select! {
+            r = tokio::time::timeout(TCP_IDLE, stream.read_u16()) => match r {
+                Ok(Ok(n)) => usize::from(n),
+                _ => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        buf.resize(len, 0);
+        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let rt = shared.runtime();
+        let answer = match shared.answer(&rt, &buf, Transport::Tcp) {
+            Outcome::Reply(bytes) => bytes,
+            Outcome::Forward(fwd) => {
+                let Ok(_permit) = Arc::clone(&shared.forwards).try_acquire_owned() else {
+                    match wire::servfail(&fwd, &rt.settings) {
+                        Some(b) => {
+                            if write_frame(&mut stream, &b).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        None => return,
+                    }
+                };
+                match forward(&rt, &buf, &fwd, Transport::Tcp).await {
+                    Some(b) => b,
+                    None => return,
+                }
+            }
+            Outcome::Drop => return,
+        };
+        if write_frame(&mut stream, &answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_frame(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("DNS message too long"))?;
+    let mut frame = Vec::with_capacity(msg.len() + 2);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(msg);
+    tokio::time::timeout(TCP_IDLE, stream.write_all(&frame))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+/// Asks the recursors in order, each within the recursor timeout; the first usable answer
+/// wins, else SERVFAIL.
+async fn forward(
+    rt: &Runtime,
+    packet: &[u8],
+    fwd: &Forward,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    for &recursor in &rt.recursors {
+        let exchange = async {
+            match transport {
+                Transport::Udp => exchange_udp(recursor, packet).await,
+                Transport::Tcp => exchange_tcp(recursor, packet).await,
+            }
+        };
+        match tokio::time::timeout(rt.recursor_timeout, exchange).await {
+            Ok(Ok(answer)) => {
+                if let Some(out) = wire::relay(&answer, fwd, &rt.settings) {
+                    return Some(out);
+                }
+                debug!(%recursor, "recursor answer did not match the query");
+            }
+            Ok(Err(e)) => debug!(%recursor, error = %e, "recursor failed"),
+            Err(_) => debug!(%recursor, "recursor timed out"),
+        }
+    }
+    wire::servfail(fwd, &rt.settings)
+}
+
+async fn exchange_udp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
+    let local: SocketAddr = if recursor.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local).await?;
+    sock.connect(recursor).await?;
+    sock.send(packet).await?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        // Skip stray datagrams: the answer carries the query's ID.
+        if n >= 2 && packet.len() >= 2 && buf[..2] == packet[..2] {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
+async fn exchange_tcp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(recursor).await?;
+    let len = u16::try_from(packet.len()).map_err(|_| io::Error::other("query too long"))?;
+    let mut frame = Vec::with_capacity(packet.len() + 2);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(packet);
+    stream.write_all(&frame).await?;
+    let n = usize::from(stream.read_u16().await?);
+    let mut buf = vec![0u8; n];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
