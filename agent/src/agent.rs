@@ -18,7 +18,7 @@ use crate::local::defs::{CheckDef, CheckKind, ScriptPolicy, ServiceDef, Source};
 use crate::local::sync::{self, CatalogView};
 use crate::local::{LocalState, NodeRecord};
 use crate::metrics::Metrics;
-use crate::server::leader::{self, MemberInfo, MemberStatus, SessionTimers};
+use crate::server::leader::{self, SessionTimers};
 use crate::server::{Server, ServerOptions, now_ms};
 use crate::watch::WatchHub;
 use cairn_raft::ServerNode;
@@ -56,6 +56,11 @@ pub struct Agent {
     pub started: Instant,
     /// Addresses the HTTP API listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
+    /// The LAN gossip pool.
+    pub gossip: cairn_gossip::Gossip,
+    /// Gossip membership as the leader reads it.
+    pub membership: leader::MemberSource,
+    gossip_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
     sync_lock: tokio::sync::Mutex<()>,
     sync_kick: Notify,
     shutdown: watch::Sender<bool>,
@@ -133,13 +138,6 @@ impl Agent {
                     .into(),
             ));
         }
-        if config.bootstrap_expect > 1 {
-            return Err(StartError::Unsupported(format!(
-                "-bootstrap-expect={} needs Raft replication between servers, which is not \
-                 available yet; use -bootstrap (or -bootstrap-expect=1) for a single server",
-                config.bootstrap_expect
-            )));
-        }
         let advertise = config.advertise_addr.unwrap_or_else(|| {
             if config.bind_addr.is_unspecified() {
                 detect_private_ip()
@@ -193,6 +191,20 @@ impl Agent {
         .await
         .map_err(|e| StartError::Unsupported(format!("server: {e}")))?;
         let session_timers = Arc::clone(&server.session_timers);
+        let (gossip, gossip_rx) = crate::cluster::start(&config, &node.name, &node.id, advertise)
+            .await
+            .map_err(StartError::Unsupported)?;
+        let list_from = gossip.clone();
+        let membership = Arc::new(leader::Membership {
+            list: Box::new(move || {
+                list_from
+                    .members()
+                    .iter()
+                    .map(crate::cluster::member_info)
+                    .collect()
+            }),
+            changed: Notify::new(),
+        });
         let (results_tx, results_rx) = mpsc::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
@@ -207,6 +219,9 @@ impl Agent {
             metrics: Metrics::new(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
+            gossip,
+            membership,
+            gossip_events: Mutex::new(Some(gossip_rx)),
             sync_lock: tokio::sync::Mutex::new(()),
             sync_kick: Notify::new(),
             shutdown,
@@ -253,22 +268,44 @@ impl Agent {
                 .await
                 .map_err(|e| StartError::Unsupported(format!("bootstrap: {e}")))?;
         }
-        let me = MemberInfo {
-            name: self.node.name.clone(),
-            id: self.node.id.clone(),
-            address: self.node.address.clone(),
-            server_port: Some(config.ports.server),
-            status: MemberStatus::Alive,
-        };
-        let members: leader::MemberSource = Arc::new(move || vec![me.clone()]);
+        let rx = self
+            .gossip_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            tokio::spawn(crate::cluster::consume(Arc::clone(self), rx));
+        }
+        if !config.start_join.is_empty() {
+            let n = crate::cluster::join(&self.gossip, &config.start_join)
+                .await
+                .map_err(|e| StartError::Unsupported(format!("-join: {e}")))?;
+            info!(contacted = n, "joined the cluster");
+        }
+        if !config.retry_join.is_empty() {
+            tokio::spawn(crate::cluster::retry_join(
+                self.gossip.clone(),
+                config.retry_join.clone(),
+                config.retry_interval,
+                config.retry_max,
+            ));
+        }
+        if config.bootstrap_expect > 1 {
+            tokio::spawn(crate::cluster::bootstrap_expect(
+                Arc::clone(self),
+                self.gossip.clone(),
+                config.bootstrap_expect,
+            ));
+        }
         tokio::spawn(leader::supervise(
             Arc::clone(&self.server),
-            members,
+            Arc::clone(&self.membership),
             self.shutdown_signal(),
         ));
         self.load_config_definitions()?;
-        // The first sync waits for a leader (bounded by rpc_hold_timeout inside propose).
-        self.sync_now().await;
+        // The first sync needs a leader; a single server elects itself within milliseconds,
+        // a cluster may take longer, and then the sync loop keeps retrying.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sync_now()).await;
         tokio::spawn(Arc::clone(self).sync_loop());
         tokio::spawn(Arc::clone(self).reap_loop());
         Ok(())
@@ -526,8 +563,8 @@ impl Agent {
         }
     }
 
-    /// Runs one anti-entropy pass now.
-    pub async fn sync_now(&self) {
+    /// Runs one anti-entropy pass now; false when a catalog update failed.
+    pub async fn sync_now(&self) -> bool {
         let _guard = self.sync_lock.lock().await;
         let st = self.server.state();
         let (_, found) = st.node_services(&self.node.name);
@@ -542,7 +579,7 @@ impl Agent {
             sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL, now_ms())
         };
         if plan.commands.is_empty() && plan.adopt_tags.is_empty() {
-            return;
+            return true;
         }
         let mut ok = true;
         for cmd in plan.commands {
@@ -565,20 +602,28 @@ impl Agent {
             }
         }
         self.metrics.syncs.inc();
+        ok
     }
 
     async fn sync_loop(self: Arc<Agent>) {
         let mut shutdown = self.shutdown_signal();
+        // After a failed pass, retry sooner: 1 s doubling up to the full interval.
+        let mut retry: Option<Duration> = Some(Duration::from_secs(1));
         loop {
+            let wait = retry.unwrap_or(AE_INTERVAL);
             tokio::select! {
                 () = self.sync_kick.notified() => {
                     // Let a burst of check results settle into one pass.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                () = tokio::time::sleep(AE_INTERVAL) => {}
+                () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
-            self.sync_now().await;
+            retry = if self.sync_now().await {
+                None
+            } else {
+                Some((wait * 2).min(AE_INTERVAL))
+            };
         }
     }
 
@@ -627,9 +672,95 @@ impl Agent {
         }
     }
 
-    /// Final work before exit: stop checks, stop Raft.
+    /// Gossip membership changed: the leader reconciles at once.
+    pub fn membership_changed(&self) {
+        self.membership.changed.notify_one();
+    }
+
+    /// `/v1/agent/members`.
+    pub fn members_json(&self) -> Vec<serde_json::Value> {
+        self.gossip
+            .members()
+            .iter()
+            .map(crate::cluster::member_json)
+            .collect()
+    }
+
+    /// `PUT /v1/agent/join/:addr`.
+    pub async fn join(&self, addrs: &[String]) -> Result<usize, ApiError> {
+        crate::cluster::join(&self.gossip, addrs)
+            .await
+            .map_err(|e| {
+                ApiError::internal(format!(
+                    "1 error occurred:\n\t* Failed to join {}: {e}",
+                    addrs.join(", ")
+                ))
+            })
+    }
+
+    /// `PUT /v1/agent/force-leave/:node`.
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), ApiError> {
+        if node == self.node.name {
+            return Err(ApiError::bad_request(
+                "Cannot force leave this agent itself",
+            ));
+        }
+        if !self.gossip.members().iter().any(|m| m.name == node) {
+            return Err(ApiError::not_found(format!(
+                "agent: No node found with name '{node}'"
+            )));
+        }
+        self.gossip
+            .force_leave(node, prune)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.membership_changed();
+        Ok(())
+    }
+
+    /// Fires a user event: delivered here at once and to every member through gossip.
+    pub async fn fire_event(
+        &self,
+        ev: crate::events::UserEvent,
+    ) -> Result<crate::events::UserEvent, ApiError> {
+        let sent = self
+            .gossip
+            .fire_event(crate::cluster::gossip_event(&ev))
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Failed to fire event: {e}")))?;
+        let ev = crate::events::UserEvent {
+            ltime: sent.ltime,
+            ..ev
+        };
+        crate::cluster::deliver(self, ev.clone());
+        Ok(ev)
+    }
+
+    /// Leaves the cluster gracefully: a server hands leadership over and leaves the Raft
+    /// configuration; then the gossip pool learns this member left.
+    pub async fn leave(&self) {
+        if self.server.is_leader() && self.server.members().len() > 1 {
+            info!("leaving: removing this server from the Raft configuration");
+            let ids: std::collections::BTreeSet<u64> =
+                [self.server.node_id()].into_iter().collect();
+            if let Err(e) = self
+                .server
+                .raft()
+                .change_membership(openraft::ChangeMembers::RemoveVoters(ids), false)
+                .await
+            {
+                warn!(error = %e, "failed to leave the Raft configuration");
+            }
+        }
+        if let Err(e) = self.gossip.leave().await {
+            warn!(error = %e, "failed to leave the gossip pool");
+        }
+    }
+
+    /// Final work before exit: stop checks, gossip and Raft.
     pub async fn stop(&self) {
         self.runners.stop_all();
+        self.gossip.shutdown().await;
         self.server.shutdown().await;
     }
 }

@@ -9,6 +9,7 @@
 mod agent;
 mod checks;
 mod cli;
+mod cluster;
 mod config;
 mod dns;
 mod events;
@@ -120,10 +121,10 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     let pid_file = config.pid_file.clone();
     let addrs = http_addrs(&config);
     let dev = config.dev;
-    let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
     let dns_listeners = dns::bind(&config)
         .await
         .map_err(|(addr, source)| agent::StartError::Bind { addr, source })?;
+    let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
     let agent = Agent::new(config).await?;
     // Bind before announcing readiness, so "running" means reachable.
     let mut listeners = Vec::new();
@@ -186,7 +187,17 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
         dev,
         "Cairn agent running!"
     );
-    wait_for_signals(&agent).await;
+    let why = wait_for_signals(&agent).await;
+    let config = agent.config();
+    let leave = match why {
+        Stop::Api => true,
+        Stop::Interrupt => !config.skip_leave_on_interrupt,
+        Stop::Terminate => config.leave_on_terminate,
+    };
+    if leave {
+        info!("gracefully leaving the cluster");
+        agent.leave().await;
+    }
     info!("shutting down: draining HTTP requests");
     agent.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -206,8 +217,18 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     Ok(())
 }
 
+/// Why the agent stops.
+enum Stop {
+    /// SIGINT.
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// `PUT /v1/agent/leave`.
+    Api,
+}
+
 /// Waits for SIGINT, SIGTERM or an API leave; reloads on SIGHUP meanwhile.
-async fn wait_for_signals(agent: &Arc<Agent>) {
+async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -217,21 +238,23 @@ async fn wait_for_signals(agent: &Arc<Agent>) {
         error!("failed to install signal handlers; stop the agent with PUT /v1/agent/leave");
         let mut stop = agent.shutdown_signal();
         let _ = stop.wait_for(|s| *s).await;
-        return;
+        return Stop::Api;
     };
     let mut stop = agent.shutdown_signal();
     loop {
         tokio::select! {
-            _ = int.recv() => { info!("caught SIGINT"); return; }
-            _ = term.recv() => { info!("caught SIGTERM"); return; }
+            _ = int.recv() => { info!("caught SIGINT"); return Stop::Interrupt; }
+            _ = term.recv() => { info!("caught SIGTERM"); return Stop::Terminate; }
             _ = hup.recv() => {
                 info!("caught SIGHUP: reloading configuration");
                 match reload(agent) {
-                    Ok(()) => agent.sync_now().await,
+                    Ok(()) => {
+                        agent.sync_now().await;
+                    }
                     Err(e) => error!("reload failed: {e}"),
                 }
             }
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return Stop::Api,
         }
     }
 }

@@ -528,14 +528,16 @@ fn member_json(a: &AppState) -> Value {
 
 async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
-    let mut m = member_json(&a);
     if p.flag("wan")? {
+        // The WAN pool arrives with federation; until then a server is alone in it.
+        let mut m = member_json(&a);
         m["Name"] = json!(format!("{}.{}", a.node.name, a.server.datacenter()));
         if let Some(port) = a.config().ports.serf_wan {
             m["Port"] = json!(port);
         }
+        return Ok(json_response(&vec![m], p.has("pretty")));
     }
-    Ok(json_response(&vec![m], p.has("pretty")))
+    Ok(json_response(&a.members_json(), p.has("pretty")))
 }
 
 async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Response {
@@ -638,29 +640,19 @@ async fn version(State(_a): State<AppState>) -> Response {
 }
 
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
-    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host == a.node.address || host == a.config().bind_addr.to_string() {
-        return Ok(StatusCode::OK.into_response());
-    }
-    Err(ApiError::internal(format!(
-        "1 error occurred:\n\t* Failed to join {addr}: this version of Cairn runs a single-member \
-         pool; joining other agents arrives with LAN gossip"
-    )))
+    a.join(&[addr]).await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn force_leave(
     State(a): State<AppState>,
     Path(node): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    if node == a.node.name {
-        return Err(ApiError::bad_request(
-            "Cannot force leave this agent itself",
-        ));
-    }
-    Err(ApiError::not_found(format!(
-        "agent: No node found with name '{node}'"
-    )))
+    let p = Params::parse(q.as_deref());
+    let prune = p.flag("prune")?;
+    a.force_leave(&node, prune).await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn leave(State(a): State<AppState>) -> Response {

@@ -10,7 +10,7 @@ use axum::routing::{get, put};
 use super::error::ApiError;
 use super::params::Params;
 use super::{AppState, check_dc, json_response, query};
-use crate::events::{EventLog, Recipient, UserEvent};
+use crate::events::UserEvent;
 
 /// Routes of this area. `POST` to fire is accepted too: Spring Cloud Consul sends it.
 pub fn routes() -> Router<AppState> {
@@ -34,20 +34,7 @@ async fn fire(
         p.get("service").unwrap_or_default(),
         p.get("tag").unwrap_or_default(),
     )?;
-    let recipient = {
-        let l = a.local.lock().unwrap_or_else(|p| p.into_inner());
-        Recipient {
-            node: &a.node.name,
-            services: l
-                .services
-                .values()
-                .map(|s| (s.service.service.clone(), s.service.tags.clone()))
-                .collect(),
-        }
-    };
-    if EventLog::matches(&ev, &recipient) {
-        a.events.receive(ev.clone());
-    }
+    let ev = a.fire_event(ev).await?;
     Ok(json_response(&ev, o.pretty))
 }
 

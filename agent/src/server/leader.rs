@@ -10,7 +10,7 @@ use cairn_catalog::Command;
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{SESSION_TTL_MULTIPLIER, Server, now_ms, parse_session_ttl};
 
@@ -27,7 +27,6 @@ pub const CONSUL_SERVICE: &str = "consul";
 
 /// Gossip status of a member, as the leader reconciles it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // Failed and Left come from gossip, wired in with the LAN pool.
 pub enum MemberStatus {
     /// Alive.
     Alive,
@@ -50,6 +49,21 @@ pub struct MemberInfo {
     pub server_port: Option<u16>,
     /// Status.
     pub status: MemberStatus,
+    /// Datacenter.
+    pub datacenter: String,
+}
+
+impl MemberInfo {
+    /// This member as a Raft peer, when it is a server.
+    pub fn server_node(&self) -> Option<cairn_raft::ServerNode> {
+        let port = self.server_port?;
+        let ip: std::net::IpAddr = self.address.parse().ok()?;
+        (!self.id.is_empty()).then(|| cairn_raft::ServerNode {
+            name: self.name.clone(),
+            addr: std::net::SocketAddr::new(ip, port).to_string(),
+            id: self.id.clone(),
+        })
+    }
 }
 
 /// The command that brings the catalog in line with one member's gossip status.
@@ -204,8 +218,16 @@ impl SessionTimers {
     }
 }
 
-/// Where the leader learns about members (gossip, or just this node before gossip runs).
-pub type MemberSource = Arc<dyn Fn() -> Vec<MemberInfo> + Send + Sync>;
+/// Where the leader learns about members: the gossip pool (or just this node).
+pub struct Membership {
+    /// The current members.
+    pub list: Box<dyn Fn() -> Vec<MemberInfo> + Send + Sync>,
+    /// Signalled when membership changes, to reconcile at once.
+    pub changed: tokio::sync::Notify,
+}
+
+/// Shared membership source.
+pub type MemberSource = Arc<Membership>;
 
 /// Runs the leader's duties while this server is the leader: started when it gains
 /// leadership, stopped when it loses it, until `shutdown` fires.
@@ -255,13 +277,20 @@ async fn leader_loop(server: Arc<Server>, members: MemberSource) {
     let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
     let mut last_sample = Instant::now();
     let mut last_reconcile: Option<Instant> = None;
+    let mut autopilot = Autopilot::default();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = members.changed.notified() => last_reconcile = None,
+        }
         if last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL) {
             last_reconcile = Some(Instant::now());
-            for m in members() {
-                reconcile_member(&server, &m).await;
+            let list = (members.list)();
+            for m in &list {
+                reconcile_member(&server, m).await;
             }
+            reconcile_reaped(&server, &list).await;
+            autopilot.step(&server, &list).await;
         }
         timers.sync_with(&server.state());
         for id in timers.take_expired(Instant::now()) {
@@ -289,6 +318,162 @@ async fn leader_loop(server: Arc<Server>, members: MemberSource) {
                 && let Err(e) = server.propose(Command::ReapTombstones { up_to }).await
             {
                 warn!(error = %e, "failed to reap tombstones");
+            }
+        }
+    }
+}
+
+/// Deregisters nodes that gossip no longer knows (reaped), when they carry a `serfHealth`
+/// check (nodes registered through the catalog API have none and are left alone).
+async fn reconcile_reaped(server: &Server, members: &[MemberInfo]) {
+    let st = server.state();
+    let (_, nodes) = st.nodes();
+    for n in nodes {
+        if members.iter().any(|m| m.name == n.node) || st.check(&n.node, SERF_CHECK_ID).is_none() {
+            continue;
+        }
+        info!(node = %n.node, "deregistering a node gossip no longer knows");
+        let cmd = Command::Deregister {
+            req: DeregisterRequest {
+                node: n.node.clone(),
+                ..DeregisterRequest::default()
+            },
+            now_ms: now_ms(),
+        };
+        if let Err(e) = server.propose(cmd).await {
+            warn!(node = %n.node, error = %e, "failed to deregister a reaped node");
+        }
+    }
+}
+
+/// Autopilot: servers discovered in gossip join Raft as learners and become voters once caught
+/// up and stable; servers that left are removed at once, failed ones after a grace period while
+/// a healthy majority remains.
+#[derive(Default)]
+pub struct Autopilot {
+    /// When each learner was first seen caught up.
+    caught_up_since: HashMap<u64, Instant>,
+    /// When each voter was first seen failed.
+    failed_since: HashMap<u64, Instant>,
+}
+
+/// How long a caught-up learner must stay healthy before it votes (autopilot's
+/// `server_stabilization_time`).
+pub const SERVER_STABILIZATION: Duration = Duration::from_secs(10);
+/// How far behind the leader a learner may be to count as caught up (`max_trailing_logs`).
+pub const MAX_TRAILING_LOGS: u64 = 250;
+/// How long a failed server stays a voter before it is removed.
+pub const DEAD_SERVER_GRACE: Duration = Duration::from_secs(60);
+
+impl Autopilot {
+    async fn step(&mut self, server: &Server, members: &[MemberInfo]) {
+        use openraft::ChangeMembers;
+        use std::collections::BTreeSet;
+        let dc = server.datacenter().to_string();
+        let raft = server.raft();
+        let metrics = raft.metrics().borrow().clone();
+        let current = server.members();
+        let by_id = |id: u64| current.iter().find(|(i, _, _)| *i == id);
+        // New servers become learners.
+        for m in members {
+            if m.status != MemberStatus::Alive || m.datacenter != dc {
+                continue;
+            }
+            let Some(node) = m.server_node() else {
+                continue;
+            };
+            let id = cairn_raft::node_id_from_uuid(&node.id);
+            if by_id(id).is_some() {
+                continue;
+            }
+            info!(server = %node.name, addr = %node.addr, "autopilot: adding server as a learner");
+            if let Err(e) = raft.add_learner(id, node, false).await {
+                warn!(error = %e, "autopilot: add learner failed");
+            }
+        }
+        // Learners that are caught up and stable become voters.
+        let last = metrics.last_log_index.unwrap_or(0);
+        let replication = metrics.replication.clone().unwrap_or_default();
+        for (id, node, voter) in &current {
+            if *voter {
+                continue;
+            }
+            let alive = members
+                .iter()
+                .any(|m| m.name == node.name && m.status == MemberStatus::Alive);
+            let matched = replication
+                .get(id)
+                .and_then(|l| l.as_ref())
+                .map_or(0, |l| l.index);
+            if !alive || matched + MAX_TRAILING_LOGS < last {
+                self.caught_up_since.remove(id);
+                continue;
+            }
+            let since = *self.caught_up_since.entry(*id).or_insert_with(Instant::now);
+            if since.elapsed() < SERVER_STABILIZATION {
+                continue;
+            }
+            info!(server = %node.name, "autopilot: promoting server to voter");
+            let ids: BTreeSet<u64> = [*id].into_iter().collect();
+            match raft
+                .change_membership(ChangeMembers::AddVoterIds(ids), true)
+                .await
+            {
+                Ok(_) => {
+                    self.caught_up_since.remove(id);
+                }
+                Err(e) => warn!(error = %e, "autopilot: promotion failed"),
+            }
+        }
+        // Departed servers are removed.
+        let voters: Vec<u64> = current
+            .iter()
+            .filter(|(_, _, v)| *v)
+            .map(|(i, _, _)| *i)
+            .collect();
+        let healthy = current
+            .iter()
+            .filter(|(_, n, v)| {
+                *v && members
+                    .iter()
+                    .any(|m| m.name == n.name && m.status == MemberStatus::Alive)
+            })
+            .count();
+        for (id, node, voter) in &current {
+            if *id == server.node_id() {
+                continue;
+            }
+            let status = members
+                .iter()
+                .find(|m| m.name == node.name)
+                .map(|m| m.status);
+            let remove = match status {
+                Some(MemberStatus::Left) => true,
+                Some(MemberStatus::Failed) | None => {
+                    let since = *self.failed_since.entry(*id).or_insert_with(Instant::now);
+                    let remaining = voters.len().saturating_sub(usize::from(*voter));
+                    since.elapsed() >= DEAD_SERVER_GRACE && healthy > remaining / 2
+                }
+                Some(MemberStatus::Alive) => {
+                    self.failed_since.remove(id);
+                    false
+                }
+            };
+            if !remove {
+                continue;
+            }
+            info!(server = %node.name, "autopilot: removing departed server from Raft");
+            let ids: BTreeSet<u64> = [*id].into_iter().collect();
+            let change = if *voter {
+                ChangeMembers::RemoveVoters(ids)
+            } else {
+                ChangeMembers::RemoveNodes(ids)
+            };
+            match raft.change_membership(change, false).await {
+                Ok(_) => {
+                    self.failed_since.remove(id);
+                }
+                Err(e) => warn!(error = %e, "autopilot: removal failed"),
             }
         }
     }

@@ -143,9 +143,9 @@ impl Server {
         let m = u64::from(opts.raft_multiplier.clamp(1, 10));
         let config = openraft::Config {
             cluster_name: format!("cairn-{}", opts.datacenter),
-            heartbeat_interval: 50 * m,
-            election_timeout_min: 200 * m,
-            election_timeout_max: 400 * m,
+            heartbeat_interval: 40 * m,
+            election_timeout_min: 120 * m,
+            election_timeout_max: 240 * m,
             install_snapshot_timeout: 30_000,
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
