@@ -1,19 +1,187 @@
-//! The `cairn` subcommands that talk to a running agent over its HTTP API.
+//! The `cairn` subcommands that talk to a running agent over its HTTP API, with Consul's
+//! names, flags, output and exit codes (`cairn members`, `cairn kv get -recurse app/`, ...).
+//!
+//! Each command lives in its own module and exposes `run(args) -> ExitCode`; [`flags`] parses
+//! Go-style flags from a static table per command, [`client`] is the shared HTTP client
+//! (address, token, datacenter, Consul's error texts) and [`output`] lays results out as
+//! Consul does. The commands run on a small single-threaded tokio runtime.
+
+mod catalog;
+mod client;
+mod flags;
+mod info;
+mod join;
+mod kv;
+mod leave;
+mod maint;
+mod members;
+mod output;
+mod reload;
+mod services;
+mod version;
+mod watch;
 
 use std::process::ExitCode;
 
+use self::client::Client;
+use self::flags::{ParseError, Parsed, Spec};
+use self::output::{err, fail, out};
+
+/// The top-level commands and their one-line descriptions, for `cairn` without arguments.
+const COMMANDS: &[(&str, &str)] = &[
+    ("agent", "Runs a Cairn agent"),
+    ("catalog", "Interact with the catalog"),
+    ("info", "Provides debugging information for operators."),
+    ("join", "Tell the agent to join a cluster"),
+    ("kv", "Interact with the key-value store"),
+    ("leave", "Gracefully leaves the cluster and shuts down"),
+    ("maint", "Controls node or service maintenance mode"),
+    ("members", "Lists the members of a cluster"),
+    ("reload", "Triggers the agent to reload configuration files"),
+    ("services", "Interact with services"),
+    ("version", "Prints the Cairn version"),
+    ("watch", "Watch for changes in the catalog or the KV store"),
+];
+
+fn usage() -> String {
+    group_usage(
+        "Usage: cairn [--version] [--help] <command> [<args>]",
+        "Available commands are:",
+        COMMANDS,
+    )
+}
+
+/// A command group's help: a usage line and its subcommands in a column.
+pub(crate) fn group_usage(first: &str, heading: &str, commands: &[(&str, &str)]) -> String {
+    let width = commands.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut s = format!("{first}\n\n{heading}\n");
+    for (name, what) in commands {
+        s.push_str(&format!("    {name:<width$}    {what}\n"));
+    }
+    s.trim_end().to_string()
+}
+
 /// Runs a CLI subcommand (`args` excludes the program name).
 pub fn run(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        Some("version") | Some("-version") | Some("--version") => {
-            println!("Cairn v{}", crate::VERSION);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("failed to start the async runtime: {e}")),
+    };
+    rt.block_on(dispatch(args))
+}
+
+async fn dispatch(args: &[String]) -> ExitCode {
+    let Some(name) = args.first() else {
+        err(&usage());
+        return ExitCode::from(1);
+    };
+    let rest = &args[1..];
+    match name.as_str() {
+        "-h" | "-help" | "--help" | "help" => {
+            out(&usage());
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!(
-                "Usage: cairn <command> [args]\n\n    agent      Runs a Cairn agent\n    version    Prints the Cairn version"
-            );
+        "version" => version::run(rest),
+        "-v" | "-version" | "--version" => version::run(&[]),
+        "members" => members::run(rest).await,
+        "catalog" => catalog::run(rest).await,
+        "kv" => kv::run(rest).await,
+        "services" => services::run(rest).await,
+        "leave" => leave::run(rest).await,
+        "join" => join::run(rest).await,
+        "reload" => reload::run(rest).await,
+        "maint" => maint::run(rest).await,
+        "info" => info::run(rest).await,
+        "watch" => watch::run(rest).await,
+        other => {
+            err(&format!("Unknown command: {other}\n"));
+            err(&usage());
             ExitCode::from(1)
         }
     }
+}
+
+/// Parses a command's flags. `-h` prints the help and yields exit code 0; a usage error
+/// prints the message and the help to stderr and yields exit code 1.
+pub(crate) fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, ExitCode> {
+    match spec.parse(args) {
+        Ok(p) => Ok(p),
+        Err(ParseError::Help) => {
+            out(&spec.help());
+            Err(ExitCode::SUCCESS)
+        }
+        Err(ParseError::Bad(msg)) => {
+            err(&msg);
+            err("");
+            err(&spec.help());
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// Builds the HTTP client from the parsed flags, or prints Consul's connection error.
+pub(crate) fn connect(p: &Parsed) -> Result<Client, ExitCode> {
+    Client::from_flags(p).map_err(|e| fail(format!("Error connecting to Cairn agent: {e}")))
+}
+
+/// Fails with Consul's message when a command that takes no arguments got some.
+pub(crate) fn no_args(p: &Parsed) -> Result<(), ExitCode> {
+    if p.args.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "Too many arguments (expected 0, got {})",
+            p.args.len()
+        )))
+    }
+}
+
+/// The help handling of a command group (`kv`, `catalog`, `services`): `-h` prints the
+/// group's help (exit 0), no subcommand prints it to stderr (exit 1); `None` means a
+/// subcommand was named and should run.
+pub(crate) fn group_help(args: &[String], help: &str) -> Option<ExitCode> {
+    match args.first().map(String::as_str) {
+        None => {
+            err(help);
+            Some(ExitCode::from(1))
+        }
+        Some("-h" | "-help" | "--help") => {
+            out(help);
+            Some(ExitCode::SUCCESS)
+        }
+        _ => None,
+    }
+}
+
+/// The message for an unknown subcommand of a group.
+pub(crate) fn unknown_subcommand(group: &str, name: &str, help: &str) -> ExitCode {
+    err(&format!("Unknown command: {group} {name}\n"));
+    err(help);
+    ExitCode::from(1)
+}
+
+/// Reads a `-filter`-style data argument: `@file` reads a file, `-` reads stdin, anything
+/// else is the value itself.
+pub(crate) fn load_data(arg: &str) -> Result<String, String> {
+    if let Some(path) = arg.strip_prefix('@') {
+        return std::fs::read_to_string(path).map_err(|e| format!("Failed to read file: {e}"));
+    }
+    if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("Failed to read stdin: {e}"))?;
+        return Ok(s);
+    }
+    Ok(arg.to_string())
+}
+
+/// `node-meta` query pairs from `-node-meta key=value` flags (`node-meta=key:value`).
+pub(crate) fn node_meta_query(p: &Parsed) -> Vec<(&'static str, String)> {
+    p.map("node-meta")
+        .into_iter()
+        .map(|(k, v)| ("node-meta", format!("{k}:{v}")))
+        .collect()
 }

@@ -1,0 +1,42 @@
+//! `cairn catalog datacenters`: the known datacenters, one per line.
+
+use std::process::ExitCode;
+
+use crate::cli::flags::{Http, Spec};
+use crate::cli::output::{fail, out};
+
+const SPEC: Spec = Spec {
+    usage: "
+Usage: cairn catalog datacenters [options]
+
+  Retrieves the list of all known datacenters, sorted by the estimated median
+  round trip time from the servers of this datacenter.
+
+      $ cairn catalog datacenters
+",
+    flags: &[],
+    http: Http::Server,
+};
+
+/// Runs `cairn catalog datacenters`.
+pub(crate) async fn run(args: &[String]) -> ExitCode {
+    let p = match crate::cli::parse(&SPEC, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = crate::cli::no_args(&p) {
+        return code;
+    }
+    let client = match crate::cli::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dcs: Vec<String> = match client.get_json("/v1/catalog/datacenters", &[]).await {
+        Ok(d) => d,
+        Err(e) => return fail(format!("Error listing datacenters: {e}")),
+    };
+    for dc in dcs {
+        out(&dc);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,403 @@
+//! The HTTP client the subcommands share: the agent's address, the ACL token, the datacenter
+//! and consistency options, and Consul's error texts (`Unexpected response code: 404 (body)`).
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+
+use super::flags::Parsed;
+
+/// The address used when neither `-http-addr` nor `CONSUL_HTTP_ADDR` is given.
+pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
+
+/// How long to wait for a TCP connection to the agent.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a non-blocking request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A failed request.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// No HTTP answer: connection refused, timeout, ...
+    Transport {
+        /// The method sent.
+        method: Method,
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The agent answered with a non-2xx status.
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The response body (Consul's error text).
+        body: String,
+    },
+    /// A 2xx answer whose body is not what was expected.
+    Decode(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport {
+                method,
+                url,
+                message,
+            } => {
+                let verb = method.as_str();
+                let verb = format!("{}{}", &verb[..1], verb[1..].to_lowercase());
+                write!(f, "{verb} \"{url}\": {message}")
+            }
+            Error::Status { status, body } => {
+                write!(f, "Unexpected response code: {status} ({body})")
+            }
+            Error::Decode(m) => write!(f, "invalid response: {m}"),
+        }
+    }
+}
+
+/// A response with a 2xx status (or a 404 where the caller accepts one).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// `X-Consul-Index`, 0 when absent.
+    pub index: u64,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Decodes the body as JSON.
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Decode(e.to_string()))
+    }
+}
+
+/// A client of one agent.
+#[derive(Clone, Debug)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    datacenter: Option<String>,
+    stale: bool,
+}
+
+/// Turns an `-http-addr` / `CONSUL_HTTP_ADDR` value into a base URL.
+pub(crate) fn base_url(addr: &str, ssl: bool) -> Result<String, String> {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.is_empty() {
+        return Err("empty HTTP address".into());
+    }
+    if addr.starts_with("unix://") {
+        return Err(format!(
+            "{addr}: unix sockets are not supported by this client; use http://host:port"
+        ));
+    }
+    if addr.starts_with("https://") || (ssl && !addr.starts_with("http://")) {
+        return Err(format!(
+            "{addr}: HTTPS is not supported by this client; use http://host:port"
+        ));
+    }
+    if addr.starts_with("http://") {
+        return Ok(addr.to_string());
+    }
+    if addr.contains("://") {
+        return Err(format!("{addr}: unknown protocol scheme"));
+    }
+    Ok(format!("http://{addr}"))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn read_token_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("failed to read token file {path}: {e}"))
+}
+
+/// Percent-encodes a path, keeping `/` and the characters Go's `url.URL` keeps.
+pub(crate) fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'/'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Client {
+    /// Builds a client from the shared HTTP flags, falling back on Consul's environment
+    /// variables (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`,
+    /// `CONSUL_HTTP_SSL`).
+    pub(crate) fn from_flags(p: &Parsed) -> Result<Client, String> {
+        let addr = p
+            .text("http-addr")
+            .map(str::to_string)
+            .or_else(|| env("CONSUL_HTTP_ADDR"))
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let ssl = env("CONSUL_HTTP_SSL")
+            .and_then(|v| super::flags::parse_bool(&v))
+            .unwrap_or(false);
+        let base = base_url(&addr, ssl)?;
+        let token = match (p.text("token"), p.text("token-file")) {
+            (Some(t), _) if !t.is_empty() => Some(t.to_string()),
+            (_, Some(f)) if !f.is_empty() => Some(read_token_file(f)?),
+            _ => match env("CONSUL_HTTP_TOKEN") {
+                Some(t) => Some(t),
+                None => match env("CONSUL_HTTP_TOKEN_FILE") {
+                    Some(f) => Some(read_token_file(&f)?),
+                    None => None,
+                },
+            },
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            http,
+            base,
+            token: token.filter(|t| !t.is_empty()),
+            datacenter: p.text("datacenter").map(str::to_string),
+            stale: p.bool("stale"),
+        })
+    }
+
+    fn url(&self, path: &str, query: &[(&str, String)], read: bool) -> String {
+        let mut url = format!("{}{}", self.base, escape_path(path));
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (k, v) in query {
+            q.append_pair(k, v);
+            any = true;
+        }
+        if let Some(dc) = &self.datacenter {
+            q.append_pair("dc", dc);
+            any = true;
+        }
+        if read && self.stale {
+            q.append_pair("stale", "");
+            any = true;
+        }
+        if any {
+            url.push('?');
+            url.push_str(&q.finish());
+        }
+        url
+    }
+
+    /// Sends one request; any status is returned as a [`Reply`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        let read = method == Method::GET;
+        let url = self.url(path, query, read);
+        let mut req = self.http.request(method.clone(), &url).timeout(timeout);
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let transport = |e: reqwest::Error| Error::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            message: error_chain(&e),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let index = resp
+            .headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = resp.bytes().await.map_err(transport)?;
+        Ok(Reply {
+            status,
+            index,
+            body,
+        })
+    }
+
+    /// Sends a request and turns a non-2xx status into [`Error::Status`], except a 404 when
+    /// `allow_404` (KV reads: a missing key).
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        allow_404: bool,
+    ) -> Result<Reply, Error> {
+        let reply = self
+            .send(method, path, query, body, REQUEST_TIMEOUT)
+            .await?;
+        check(reply, allow_404)
+    }
+
+    /// `GET` a JSON document.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, Error> {
+        self.call(Method::GET, path, query, None, false)
+            .await?
+            .json()
+    }
+
+    /// `GET` that accepts a 404 (returned as a reply with status 404).
+    pub(crate) async fn get_allow_404(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Reply, Error> {
+        self.call(Method::GET, path, query, None, true).await
+    }
+
+    /// `PUT` with an optional body.
+    pub(crate) async fn put(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, Error> {
+        self.call(Method::PUT, path, query, body, false).await
+    }
+
+    /// `DELETE`.
+    pub(crate) async fn delete(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Reply, Error> {
+        self.call(Method::DELETE, path, query, None, false).await
+    }
+
+    /// A blocking `GET`: waits until the result's index passes `index` (or the server's
+    /// default wait elapses). A 404 is accepted (a watched key may not exist).
+    pub(crate) async fn get_blocking(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        index: u64,
+    ) -> Result<Reply, Error> {
+        let mut q: Vec<(&str, String)> = query.to_vec();
+        if index > 0 {
+            q.push(("index", index.to_string()));
+        }
+        // The server waits at most 10 minutes plus jitter (wait/16).
+        let reply = self
+            .send(Method::GET, path, &q, None, Duration::from_secs(700))
+            .await?;
+        check(reply, true)
+    }
+}
+
+fn check(reply: Reply, allow_404: bool) -> Result<Reply, Error> {
+    if (200..300).contains(&reply.status) || (allow_404 && reply.status == 404) {
+        Ok(reply)
+    } else {
+        Err(Error::Status {
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body).trim_end().to_string(),
+        })
+    }
+}
+
+/// A transport error as Go's client words it: `dial tcp: connect: <cause>` for a refused or
+/// unreachable agent, the innermost cause otherwise.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(s) = inner.source() {
+        inner = s;
+    }
+    let cause = inner.to_string();
+    if e.is_timeout() {
+        format!("timeout: {cause}")
+    } else if e.is_connect() {
+        format!("dial tcp: connect: {cause}")
+    } else {
+        cause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            base_url("127.0.0.1:8500", false).as_deref(),
+            Ok("http://127.0.0.1:8500")
+        );
+        assert_eq!(
+            base_url("http://localhost:1/", false).as_deref(),
+            Ok("http://localhost:1")
+        );
+        assert!(base_url("https://x:1", false).is_err());
+        assert!(base_url("x:1", true).is_err());
+        assert!(base_url("unix:///tmp/s", false).is_err());
+        assert!(base_url("ftp://x", false).is_err());
+    }
+
+    #[test]
+    fn paths_are_escaped() {
+        assert_eq!(
+            escape_path("/v1/kv/a b/c?d#e%"),
+            "/v1/kv/a%20b/c%3Fd%23e%25"
+        );
+        assert_eq!(escape_path("/v1/kv/ünï"), "/v1/kv/%C3%BCn%C3%AF");
+    }
+
+    #[test]
+    fn status_error_text() {
+        let e = Error::Status {
+            status: 400,
+            body: "Missing key name".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Unexpected response code: 400 (Missing key name)"
+        );
+    }
+}
