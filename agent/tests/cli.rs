@@ -980,3 +980,129 @@ async fn watch_runs_a_handler_with_json_on_stdin() {
         .expect("wait");
     assert_eq!(status.code(), Some(1));
 }
+
+/// A stand-in agent that answers every request with one KV entry and records the request
+/// heads, to see exactly what the CLI sends.
+struct Recorder {
+    addr: String,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind recorder");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&heads);
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let seen = std::sync::Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.lock()
+                        .expect("lock")
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let body = r#"[{"Key":"k","Value":"eA==","Flags":0,"CreateIndex":5,"ModifyIndex":5,"LockIndex":0}]"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 5\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Recorder { addr, heads, task }
+    }
+
+    /// The head of the last request, lower-cased.
+    fn last(&self) -> String {
+        self.heads
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+            .to_lowercase()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn token_datacenter_stale_and_address_reach_the_agent() {
+    let r = Recorder::start().await;
+    let addr = format!("-http-addr={}", r.addr);
+
+    // Flags: token header, dc and stale on reads, a path-escaped key.
+    let out = cairn_alone(&[
+        "kv",
+        "get",
+        &addr,
+        "-token=secret",
+        "-datacenter=dc9",
+        "-stale",
+        "a b",
+    ])
+    .await
+    .ok();
+    assert_eq!(out.stdout, "x\n");
+    let head = r.last();
+    assert!(
+        head.starts_with("get /v1/kv/a%20b?dc=dc9&stale= http/1.1\r\n"),
+        "{head:?}"
+    );
+    assert!(head.contains("\r\nx-consul-token: secret\r\n"), "{head:?}");
+
+    // The environment: CONSUL_HTTP_ADDR (no scheme) and CONSUL_HTTP_TOKEN.
+    let mut c = command(None, &["kv", "get", "k"]);
+    c.env("CONSUL_HTTP_ADDR", &r.addr)
+        .env("CONSUL_HTTP_TOKEN", "from-env");
+    let out = c.output().await.expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let head = r.last();
+    assert!(head.starts_with("get /v1/kv/k http/1.1\r\n"), "{head:?}");
+    assert!(
+        head.contains("\r\nx-consul-token: from-env\r\n"),
+        "{head:?}"
+    );
+
+    // A token file, and the flag winning over the environment.
+    let file = temp_path("token");
+    std::fs::write(&file, "from-file\n").expect("write token");
+    let tf = format!("-token-file={}", file.display());
+    let mut c = command(None, &["kv", "get", &addr, &tf, "k"]);
+    c.env("CONSUL_HTTP_TOKEN", "from-env");
+    assert!(c.output().await.expect("run").status.success());
+    assert!(r.last().contains("\r\nx-consul-token: from-file\r\n"));
+    let mut c = command(None, &["kv", "get", &addr, "-token=flag", "k"]);
+    c.env("CONSUL_HTTP_TOKEN", "from-env");
+    assert!(c.output().await.expect("run").status.success());
+    assert!(r.last().contains("\r\nx-consul-token: flag\r\n"));
+
+    // Writes carry dc but not stale; no token means no header.
+    cairn_alone(&["kv", "put", &addr, "-datacenter=dc9", "k", "v"])
+        .await
+        .ok();
+    let head = r.last();
+    assert!(
+        head.starts_with("put /v1/kv/k?dc=dc9 http/1.1\r\n"),
+        "{head:?}"
+    );
+    assert!(!head.contains("x-consul-token"), "{head:?}");
+}
