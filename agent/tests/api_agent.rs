@@ -315,9 +315,16 @@ async fn ttl_check_expires_to_critical() {
         })
         .await;
     assert_eq!(q["Output"], "TTL expired");
-    // The catalog has it too.
-    let h = a.get("/v1/health/checks/beat").await.body;
-    assert_eq!(h[0]["Status"], "critical");
+    // The catalog follows promptly (status changes are synced at once).
+    a.eventually(
+        "catalog sees the expiry",
+        Duration::from_secs(2),
+        || async {
+            let h = a.get("/v1/health/checks/beat").await.body;
+            (h[0]["Status"] == "critical").then_some(())
+        },
+    )
+    .await;
 }
 
 /// Consul keeps the last output in the expiry text (`CheckTTL.getExpiredOutput`).

@@ -85,9 +85,42 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
     resp
 }
 
+/// How much of an oversized request body is still read, and discarded, so that the client
+/// gets its 413 instead of a connection reset while it is still sending.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a request body before routing, keeping at most `keep` bytes. What is over is read
+/// and discarded (up to [`DRAIN_LIMIT`]): a handler that answers early, or a body limit that
+/// refuses the request, would otherwise close the connection under a client still writing,
+/// which then sees a reset rather than the answer (Go's server lingers for the same reason).
+/// A body longer than `keep` stays longer than every route's limit, so it is refused there.
+async fn read_body(mut body: Body, keep: usize) -> Result<bytes::Bytes, ApiError> {
+    use hyper::body::Body as _;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("Failed to read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if seen < keep {
+                let take = data.len().min(keep - seen);
+                buf.extend_from_slice(&data[..take]);
+            }
+            seen = seen.saturating_add(data.len());
+            if seen > keep.saturating_add(DRAIN_LIMIT) {
+                break;
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
 /// The API as a service: the router plus Consul's method handling, which must sit outside
 /// the router because axum only knows a route's methods (the `Allow` header) at its top level.
 /// A wrong method gets 405 with `Allow: OPTIONS,<methods>`; `OPTIONS` gets 200 with `Allow`.
+/// Request bodies are read in full before routing (see [`read_body`]).
 pub fn service(
     agent: AppState,
 ) -> impl tower::Service<
@@ -97,18 +130,31 @@ pub fn service(
     Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
 > + Clone
 + Send {
+    let limits = agent.config().limits;
+    // One byte over the largest route limit: enough for every route to see an oversized body.
+    let keep = [limits.kv_max_value_size, limits.txn_max_req_len]
+        .into_iter()
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+        .fold(MAX_BODY, usize::max)
+        .saturating_add(1);
     let router = router(agent);
     tower::service_fn(move |req: Request| {
         let router = router.clone();
         async move {
-            let is_options = req.method() == Method::OPTIONS;
+            let method = req.method().clone();
+            let (parts, body) = req.into_parts();
+            let body = match read_body(body, keep).await {
+                Ok(b) => b,
+                Err(e) => return Ok(e.into_response()),
+            };
+            let req = Request::from_parts(parts, Body::from(body));
             let resp = tower::ServiceExt::oneshot(router, req).await?;
-            Ok(fix_method_not_allowed(resp, is_options))
+            Ok(fix_method_not_allowed(resp, &method))
         }
     })
 }
 
-fn fix_method_not_allowed(resp: Response, is_options: bool) -> Response {
+fn fix_method_not_allowed(resp: Response, method: &Method) -> Response {
     if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
         return resp;
     }
@@ -126,12 +172,13 @@ fn fix_method_not_allowed(resp: Response, is_options: bool) -> Response {
     methods.insert(0, "OPTIONS");
     let allow =
         HeaderValue::from_str(&methods.join(",")).unwrap_or(HeaderValue::from_static("OPTIONS"));
-    let mut out = if is_options {
+    let mut out = if method == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
+        // Consul's `MethodNotAllowedError` text.
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("method not allowed; allowed: {}", methods.join(", ")),
+            format!("method {method} not allowed"),
         )
         .into_response()
     };

@@ -1,0 +1,294 @@
+//! Bad requests end to end: wrong methods (405 with `Allow`), `OPTIONS`, unknown routes,
+//! malformed or mistyped bodies and oversized ones. Always a 4xx with a message, never a 5xx
+//! or a partial write. And the redirect from `/` to the dashboard.
+
+mod common;
+
+use common::Agent;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let a = Agent::start().await;
+    let cases: &[(Method, &str, &str)] = &[
+        (Method::POST, "/v1/agent/service/register", "OPTIONS,PUT"),
+        (Method::GET, "/v1/agent/service/register", "OPTIONS,PUT"),
+        (Method::GET, "/v1/agent/check/pass/x", "OPTIONS,PUT"),
+        (Method::PUT, "/v1/agent/services", "OPTIONS,GET"),
+        (Method::DELETE, "/v1/catalog/nodes", "OPTIONS,GET"),
+        (Method::POST, "/v1/catalog/register", "OPTIONS,PUT"),
+        (Method::PUT, "/v1/health/service/web", "OPTIONS,GET"),
+        (Method::POST, "/v1/kv/key", "OPTIONS,GET,PUT,DELETE"),
+        (Method::POST, "/v1/txn", "OPTIONS,PUT"),
+        (Method::GET, "/v1/session/create", "OPTIONS,PUT"),
+        (Method::PUT, "/v1/status/leader", "OPTIONS,GET"),
+        (Method::GET, "/v1/agent/leave", "OPTIONS,PUT"),
+    ];
+    for (method, path, allow) in cases {
+        let r = a.request(method.clone(), path, None).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(
+            r.header("Allow").as_deref(),
+            Some(*allow),
+            "{method} {path}"
+        );
+        assert_eq!(
+            r.text(),
+            format!("method {method} not allowed"),
+            "{method} {path}"
+        );
+    }
+    // The agent is still running (GET /v1/agent/leave did nothing).
+    a.get("/v1/status/leader").await.expect_status(200);
+}
+
+#[tokio::test]
+async fn options_answers_allow() {
+    let a = Agent::start().await;
+    for (path, allow) in [
+        ("/v1/agent/service/register", "OPTIONS,PUT"),
+        ("/v1/agent/services", "OPTIONS,GET"),
+        ("/v1/kv/some/key", "OPTIONS,GET,PUT,DELETE"),
+        ("/v1/catalog/service/web", "OPTIONS,GET"),
+    ] {
+        let r = a.request(Method::OPTIONS, path, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("Allow").as_deref(), Some(allow), "{path}");
+        assert!(r.bytes.is_empty(), "{path}: {}", r.text());
+    }
+    // OPTIONS never runs the handler.
+    let r = a.request(Method::OPTIONS, "/v1/kv/opt", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.get("/v1/kv/opt").await.status, 404);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let a = Agent::start().await;
+    for path in [
+        "/v1/nope",
+        "/v1/agent/nope",
+        "/v1/catalog/nope",
+        "/v2/agent/self",
+        "/nope",
+    ] {
+        let r = a.get(path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn root_redirects_to_the_ui() {
+    let a = Agent::start().await;
+    let r = a.get("/").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location").as_deref(), Some("/ui/"));
+    let r = a.get("/ui/").await.expect_status(200);
+    let ct = r.header("Content-Type").expect("content type");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(r.text().to_lowercase().contains("<html"), "{}", r.text());
+    // A client following redirects ends on a 2xx.
+    let follow = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let r = follow.get(a.url("/")).send().await.expect("request");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(r.url().path().starts_with("/ui"));
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies_are_400() {
+    let a = Agent::start().await;
+    let cases: &[(&str, &[u8])] = &[
+        ("/v1/agent/service/register", b"{\"Name\": "),
+        ("/v1/agent/service/register", b"not json"),
+        ("/v1/agent/service/register", b"{\"Name\": 5}"),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Port\": \"eighty\"}",
+        ),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Port\": 70000}",
+        ),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Tags\": \"a\"}",
+        ),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Meta\": {\"k\": 1}}",
+        ),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Check\": {\"TTL\": true}}",
+        ),
+        (
+            "/v1/agent/service/register",
+            b"{\"Name\": \"w\", \"Check\": {\"TTL\": \"soon\"}}",
+        ),
+        ("/v1/agent/service/register", b"[]"),
+        ("/v1/agent/service/register", b""),
+        (
+            "/v1/agent/check/register",
+            b"{\"Name\": \"c\", \"TTL\": [1]}",
+        ),
+        ("/v1/agent/check/register", b"{"),
+        ("/v1/agent/check/update/x", b"{\"Status\": 1}"),
+        (
+            "/v1/catalog/register",
+            b"{\"Node\": [], \"Address\": \"a\"}",
+        ),
+        (
+            "/v1/catalog/register",
+            b"{\"Node\": \"n\", \"Address\": \"a\", \"NodeMeta\": {\"consul-x\": \"1\"}}",
+        ),
+        ("/v1/catalog/deregister", b"{\"Node\": 1}"),
+        ("/v1/session/create", b"{\"TTL\": 5}"),
+        ("/v1/session/create", b"{\"LockDelay\": \"forever\"}"),
+        ("/v1/txn", b"{}"),
+        (
+            "/v1/txn",
+            b"[{\"KV\": {\"Verb\": \"set\", \"Key\": \"k\", \"Value\": \"not base64!\"}}]",
+        ),
+    ];
+    for (path, body) in cases {
+        let r = a.put(path, body.to_vec()).await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(r.status, 400, "PUT {path} {shown}: {}", r.text());
+        assert!(
+            !r.text().trim().is_empty(),
+            "PUT {path} {shown}: no message"
+        );
+        assert!(
+            r.header("Content-Type")
+                .is_some_and(|c| c.starts_with("text/plain")),
+            "PUT {path} {shown}: {:?}",
+            r.header("Content-Type")
+        );
+    }
+    let r = a.put("/v1/agent/service/register", "{\"Name\": ").await;
+    assert!(
+        r.text().starts_with("Request decode failed: "),
+        "{}",
+        r.text()
+    );
+    // Nothing was written by any of them.
+    assert_eq!(a.get("/v1/agent/services").await.body, json!({}));
+    assert_eq!(a.checks().await, json!({}));
+    assert_eq!(a.get("/v1/session/list").await.body, json!([]));
+    assert_eq!(a.get("/v1/kv/k").await.status, 404);
+}
+
+#[tokio::test]
+async fn garbage_never_gets_a_5xx() {
+    let a = Agent::start().await;
+    let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_object = "{\"a\":".repeat(50_000);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{}".to_vec(),
+        b"\"string\"".to_vec(),
+        b"123".to_vec(),
+        b"{\"ID\": null, \"Name\": null, \"Checks\": null}".to_vec(),
+        b"{\"Name\": \"x\", \"Checks\": [null, 1, \"a\"]}".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x80],
+        deep_array.into_bytes(),
+        deep_object.into_bytes(),
+    ];
+    let paths = [
+        "/v1/agent/service/register",
+        "/v1/agent/check/register",
+        "/v1/agent/check/update/nope",
+        "/v1/agent/check/pass/nope",
+        "/v1/agent/service/maintenance/nope?enable=true",
+        "/v1/agent/maintenance?enable=maybe",
+        "/v1/catalog/register",
+        "/v1/catalog/deregister",
+        "/v1/session/create",
+        "/v1/session/renew/nope",
+        "/v1/session/destroy/nope",
+        "/v1/txn",
+        "/v1/event/fire/e",
+        "/v1/kv/garbage",
+        "/v1/kv/garbage?cas=x",
+        "/v1/kv/garbage?flags=-5",
+        "/v1/kv/garbage?acquire=nope",
+    ];
+    for path in paths {
+        for body in &bodies {
+            let r = a.put(path, body.clone()).await;
+            let shown: String = String::from_utf8_lossy(body).chars().take(40).collect();
+            assert!(
+                r.status < 500,
+                "PUT {path} {shown}: {} {}",
+                r.status,
+                r.text()
+            );
+            if r.status >= 400 {
+                assert!(
+                    !r.text().trim().is_empty(),
+                    "PUT {path} {shown}: {} without a message",
+                    r.status
+                );
+            }
+        }
+    }
+    // Query strings too.
+    for path in [
+        "/v1/health/service/x?passing=%ZZ",
+        "/v1/catalog/service/x?tag=%00",
+        "/v1/kv/x?index=99999999999999999999999",
+        "/v1/catalog/nodes?filter=%28%28%28",
+        "/v1/catalog/nodes?wait=9999999999999h&index=1",
+        "/v1/agent/services?filter=Port%20%3D%3D%20%22x%22",
+    ] {
+        let r = a.get(path).await;
+        assert!(r.status < 500, "GET {path}: {} {}", r.status, r.text());
+    }
+    // The agent is still healthy and empty.
+    a.get("/v1/status/leader").await.expect_status(200);
+    assert_eq!(a.get("/v1/agent/services").await.body, json!({}));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_or_400() {
+    let a = Agent::start().await;
+    let big = vec![b' '; 6 * 1024 * 1024];
+    for path in [
+        "/v1/agent/service/register",
+        "/v1/catalog/register",
+        "/v1/txn",
+        "/v1/session/create",
+        "/v1/event/fire/big",
+    ] {
+        let r = a.put(path, big.clone()).await;
+        assert!(
+            r.status == 413 || r.status == 400,
+            "PUT {path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.text().trim().is_empty(), "PUT {path}: no message");
+    }
+    // A large but valid registration is fine.
+    let tags: Vec<String> = (0..2000).map(|i| format!("tag-{i}")).collect();
+    a.register_service(&json!({"Name": "many", "Tags": tags}))
+        .await;
+    let s = a.get("/v1/agent/service/many").await.expect_status(200);
+    assert_eq!(s.body["Tags"].as_array().map(Vec::len), Some(2000));
+}
+
+#[tokio::test]
+async fn pretty_output() {
+    let a = Agent::start().await;
+    let compact = a.get("/v1/catalog/nodes").await;
+    assert!(!compact.text().contains('\n'), "{}", compact.text());
+    let pretty = a.get("/v1/catalog/nodes?pretty").await;
+    assert!(pretty.text().contains("\n "), "{}", pretty.text());
+    assert_eq!(compact.body, pretty.body);
+}
