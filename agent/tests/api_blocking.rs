@@ -175,11 +175,8 @@ async fn blocking_timeout_returns_the_same_index() {
         took >= Duration::from_millis(950),
         "returned after {took:?}"
     );
-    // wait plus at most wait/16 jitter, and some slack for a loaded machine.
-    assert!(
-        took < Duration::from_millis(1800),
-        "returned after {took:?}"
-    );
+    // wait plus at most wait/16 jitter, and generous slack for a loaded machine.
+    assert!(took < Duration::from_secs(5), "returned after {took:?}");
     assert_eq!(r.index(), idx);
     // Milliseconds, as the Go client writes it.
     let t = Instant::now();

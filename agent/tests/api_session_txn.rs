@@ -188,10 +188,11 @@ async fn lock_delay_blocks_reacquire() {
     let s1 = create(&a, json!({"LockDelay": "2s"})).await;
     let s2 = create(&a, json!({"LockDelay": "0s"})).await;
     assert!(kv_put(&a, &format!("leader?acquire={s1}"), "one").await);
+    // Taken before the destroy: the delay runs from the invalidation inside the request.
+    let invalidated = Instant::now();
     a.put_empty(&format!("/v1/session/destroy/{s1}"))
         .await
         .expect_status(200);
-    let invalidated = Instant::now();
     assert!(
         !kv_put(&a, &format!("leader?acquire={s2}"), "two").await,
         "lock-delay must refuse an immediate re-acquire"
@@ -209,7 +210,7 @@ async fn lock_delay_blocks_reacquire() {
         .await;
     let waited = acquired.duration_since(invalidated);
     assert!(
-        waited >= Duration::from_millis(1900),
+        waited >= Duration::from_millis(1950),
         "re-acquired after {waited:?}"
     );
     let e = &a.get("/v1/kv/leader").await.body[0];
@@ -222,8 +223,8 @@ async fn lock_delay_blocks_reacquire() {
 #[tokio::test]
 async fn ttl_session_expires_and_releases_locks() {
     let a = Agent::start().await;
-    let id = create(&a, json!({"TTL": "10s", "LockDelay": "0s"})).await;
     let created = Instant::now();
+    let id = create(&a, json!({"TTL": "10s", "LockDelay": "0s"})).await;
     assert!(kv_put(&a, &format!("ttl-lock?acquire={id}"), "held").await);
     a.eventually(
         "TTL session invalidation",
