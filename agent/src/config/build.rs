@@ -14,7 +14,8 @@ use super::values::{
     as_log_level, as_node_id, as_port, as_required_port, as_str, as_str_list,
 };
 use super::{
-    AclConfig, Addresses, Config, ConfigError, DnsConfig, Limits, Performance, Ports, Telemetry,
+    AclConfig, Addresses, Autopilot, Config, ConfigError, DnsConfig, Limits, Performance, Ports,
+    Telemetry,
 };
 
 /// Read access to the merged (already checked) sources by dotted path.
@@ -309,6 +310,25 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
             .unwrap_or(perf_defaults.rpc_hold_timeout),
     };
 
+    let ap = Autopilot::default();
+    let autopilot = Autopilot {
+        cleanup_dead_servers: v
+            .read("autopilot.cleanup_dead_servers", as_bool)?
+            .unwrap_or(ap.cleanup_dead_servers),
+        last_contact_threshold: v
+            .read("autopilot.last_contact_threshold", as_duration)?
+            .unwrap_or(ap.last_contact_threshold),
+        max_trailing_logs: v
+            .u32("autopilot.max_trailing_logs")?
+            .unwrap_or(ap.max_trailing_logs),
+        min_quorum: v.u32("autopilot.min_quorum")?.unwrap_or(ap.min_quorum),
+        server_stabilization_time: v
+            .read("autopilot.server_stabilization_time", as_duration)?
+            .unwrap_or(ap.server_stabilization_time),
+    };
+    let raft_snapshot_threshold = v.u32("raft_snapshot_threshold")?.unwrap_or(16_384);
+    let raft_trailing_logs = v.u32("raft_trailing_logs")?.unwrap_or(10_240);
+
     let acl_defaults = AclConfig::default();
     let mut tokens = BTreeMap::new();
     for (name, token) in v.string_map("acl.tokens")? {
@@ -418,6 +438,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         checks: v.defs("checks"),
         dns,
         performance,
+        autopilot,
+        raft_snapshot_threshold,
+        raft_trailing_logs,
         acl,
         telemetry,
         limits,

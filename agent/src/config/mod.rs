@@ -110,6 +110,12 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `performance {}`.
     pub performance: Performance,
+    /// `autopilot {}`.
+    pub autopilot: Autopilot,
+    /// `raft_snapshot_threshold`: log entries between Raft snapshots (16384).
+    pub raft_snapshot_threshold: u32,
+    /// `raft_trailing_logs`: entries kept behind a snapshot for slow followers (10240).
+    pub raft_trailing_logs: u32,
     /// `acl {}`.
     pub acl: AclConfig,
     /// `telemetry {}`.
@@ -219,6 +225,33 @@ pub struct Performance {
     pub leave_drain_time: Duration,
     /// `rpc_hold_timeout` (7s).
     pub rpc_hold_timeout: Duration,
+}
+
+/// `autopilot {}` with Consul's defaults.
+#[derive(Clone, Debug)]
+pub struct Autopilot {
+    /// `cleanup_dead_servers` (true).
+    pub cleanup_dead_servers: bool,
+    /// `last_contact_threshold` (200ms).
+    pub last_contact_threshold: Duration,
+    /// `max_trailing_logs` (250).
+    pub max_trailing_logs: u32,
+    /// `min_quorum` (0).
+    pub min_quorum: u32,
+    /// `server_stabilization_time` (10s).
+    pub server_stabilization_time: Duration,
+}
+
+impl Default for Autopilot {
+    fn default() -> Self {
+        Autopilot {
+            cleanup_dead_servers: true,
+            last_contact_threshold: Duration::from_millis(200),
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `acl {}`.

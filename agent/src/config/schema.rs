@@ -144,6 +144,17 @@ const DNS_CONFIG: &[Field] = &[
     f("prefer_namespace", Kind::Unsupported),
 ];
 
+const AUTOPILOT: &[Field] = &[
+    f("cleanup_dead_servers", Kind::Bool),
+    f("last_contact_threshold", Kind::Duration),
+    f("max_trailing_logs", uint32(0)),
+    f("min_quorum", uint32(0)),
+    f("server_stabilization_time", Kind::Duration),
+    f("redundancy_zone_tag", Kind::Unsupported),
+    f("disable_upgrade_migration", Kind::Unsupported),
+    f("upgrade_version_tag", Kind::Unsupported),
+];
+
 const PERFORMANCE: &[Field] = &[
     f("raft_multiplier", Kind::Uint { min: 1, max: 10 }),
     f("leave_drain_time", Kind::Duration),
@@ -269,6 +280,9 @@ pub(crate) const TOP: &[Field] = &[
     f("checks", Kind::DefList { service: false }),
     f("dns_config", Kind::Object(DNS_CONFIG)),
     f("performance", Kind::Object(PERFORMANCE)),
+    f("autopilot", Kind::Object(AUTOPILOT)),
+    f("raft_snapshot_threshold", uint32(1)),
+    f("raft_trailing_logs", uint32(0)),
     f("acl", Kind::Object(ACL)),
     f("telemetry", Kind::Object(TELEMETRY)),
     f("limits", Kind::Object(LIMITS)),
@@ -296,15 +310,12 @@ pub(crate) const TOP: &[Field] = &[
     f("connect", Kind::Unsupported),
     f("peering", Kind::Unsupported),
     f("config_entries", Kind::Unsupported),
-    f("autopilot", Kind::Unsupported),
     f("gossip_lan", Kind::Unsupported),
     f("gossip_wan", Kind::Unsupported),
     f("watches", Kind::Unsupported),
     f("raft_protocol", Kind::Unsupported),
     f("raft_logstore", Kind::Unsupported),
-    f("raft_snapshot_threshold", Kind::Unsupported),
     f("raft_snapshot_interval", Kind::Unsupported),
-    f("raft_trailing_logs", Kind::Unsupported),
     f("log_file", Kind::Unsupported),
     f("log_rotate_bytes", Kind::Unsupported),
     f("log_rotate_duration", Kind::Unsupported),

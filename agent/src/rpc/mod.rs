@@ -197,6 +197,49 @@ pub struct ServerStatus {
     pub last_index: u64,
 }
 
+/// Fault injection for partition tests (the "fault-injecting transport"): when the environment
+/// variable `CAIRN_RPC_FAULTS` names a file, RPC calls to every address listed in it (one per
+/// line) fail as unreachable, so a test cuts a server off by writing the files of both sides.
+/// The file is re-read at most every 100 ms; without the variable nothing is checked.
+mod faults {
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    struct Faults {
+        path: PathBuf,
+        cache: Mutex<(Option<Instant>, Vec<String>)>,
+    }
+
+    fn faults() -> Option<&'static Faults> {
+        static F: OnceLock<Option<Faults>> = OnceLock::new();
+        F.get_or_init(|| {
+            std::env::var_os("CAIRN_RPC_FAULTS").map(|p| Faults {
+                path: PathBuf::from(p),
+                cache: Mutex::new((None, Vec::new())),
+            })
+        })
+        .as_ref()
+    }
+
+    /// Whether calls to `addr` are cut.
+    pub fn blocked(addr: &str) -> bool {
+        let Some(f) = faults() else { return false };
+        let mut c = f.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
+            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
+            c.1 = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            c.0 = Some(Instant::now());
+        }
+        c.1.iter().any(|a| a == addr)
+    }
+}
+
 /// An RPC client: pooled connections to servers.
 #[derive(Clone)]
 pub struct Client {
@@ -261,6 +304,9 @@ impl Client {
             addr: addr.to_string(),
             reason,
         };
+        if faults::blocked(addr) {
+            return Err(unreachable("cut off by injected fault".into()));
+        }
         let resp = self
             .http
             .post(&url)

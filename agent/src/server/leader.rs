@@ -357,11 +357,6 @@ pub struct Autopilot {
     failed_since: HashMap<u64, Instant>,
 }
 
-/// How long a caught-up learner must stay healthy before it votes (autopilot's
-/// `server_stabilization_time`).
-pub const SERVER_STABILIZATION: Duration = Duration::from_secs(10);
-/// How far behind the leader a learner may be to count as caught up (`max_trailing_logs`).
-pub const MAX_TRAILING_LOGS: u64 = 250;
 /// How long a failed server stays a voter before it is removed.
 pub const DEAD_SERVER_GRACE: Duration = Duration::from_secs(60);
 
@@ -370,6 +365,7 @@ impl Autopilot {
         use openraft::ChangeMembers;
         use std::collections::BTreeSet;
         let dc = server.datacenter().to_string();
+        let settings = &server.autopilot;
         let raft = server.raft();
         let metrics = raft.metrics().borrow().clone();
         let current = server.members();
@@ -405,12 +401,12 @@ impl Autopilot {
                 .get(id)
                 .and_then(|l| l.as_ref())
                 .map_or(0, |l| l.index);
-            if !alive || matched + MAX_TRAILING_LOGS < last {
+            if !alive || matched + u64::from(settings.max_trailing_logs) < last {
                 self.caught_up_since.remove(id);
                 continue;
             }
             let since = *self.caught_up_since.entry(*id).or_insert_with(Instant::now);
-            if since.elapsed() < SERVER_STABILIZATION {
+            if since.elapsed() < settings.server_stabilization_time {
                 continue;
             }
             info!(server = %node.name, "autopilot: promoting server to voter");
@@ -452,7 +448,10 @@ impl Autopilot {
                 Some(MemberStatus::Failed) | None => {
                     let since = *self.failed_since.entry(*id).or_insert_with(Instant::now);
                     let remaining = voters.len().saturating_sub(usize::from(*voter));
-                    since.elapsed() >= DEAD_SERVER_GRACE && healthy > remaining / 2
+                    settings.cleanup_dead_servers
+                        && since.elapsed() >= DEAD_SERVER_GRACE
+                        && healthy > remaining / 2
+                        && remaining >= settings.min_quorum as usize
                 }
                 Some(MemberStatus::Alive) => {
                     self.failed_since.remove(id);

@@ -84,6 +84,10 @@ pub struct ServerOptions {
     pub hold_timeout: Duration,
     /// Take a snapshot after this many log entries.
     pub snapshot_threshold: u64,
+    /// Entries kept behind a snapshot for slow followers.
+    pub trailing_logs: u64,
+    /// Autopilot settings.
+    pub autopilot: crate::config::Autopilot,
 }
 
 /// Why a server could not start.
@@ -111,6 +115,8 @@ pub struct Server {
     last_contact: AtomicU64,
     /// Session TTL timers (meaningful on the leader).
     pub session_timers: Arc<leader::SessionTimers>,
+    /// Autopilot settings.
+    pub autopilot: crate::config::Autopilot,
 }
 
 impl Server {
@@ -149,7 +155,7 @@ impl Server {
             install_snapshot_timeout: 30_000,
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: opts.trailing_logs,
             ..Default::default()
         };
         let config = Arc::new(
@@ -175,6 +181,7 @@ impl Server {
             hold_timeout: opts.hold_timeout,
             last_contact: AtomicU64::new(0),
             session_timers: Arc::new(leader::SessionTimers::default()),
+            autopilot: opts.autopilot,
         }))
     }
 
