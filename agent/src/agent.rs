@@ -10,6 +10,7 @@ use cairn_catalog::model::HealthStatus;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::backend::{Backend, ServerPool};
 use crate::checks::{CheckResult, Runners};
 use crate::config::Config;
 use crate::events::EventLog;
@@ -36,8 +37,10 @@ pub struct Agent {
     pub config: RwLock<Config>,
     /// This node's identity.
     pub node: NodeRecord,
-    /// The server role (every agent is a server until client agents arrive).
-    pub server: Arc<Server>,
+    /// Where reads and writes go: this agent's server role or the servers it is a client of.
+    pub backend: Backend,
+    /// The server role, on servers.
+    pub server: Option<Arc<Server>>,
     /// Blocking-query wake-ups.
     pub hub: Arc<WatchHub>,
     /// Services and checks owned by this agent.
@@ -131,13 +134,6 @@ fn node_id(config: &Config) -> Result<String, StartError> {
 impl Agent {
     /// Builds the agent and opens its server role (no background tasks started yet).
     pub async fn new(config: Config) -> Result<Arc<Agent>, StartError> {
-        if !config.server && !config.dev {
-            return Err(StartError::Unsupported(
-                "running without -server is not supported yet: client agents (which forward to \
-                 servers over RPC) arrive in a later version. Start with -dev, or -server -bootstrap."
-                    .into(),
-            ));
-        }
         let advertise = config.advertise_addr.unwrap_or_else(|| {
             if config.bind_addr.is_unspecified() {
                 detect_private_ip()
@@ -176,26 +172,44 @@ impl Agent {
         } else {
             config.data_dir.as_ref().map(|d| d.join("raft"))
         };
-        let server = Server::start(
-            ServerOptions {
-                me,
-                datacenter: config.datacenter.clone(),
-                raft_dir,
-                raft_multiplier: config.performance.raft_multiplier,
-                hold_timeout: config.performance.rpc_hold_timeout,
-                snapshot_threshold: u64::from(config.raft_snapshot_threshold),
-                trailing_logs: u64::from(config.raft_trailing_logs),
-                autopilot: config.autopilot.clone(),
-            },
-            Arc::clone(&hub),
-            crate::rpc::Client::new(),
-        )
-        .await
-        .map_err(|e| StartError::Unsupported(format!("server: {e}")))?;
-        let session_timers = Arc::clone(&server.session_timers);
+        let rpc = crate::rpc::Client::new();
+        let server = if config.server {
+            Some(
+                Server::start(
+                    ServerOptions {
+                        me,
+                        datacenter: config.datacenter.clone(),
+                        raft_dir,
+                        raft_multiplier: config.performance.raft_multiplier,
+                        hold_timeout: config.performance.rpc_hold_timeout,
+                        snapshot_threshold: u64::from(config.raft_snapshot_threshold),
+                        trailing_logs: u64::from(config.raft_trailing_logs),
+                        autopilot: config.autopilot.clone(),
+                    },
+                    Arc::clone(&hub),
+                    rpc.clone(),
+                )
+                .await
+                .map_err(|e| StartError::Unsupported(format!("server: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let session_timers = server
+            .as_ref()
+            .map(|s| Arc::clone(&s.session_timers))
+            .unwrap_or_default();
         let (gossip, gossip_rx) = crate::cluster::start(&config, &node.name, &node.id, advertise)
             .await
             .map_err(StartError::Unsupported)?;
+        let backend = match &server {
+            Some(s) => Backend::Server(Arc::clone(s)),
+            None => Backend::Client(Arc::new(ServerPool::new(
+                gossip.clone(),
+                &config.datacenter,
+                rpc,
+            ))),
+        };
         let list_from = gossip.clone();
         let membership = Arc::new(leader::Membership {
             list: Box::new(move || {
@@ -212,6 +226,7 @@ impl Agent {
         let agent = Arc::new(Agent {
             local: Mutex::new(LocalState::new(node.clone())),
             node,
+            backend,
             server,
             hub,
             local_changed: Notify::new(),
@@ -264,9 +279,11 @@ impl Agent {
     /// background loops.
     pub async fn start(self: &Arc<Agent>) -> Result<(), StartError> {
         let config = self.config();
-        if config.bootstrap || config.dev || config.bootstrap_expect == 1 {
-            self.server
-                .bootstrap(vec![self.server.me().clone()])
+        if let Some(server) = &self.server
+            && (config.bootstrap || config.dev || config.bootstrap_expect == 1)
+        {
+            server
+                .bootstrap(vec![server.me().clone()])
                 .await
                 .map_err(|e| StartError::Unsupported(format!("bootstrap: {e}")))?;
         }
@@ -292,18 +309,21 @@ impl Agent {
                 config.retry_max,
             ));
         }
-        if config.bootstrap_expect > 1 {
-            tokio::spawn(crate::cluster::bootstrap_expect(
-                Arc::clone(self),
-                self.gossip.clone(),
-                config.bootstrap_expect,
+        if let Some(server) = &self.server {
+            if config.bootstrap_expect > 1 {
+                tokio::spawn(crate::cluster::bootstrap_expect(
+                    Arc::clone(self),
+                    Arc::clone(server),
+                    self.gossip.clone(),
+                    config.bootstrap_expect,
+                ));
+            }
+            tokio::spawn(leader::supervise(
+                Arc::clone(server),
+                Arc::clone(&self.membership),
+                self.shutdown_signal(),
             ));
         }
-        tokio::spawn(leader::supervise(
-            Arc::clone(&self.server),
-            Arc::clone(&self.membership),
-            self.shutdown_signal(),
-        ));
         self.load_config_definitions()?;
         // The first sync needs a leader; a single server elects itself within milliseconds,
         // a cluster may take longer, and then the sync loop keeps retrying.
@@ -568,12 +588,12 @@ impl Agent {
     /// Runs one anti-entropy pass now; false when a catalog update failed.
     pub async fn sync_now(&self) -> bool {
         let _guard = self.sync_lock.lock().await;
-        let st = self.server.state();
-        let (_, found) = st.node_services(&self.node.name);
-        let view = CatalogView {
-            node: found.as_ref().map(|(n, _)| Arc::clone(n)),
-            services: found.map(|(_, s)| s).unwrap_or_default(),
-            checks: st.node_checks(&self.node.name).1,
+        let view = match self.catalog_view().await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "anti-entropy: cannot read the catalog");
+                return false;
+            }
         };
         let now = Instant::now();
         let plan = {
@@ -585,7 +605,7 @@ impl Agent {
         }
         let mut ok = true;
         for cmd in plan.commands {
-            if let Err(e) = self.server.propose(cmd).await {
+            if let Err(e) = self.backend.propose(cmd).await {
                 warn!(error = %e, "anti-entropy: catalog update failed");
                 ok = false;
             }
@@ -605,6 +625,34 @@ impl Agent {
         }
         self.metrics.syncs.inc();
         ok
+    }
+
+    /// What the catalog holds for this node (read from the leader).
+    async fn catalog_view(&self) -> Result<CatalogView, ApiError> {
+        let opts = crate::http::params::QueryOptions::from_params(&Default::default())?;
+        let (_, v) = self
+            .backend
+            .read(
+                &crate::server::query::Read::NodeView {
+                    node: self.node.name.clone(),
+                },
+                &opts,
+            )
+            .await?;
+        let decode = |what: &str, e: serde_json::Error| {
+            ApiError::internal(format!("malformed {what} in the catalog view: {e}"))
+        };
+        let node: Option<cairn_catalog::model::Node> =
+            serde_json::from_value(v["Node"].clone()).map_err(|e| decode("node", e))?;
+        let services: Vec<cairn_catalog::model::Service> =
+            serde_json::from_value(v["Services"].clone()).map_err(|e| decode("services", e))?;
+        let checks: Vec<cairn_catalog::model::HealthCheck> =
+            serde_json::from_value(v["Checks"].clone()).map_err(|e| decode("checks", e))?;
+        Ok(CatalogView {
+            node: node.map(Arc::new),
+            services: services.into_iter().map(Arc::new).collect(),
+            checks: checks.into_iter().map(Arc::new).collect(),
+        })
     }
 
     async fn sync_loop(self: Arc<Agent>) {
@@ -741,12 +789,13 @@ impl Agent {
     /// Leaves the cluster gracefully: a server hands leadership over and leaves the Raft
     /// configuration; then the gossip pool learns this member left.
     pub async fn leave(&self) {
-        if self.server.is_leader() && self.server.members().len() > 1 {
+        if let Some(server) = &self.server
+            && server.is_leader()
+            && server.members().len() > 1
+        {
             info!("leaving: removing this server from the Raft configuration");
-            let ids: std::collections::BTreeSet<u64> =
-                [self.server.node_id()].into_iter().collect();
-            if let Err(e) = self
-                .server
+            let ids: std::collections::BTreeSet<u64> = [server.node_id()].into_iter().collect();
+            if let Err(e) = server
                 .raft()
                 .change_membership(openraft::ChangeMembers::RemoveVoters(ids), false)
                 .await
@@ -763,6 +812,8 @@ impl Agent {
     pub async fn stop(&self) {
         self.runners.stop_all();
         self.gossip.shutdown().await;
-        self.server.shutdown().await;
+        if let Some(server) = &self.server {
+            server.shutdown().await;
+        }
     }
 }

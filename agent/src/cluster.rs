@@ -253,11 +253,16 @@ pub async fn retry_join(gossip: Gossip, addrs: Vec<String>, interval: Duration, 
 /// `-bootstrap-expect=N`: once N servers of this datacenter are alive in gossip and none of
 /// them already belongs to a Raft cluster, every one of them bootstraps the same cluster
 /// (the N servers with the lowest node IDs, so all choose the same set).
-pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
-    let dc = agent.server.datacenter().to_string();
+pub async fn bootstrap_expect(
+    agent: Arc<Agent>,
+    server: Arc<crate::server::Server>,
+    gossip: Gossip,
+    expect: u32,
+) {
+    let dc = server.datacenter().to_string();
     let mut shutdown = agent.shutdown_signal();
     loop {
-        if agent.server.raft().is_initialized().await.unwrap_or(false) {
+        if server.raft().is_initialized().await.unwrap_or(false) {
             return;
         }
         let mut servers: Vec<ServerNode> = gossip
@@ -271,7 +276,7 @@ pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
             servers.truncate(expect as usize);
             let mut already = false;
             for s in &servers {
-                if let Ok(st) = agent.server.rpc().status(&s.addr).await
+                if let Ok(st) = server.rpc().status(&s.addr).await
                     && st.initialized
                 {
                     already = true;
@@ -280,7 +285,7 @@ pub async fn bootstrap_expect(agent: Arc<Agent>, gossip: Gossip, expect: u32) {
             if already {
                 debug!("bootstrap-expect: a cluster exists already; waiting to be added");
             } else if servers.iter().any(|s| s.id == agent.node.id) {
-                match agent.server.bootstrap(servers.clone()).await {
+                match server.bootstrap(servers.clone()).await {
                     Ok(true) => {
                         info!(
                             servers = servers.len(),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod backend;
 mod checks;
 mod cli;
 mod cluster;
@@ -138,19 +139,21 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
         let local = l.local_addr().unwrap_or(*addr);
         listeners.push((local, l));
     }
-    let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
-        .await
-        .map_err(|source| agent::StartError::Bind {
-            addr: rpc_addr,
-            source,
-        })?;
-    let rpc_app = rpc::server::router(Arc::clone(&agent.server));
-    info!(addr = %rpc_addr, "server RPC listening");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
-            error!(error = %e, "server RPC listener failed");
-        }
-    });
+    if let Some(server) = &agent.server {
+        let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
+            .await
+            .map_err(|source| agent::StartError::Bind {
+                addr: rpc_addr,
+                source,
+            })?;
+        let rpc_app = rpc::server::router(Arc::clone(server), dns::server::rpc_responder(&agent));
+        info!(addr = %rpc_addr, "server RPC listening");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
+                error!(error = %e, "server RPC listener failed");
+            }
+        });
+    }
     agent.start().await?;
     if let Some(path) = &pid_file
         && let Err(e) = std::fs::write(path, std::process::id().to_string())
@@ -183,7 +186,7 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     }
     info!(
         node = %agent.node.name,
-        datacenter = %agent.server.datacenter(),
+        datacenter = %agent.backend.datacenter(),
         dev,
         "Cairn agent running!"
     );

@@ -54,6 +54,8 @@ pub async fn bind(config: &Config) -> Result<Listeners, (SocketAddr, io::Error)>
 struct Shared {
     agent: Arc<Agent>,
     cache: Cache,
+    /// Memo for the empty state a client agent screens queries with.
+    empty_cache: Cache,
     runtime: RwLock<Arc<Runtime>>,
     forwards: Arc<Semaphore>,
 }
@@ -94,23 +96,102 @@ impl Shared {
         }
     }
 
-    /// Answers one packet from the current catalog state.
-    fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
-        let state = self.agent.server.state();
-        let view = View::new(&state, &self.cache);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        handle(
-            packet,
-            transport,
-            &rt.settings,
-            &view,
-            now,
-            &mut rand::rng(),
-        )
+    /// Answers one packet from the catalog: a server reads its own state; a client agent
+    /// decides locally what needs no catalog (names for the recursors, malformed queries) and
+    /// asks a server for the rest.
+    async fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
+        let now = unix_now();
+        if let Some(server) = &self.agent.server {
+            let state = server.state();
+            let view = View::new(&state, &self.cache);
+            return handle(
+                packet,
+                transport,
+                &rt.settings,
+                &view,
+                now,
+                &mut rand::rng(),
+            );
+        }
+        let empty = cairn_catalog::State::new();
+        let local = {
+            let view = View::new(&empty, &self.empty_cache);
+            handle(
+                packet,
+                transport,
+                &rt.settings,
+                &view,
+                now,
+                &mut rand::rng(),
+            )
+        };
+        if !matches!(local, Outcome::Reply(_)) {
+            return local;
+        }
+        let req = crate::rpc::DnsRequest {
+            packet: packet.to_vec(),
+            tcp: transport == Transport::Tcp,
+        };
+        match self.agent.backend.dns(&req).await {
+            Ok(crate::rpc::DnsReply {
+                reply: Some(bytes), ..
+            }) => Outcome::Reply(bytes),
+            Ok(_) => Outcome::Drop,
+            Err(e) => {
+                debug!(error = %e, "DNS: no server answered a forwarded query");
+                Outcome::Drop
+            }
+        }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A server's side of `/v1/internal/dns`: answers the queries client agents hand over, from
+/// this server's state and with its DNS settings.
+pub fn rpc_responder(agent: &Arc<Agent>) -> crate::rpc::DnsFn {
+    let agent = Arc::clone(agent);
+    let cache = Arc::new(Cache::new());
+    Arc::new(move |req: &crate::rpc::DnsRequest| {
+        let none = crate::rpc::DnsReply {
+            reply: None,
+            forward: false,
+        };
+        let Some(server) = &agent.server else {
+            return none;
+        };
+        let settings = super::settings_from(&agent.config());
+        let state = server.state();
+        let view = View::new(&state, &cache);
+        let transport = if req.tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        match handle(
+            &req.packet,
+            transport,
+            &settings,
+            &view,
+            unix_now(),
+            &mut rand::rng(),
+        ) {
+            Outcome::Reply(b) => crate::rpc::DnsReply {
+                reply: Some(b),
+                forward: false,
+            },
+            Outcome::Forward(_) => crate::rpc::DnsReply {
+                reply: None,
+                forward: true,
+            },
+            Outcome::Drop => none,
+        }
+    })
 }
 
 /// Starts serving on `listeners`; the tasks end when the agent shuts down.
@@ -125,6 +206,7 @@ pub fn spawn(agent: &Arc<Agent>, listeners: Listeners) {
     let shared = Arc::new(Shared {
         agent: Arc::clone(agent),
         cache: Cache::new(),
+        empty_cache: Cache::new(),
         runtime: RwLock::new(Arc::new(runtime)),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
     });
@@ -186,7 +268,7 @@ async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, mut stop: watch::
         };
         let packet = &buf[..n];
         let rt = shared.runtime();
-        match shared.answer(&rt, packet, Transport::Udp) {
+        match shared.answer(&rt, packet, Transport::Udp).await {
             Outcome::Reply(bytes) => {
                 if let Err(e) = sock.send_to(&bytes, peer).await {
                     debug!(%peer, error = %e, "DNS UDP send failed");
@@ -265,7 +347,7 @@ async fn tcp_connection(
             _ => return,
         }
         let rt = shared.runtime();
-        let answer = match shared.answer(&rt, &buf, Transport::Tcp) {
+        let answer = match shared.answer(&rt, &buf, Transport::Tcp).await {
             Outcome::Reply(bytes) => bytes,
             Outcome::Forward(fwd) => {
                 let Ok(_permit) = Arc::clone(&shared.forwards).try_acquire_owned() else {

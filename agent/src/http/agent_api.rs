@@ -118,7 +118,7 @@ fn local(agent: &AppState) -> std::sync::MutexGuard<'_, LocalState> {
 async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
-    let dc = a.server.datacenter().to_string();
+    let dc = a.backend.datacenter().to_string();
     let f = compile_filter(
         o.filter.as_deref(),
         agent_service_json(&Service::default(), ""),
@@ -146,7 +146,7 @@ async fn service_get(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
-    let dc = a.server.datacenter().to_string();
+    let dc = a.backend.datacenter().to_string();
     let deadline = tokio::time::Instant::now() + o.wait_with_jitter();
     loop {
         let changed = a.local_changed.notified();
@@ -334,7 +334,7 @@ async fn health_by_id(
     headers: HeaderMap,
 ) -> Response {
     let p = Params::parse(q.as_deref());
-    let dc = a.server.datacenter().to_string();
+    let dc = a.backend.datacenter().to_string();
     let found = service_health(&local(&a), &id, &dc);
     let text = wants_text(&p, &headers);
     match found {
@@ -358,7 +358,7 @@ async fn health_by_name(
     headers: HeaderMap,
 ) -> Response {
     let p = Params::parse(q.as_deref());
-    let dc = a.server.datacenter().to_string();
+    let dc = a.backend.datacenter().to_string();
     let results: Vec<(&'static str, Value)> = {
         let l = local(&a);
         l.services
@@ -531,7 +531,7 @@ async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
     if p.flag("wan")? {
         // The WAN pool arrives with federation; until then a server is alone in it.
         let mut m = member_json(&a);
-        m["Name"] = json!(format!("{}.{}", a.node.name, a.server.datacenter()));
+        m["Name"] = json!(format!("{}.{}", a.node.name, a.backend.datacenter()));
         if let Some(port) = a.config().ports.serf_wan {
             m["Port"] = json!(port);
         }
@@ -543,20 +543,31 @@ async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
 async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let p = Params::parse(q.as_deref());
     let c = a.config();
-    let (nodes, services, kv, sessions) = {
-        let st = a.server.state();
-        (
-            st.nodes().1.len(),
-            st.service_names().1.len(),
-            st.kv_len(),
-            st.sessions().1.len(),
-        )
+    // Catalog sizes are known locally on servers only.
+    let (nodes, services, kv, sessions) = match &a.server {
+        Some(server) => {
+            let st = server.state();
+            (
+                st.nodes().1.len().to_string(),
+                st.service_names().1.len().to_string(),
+                st.kv_len().to_string(),
+                st.sessions().1.len().to_string(),
+            )
+        }
+        None => Default::default(),
     };
     let (local_services, local_checks) = {
         let l = local(&a);
         (l.services.len(), l.checks.len())
     };
-    let leader = a.server.leader().map(|l| l.to_string()).unwrap_or_default();
+    let leader = a
+        .backend
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.leader)
+        .unwrap_or_default();
+    let is_leader = a.server.as_ref().is_some_and(|s| s.is_leader());
     let v = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -604,16 +615,16 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             "build": {"version": CONSUL_COMPAT_VERSION, "cairn": crate::VERSION},
             "consul": {
                 "server": c.server.to_string(),
-                "leader": a.server.is_leader().to_string(),
+                "leader": is_leader.to_string(),
                 "leader_addr": leader,
                 "known_datacenters": "1",
                 "bootstrap": c.bootstrap.to_string(),
             },
             "catalog": {
-                "nodes": nodes.to_string(),
-                "services": services.to_string(),
-                "kv_entries": kv.to_string(),
-                "sessions": sessions.to_string(),
+                "nodes": nodes,
+                "services": services,
+                "kv_entries": kv,
+                "sessions": sessions,
             },
             "runtime": {
                 "os": std::env::consts::OS,
@@ -720,7 +731,10 @@ fn accepts_openmetrics(accept: &str) -> bool {
 }
 
 fn collect_samples(a: &AppState) -> Vec<Sample> {
-    let st = a.server.state();
+    let st = a.server.as_ref().map_or_else(
+        || std::sync::Arc::new(cairn_catalog::State::new()),
+        |s| s.state(),
+    );
     let (applied, refused) = crate::server::metrics::applied();
     let m = &a.metrics;
     let (local_services, local_checks, critical) = {

@@ -57,7 +57,7 @@ async fn register(
         }
     }
     if req.datacenter.is_empty() {
-        req.datacenter = a.server.datacenter().to_string();
+        req.datacenter = a.backend.datacenter().to_string();
     }
     // A check without a service ID in a registration that carries a service belongs to it
     // only when it says so; fill the node on every check.
@@ -66,7 +66,7 @@ async fn register(
             c.node = req.node.clone();
         }
     }
-    a.server
+    a.backend
         .propose(Command::Register {
             req,
             now_ms: now_ms(),
@@ -90,7 +90,7 @@ async fn deregister(
     if req.node.is_empty() {
         return Err(ApiError::bad_request("Must provide node"));
     }
-    a.server
+    a.backend
         .propose(Command::Deregister {
             req,
             now_ms: now_ms(),
@@ -104,7 +104,7 @@ async fn datacenters(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
-    Ok(json_response(&[a.server.datacenter()], o.pretty))
+    Ok(json_response(&[a.backend.datacenter()], o.pretty))
 }
 
 async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {

@@ -195,7 +195,7 @@ async fn kv_put(
         session,
     };
     let (_, r) = a
-        .server
+        .backend
         .propose(Command::Kv {
             op,
             req,
@@ -232,7 +232,7 @@ async fn kv_delete(
         ..KvRequest::default()
     };
     let (_, r) = a
-        .server
+        .backend
         .propose(Command::Kv {
             op,
             req,

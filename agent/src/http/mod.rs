@@ -246,7 +246,7 @@ pub fn read_response(meta: &ReadMeta, value: &serde_json::Value, pretty: bool) -
 pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     match dc {
         // Consul's `structs.ErrNoDCPath`, answered as a 500.
-        Some(dc) if !dc.eq_ignore_ascii_case(agent.server.datacenter()) => {
+        Some(dc) if !dc.eq_ignore_ascii_case(agent.backend.datacenter()) => {
             Err(ApiError::internal("No path to datacenter"))
         }
         _ => Ok(()),
@@ -273,7 +273,7 @@ pub async fn run_read(
     if opts.min_index > 0 {
         agent.metrics.blocking_queries.inc();
     }
-    agent.server.read(&read, opts).await
+    agent.backend.read(&read, opts).await
 }
 
 /// Parses the query string and the common read options.
@@ -289,7 +289,7 @@ pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::
         filter: o.filter.clone(),
         tags: p.all("tag").into_iter().map(str::to_string).collect(),
         node_meta: p.node_meta(),
-        dc: agent.server.datacenter().to_string(),
+        dc: agent.backend.datacenter().to_string(),
     }
 }
 

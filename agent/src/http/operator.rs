@@ -22,24 +22,23 @@ async fn raft_configuration(
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let leader = a.server.leader();
-    let servers: Vec<_> = a
-        .server
-        .peers()
+    let st = a.backend.status().await?;
+    let servers: Vec<_> = st
+        .servers
         .iter()
-        .map(|p| {
+        .map(|s| {
             json!({
-                "ID": a.node.id,
-                "Node": a.node.name,
-                "Address": p.to_string(),
-                "Leader": Some(*p) == leader,
-                "Voter": true,
+                "ID": s.id,
+                "Node": s.node,
+                "Address": s.address,
+                "Leader": s.leader,
+                "Voter": s.voter,
                 "ProtocolVersion": "3",
             })
         })
         .collect();
     Ok(json_response(
-        &json!({"Servers": servers, "Index": a.server.state().last_index()}),
+        &json!({"Servers": servers, "Index": st.last_index}),
         o.pretty,
     ))
 }
@@ -50,30 +49,50 @@ async fn autopilot_health(
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let st = a.server.state();
-    let servers: Vec<_> = a
-        .server
-        .peers()
+    let st = a.backend.status().await?;
+    let alive: Vec<String> = a
+        .gossip
+        .members()
         .iter()
-        .map(|p| {
+        .filter(|m| m.status == cairn_gossip::MemberStatus::Alive)
+        .map(|m| m.name.clone())
+        .collect();
+    let servers: Vec<_> = st
+        .servers
+        .iter()
+        .map(|s| {
+            let healthy = alive.contains(&s.node);
             json!({
-                "ID": a.node.id,
-                "Name": a.node.name,
-                "Address": p.to_string(),
-                "SerfStatus": "alive",
+                "ID": s.id,
+                "Name": s.node,
+                "Address": s.address,
+                "SerfStatus": if healthy { "alive" } else { "failed" },
                 "Version": super::agent_api::CONSUL_COMPAT_VERSION,
-                "Leader": a.server.leader() == Some(*p),
+                "Leader": s.leader,
                 "LastContact": "0s",
-                "LastTerm": 1,
-                "LastIndex": st.last_index(),
-                "Healthy": true,
-                "Voter": true,
+                "LastTerm": 0,
+                "LastIndex": st.last_index,
+                "Healthy": healthy,
+                "Voter": s.voter,
                 "StableSince": "",
             })
         })
         .collect();
-    Ok(json_response(
-        &json!({"Healthy": true, "FailureTolerance": 0, "Servers": servers}),
+    let voters = st.servers.iter().filter(|s| s.voter).count();
+    let healthy_voters = st
+        .servers
+        .iter()
+        .filter(|s| s.voter && alive.contains(&s.node))
+        .count();
+    let quorum = voters / 2 + 1;
+    let healthy = healthy_voters >= quorum && st.leader.is_some();
+    let tolerance = healthy_voters.saturating_sub(quorum);
+    let mut resp = json_response(
+        &json!({"Healthy": healthy, "FailureTolerance": tolerance, "Servers": servers}),
         o.pretty,
-    ))
+    );
+    if !healthy {
+        *resp.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+    }
+    Ok(resp)
 }

@@ -112,7 +112,9 @@ async fn create(
         modify_index: 0,
     };
     let id = session.id.clone();
-    a.server.propose(Command::SessionCreate { session }).await?;
+    a.backend
+        .propose(Command::SessionCreate { session })
+        .await?;
     if let Some(ttl) = ttl {
         a.session_timers.reset(&id, ttl);
     }
@@ -126,7 +128,7 @@ async fn destroy(
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    a.server
+    a.backend
         .propose(Command::SessionDestroy {
             id: id.clone(),
             now_ms: now_ms(),
@@ -143,14 +145,14 @@ async fn renew(
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let (_, s) = a.server.state().session(&id);
-    let Some(s) = s else {
+    let (_, found) = super::run_read(&a, Read::SessionInfo { id: id.clone() }, &o).await?;
+    let Some(s) = found.as_array().and_then(|a| a.first()).cloned() else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
-    if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
-        a.server.renew_session(&id, ttl).await?;
+    if let Ok(Some(ttl)) = parse_session_ttl(s["TTL"].as_str().unwrap_or_default()) {
+        a.backend.renew_session(&id, ttl).await?;
     }
-    Ok(json_response(&vec![&*s], o.pretty))
+    Ok(json_response(&vec![s], o.pretty))
 }
 
 async fn info(

@@ -18,13 +18,13 @@ pub fn routes() -> Router<AppState> {
 async fn leader(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let leader = a.server.leader().map(|l| l.to_string()).unwrap_or_default();
+    let leader = a.backend.status().await?.leader.unwrap_or_default();
     Ok(json_response(&leader, o.pretty))
 }
 
 async fn peers(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let peers: Vec<String> = a.server.peers().iter().map(ToString::to_string).collect();
+    let peers = a.backend.status().await?.voters;
     Ok(json_response(&peers, o.pretty))
 }

@@ -8,14 +8,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::put;
 use cairn_catalog::command::TxnOp;
-use cairn_catalog::{Command, Response as CmdResponse, State as CatalogState};
+use cairn_catalog::{Command, Response as CmdResponse};
 use serde_json::json;
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::params::Consistency;
 use super::{AppState, check_dc, json_response, query, set_meta};
-use crate::server::{ReadMeta, now_ms};
+use crate::server::now_ms;
+use crate::server::query::Read;
 
 /// Most operations in one transaction.
 pub const MAX_OPS: usize = 128;
@@ -67,21 +67,23 @@ async fn txn(
             ),
         ));
     }
-    let read_only = ops.iter().all(is_read);
+    if ops.iter().all(is_read) {
+        // Read-only: evaluated by a server on a private copy of its state, nothing written.
+        let mut o = o;
+        o.min_index = 0;
+        let (meta, body) = super::run_read(&a, Read::TxnRead { ops }, &o).await?;
+        let mut r = json_response(&body, o.pretty);
+        if !body["Errors"].is_null() {
+            *r.status_mut() = StatusCode::CONFLICT;
+        }
+        set_meta(r.headers_mut(), &meta);
+        return Ok(r);
+    }
     let cmd = Command::Txn {
         ops,
         now_ms: now_ms(),
     };
-    let (index, response) = if read_only {
-        // Evaluate on a private copy: nothing is written.
-        let st = a.server.state();
-        let mut scratch = CatalogState::clone(&st);
-        let idx = scratch.last_index() + 1;
-        let applied = scratch.apply(idx, &cmd);
-        (st.last_index(), applied.result?)
-    } else {
-        a.server.propose(cmd).await?
-    };
+    let (_, response) = a.backend.propose(cmd).await?;
     let CmdResponse::Txn { results, errors } = response else {
         return Err(ApiError::internal("unexpected transaction response"));
     };
@@ -94,19 +96,6 @@ async fn txn(
     let mut r = json_response(&body, o.pretty);
     if failed {
         *r.status_mut() = StatusCode::CONFLICT;
-    }
-    if read_only {
-        let meta = ReadMeta {
-            index,
-            known_leader: a.server.leader().is_some(),
-            last_contact_ms: 0,
-            consistency: if o.consistency == Consistency::Stale {
-                Consistency::Stale
-            } else {
-                o.consistency
-            },
-        };
-        set_meta(r.headers_mut(), &meta);
     }
     Ok(r)
 }

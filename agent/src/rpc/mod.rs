@@ -195,6 +195,44 @@ pub struct ServerStatus {
     pub voters: Vec<String>,
     /// Last applied index.
     pub last_index: u64,
+    /// Raft members as `/v1/operator/raft/configuration` lists them.
+    pub servers: Vec<RaftServer>,
+}
+
+/// One Raft member.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RaftServer {
+    /// Node UUID.
+    pub id: String,
+    /// Node name.
+    pub node: String,
+    /// RPC address.
+    pub address: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Whether it votes.
+    pub voter: bool,
+}
+
+/// A DNS query a client agent hands to a server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DnsRequest {
+    /// The query as received.
+    pub packet: Vec<u8>,
+    /// Whether it came over TCP.
+    pub tcp: bool,
+}
+
+/// How a server answers forwarded DNS queries.
+pub type DnsFn = std::sync::Arc<dyn Fn(&DnsRequest) -> DnsReply + Send + Sync>;
+
+/// The server's answer to a forwarded DNS query.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DnsReply {
+    /// Response bytes to send back; `None` when the query is for the recursors or dropped.
+    pub reply: Option<Vec<u8>>,
+    /// The name is outside the domain: the client agent asks its recursors.
+    pub forward: bool,
 }
 
 /// Fault injection for partition tests (the "fault-injecting transport"): when the environment
@@ -332,11 +370,26 @@ impl Client {
         })
     }
 
-    /// Forwards a write.
+    /// Sends a write to a server (which forwards it to the leader when it must).
     pub async fn apply(&self, addr: &str, cmd: Command) -> Result<ApplyResult, CallError> {
         self.call(
             addr,
             "/v1/internal/apply",
+            &ApplyRequest { cmd },
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// Sends a write to the leader itself (no further hop).
+    pub async fn apply_on_leader(
+        &self,
+        addr: &str,
+        cmd: Command,
+    ) -> Result<ApplyResult, CallError> {
+        self.call(
+            addr,
+            "/v1/internal/apply-leader",
             &ApplyRequest { cmd },
             Duration::from_secs(30),
         )

@@ -24,13 +24,26 @@ use crate::server::Server;
 
 type S = Arc<Server>;
 
-/// The RPC router of a server.
-pub fn router(server: S) -> Router {
+/// The RPC router of a server; `dns` answers the DNS queries client agents hand over.
+pub fn router(server: S, dns: super::DnsFn) -> Router {
     Router::new()
+        .route(
+            "/v1/internal/dns",
+            post(move |body: Bytes| {
+                let dns = std::sync::Arc::clone(&dns);
+                async move {
+                    match parse::<super::DnsRequest>(&body) {
+                        Ok(req) => ok(&dns(&req)),
+                        Err(r) => *r,
+                    }
+                }
+            }),
+        )
         .route("/v1/internal/raft/append", post(append))
         .route("/v1/internal/raft/vote", post(vote))
         .route("/v1/internal/raft/snapshot", post(snapshot))
         .route("/v1/internal/apply", post(apply))
+        .route("/v1/internal/apply-leader", post(apply_leader))
         .route("/v1/internal/read", post(read))
         .route("/v1/internal/status", post(status))
         .route("/v1/internal/session/renew", post(renew))
@@ -108,6 +121,20 @@ async fn apply(State(s): State<S>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return *r,
     };
+    match s.propose(req.cmd).await {
+        Ok((index, response)) => ok(&cairn_raft::ApplyResult {
+            index,
+            result: Ok(response),
+        }),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn apply_leader(State(s): State<S>, body: Bytes) -> Response {
+    let req: ApplyRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
     match s.propose_here(req.cmd).await {
         Ok(r) => ok(&r),
         Err(e) => fail(&e),
@@ -129,15 +156,8 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
 }
 
 async fn status(State(s): State<S>) -> Response {
-    let initialized = s.raft().is_initialized().await.unwrap_or(false);
-    ok(&ServerStatus {
-        node: s.me().name.clone(),
-        datacenter: s.datacenter().to_string(),
-        initialized,
-        leader: s.leader().map(|a| a.to_string()),
-        voters: s.peers().iter().map(ToString::to_string).collect(),
-        last_index: s.state().last_index(),
-    })
+    let status: ServerStatus = s.status().await;
+    ok(&status)
 }
 
 async fn renew(State(s): State<S>, body: Bytes) -> Response {
@@ -145,10 +165,11 @@ async fn renew(State(s): State<S>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    if !s.is_leader() {
-        return fail(&ApiError::internal("not the leader"));
+    match s
+        .renew_session(&req.id, Duration::from_millis(req.ttl_ms))
+        .await
+    {
+        Ok(()) => ok(&()),
+        Err(e) => fail(&e),
     }
-    s.session_timers
-        .reset(&req.id, Duration::from_millis(req.ttl_ms));
-    ok(&())
 }

@@ -318,7 +318,7 @@ impl Server {
                     if let Some(node) = f.leader_node
                         && f.leader_id != Some(self.node_id)
                     {
-                        match self.rpc.apply(&node.addr, cmd.clone()).await {
+                        match self.rpc.apply_on_leader(&node.addr, cmd.clone()).await {
                             Ok(r) => return Ok((r.index, r.result?)),
                             Err(rpc::CallError::Api(e))
                                 if e.message != NO_LEADER
@@ -476,6 +476,30 @@ impl Server {
             .await
             .map_err(rpc::CallError::into_api)?;
         Ok(())
+    }
+
+    /// What this server knows of the Raft cluster.
+    pub async fn status(&self) -> rpc::ServerStatus {
+        let leader = self.leader_node().map(|(id, _)| id);
+        rpc::ServerStatus {
+            node: self.me.name.clone(),
+            datacenter: self.datacenter.clone(),
+            initialized: self.raft.is_initialized().await.unwrap_or(false),
+            leader: self.leader().map(|a| a.to_string()),
+            voters: self.peers().iter().map(ToString::to_string).collect(),
+            last_index: self.state().last_index(),
+            servers: self
+                .members()
+                .into_iter()
+                .map(|(id, n, voter)| rpc::RaftServer {
+                    id: n.id,
+                    node: n.name,
+                    address: n.addr,
+                    leader: Some(id) == leader,
+                    voter,
+                })
+                .collect(),
+        }
     }
 
     /// Stops Raft.

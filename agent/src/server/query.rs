@@ -100,6 +100,16 @@ pub enum Read {
         /// Node name.
         node: String,
     },
+    /// A read-only `/v1/txn`: evaluated on a private copy of the state, nothing written.
+    TxnRead {
+        /// The (read-only) operations.
+        ops: Vec<cairn_catalog::command::TxnOp>,
+    },
+    /// One node with its services and checks (the agent's anti-entropy view).
+    NodeView {
+        /// Node name.
+        node: String,
+    },
 }
 
 /// Filters common to catalog and health reads.
@@ -266,6 +276,8 @@ impl Read {
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Target::Key(WatchKey::Sessions)
             }
+            Read::TxnRead { .. } => Target::Key(WatchKey::Kv),
+            Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
         }
     }
 
@@ -428,6 +440,43 @@ impl Read {
                 Ok((
                     idx,
                     Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
+                ))
+            }
+            Read::TxnRead { ops } => {
+                let mut scratch = State::clone(st);
+                let cmd = cairn_catalog::Command::Txn {
+                    ops: ops.clone(),
+                    now_ms: 0,
+                };
+                let applied = scratch.apply(st.last_index() + 1, &cmd);
+                let value = match applied.result? {
+                    cairn_catalog::Response::Txn { results, errors } if errors.is_empty() => {
+                        json!({"Results": results, "Errors": null})
+                    }
+                    cairn_catalog::Response::Txn { errors, .. } => {
+                        json!({"Results": null, "Errors": errors})
+                    }
+                    _ => Value::Null,
+                };
+                Ok((st.last_index(), value))
+            }
+            Read::NodeView { node } => {
+                let (idx, found) = st.node_services(node);
+                let (_, checks) = st.node_checks(node);
+                let (n, services) = match found {
+                    Some((n, s)) => (
+                        node_json(&n, ""),
+                        s.iter().map(|s| to_value(&**s)).collect::<Vec<_>>(),
+                    ),
+                    None => (Value::Null, Vec::new()),
+                };
+                Ok((
+                    idx,
+                    json!({
+                        "Node": n,
+                        "Services": services,
+                        "Checks": checks.iter().map(|c| to_value(&**c)).collect::<Vec<_>>(),
+                    }),
                 ))
             }
             Read::SessionNode { node } => {
