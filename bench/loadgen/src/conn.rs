@@ -1,0 +1,129 @@
+//! One HTTP/1.1 keep-alive connection per client, on hyper's connection-level API (no pool, no
+//! hidden extra connections), reconnecting after an error.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::Error;
+
+/// A request to send: method, path and query, body.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn get(path: impl Into<String>) -> Self {
+        Req {
+            method: Method::GET,
+            path: path.into(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn with(method: Method, path: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Req {
+            method,
+            path: path.into(),
+            body: body.into(),
+        }
+    }
+}
+
+/// A full response: status, the `X-Consul-Index` header when present, and the body.
+pub struct Resp {
+    pub status: u16,
+    pub index: Option<u64>,
+    pub body: Bytes,
+}
+
+/// A keep-alive connection to one server.
+pub struct Conn {
+    addr: SocketAddr,
+    host: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Self {
+        Conn {
+            addr,
+            host: addr.to_string(),
+            sender: None,
+        }
+    }
+
+    /// Connects now (otherwise the first request connects).
+    pub async fn connect(&mut self) -> Result<(), Error> {
+        if self.sender.is_none() {
+            self.sender = Some(open(self.addr).await?);
+        }
+        Ok(())
+    }
+
+    /// Sends a request and returns its response head, leaving the body to stream.
+    pub async fn send_streaming(&mut self, req: &Req) -> Result<Response<Incoming>, Error> {
+        self.connect().await?;
+        let sender = self.sender.as_mut().ok_or("not connected")?;
+        let r = Request::builder()
+            .method(req.method.clone())
+            .uri(&req.path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(req.body.clone()))?;
+        match sender.send_request(r).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                self.sender = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&mut self, req: &Req) -> Result<Resp, Error> {
+        let resp = self.send_streaming(req).await?;
+        let status = resp.status().as_u16();
+        let index = resp
+            .headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                self.sender = None;
+                return Err(e.into());
+            }
+        };
+        Ok(Resp {
+            status,
+            index,
+            body,
+        })
+    }
+}
+
+async fn open(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Error> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One request on a fresh connection (for polling a server that may not be up yet).
+pub async fn once(addr: SocketAddr, req: &Req) -> Result<Resp, Error> {
+    Conn::new(addr).send(req).await
+}
