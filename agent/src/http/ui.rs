@@ -1,13 +1,113 @@
 //! The web dashboard at `/ui/`, embedded in the binary, and the redirect from `/`.
+//!
+//! Every file of `web-ui/` is compiled in with `include_bytes!` and listed in [`ASSETS`].
+//! Assets are served under a versioned prefix, `/ui/assets/<version>/<path>`, where the
+//! version is a hash of all embedded files: a new build gets new URLs, so assets can be
+//! cached for a year (`immutable`) while `index.html`, which names the current version, is
+//! served with `no-cache`. JavaScript modules import each other with relative paths, so they
+//! stay inside one version.
+//!
+//! Any other path under `/ui/` (a deep link such as `/ui/dc1/services/web`) answers with
+//! `index.html`, whose router then shows that view: reloading a page works.
+
+use std::sync::LazyLock;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
 
-const INDEX: &str = include_str!("../../../web-ui/index.html");
+/// One embedded file of `web-ui/`.
+struct Asset {
+    /// Path relative to `web-ui/`, as used in URLs.
+    path: &'static str,
+    /// The file's bytes.
+    body: &'static [u8],
+}
+
+/// Embeds `web-ui/<path>`.
+macro_rules! asset {
+    ($path:literal) => {
+        Asset {
+            path: $path,
+            body: include_bytes!(concat!("../../../web-ui/", $path)),
+        }
+    };
+}
+
+/// The HTML shell; `{{ASSETS}}` is replaced by the versioned asset prefix.
+const INDEX_TEMPLATE: &str = include_str!("../../../web-ui/index.html");
+
+/// Every asset the page loads (everything in `web-ui/` except `index.html`).
+const ASSETS: &[Asset] = &[
+    asset!("style.css"),
+    asset!("favicon.svg"),
+    asset!("js/theme.js"),
+    asset!("js/app.js"),
+    asset!("js/api.js"),
+    asset!("js/dom.js"),
+    asset!("js/list.js"),
+    asset!("js/views/services.js"),
+    asset!("js/views/service.js"),
+    asset!("js/views/nodes.js"),
+    asset!("js/views/node.js"),
+    asset!("js/views/kv.js"),
+    asset!("js/views/sessions.js"),
+    asset!("js/views/agent.js"),
+];
+
+/// Cache policy of versioned assets.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Hash of every embedded file (FNV-1a, 64 bits, hex): the asset URL version.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let mut h = Fnv::new();
+    h.write(INDEX_TEMPLATE.as_bytes());
+    for a in ASSETS {
+        h.write(a.path.as_bytes());
+        h.write(&[0]);
+        h.write(a.body);
+    }
+    format!("{:016x}", h.0)
+});
+
+/// `index.html` with the asset prefix filled in.
+static INDEX: LazyLock<String> =
+    LazyLock::new(|| INDEX_TEMPLATE.replace("{{ASSETS}}", &format!("/ui/assets/{}", *VERSION)));
+
+/// FNV-1a: tiny, stable across builds and platforms, good enough to tell versions apart.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// The `Content-Type` of a file, by extension.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -15,7 +115,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(to_ui))
         .route("/ui", get(to_ui))
         .route("/ui/", get(index))
-        .route("/ui/{*path}", get(index))
+        .route("/ui/{*path}", get(ui_path))
 }
 
 /// Consul answers `/` with a 301 to the dashboard.
@@ -23,6 +123,7 @@ async fn to_ui() -> Response {
     (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/ui/")]).into_response()
 }
 
+/// The HTML shell, never cached without revalidation (it names the asset version).
 async fn index() -> Response {
     (
         [
@@ -31,8 +132,120 @@ async fn index() -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; script-src 'self'; style-src 'self'; \
+                     img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+                     base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+                ),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ),
         ],
-        INDEX,
+        INDEX.as_str(),
     )
         .into_response()
+}
+
+/// `/ui/assets/<version>/<file>` serves an asset; anything else under `/ui/` is a view of
+/// the single-page app and gets `index.html`.
+async fn ui_path(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some(rest) = path.strip_prefix("assets/") else {
+        return index().await;
+    };
+    let Some((version, file)) = rest.split_once('/') else {
+        return not_found();
+    };
+    let Some(asset) = ASSETS.iter().find(|a| a.path == file) else {
+        return not_found();
+    };
+    let current = version == VERSION.as_str();
+    let etag = format!("\"{}\"", *VERSION);
+    if current
+        && headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, IMMUTABLE.to_string()),
+            ],
+        )
+            .into_response();
+    }
+    // An old version's URL (a page loaded before an upgrade) still gets today's file, but
+    // must not be cached under that name.
+    let cache = if current { IMMUTABLE } else { "no-cache" };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(asset.path)),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::ETAG,
+                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            ),
+        ],
+        asset.body,
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        "404 page not found",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("a/b.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("style.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("favicon.svg"), "image/svg+xml");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn every_asset_has_a_known_type_and_the_index_names_the_version() {
+        for a in ASSETS {
+            assert_ne!(
+                content_type(a.path),
+                "application/octet-stream",
+                "{}",
+                a.path
+            );
+        }
+        assert!(INDEX.contains(&format!("/ui/assets/{}/", *VERSION)));
+        assert!(!INDEX.contains("{{ASSETS}}"));
+        assert_eq!(VERSION.len(), 16);
+    }
 }
