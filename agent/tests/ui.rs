@@ -297,16 +297,25 @@ impl Browser {
             == json!(true)
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css`. Live updates may replace the element between
+    /// finding and clicking it, so a stale element is looked up again.
     async fn click(&self, css: &str) {
-        self.wait_css(css).await;
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .expect("find element")
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let deadline = Instant::now() + UI_WAIT;
+        loop {
+            self.wait_css(css).await;
+            let r = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.click().await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("click {css}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Types into the element matching `css` (after clearing it if `clear`).
@@ -568,6 +577,7 @@ async fn kv_create_edit_and_conflict() {
             "replicas=9",
             "the other write was not overwritten"
         );
+        b.js("document.querySelector('#kv-conflict').scrollIntoView({block: 'end'}); return true", vec![]).await;
         b.screenshot("kv").await;
         // Overwriting is an explicit choice.
         b.click("#kv-overwrite").await;
@@ -755,6 +765,81 @@ async fn unreachable_agent_is_reported() {
         drop(a); // kills the agent while the page's blocking queries are waiting
         let text = b.wait_css("#banner.down").await;
         assert!(text.contains("unreachable"), "{text}");
+        b.close().await;
+    })
+    .await;
+}
+
+/// Fills the catalog with `services` services (one instance and one check each, statuses
+/// cycling passing/warning/critical) spread over `nodes` nodes, through `/v1/txn`.
+async fn seed_large(a: &Agent, services: usize, nodes: usize) {
+    let mut ops = Vec::new();
+    async fn flush(a: &Agent, ops: &mut Vec<Value>) {
+        if !ops.is_empty() {
+            a.put_json("/v1/txn", &Value::Array(std::mem::take(ops)))
+                .await
+                .expect_status(200);
+        }
+    }
+    for i in 0..nodes {
+        ops.push(json!({"Node": {"Verb": "set", "Node": {
+            "Node": format!("node-{i:04}"), "Address": format!("10.1.{}.{}", i / 250, i % 250)}}}));
+        if ops.len() >= 64 {
+            flush(a, &mut ops).await;
+        }
+    }
+    flush(a, &mut ops).await;
+    for i in 0..services {
+        let node = format!("node-{:04}", i % nodes);
+        let status = ["passing", "warning", "critical"][i % 3];
+        ops.push(json!({"Service": {"Verb": "set", "Node": node, "Service": {
+            "ID": format!("svc-{i:04}"), "Service": format!("svc-{i:04}"), "Port": 8000 + i % 100,
+            "Tags": [format!("t{}", i % 7)]}}}));
+        ops.push(json!({"Check": {"Verb": "set", "Check": {
+            "Node": node, "CheckID": format!("chk-{i:04}"), "Name": "probe",
+            "Status": status, "ServiceID": format!("svc-{i:04}")}}}));
+        if ops.len() >= 64 {
+            flush(a, &mut ops).await;
+        }
+    }
+    flush(a, &mut ops).await;
+}
+
+#[tokio::test]
+async fn large_catalog_renders_one_page_quickly() {
+    browser_test("large", 1280, 900, |b| async move {
+        let a = Agent::start().await;
+        seed_large(&a, 5000, 1000).await;
+        let dc = dc(&a).await;
+        let started = Instant::now();
+        b.open(&a.url(&format!("/ui/{dc}/services"))).await;
+        b.wait_js(
+            "the first page with counts",
+            "const r = document.querySelector(\"tr[data-service='svc-0001'] .health\"); return r && /1 warning/.test(r.innerText)",
+            vec![],
+        )
+        .await;
+        let first_page = started.elapsed();
+        let rows = b.js("return document.querySelectorAll('#services-list tbody tr').length", vec![]).await;
+        assert_eq!(rows, json!(50), "one page of rows in the DOM");
+        let pager = b.wait_css("#services-list .pager").await;
+        assert!(pager.contains("of 5001 services"), "{pager}");
+        // Filtering by health over the whole list uses the checks of the datacenter.
+        b.js("const s = document.querySelector(\"select[aria-label='Health']\"); s.value = 'critical'; s.dispatchEvent(new Event('change')); return true", vec![]).await;
+        let t = Instant::now();
+        b.wait_js("the critical filter", "return /of 1666 services/.test(document.querySelector('#services-list .pager').innerText)", vec![]).await;
+        let filter = t.elapsed();
+        b.click("button[data-key='pager-next']").await;
+        b.wait_js("page 2", "return /51–100 of 1666/.test(document.querySelector('#services-list .pager').innerText)", vec![]).await;
+        b.screenshot("services-5000").await;
+        let t = Instant::now();
+        b.open(&a.url(&format!("/ui/{dc}/nodes"))).await;
+        let pager = b.wait_css("#nodes-list .pager").await;
+        assert!(pager.contains("of 1001 nodes"), "{pager}");
+        let nodes = t.elapsed();
+        eprintln!("5,000 services: first page with counts in {first_page:?}, health filter in {filter:?}; 1,000 nodes in {nodes:?}");
+        assert!(first_page < Duration::from_secs(10), "services page took {first_page:?}");
+        assert!(nodes < Duration::from_secs(10), "nodes page took {nodes:?}");
         b.close().await;
     })
     .await;

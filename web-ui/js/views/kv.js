@@ -204,7 +204,7 @@ function keyView(ctx, key) {
   const metaBox = h("div", { class: "panel" }, h("p", { class: "muted", text: "Loading…" }));
   const notice = h("div", { id: "kv-notice", "aria-live": "polite" });
   const result = h("div", { id: "kv-result", "aria-live": "assertive" });
-  const value = h("textarea", { id: "kv-value", rows: 14, spellcheck: "false", "aria-label": "Value", oninput: () => drawNotice() });
+  const value = h("textarea", { id: "kv-value", rows: 8, spellcheck: "false", "aria-label": "Value", oninput: () => drawNotice() });
   const flags = h("input", { id: "kv-flags", type: "text", inputmode: "numeric", size: 12, pattern: "[0-9]+", oninput: () => drawNotice() });
   const binaryNote = h("p", { class: "muted", hidden: true });
   const save = h("button", { type: "submit", class: "primary", id: "kv-save", text: "Save" });
