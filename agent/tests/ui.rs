@@ -756,15 +756,74 @@ async fn nodes_sessions_and_agent_views() {
 }
 
 #[tokio::test]
-async fn unreachable_agent_is_reported() {
+async fn unreachable_agent_is_reported_and_so_is_its_return() {
     browser_test("unreachable", 1280, 800, |b| async move {
         let a = Agent::start().await;
         let dc = dc(&a).await;
         b.open(&a.url(&format!("/ui/{dc}/services"))).await;
         b.wait_css("tr[data-service='consul']").await;
+        // The network goes away (emulated), then comes back.
+        let offline = |off: bool| {
+            json!({"offline": off, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        };
+        b.cdp("Network.enable", json!({})).await;
+        b.cdp("Network.emulateNetworkConditions", offline(true)).await;
+        b.click("#nav a[data-section='nodes']").await; // new blocking queries fail
+        let text = b.wait_css("#banner.down").await;
+        assert!(text.contains("unreachable"), "{text}");
+        b.cdp("Network.emulateNetworkConditions", offline(false)).await;
+        let text = b.wait_css("#banner.up").await;
+        assert!(text.contains("reachable again"), "{text}");
+        b.wait_css(&format!("tr[data-node='{}']", a.node)).await;
         drop(a); // kills the agent while the page's blocking queries are waiting
         let text = b.wait_css("#banner.down").await;
         assert!(text.contains("unreachable"), "{text}");
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn token_is_kept_and_sent_and_errors_are_shown() {
+    browser_test("token", 1280, 800, |b| async move {
+        let a = Agent::start().await;
+        let dc = dc(&a).await;
+        b.open(&a.url(&format!("/ui/{dc}/services"))).await;
+        b.wait_css("tr[data-service='consul']").await;
+        // Record the token header of every request the page makes from now on.
+        b.js(
+            "window.__tokens = []; const f = window.fetch; \
+             window.fetch = (u, o) => { window.__tokens.push((o && o.headers && o.headers['X-Consul-Token']) || null); return f(u, o); }; \
+             return true",
+            vec![],
+        )
+        .await;
+        b.click("#token-button").await;
+        b.type_into("#token-input", "3f9a-secret", true).await;
+        b.click("#token-dialog button[value='save']").await;
+        b.wait_js("a request with the token", "return window.__tokens.includes('3f9a-secret')", vec![]).await;
+        assert_eq!(
+            b.js("return localStorage.getItem('cairn.token')", vec![]).await,
+            json!("3f9a-secret")
+        );
+        b.client.refresh().await.expect("reload");
+        let button = b.wait_css("#token-button").await;
+        assert!(button.contains('✓'), "token kept across reloads: {button}");
+        // Keyboard: "/" focuses the search box.
+        b.wait_css("tr[data-service='consul']").await;
+        b.client.find(Locator::Css("body")).await.expect("body").send_keys("/").await.expect("keys");
+        b.wait_js("focus in the search box", "return document.activeElement && document.activeElement.type === 'search'", vec![]).await;
+        // The datacenter switcher lists /v1/catalog/datacenters.
+        b.wait_js(
+            "the datacenter switcher",
+            "const s = document.querySelector('#dc-select'); return s.value === arguments[0] && [...s.options].some(o => o.value === arguments[0])",
+            vec![json!(dc)],
+        )
+        .await;
+        // An API error is shown with the agent's own text.
+        b.open(&a.url("/ui/no-such-dc/services")).await;
+        let err = b.wait_css(".error").await;
+        assert!(err.contains("No path to datacenter"), "{err}");
         b.close().await;
     })
     .await;
@@ -831,6 +890,7 @@ async fn large_catalog_renders_one_page_quickly() {
         let filter = t.elapsed();
         b.click("button[data-key='pager-next']").await;
         b.wait_js("page 2", "return /51–100 of 1666/.test(document.querySelector('#services-list .pager').innerText)", vec![]).await;
+        b.js("window.scrollTo(0, 0); return true", vec![]).await;
         b.screenshot("services-5000").await;
         let t = Instant::now();
         b.open(&a.url(&format!("/ui/{dc}/nodes"))).await;

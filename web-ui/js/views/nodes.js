@@ -144,8 +144,10 @@ export function render(ctx) {
       draw();
     },
   });
+  // Every check of the datacenter: large on big clusters, so at most one answer a second.
   watch("/v1/health/state/any", {}, {
     signal,
+    minGap: 1000,
     onData(b) {
       const m = new Map();
       for (const c of b || []) {

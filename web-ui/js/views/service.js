@@ -3,7 +3,7 @@
 // `/v1/health/service/<name>` keeps it live.
 
 import { watch, seg } from "../api.js";
-import { h, replace, badge, counts, tags, meta, grid, errorBox, worst, ago } from "../dom.js";
+import { h, replace, badge, counts, tags, meta, grid, errorBox, worst } from "../dom.js";
 import { pager, slice, clampPage } from "../list.js";
 
 /**
@@ -18,7 +18,7 @@ export function checkLine(c, { link, first }) {
   const prev = seen.get(key);
   if (!prev || prev.index !== c.ModifyIndex) seen.set(key, { index: c.ModifyIndex, at: first ? null : new Date() });
   const s = seen.get(key);
-  const when = s.at ? `, seen ${ago(s.at)}` : "";
+  const when = s.at ? `, seen at ${s.at.toLocaleTimeString()}` : "";
   return h(
     "div",
     { class: "check", dataset: { check: c.CheckID, status: c.Status } },

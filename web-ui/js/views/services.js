@@ -283,8 +283,10 @@ export function render(ctx) {
     },
   });
 
+  // Every check of the datacenter: large on big clusters, so at most one answer a second.
   watch("/v1/health/state/any", {}, {
     signal,
+    minGap: 1000,
     onData(body) {
       const nodeChecks = new Map(); // node -> statuses
       const inst = new Map(); // service -> Map(instanceKey -> statuses)
