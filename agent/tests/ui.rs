@@ -233,6 +233,12 @@ impl Browser {
         }
     }
 
+    /// Asserts that the browser console has no errors (failed loads, exceptions, CSP).
+    async fn assert_clean_console(&self) {
+        let log = self.console().await;
+        assert!(!log.contains("SEVERE"), "errors in the browser console: {log}");
+    }
+
     /// Sends a Chrome DevTools Protocol command through chromedriver.
     async fn cdp(&self, cmd: &str, params: Value) {
         let id = self
@@ -469,6 +475,7 @@ async fn services_list_shows_a_new_registration_without_reload() {
             vec![],
         )
         .await;
+        b.assert_clean_console().await;
         b.close().await;
     })
     .await;
@@ -527,6 +534,7 @@ async fn service_view_shows_a_check_turning_critical() {
         )
         .await;
         assert!(b.same_document().await, "in-app navigation");
+        b.assert_clean_console().await;
         b.close().await;
     })
     .await;
@@ -736,8 +744,12 @@ async fn nodes_sessions_and_agent_views() {
         b.open(&a.url(&format!("/ui/{dc}/agent"))).await;
         let version = b.wait_css("#agent-version").await;
         assert!(version.contains("1.21.0"), "{version}");
-        let leader = b.wait_css("#raft-leader").await;
-        assert!(leader.contains(':'), "leader address: {leader}");
+        b.wait_js(
+            "the Raft leader's address",
+            "const l = document.querySelector('#raft-leader'); return l && /:\\d+$/.test(l.innerText)",
+            vec![],
+        )
+        .await;
         b.wait_css("#agent-members tbody tr").await;
         b.screenshot("agent").await;
 
@@ -750,6 +762,7 @@ async fn nodes_sessions_and_agent_views() {
             .await;
         assert_eq!(overflow, json!(true), "no horizontal scrolling on a narrow screen");
         b.screenshot("services-narrow").await;
+        b.assert_clean_console().await;
         b.close().await;
     })
     .await;
@@ -824,6 +837,8 @@ async fn token_is_kept_and_sent_and_errors_are_shown() {
         b.open(&a.url("/ui/no-such-dc/services")).await;
         let err = b.wait_css(".error").await;
         assert!(err.contains("No path to datacenter"), "{err}");
+        // The console check used by other tests does see failed requests.
+        assert!(b.console().await.contains("SEVERE"), "the 500 is in the console log");
         b.close().await;
     })
     .await;

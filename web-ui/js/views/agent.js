@@ -81,7 +81,7 @@ export function render(ctx) {
       );
       replace(
         raftBox,
-        h("p", null, "Leader: ", h("span", { class: "mono", id: "raft-leader", text: leader || "none (no leader)" }), ` · configuration index ${raft.Index}`),
+        h("p", null, "Leader: ", h("span", { class: "mono", id: "raft-leader", text: leader === null ? "…" : leader || "none (no leader)" }), ` · configuration index ${raft.Index}`),
         table(["Node", "Address", "ID", "Role", "Voter"], rows, { label: "Raft peers" }),
       );
     }
