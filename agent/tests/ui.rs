@@ -236,7 +236,10 @@ impl Browser {
     /// Asserts that the browser console has no errors (failed loads, exceptions, CSP).
     async fn assert_clean_console(&self) {
         let log = self.console().await;
-        assert!(!log.contains("SEVERE"), "errors in the browser console: {log}");
+        assert!(
+            !log.contains("SEVERE"),
+            "errors in the browser console: {log}"
+        );
     }
 
     /// Sends a Chrome DevTools Protocol command through chromedriver.
