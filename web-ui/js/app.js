@@ -7,7 +7,7 @@
 //        /ui/<dc>/nodes[?...]   /ui/<dc>/nodes/<name>   /ui/<dc>/kv/<folder>/   /ui/<dc>/kv/<key>
 //        /ui/<dc>/sessions   /ui/<dc>/agent
 
-import { state, get, setToken, onConnectivity, sleep } from "./api.js";
+import { state, get, setToken, onConnectivity, sleep, ApiError } from "./api.js";
 import { h, errorBox } from "./dom.js";
 import * as services from "./views/services.js";
 import * as service from "./views/service.js";
@@ -223,7 +223,8 @@ tokenDialog.addEventListener("close", () => {
   else if (v === "clear") setToken("");
   else return;
   showToken();
-  route(); // reload the view's data with the new token
+  if (document.body.dataset.ready === "true") route(); // reload the view's data with the new token
+  else if (retryStart) retryStart(); // still starting: try again with the new token at once
 });
 showToken();
 
@@ -245,20 +246,30 @@ onConnectivity((ok, err) => {
 
 // ---- start -----------------------------------------------------------------------------
 
+let retryStart = null;
+
 async function start() {
-  // The agent's own datacenter is the default; retry until the agent answers.
+  // The agent's own datacenter is the default; retry until the agent answers. An agent that
+  // answers with an error (say, 403 without a token that may read it) still lets the views of
+  // the datacenter named in the URL work.
+  const urlDc = segments(location.pathname)[0];
   for (let attempt = 0; ; attempt++) {
     try {
       const self = await get("/v1/agent/self");
       state.localDc = self.Config.Datacenter;
       break;
     } catch (e) {
+      if (e instanceof ApiError && urlDc) {
+        state.localDc = urlDc;
+        break;
+      }
       main.replaceChildren(
         h("h1", { text: "Cairn" }),
         errorBox(e, "Cannot read /v1/agent/self"),
         h("p", { class: "muted", text: "Retrying…" }),
       );
-      await sleep(Math.min(1000 * 2 ** attempt, 10000));
+      await Promise.race([sleep(Math.min(1000 * 2 ** attempt, 10000)), new Promise((r) => (retryStart = r))]);
+      retryStart = null;
     }
   }
   if (!state.dc) state.dc = segments(location.pathname)[0] || state.localDc;

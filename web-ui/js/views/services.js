@@ -121,8 +121,10 @@ export function render(ctx) {
     if (ui.q && !name.toLowerCase().includes(ui.q.toLowerCase())) return false;
     if (ui.tag && !(catalog[name] || []).includes(ui.tag)) return false;
     if (ui.status) {
-      const c = countsOf(name);
-      if (!c || !c[ui.status]) return false;
+      // A service none of whose instances has a check is taken as passing (Consul counts
+      // an instance without checks as passing) until its exact counts are known.
+      const c = countsOf(name) || { passing: 1 };
+      if (!c[ui.status]) return false;
     }
     return true;
   }
