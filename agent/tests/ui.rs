@@ -612,6 +612,7 @@ async fn kv_create_edit_and_conflict() {
             vec![json!(sid)],
         )
         .await;
+        b.assert_clean_console().await;
         b.close().await;
     })
     .await;
