@@ -693,10 +693,37 @@ async fn deep_links_survive_a_reload() {
                 path
             );
         }
+        // Count the page's requests in flight, per path, from the first script on.
+        b.cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__inflight = {}; const f = window.fetch; \
+                window.fetch = function (u, o) { const k = String(u).split('?')[0]; \
+                  __inflight[k] = (__inflight[k] || 0) + 1; const p = f.apply(this, arguments); \
+                  const done = () => { __inflight[k] -= 1; }; p.then(done, done); return p; };"}),
+        )
+        .await;
+        let inflight = "const n = window.__inflight || {}; return [...arguments].every(([k, v]) => (n[k] || 0) === v)";
         // Back and forward work between in-app navigations.
         b.open(&a.url(&format!("/ui/{dc}/services"))).await;
+        b.wait_js(
+            "the services view's blocking queries",
+            inflight,
+            vec![json!(["/v1/catalog/services", 1]), json!(["/v1/health/state/any", 1])],
+        )
+        .await;
         b.click("tr[data-service='db'] a").await;
         b.wait_css("[data-instance='db-1']").await;
+        // Navigating cancelled the list's queries; the service view runs its own one.
+        b.wait_js(
+            "the list's queries to be cancelled",
+            inflight,
+            vec![
+                json!(["/v1/catalog/services", 0]),
+                json!(["/v1/health/state/any", 0]),
+                json!(["/v1/health/service/db", 1]),
+            ],
+        )
+        .await;
         b.client.back().await.expect("back");
         b.wait_css("tr[data-service='db']").await;
         b.close().await;
