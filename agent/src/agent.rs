@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::events::EventLog;
 use crate::http::error::ApiError;
 use crate::local::defs::{CheckDef, CheckKind, ScriptPolicy, ServiceDef, Source};
+use crate::local::persist::{Persist, SavedCheck, SavedMaintenance, SavedService, SavedTtl};
 use crate::local::sync::{self, CatalogView};
 use crate::local::{LocalState, NodeRecord};
 use crate::metrics::Metrics;
@@ -61,6 +62,8 @@ pub struct Agent {
     pub http_addrs: Mutex<Vec<SocketAddr>>,
     /// The LAN gossip pool.
     pub gossip: cairn_gossip::Gossip,
+    /// Where local registrations are kept across restarts (`None` in `-dev`).
+    persist: Option<Persist>,
     /// Gossip membership as the leader reads it.
     pub membership: leader::MemberSource,
     gossip_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
@@ -236,6 +239,11 @@ impl Agent {
             metrics: Metrics::new(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
+            persist: config
+                .data_dir
+                .as_ref()
+                .filter(|_| !config.dev)
+                .map(|d| Persist::new(d)),
             gossip,
             membership,
             gossip_events: Mutex::new(Some(gossip_rx)),
@@ -324,6 +332,7 @@ impl Agent {
                 self.shutdown_signal(),
             ));
         }
+        self.restore_local_state();
         self.load_config_definitions()?;
         // The first sync needs a leader; a single server elects itself within milliseconds,
         // a cluster may take longer, and then the sync loop keeps retrying.
@@ -437,7 +446,25 @@ impl Agent {
         def: ServiceDef,
         replace_checks: bool,
     ) -> Result<(), ApiError> {
+        let id = self.add_service_local(&def, replace_checks)?;
+        if let Some(p) = &self.persist {
+            p.save_service(&SavedService {
+                id,
+                definition: serde_json::to_value(&def).unwrap_or_default(),
+            });
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Validates a service definition into the local state and starts its checks; no sync.
+    fn add_service_local(
+        &self,
+        def: &ServiceDef,
+        replace_checks: bool,
+    ) -> Result<String, ApiError> {
         let (service, checks) = def.validate(&self.node.name, self.script_policy(), Source::Api)?;
+        let id = service.id.clone();
         let specs: Vec<(String, _)> = checks
             .iter()
             .map(|(c, s)| (c.check_id.clone(), s.clone()))
@@ -451,8 +478,7 @@ impl Agent {
         for (id, spec) in specs {
             self.runners.start(&id, &spec);
         }
-        self.changed().await;
-        Ok(())
+        Ok(id)
     }
 
     /// Removes a service and its checks. Unknown IDs are a no-op, as in Consul.
@@ -464,6 +490,13 @@ impl Agent {
         if let Some(checks) = removed {
             for c in checks {
                 self.runners.stop(&c);
+                if let Some(p) = &self.persist {
+                    p.remove_check(&c);
+                }
+            }
+            if let Some(p) = &self.persist {
+                p.remove_service(id);
+                self.save_maintenance(p);
             }
             self.changed().await;
         }
@@ -471,6 +504,19 @@ impl Agent {
 
     /// Registers a check on this agent.
     pub async fn register_check(&self, def: CheckDef) -> Result<(), ApiError> {
+        let id = self.add_check_local(&def)?;
+        if let Some(p) = &self.persist {
+            p.save_check(&SavedCheck {
+                id,
+                definition: serde_json::to_value(&def).unwrap_or_default(),
+            });
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Validates a check definition into the local state and starts it; no sync.
+    fn add_check_local(&self, def: &CheckDef) -> Result<String, ApiError> {
         if def.name.is_empty() {
             return Err(ApiError::bad_request("Missing check name"));
         }
@@ -502,8 +548,7 @@ impl Agent {
             local.add_check(check, Some(spec.clone()), Source::Api);
         }
         self.runners.start(&id, &spec);
-        self.changed().await;
-        Ok(())
+        Ok(id)
     }
 
     /// Removes a check. Unknown IDs are a no-op.
@@ -514,6 +559,9 @@ impl Agent {
         };
         self.runners.stop(id);
         if found {
+            if let Some(p) = &self.persist {
+                p.remove_check(id);
+            }
             self.changed().await;
         }
     }
@@ -525,6 +573,22 @@ impl Agent {
         status: HealthStatus,
         output: &str,
     ) -> Result<(), ApiError> {
+        let changed = self.set_ttl_status(id, status, output, None)?;
+        if changed {
+            self.changed().await;
+        }
+        Ok(())
+    }
+
+    /// Records a TTL status and re-arms the timer (`remaining` overrides the full TTL, for a
+    /// status restored from disk). Returns whether anything changed.
+    fn set_ttl_status(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: &str,
+        remaining: Option<Duration>,
+    ) -> Result<bool, ApiError> {
         let ttl = {
             let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             let Some(c) = local.checks.get(id) else {
@@ -541,15 +605,23 @@ impl Agent {
                 }
             }
         };
-        self.runners.reset_ttl(id, ttl);
+        let arm = remaining.unwrap_or(ttl);
+        self.runners.reset_ttl(id, arm);
         let changed = {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.update_check(id, status, output)
         };
-        if changed.is_some() {
-            self.changed().await;
+        if let Some(p) = &self.persist
+            && remaining.is_none()
+        {
+            p.save_ttl(&SavedTtl {
+                id: id.to_string(),
+                status: status.as_str().to_string(),
+                output: output.to_string(),
+                expires_ms: now_ms() + arm.as_millis() as u64,
+            });
         }
-        Ok(())
+        Ok(changed.is_some())
     }
 
     /// Turns maintenance on or off for the node or a service.
@@ -569,8 +641,76 @@ impl Agent {
                 service.unwrap_or_default()
             )));
         }
+        if let Some(p) = &self.persist {
+            self.save_maintenance(p);
+        }
         self.changed().await;
         Ok(())
+    }
+
+    /// Writes the current maintenance reasons.
+    fn save_maintenance(&self, p: &Persist) {
+        let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = SavedMaintenance::default();
+        for c in local.checks.values() {
+            if c.check.check_id == crate::local::NODE_MAINT_ID {
+                m.node = Some(c.check.notes.clone());
+            } else if let Some(sid) = c
+                .check
+                .check_id
+                .strip_prefix(crate::local::SERVICE_MAINT_PREFIX)
+            {
+                m.services.insert(sid.to_string(), c.check.notes.clone());
+            }
+        }
+        drop(local);
+        p.save_maintenance(&m);
+    }
+
+    /// Restores the registrations saved by a previous run: services, checks, TTL statuses
+    /// still within their TTL, and maintenance.
+    pub fn restore_local_state(&self) {
+        let Some(p) = &self.persist else { return };
+        let loaded = p.load();
+        for s in &loaded.services {
+            let restored = crate::http::decode::decode_value::<ServiceDef>(s.definition.clone())
+                .and_then(|def| self.add_service_local(&def, false));
+            if let Err(e) = restored {
+                warn!(service = %s.id, error = %e.message, "cannot restore a saved service");
+            }
+        }
+        for c in &loaded.checks {
+            let restored = crate::http::decode::decode_value::<CheckDef>(c.definition.clone())
+                .and_then(|def| self.add_check_local(&def));
+            if let Err(e) = restored {
+                warn!(check = %c.id, error = %e.message, "cannot restore a saved check");
+            }
+        }
+        let now = now_ms();
+        for t in loaded.ttl.values() {
+            let Some(status) = HealthStatus::parse(&t.status) else {
+                continue;
+            };
+            if t.expires_ms <= now {
+                continue;
+            }
+            let remaining = Duration::from_millis(t.expires_ms - now);
+            let _ = self.set_ttl_status(&t.id, status, &t.output, Some(remaining));
+        }
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &loaded.maintenance.node {
+            local.set_maintenance(None, true, reason);
+        }
+        for (sid, reason) in &loaded.maintenance.services {
+            local.set_maintenance(Some(sid), true, reason);
+        }
+        let n = (local.services.len(), local.checks.len());
+        drop(local);
+        info!(
+            services = n.0,
+            checks = n.1,
+            "restored the agent's saved local state"
+        );
     }
 
     /// After a local change: wake local watchers and sync to the catalog (bounded wait).

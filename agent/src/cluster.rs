@@ -100,6 +100,7 @@ pub fn member_info(m: &Member) -> MemberInfo {
             GStatus::Left => MemberStatus::Left,
         },
         datacenter: m.meta.datacenter.clone(),
+        meta: m.meta.node_meta.clone(),
     }
 }
 

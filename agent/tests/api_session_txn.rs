@@ -333,7 +333,6 @@ async fn txn_kv_verbs() {
 /// the requested key with a `null` value for `get-or-empty` on a missing key
 /// (`state/txn.go` txnKVS).
 #[tokio::test]
-#[ignore = "catalog/src/store/txn.rs returns no result for check-index/check-session/get-or-empty (missing key)"]
 async fn txn_check_verbs_return_the_entry() {
     let a = Agent::start().await;
     let s = create(&a, json!({"LockDelay": "0s"})).await;

@@ -6,304 +6,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::free_port;
-use serde_json::{Value, json};
+use common::cluster::Cluster;
+use serde_json::json;
 use tokio::sync::Mutex;
-
-/// One server process (restartable with the same identity, addresses and data).
-struct Server {
-    name: String,
-    ip: String,
-    dir: PathBuf,
-    faults: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("agent.log"))
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(&self.args)
-            .env("CAIRN_RPC_FAULTS", &self.faults)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn cairn");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    servers: Vec<Server>,
-    http_port: u16,
-    rpc_port: u16,
-    client: reqwest::Client,
-    root: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            s.signal("-CONT");
-            s.kill9();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
-/// A loopback /24 of its own for each cluster, so parallel tests never share addresses.
-fn subnet() -> String {
-    let u = uuid::Uuid::new_v4();
-    let b = u.as_bytes();
-    format!("127.{}.{}", 20 + b[0] % 200, 1 + b[1] % 250)
-}
-
-impl Cluster {
-    /// Starts `n` servers expecting `expect` for bootstrap, with extra config.
-    async fn start(n: usize, expect: usize, extra: Value) -> Cluster {
-        let net = subnet();
-        let root = std::env::temp_dir().join(format!("cairn-cluster-{}", uuid::Uuid::new_v4()));
-        let (http, dns, rpc, serf, wan) = (free_port(), free_port(), free_port(), free_port(), free_port());
-        let mut servers = Vec::new();
-        for i in 0..n {
-            let ip = format!("{net}.{}", i + 2);
-            let name = format!("s{}", i + 1);
-            let dir = root.join(&name);
-            std::fs::create_dir_all(&dir).expect("dir");
-            let mut cfg = json!({
-                "autopilot": {"server_stabilization_time": "1s"},
-                "performance": {"rpc_hold_timeout": "3s"},
-            });
-            if let (Value::Object(c), Value::Object(e)) = (&mut cfg, &extra) {
-                for (k, v) in e {
-                    c.insert(k.clone(), v.clone());
-                }
-            }
-            let cfg_path = dir.join("extra.json");
-            std::fs::write(&cfg_path, cfg.to_string()).expect("config");
-            let args: Vec<String> = [
-                "agent",
-                "-server",
-                &format!("-bootstrap-expect={expect}"),
-                "-node",
-                &name,
-                "-bind",
-                &ip,
-                "-client",
-                &ip,
-                "-data-dir",
-                &dir.join("data").display().to_string(),
-                "-retry-join",
-                &format!("{net}.2:{serf}"),
-                "-retry-interval",
-                "500ms",
-                "-http-port",
-                &http.to_string(),
-                "-dns-port",
-                &dns.to_string(),
-                "-server-port",
-                &rpc.to_string(),
-                "-serf-lan-port",
-                &serf.to_string(),
-                "-serf-wan-port",
-                &wan.to_string(),
-                "-config-file",
-                &cfg_path.display().to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let mut s = Server {
-                name,
-                ip,
-                faults: dir.join("faults"),
-                dir,
-                args,
-                child: None,
-            };
-            std::fs::write(&s.faults, "").expect("faults file");
-            s.spawn();
-            servers.push(s);
-        }
-        let c = Cluster {
-            servers,
-            http_port: http,
-            rpc_port: rpc,
-            client: common::client(),
-            root,
-        };
-        c.wait_leader(&c.indices(), Duration::from_secs(30)).await;
-        c
-    }
-
-    fn indices(&self) -> Vec<usize> {
-        (0..self.servers.len()).collect()
-    }
-
-    fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}:{}{path}", self.servers[i].ip, self.http_port)
-    }
-
-    fn rpc_addr(&self, i: usize) -> String {
-        format!("{}:{}", self.servers[i].ip, self.rpc_port)
-    }
-
-    async fn get(&self, i: usize, path: &str) -> Option<(u16, Value)> {
-        let r = self
-            .client
-            .get(self.url(i, path))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        let body = r.json().await.unwrap_or(Value::Null);
-        Some((status, body))
-    }
-
-    async fn put(&self, i: usize, path: &str, body: &str) -> Option<(u16, String)> {
-        let r = self
-            .client
-            .put(self.url(i, path))
-            .body(body.to_string())
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.unwrap_or_default()))
-    }
-
-    /// Index of the server that all of `among` agree is the leader.
-    async fn wait_leader(&self, among: &[usize], within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut seen = BTreeSet::new();
-            for &i in among {
-                match self.get(i, "/v1/status/leader").await {
-                    Some((200, Value::String(l))) if !l.is_empty() => {
-                        seen.insert(l);
-                    }
-                    _ => {
-                        seen.insert(String::new());
-                    }
-                }
-            }
-            if seen.len() == 1 && !seen.contains("") {
-                let leader = seen.iter().next().cloned().unwrap_or_default();
-                if let Some(i) = among.iter().copied().find(|&i| self.rpc_addr(i) == leader) {
-                    return i;
-                }
-            }
-            if Instant::now() > deadline {
-                let logs: Vec<String> = among
-                    .iter()
-                    .map(|&i| format!("--- {} ---\n{}", self.servers[i].name, tail(&self.servers[i].log())))
-                    .collect();
-                panic!("no agreed leader among {among:?}: {seen:?}\n{}", logs.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until a stale read of `key` on server `i` returns `value`.
-    async fn wait_value(&self, i: usize, key: &str, value: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some((200, body)) = self.get(i, &format!("/v1/kv/{key}?stale")).await {
-                let got = body[0]["Value"].as_str().map(decode_b64);
-                if got.as_deref() == Some(value) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never saw {key}={value}\n{}",
-                self.servers[i].name,
-                tail(&self.servers[i].log())
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Keys under a prefix, read with `?consistent` from server `i`.
-    async fn consistent_keys(&self, i: usize, prefix: &str) -> BTreeSet<String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some((status, body)) = self
-                .get(i, &format!("/v1/kv/{prefix}?keys&consistent"))
-                .await
-            {
-                if status == 200 {
-                    return body
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
-                        .unwrap_or_default();
-                }
-                if status == 404 {
-                    return BTreeSet::new();
-                }
-            }
-            assert!(Instant::now() < deadline, "consistent read never succeeded");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn decode_b64(s: &str) -> String {
-    use base64::Engine;
-    String::from_utf8_lossy(
-        &base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .unwrap_or_default(),
-    )
-    .into_owned()
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
@@ -314,14 +23,18 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
     let (status, body) = c.put(follower, "/v1/kv/hello", "world").await.expect("put");
     assert_eq!((status, body.trim()), (200, "true"));
     for i in 0..3 {
-        c.wait_value(i, "hello", "world", Duration::from_secs(5)).await;
+        c.wait_value(i, "hello", "world", Duration::from_secs(5))
+            .await;
     }
     // Every server is a voter and in the catalog with a passing serfHealth.
     let (_, peers) = c.get(leader, "/v1/status/peers").await.expect("peers");
     assert_eq!(peers.as_array().map(Vec::len), Some(3), "{peers}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, nodes) = c.get(leader, "/v1/health/state/passing").await.expect("health");
+        let (_, nodes) = c
+            .get(leader, "/v1/health/state/passing")
+            .await
+            .expect("health");
         let serf: BTreeSet<String> = nodes
             .as_array()
             .into_iter()
@@ -332,7 +45,10 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
         if serf.len() == 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "serfHealth not passing on all: {serf:?}");
+        assert!(
+            Instant::now() < deadline,
+            "serfHealth not passing on all: {serf:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -399,11 +115,18 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
         .expect("writes resumed after the leader was killed");
     let failover = resumed.duration_since(killed);
     println!("failover: writes resumed {failover:?} after SIGKILL of the leader");
-    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
     let new_leader = c.wait_leader(&survivors, Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader);
     let acked = acked.lock().expect("acked").clone();
-    assert!(acked.len() > 20, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 20,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
     let present = c.consistent_keys(new_leader, "load/").await;
     let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
@@ -411,7 +134,10 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
     let dead = c.servers[leader].name.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, checks) = c.get(new_leader, &format!("/v1/health/node/{dead}")).await.expect("node");
+        let (_, checks) = c
+            .get(new_leader, &format!("/v1/health/node/{dead}"))
+            .await
+            .expect("node");
         let status = checks
             .as_array()
             .into_iter()
@@ -421,7 +147,10 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
         if status.as_deref() == Some("critical") {
             break;
         }
-        assert!(Instant::now() < deadline, "serfHealth of {dead} still {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "serfHealth of {dead} still {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -430,7 +159,10 @@ async fn three_servers_form_replicate_and_survive_leader_kill_under_load() {
 async fn whole_cluster_restart_keeps_every_acknowledged_write() {
     let mut c = Cluster::start(3, 3, json!({})).await;
     for k in 0..60 {
-        let (s, b) = c.put(k % 3, &format!("/v1/kv/data/{k}"), "v").await.expect("put");
+        let (s, b) = c
+            .put(k % 3, &format!("/v1/kv/data/{k}"), "v")
+            .await
+            .expect("put");
         assert_eq!((s, b.trim()), (200, "true"));
     }
     for s in &mut c.servers {
@@ -467,15 +199,27 @@ async fn a_minority_cut_off_refuses_writes_while_the_majority_serves() {
     assert_eq!(status, 500, "minority served a consistent read");
     // The majority keeps serving.
     let majority_leader = c.wait_leader(&others, Duration::from_secs(10)).await;
-    let (status, body) = c.put(majority_leader, "/v1/kv/majority", "yes").await.expect("put");
+    let (status, body) = c
+        .put(majority_leader, "/v1/kv/majority", "yes")
+        .await
+        .expect("put");
     assert_eq!((status, body.trim()), (200, "true"));
     // Healed: the cut-off server catches up.
     for s in &c.servers {
         std::fs::write(&s.faults, "").expect("faults");
     }
-    c.wait_value(cut, "majority", "yes", Duration::from_secs(20)).await;
-    let keys = c.consistent_keys(c.wait_leader(&c.indices(), Duration::from_secs(20)).await, "").await;
-    assert!(!keys.contains("minority"), "a refused write appeared: {keys:?}");
+    c.wait_value(cut, "majority", "yes", Duration::from_secs(20))
+        .await;
+    let keys = c
+        .consistent_keys(
+            c.wait_leader(&c.indices(), Duration::from_secs(20)).await,
+            "",
+        )
+        .await;
+    assert!(
+        !keys.contains("minority"),
+        "a refused write appeared: {keys:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,19 +234,28 @@ async fn a_server_that_fell_behind_a_snapshot_catches_up() {
     let lagger = (leader + 1) % 3;
     c.servers[lagger].signal("-STOP");
     for k in 0..150 {
-        let (s, _) = c.put(leader, &format!("/v1/kv/snap/{k}"), &k.to_string()).await.expect("put");
+        let (s, _) = c
+            .put(leader, &format!("/v1/kv/snap/{k}"), &k.to_string())
+            .await
+            .expect("put");
         assert_eq!(s, 200);
     }
     // The leader took a snapshot and dropped the log behind it.
     let snap = c.servers[leader].dir.join("data/raft/snapshots/state.snap");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !snap.exists() {
-        assert!(Instant::now() < deadline, "no snapshot taken at {}", snap.display());
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot taken at {}",
+            snap.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     c.servers[lagger].signal("-CONT");
-    c.wait_value(lagger, "snap/149", "149", Duration::from_secs(30)).await;
-    c.wait_value(lagger, "snap/0", "0", Duration::from_secs(5)).await;
+    c.wait_value(lagger, "snap/149", "149", Duration::from_secs(30))
+        .await;
+    c.wait_value(lagger, "snap/0", "0", Duration::from_secs(5))
+        .await;
     assert!(
         c.servers[lagger].log().contains("raft snapshot installed"),
         "the lagging server caught up without a snapshot"

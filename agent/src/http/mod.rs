@@ -40,8 +40,12 @@ pub type AppState = Arc<Agent>;
 /// Largest request body accepted outside KV and txn (which have their own limits).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// `-dev` answers every JSON response indented, as Consul's dev mode does.
+static ALWAYS_PRETTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Builds the router of the whole API.
 pub fn router(agent: AppState) -> Router {
+    ALWAYS_PRETTY.store(agent.config().dev, std::sync::atomic::Ordering::Relaxed);
     Router::new()
         .merge(agent_api::routes())
         .merge(catalog::routes())
@@ -192,7 +196,7 @@ fn fix_method_not_allowed(resp: Response, method: &Method) -> Response {
 
 /// JSON body response.
 pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
-    let body = if pretty {
+    let body = if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
         serde_json::to_vec_pretty(value)
     } else {
         serde_json::to_vec(value)

@@ -162,8 +162,9 @@ impl QueryOptions {
                 .map_err(|_| ApiError::bad_request("Invalid wait time"))?
                 .min(MAX_WAIT),
         };
-        let stale = p.flag("stale")?;
-        let consistent = p.flag("consistent")?;
+        // Consul reads these as presence flags: `?stale=false` still asks for a stale read.
+        let stale = p.has("stale");
+        let consistent = p.has("consistent");
         if stale && consistent {
             return Err(ApiError::bad_request(
                 "Cannot specify ?stale with ?consistent, conflicting semantics.",

@@ -71,7 +71,7 @@ async fn txn(
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
         let mut o = o;
         o.min_index = 0;
-        let (meta, body) = super::run_read(&a, Read::TxnRead { ops }, &o).await?;
+        let (meta, body) = super::run_read(&a, Read::Txn { ops }, &o).await?;
         let mut r = json_response(&body, o.pretty);
         if !body["Errors"].is_null() {
             *r.status_mut() = StatusCode::CONFLICT;

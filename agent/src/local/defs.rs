@@ -9,12 +9,12 @@ use cairn_catalog::duration::parse_go_duration;
 use cairn_catalog::model::{
     CheckDefinition, HealthCheck, HealthStatus, Service, ServiceAddress, Weights,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::error::ApiError;
 
 /// A duration as clients send it: a Go duration string or nanoseconds.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawDuration {
     /// `"10s"`.
@@ -35,7 +35,7 @@ fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, ApiError> {
 }
 
 /// Weights as sent (either field may be missing).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct WeightsDef {
     /// Weight when passing.
@@ -45,7 +45,7 @@ pub struct WeightsDef {
 }
 
 /// A check definition as sent by clients (Consul's `CheckDefinition`/`CheckType`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CheckDef {
     /// ID (`ID` or `CheckID`).
@@ -512,7 +512,7 @@ impl CheckDef {
 }
 
 /// A service definition as sent by clients.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceDef {
     /// Kind.

@@ -4,6 +4,7 @@
 //! ([`sync`]) then makes the catalog match. Check runners report results here.
 
 pub mod defs;
+pub mod persist;
 pub mod sync;
 
 use std::collections::BTreeMap;

@@ -51,6 +51,8 @@ pub struct MemberInfo {
     pub status: MemberStatus,
     /// Datacenter.
     pub datacenter: String,
+    /// Node metadata published in gossip.
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 impl MemberInfo {
@@ -101,11 +103,23 @@ pub fn reconcile_command(m: &MemberInfo, exists: bool) -> Command {
                 port,
                 ..Service::default()
             });
+            let family = if m.address.contains(':') {
+                "ipv6"
+            } else {
+                "ipv4"
+            };
+            let tagged_addresses = ["lan", "wan"]
+                .into_iter()
+                .flat_map(|t| [t.to_string(), format!("{t}_{family}")])
+                .map(|k| (k, m.address.clone()))
+                .collect();
             Command::Register {
                 req: RegisterRequest {
                     id: m.id.clone(),
                     node: m.name.clone(),
                     address: m.address.clone(),
+                    tagged_addresses,
+                    node_meta: m.meta.clone(),
                     // The agent's anti-entropy owns the node record once it exists.
                     skip_node_update: exists,
                     service,

@@ -101,7 +101,7 @@ pub enum Read {
         node: String,
     },
     /// A read-only `/v1/txn`: evaluated on a private copy of the state, nothing written.
-    TxnRead {
+    Txn {
         /// The (read-only) operations.
         ops: Vec<cairn_catalog::command::TxnOp>,
     },
@@ -276,7 +276,7 @@ impl Read {
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Target::Key(WatchKey::Sessions)
             }
-            Read::TxnRead { .. } => Target::Key(WatchKey::Kv),
+            Read::Txn { .. } => Target::Key(WatchKey::Kv),
             Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
         }
     }
@@ -442,7 +442,7 @@ impl Read {
                     Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
                 ))
             }
-            Read::TxnRead { ops } => {
+            Read::Txn { ops } => {
                 let mut scratch = State::clone(st);
                 let cmd = cairn_catalog::Command::Txn {
                     ops: ops.clone(),

@@ -97,9 +97,13 @@ impl Tx<'_> {
                     op.key
                 ))),
             },
-            "get-or-empty" => Ok(current
-                .map(|e| vec![TxnResult::Kv(KvEntry::clone(&e))])
-                .unwrap_or_default()),
+            "get-or-empty" => Ok(vec![TxnResult::Kv(current.map_or_else(
+                || KvEntry {
+                    key: op.key.clone(),
+                    ..KvEntry::default()
+                },
+                |e| KvEntry::clone(&e),
+            ))]),
             "get-tree" => Ok(self
                 .st
                 .kv
@@ -108,7 +112,7 @@ impl Tx<'_> {
                 .map(|(_, e)| TxnResult::Kv(KvEntry::clone(e)))
                 .collect()),
             "check-index" => match current {
-                Some(e) if e.modify_index == op.index => Ok(vec![]),
+                Some(e) if e.modify_index == op.index => Ok(stripped(&e)),
                 Some(e) => Err(StoreError::Invalid(format!(
                     "current modify index {} != {}",
                     e.modify_index, op.index
@@ -121,7 +125,7 @@ impl Tx<'_> {
             "check-session" => {
                 let held = current.as_ref().and_then(|e| e.session.clone());
                 match held {
-                    Some(s) if s == op.session => Ok(vec![]),
+                    Some(s) if s == op.session => Ok(current.as_ref().map(stripped).unwrap_or_default()),
                     other => Err(StoreError::Invalid(format!(
                         "current session {:?} != {:?}",
                         other.unwrap_or_default(),
