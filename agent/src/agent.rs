@@ -338,6 +338,7 @@ impl Agent {
         // a cluster may take longer, and then the sync loop keeps retrying.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sync_now()).await;
         tokio::spawn(Arc::clone(self).sync_loop());
+        tokio::spawn(Arc::clone(self).node_watch_loop());
         tokio::spawn(Arc::clone(self).reap_loop());
         Ok(())
     }
@@ -793,6 +794,43 @@ impl Agent {
             services: services.into_iter().map(Arc::new).collect(),
             checks: checks.into_iter().map(Arc::new).collect(),
         })
+    }
+
+    /// Blocks on this node's catalog entry and runs anti-entropy when it changes, so that an
+    /// entry written or removed behind the agent's back is repaired at once rather than at the
+    /// next periodic pass. The agent's own writes wake it too; the diff is then empty.
+    async fn node_watch_loop(self: Arc<Agent>) {
+        let mut shutdown = self.shutdown_signal();
+        let read = crate::server::query::Read::NodeView {
+            node: self.node.name.clone(),
+        };
+        let mut index = 0u64;
+        loop {
+            let mut opts = match crate::http::params::QueryOptions::from_params(&Default::default()) {
+                Ok(o) => o,
+                Err(_) => return,
+            };
+            opts.min_index = index;
+            opts.consistency = crate::http::params::Consistency::Stale;
+            let result = tokio::select! {
+                r = self.backend.read(&read, &opts) => r,
+                _ = shutdown.changed() => return,
+            };
+            match result {
+                Ok((meta, _)) => {
+                    if index != 0 && meta.index != index {
+                        self.sync_kick.notify_one();
+                    }
+                    index = meta.index;
+                }
+                Err(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
     }
 
     async fn sync_loop(self: Arc<Agent>) {
