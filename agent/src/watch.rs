@@ -88,6 +88,10 @@ impl WatchHub {
         if changes.is_empty() {
             return;
         }
+        if changes.all {
+            self.notify_all();
+            return;
+        }
         let mut wake: Vec<Arc<Notify>> = Vec::new();
         {
             let mut m = self.maps.lock().unwrap_or_else(|p| p.into_inner());

@@ -261,3 +261,57 @@ async fn a_server_that_fell_behind_a_snapshot_catches_up() {
         "the lagging server caught up without a snapshot"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_restores_into_a_fresh_cluster() {
+    let a = Cluster::start(3, 3, json!({})).await;
+    for k in 0..30 {
+        let (s, _) = a
+            .put(k % 3, &format!("/v1/kv/snap/{k}"), "v")
+            .await
+            .expect("put");
+        assert_eq!(s, 200);
+    }
+    let client = common::client();
+    let follower = (a.wait_leader(&a.indices(), Duration::from_secs(10)).await + 1) % 3;
+    let resp = client
+        .get(a.url(follower, "/v1/snapshot"))
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(resp.status().as_u16(), 200);
+    let index: u64 = resp
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("X-Consul-Index");
+    assert!(index > 30);
+    let bytes = resp.bytes().await.expect("body");
+
+    let b = Cluster::start(1, 1, json!({})).await;
+    let (s, _) = b.put(0, "/v1/kv/only-in-b", "x").await.expect("put");
+    assert_eq!(s, 200);
+    // A damaged archive is refused and changes nothing.
+    let mut bad = bytes.to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    let r = client
+        .put(b.url(0, "/v1/snapshot"))
+        .body(bad)
+        .send()
+        .await
+        .expect("restore");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(b.consistent_keys(0, "").await.contains("only-in-b"));
+    let r = client
+        .put(b.url(0, "/v1/snapshot"))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("restore");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let keys = b.consistent_keys(0, "").await;
+    assert_eq!(keys.iter().filter(|k| k.starts_with("snap/")).count(), 30);
+    assert!(!keys.contains("only-in-b"), "restore replaces the state");
+}

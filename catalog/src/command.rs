@@ -13,8 +13,9 @@ use crate::model::{HealthCheck, KvEntry, Meta, Node, Service, Session};
 /// Version of the command envelope written by this build.
 pub const COMMAND_VERSION: u32 = 1;
 
-/// Largest encoded command accepted by `decode` (bounded decoder).
-pub const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
+/// Largest encoded command accepted by `decode` (bounded decoder); a snapshot restore is the
+/// largest command there is.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024 * 1024;
 
 /// A catalog registration: a node, optionally one service instance and checks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -242,8 +243,30 @@ pub enum Command {
         /// Highest index reaped.
         up_to: u64,
     },
+    /// Replaces the whole state with a snapshot (operator restore, `PUT /v1/snapshot`).
+    Restore {
+        /// The snapshot as [`crate::snapshot::write`] produced it (base64 in JSON).
+        #[serde(with = "b64_vec")]
+        data: Vec<u8>,
+    },
     /// Does nothing; advances the index.
     Noop,
+}
+
+/// Base64 for `Vec<u8>` fields of commands (a JSON array of numbers would be 4x larger).
+mod b64_vec {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s.as_bytes()).map_err(D::Error::custom)
+    }
 }
 
 impl Command {
@@ -255,7 +278,10 @@ impl Command {
             | Command::Kv { now_ms, .. }
             | Command::SessionDestroy { now_ms, .. }
             | Command::Txn { now_ms, .. } => *now_ms,
-            Command::SessionCreate { .. } | Command::ReapTombstones { .. } | Command::Noop => 0,
+            Command::SessionCreate { .. }
+            | Command::ReapTombstones { .. }
+            | Command::Restore { .. }
+            | Command::Noop => 0,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod kv;
 pub mod operator;
 pub mod params;
 pub mod session;
+pub mod snapshot;
 pub mod status;
 pub mod txn;
 pub mod ui;
@@ -54,6 +55,7 @@ pub fn router(agent: AppState) -> Router {
             usize::try_from(agent.config().limits.kv_max_value_size).unwrap_or(usize::MAX),
         ))
         .merge(session::routes())
+        .merge(snapshot::routes())
         .merge(txn::routes())
         .merge(status::routes())
         .merge(event::routes())
@@ -139,7 +141,7 @@ pub fn service(
     let keep = [limits.kv_max_value_size, limits.txn_max_req_len]
         .into_iter()
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
-        .fold(MAX_BODY, usize::max)
+        .fold(MAX_BODY.max(snapshot::MAX_SNAPSHOT), usize::max)
         .saturating_add(1);
     let router = router(agent);
     tower::service_fn(move |req: Request| {

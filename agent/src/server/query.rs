@@ -105,6 +105,8 @@ pub enum Read {
         /// The (read-only) operations.
         ops: Vec<cairn_catalog::command::TxnOp>,
     },
+    /// The whole state as a snapshot (`GET /v1/snapshot`), base64 in a JSON string.
+    Snapshot,
     /// One node with its services and checks (the agent's anti-entropy view).
     NodeView {
         /// Node name.
@@ -276,7 +278,7 @@ impl Read {
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Target::Key(WatchKey::Sessions)
             }
-            Read::Txn { .. } => Target::Key(WatchKey::Kv),
+            Read::Txn { .. } | Read::Snapshot => Target::Key(WatchKey::Kv),
             Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
         }
     }
@@ -459,6 +461,12 @@ impl Read {
                     _ => Value::Null,
                 };
                 Ok((st.last_index(), value))
+            }
+            Read::Snapshot => {
+                use base64::Engine;
+                let bytes = cairn_catalog::snapshot::write(st);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                Ok((st.last_index(), Value::String(b64)))
             }
             Read::NodeView { node } => {
                 let (idx, found) = st.node_services(node);

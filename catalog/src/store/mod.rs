@@ -51,12 +51,14 @@ pub struct Changes {
     pub keys: Vec<WatchKey>,
     /// KV keys written or deleted.
     pub kv_keys: Vec<String>,
+    /// Everything may have changed (the state was replaced by a restore).
+    pub all: bool,
 }
 
 impl Changes {
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.kv_keys.is_empty()
+        self.keys.is_empty() && self.kv_keys.is_empty() && !self.all
     }
 }
 
@@ -224,6 +226,26 @@ impl Tx<'_> {
                 for k in reaped {
                     self.st.tombstones.remove(&k);
                 }
+                Ok(Response::Done)
+            }
+            Command::Restore { data } => {
+                let mut restored = crate::snapshot::read(data)
+                    .map_err(|e| StoreError::Invalid(format!("Failed to restore snapshot: {e}")))?;
+                // Every watched index moves to the restore: blocked readers see a change and
+                // indexes never go back for them.
+                let keys: Vec<WatchKey> = restored.indexes.keys().cloned().collect();
+                for k in keys.into_iter().chain([
+                    WatchKey::Nodes,
+                    WatchKey::Services,
+                    WatchKey::Checks,
+                    WatchKey::Sessions,
+                    WatchKey::Kv,
+                ]) {
+                    restored.indexes.insert(k, self.index);
+                }
+                restored.last_index = self.st.last_index;
+                *self.st = restored;
+                self.changes.all = true;
                 Ok(Response::Done)
             }
             Command::Noop => Ok(Response::Done),
