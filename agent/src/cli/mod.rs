@@ -18,7 +18,6 @@ mod members;
 mod output;
 mod reload;
 mod services;
-mod sidecar;
 mod snapshot;
 mod version;
 mod watch;
@@ -41,7 +40,6 @@ const COMMANDS: &[(&str, &str)] = &[
     ("members", "Lists the members of a cluster"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
-    ("sidecar", "Registers a service and feeds its health check while supervising it"),
     ("snapshot", "Saves, restores and inspects snapshots of the servers' state"),
     ("version", "Prints the Cairn version"),
     ("watch", "Watch for changes in the catalog or the KV store"),
@@ -94,7 +92,6 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "catalog" => catalog::run(rest).await,
         "kv" => kv::run(rest).await,
         "services" => services::run(rest).await,
-        "sidecar" => sidecar::run(rest).await,
         "snapshot" => snapshot::run(rest).await,
         "leave" => leave::run(rest).await,
         "join" => join::run(rest).await,
