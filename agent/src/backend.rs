@@ -191,6 +191,50 @@ impl Backend {
         }
     }
 
+    /// Removes a Raft peer.
+    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), ApiError> {
+        match self {
+            Backend::Server(s) => s.remove_peer(req).await,
+            Backend::Client(p) => {
+                p.call(|c, addr| {
+                    let req = req.clone();
+                    async move {
+                        c.call(
+                            &addr,
+                            "/v1/internal/raft/remove-peer",
+                            &req,
+                            Duration::from_secs(30),
+                        )
+                        .await
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Moves Raft leadership; returns the new leader's RPC address.
+    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, ApiError> {
+        match self {
+            Backend::Server(s) => s.transfer_leader(req).await,
+            Backend::Client(p) => {
+                p.call(|c, addr| {
+                    let req = req.clone();
+                    async move {
+                        c.call(
+                            &addr,
+                            "/v1/internal/raft/transfer",
+                            &req,
+                            Duration::from_secs(30),
+                        )
+                        .await
+                    }
+                })
+                .await
+            }
+        }
+    }
+
     /// Answers a DNS query from the catalog (a client agent asks a server).
     pub async fn dns(&self, req: &rpc::DnsRequest) -> Result<rpc::DnsReply, ApiError> {
         match self {

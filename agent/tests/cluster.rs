@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -314,4 +314,92 @@ async fn a_snapshot_restores_into_a_fresh_cluster() {
     let keys = b.consistent_keys(0, "").await;
     assert_eq!(keys.iter().filter(|k| k.starts_with("snap/")).count(), 30);
     assert!(!keys.contains("only-in-b"), "restore replaces the state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_transfer_and_remove_peers() {
+    let mut c = Cluster::start(3, 3, json!({})).await;
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
+    let addr = |i: usize| format!("{}:{}", c.servers[i].ip, c.http_port);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "operator",
+            "raft",
+            "list-peers",
+            "-http-addr",
+            &addr(leader),
+        ])
+        .output()
+        .expect("cairn operator");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" leader ")).count(),
+        1,
+        "{text}"
+    );
+
+    // Transfer leadership to a chosen follower, asked through another node.
+    let (_, cfg) = c
+        .get(leader, "/v1/operator/raft/configuration")
+        .await
+        .expect("config");
+    let target = (leader + 1) % 3;
+    let target_id = cfg["Servers"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["Address"] == c.rpc_addr(target).as_str())
+                .and_then(|s| s["ID"].as_str())
+        })
+        .expect("target id")
+        .to_string();
+    let asker = (leader + 2) % 3;
+    let r = common::client()
+        .post(c.url(
+            asker,
+            &format!("/v1/operator/raft/transfer-leader?id={target_id}"),
+        ))
+        .send()
+        .await
+        .expect("transfer");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        c.wait_leader(&c.indices(), Duration::from_secs(10)).await,
+        target
+    );
+
+    // A dead server is removed by address; the peers shrink to two.
+    let dead = (target + 1) % 3;
+    let dead_addr = c.rpc_addr(dead);
+    c.servers[dead].kill9();
+    let r = common::client()
+        .delete(c.url(
+            target,
+            &format!("/v1/operator/raft/peer?address={dead_addr}"),
+        ))
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let (_, peers) = c.get(target, "/v1/status/peers").await.expect("peers");
+    let peers: Vec<&str> = peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(!peers.contains(&dead_addr.as_str()));
+    let (s, _) = c
+        .put(target, "/v1/kv/after-removal", "ok")
+        .await
+        .expect("put");
+    assert_eq!(s, 200);
 }

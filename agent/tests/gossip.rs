@@ -161,7 +161,7 @@ async fn user_events_reach_every_agent_and_honour_node_filters() {
         .await
         .expect("fire");
     assert_eq!(status, 200);
-    for i in 0..4 {
+    for (i, name) in names.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let (_, events) = c.get(i, "/v1/event/list").await.expect("list");
@@ -180,7 +180,7 @@ async fn user_events_reach_every_agent_and_honour_node_filters() {
                 if i == 2 && !targeted {
                     // The targeted event may still be on its way.
                 } else {
-                    assert_eq!(targeted, i == 2, "node filter not honoured on {}", names[i]);
+                    assert_eq!(targeted, i == 2, "node filter not honoured on {name}");
                     break;
                 }
             }

@@ -15,6 +15,7 @@ mod kv;
 mod leave;
 mod maint;
 mod members;
+mod operator;
 mod output;
 mod reload;
 mod services;
@@ -38,6 +39,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("leave", "Gracefully leaves the cluster and shuts down"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a cluster"),
+    ("operator", "Provides cluster-level tools for operators"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
     ("snapshot", "Saves, restores and inspects snapshots of the servers' state"),
@@ -89,6 +91,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "version" => version::run(rest),
         "-v" | "-version" | "--version" => version::run(&[]),
         "members" => members::run(rest).await,
+        "operator" => operator::run(rest).await,
         "catalog" => catalog::run(rest).await,
         "kv" => kv::run(rest).await,
         "services" => services::run(rest).await,

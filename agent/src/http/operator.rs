@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
@@ -13,6 +13,11 @@ use super::{AppState, check_dc, json_response, query};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/operator/raft/configuration", get(raft_configuration))
+        .route("/v1/operator/raft/peer", axum::routing::delete(remove_peer))
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            axum::routing::post(transfer_leader),
+        )
         .route("/v1/operator/autopilot/health", get(autopilot_health))
 }
 
@@ -95,4 +100,37 @@ async fn autopilot_health(
         *resp.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
     }
     Ok(resp)
+}
+
+fn peer_request(p: &super::params::Params) -> crate::rpc::PeerRequest {
+    crate::rpc::PeerRequest {
+        id: p.get("id").unwrap_or_default().to_string(),
+        address: p.get("address").unwrap_or_default().to_string(),
+    }
+}
+
+async fn remove_peer(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let req = peer_request(&p);
+    if req.id.is_empty() == req.address.is_empty() {
+        return Err(ApiError::bad_request(
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",
+        ));
+    }
+    a.backend.remove_peer(&req).await?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+async fn transfer_leader(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    a.backend.transfer_leader(&peer_request(&p)).await?;
+    Ok(json_response(&json!({"Success": true}), o.pretty))
 }

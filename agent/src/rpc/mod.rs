@@ -171,6 +171,15 @@ pub struct ReadReply {
     pub value: serde_json::Value,
 }
 
+/// Identifies a Raft peer by node UUID or RPC address (either may be empty).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerRequest {
+    /// Node UUID.
+    pub id: String,
+    /// RPC address.
+    pub address: String,
+}
+
 /// A session renewal forwarded to the leader, which keeps the TTL timers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RenewRequest {

@@ -47,6 +47,9 @@ pub fn router(server: S, dns: super::DnsFn) -> Router {
         .route("/v1/internal/read", post(read))
         .route("/v1/internal/status", post(status))
         .route("/v1/internal/session/renew", post(renew))
+        .route("/v1/internal/raft/remove-peer", post(remove_peer))
+        .route("/v1/internal/raft/transfer", post(transfer))
+        .route("/v1/internal/raft/campaign", post(campaign))
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
         .layer(middleware::from_fn(check_version))
         .with_state(server)
@@ -169,6 +172,35 @@ async fn renew(State(s): State<S>, body: Bytes) -> Response {
         .renew_session(&req.id, Duration::from_millis(req.ttl_ms))
         .await
     {
+        Ok(()) => ok(&()),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn remove_peer(State(s): State<S>, body: Bytes) -> Response {
+    let req: super::PeerRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match s.remove_peer(&req).await {
+        Ok(()) => ok(&()),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn transfer(State(s): State<S>, body: Bytes) -> Response {
+    let req: super::PeerRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match s.transfer_leader(&req).await {
+        Ok(addr) => ok(&addr),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn campaign(State(s): State<S>) -> Response {
+    match s.campaign().await {
         Ok(()) => ok(&()),
         Err(e) => fail(&e),
     }

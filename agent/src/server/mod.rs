@@ -478,6 +478,125 @@ impl Server {
         Ok(())
     }
 
+    /// Removes a server from the Raft configuration (by node UUID or RPC address), on the
+    /// leader (forwarded there when this server is not it).
+    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), ApiError> {
+        if !self.is_leader() {
+            let Some((_, node)) = self.leader_node() else {
+                return Err(ApiError::internal(NO_LEADER));
+            };
+            return self
+                .rpc
+                .call(
+                    &node.addr,
+                    "/v1/internal/raft/remove-peer",
+                    req,
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(rpc::CallError::into_api);
+        }
+        let target = self.members().into_iter().find(|(_, n, _)| {
+            (!req.id.is_empty() && n.id == req.id)
+                || (!req.address.is_empty() && n.addr == req.address)
+        });
+        let Some((id, node, voter)) = target else {
+            return Err(ApiError::bad_request(format!(
+                "id {:?} / address {:?} was not found in the Raft configuration",
+                req.id, req.address
+            )));
+        };
+        let ids: std::collections::BTreeSet<u64> = [id].into_iter().collect();
+        let change = if voter {
+            openraft::ChangeMembers::RemoveVoters(ids)
+        } else {
+            openraft::ChangeMembers::RemoveNodes(ids)
+        };
+        info!(server = %node.name, "removing a peer from the Raft configuration");
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| ApiError::internal(format!("failed to remove peer: {e}")))?;
+        Ok(())
+    }
+
+    /// Moves leadership to another voter (`id`: a node UUID; empty: the most up-to-date
+    /// follower). The target campaigns; with the current leader's vote it wins in a 3-server
+    /// cluster, and in larger ones once the other followers' leader leases lapse. Returns the
+    /// new leader's RPC address.
+    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, ApiError> {
+        if !self.is_leader() {
+            let Some((_, node)) = self.leader_node() else {
+                return Err(ApiError::internal(NO_LEADER));
+            };
+            return self
+                .rpc
+                .call(
+                    &node.addr,
+                    "/v1/internal/raft/transfer",
+                    req,
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(rpc::CallError::into_api);
+        }
+        let metrics = self.metrics();
+        let replication = metrics.replication.clone().unwrap_or_default();
+        let candidates: Vec<(u64, ServerNode)> = self
+            .members()
+            .into_iter()
+            .filter(|(id, n, voter)| {
+                *voter && *id != self.node_id && (req.id.is_empty() || n.id == req.id)
+            })
+            .map(|(id, n, _)| (id, n))
+            .collect();
+        let target = candidates.into_iter().max_by_key(|(id, _)| {
+            replication
+                .get(id)
+                .and_then(|l| l.as_ref())
+                .map_or(0, |l| l.index)
+        });
+        let Some((target_id, node)) = target else {
+            return Err(ApiError::bad_request(if req.id.is_empty() {
+                "no other voter to transfer leadership to".to_string()
+            } else {
+                format!("cannot find a voter with id {:?}", req.id)
+            }));
+        };
+        info!(to = %node.name, "transferring leadership");
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
+        loop {
+            let _: Result<(), _> = self
+                .rpc
+                .call(
+                    &node.addr,
+                    "/v1/internal/raft/campaign",
+                    &(),
+                    Duration::from_secs(5),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.metrics().current_leader == Some(target_id) {
+                return Ok(node.addr);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::internal(format!(
+                    "leadership did not move to {} within {:?}",
+                    node.name, self.hold_timeout
+                )));
+            }
+        }
+    }
+
+    /// Starts an election on this server (the target of a leadership transfer).
+    pub async fn campaign(&self) -> Result<(), ApiError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
     /// What this server knows of the Raft cluster.
     pub async fn status(&self) -> rpc::ServerStatus {
         let leader = self.leader_node().map(|(id, _)| id);

@@ -1,0 +1,207 @@
+//! `cairn operator raft list-peers|remove-peer|transfer-leader`: the servers' Raft
+//! configuration, for operators.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::flags::{Flag, Http, Spec};
+use super::output::{columns, fail, out};
+
+const SUBCOMMANDS: &[(&str, &str)] = &[
+    (
+        "raft list-peers",
+        "Displays the current Raft peer configuration",
+    ),
+    (
+        "raft remove-peer",
+        "Removes a server from the Raft configuration",
+    ),
+    (
+        "raft transfer-leader",
+        "Moves Raft leadership to another server",
+    ),
+];
+
+fn help() -> String {
+    super::group_usage(
+        "Usage: cairn operator <subcommand> [options]\n\n  \
+         Provides cluster-level tools for operators: the servers' Raft configuration.",
+        "Subcommands:",
+        SUBCOMMANDS,
+    )
+}
+
+/// Runs `cairn operator ...`.
+pub(crate) async fn run(args: &[String]) -> ExitCode {
+    if let Some(code) = super::group_help(args, &help()) {
+        return code;
+    }
+    match args {
+        [area, cmd, rest @ ..] if area == "raft" => match cmd.as_str() {
+            "list-peers" => list_peers(rest).await,
+            "remove-peer" => remove_peer(rest).await,
+            "transfer-leader" => transfer_leader(rest).await,
+            other => super::unknown_subcommand("operator raft", other, &help()),
+        },
+        [area, ..] => super::unknown_subcommand("operator", area, &help()),
+        [] => super::unknown_subcommand("operator", "", &help()),
+    }
+}
+
+const LIST: Spec = Spec {
+    usage: "
+Usage: cairn operator raft list-peers [options]
+
+  Displays the current Raft peer configuration.
+",
+    flags: &[],
+    http: Http::Server,
+};
+
+async fn list_peers(args: &[String]) -> ExitCode {
+    let p = match super::parse(&LIST, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let cfg: Value = match client
+        .get_json("/v1/operator/raft/configuration", &[])
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error getting peers: {e}")),
+    };
+    let mut rows = vec![vec![
+        "Node".to_string(),
+        "ID".into(),
+        "Address".into(),
+        "State".into(),
+        "Voter".into(),
+        "RaftProtocol".into(),
+    ]];
+    for s in cfg["Servers"].as_array().into_iter().flatten() {
+        let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+        rows.push(vec![
+            text("Node"),
+            text("ID"),
+            text("Address"),
+            if s["Leader"] == true {
+                "leader"
+            } else {
+                "follower"
+            }
+            .to_string(),
+            (s["Voter"] == true).to_string(),
+            text("ProtocolVersion"),
+        ]);
+    }
+    out(columns(&rows).trim_end());
+    ExitCode::SUCCESS
+}
+
+const REMOVE: Spec = Spec {
+    usage: "
+Usage: cairn operator raft remove-peer [options]
+
+  Removes the server with the given -id or -address from the Raft configuration.
+  Use it for a failed server that will not come back.
+",
+    flags: &[
+        Flag::text("id", "id", "The node ID of the server to remove."),
+        Flag::text(
+            "address",
+            "IP:port",
+            "The RPC address of the server to remove.",
+        ),
+    ],
+    http: Http::Client,
+};
+
+async fn remove_peer(args: &[String]) -> ExitCode {
+    let p = match super::parse(&REMOVE, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (id, address) = (p.text_or_empty("id"), p.text_or_empty("address"));
+    if id.is_empty() == address.is_empty() {
+        return fail("Error: exactly one of -id or -address is required");
+    }
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let q = if id.is_empty() {
+        vec![("address", address.to_string())]
+    } else {
+        vec![("id", id.to_string())]
+    };
+    match client
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/operator/raft/peer",
+            &q,
+            None,
+            false,
+        )
+        .await
+    {
+        Ok(_) => {
+            out(&format!(
+                "Removed peer with {}",
+                if id.is_empty() {
+                    format!("address \"{address}\"")
+                } else {
+                    format!("id \"{id}\"")
+                }
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error removing peer: {e}")),
+    }
+}
+
+const TRANSFER: Spec = Spec {
+    usage: "
+Usage: cairn operator raft transfer-leader [options]
+
+  Moves Raft leadership to the server with -id, or to the most up-to-date other
+  server when no -id is given.
+",
+    flags: &[Flag::text("id", "id", "The node ID of the server to lead.")],
+    http: Http::Client,
+};
+
+async fn transfer_leader(args: &[String]) -> ExitCode {
+    let p = match super::parse(&TRANSFER, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut q = Vec::new();
+    if let Some(id) = p.text("id") {
+        q.push(("id", id.to_string()));
+    }
+    match client
+        .call(
+            reqwest::Method::POST,
+            "/v1/operator/raft/transfer-leader",
+            &q,
+            None,
+            false,
+        )
+        .await
+    {
+        Ok(_) => {
+            out("Success! Leadership transferred.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error transferring leadership: {e}")),
+    }
+}
