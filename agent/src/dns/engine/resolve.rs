@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use cairn_catalog::model::{HealthStatus, Node};
 use hickory_proto::op::ResponseCode;
@@ -27,7 +28,7 @@ use rand::seq::SliceRandom;
 
 use super::name::{Locality, Lookup, Zone, hex_ip, parse, zone_of};
 use super::settings::Settings;
-use super::view::{Instance, ReverseHit, View};
+use super::view::{Addr, Instance, Rendered, ReverseHit, View};
 
 /// The service servers register, whose instances answer NS and SOA questions.
 const CONSUL_SERVICE: &str = "consul";
@@ -82,6 +83,13 @@ pub struct Context<'a> {
     pub now_unix: u64,
     /// Most answer records worth building (the transport's limit); more set `capped`.
     pub answer_cap: usize,
+    /// Size of the response: answers that cannot fit in it are not built.
+    pub size_budget: usize,
+}
+
+/// Length of a name on the wire, uncompressed.
+fn wire_len(name: &Name) -> usize {
+    name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
 }
 
 /// Answers `qname`/`qtype`.
@@ -230,8 +238,8 @@ pub fn meta_txt(key: &str, value: &str) -> String {
     format!("{k}={}", value.replace('`', "``"))
 }
 
-/// TXT records of a node's metadata, owned by `owner`.
-fn meta_records(owner: &Name, node: &Node, ttl: u32) -> Vec<Record> {
+/// TXT data of a node's metadata, one record per pair.
+fn meta_rdata(node: &Node) -> Vec<RData> {
     node.meta
         .iter()
         .map(|(k, v)| {
@@ -243,9 +251,50 @@ fn meta_records(owner: &Name, node: &Node, ttl: u32) -> Vec<Record> {
             } else {
                 chunks
             };
-            Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(chunks)))
+            RData::TXT(TXT::from_bytes(chunks))
         })
         .collect()
+}
+
+/// TXT records of a node's metadata, owned by `owner`.
+fn meta_records(owner: &Name, node: &Node, ttl: u32) -> Vec<Record> {
+    meta_rdata(node)
+        .into_iter()
+        .map(|txt| Record::from_rdata(owner.clone(), ttl, txt))
+        .collect()
+}
+
+/// Parses an address as registered.
+fn parse_addr(addr: &str) -> Addr {
+    match addr.parse::<IpAddr>() {
+        Ok(ip) => Addr::Ip(ip.to_canonical()),
+        Err(_) => host_name(addr).map_or(Addr::Invalid, Addr::Host),
+    }
+}
+
+/// What answers about an instance need, for `domain` and `dc`.
+fn render(inst: &Instance, domain: &Name, dc: &str) -> Rendered {
+    let svc = &inst.service;
+    let node = &inst.node;
+    let explicit = !svc.address.is_empty() && svc.address != node.address;
+    let addr = parse_addr(if svc.address.is_empty() {
+        &node.address
+    } else {
+        &svc.address
+    });
+    let node_name = fqdn(&[&node.node, "node", dc], domain);
+    let srv_target = match &addr {
+        Addr::Ip(ip) if explicit => fqdn(&[&hex_ip(*ip), "addr", dc], domain),
+        Addr::Ip(_) => node_name.clone(),
+        Addr::Host(h) => Some(h.clone()),
+        Addr::Invalid => None,
+    };
+    Rendered {
+        addr,
+        srv_target,
+        node_name,
+        meta: meta_rdata(node),
+    }
 }
 
 struct Responder<'a, 'c> {
@@ -353,23 +402,36 @@ impl Responder<'_, '_> {
         if !locality.is(&settings.datacenter) {
             return self.nxdomain();
         }
+        let dc = settings.datacenter.as_str();
         let sets = self.ctx.view.service(name);
-        let mut instances: Vec<&Instance> = sets
+        let rendered: Vec<Arc<Vec<Rendered>>> = sets
             .iter()
-            .flat_map(|s| s.instances.iter())
-            .filter(|i| healthy(i.status, settings.only_passing))
-            .filter(|i| tag.is_none_or(|t| i.has_tag(t)))
+            .map(|set| set.rendered(self.domain, dc, |i| render(i, self.domain, dc)))
             .collect();
-        if instances.is_empty() {
+        let mut candidates: Vec<(&Instance, &Rendered)> = sets
+            .iter()
+            .zip(rendered.iter())
+            .flat_map(|(set, r)| set.instances.iter().zip(r.iter()))
+            .filter(|(i, _)| healthy(i.status, settings.only_passing))
+            .filter(|(i, _)| tag.is_none_or(|t| i.has_tag(t)))
+            .collect();
+        if candidates.is_empty() {
             return self.nxdomain();
         }
-        instances.shuffle(rng);
+        // Random order; only the part that can be answered needs shuffling (twice the cap
+        // leaves room for duplicates skipped on the way).
+        let amount = self.ctx.answer_cap.saturating_mul(2).min(candidates.len());
+        candidates.partial_shuffle(rng, amount);
+        let len = candidates.len();
+        if amount < len {
+            candidates.rotate_left(len - amount);
+        }
         let ttl = settings.service_ttl(name);
         let mut res = Resolution::new(ResponseCode::NoError, true);
         if self.qtype == RecordType::SRV {
-            self.srv_records(&instances, ttl, &mut res);
+            self.srv_records(&candidates, ttl, &mut res);
         } else {
-            self.service_addresses(&instances, ttl, &mut res);
+            self.service_addresses(&candidates, ttl, &mut res);
         }
         if res.answers.is_empty() {
             return self.nodata();
@@ -377,7 +439,12 @@ impl Responder<'_, '_> {
         res
     }
 
-    fn service_addresses(&self, instances: &[&Instance], ttl: u32, res: &mut Resolution) {
+    fn service_addresses(
+        &self,
+        candidates: &[(&Instance, &Rendered)],
+        ttl: u32,
+        res: &mut Resolution,
+    ) {
         let settings = self.settings();
         let cap = self.ctx.answer_cap.max(1);
         let limit = match settings.a_record_limit {
@@ -386,39 +453,32 @@ impl Responder<'_, '_> {
         };
         let mut seen: HashSet<IpAddr> = HashSet::new();
         let mut cname: Option<Record> = None;
-        for (i, inst) in instances.iter().enumerate() {
+        for (i, (_, r)) in candidates.iter().enumerate() {
             if res.answers.len() >= limit {
                 break;
             }
             if res.answers.len() >= cap {
-                res.capped = i < instances.len();
+                res.capped = i < candidates.len();
                 break;
             }
-            let addr = if inst.service.address.is_empty() {
-                &inst.node.address
-            } else {
-                &inst.service.address
-            };
-            match addr.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let ip = ip.to_canonical();
-                    if wants(self.qtype, ip) && seen.insert(ip) {
+            match &r.addr {
+                Addr::Ip(ip) => {
+                    if wants(self.qtype, *ip) && seen.insert(*ip) {
                         res.answers
-                            .push(address_record(self.qname.clone(), ttl, ip));
+                            .push(address_record(self.qname.clone(), ttl, *ip));
                     }
                 }
-                Err(_) => {
-                    // A host name: answered with a CNAME when no instance has an address.
-                    if cname.is_none()
-                        && let Some(target) = host_name(addr)
-                    {
+                // A host name: answered with a CNAME when no instance has an address.
+                Addr::Host(target) => {
+                    if cname.is_none() {
                         cname = Some(Record::from_rdata(
                             self.qname.clone(),
                             ttl,
-                            RData::CNAME(CNAME(target)),
+                            RData::CNAME(CNAME(target.clone())),
                         ));
                     }
                 }
+                Addr::Invalid => {}
             }
         }
         if res.answers.is_empty()
@@ -428,16 +488,16 @@ impl Responder<'_, '_> {
         }
     }
 
-    fn srv_records(&self, instances: &[&Instance], ttl: u32, res: &mut Resolution) {
+    fn srv_records(&self, candidates: &[(&Instance, &Rendered)], ttl: u32, res: &mut Resolution) {
         let settings = self.settings();
-        let dc = settings.datacenter.as_str();
         let cap = self.ctx.answer_cap.max(1);
         let mut seen: HashSet<(&str, &str, u16)> = HashSet::new();
-        let mut extra_names: HashSet<Name> = HashSet::new();
+        let mut extra_names: HashSet<&Name> = HashSet::new();
         let mut meta_nodes: HashSet<&str> = HashSet::new();
-        for (i, inst) in instances.iter().enumerate() {
+        let mut used = 0usize;
+        for (i, (inst, r)) in candidates.iter().enumerate() {
             if res.answers.len() >= cap {
-                res.capped = i < instances.len();
+                res.capped = i < candidates.len();
                 break;
             }
             let svc = &inst.service;
@@ -450,46 +510,44 @@ impl Responder<'_, '_> {
             if !seen.insert((node.node.as_str(), addr, svc.port)) {
                 continue;
             }
+            let Some(target) = &r.srv_target else {
+                continue;
+            };
+            // hickory writes SRV targets uncompressed (RFC 2782), so an SRV answer takes at
+            // least 18 bytes plus its target: stop once more could not fit.
+            let at_least = 18 + wire_len(target);
+            if used + at_least > self.ctx.size_budget {
+                res.capped = true;
+                break;
+            }
+            used += at_least;
             let weight = match inst.status {
                 HealthStatus::Passing => svc.weights.passing,
                 HealthStatus::Warning => svc.weights.warning,
                 HealthStatus::Critical => 0,
             };
             let weight = u16::try_from(weight).unwrap_or(u16::MAX);
-            let node_name = fqdn(&[&node.node, "node", dc], self.domain);
-            let (target, extra) = match addr.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let explicit = !svc.address.is_empty() && svc.address != node.address;
-                    let target = if explicit {
-                        fqdn(&[&hex_ip(ip), "addr", dc], self.domain)
-                    } else {
-                        node_name.clone()
-                    };
-                    let Some(target) = target else { continue };
-                    let extra = address_record(target.clone(), ttl, ip);
-                    (target, Some(extra))
-                }
-                Err(_) => match host_name(addr) {
-                    Some(h) => (h, None),
-                    None => continue,
-                },
-            };
             res.answers.push(Record::from_rdata(
                 self.qname.clone(),
                 ttl,
                 RData::SRV(SRV::new(1, weight, svc.port, target.clone())),
             ));
-            if let Some(extra) = extra
+            if let Addr::Ip(ip) = r.addr
                 && extra_names.insert(target)
             {
-                res.additionals.push(extra);
+                res.additionals
+                    .push(address_record(target.clone(), ttl, ip));
             }
             if settings.node_meta_txt
-                && !node.meta.is_empty()
+                && !r.meta.is_empty()
+                && let Some(owner) = &r.node_name
                 && meta_nodes.insert(node.node.as_str())
-                && let Some(owner) = &node_name
             {
-                res.additionals.extend(meta_records(owner, node, ttl));
+                res.additionals.extend(
+                    r.meta
+                        .iter()
+                        .map(|txt| Record::from_rdata(owner.clone(), ttl, txt.clone())),
+                );
             }
         }
     }

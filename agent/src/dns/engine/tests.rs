@@ -986,3 +986,113 @@ fn metadata_txt_follows_rfc_1464() {
     assert_eq!(meta_txt(" k ", "v"), "` k` =v");
     assert_eq!(meta_txt("RFC1035-raw", "as is=1"), "as is=1");
 }
+
+/// CPU time of this thread in nanoseconds (Linux), so timings hold on a busy machine.
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Timing of the heaviest answers (run with `--release --ignored --nocapture`).
+#[test]
+#[ignore]
+fn timing_of_large_answers() {
+    let fx = many(1000);
+    let cache = Cache::new();
+    let s = settings();
+    for (label, transport, edns, qtype) in [
+        ("A plain", Transport::Udp, None, RecordType::A),
+        ("SRV plain", Transport::Udp, None, RecordType::SRV),
+        ("SRV edns 1232", Transport::Udp, Some(1232), RecordType::SRV),
+        ("SRV edns 4096", Transport::Udp, Some(4096), RecordType::SRV),
+        ("A edns 4096", Transport::Udp, Some(4096), RecordType::A),
+        ("SRV tcp", Transport::Tcp, None, RecordType::SRV),
+    ] {
+        let q = query_bytes("api.service.consul.", qtype, edns);
+        let _ = raw(&fx, &s, &cache, &q, transport, 0);
+        let (start, mut n) = (cpu_ns(), 0u64);
+        while cpu_ns() - start < 300_000_000 {
+            for _ in 0..10 {
+                let _ = raw(&fx, &s, &cache, &q, transport, n);
+                n += 1;
+            }
+        }
+        println!(
+            "{label}: {} µs CPU per query",
+            (cpu_ns() - start) / n / 1000
+        );
+    }
+}
+
+/// Timing of resolution alone (run with `--release --ignored --nocapture`).
+#[test]
+#[ignore]
+fn timing_of_resolution() {
+    use super::resolve::{Context, resolve};
+    let fx = many(1000);
+    let cache = Cache::new();
+    let s = settings();
+    let view = View::new(&fx.state, &cache);
+    let name = Name::from_ascii("api.service.consul.").expect("name");
+    for cap in [3usize, 256, 4096] {
+        let ctx = Context {
+            settings: &s,
+            view: &view,
+            now_unix: 0,
+            answer_cap: cap,
+            size_budget: 65_535,
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let _ = resolve(&name, RecordType::SRV, &ctx, &mut rng);
+        let (start, mut n) = (cpu_ns(), 0u64);
+        while cpu_ns() - start < 300_000_000 {
+            for _ in 0..10 {
+                let _ = resolve(&name, RecordType::SRV, &ctx, &mut rng);
+            }
+            n += 10;
+        }
+        println!(
+            "resolve SRV cap {cap}: {} µs CPU",
+            (cpu_ns() - start) / n / 1000
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn timing_breakdown() {
+    let fx = many(1000);
+    let cache = Cache::new();
+    let view = View::new(&fx.state, &cache);
+    let measure = |label: &str, f: &dyn Fn()| {
+        f();
+        let (start, mut n) = (cpu_ns(), 0u64);
+        while cpu_ns() - start < 200_000_000 {
+            for _ in 0..100 {
+                f();
+            }
+            n += 100;
+        }
+        println!("{label}: {} ns", (cpu_ns() - start) / n);
+    };
+    measure("view.service", &|| {
+        let _ = view.service("api");
+    });
+    measure("service_index", &|| {
+        let _ = fx.state.service_index("api");
+    });
+    let q = query_bytes("api.service.consul.", RecordType::A, None);
+    measure("decode", &|| {
+        let _ = Message::from_vec(&q);
+    });
+    let s = settings();
+    measure("handle A plain", &|| {
+        let _ = raw(&fx, &s, &cache, &q, Transport::Udp, 1);
+    });
+    let q1 = query_bytes("consul.service.consul.", RecordType::A, None);
+    measure("handle 1-instance A plain", &|| {
+        let _ = raw(&fx, &s, &cache, &q1, Transport::Udp, 1);
+    });
+}

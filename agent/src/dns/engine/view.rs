@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_catalog::State;
 use cairn_catalog::WatchKey;
 use cairn_catalog::model::{HealthStatus, Node, Service};
+use hickory_proto::rr::{Name, RData};
 
 /// One instance of a service with its node and aggregate status.
 #[derive(Clone, Debug)]
@@ -36,6 +38,37 @@ impl Instance {
     }
 }
 
+/// An instance as DNS records need it, for one domain and datacenter: names built, addresses
+/// parsed, metadata encoded (see [`ServiceSet::rendered`]).
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The address answered: the service's, else the node's.
+    pub addr: Addr,
+    /// Target of an SRV answer: `<node>.node.<dc>.<domain>`, `<hex>.addr.<dc>.<domain>` or
+    /// the host name (`None` when no valid name can be built).
+    pub srv_target: Option<Name>,
+    /// `<node>.node.<dc>.<domain>`, owner of the node's metadata records.
+    pub node_name: Option<Name>,
+    /// The node's metadata as TXT data.
+    pub meta: Vec<RData>,
+}
+
+/// An address as registered.
+#[derive(Clone, Debug)]
+pub enum Addr {
+    /// An IP address (IPv4-mapped IPv6 addresses folded to IPv4).
+    Ip(IpAddr),
+    /// A host name.
+    Host(Name),
+    /// Neither (empty or not a valid name).
+    Invalid,
+}
+
+/// Bound on the rendered forms kept per service (one per domain and datacenter asked).
+const MAX_RENDERED: usize = 4;
+
+type RenderedEntry = (Name, String, Arc<Vec<Rendered>>);
+
 /// The instances of one service name at one catalog index.
 #[derive(Debug)]
 pub struct ServiceSet {
@@ -43,6 +76,34 @@ pub struct ServiceSet {
     pub index: u64,
     /// Instances, ordered by node then ID.
     pub instances: Vec<Instance>,
+    /// Last state index at which `index` was confirmed current.
+    checked: AtomicU64,
+    rendered: Mutex<Vec<RenderedEntry>>,
+}
+
+impl ServiceSet {
+    /// The instances rendered for `domain` and `dc` (same order as `instances`), built with
+    /// `render` on first use and kept with the set, so a query only clones what it sends.
+    pub fn rendered(
+        &self,
+        domain: &Name,
+        dc: &str,
+        render: impl Fn(&Instance) -> Rendered,
+    ) -> Arc<Vec<Rendered>> {
+        let mut guard = match self.rendered.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((_, _, r)) = guard.iter().find(|(d, c, _)| d.eq_case(domain) && c == dc) {
+            return Arc::clone(r);
+        }
+        let r = Arc::new(self.instances.iter().map(render).collect::<Vec<_>>());
+        if guard.len() >= MAX_RENDERED {
+            guard.remove(0);
+        }
+        guard.push((domain.clone(), dc.to_string(), Arc::clone(&r)));
+        r
+    }
 }
 
 /// What a reverse (PTR) lookup found.
@@ -58,6 +119,8 @@ pub enum ReverseHit {
 #[derive(Debug, Default)]
 struct Folded {
     index: u64,
+    /// Last state index at which `index` was confirmed current.
+    checked: AtomicU64,
     names: HashMap<String, Vec<String>>,
 }
 
@@ -172,13 +235,15 @@ impl<'a> View<'a> {
     }
 
     fn service_set(&self, name: &str) -> Arc<ServiceSet> {
-        let index = self.state.service_index(name);
+        let last = self.state.last_index();
         let cached = match self.cache.services.read() {
             Ok(g) => g.get(name).cloned(),
             Err(p) => p.into_inner().get(name).cloned(),
         };
         if let Some(set) = cached
-            && set.index == index
+            && current(&set.checked, last, || {
+                set.index == self.state.service_index(name)
+            })
         {
             return set;
         }
@@ -194,7 +259,12 @@ impl<'a> View<'a> {
                 }
             })
             .collect();
-        let set = Arc::new(ServiceSet { index, instances });
+        let set = Arc::new(ServiceSet {
+            index,
+            instances,
+            checked: AtomicU64::new(last),
+            rendered: Mutex::new(Vec::new()),
+        });
         let mut guard = match self.cache.services.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -207,36 +277,57 @@ impl<'a> View<'a> {
     }
 
     fn service_names(&self) -> Arc<Folded> {
-        let index = self.state.index_of(&WatchKey::Services);
+        let last = self.state.last_index();
+        let index = || self.state.index_of(&WatchKey::Services);
         if let Some(f) = read(&self.cache.service_names)
-            && f.index == index
+            && current(&f.checked, last, || f.index == index())
         {
             return f;
         }
         let (_, names) = self.state.service_names();
-        let folded = Arc::new(fold(index, names.into_keys()));
+        let folded = Arc::new(fold(index(), last, names.into_keys()));
         write(&self.cache.service_names, Some(Arc::clone(&folded)));
         folded
     }
 
     fn node_names(&self) -> Arc<Folded> {
-        let index = self.state.index_of(&WatchKey::Nodes);
+        let last = self.state.last_index();
+        let index = || self.state.index_of(&WatchKey::Nodes);
         if let Some(f) = read(&self.cache.node_names)
-            && f.index == index
+            && current(&f.checked, last, || f.index == index())
         {
             return f;
         }
         let (_, nodes) = self.state.nodes();
-        let folded = Arc::new(fold(index, nodes.iter().map(|n| n.node.clone())));
+        let folded = Arc::new(fold(index(), last, nodes.iter().map(|n| n.node.clone())));
         write(&self.cache.node_names, Some(Arc::clone(&folded)));
         folded
     }
 }
 
-fn fold(index: u64, names: impl Iterator<Item = String>) -> Folded {
+fn fold(index: u64, last: u64, names: impl Iterator<Item = String>) -> Folded {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for name in names {
         map.entry(name.to_ascii_lowercase()).or_default().push(name);
     }
-    Folded { index, names: map }
+    Folded {
+        index,
+        checked: AtomicU64::new(last),
+        names: map,
+    }
+}
+
+/// Whether a memo is current for the state at `last` (its last applied index). States with
+/// the same last index are the same state, so a memo confirmed at `last` needs no look-up of
+/// its catalog index (which costs a few microseconds); otherwise `confirm` decides, and a
+/// confirmation is remembered.
+fn current(checked: &AtomicU64, last: u64, confirm: impl FnOnce() -> bool) -> bool {
+    if checked.load(Ordering::Relaxed) == last {
+        return true;
+    }
+    if confirm() {
+        checked.store(last, Ordering::Relaxed);
+        return true;
+    }
+    false
 }

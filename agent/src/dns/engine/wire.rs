@@ -124,6 +124,7 @@ pub fn handle<R: Rng + ?Sized>(
         view,
         now_unix,
         answer_cap,
+        size_budget: max_size,
     };
     let res = resolve(query.name(), query.query_type(), &ctx, rng);
     if res.forward {
@@ -272,42 +273,51 @@ struct Encoding {
     truncate_flag: bool,
 }
 
-/// Encodes the parts if the whole message fits in `max` bytes.
-fn encode(
-    metadata: &Metadata,
-    query: &Query,
-    answers: &[Record],
-    authorities: &[Record],
-    additionals: &[&Record],
-    edns: Option<&Edns>,
-    enc: &Encoding,
-) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(enc.max_size.min(4096));
-    let mut encoder = BinEncoder::new(&mut buf);
-    encoder.set_max_size(u16::try_from(enc.max_size).unwrap_or(u16::MAX));
-    if !enc.compress {
-        encoder.set_name_encoding(NameEncoding::Uncompressed);
+/// What every encoding of one answer shares.
+struct Frame<'a> {
+    query: &'a Query,
+    edns: Option<&'a Edns>,
+    compress: bool,
+}
+
+impl Frame<'_> {
+    /// Encodes the sections if the whole message fits in `limit` bytes.
+    fn encode(
+        &self,
+        metadata: &Metadata,
+        answers: &[Record],
+        authorities: &[Record],
+        additionals: &[&Record],
+        limit: usize,
+    ) -> Option<Vec<u8>> {
+        let edns = self.edns;
+        let mut buf = Vec::with_capacity(limit.min(4096));
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
+        if !self.compress {
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+        }
+        let header = emit_message_parts(
+            metadata,
+            &mut std::iter::once(self.query),
+            &mut answers.iter(),
+            &mut authorities.iter(),
+            &mut additionals.iter().copied(),
+            edns,
+            None,
+            &mut encoder,
+        )
+        .ok()?;
+        // hickory stops at the size limit and writes what fitted: fewer records is "too large".
+        let c = header.counts;
+        let complete = usize::from(c.answers) == answers.len()
+            && usize::from(c.authorities) == authorities.len()
+            && usize::from(c.additionals) == additionals.len() + usize::from(edns.is_some());
+        if !complete {
+            return None;
+        }
+        (buf.len() <= limit).then_some(buf)
     }
-    let header = emit_message_parts(
-        metadata,
-        &mut std::iter::once(query),
-        &mut answers.iter(),
-        &mut authorities.iter(),
-        &mut additionals.iter().copied(),
-        edns,
-        None,
-        &mut encoder,
-    )
-    .ok()?;
-    // hickory stops at the size limit and writes what fitted: fewer records is "too large".
-    let c = header.counts;
-    let complete = usize::from(c.answers) == answers.len()
-        && usize::from(c.authorities) == authorities.len()
-        && usize::from(c.additionals) == additionals.len() + usize::from(edns.is_some());
-    if !complete {
-        return None;
-    }
-    (buf.len() <= enc.max_size).then_some(buf)
 }
 
 /// The additional records that belong to `answers`: those owned by an answer's name or by
@@ -341,47 +351,172 @@ fn referenced<'r>(answers: &[Record], additionals: &'r [Record]) -> Vec<&'r Reco
 /// Encodes the answer within the size limit (see the module documentation). `capped`: the
 /// resolver already left answers out.
 fn fit(parts: &Parts, capped: bool, enc: &Encoding) -> Option<Vec<u8>> {
-    let edns = parts.edns.as_ref();
-    let q = &parts.query;
+    let frame = Frame {
+        query: &parts.query,
+        edns: parts.edns.as_ref(),
+        compress: enc.compress,
+    };
+    let max = enc.max_size;
     let mut metadata = parts.metadata;
     if capped && enc.truncate_flag {
         metadata.truncation = true;
     }
-    let all_extra: Vec<&Record> = parts.additionals.iter().collect();
-    if let Some(bytes) = encode(
-        &metadata,
-        q,
-        &parts.answers,
-        &parts.authorities,
-        &all_extra,
-        edns,
-        enc,
-    ) {
-        return Some(bytes);
-    }
-    // Too large: the authority section goes first, then answers.
     let answers = &parts.answers;
-    let try_k = |k: usize, metadata: &Metadata| {
+    let n = answers.len();
+    let all_extra: Vec<&Record> = parts.additionals.iter().collect();
+    let encode_k = |k: usize, metadata: &Metadata, limit: usize| {
         let kept = &answers[..k];
-        let extra = if k == answers.len() {
+        let extra = if k == n {
             all_extra.clone()
         } else {
             referenced(kept, &parts.additionals)
         };
-        encode(metadata, q, kept, &[], &extra, edns, enc)
+        frame.encode(metadata, kept, &[], &extra, limit)
     };
-    if let Some(bytes) = try_k(answers.len(), &metadata) {
-        return Some(bytes);
+    // Many answers: learn their size from two small prefixes, and skip the full encoding
+    // when it clearly cannot fit.
+    let model = (n > MODEL_MIN_ANSWERS)
+        .then(|| SizeModel::learn(n, |k| encode_k(k, &metadata, MAX_TCP_SIZE).map(|b| b.len())))
+        .flatten();
+    if model.is_none_or(|m| m.size(n) <= max + max / 8) {
+        let full = frame.encode(&metadata, answers, &parts.authorities, &all_extra, max);
+        if full.is_some() {
+            return full;
+        }
+        // Too large: the authority section goes first, then answers with their additional
+        // records.
+        if !parts.authorities.is_empty()
+            && let Some(bytes) = encode_k(n, &metadata, max)
+        {
+            return Some(bytes);
+        }
     }
     if enc.truncate_flag {
         metadata.truncation = true;
     }
-    // Largest k in [1, n) that fits: binary search on the encoded size.
-    let (mut lo, mut hi) = (1usize, answers.len());
+    if let Some(bytes) = largest_fit(n, max, model, |k, limit| encode_k(k, &metadata, limit)) {
+        return Some(bytes);
+    }
+    // Not even one answer with its additional records: one answer alone, then none at all
+    // (with TC, whatever the settings, so the client knows to retry over TCP).
+    if let Some(first) = answers.first()
+        && let Some(bytes) = frame.encode(&metadata, std::slice::from_ref(first), &[], &[], max)
+    {
+        return Some(bytes);
+    }
+    metadata.truncation = true;
+    frame.encode(&metadata, &[], &[], &[], max)
+}
+
+/// Answer counts up to this are searched directly; above, a size model picks the count.
+const MODEL_MIN_ANSWERS: usize = 24;
+
+/// Encoded size as a function of the number of answers, from two measured prefixes: answer
+/// records of one response have much the same size (same owner, same shape of data).
+#[derive(Clone, Copy, Debug)]
+struct SizeModel {
+    k: usize,
+    size: usize,
+    per: usize,
+}
+
+impl SizeModel {
+    /// Measures two prefixes of `n` answers. Past the first few dozen names, hickory's name
+    /// compression stops remembering new suffixes and answers grow a little, so long lists
+    /// are measured past that point.
+    fn learn(n: usize, size_of: impl Fn(usize) -> Option<usize>) -> Option<SizeModel> {
+        let (k1, k2) = if n > 100 { (40, 80) } else { (4, 20) };
+        let s1 = size_of(k1)?;
+        let s2 = size_of(k2)?;
+        Some(SizeModel {
+            k: k2,
+            size: s2,
+            per: (s2.saturating_sub(s1) / (k2 - k1)).max(1),
+        })
+    }
+
+    /// Predicted size of `k` answers.
+    fn size(&self, k: usize) -> usize {
+        if k >= self.k {
+            self.size + (k - self.k) * self.per
+        } else {
+            self.size.saturating_sub((self.k - k) * self.per)
+        }
+    }
+
+    /// The model through its known point and a new measurement (`size` bytes for `k`).
+    fn refit(&self, k: usize, size: usize) -> SizeModel {
+        let per = if k > self.k {
+            size.saturating_sub(self.size) / (k - self.k)
+        } else {
+            self.size.saturating_sub(size) / (self.k - k)
+        };
+        SizeModel {
+            k,
+            size,
+            per: per.max(1),
+        }
+    }
+
+    /// Predicted largest count that fits in `max`.
+    fn count(&self, max: usize) -> usize {
+        if max >= self.size {
+            self.k + (max - self.size) / self.per
+        } else {
+            self.k.saturating_sub((self.size - max).div_ceil(self.per))
+        }
+    }
+}
+
+/// The encoding of the largest prefix of `n` answers (at least 1, fewer than `n`) that fits
+/// in `max` bytes, where `encode_k(k, limit)` encodes the first `k` answers if they fit in
+/// `limit`. With a model, a few secant steps on measured sizes find the count (answers grow
+/// a little as name compression runs out of candidates, so the first guess is refined with
+/// each measurement); a binary search finishes whatever is left.
+fn largest_fit(
+    n: usize,
+    max: usize,
+    model: Option<SizeModel>,
+    encode_k: impl Fn(usize, usize) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let (mut lo, mut hi) = (1usize, n); // the answer is in [lo, hi)
     let mut best: Option<Vec<u8>> = None;
+    if let Some(mut m) = model
+        && n > 1
+    {
+        let mut guess = m.count(max).clamp(lo, hi - 1);
+        for _ in 0..4 {
+            // Measure the real size (up to the protocol's limit) at the guess.
+            let measured = encode_k(guess, MAX_TCP_SIZE);
+            let size = measured.as_ref().map(Vec::len);
+            match measured {
+                Some(bytes) if bytes.len() <= max => {
+                    lo = guess + 1;
+                    let room = max - bytes.len();
+                    best = Some(bytes);
+                    if room < m.per {
+                        return best;
+                    }
+                }
+                _ => hi = guess,
+            }
+            if lo >= hi {
+                break;
+            }
+            guess = match size {
+                Some(size) if guess != m.k => {
+                    m = m.refit(guess, size);
+                    m.count(max).clamp(lo, hi - 1)
+                }
+                // Too large to measure (past 64 KiB): a small step down, as the guess is
+                // usually only a few answers too many.
+                _ => hi.saturating_sub(1 + (hi - lo) / 16).max(lo),
+            };
+        }
+    }
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        match try_k(mid, &metadata) {
+        match encode_k(mid, max) {
             Some(bytes) => {
                 best = Some(bytes);
                 lo = mid + 1;
@@ -389,24 +524,5 @@ fn fit(parts: &Parts, capped: bool, enc: &Encoding) -> Option<Vec<u8>> {
             None => hi = mid,
         }
     }
-    if best.is_some() {
-        return best;
-    }
-    // Not even one answer with its additional records: one answer alone, then none at all
-    // (with TC, whatever the settings, so the client knows to retry over TCP).
-    if let Some(first) = answers.first()
-        && let Some(bytes) = encode(
-            &metadata,
-            q,
-            std::slice::from_ref(first),
-            &[],
-            &[],
-            edns,
-            enc,
-        )
-    {
-        return Some(bytes);
-    }
-    metadata.truncation = true;
-    encode(&metadata, q, &[], &[], &[], edns, enc)
+    best
 }
