@@ -337,6 +337,7 @@ impl Agent {
         // The first sync needs a leader; a single server elects itself within milliseconds,
         // a cluster may take longer, and then the sync loop keeps retrying.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sync_now()).await;
+        self.keyring_publish().await;
         tokio::spawn(Arc::clone(self).sync_loop());
         tokio::spawn(Arc::clone(self).node_watch_loop());
         tokio::spawn(Arc::clone(self).reap_loop());

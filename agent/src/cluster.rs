@@ -75,7 +75,24 @@ pub async fn start(
         Timings::lan()
     };
     g.label = String::new();
-    if let Some(key) = &config.encrypt {
+    // A keyring saved by a previous run wins over -encrypt, so rotated keys survive restarts.
+    let saved = config
+        .data_dir
+        .as_ref()
+        .filter(|_| !config.dev)
+        .and_then(|d| crate::keyring::load(d));
+    if let Some(k) = saved {
+        let others: Vec<&str> = k
+            .keys
+            .iter()
+            .map(String::as_str)
+            .filter(|x| *x != k.primary)
+            .collect();
+        g.keyring = Some(
+            Keyring::from_base64(&k.primary, &others)
+                .map_err(|e| format!("saved keyring is invalid: {e}"))?,
+        );
+    } else if let Some(key) = &config.encrypt {
         g.keyring = Some(
             Keyring::from_base64(key, &[])
                 .map_err(|e| format!("encrypt: invalid gossip key: {e}"))?,
@@ -205,6 +222,9 @@ pub fn deliver(agent: &Agent, ev: UserEvent) {
 pub async fn consume(agent: Arc<Agent>, mut rx: mpsc::Receiver<GossipEvent>) {
     while let Some(ev) = rx.recv().await {
         match ev {
+            GossipEvent::UserEvent(e) if e.name == crate::keyring::KEYRING_EVENT => {
+                agent.keyring_event(&e.payload).await;
+            }
             GossipEvent::UserEvent(e) => deliver(&agent, api_event(&e)),
             GossipEvent::MemberUp(m) => {
                 info!(member = %m.name, addr = %m.addr, "member joined");

@@ -100,6 +100,11 @@ impl EventLog {
         if name.is_empty() {
             return Err(ApiError::bad_request("Missing name"));
         }
+        if name.starts_with("_cairn") && name != crate::keyring::KEYRING_EVENT {
+            return Err(ApiError::bad_request(format!(
+                "Event name {name:?} is reserved for internal use"
+            )));
+        }
         if payload.len() > MAX_PAYLOAD {
             return Err(ApiError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -15,6 +15,7 @@ mod config;
 mod dns;
 mod events;
 mod http;
+mod keyring;
 mod local;
 mod metrics;
 mod rpc;

@@ -228,3 +228,89 @@ async fn an_agent_with_the_wrong_key_cannot_join() {
         common::cluster::tail(&log)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_across_the_pool_without_downtime() {
+    const OLD: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    const NEW: &str = "8yfEVb5H7Qd0b7X4u6OoLkUdRvaDt4Ecy7uxZ2p9F9E=";
+    let mut c = Cluster::empty();
+    c.add(server(Some(OLD)));
+    c.add(client(Some(OLD)));
+    c.add(client(Some(OLD)));
+    c.wait_leader(&[0], Duration::from_secs(20)).await;
+    let names: Vec<String> = c.servers.iter().map(|n| n.name.clone()).collect();
+    for i in 0..3 {
+        c.wait_members(i, Duration::from_secs(20), "all alive", |m| {
+            names.iter().all(|n| m.get(n) == Some(&ALIVE))
+        })
+        .await;
+    }
+    let keyring = |c: &Cluster, i: usize| {
+        let url = c.url(i, "/v1/operator/keyring");
+        async move {
+            let r = common::client().get(url).send().await.expect("list");
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let op = |c: &Cluster, i: usize, method: reqwest::Method, key: &str| {
+        let url = c.url(i, "/v1/operator/keyring");
+        let body = json!({ "Key": key }).to_string();
+        async move {
+            let r = common::client()
+                .request(method, url)
+                .body(body)
+                .send()
+                .await
+                .expect("keyring op");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    // Every member reports its keys: wait for the initial state.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let k = keyring(&c, 1).await;
+        if k[0]["Keys"][OLD] == 3 && k[0]["PrimaryKeys"][OLD] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "initial keyring: {k}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(op(&c, 1, reqwest::Method::POST, NEW).await.0, 200);
+    let k = keyring(&c, 2).await;
+    assert_eq!(
+        (k[0]["Keys"][NEW].clone(), k[0]["NumNodes"].clone()),
+        (json!(3), json!(3)),
+        "{k}"
+    );
+    assert_eq!(op(&c, 2, reqwest::Method::PUT, NEW).await.0, 200);
+    let (status, body) = op(&c, 0, reqwest::Method::DELETE, NEW).await;
+    assert_eq!(status, 400, "removing the primary key must fail: {body}");
+    assert_eq!(op(&c, 0, reqwest::Method::DELETE, OLD).await.0, 200);
+    let k = keyring(&c, 0).await;
+    assert!(k[0]["Keys"].get(OLD).is_none(), "{k}");
+    assert_eq!(k[0]["PrimaryKeys"][NEW], 3, "{k}");
+    // The pool still works: a new agent with only the new key joins ...
+    let late = c.add(client(Some(NEW)));
+    let late_name = c.servers[late].name.clone();
+    c.wait_members(
+        0,
+        Duration::from_secs(20),
+        "the new-key agent joined",
+        |m| m.get(&late_name) == Some(&ALIVE),
+    )
+    .await;
+    // ... and a restarted agent keeps the rotated keyring from its data dir.
+    c.servers[2].kill9();
+    c.servers[2].spawn();
+    // Its fresh process can only see the others if it joined, which needs the new key.
+    let server_name = names[0].clone();
+    c.wait_members(
+        2,
+        Duration::from_secs(25),
+        "the restarted agent rejoined",
+        |m| m.get(&server_name) == Some(&ALIVE) && m.len() >= 3,
+    )
+    .await;
+}

@@ -11,6 +11,7 @@ mod client;
 mod flags;
 mod info;
 mod join;
+mod keyring;
 mod kv;
 mod leave;
 mod maint;
@@ -35,6 +36,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ("catalog", "Interact with the catalog"),
     ("info", "Provides debugging information for operators."),
     ("join", "Tell the agent to join a cluster"),
+    ("keygen", "Generates a new encryption key"),
+    ("keyring", "Manages gossip layer encryption keys"),
     ("kv", "Interact with the key-value store"),
     ("leave", "Gracefully leaves the cluster and shuts down"),
     ("maint", "Controls node or service maintenance mode"),
@@ -93,6 +96,8 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "members" => members::run(rest).await,
         "operator" => operator::run(rest).await,
         "catalog" => catalog::run(rest).await,
+        "keygen" => keyring::keygen(rest),
+        "keyring" => keyring::run(rest).await,
         "kv" => kv::run(rest).await,
         "services" => services::run(rest).await,
         "snapshot" => snapshot::run(rest).await,

@@ -27,6 +27,11 @@ async fn fire(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
+    if name.starts_with("_cairn") {
+        return Err(ApiError::bad_request(format!(
+            "Event name {name:?} is reserved for internal use"
+        )));
+    }
     let ev = a.events.create(
         &name,
         body.to_vec(),

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod keyring;
 pub mod kv;
 pub mod operator;
 pub mod params;
@@ -60,6 +61,7 @@ pub fn router(agent: AppState) -> Router {
         .merge(status::routes())
         .merge(event::routes())
         .merge(operator::routes())
+        .merge(keyring::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -1,0 +1,275 @@
+//! Cluster-wide gossip keyring operations (`/v1/operator/keyring`, `cairn keyring`).
+//!
+//! An operation is applied to this agent's keyring, then spread to every member as an
+//! internal user event; each member applies it and publishes the fingerprints of its keys in
+//! its gossip tags. Listings count those tags, so they reflect what each member really holds,
+//! and an operation answers once every alive member reports the change (or says which did
+//! not). The keyring is kept in the data dir so that a restarted agent keeps rotated keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cairn_gossip::{Key, MemberStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::agent::Agent;
+use crate::http::error::ApiError;
+
+/// Name of the internal event that carries keyring operations.
+pub const KEYRING_EVENT: &str = "_cairn-keyring";
+/// Gossip tag holding `<primary fingerprint>;<fingerprint>,<fingerprint>...`.
+pub const KEYRING_TAG: &str = "kr";
+/// How long an operation waits for every member to report it.
+const CONVERGE: Duration = Duration::from_secs(10);
+
+/// A keyring operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Accept a new key.
+    Install,
+    /// Make a key the primary one.
+    Use,
+    /// Stop accepting a key.
+    Remove,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OpEvent {
+    op: Op,
+    key: String,
+}
+
+/// The keyring file in the data dir.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedKeyring {
+    /// Primary key (base64).
+    pub primary: String,
+    /// Every installed key (base64), primary included.
+    pub keys: Vec<String>,
+}
+
+/// Path of the keyring file.
+pub fn file(data_dir: &Path) -> PathBuf {
+    data_dir.join("keyring.json")
+}
+
+/// Reads the keyring file, if any.
+pub fn load(data_dir: &Path) -> Option<SavedKeyring> {
+    let bytes = std::fs::read(file(data_dir)).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            warn!(error = %e, "ignoring a damaged keyring file");
+            None
+        }
+    }
+}
+
+fn fingerprint(key: &str) -> Result<String, ApiError> {
+    Key::from_base64(key)
+        .map(|k| k.fingerprint())
+        .map_err(|e| ApiError::bad_request(format!("Invalid key: {e}")))
+}
+
+fn not_enabled() -> ApiError {
+    ApiError::internal("Gossip encryption is not enabled on this agent (start it with -encrypt)")
+}
+
+/// Parses a member's keyring tag into (primary, all) fingerprints.
+fn parse_tag(tag: &str) -> (String, Vec<String>) {
+    let (primary, rest) = tag.split_once(';').unwrap_or((tag, ""));
+    (
+        primary.to_string(),
+        rest.split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+impl Agent {
+    /// Publishes this agent's key fingerprints in gossip and saves the keyring.
+    pub async fn keyring_publish(&self) {
+        let Ok(keys) = self.gossip.keyring().list() else {
+            return;
+        };
+        let fps: Vec<(String, bool)> = keys
+            .iter()
+            .filter_map(|k| Some((fingerprint(&k.key).ok()?, k.primary)))
+            .collect();
+        let primary = fps
+            .iter()
+            .find(|(_, p)| *p)
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
+        let all: Vec<String> = fps.into_iter().map(|(f, _)| f).collect();
+        let config = self.config();
+        let mut meta = crate::cluster::local_meta(&config, &self.node.id);
+        meta.tags.insert(
+            KEYRING_TAG.to_string(),
+            format!("{primary};{}", all.join(",")),
+        );
+        if let Err(e) = self.gossip.set_meta(meta).await {
+            warn!(error = %e, "failed to publish keyring fingerprints");
+        }
+        if let Some(dir) = config.data_dir.as_ref().filter(|_| !config.dev) {
+            let saved = SavedKeyring {
+                primary: keys
+                    .iter()
+                    .find(|k| k.primary)
+                    .map(|k| k.key.clone())
+                    .unwrap_or_default(),
+                keys: keys.iter().map(|k| k.key.clone()).collect(),
+            };
+            let path = file(dir);
+            let written = serde_json::to_vec(&saved)
+                .map_err(std::io::Error::other)
+                .and_then(|b| {
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, b)?;
+                    std::fs::rename(&tmp, &path)
+                });
+            if let Err(e) = written {
+                warn!(error = %e, "failed to save the keyring");
+            }
+        }
+    }
+
+    fn apply_local(&self, op: Op, key: &str) -> Result<(), ApiError> {
+        let ring = self.gossip.keyring();
+        ring.list().map_err(|_| not_enabled())?;
+        let r = match op {
+            Op::Install => ring.install(key),
+            Op::Use => ring.use_key(key),
+            Op::Remove => ring.remove(key),
+        };
+        r.map_err(|e| ApiError::bad_request(format!("keyring {op:?}: {e}")))
+    }
+
+    /// Applies a keyring event received from another member.
+    pub async fn keyring_event(&self, payload: &[u8]) {
+        let Ok(ev) = serde_json::from_slice::<OpEvent>(payload) else {
+            warn!("ignoring a malformed keyring event");
+            return;
+        };
+        match self.apply_local(ev.op, &ev.key) {
+            Ok(()) => info!(op = ?ev.op, "keyring change applied"),
+            Err(e) => info!(op = ?ev.op, error = %e.message, "keyring change not applied here"),
+        }
+        self.keyring_publish().await;
+    }
+
+    /// Installs, uses or removes a key on every member.
+    pub async fn keyring_op(&self, op: Op, key: &str) -> Result<(), ApiError> {
+        let fp = fingerprint(key)?;
+        self.apply_local(op, key)?;
+        self.keyring_publish().await;
+        let payload = serde_json::to_vec(&OpEvent {
+            op,
+            key: key.to_string(),
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let ev = self
+            .events
+            .create(KEYRING_EVENT, payload, "", "", "")
+            .map_err(|e| ApiError::internal(e.message))?;
+        self.gossip
+            .fire_event(crate::cluster::gossip_event(&ev))
+            .await
+            .map_err(|e| ApiError::internal(format!("failed to spread the keyring change: {e}")))?;
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let lagging: Vec<String> = self
+                .gossip
+                .members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .filter(|m| {
+                    let (primary, all) = parse_tag(
+                        m.meta
+                            .tags
+                            .get(KEYRING_TAG)
+                            .map(String::as_str)
+                            .unwrap_or(""),
+                    );
+                    !match op {
+                        Op::Install => all.contains(&fp),
+                        Op::Use => primary == fp,
+                        Op::Remove => !all.contains(&fp),
+                    }
+                })
+                .map(|m| m.name.clone())
+                .collect();
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::internal(format!(
+                    "{} node(s) did not report the keyring change within {CONVERGE:?}: {}",
+                    lagging.len(),
+                    lagging.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET /v1/operator/keyring`: the keys of the LAN pool and how many members hold each.
+    pub fn keyring_list(&self) -> Result<Value, ApiError> {
+        let local = self.gossip.keyring().list().map_err(|_| not_enabled())?;
+        let members: Vec<_> = self
+            .gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .collect();
+        let mut keys = BTreeMap::new();
+        let mut primaries = BTreeMap::new();
+        for k in &local {
+            let fp = fingerprint(&k.key)?;
+            let (mut holders, mut primary_holders) = (0u64, 0u64);
+            for m in &members {
+                let (p, all) = parse_tag(
+                    m.meta
+                        .tags
+                        .get(KEYRING_TAG)
+                        .map(String::as_str)
+                        .unwrap_or(""),
+                );
+                holders += u64::from(all.contains(&fp));
+                primary_holders += u64::from(p == fp);
+            }
+            keys.insert(k.key.clone(), holders);
+            if primary_holders > 0 {
+                primaries.insert(k.key.clone(), primary_holders);
+            }
+        }
+        Ok(json!([{
+            "WAN": false,
+            "Datacenter": self.backend.datacenter(),
+            "Segment": "",
+            "Partition": "",
+            "Keys": keys,
+            "PrimaryKeys": primaries,
+            "NumNodes": members.len(),
+        }]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_parse() {
+        assert_eq!(
+            parse_tag("aa;aa,bb"),
+            ("aa".to_string(), vec!["aa".to_string(), "bb".to_string()])
+        );
+        assert_eq!(parse_tag(""), (String::new(), vec![]));
+    }
+}
