@@ -125,7 +125,9 @@ impl Tx<'_> {
             "check-session" => {
                 let held = current.as_ref().and_then(|e| e.session.clone());
                 match held {
-                    Some(s) if s == op.session => Ok(current.as_ref().map(stripped).unwrap_or_default()),
+                    Some(s) if s == op.session => {
+                        Ok(current.as_ref().map(stripped).unwrap_or_default())
+                    }
                     other => Err(StoreError::Invalid(format!(
                         "current session {:?} != {:?}",
                         other.unwrap_or_default(),
