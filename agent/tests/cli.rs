@@ -1106,3 +1106,48 @@ async fn token_datacenter_stale_and_address_reach_the_agent() {
     );
     assert!(!head.contains("x-consul-token"), "{head:?}");
 }
+
+#[tokio::test]
+async fn event_keygen_and_snapshot_commands() {
+    let a = Agent::start().await;
+    let out = cairn(&a, &["event", "-name", "deploy", "v2"]).await.ok();
+    let id = out
+        .stdout
+        .trim()
+        .strip_prefix("Event ID: ")
+        .unwrap_or_else(|| panic!("{out:?}"))
+        .to_string();
+    let list = a.get("/v1/event/list?name=deploy").await.expect_status(200);
+    assert!(
+        list.body
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["ID"] == id.as_str())),
+        "{}",
+        list.body
+    );
+    cairn(&a, &["event"]).await.code(1);
+
+    let key = cairn_alone(&["keygen"]).await.ok().stdout;
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.trim())
+        .expect("base64 key");
+    assert_eq!(raw.len(), 32);
+
+    cairn(&a, &["kv", "put", "snap", "shot"]).await.ok();
+    let file = temp_path("state.snap");
+    let f = file.display().to_string();
+    let out = cairn(&a, &["snapshot", "save", &f]).await.ok();
+    assert!(
+        out.stdout.contains("Saved and verified snapshot"),
+        "{out:?}"
+    );
+    let out = cairn_alone(&["snapshot", "inspect", &f]).await.ok();
+    assert!(out.stdout.contains("KV entries  1"), "{out:?}");
+    cairn(&a, &["kv", "put", "snap", "changed"]).await.ok();
+    cairn(&a, &["snapshot", "restore", &f]).await.ok();
+    assert_eq!(
+        cairn(&a, &["kv", "get", "snap"]).await.ok().stdout.trim(),
+        "shot"
+    );
+    std::fs::write(&file, b"not a snapshot").expect("write");
+    cairn_alone(&["snapshot", "inspect", &f]).await.code(1);
+}

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod client;
+mod event;
 mod flags;
 mod info;
 mod join;
@@ -20,7 +21,6 @@ mod operator;
 mod output;
 mod reload;
 mod services;
-mod sidecar;
 mod snapshot;
 mod version;
 mod watch;
@@ -35,6 +35,7 @@ use self::output::{err, fail, out};
 const COMMANDS: &[(&str, &str)] = &[
     ("agent", "Runs a Cairn agent"),
     ("catalog", "Interact with the catalog"),
+    ("event", "Fire a new event"),
     ("info", "Provides debugging information for operators."),
     ("join", "Tell the agent to join a cluster"),
     ("keygen", "Generates a new encryption key"),
@@ -98,11 +99,11 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "members" => members::run(rest).await,
         "operator" => operator::run(rest).await,
         "catalog" => catalog::run(rest).await,
+        "event" => event::run(rest).await,
         "keygen" => keyring::keygen(rest),
         "keyring" => keyring::run(rest).await,
         "kv" => kv::run(rest).await,
         "services" => services::run(rest).await,
-        "sidecar" => sidecar::run(rest).await,
         "snapshot" => snapshot::run(rest).await,
         "leave" => leave::run(rest).await,
         "join" => join::run(rest).await,
