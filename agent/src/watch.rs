@@ -173,6 +173,7 @@ mod tests {
         Changes {
             keys,
             kv_keys: kv.into_iter().map(String::from).collect(),
+            all: false,
         }
     }
 
