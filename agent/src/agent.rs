@@ -807,7 +807,8 @@ impl Agent {
         };
         let mut index = 0u64;
         loop {
-            let mut opts = match crate::http::params::QueryOptions::from_params(&Default::default()) {
+            let mut opts = match crate::http::params::QueryOptions::from_params(&Default::default())
+            {
                 Ok(o) => o,
                 Err(_) => return,
             };

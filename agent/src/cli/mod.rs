@@ -21,6 +21,7 @@ mod operator;
 mod output;
 mod reload;
 mod services;
+mod sidecar;
 mod snapshot;
 mod version;
 mod watch;
@@ -48,7 +49,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
     ("sidecar", "Supervises a service and feeds its health check"),
-    ("snapshot", "Saves, restores and inspects snapshots of the servers' state"),
+    (
+        "snapshot",
+        "Saves, restores and inspects snapshots of the servers' state",
+    ),
     ("version", "Prints the Cairn version"),
     ("watch", "Watch for changes in the catalog or the KV store"),
 ];
@@ -104,6 +108,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "keyring" => keyring::run(rest).await,
         "kv" => kv::run(rest).await,
         "services" => services::run(rest).await,
+        "sidecar" => sidecar::run(rest).await,
         "snapshot" => snapshot::run(rest).await,
         "leave" => leave::run(rest).await,
         "join" => join::run(rest).await,
