@@ -1,12 +1,56 @@
 //! Check runners: each registered check with a run spec gets one task that produces results
 //! on the agent's result channel. TTL checks wait for client updates and expire; interval
-//! checks (HTTP, TCP, script) run with jitter and a timeout, one run at a time, and their
-//! results go through the SuccessBeforePassing / FailuresBefore* thresholds first.
+//! checks run with jitter and a timeout, one run at a time, and their results go through the
+//! SuccessBeforePassing / FailuresBefore* thresholds first; alias checks follow the health of
+//! another service instance.
+//!
+//! What each kind does (Consul's semantics; each module documents the details and output
+//! texts):
+//!
+//! | Kind | Module | Passing | Critical |
+//! | --- | --- | --- | --- |
+//! | HTTP(S) | [`http`] | 2xx (429: warning) | other codes, errors, timeout |
+//! | TCP | [`probes`] | connect | refused, timeout |
+//! | UDP | [`udp`] | any reply, or silence until the timeout | send/receive error (ICMP unreachable) |
+//! | gRPC | [`grpc`] | `grpc.health.v1` SERVING | other status, errors |
+//! | H2PING | [`h2ping`] | PING acknowledged | no ack, errors |
+//! | Script | [`probes`] | exit 0 (1: warning) | other exits, timeout |
+//! | OSService | [`os_service`] | systemd unit `active` | `inactive`/`failed` (others: warning) |
+//! | Alias | [`alias`] | aliased checks passing | a critical check, instance missing |
+//! | Docker | [`probes`] | never: explicitly unsupported (needs the Docker daemon API) | always |
+//!
+//! Every run is bounded by the check's Timeout (default 10 s, scripts 30 s) and a run never
+//! overlaps the previous one; outputs are capped at OutputMaxSize (4 KB by default).
+//!
+//! Dependencies added for checks, and why:
+//! - `hyper` (`client`, `http1`), `hyper-util` (`tokio`), `http-body-util`: the HTTP(S) check
+//!   makes one HTTP/1.1 request per run on its own connection, which gives exact control of
+//!   SNI, Host and keep-alive (reqwest's rustls features would need a process-wide crypto
+//!   provider, or every other reqwest client in the binary panics when built).
+//! - `h2`: HTTP/2 client for H2PING (hyper exposes no PING) and for the gRPC health call, a
+//!   unary request small enough to encode by hand (no tonic/prost in the agent).
+//! - `rustls` (`ring`, no aws-lc-rs so no cmake/C++ build) and `tokio-rustls`: TLS for HTTPS,
+//!   gRPC and H2PING checks, with `TLSSkipVerify` and `TLSServerName`.
+//! - `rustls-native-certs`: the system trust store, as Consul (Go) uses; lighter than
+//!   `rustls-platform-verifier` (which on Linux wraps the same loader) and, unlike the
+//!   compiled-in `webpki-roots`, it honours private CAs installed on the machine and
+//!   `SSL_CERT_FILE`/`SSL_CERT_DIR`, which internal health endpoints commonly rely on.
+//! - Tests only: `rcgen` (self-signed certificates), `tonic` + `tonic-health` (the reference
+//!   gRPC health server) and `tokio-stream`.
 
+pub mod alias;
+mod grpc;
+mod h2ping;
+mod http;
+mod os_service;
 mod probes;
+#[cfg(test)]
+pub mod test_servers;
+mod tls;
+mod udp;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cairn_catalog::model::HealthStatus;
@@ -15,6 +59,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::local::defs::{CheckKind, CheckSpec};
+use crate::local::truncate_output;
+#[allow(unused_imports)] // `AgentAliasSource` is for `Agent::new`.
+pub use alias::{AgentAliasSource, AliasSource};
 
 /// A check result for the agent to record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,9 +122,27 @@ impl Thresholds {
     }
 }
 
+/// What a TTL runner is told on each update: the new deadline and the output of that update
+/// (kept for the expiry message).
+#[derive(Clone, Debug)]
+struct TtlReset {
+    deadline: Instant,
+    last_output: String,
+}
+
+/// Consul's output when a TTL expires: `TTL expired`, followed by the last output when the
+/// last update carried one.
+pub fn ttl_expired_output(last_output: &str) -> String {
+    if last_output.is_empty() {
+        "TTL expired".to_string()
+    } else {
+        format!("TTL expired (last output before timeout follows): {last_output}")
+    }
+}
+
 struct Runner {
     handle: JoinHandle<()>,
-    ttl_reset: Option<watch::Sender<Instant>>,
+    ttl_reset: Option<watch::Sender<TtlReset>>,
     generation: u64,
 }
 
@@ -86,23 +151,24 @@ pub struct Runners {
     results: mpsc::Sender<CheckResult>,
     running: Mutex<HashMap<String, Runner>>,
     next_generation: Mutex<u64>,
-    http: reqwest::Client,
+    alias_source: RwLock<Option<Arc<dyn AliasSource>>>,
 }
 
 impl Runners {
     /// Runners reporting on `results`.
     pub fn new(results: mpsc::Sender<CheckResult>) -> Runners {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Cairn Health Check/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Runners {
             results,
             running: Mutex::new(HashMap::new()),
             next_generation: Mutex::new(0),
-            http,
+            alias_source: RwLock::new(None),
         }
+    }
+
+    /// Sets where alias checks read health from (the agent: [`AgentAliasSource`]). Alias
+    /// checks started before this report that they cannot run; set it before loading checks.
+    pub fn set_alias_source(&self, source: Arc<dyn AliasSource>) {
+        *self.alias_source.write().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     /// Starts (or restarts) the runner of a check.
@@ -119,40 +185,64 @@ impl Runners {
         let id = check_id.to_string();
         let tx = self.results.clone();
         let (handle, ttl_reset) = match &spec.kind {
+            CheckKind::None => return,
             CheckKind::Ttl(ttl) => {
-                let (reset_tx, reset_rx) = watch::channel(Instant::now() + *ttl);
-                let h = tokio::spawn(run_ttl(id.clone(), generation, reset_rx, tx));
-                (h, Some(reset_tx))
-            }
-            CheckKind::Http { .. } | CheckKind::Tcp { .. } | CheckKind::Script { .. } => {
-                let probe = probes::Probe::new(&spec.kind, spec.timeout, self.http.clone());
-                let h = tokio::spawn(run_interval(
+                let (reset_tx, reset_rx) = watch::channel(TtlReset {
+                    deadline: Instant::now() + *ttl,
+                    last_output: String::new(),
+                });
+                let h = tokio::spawn(run_ttl(
                     id.clone(),
                     generation,
-                    spec.clone(),
-                    probe,
+                    reset_rx,
                     tx,
+                    spec.output_max_size,
                 ));
+                (h, Some(reset_tx))
+            }
+            CheckKind::Alias { node, service } => {
+                let source = self
+                    .alias_source
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let h = match source {
+                    Some(source) => tokio::spawn(alias::run(
+                        id.clone(),
+                        generation,
+                        node.clone(),
+                        service.clone(),
+                        source,
+                        tx,
+                        spec.output_max_size,
+                    )),
+                    None => tokio::spawn(report_once(
+                        id.clone(),
+                        generation,
+                        tx,
+                        "alias checks cannot run: this agent has no alias source".into(),
+                    )),
+                };
                 (h, None)
             }
-            CheckKind::None => return,
-            other => {
-                let msg = format!(
-                    "Cairn does not run {} checks yet; the check keeps its registered status",
-                    other.type_name()
-                );
-                let h = tokio::spawn(async move {
-                    let _ = tx
-                        .send(CheckResult {
-                            check_id: id,
-                            status: HealthStatus::Critical,
-                            output: msg,
-                            generation,
-                        })
-                        .await;
-                });
-                (h, None)
-            }
+            _ => match probes::Probe::new(&spec.kind, spec.timeout, spec.output_max_size) {
+                // Docker checks, or a definition that cannot run (a bad URL): nothing to
+                // repeat, say once and clearly why.
+                probes::Probe::Fixed(_, output) => (
+                    tokio::spawn(report_once(id.clone(), generation, tx, output)),
+                    None,
+                ),
+                probe => {
+                    let h = tokio::spawn(run_interval(
+                        id.clone(),
+                        generation,
+                        spec.clone(),
+                        probe,
+                        tx,
+                    ));
+                    (h, None)
+                }
+            },
         };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.insert(
@@ -181,11 +271,25 @@ impl Runners {
         }
     }
 
-    /// Resets a TTL check's timer; false when the check has no TTL.
+    /// Resets a TTL check's timer after an update without output; false when the check has no
+    /// TTL. Prefer [`Runners::reset_ttl_with_output`], which lets an expiry quote the output.
     pub fn reset_ttl(&self, check_id: &str, ttl: Duration) -> bool {
+        self.reset_ttl_with_output(check_id, ttl, "")
+    }
+
+    /// Resets a TTL check's timer after an update whose (stored, truncated) output was
+    /// `output`: if the TTL then expires, the check turns critical with
+    /// `TTL expired (last output before timeout follows): <output>`. False when the check has
+    /// no TTL.
+    pub fn reset_ttl_with_output(&self, check_id: &str, ttl: Duration, output: &str) -> bool {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match running.get(check_id).and_then(|r| r.ttl_reset.as_ref()) {
-            Some(tx) => tx.send(Instant::now() + ttl).is_ok(),
+            Some(tx) => tx
+                .send(TtlReset {
+                    deadline: Instant::now() + ttl,
+                    last_output: output.to_string(),
+                })
+                .is_ok(),
             None => false,
         }
     }
@@ -199,20 +303,40 @@ impl Runners {
     }
 }
 
+async fn report_once(
+    check_id: String,
+    generation: u64,
+    tx: mpsc::Sender<CheckResult>,
+    output: String,
+) {
+    let _ = tx
+        .send(CheckResult {
+            check_id,
+            status: HealthStatus::Critical,
+            output,
+            generation,
+        })
+        .await;
+}
+
 async fn run_ttl(
     id: String,
     generation: u64,
-    mut reset: watch::Receiver<Instant>,
+    mut reset: watch::Receiver<TtlReset>,
     tx: mpsc::Sender<CheckResult>,
+    max_output: usize,
 ) {
     loop {
-        let deadline = *reset.borrow_and_update();
+        let TtlReset {
+            deadline,
+            last_output,
+        } = reset.borrow_and_update().clone();
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 let r = CheckResult {
                     check_id: id.clone(),
                     status: HealthStatus::Critical,
-                    output: "TTL expired".into(),
+                    output: truncate_output(&ttl_expired_output(&last_output), max_output),
                     generation,
                 };
                 if tx.send(r).await.is_err() {
@@ -232,6 +356,10 @@ async fn run_ttl(
     }
 }
 
+/// Extra time given to a probe past the check's timeout before the runner gives up on it
+/// (every probe enforces the timeout itself; this is the backstop).
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
 async fn run_interval(
     id: String,
     generation: u64,
@@ -243,17 +371,24 @@ async fn run_interval(
     let stagger_ms = rand::random_range(0..=spec.interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(stagger_ms).min(spec.interval)).await;
     let mut thresholds = Thresholds::new(&spec);
-    let mut tick = tokio::time::interval(spec.interval);
+    let mut tick = tokio::time::interval(spec.interval.max(Duration::from_millis(1)));
     // A slow run delays the next one instead of piling runs up.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (status, output) = probe.run().await;
+        let (status, output) =
+            match tokio::time::timeout(spec.timeout + TIMEOUT_GRACE, probe.run()).await {
+                Ok(r) => r,
+                Err(_) => (
+                    HealthStatus::Critical,
+                    format!("Timed out ({:?}) running check", spec.timeout),
+                ),
+            };
         if let Some(status) = thresholds.observe(status) {
             let r = CheckResult {
                 check_id: id.clone(),
                 status,
-                output,
+                output: truncate_output(&output, spec.output_max_size),
                 generation,
             };
             if tx.send(r).await.is_err() {
@@ -329,5 +464,91 @@ mod tests {
         let r = rx.recv().await.expect("expired");
         assert_eq!((r.status, r.output.as_str()), (Critical, "TTL expired"));
         assert!(!runners.reset_ttl("missing", ttl));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_expiry_quotes_the_last_output() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let runners = Runners::new(tx);
+        let ttl = Duration::from_secs(10);
+        runners.start(
+            "t",
+            &CheckSpec {
+                kind: CheckKind::Ttl(ttl),
+                ..spec(0, 0, 0)
+            },
+        );
+        assert!(runners.reset_ttl_with_output("t", ttl, "disk 91% full"));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let r = rx.recv().await.expect("expired");
+        assert_eq!(
+            (r.status, r.output.as_str()),
+            (
+                Critical,
+                "TTL expired (last output before timeout follows): disk 91% full"
+            )
+        );
+        // An update without output: the plain message again.
+        assert!(runners.reset_ttl_with_output("t", ttl, ""));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let r = rx.recv().await.expect("expired again");
+        assert_eq!(r.output, "TTL expired");
+    }
+
+    #[tokio::test]
+    async fn interval_runs_are_capped_and_bounded() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let runners = Runners::new(tx);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        runners.start(
+            "tcp",
+            &CheckSpec {
+                kind: CheckKind::Tcp { addr: addr.clone() },
+                interval: Duration::from_millis(50),
+                output_max_size: 10,
+                ..spec(0, 0, 0)
+            },
+        );
+        let r = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a result in time")
+            .expect("result");
+        assert_eq!(r.status, Passing);
+        assert_eq!(r.output, "TCP connec ...", "capped at OutputMaxSize");
+        runners.stop_all();
+    }
+
+    #[tokio::test]
+    async fn alias_without_a_source_says_so_and_docker_is_refused_once() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let runners = Runners::new(tx);
+        runners.start(
+            "a",
+            &CheckSpec {
+                kind: CheckKind::Alias {
+                    node: String::new(),
+                    service: "web".into(),
+                },
+                ..spec(0, 0, 0)
+            },
+        );
+        let r = rx.recv().await.expect("alias result");
+        assert_eq!(r.status, Critical);
+        assert!(r.output.contains("alias source"), "{}", r.output);
+        runners.start(
+            "d",
+            &CheckSpec {
+                kind: CheckKind::Docker {
+                    container: "c1".into(),
+                    shell: String::new(),
+                    args: vec![],
+                },
+                ..spec(0, 0, 0)
+            },
+        );
+        let r = rx.recv().await.expect("docker result");
+        assert_eq!(r.status, Critical);
+        assert!(r.output.contains("Docker"), "{}", r.output);
     }
 }
