@@ -32,6 +32,20 @@ const AE_INTERVAL: Duration = Duration::from_secs(60);
 /// Output-only changes of a check reach the catalog at most this often (`check_update_interval`).
 const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 
+/// The periodic anti-entropy interval for a pool of `nodes`, as Consul scales it: one minute up
+/// to 128 nodes, plus a minute for every doubling beyond, with up to 10 % random stagger so
+/// agents do not sync in step.
+pub fn ae_interval(nodes: usize) -> Duration {
+    let scale = if nodes <= 128 {
+        1
+    } else {
+        ((nodes as f64).log2() - 128f64.log2()).ceil() as u32 + 1
+    };
+    let base = AE_INTERVAL * scale;
+    let stagger_ms = rand::random_range(0..=base.as_millis() as u64 / 10);
+    base + Duration::from_millis(stagger_ms)
+}
+
 /// A running agent.
 pub struct Agent {
     /// Current configuration (replaced on reload).
@@ -840,7 +854,7 @@ impl Agent {
         // After a failed pass, retry sooner: 1 s doubling up to the full interval.
         let mut retry: Option<Duration> = Some(Duration::from_secs(1));
         loop {
-            let wait = retry.unwrap_or(AE_INTERVAL);
+            let wait = retry.unwrap_or_else(|| ae_interval(self.gossip.members().len()));
             tokio::select! {
                 () = self.sync_kick.notified() => {
                     // Let a burst of check results settle into one pass.
@@ -852,7 +866,7 @@ impl Agent {
             retry = if self.sync_now().await {
                 None
             } else {
-                Some((wait * 2).min(AE_INTERVAL))
+                Some((wait * 2).min(ae_interval(self.gossip.members().len())))
             };
         }
     }
@@ -995,5 +1009,23 @@ impl Agent {
         if let Some(server) = &self.server {
             server.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anti_entropy_interval_scales_with_the_pool() {
+        let within = |d: Duration, mins: u64| {
+            d >= Duration::from_secs(60 * mins) && d <= Duration::from_secs(66 * mins)
+        };
+        assert!(within(ae_interval(1), 1));
+        assert!(within(ae_interval(128), 1));
+        assert!(within(ae_interval(129), 2));
+        assert!(within(ae_interval(256), 2));
+        assert!(within(ae_interval(257), 3));
+        assert!(within(ae_interval(1024), 4));
     }
 }

@@ -403,3 +403,45 @@ async fn operators_list_transfer_and_remove_peers() {
         .expect("put");
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_servers_two_joining_later_are_promoted_and_two_losses_are_tolerated() {
+    let mut c = Cluster::start(3, 3, json!({})).await;
+    for _ in 0..2 {
+        c.add(common::cluster::NodeSpec {
+            server: true,
+            expect: 3,
+            encrypt: None,
+            extra: json!({}),
+        });
+    }
+    // Autopilot adds the newcomers as learners, then promotes them once caught up and stable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = c.wait_leader(&[0, 1, 2], Duration::from_secs(10)).await;
+        let (_, cfg) = c
+            .get(leader, "/v1/operator/raft/configuration")
+            .await
+            .expect("configuration");
+        let voters = cfg["Servers"]
+            .as_array()
+            .map_or(0, |s| s.iter().filter(|s| s["Voter"] == true).count());
+        if voters == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "voters: {cfg}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
+    // Two of five servers die: three remain, a quorum, and writes go on.
+    let doomed: Vec<usize> = (0..5).filter(|i| *i != leader).take(2).collect();
+    for &i in &doomed {
+        c.servers[i].kill9();
+    }
+    let alive: Vec<usize> = (0..5).filter(|i| !doomed.contains(i)).collect();
+    let (s, body) = c.put(alive[0], "/v1/kv/five", "ok").await.expect("put");
+    assert_eq!((s, body.trim()), (200, "true"));
+    for &i in &alive {
+        c.wait_value(i, "five", "ok", Duration::from_secs(5)).await;
+    }
+}

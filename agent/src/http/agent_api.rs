@@ -736,6 +736,7 @@ fn collect_samples(a: &AppState) -> Vec<Sample> {
         |s| s.state(),
     );
     let (applied, refused) = crate::server::metrics::applied();
+    let gs = a.gossip.stats();
     let m = &a.metrics;
     let (local_services, local_checks, critical) = {
         let l = local(a);
@@ -851,6 +852,68 @@ fn collect_samples(a: &AppState) -> Vec<Sample> {
             "runtime.uptime_seconds",
             "Seconds since the agent started.",
             a.started.elapsed().as_secs_f64(),
+        ),
+        c(
+            "serf.packets_received",
+            "Gossip packets received.",
+            gs.packets_received,
+        ),
+        c("serf.packets_sent", "Gossip packets sent.", gs.packets_sent),
+        c(
+            "serf.bytes_received",
+            "Gossip bytes received.",
+            gs.bytes_received,
+        ),
+        c("serf.bytes_sent", "Gossip bytes sent.", gs.bytes_sent),
+        c(
+            "serf.dropped_malformed",
+            "Gossip packets dropped: malformed.",
+            gs.dropped_malformed,
+        ),
+        c(
+            "serf.dropped_truncated",
+            "Gossip packets dropped: truncated.",
+            gs.dropped_truncated,
+        ),
+        c(
+            "serf.dropped_oversized",
+            "Gossip packets dropped: oversized.",
+            gs.dropped_oversized,
+        ),
+        c(
+            "serf.dropped_wrong_key",
+            "Gossip packets dropped: no key could decrypt them.",
+            gs.dropped_wrong_key,
+        ),
+        c(
+            "serf.dropped_encryption_mismatch",
+            "Gossip packets dropped: encrypted and plaintext peers mixed.",
+            gs.dropped_encryption_mismatch,
+        ),
+        c(
+            "serf.dropped_label",
+            "Gossip packets dropped: wrong pool label.",
+            gs.dropped_label,
+        ),
+        c(
+            "serf.dropped_replayed",
+            "Gossip packets dropped: replayed.",
+            gs.dropped_replayed,
+        ),
+        c(
+            "serf.push_pulls",
+            "Full state exchanges with another member.",
+            gs.push_pulls,
+        ),
+        c(
+            "serf.push_pull_failures",
+            "Failed full state exchanges.",
+            gs.push_pull_failures,
+        ),
+        g(
+            "serf.members",
+            "Members known to the LAN pool.",
+            a.gossip.members().len() as f64,
         ),
     ]
 }
