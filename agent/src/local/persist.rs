@@ -227,9 +227,10 @@ mod tests {
             output: "ok".into(),
             expires_ms: 42,
         });
-        let mut m = SavedMaintenance::default();
-        m.node = Some("upgrade".into());
-        p.save_maintenance(&m);
+        p.save_maintenance(&SavedMaintenance {
+            node: Some("upgrade".into()),
+            ..SavedMaintenance::default()
+        });
         std::fs::write(dir.join("services").join("garbage.json"), b"{not json").expect("write");
         let l = p.load();
         assert_eq!(l.services.len(), 1);
