@@ -242,7 +242,9 @@ impl Config {
         if ttl.is_zero() {
             return Err("-ttl must be greater than 0".into());
         }
-        let interval = duration(p, "interval")?.unwrap_or(ttl / 3);
+        // A third of the TTL, to the millisecond (3.333s rather than 3.333333333s).
+        let third = Duration::from_millis(u64::try_from((ttl / 3).as_millis()).unwrap_or(u64::MAX));
+        let interval = duration(p, "interval")?.unwrap_or(third);
         if interval.is_zero() {
             return Err("-interval must be greater than 0".into());
         }

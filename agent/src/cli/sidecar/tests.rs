@@ -85,7 +85,7 @@ fn id_defaults_to_name_and_intervals_to_a_third_of_the_ttl() {
     assert_eq!(c.id, "api");
     assert_eq!(c.check_id(), "service:api");
     assert_eq!(c.ttl, config::DEFAULT_TTL);
-    assert_eq!(c.interval, config::DEFAULT_TTL / 3);
+    assert_eq!(c.interval, Duration::from_millis(3333));
     assert_eq!(c.target, Target::Endpoint);
     assert_eq!(c.registration(Status::Warning)["ID"], "api");
     assert!(
