@@ -119,12 +119,24 @@ pub(crate) async fn deregister(client: &Client, id: &str) -> Result<(), String> 
     }
 }
 
-/// Feeds the TTL check until the sender of `rx` is dropped or the task is aborted.
-/// `registered` tells whether the service is already registered.
+/// Sleeps for `delay`; false when `stop` was raised (or its sender dropped) meanwhile.
+async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let slept = tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    slept && !*stop.borrow()
+}
+
+/// Feeds the TTL check until `stop` is raised or the sender of `rx` is dropped.
+/// `registered` tells whether the service is already registered. Stopping never cuts an
+/// agent call short (each is bounded), so no registration can land after the caller's
+/// deregistration.
 pub(crate) async fn feed(
     client: Client,
     cfg: Arc<Config>,
     mut rx: watch::Receiver<Report>,
+    mut stop: watch::Receiver<bool>,
     mut registered: bool,
 ) {
     let check_id = cfg.check_id();
@@ -132,6 +144,9 @@ pub(crate) async fn feed(
     let mut failures = 0u32;
     let mut ever = registered;
     loop {
+        if *stop.borrow() {
+            return;
+        }
         if !registered {
             let status = rx.borrow().status;
             match register(&client, &cfg, status, CALL_TIMEOUT).await {
@@ -164,7 +179,9 @@ pub(crate) async fn feed(
                         cfg.id,
                         format_go_duration(delay)
                     );
-                    tokio::time::sleep(delay).await;
+                    if !pause(delay, &mut stop).await {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -185,7 +202,9 @@ pub(crate) async fn feed(
                 );
                 registered = false;
                 failures += 1;
-                tokio::time::sleep(backoff.next_delay()).await;
+                if !pause(backoff.next_delay(), &mut stop).await {
+                    return;
+                }
                 continue;
             }
         }
@@ -196,6 +215,7 @@ pub(crate) async fn feed(
                 }
             }
             _ = tokio::time::sleep(cfg.interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -44,6 +44,9 @@ const RESTART_MAX_DELAY: Duration = Duration::from_secs(30);
 /// The shortest delay after the first one, so a zero `-restart-delay` cannot spin.
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 
+/// How long the reporter may take to finish its current agent call on exit.
+const REPORTER_STOP: Duration = Duration::from_secs(5);
+
 /// Deregistration attempts on exit.
 const DEREGISTER_ATTEMPTS: u32 = 3;
 
@@ -227,6 +230,7 @@ struct Sidecar {
     client: Client,
     prober: Arc<Prober>,
     tx: watch::Sender<Report>,
+    stop_reporter: watch::Sender<bool>,
     reporter: Option<JoinHandle<()>>,
     proc: Option<Proc>,
     stop: Option<Stop>,
@@ -320,10 +324,12 @@ pub(crate) async fn run(cfg: Config, client: Client, agent: &str) -> ExitCode {
         }
     };
     let (tx, rx) = watch::channel(initial);
+    let (stop_reporter, stop_rx) = watch::channel(false);
     let reporter = tokio::spawn(report::feed(
         client.clone(),
         Arc::clone(&cfg),
         rx,
+        stop_rx,
         registered,
     ));
     let now = Instant::now();
@@ -333,6 +339,7 @@ pub(crate) async fn run(cfg: Config, client: Client, agent: &str) -> ExitCode {
         client,
         prober,
         tx,
+        stop_reporter,
         reporter: Some(reporter),
         proc: None,
         stop: None,
@@ -681,7 +688,12 @@ impl Sidecar {
         if let Some(t) = self.probe_task.take() {
             t.abort();
         }
-        if let Some(r) = self.reporter.take() {
+        // Stop feeding the check, letting a call in flight finish (so no registration can
+        // land after the deregistration below); abort only if the agent hangs.
+        let _ = self.stop_reporter.send(true);
+        if let Some(mut r) = self.reporter.take()
+            && tokio::time::timeout(REPORTER_STOP, &mut r).await.is_err()
+        {
             r.abort();
             let _ = r.await;
         }
