@@ -267,6 +267,9 @@ impl Agent {
             config: RwLock::new(config),
         });
         tokio::spawn(Arc::clone(&agent).consume_results(results_rx));
+        agent
+            .runners
+            .set_alias_source(Arc::new(crate::checks::AgentAliasSource::new(&agent)));
         Ok(agent)
     }
 
@@ -622,7 +625,7 @@ impl Agent {
             }
         };
         let arm = remaining.unwrap_or(ttl);
-        self.runners.reset_ttl(id, arm);
+        self.runners.reset_ttl_with_output(id, arm, output);
         let changed = {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.update_check(id, status, output)

@@ -330,7 +330,6 @@ async fn ttl_check_expires_to_critical() {
 
 /// Consul keeps the last output in the expiry text (`CheckTTL.getExpiredOutput`).
 #[tokio::test]
-#[ignore = "agent/src/checks/mod.rs run_ttl reports a bare \"TTL expired\"; Consul appends the last output"]
 async fn ttl_expiry_output_keeps_the_last_output() {
     let a = Agent::start().await;
     a.register_check(&json!({"Name": "beat", "TTL": "1s"}))

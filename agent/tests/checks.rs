@@ -157,7 +157,6 @@ async fn os_service_and_docker_checks_explain_themselves() {
 }
 
 #[tokio::test]
-#[ignore = "needs agent.rs to install the alias source (Runners::set_alias_source)"]
 async fn alias_follows_a_local_services_ttl_check() {
     let a = Agent::start().await;
     a.register_service(&json!({"Name": "web", "ID": "web1", "Check": {"TTL": "30s"}}))
@@ -205,7 +204,6 @@ async fn alias_follows_a_local_services_ttl_check() {
 }
 
 #[tokio::test]
-#[ignore = "needs agent.rs update_ttl to call Runners::reset_ttl_with_output"]
 async fn ttl_expiry_quotes_the_last_note() {
     let a = Agent::start().await;
     a.register_check(&json!({"Name": "hb", "TTL": "1s"})).await;

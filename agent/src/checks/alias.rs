@@ -228,13 +228,11 @@ pub(crate) async fn run(
 /// aliases, blocking `NodeView` reads through the agent's backend for remote ones. Holds the
 /// agent weakly (the agent owns the runners).
 // Constructed by `Agent::new` once it installs the source (`Runners::set_alias_source`).
-#[allow(dead_code)]
 pub struct AgentAliasSource {
     agent: Weak<Agent>,
     node: String,
 }
 
-#[allow(dead_code)]
 impl AgentAliasSource {
     /// A source reading `agent`.
     pub fn new(agent: &Arc<Agent>) -> AgentAliasSource {

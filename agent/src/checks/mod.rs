@@ -60,7 +60,6 @@ use tokio::time::Instant;
 
 use crate::local::defs::{CheckKind, CheckSpec};
 use crate::local::truncate_output;
-#[allow(unused_imports)] // `AgentAliasSource` is for `Agent::new`.
 pub use alias::{AgentAliasSource, AliasSource};
 
 /// A check result for the agent to record.

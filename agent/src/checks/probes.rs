@@ -93,20 +93,24 @@ impl Probe {
                 addr: addr.clone(),
                 timeout,
             },
-            // TLSSkipVerify/TLSServerName are not carried by these kinds yet: TLS verifies
-            // against the system roots and the target's host.
-            CheckKind::Grpc { target, tls, .. } => {
-                match GrpcProbe::new(target, *tls, false, "", timeout) {
-                    Ok(p) => Probe::Grpc(p),
-                    Err(e) => Probe::Fixed(HealthStatus::Critical, e),
-                }
-            }
-            CheckKind::H2ping { addr, tls, .. } => {
-                match H2PingProbe::new(addr, *tls, false, "", timeout) {
-                    Ok(p) => Probe::H2ping(p),
-                    Err(e) => Probe::Fixed(HealthStatus::Critical, e),
-                }
-            }
+            CheckKind::Grpc {
+                target,
+                tls,
+                tls_skip_verify,
+                tls_server_name,
+            } => match GrpcProbe::new(target, *tls, *tls_skip_verify, tls_server_name, timeout) {
+                Ok(p) => Probe::Grpc(p),
+                Err(e) => Probe::Fixed(HealthStatus::Critical, e),
+            },
+            CheckKind::H2ping {
+                addr,
+                tls,
+                tls_skip_verify,
+                tls_server_name,
+            } => match H2PingProbe::new(addr, *tls, *tls_skip_verify, tls_server_name, timeout) {
+                Ok(p) => Probe::H2ping(p),
+                Err(e) => Probe::Fixed(HealthStatus::Critical, e),
+            },
             CheckKind::Script { args } => Probe::Script {
                 args: args.clone(),
                 timeout,

@@ -174,6 +174,10 @@ pub enum CheckKind {
         target: String,
         /// Use TLS.
         tls: bool,
+        /// Skip TLS verification.
+        tls_skip_verify: bool,
+        /// TLS server name (SNI and certificate name).
+        tls_server_name: String,
     },
     /// HTTP/2 ping.
     H2ping {
@@ -181,6 +185,10 @@ pub enum CheckKind {
         addr: String,
         /// Use TLS.
         tls: bool,
+        /// Skip TLS verification.
+        tls_skip_verify: bool,
+        /// TLS server name (SNI and certificate name).
+        tls_server_name: String,
     },
     /// A local script.
     Script {
@@ -352,6 +360,8 @@ impl CheckDef {
                 CheckKind::Grpc {
                     target: self.grpc.clone(),
                     tls: self.grpc_use_tls,
+                    tls_skip_verify: self.tls_skip_verify,
+                    tls_server_name: self.tls_server_name.clone(),
                 },
             ));
         }
@@ -361,6 +371,8 @@ impl CheckDef {
                 CheckKind::H2ping {
                     addr: self.h2ping.clone(),
                     tls: self.h2ping_use_tls.unwrap_or(true),
+                    tls_skip_verify: self.tls_skip_verify,
+                    tls_server_name: self.tls_server_name.clone(),
                 },
             ));
         }
