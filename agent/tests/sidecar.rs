@@ -425,15 +425,19 @@ async fn registers_when_the_agent_comes_and_again_after_it_restarts() {
         wait_status(&first, "service:cache", "passing").await;
 
         // The agent goes away and a new one (empty, as a restarted -dev agent) takes its place.
+        // The sidecar notices through a failed update, or a failed registration when the agent
+        // died before answering it.
+        let failures = |log: String| log.matches(" failed").count();
+        let before = failures(sidecar.log());
         drop(first);
         proxy.point_at(None);
-        sidecar
-            .logged("will register again once the agent answers")
-            .await;
+        eventually("a failure logged after the agent left", CHANGE, || async {
+            (failures(sidecar.log()) > before).then_some(())
+        })
+        .await;
         let second = Agent::start().await;
         proxy.point_at(Some(&second));
         wait_status(&second, "service:cache", "passing").await;
-        sidecar.logged("agent answers again").await;
 
         // Removed behind the sidecar's back: registered again at the next update.
         second
@@ -578,6 +582,45 @@ async fn refused_starts() {
         ]);
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("Error registering service"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_while_waiting_to_restart() {
+    bounded(async {
+        let agent = Agent::start().await;
+        let mut sidecar = Sidecar::start(
+            &agent.base,
+            &[
+                "-name",
+                "cron",
+                "-ttl",
+                "3s",
+                "-restart",
+                "always",
+                "-restart-delay",
+                "20s",
+                "--",
+                "sh",
+                "-c",
+                "exit 3",
+            ],
+        );
+        // The command ended at once; the check says when it comes back.
+        let c = eventually("the restart delay in the check", CHANGE, || async {
+            let c = check(&agent, "service:cron").await;
+            let waiting = c["Output"]
+                .as_str()
+                .is_some_and(|o| o.contains("exited with code 3; restarting in 20s"));
+            waiting.then_some(c)
+        })
+        .await;
+        assert_eq!(c["Status"], "critical");
+        // A stop signal during the delay: no restart, exit with the last exit code.
+        sidecar.signal(Signal::SIGTERM);
+        assert_eq!(sidecar.exit_code(CHANGE).await, 3);
+        wait_gone(&agent, "cron", "cron").await;
     })
     .await;
 }
