@@ -10,7 +10,7 @@ use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, json_true, query, selection, serve_read};
+use super::{AppState, check_dc, json_response, json_true, query, selection, serve_selected};
 use crate::local::defs::validate_meta;
 use crate::server::now_ms;
 use crate::server::query::Read;
@@ -108,15 +108,11 @@ async fn datacenters(
 }
 
 async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::CatalogNodes(sel), &o).await
+    serve_selected(&a, q.as_deref(), Read::CatalogNodes).await
 }
 
 async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::CatalogServices(sel), &o).await
+    serve_selected(&a, q.as_deref(), Read::CatalogServices).await
 }
 
 async fn service(
@@ -124,9 +120,7 @@ async fn service(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::CatalogService { name, sel }, &o).await
+    serve_selected(&a, q.as_deref(), |sel| Read::CatalogService { name, sel }).await
 }
 
 async fn node(
@@ -134,9 +128,7 @@ async fn node(
     Path(node): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::CatalogNode { node, sel }, &o).await
+    serve_selected(&a, q.as_deref(), |sel| Read::CatalogNode { node, sel }).await
 }
 
 async fn node_services(

@@ -7,7 +7,7 @@ use axum::routing::get;
 use cairn_catalog::model::HealthStatus;
 
 use super::error::ApiError;
-use super::{AppState, query, selection, serve_read};
+use super::{AppState, query, selection, serve_read, serve_selected};
 use crate::server::query::Read;
 
 /// Routes of this area.
@@ -24,9 +24,7 @@ async fn node(
     Path(node): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::HealthNode { node, sel }, &o).await
+    serve_selected(&a, q.as_deref(), |sel| Read::HealthNode { node, sel }).await
 }
 
 async fn checks(
@@ -34,9 +32,7 @@ async fn checks(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
-    let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::HealthChecks { name, sel }, &o).await
+    serve_selected(&a, q.as_deref(), |sel| Read::HealthChecks { name, sel }).await
 }
 
 async fn service(

@@ -301,6 +301,18 @@ pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::
     }
 }
 
+/// Serves a catalog or health read made from the request's selection (`tag`, `node-meta`,
+/// `filter`) and read options.
+pub async fn serve_selected(
+    agent: &Agent,
+    raw_query: Option<&str>,
+    make: impl FnOnce(crate::server::query::Selection) -> Read,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(raw_query)?;
+    let sel = selection(agent, &p, &o);
+    serve_read(agent, make(sel), &o).await
+}
+
 /// A `true` JSON answer, as Consul's write endpoints return.
 pub fn json_true() -> Response {
     json_response(&true, false)
