@@ -393,6 +393,7 @@ async fn every_name_form_and_record_type() {
         .await;
     assert_eq!(addrs(&m.answers), vec![ip("7f00:1::1")]);
     let m = agent.udp("1.0.0.127.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(m.answers.len(), 1, "{m}");
     assert_eq!(m.answers[0].data.to_string(), "alpha.node.dc1.consul.");
     let m = agent.udp("10.2.0.192.in-addr.arpa.", RecordType::PTR).await;
     assert_eq!(m.answers[0].data.to_string(), "web.service.dc1.consul.");
@@ -526,11 +527,14 @@ async fn health_changes_show_within_a_second() {
 
 /// A recursor stub: answers every A question with 203.0.113.7 over UDP and TCP.
 async fn recursor_stub() -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind stub");
-    let addr = udp.local_addr().expect("addr");
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind stub tcp");
+    // The same port for UDP and TCP: retry until both are free.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind stub");
+        let addr = udp.local_addr().expect("addr");
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     fn answer(packet: &[u8]) -> Option<Vec<u8>> {
         let q = Message::from_vec(packet).ok()?;
         let mut r = Message::response(q.metadata.id, OpCode::Query);

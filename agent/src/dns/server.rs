@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -100,19 +101,10 @@ impl Shared {
     /// decides locally what needs no catalog (names for the recursors, malformed queries) and
     /// asks a server for the rest.
     async fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
-        let now = unix_now();
-        if let Some(server) = &self.agent.server {
-            let state = server.state();
-            let view = View::new(&state, &self.cache);
-            return handle(
-                packet,
-                transport,
-                &rt.settings,
-                &view,
-                now,
-                &mut rand::rng(),
-            );
+        if let Some(outcome) = self.answer_here(rt, packet, transport) {
+            return outcome;
         }
+        let now = unix_now();
         let empty = cairn_catalog::State::new();
         let local = {
             let view = View::new(&empty, &self.empty_cache);
@@ -145,6 +137,73 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A server's answer from its own state (`None` on a client agent).
+    fn answer_here(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Option<Outcome> {
+        let server = self.agent.server.as_ref()?;
+        let state = server.state();
+        let view = View::new(&state, &self.cache);
+        Some(handle(
+            packet,
+            transport,
+            &rt.settings,
+            &view,
+            unix_now(),
+            &mut rand::rng(),
+        ))
+    }
+}
+
+/// How often a blocked UDP thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// A server's UDP loop on a thread of its own: blocking receive, answer, send. Plain
+/// threads spare each query the async runtime's readiness round trips, which are most of the
+/// cost of a small answer; forwarded queries go to the runtime.
+fn udp_thread(
+    shared: Arc<Shared>,
+    sock: std::net::UdpSocket,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    if let Err(e) = sock.set_read_timeout(Some(STOP_POLL)) {
+        warn!(error = %e, "DNS UDP socket: cannot set a read timeout");
+    }
+    // One byte more than the longest accepted query, to see that a datagram was longer.
+    let mut buf = vec![0u8; MAX_QUERY_LEN + 1];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let packet = &buf[..n];
+        let rt = shared.runtime();
+        match shared.answer_here(&rt, packet, Transport::Udp) {
+            Some(Outcome::Reply(bytes)) => {
+                if let Err(e) = sock.send_to(&bytes, peer) {
+                    debug!(%peer, error = %e, "DNS UDP send failed");
+                }
+            }
+            Some(Outcome::Forward(fwd)) => {
+                let Ok(reply_sock) = sock.try_clone() else {
+                    continue;
+                };
+                let packet = packet.to_vec();
+                let permit = Arc::clone(&shared.forwards).try_acquire_owned();
+                runtime.spawn(async move {
+                    let answer = match permit {
+                        Ok(_permit) => forward(&rt, &packet, &fwd, Transport::Udp).await,
+                        Err(_) => wire::servfail(&fwd, &rt.settings),
+                    };
+                    if let Some(bytes) = answer {
+                        let _ = reply_sock.send_to(&bytes, peer);
+                    }
+                });
+            }
+            Some(Outcome::Drop) | None => {}
+        }
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,7 +224,11 @@ pub fn rpc_responder(agent: &Arc<Agent>) -> crate::rpc::DnsFn {
         let Some(server) = &agent.server else {
             return none;
         };
-        let settings = super::settings_from(&agent.config());
+        // Borrowed, not cloned: the configuration is large and this runs per query.
+        let settings = {
+            let cfg = agent.config.read().unwrap_or_else(|p| p.into_inner());
+            super::settings_from(&cfg)
+        };
         let state = server.state();
         let view = View::new(&state, &cache);
         let transport = if req.tcp {
@@ -228,9 +291,44 @@ pub fn spawn(agent: &Arc<Agent>, listeners: Listeners) {
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8);
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&stop_flag);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
     for udp in listeners.udp {
         if let Ok(addr) = udp.local_addr() {
             info!(%addr, "DNS listening (UDP and TCP)");
+        }
+        // Servers answer from their own state: plain threads. Client agents ask a server
+        // (async): runtime tasks.
+        if agent.server.is_some() {
+            match udp
+                .into_std()
+                .and_then(|s| s.set_nonblocking(false).map(|()| s))
+            {
+                Ok(std_sock) => {
+                    for i in 0..workers {
+                        let Ok(sock) = std_sock.try_clone() else {
+                            continue;
+                        };
+                        let (shared, flag) = (Arc::clone(&shared), Arc::clone(&stop_flag));
+                        let runtime = tokio::runtime::Handle::current();
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("dns-udp-{i}"))
+                            .spawn(move || udp_thread(shared, sock, runtime, flag));
+                        if let Err(e) = spawned {
+                            warn!(error = %e, "cannot start a DNS UDP thread");
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "DNS UDP socket unusable"),
+            }
+            continue;
         }
         let udp = Arc::new(udp);
         for _ in 0..workers {

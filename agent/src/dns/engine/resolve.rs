@@ -124,11 +124,19 @@ pub fn resolve<R: Rng + ?Sized>(
 fn reverse(qname: &Name, qtype: RecordType, ip: Option<IpAddr>, ctx: &Context<'_>) -> Resolution {
     let settings = ctx.settings;
     let domain = &settings.domain;
+    // A record without a datacenter is in this one.
+    let dc_or_local = |dc: &str| -> String {
+        if dc.is_empty() {
+            settings.datacenter.clone()
+        } else {
+            dc.to_string()
+        }
+    };
     let target = ip
         .and_then(|ip| ctx.view.reverse(ip))
         .and_then(|hit| match hit {
-            ReverseHit::Node(node, dc) => fqdn(&[&node, "node", &dc], domain),
-            ReverseHit::Service(svc, dc) => fqdn(&[&svc, "service", &dc], domain),
+            ReverseHit::Node(node, dc) => fqdn(&[&node, "node", &dc_or_local(&dc)], domain),
+            ReverseHit::Service(svc, dc) => fqdn(&[&svc, "service", &dc_or_local(&dc)], domain),
         });
     let Some(target) = target else {
         if settings.recursion {

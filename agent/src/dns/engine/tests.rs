@@ -491,6 +491,15 @@ fn reverse_lookups() {
     is_nxdomain_with_soa(&m);
     let m = ask(&fx, "1.1.0.10.in-addr.arpa.", RecordType::A);
     assert!(m.answers.is_empty());
+    // A node stored without a datacenter is in the local one.
+    let mut fx = fx;
+    fx.apply(RegisterRequest {
+        node: "nodc".into(),
+        address: "10.7.7.7".into(),
+        ..Default::default()
+    });
+    let m = ask(&fx, "7.7.7.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.answers[0].data.to_string(), "nodc.node.dc1.consul.");
 }
 
 #[test]
