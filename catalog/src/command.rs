@@ -243,6 +243,10 @@ pub enum Command {
         /// Highest index reaped.
         up_to: u64,
     },
+    /// Several commands in one log entry, each applied on its own (its failure does not undo the
+    /// others), in order, at the entry's index. Concurrent writes share one entry this way, and
+    /// so one disk write.
+    Batch(Vec<Command>),
     /// Replaces the whole state with a snapshot (operator restore, `PUT /v1/snapshot`).
     Restore {
         /// The snapshot as [`crate::snapshot::write`] produced it (base64 in JSON).
@@ -281,6 +285,7 @@ impl Command {
             Command::SessionCreate { .. }
             | Command::ReapTombstones { .. }
             | Command::Restore { .. }
+            | Command::Batch(_)
             | Command::Noop => 0,
         }
     }
@@ -293,6 +298,8 @@ pub enum Response {
     Done,
     /// A boolean outcome (KV writes).
     Bool(bool),
+    /// The results of a [`Command::Batch`], in order.
+    Batch(Vec<Result<Response, crate::StoreError>>),
     /// Transaction results or errors.
     Txn {
         /// Results, in op order (empty on rollback).

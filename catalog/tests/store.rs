@@ -525,3 +525,41 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_batch_applies_each_command_on_its_own_at_one_index() {
+    let mut log = Log::new();
+    let r = log
+        .apply(Command::Batch(vec![
+            kv(KvOp::Cas, "k", "first", 0, "", 0),
+            kv(KvOp::Cas, "k", "second", 0, "", 0),
+            kv(KvOp::Lock, "l", "x", 0, "no-such-session", 0),
+            kv(KvOp::Set, "other", "y", 0, "", 0),
+        ]))
+        .expect("batch");
+    let Response::Batch(results) = r else {
+        panic!("batch response: {r:?}")
+    };
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0], Ok(Response::Bool(true)));
+    assert_eq!(
+        results[1],
+        Ok(Response::Bool(false)),
+        "the second CAS sees the first"
+    );
+    assert!(
+        results[2].is_err(),
+        "a failed command does not stop the batch"
+    );
+    assert_eq!(results[3], Ok(Response::Bool(true)));
+    let k = log.st.kv_get("k").1.expect("k");
+    let other = log.st.kv_get("other").1.expect("other");
+    assert_eq!(k.value.as_deref(), Some(&b"first"[..]));
+    assert_eq!(
+        (k.modify_index, other.modify_index),
+        (1, 1),
+        "one entry, one index"
+    );
+    assert!(log.st.kv_get("l").1.is_none());
+    assert_eq!(log.st.last_index(), 1);
+}

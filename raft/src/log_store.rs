@@ -295,7 +295,12 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
 }
 
 fn write_batch(db: &Database, batch: &[Op]) -> Result<(), Box<dyn std::error::Error>> {
-    let w = db.begin_write()?;
+    let mut w = db.begin_write()?;
+    // The committed index is an optimisation (less replay at start): recording it alone needs
+    // no fsync; the next durable commit carries it to disk.
+    if batch.iter().all(|op| matches!(op, Op::Committed(_))) {
+        w.set_durability(redb::Durability::None)?;
+    }
     {
         let mut logs = w.open_table(LOGS)?;
         let mut meta = w.open_table(META)?;

@@ -117,6 +117,67 @@ pub struct Server {
     pub session_timers: Arc<leader::SessionTimers>,
     /// Autopilot settings.
     pub autopilot: crate::config::Autopilot,
+    /// Commands waiting to be committed (see [`Server::propose`]).
+    proposals: tokio::sync::mpsc::Sender<Proposal>,
+}
+
+/// A command waiting to be committed, and where its result goes.
+struct Proposal {
+    cmd: Command,
+    reply: tokio::sync::oneshot::Sender<Result<(u64, Response), ApiError>>,
+}
+
+/// Most commands in one batch entry.
+const MAX_BATCH: usize = 256;
+/// Rough bound on the bytes of one batch entry.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Batch entries being committed at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A rough size of a command, to bound batches.
+fn approx_size(cmd: &Command) -> usize {
+    match cmd {
+        Command::Kv { req, .. } => 128 + req.key.len() + req.value.as_ref().map_or(0, Vec::len),
+        Command::Restore { data } => data.len(),
+        Command::Txn { ops, .. } => 256 * ops.len().max(1),
+        _ => 1024,
+    }
+}
+
+/// Takes proposals as they come and commits them in batches: whatever queued while earlier
+/// entries were being committed goes in the next entry.
+async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut size = approx_size(&first.cmd);
+        let alone = matches!(first.cmd, Command::Restore { .. });
+        let mut batch = vec![first];
+        while !alone && batch.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) if matches!(p.cmd, Command::Restore { .. }) => {
+                    // A restore always travels alone: commit what is queued, then it.
+                    let Some(s) = server.upgrade() else { return };
+                    let queued = std::mem::take(&mut batch);
+                    s.commit_batch(queued).await;
+                    batch.push(p);
+                    break;
+                }
+                Ok(p) => {
+                    size += approx_size(&p.cmd);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(s) = server.upgrade() else { return };
+        tokio::spawn(async move {
+            s.commit_batch(batch).await;
+            drop(permit);
+        });
+    }
 }
 
 impl Server {
@@ -170,7 +231,8 @@ impl Server {
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
-        Ok(Arc::new(Server {
+        let (proposals, proposal_rx) = tokio::sync::mpsc::channel(16_384);
+        let server = Arc::new(Server {
             store,
             hub,
             raft,
@@ -182,7 +244,10 @@ impl Server {
             last_contact: AtomicU64::new(0),
             session_timers: Arc::new(leader::SessionTimers::default()),
             autopilot: opts.autopilot,
-        }))
+            proposals,
+        });
+        tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
+        Ok(server)
     }
 
     /// Datacenter this server belongs to.
@@ -304,22 +369,31 @@ impl Server {
     }
 
     /// Orders, applies and publishes a command; returns its index and result. Forwards to the
-    /// leader when this server is not it.
+    /// leader when this server is not it. Commands proposed while an earlier entry is being
+    /// committed are batched into one entry (one disk write, one replication round).
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.proposals
+            .send(Proposal { cmd, reply: tx })
+            .await
+            .map_err(|_| ApiError::internal("the server is shutting down"))?;
+        rx.await
+            .map_err(|_| ApiError::internal("the server is shutting down"))?
+    }
+
+    /// Commits one log entry (a single command or a batch) through Raft, forwarding it to the
+    /// leader when this server is not it, and holding up to `rpc_hold_timeout` for a leader.
+    async fn submit(&self, cmd: &Command) -> Result<cairn_raft::ApplyResult, ApiError> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => {
-                    let r = resp.data;
-                    metrics::count_apply(r.result.is_ok());
-                    return Ok((r.index, r.result?));
-                }
+                Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(node) = f.leader_node
                         && f.leader_id != Some(self.node_id)
                     {
                         match self.rpc.apply_on_leader(&node.addr, cmd.clone()).await {
-                            Ok(r) => return Ok((r.index, r.result?)),
+                            Ok(r) => return Ok(r),
                             Err(rpc::CallError::Api(e))
                                 if e.message != NO_LEADER
                                     && !e.message.starts_with("not the leader") =>
@@ -341,6 +415,41 @@ impl Server {
                 return Err(ApiError::internal(NO_LEADER));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Commits a batch of proposals and answers each.
+    async fn commit_batch(&self, batch: Vec<Proposal>) {
+        let (cmds, replies): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        let single = cmds.len() == 1;
+        let entry = if single {
+            cmds.into_iter().next().unwrap_or(Command::Noop)
+        } else {
+            Command::Batch(cmds)
+        };
+        let outcome = self.submit(&entry).await;
+        let results: Vec<Result<(u64, Response), ApiError>> = match outcome {
+            Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
+            Ok(r) => match (single, r.result) {
+                (true, result) => vec![result.map(|resp| (r.index, resp)).map_err(ApiError::from)],
+                (false, Ok(Response::Batch(each))) => each
+                    .into_iter()
+                    .map(|x| x.map(|resp| (r.index, resp)).map_err(ApiError::from))
+                    .collect(),
+                (false, other) => replies
+                    .iter()
+                    .map(|_| {
+                        Err(ApiError::internal(format!(
+                            "unexpected batch result: {other:?}"
+                        )))
+                    })
+                    .collect(),
+            },
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            metrics::count_apply(result.is_ok());
+            let _ = reply.send(result);
         }
     }
 
@@ -437,10 +546,13 @@ impl Server {
             let changed = sub.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let st = self.state();
-            let (index, value) = read.execute(&st)?;
-            if opts.min_index == 0 || index > opts.min_index {
-                return Ok((meta(index), value));
+            {
+                // Scoped: a parked reader holds neither the state view nor its answer.
+                let st = self.state();
+                let (index, value) = read.execute(&st)?;
+                if opts.min_index == 0 || index > opts.min_index {
+                    return Ok((meta(index), value));
+                }
             }
             tokio::select! {
                 () = &mut changed => {}

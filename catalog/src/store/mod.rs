@@ -138,6 +138,9 @@ impl State {
                 changes: Changes::default(),
             };
         }
+        if let Command::Batch(cmds) = cmd {
+            return self.apply_batch(index, cmds);
+        }
         let mut work = self.clone();
         let mut tx = Tx {
             st: &mut work,
@@ -170,6 +173,45 @@ impl State {
                     changes: Changes::default(),
                 }
             }
+        }
+    }
+
+    /// Applies each command of a batch on its own at `index`: a failed one leaves the state as
+    /// the commands before it left it.
+    fn apply_batch(&mut self, index: u64, cmds: &[Command]) -> Applied {
+        let mut results = Vec::with_capacity(cmds.len());
+        let mut changes = Changes::default();
+        for cmd in cmds {
+            if matches!(cmd, Command::Batch(_)) {
+                results.push(Err(StoreError::Invalid("nested batch".into())));
+                continue;
+            }
+            let mut work = self.clone();
+            let mut tx = Tx {
+                st: &mut work,
+                index,
+                now_ms: cmd.now_ms(),
+                changes: Changes::default(),
+            };
+            let r = tx.run(cmd);
+            let c = std::mem::take(&mut tx.changes);
+            if r.is_ok() {
+                *self = work;
+                changes.keys.extend(c.keys);
+                changes.kv_keys.extend(c.kv_keys);
+                changes.all |= c.all;
+            }
+            results.push(r);
+        }
+        self.last_index = index;
+        changes.keys.sort();
+        changes.keys.dedup();
+        changes.kv_keys.sort();
+        changes.kv_keys.dedup();
+        Applied {
+            index,
+            result: Ok(Response::Batch(results)),
+            changes,
         }
     }
 
@@ -249,6 +291,7 @@ impl Tx<'_> {
                 Ok(Response::Done)
             }
             Command::Noop => Ok(Response::Done),
+            Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
         }
     }
 
