@@ -82,6 +82,8 @@ pub struct Agent {
     pub membership: leader::MemberSource,
     gossip_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
     sync_lock: tokio::sync::Mutex<()>,
+    /// Local-state version the last successful anti-entropy pass started from.
+    synced_version: std::sync::atomic::AtomicU64,
     sync_kick: Notify,
     shutdown: watch::Sender<bool>,
 }
@@ -262,6 +264,7 @@ impl Agent {
             membership,
             gossip_events: Mutex::new(Some(gossip_rx)),
             sync_lock: tokio::sync::Mutex::new(()),
+            synced_version: std::sync::atomic::AtomicU64::new(0),
             sync_kick: Notify::new(),
             shutdown,
             config: RwLock::new(config),
@@ -733,13 +736,28 @@ impl Agent {
     }
 
     /// After a local change: wake local watchers and sync to the catalog (bounded wait).
+    ///
+    /// Concurrent changes share passes: a caller only needs a pass that started after its change,
+    /// so callers queued behind a running pass are all covered by the next one.
     async fn changed(&self) {
         self.local_changed.notify_waiters();
         self.metrics.local_changes.inc();
-        if tokio::time::timeout(SYNC_WAIT, self.sync_now())
-            .await
-            .is_err()
-        {
+        let mine = self.local.lock().unwrap_or_else(|p| p.into_inner()).version;
+        let wait = async {
+            loop {
+                if self
+                    .synced_version
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    >= mine
+                {
+                    return;
+                }
+                if !self.sync_now().await {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(SYNC_WAIT, wait).await.is_err() {
             debug!("catalog sync still running; answering without waiting further");
         }
     }
@@ -747,6 +765,7 @@ impl Agent {
     /// Runs one anti-entropy pass now; false when a catalog update failed.
     pub async fn sync_now(&self) -> bool {
         let _guard = self.sync_lock.lock().await;
+        let started_at = self.local.lock().unwrap_or_else(|p| p.into_inner()).version;
         let view = match self.catalog_view().await {
             Ok(v) => v,
             Err(e) => {
@@ -760,6 +779,8 @@ impl Agent {
             sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL, now_ms())
         };
         if plan.commands.is_empty() && plan.adopt_tags.is_empty() {
+            self.synced_version
+                .fetch_max(started_at, std::sync::atomic::Ordering::AcqRel);
             return true;
         }
         let mut ok = true;
@@ -783,6 +804,10 @@ impl Agent {
             }
         }
         self.metrics.syncs.inc();
+        if ok {
+            self.synced_version
+                .fetch_max(started_at, std::sync::atomic::Ordering::AcqRel);
+        }
         ok
     }
 

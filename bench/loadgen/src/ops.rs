@@ -18,6 +18,9 @@ pub enum Op {
     CairnKvGet,
     /// Cairn `PUT /v1/catalog/register` (node + one service instance).
     CairnRegister,
+    /// Cairn `PUT /v1/agent/service/register` on an agent (500 instances re-registered in turn
+    /// with a changing port; the agent answers once anti-entropy wrote it to the catalog).
+    CairnAgentRegister,
     /// Cairn `GET /v1/health/service/<service>?<query>`.
     CairnHealth,
     /// Cairn `PUT /v1/txn` with `--batch` KV sets.
@@ -99,6 +102,26 @@ impl OpParams {
             Op::CairnKvGet => Req::get(q(format!("/v1/kv/{}", key(&self.prefix, i)))),
             Op::CairnRegister => {
                 Req::with(Method::PUT, "/v1/catalog/register", register_body(self, i))
+            }
+            Op::CairnAgentRegister => {
+                let service = if self.service.is_empty() {
+                    "bench-agent".to_string()
+                } else {
+                    self.service.clone()
+                };
+                Req::with(
+                    Method::PUT,
+                    "/v1/agent/service/register",
+                    json!({
+                        "Name": service,
+                        // 500 instances, each re-registered with a new port: an agent holds a
+                        // realistic number of services and every request changes the catalog.
+                        "ID": format!("{service}-{}", key(&self.prefix, i % 500)),
+                        "Port": 8080 + (i % 1000),
+                        "Tags": ["bench"],
+                    })
+                    .to_string(),
+                )
             }
             Op::CairnHealth => Req::get(q(format!("/v1/health/service/{}", self.service))),
             Op::CairnTxnPut => {
