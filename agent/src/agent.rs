@@ -827,11 +827,12 @@ impl Agent {
             ApiError::internal(format!("malformed {what} in the catalog view: {e}"))
         };
         let node: Option<cairn_catalog::model::Node> =
-            serde_json::from_value(v["Node"].clone()).map_err(|e| decode("node", e))?;
+            serde_json::from_value(v.value["Node"].clone()).map_err(|e| decode("node", e))?;
         let services: Vec<cairn_catalog::model::Service> =
-            serde_json::from_value(v["Services"].clone()).map_err(|e| decode("services", e))?;
+            serde_json::from_value(v.value["Services"].clone())
+                .map_err(|e| decode("services", e))?;
         let checks: Vec<cairn_catalog::model::HealthCheck> =
-            serde_json::from_value(v["Checks"].clone()).map_err(|e| decode("checks", e))?;
+            serde_json::from_value(v.value["Checks"].clone()).map_err(|e| decode("checks", e))?;
         Ok(CatalogView {
             node: node.map(Arc::new),
             services: services.into_iter().map(Arc::new).collect(),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::http::error::ApiError;
 use crate::http::params::QueryOptions;
 use crate::rpc::{self, CallError, ServerStatus};
-use crate::server::query::Read;
+use crate::server::query::{Answer, Read};
 use crate::server::{ReadMeta, Server};
 
 /// Consul's message when a client agent knows no server.
@@ -144,15 +144,17 @@ impl Backend {
         &self,
         read: &Read,
         opts: &QueryOptions,
-    ) -> Result<(ReadMeta, Value), ApiError> {
+    ) -> Result<(ReadMeta, Arc<Answer>), ApiError> {
         match self {
             Backend::Server(s) => s.read(read, opts).await,
             Backend::Client(p) => {
-                p.call(|c, addr| {
-                    let (read, opts) = (read.clone(), opts.clone());
-                    async move { c.read(&addr, &read, &opts).await }
-                })
-                .await
+                let (meta, value): (ReadMeta, Value) = p
+                    .call(|c, addr| {
+                        let (read, opts) = (read.clone(), opts.clone());
+                        async move { c.read(&addr, &read, &opts).await }
+                    })
+                    .await?;
+                Ok((meta, Arc::new(Answer::new(value))))
             }
         }
     }

@@ -373,3 +373,65 @@ async fn filters_on_service_entries_and_checks() {
         }
     }
 }
+
+/// Answers are shared between identical reads at one index: every change that alters an answer
+/// must move its index, so a repeated read never returns the previous answer.
+#[tokio::test]
+async fn repeated_reads_see_node_level_changes() {
+    let a = Agent::start().await;
+    fixture(&a).await;
+    let addr_of = |entries: &Value, node: &str| -> String {
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["Node"]["Node"] == node || e["Node"] == node)
+            .map(|e| {
+                e["Node"]["Address"]
+                    .as_str()
+                    .or(e["Address"].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    for _ in 0..2 {
+        let h = a.get("/v1/health/service/web").await;
+        assert_eq!(addr_of(&h.body, "warn"), "192.0.2.2", "{}", h.text());
+        let c = a.get("/v1/catalog/service/web").await;
+        assert_eq!(addr_of(&c.body, "warn"), "192.0.2.2", "{}", c.text());
+    }
+    // Only the node changes (its address and meta); the service entries must follow.
+    register(
+        &a,
+        json!({"Node": "warn", "Address": "192.0.2.99", "NodeMeta": {"rack": "r9"}}),
+    )
+    .await;
+    let h = a.get("/v1/health/service/web").await;
+    assert_eq!(addr_of(&h.body, "warn"), "192.0.2.99", "{}", h.text());
+    let c = a.get("/v1/catalog/service/web").await;
+    assert_eq!(addr_of(&c.body, "warn"), "192.0.2.99", "{}", c.text());
+    let n = a.get("/v1/catalog/node/warn").await;
+    assert_eq!(n.body["Node"]["Meta"]["rack"], "r9", "{}", n.text());
+    let r = a.get("/v1/catalog/nodes?node-meta=rack:r9").await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{}", r.text());
+    // A service check turning critical is seen by the check lists and by `passing`.
+    let before = a.get("/v1/health/state/critical").await;
+    register(
+        &a,
+        json!({"Node": "good", "Address": "192.0.2.1", "SkipNodeUpdate": true,
+               "Check": {"CheckID": "service:web", "Name": "web check", "Status": "critical",
+                         "ServiceID": "web"}}),
+    )
+    .await;
+    let after = a.get("/v1/health/state/critical").await;
+    assert!(after.index() > before.index());
+    assert!(
+        check_ids(&after.body).len() > check_ids(&before.body).len(),
+        "{} -> {}",
+        before.text(),
+        after.text()
+    );
+    let r = a.get("/v1/health/service/web?passing").await;
+    assert!(!nodes_of(&r.body).contains(&"good".to_string()));
+}

@@ -382,3 +382,28 @@ async fn index_headers_on_every_kv_read() {
         );
     }
 }
+
+/// Answers are shared between identical reads at one index: a lock taken or released by a
+/// session must show in the very next read of the key.
+#[tokio::test]
+async fn repeated_reads_see_locks_come_and_go() {
+    let a = Agent::start().await;
+    a.get("/v1/kv/lock").await.expect_status(404);
+    a.get("/v1/kv/lock").await.expect_status(404);
+    assert!(put(&a, "lock", "v1").await);
+    assert_eq!(entry(&a, "lock").await["Session"], Value::Null);
+    assert_eq!(entry(&a, "lock").await["Value"], b64("v1"));
+    let id = session(&a, json!({"Name": "holder"})).await;
+    assert!(put(&a, &format!("lock?acquire={id}"), "v1").await);
+    let held = entry(&a, "lock").await;
+    assert_eq!(held["Session"], id.as_str(), "{held}");
+    assert_eq!(held["LockIndex"], 1);
+    // Destroying the session releases the lock: the entry loses its holder.
+    a.put_empty(&format!("/v1/session/destroy/{id}"))
+        .await
+        .expect_status(200);
+    let released = entry(&a, "lock").await;
+    assert_eq!(released["Session"], Value::Null, "{released}");
+    let info = a.get(&format!("/v1/session/info/{id}")).await;
+    assert_eq!(info.body, json!([]), "{}", info.text());
+}

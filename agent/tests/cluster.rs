@@ -256,10 +256,15 @@ async fn a_server_that_fell_behind_a_snapshot_catches_up() {
         .await;
     c.wait_value(lagger, "snap/0", "0", Duration::from_secs(5))
         .await;
-    assert!(
-        c.servers[lagger].log().contains("raft snapshot installed"),
-        "the lagging server caught up without a snapshot"
-    );
+    // The state is in place a moment before the line announcing it is written.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !c.servers[lagger].log().contains("raft snapshot installed") {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging server caught up without a snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,9 +193,11 @@ fn sm_err(verb: ErrorVerb, msg: impl ToString) -> StorageError {
     )
 }
 
-/// Builds snapshots from a point-in-time clone of the state.
+/// Builds a snapshot of the state as it was when the builder was made: openraft builds it in
+/// a task of its own while later entries are applied, so the state is cloned (O(1)) up front
+/// and always matches `last_applied`.
 pub struct Builder {
-    store: Arc<Store>,
+    state: Arc<cairn_catalog::State>,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, ServerNode>,
     dir: Option<PathBuf>,
@@ -204,7 +206,7 @@ pub struct Builder {
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let state = self.store.read();
+        let state = Arc::clone(&self.state);
         let last = self.last_applied;
         let meta = Meta {
             last_log_id: last,
@@ -304,7 +306,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Builder {
         Builder {
-            store: Arc::clone(&self.store),
+            state: self.store.read(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             dir: self.dir.clone(),

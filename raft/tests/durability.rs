@@ -271,3 +271,52 @@ async fn damaged_files_stop_start_up() {
         "{err}"
     );
 }
+
+fn entry(index: u64, cmd: Command) -> cairn_raft::Entry {
+    openraft::Entry {
+        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Normal(cmd),
+    }
+}
+
+/// openraft builds a snapshot in a task of its own while later entries are applied: the
+/// snapshot must hold the state as of its own last log id, never a later one (which would make
+/// the file unreadable at the next start and on followers that install it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_holds_the_state_of_its_own_log_id() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{RaftLogId, RaftSnapshotBuilder};
+    let dir = Scratch::new();
+    let store = Arc::new(Store::new());
+    let mut sm = StateMachine::open(
+        Arc::clone(&store),
+        Some(dir.0.join("snap")),
+        Arc::new(NoObserver),
+    )
+    .expect("open state machine");
+    sm.apply(vec![entry(1, put("a", "1")), entry(2, put("b", "2"))])
+        .await
+        .expect("apply");
+    let mut builder = sm.get_snapshot_builder().await;
+    sm.apply(vec![entry(3, put("c", "3"))])
+        .await
+        .expect("apply");
+    let snap = builder.build_snapshot().await.expect("build");
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+    let bytes = snap.snapshot.into_inner();
+    let (meta, state) = cairn_raft::state_machine::decode_snapshot(&bytes).expect("decodes");
+    assert_eq!(state.last_index(), 2);
+    assert!(state.kv_get("b").1.is_some());
+    assert!(state.kv_get("c").1.is_none(), "a later entry leaked in");
+    assert_eq!(
+        meta.last_log_id.map(|l| *l.get_log_id()),
+        snap.meta.last_log_id
+    );
+    // And the file on disk opens at the next start.
+    let reopened = StateMachine::open(
+        Arc::new(Store::new()),
+        Some(dir.0.join("snap")),
+        Arc::new(NoObserver),
+    );
+    assert!(reopened.is_ok(), "snapshot file unreadable at start");
+}

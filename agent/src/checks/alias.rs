@@ -310,9 +310,9 @@ impl AliasSource for AgentAliasSource {
                 .read(&read, &opts)
                 .await
                 .map_err(|e| e.message)?;
-            let checks: Vec<HealthCheck> = serde_json::from_value(v["Checks"].clone())
+            let checks: Vec<HealthCheck> = serde_json::from_value(v.value["Checks"].clone())
                 .map_err(|e| format!("malformed checks of node {node}: {e}"))?;
-            let services: Vec<Service> = serde_json::from_value(v["Services"].clone())
+            let services: Vec<Service> = serde_json::from_value(v.value["Services"].clone())
                 .map_err(|e| format!("malformed services of node {node}: {e}"))?;
             Ok((
                 meta.index,

@@ -140,10 +140,9 @@ async fn node_services(
     let sel = selection(&a, &p, &o);
     let (meta, value) = super::run_read(&a, Read::CatalogNodeServices { node, sel }, &o).await?;
     // An unknown node is Consul's empty `NodeServiceList`, with 200 as the Go client expects.
-    let value = if value.is_null() {
-        serde_json::json!({"Node": null, "Services": null})
-    } else {
-        value
-    };
-    Ok(super::read_response(&meta, &value, o.pretty))
+    if value.value.is_null() {
+        let empty = serde_json::json!({"Node": null, "Services": null});
+        return Ok(super::read_response(&meta, &empty, o.pretty));
+    }
+    Ok(super::answer_response(&meta, &value, o.pretty))
 }

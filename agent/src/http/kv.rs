@@ -90,7 +90,7 @@ async fn kv_get(
         Read::KvGet { key }
     };
     let (meta, value) = run_read(&a, read, &o).await?;
-    if value.is_null() && root_keys {
+    if value.value.is_null() && root_keys {
         // Consul answers an empty store's key list with `[]`, not a 404.
         return Ok(super::read_response(
             &meta,
@@ -98,13 +98,13 @@ async fn kv_get(
             o.pretty,
         ));
     }
-    if value.is_null() {
+    if value.value.is_null() {
         let mut r = StatusCode::NOT_FOUND.into_response();
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
     if raw && !keys && !recurse {
-        let b64 = value[0]["Value"].as_str().unwrap_or_default();
+        let b64 = value.value[0]["Value"].as_str().unwrap_or_default();
         let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
             .unwrap_or_default();
         let mut r = (
@@ -125,7 +125,7 @@ async fn kv_get(
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
-    Ok(super::read_response(&meta, &value, o.pretty))
+    Ok(super::answer_response(&meta, &value, o.pretty))
 }
 
 /// Consul's `conflictingFlags`: at most one of `flags` may be given; the error quotes the

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::agent::Agent;
 use crate::server::ReadMeta;
-use crate::server::query::Read;
+use crate::server::query::{Answer, Read};
 use error::ApiError;
 use params::{Params, QueryOptions};
 
@@ -250,6 +250,23 @@ pub fn read_response(meta: &ReadMeta, value: &serde_json::Value, pretty: bool) -
     resp
 }
 
+/// A read's answer as a response: its shared compact encoding unless indentation is asked for.
+pub fn answer_response(meta: &ReadMeta, answer: &Answer, pretty: bool) -> Response {
+    if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
+        return read_response(meta, &answer.value, true);
+    }
+    let mut resp = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from(answer.json()),
+    )
+        .into_response();
+    set_meta(resp.headers_mut(), meta);
+    resp
+}
+
 /// Refuses requests for another datacenter (federation arrives later) with Consul's error.
 pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     match dc {
@@ -267,8 +284,8 @@ pub async fn serve_read(
     read: Read,
     opts: &QueryOptions,
 ) -> Result<Response, ApiError> {
-    let (meta, value) = run_read(agent, read, opts).await?;
-    Ok(read_response(&meta, &value, opts.pretty))
+    let (meta, answer) = run_read(agent, read, opts).await?;
+    Ok(answer_response(&meta, &answer, opts.pretty))
 }
 
 /// Runs a server read with the request's options.
@@ -276,7 +293,7 @@ pub async fn run_read(
     agent: &Agent,
     read: Read,
     opts: &QueryOptions,
-) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+) -> Result<(ReadMeta, Arc<Answer>), ApiError> {
     check_dc(agent, opts.dc.as_deref())?;
     if opts.min_index > 0 {
         agent.metrics.blocking_queries.inc();

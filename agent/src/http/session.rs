@@ -146,7 +146,7 @@ async fn renew(
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let (_, found) = super::run_read(&a, Read::SessionInfo { id: id.clone() }, &o).await?;
-    let Some(s) = found.as_array().and_then(|a| a.first()).cloned() else {
+    let Some(s) = found.value.as_array().and_then(|a| a.first()).cloned() else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
     if let Ok(Some(ttl)) = parse_session_ttl(s["TTL"].as_str().unwrap_or_default()) {

@@ -31,7 +31,7 @@ async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respon
     let (_, mut o) = query(q.as_deref())?;
     o.min_index = 0;
     let (meta, value) = run_read(&a, Read::Snapshot, &o).await?;
-    let b64 = value.as_str().unwrap_or_default();
+    let b64 = value.value.as_str().unwrap_or_default();
     let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
         .map_err(|e| ApiError::internal(format!("malformed snapshot from the server: {e}")))?;
     let mut r = (

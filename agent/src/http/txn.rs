@@ -72,8 +72,8 @@ async fn txn(
         let mut o = o;
         o.min_index = 0;
         let (meta, body) = super::run_read(&a, Read::Txn { ops }, &o).await?;
-        let mut r = json_response(&body, o.pretty);
-        if !body["Errors"].is_null() {
+        let mut r = json_response(&body.value, o.pretty);
+        if !body.value["Errors"].is_null() {
             *r.status_mut() = StatusCode::CONFLICT;
         }
         set_meta(r.headers_mut(), &meta);

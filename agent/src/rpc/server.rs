@@ -150,9 +150,9 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match s.read(&req.read, &req.query.to_opts()).await {
-        Ok((meta, value)) => ok(&ReadReply {
+        Ok((meta, answer)) => ok(&ReadReply {
             meta: (&meta).into(),
-            value,
+            value: answer.value.clone(),
         }),
         Err(e) => fail(&e),
     }

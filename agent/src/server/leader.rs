@@ -281,6 +281,14 @@ pub async fn supervise(
 }
 
 async fn leader_loop(server: Arc<Server>, members: MemberSource) {
+    // First commit an entry of this term: until then the state may miss acknowledged writes,
+    // and neither reads nor the duties below may act on it.
+    let mut backoff = Duration::from_millis(10);
+    while let Err(e) = server.barrier().await {
+        warn!(error = %e, "leader barrier failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
     let timers = Arc::clone(&server.session_timers);
     // A new leader gives every session a full TTL from now, as Consul does.
     timers.clear_all();

@@ -11,6 +11,7 @@
 //! - `?consistent` on the leader after it confirmed its leadership with a quorum
 //!   (openraft's linearizable read).
 
+mod answers;
 pub mod leader;
 pub mod query;
 
@@ -44,6 +45,8 @@ pub fn now_ms() -> u64 {
 
 /// Consul's message when no leader is known.
 pub const NO_LEADER: &str = "No cluster leader";
+/// Consul's error for a leader that has not yet committed an entry of its own term.
+pub const NOT_READY: &str = "Not ready to serve consistent reads";
 
 /// Metadata of a read, sent back as `X-Consul-*` headers.
 #[derive(Clone, Copy, Debug)]
@@ -58,14 +61,19 @@ pub struct ReadMeta {
     pub consistency: Consistency,
 }
 
-/// Wakes blocked readers when the state machine applies something.
-struct HubObserver(Arc<WatchHub>);
+/// Wakes blocked readers when the state machine applies something, and forgets shared answers
+/// when the state is replaced.
+struct HubObserver(Arc<WatchHub>, Arc<answers::Answers>);
 
 impl ApplyObserver for HubObserver {
     fn applied(&self, changes: &Changes) {
+        if changes.all {
+            self.1.clear();
+        }
         self.0.notify(changes);
     }
     fn reset(&self) {
+        self.1.clear();
         self.0.notify_all();
     }
 }
@@ -119,6 +127,11 @@ pub struct Server {
     pub autopilot: crate::config::Autopilot,
     /// Commands waiting to be committed (see [`Server::propose`]).
     proposals: tokio::sync::mpsc::Sender<Proposal>,
+    /// The latest answer of each cacheable read.
+    answers: Arc<answers::Answers>,
+    /// The term in which this server, as leader, committed its barrier (0: none): only then
+    /// does its state hold every acknowledged write, so only then does it serve leader reads.
+    ready_term: AtomicU64,
 }
 
 /// A command waiting to be committed, and where its result goes.
@@ -188,7 +201,9 @@ impl Server {
         rpc: rpc::Client,
     ) -> Result<Arc<Server>, ServerError> {
         let store = Arc::new(Store::new());
-        let observer: Arc<dyn ApplyObserver> = Arc::new(HubObserver(Arc::clone(&hub)));
+        let answers = Arc::new(answers::Answers::default());
+        let observer: Arc<dyn ApplyObserver> =
+            Arc::new(HubObserver(Arc::clone(&hub), Arc::clone(&answers)));
         let (log, sm) = match &opts.raft_dir {
             None => (
                 LogStore::in_memory(),
@@ -242,9 +257,11 @@ impl Server {
             datacenter: opts.datacenter,
             hold_timeout: opts.hold_timeout,
             last_contact: AtomicU64::new(0),
+            ready_term: AtomicU64::new(0),
             session_timers: Arc::new(leader::SessionTimers::default()),
             autopilot: opts.autopilot,
             proposals,
+            answers,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
         Ok(server)
@@ -468,13 +485,55 @@ impl Server {
         }
     }
 
+    /// Commits a no-op entry in the current term (a barrier) and, once it is applied, marks
+    /// this leader ready for reads. A leader's committed index may lag behind what a majority
+    /// acknowledged (always so for a leader that restarted and resumed its term, which openraft
+    /// 0.9 allows without a new entry), so reads wait for this, as Consul's do.
+    pub async fn barrier(&self) -> Result<(), ApiError> {
+        match self.raft.client_write(Command::Noop).await {
+            Ok(resp) => {
+                let term = resp.log_id.leader_id.term;
+                self.ready_term.store(term, Ordering::Release);
+                tracing::debug!(term, index = resp.log_id.index, "leader barrier committed");
+                Ok(())
+            }
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        }
+    }
+
+    /// Whether this server leads and has committed its barrier in the current term.
+    fn ready_for_reads(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.node_id)
+            && m.current_term == self.ready_term.load(Ordering::Acquire)
+    }
+
+    /// Waits (up to the hold timeout) until this leader is ready for reads. `Ok(false)` if it
+    /// stopped leading meanwhile (the read goes to the new leader instead).
+    async fn wait_ready(&self) -> Result<bool, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
+        loop {
+            if self.ready_for_reads() {
+                return Ok(true);
+            }
+            if !self.is_leader() {
+                return Ok(false);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::internal(NOT_READY));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Runs a read with the requested consistency, blocking until its index passes
     /// `opts.min_index` or the wait expires.
     pub async fn read(
         &self,
         read: &query::Read,
         opts: &QueryOptions,
-    ) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
         let consistency = opts.consistency;
         let local_ok = match consistency {
             Consistency::Stale => opts
@@ -482,7 +541,7 @@ impl Server {
                 .is_none_or(|max| u128::from(self.last_contact_ms()) <= max.as_millis()),
             Consistency::Leader | Consistency::Consistent => self.is_leader(),
         };
-        if !local_ok {
+        if !local_ok || !self.wait_ready().await? {
             return self.forward_read(read, opts).await;
         }
         if consistency == Consistency::Consistent {
@@ -498,11 +557,11 @@ impl Server {
         &self,
         read: &query::Read,
         opts: &QueryOptions,
-    ) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             if let Some((id, node)) = self.leader_node() {
-                if id == self.node_id {
+                if id == self.node_id && self.wait_ready().await? {
                     return self.read_local(read, opts).await;
                 }
                 let mut fwd = opts.clone();
@@ -510,8 +569,12 @@ impl Server {
                     fwd.consistency = Consistency::Leader;
                 }
                 match self.rpc.read(&node.addr, read, &fwd).await {
-                    Ok(r) => return Ok(r),
-                    Err(rpc::CallError::Api(e)) if e.message != NO_LEADER => return Err(e),
+                    Ok((meta, value)) => return Ok((meta, Arc::new(query::Answer::new(value)))),
+                    Err(rpc::CallError::Api(e))
+                        if e.message != NO_LEADER && e.message != NOT_READY =>
+                    {
+                        return Err(e);
+                    }
                     Err(e) => warn!(error = %e, "forwarding a read to the leader failed; retrying"),
                 }
             }
@@ -527,7 +590,7 @@ impl Server {
         &self,
         read: &query::Read,
         opts: &QueryOptions,
-    ) -> Result<(ReadMeta, serde_json::Value), ApiError> {
+    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
         let consistency = opts.consistency;
         let meta = |index: u64| ReadMeta {
             index: index.max(1),
@@ -549,20 +612,45 @@ impl Server {
             {
                 // Scoped: a parked reader holds neither the state view nor its answer.
                 let st = self.state();
-                let (index, value) = read.execute(&st)?;
+                let (index, answer) = self.answer(read, &st)?;
                 if opts.min_index == 0 || index > opts.min_index {
-                    return Ok((meta(index), value));
+                    return Ok((meta(index), answer));
                 }
             }
             tokio::select! {
                 () = &mut changed => {}
                 () = tokio::time::sleep_until(deadline) => {
                     let st = self.state();
-                    let (index, value) = read.execute(&st)?;
-                    return Ok((meta(index), value));
+                    let (index, answer) = self.answer(read, &st)?;
+                    return Ok((meta(index), answer));
                 }
             }
         }
+    }
+
+    /// The answer to a read on a state view, reused from the cache when the same read was
+    /// answered at the same index (every reader woken by one change shares one answer).
+    fn answer(
+        &self,
+        read: &query::Read,
+        st: &State,
+    ) -> Result<(u64, Arc<query::Answer>), ApiError> {
+        let key = read
+            .cache_index(st)
+            .and_then(|i| serde_json::to_string(read).ok().map(|k| (k, i)));
+        if let Some((k, i)) = &key
+            && let Some(a) = self.answers.get(k, *i)
+        {
+            return Ok((*i, a));
+        }
+        let (index, value) = read.execute(st)?;
+        let answer = Arc::new(query::Answer::new(value));
+        if let Some((k, i)) = key
+            && i == index
+        {
+            self.answers.put(k, index, Arc::clone(&answer));
+        }
+        Ok((index, answer))
     }
 
     /// Resets a session's TTL timer on the leader (forwarding when this server is not it).

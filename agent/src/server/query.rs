@@ -258,7 +258,58 @@ mod schema {
     }
 }
 
+/// An answer: the JSON value and, computed once and shared by every request served from it,
+/// its compact encoding.
+#[derive(Debug)]
+pub struct Answer {
+    /// The answer.
+    pub value: Value,
+    json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Answer {
+    /// Wraps a value.
+    pub fn new(value: Value) -> Answer {
+        Answer {
+            value,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The compact JSON encoding (computed on first use).
+    pub fn json(&self) -> bytes::Bytes {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&self.value).unwrap_or_default().into())
+            .clone()
+    }
+}
+
 impl Read {
+    /// The index of this read's answer when the answer is a function of that index alone (so an
+    /// answer computed at the same index can be reused); `None` for reads that must run every
+    /// time.
+    pub fn cache_index(&self, st: &State) -> Option<u64> {
+        let plain = |sel: &Selection| sel.filter.is_none() && sel.node_meta.is_empty();
+        match self {
+            Read::CatalogNodes(_) => Some(st.index_of(&WatchKey::Nodes)),
+            Read::CatalogServices(sel) if plain(sel) => Some(st.index_of(&WatchKey::Services)),
+            Read::CatalogService { name, .. }
+            | Read::HealthChecks { name, .. }
+            | Read::HealthService { name, .. } => Some(st.service_index(name)),
+            Read::CatalogNode { node, .. }
+            | Read::CatalogNodeServices { node, .. }
+            | Read::HealthNode { node, .. } => Some(st.node_index(node)),
+            Read::HealthState { sel, .. } if sel.node_meta.is_empty() => {
+                Some(st.index_of(&WatchKey::Checks))
+            }
+            Read::KvGet { key } => Some(st.kv_get(key).0),
+            Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
+                Some(st.index_of(&WatchKey::Sessions))
+            }
+            _ => None,
+        }
+    }
+
     /// What a blocking read of this waits on.
     pub fn target(&self) -> Target {
         match self {

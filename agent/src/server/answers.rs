@@ -1,0 +1,81 @@
+//! Answers shared between requests: the latest answer of each cacheable read, with the index it
+//! reflects, so every reader woken by one change (and every poller between changes) is served
+//! from one evaluation and one JSON encoding.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::query::Answer;
+
+/// Distinct reads whose answers are kept; the cache is emptied when it fills.
+const CAPACITY: usize = 4096;
+
+/// Latest answers by read (keyed by the read's JSON form).
+#[derive(Default)]
+pub struct Answers {
+    map: Mutex<HashMap<String, (u64, Arc<Answer>)>>,
+}
+
+impl Answers {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, (u64, Arc<Answer>)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The answer kept for `read` if it was computed at `index`.
+    pub fn get(&self, read: &str, index: u64) -> Option<Arc<Answer>> {
+        match self.map().get(read) {
+            Some((i, a)) if *i == index => Some(Arc::clone(a)),
+            _ => None,
+        }
+    }
+
+    /// Keeps an answer computed at `index`.
+    pub fn put(&self, read: String, index: u64, answer: Arc<Answer>) {
+        let mut map = self.map();
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(read, (index, answer));
+    }
+
+    /// Forgets everything (the state was replaced, so indexes no longer identify answers).
+    pub fn clear(&self) {
+        self.map().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_kept_per_index_and_cleared() {
+        let a = Answers::default();
+        let ans = Arc::new(Answer::new(serde_json::json!([1])));
+        a.put("r".into(), 5, Arc::clone(&ans));
+        assert!(a.get("r", 5).is_some());
+        assert!(a.get("r", 6).is_none(), "another index is another answer");
+        assert!(a.get("s", 5).is_none());
+        a.clear();
+        assert!(a.get("r", 5).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let a = Answers::default();
+        for i in 0..CAPACITY {
+            a.put(
+                format!("r{i}"),
+                1,
+                Arc::new(Answer::new(serde_json::Value::Null)),
+            );
+        }
+        a.put(
+            "last".into(),
+            1,
+            Arc::new(Answer::new(serde_json::Value::Null)),
+        );
+        assert!(a.get("r0", 1).is_none());
+        assert!(a.get("last", 1).is_some());
+    }
+}
