@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use super::flags::Parsed;
+use super::progress::Progress;
 
 /// The address used when neither `-http-addr` nor `CONSUL_HTTP_ADDR` is given.
 pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
@@ -18,6 +19,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a non-blocking request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a snapshot transfer may take (progress is shown meanwhile).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Size of the pieces an upload is sent in (and its progress counted by).
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// A failed request.
 #[derive(Debug)]
@@ -243,12 +250,7 @@ impl Client {
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let index = resp
-            .headers()
-            .get("x-consul-index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let index = header_index(resp.headers());
         let body = resp.bytes().await.map_err(transport)?;
         Ok(Reply {
             status,
@@ -312,6 +314,99 @@ impl Client {
         self.call(Method::DELETE, path, query, None, false).await
     }
 
+    /// `GET` a large body (a snapshot), reporting progress as it arrives.
+    pub(crate) async fn download(&self, path: &str) -> Result<Reply, Error> {
+        let url = self.url(path, &[], true);
+        let transport = |e: reqwest::Error| Error::Transport {
+            method: Method::GET,
+            url: url.clone(),
+            message: error_chain(&e),
+        };
+        let mut req = self.http.get(&url).timeout(TRANSFER_TIMEOUT);
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        // The servers take the snapshot before the first byte arrives: say so while waiting.
+        let started = std::time::Instant::now();
+        let send = req.send();
+        tokio::pin!(send);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let mut resp = loop {
+            tokio::select! {
+                r = &mut send => break r.map_err(transport)?,
+                _ = tick.tick() => eprintln!(
+                    "Waiting for the servers to take the snapshot ({} s)",
+                    started.elapsed().as_secs()
+                ),
+            }
+        };
+        let status = resp.status().as_u16();
+        let index = header_index(resp.headers());
+        let mut progress = Progress::new("received", resp.content_length());
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            progress.add(chunk.len());
+            body.extend_from_slice(&chunk);
+        }
+        progress.finish();
+        check(
+            Reply {
+                status,
+                index,
+                body: Bytes::from(body),
+            },
+            false,
+        )
+    }
+
+    /// `PUT` a large body (a snapshot), reporting progress as it is sent.
+    pub(crate) async fn upload(&self, path: &str, body: Vec<u8>) -> Result<Reply, Error> {
+        let url = self.url(path, &[], false);
+        let transport = |e: reqwest::Error| Error::Transport {
+            method: Method::PUT,
+            url: url.clone(),
+            message: error_chain(&e),
+        };
+        let total = body.len() as u64;
+        let body = Bytes::from(body);
+        let mut progress = Progress::new("sent", Some(total));
+        let chunks: Vec<Bytes> = (0..body.len())
+            .step_by(UPLOAD_CHUNK)
+            .map(|at| body.slice(at..(at + UPLOAD_CHUNK).min(body.len())))
+            .collect();
+        let stream = tokio_stream::iter(chunks.into_iter().map(move |c| {
+            progress.add(c.len());
+            if progress.is_complete() {
+                progress.finish();
+            }
+            Ok::<Bytes, std::io::Error>(c)
+        }));
+        let mut req = self
+            .http
+            .put(&url)
+            .timeout(TRANSFER_TIMEOUT)
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let index = header_index(resp.headers());
+        let body = resp.bytes().await.map_err(transport)?;
+        check(
+            Reply {
+                status,
+                index,
+                body,
+            },
+            false,
+        )
+    }
+
     /// A blocking `GET`: waits until the result's index passes `index` (or the server's
     /// default wait elapses). A 404 is accepted (a watched key may not exist).
     pub(crate) async fn get_blocking(
@@ -330,6 +425,15 @@ impl Client {
             .await?;
         check(reply, true)
     }
+}
+
+/// `X-Consul-Index`, 0 when absent.
+fn header_index(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("x-consul-index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn check(reply: Reply, allow_404: bool) -> Result<Reply, Error> {

@@ -19,6 +19,7 @@ mod maint;
 mod members;
 mod operator;
 mod output;
+mod progress;
 mod reload;
 mod services;
 mod sidecar;

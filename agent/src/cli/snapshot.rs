@@ -76,10 +76,7 @@ async fn save(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let reply = match client
-        .call(reqwest::Method::GET, "/v1/snapshot", &[], None, false)
-        .await
-    {
+    let reply = match client.download("/v1/snapshot").await {
         Ok(r) => r,
         Err(e) => return fail(format!("Error saving snapshot: {e}")),
     };
@@ -132,7 +129,7 @@ async fn restore(args: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     let size = bytes.len();
-    match client.put("/v1/snapshot", &[], Some(bytes)).await {
+    match client.upload("/v1/snapshot", bytes).await {
         Ok(_) => {
             out(&format!("Restored snapshot ({size} bytes)"));
             ExitCode::SUCCESS
