@@ -1,10 +1,13 @@
 //! The Raft log and vote.
 //!
-//! Entries live in memory (a `BTreeMap`, so replication reads never touch the disk) and, for a
-//! durable store, in a `redb` file. Every mutation goes, in order, through one writer thread:
+//! A durable store keeps every entry in a `redb` file and the most recent ones, up to a memory
+//! budget, decoded in memory too (a `BTreeMap`), so replicating fresh entries never touches the
+//! disk while a long log (a big batch of writes, a restore) costs no memory twice; older
+//! entries, read only by a lagging follower's catch-up, come from the file. Only entries the
+//! writer has committed leave memory. Every mutation goes, in order, through one writer thread:
 //! it takes everything queued, writes it in one transaction and commits (one fsync), then
 //! acknowledges each operation. Many concurrent client writes therefore share one fsync, and
-//! no append is acknowledged before it is on disk.
+//! no append is acknowledged before it is on disk. The in-memory store (`-dev`) keeps all.
 //!
 //! On disk each entry is a version byte followed by the JSON of the entry; redb checksums its
 //! pages, so a torn last commit is rolled back to the previous (acknowledged) one at open, and
@@ -12,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -28,6 +32,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const ENTRY_VERSION: u8 = 1;
 const FORMAT_KEY: &str = "format";
 const FORMAT: &[u8] = b"cairn-raft-log-v1";
+
+/// Encoded bytes of recent entries a durable log keeps decoded in memory.
+pub const DEFAULT_MEMORY_BUDGET: usize = 8 << 20;
+/// redb's page cache for the log file (its default is 1 GiB): the hot entries are in memory
+/// already, so the file is mostly written, and read back only for catch-up.
+const REDB_CACHE: usize = 16 << 20;
 
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +62,101 @@ pub enum OpenError {
 
 #[derive(Default)]
 struct Cache {
-    entries: BTreeMap<u64, Entry>,
+    /// The most recent entries (all of them for the in-memory store). Never empty while the
+    /// log holds an entry after `last_purged`: the last one always stays.
+    entries: BTreeMap<u64, Slot>,
+    /// Sum of the encoded sizes in `entries`.
+    bytes: usize,
+    /// First index in the log (in memory or only on disk).
+    first: Option<u64>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
 }
 
+/// An entry held in memory.
+struct Slot {
+    entry: Entry,
+    /// Encoded size (0 in the in-memory store).
+    size: usize,
+    /// Committed to the file by the writer: only such entries may leave memory.
+    flushed: bool,
+}
+
+impl Cache {
+    /// Drops the oldest entries beyond `budget`, but only those the writer has committed to
+    /// the file, and never the last one.
+    fn evict(&mut self, budget: usize) {
+        while self.bytes > budget && self.entries.len() > 1 {
+            if !self
+                .entries
+                .first_key_value()
+                .is_some_and(|(_, s)| s.flushed)
+            {
+                break;
+            }
+            if let Some((_, slot)) = self.entries.pop_first() {
+                self.bytes -= slot.size;
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Entry, size: usize, flushed: bool) {
+        let idx = entry.get_log_id().index;
+        if self.first.is_none_or(|f| idx < f) {
+            self.first = Some(idx);
+        }
+        let slot = Slot {
+            entry,
+            size,
+            flushed,
+        };
+        if let Some(old) = self.entries.insert(idx, slot) {
+            self.bytes -= old.size;
+        }
+        self.bytes += size;
+    }
+
+    /// Marks the entries of a committed append as on disk (unless replaced meanwhile).
+    fn mark_flushed(&mut self, written: &[(LogId, Vec<u8>)]) {
+        for (id, _) in written {
+            if let Some(slot) = self.entries.get_mut(&id.index)
+                && slot.entry.get_log_id() == id
+            {
+                slot.flushed = true;
+            }
+        }
+    }
+
+    fn truncate(&mut self, since: u64) {
+        for (_, slot) in self.entries.split_off(&since) {
+            self.bytes -= slot.size;
+        }
+        if self.first.is_some_and(|f| f >= since) {
+            self.first = None;
+        }
+    }
+
+    fn purge(&mut self, upto: LogId) {
+        let keep = self.entries.split_off(&(upto.index + 1));
+        for (_, slot) in std::mem::replace(&mut self.entries, keep) {
+            self.bytes -= slot.size;
+        }
+        self.last_purged = Some(upto);
+        // The last entry is always in memory: none there after `upto` means none at all.
+        self.first = if self.entries.is_empty() {
+            None
+        } else {
+            Some(self.first.map_or(upto.index + 1, |f| f.max(upto.index + 1)))
+        };
+    }
+}
+
+/// Called once an append is on disk (or failed).
+type Done = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
+
 enum Op {
-    Append(Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>),
+    Append(Vec<(LogId, Vec<u8>)>, Done),
     Truncate(u64, oneshot::Sender<Result<(), String>>),
     Purge(LogId, oneshot::Sender<Result<(), String>>),
     Vote(Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -67,7 +164,12 @@ enum Op {
 }
 
 struct Inner {
-    cache: Mutex<Cache>,
+    /// Shared with the writer thread, which marks what it committed.
+    cache: Arc<Mutex<Cache>>,
+    /// The file (durable store only), for reading entries memory no longer holds.
+    db: Option<Arc<Database>>,
+    /// Encoded bytes of entries kept in memory (durable store only).
+    budget: usize,
     writer: Option<Mutex<mpsc::Sender<Op>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -120,15 +222,23 @@ impl LogStore {
     pub fn in_memory() -> LogStore {
         LogStore {
             inner: Arc::new(Inner {
-                cache: Mutex::new(Cache::default()),
+                cache: Arc::new(Mutex::new(Cache::default())),
+                db: None,
+                budget: usize::MAX,
                 writer: None,
                 thread: Mutex::new(None),
             }),
         }
     }
 
-    /// Opens (or creates) the durable log at `path`, loading it into memory.
+    /// Opens (or creates) the durable log at `path`, checking every entry and keeping the
+    /// most recent ones in memory.
     pub fn open(path: &Path) -> Result<LogStore, OpenError> {
+        Self::open_with_budget(path, DEFAULT_MEMORY_BUDGET)
+    }
+
+    /// [`LogStore::open`] keeping up to `budget` encoded bytes of entries in memory.
+    pub fn open_with_budget(path: &Path, budget: usize) -> Result<LogStore, OpenError> {
         let p = path.display().to_string();
         let db_err = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Database {
             path: p.clone(),
@@ -138,7 +248,10 @@ impl LogStore {
             path: p.clone(),
             what,
         };
-        let db = Database::create(path).map_err(|e| db_err(Box::new(e)))?;
+        let db = redb::Builder::new()
+            .set_cache_size(REDB_CACHE)
+            .create(path)
+            .map_err(|e| db_err(Box::new(e)))?;
         let mut cache = Cache::default();
         {
             let w = db.begin_write().map_err(|e| db_err(Box::new(e)))?;
@@ -205,18 +318,24 @@ impl LogStore {
                         entry.get_log_id().index
                     )));
                 }
-                cache.entries.insert(index, entry);
+                cache.insert(entry, v.value().len(), true);
+                cache.evict(budget);
                 expected = Some(index + 1);
             }
         }
+        let db = Arc::new(db);
+        let cache = Arc::new(Mutex::new(cache));
         let (tx, rx) = mpsc::channel();
+        let (wdb, wcache) = (Arc::clone(&db), Arc::clone(&cache));
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(db, rx))
+            .spawn(move || writer_loop(&wdb, &wcache, rx))
             .map_err(|e| db_err(Box::new(e)))?;
         Ok(LogStore {
             inner: Arc::new(Inner {
-                cache: Mutex::new(cache),
+                cache,
+                db: Some(db),
+                budget,
                 writer: Some(Mutex::new(tx)),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -255,19 +374,75 @@ impl LogStore {
         }
     }
 
-    /// Number of entries held (for metrics).
+    /// Number of entries in the log (in memory or only on disk).
     pub fn len(&self) -> usize {
-        self.cache().entries.len()
+        let c = self.cache();
+        match (c.first, c.entries.last_key_value()) {
+            (Some(f), Some((&l, _))) => usize::try_from(l + 1 - f).unwrap_or(usize::MAX),
+            _ => 0,
+        }
     }
 
     /// Whether the log holds no entry.
     pub fn is_empty(&self) -> bool {
         self.cache().entries.is_empty()
     }
+
+    /// Number of entries held decoded in memory.
+    pub fn in_memory_len(&self) -> usize {
+        self.cache().entries.len()
+    }
+
+    /// Appends entries: readable at once, `done` called once they are on disk.
+    fn append_then(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        done: Done,
+    ) -> Result<(), StorageError> {
+        let mut encoded = Vec::new();
+        {
+            let durable = self.inner.writer.is_some();
+            let mut c = self.cache();
+            for e in entries {
+                if durable {
+                    let bytes = encode(&e)?;
+                    let id = *e.get_log_id();
+                    c.insert(e, bytes.len(), false);
+                    encoded.push((id, bytes));
+                } else {
+                    c.insert(e, 0, true);
+                }
+            }
+            if durable {
+                c.evict(self.inner.budget);
+            }
+        }
+        if self.inner.writer.is_some() {
+            // Readable now (in memory); acknowledged once the writer thread committed it.
+            self.send(Op::Append(encoded, done))?;
+        } else {
+            done(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Reads entries `start..end` from the file (those memory no longer holds).
+    fn read_disk(db: &Database, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        let rerr = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Read, e);
+        let r = db.begin_read().map_err(|e| rerr(&e))?;
+        let logs = r.open_table(LOGS).map_err(|e| rerr(&e))?;
+        let mut out = Vec::new();
+        for item in logs.range(start..end).map_err(|e| rerr(&e))? {
+            let (k, v) = item.map_err(|e| rerr(&e))?;
+            out.push(decode(k.value(), v.value()).map_err(|e| rerr(&e))?);
+        }
+        Ok(out)
+    }
 }
 
-/// The writer thread: batches everything queued into one durable transaction.
-fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
+/// The writer thread: batches everything queued into one durable transaction, then marks the
+/// appended entries as on disk (they may leave memory from then on).
+fn writer_loop(db: &Database, cache: &Mutex<Cache>, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -276,15 +451,21 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log write failed");
+        let result = write_batch(db, &batch).map_err(|e| e.to_string());
+        match &result {
+            Err(e) => tracing::error!(error = %e, "raft log write failed"),
+            Ok(()) => {
+                let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                for op in &batch {
+                    if let Op::Append(written, _) = op {
+                        c.mark_flushed(written);
+                    }
+                }
+            }
         }
         for op in batch {
             match op {
-                Op::Append(_, cb) => {
-                    cb.log_io_completed(result.clone().map_err(std::io::Error::other))
-                }
+                Op::Append(_, done) => done(result.clone().map_err(std::io::Error::other)),
                 Op::Truncate(_, tx) | Op::Purge(_, tx) | Op::Vote(_, tx) => {
                     let _ = tx.send(result.clone());
                 }
@@ -307,8 +488,8 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), Box<dyn std::error::Er
         for op in batch {
             match op {
                 Op::Append(entries, _) => {
-                    for (i, bytes) in entries {
-                        logs.insert(*i, bytes.as_slice())?;
+                    for (id, bytes) in entries {
+                        logs.insert(id.index, bytes.as_slice())?;
                     }
                 }
                 Op::Truncate(since, _) => {
@@ -337,12 +518,30 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(self
-            .cache()
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        // Held throughout, so nothing leaves memory between the two parts of the read.
+        let c = self.cache();
+        let in_memory_from = c.entries.first_key_value().map_or(u64::MAX, |(&i, _)| i);
+        let mut out = match &self.inner.db {
+            Some(db) if start < in_memory_from => {
+                Self::read_disk(db, start, end.min(in_memory_from))?
+            }
+            _ => Vec::new(),
+        };
+        out.extend(c.entries.range(start..end).map(|(_, s)| s.entry.clone()));
+        Ok(out)
     }
 }
 
@@ -354,7 +553,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = c
             .entries
             .last_key_value()
-            .map(|(_, e)| *e.get_log_id())
+            .map(|(_, s)| *s.entry.get_log_id())
             .or(c.last_purged);
         Ok(LogState {
             last_purged_log_id: c.last_purged,
@@ -402,44 +601,151 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut encoded = Vec::new();
-        {
-            let durable = self.inner.writer.is_some();
-            let mut c = self.cache();
-            for e in entries {
-                let idx = e.get_log_id().index;
-                if durable {
-                    encoded.push((idx, encode(&e)?));
-                }
-                c.entries.insert(idx, e);
-            }
-        }
-        if self.inner.writer.is_some() {
-            // Readable now (in memory); acknowledged once the writer thread committed it.
-            self.send(Op::Append(encoded, callback))?;
-        } else {
-            callback.log_io_completed(Ok(()));
-        }
-        Ok(())
+        self.append_then(entries, Box::new(move |r| callback.log_io_completed(r)))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let since = log_id.index;
         {
             let mut c = self.cache();
-            let _ = c.entries.split_off(&log_id.index);
+            c.truncate(since);
+            // Keep the last entry in memory (the log state comes from it): when everything
+            // left is only on disk (committed there, since only such entries leave memory),
+            // bring the new last one back.
+            if c.entries.is_empty()
+                && since > 0
+                && c.first.is_some_and(|f| f < since)
+                && let Some(db) = &self.inner.db
+            {
+                for e in Self::read_disk(db, since - 1, since)? {
+                    let size = encode(&e)?.len();
+                    c.insert(e, size, true);
+                }
+            }
         }
-        self.send_and_wait(|tx| Op::Truncate(log_id.index, tx), ErrorSubject::Logs)
+        self.send_and_wait(|tx| Op::Truncate(since, tx), ErrorSubject::Logs)
             .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut c = self.cache();
-            let keep = c.entries.split_off(&(log_id.index + 1));
-            c.entries = keep;
-            c.last_purged = Some(log_id);
-        }
+        self.cache().purge(log_id);
         self.send_and_wait(|tx| Op::Purge(log_id, tx), ErrorSubject::Logs)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_catalog::command::{KvOp, KvRequest};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(cairn_catalog::Command::Kv {
+                op: KvOp::Set,
+                req: KvRequest {
+                    key: format!("k{index}"),
+                    value: Some(vec![b'x'; 1000]),
+                    ..KvRequest::default()
+                },
+                now_ms: 1,
+            }),
+        }
+    }
+
+    async fn append(log: &LogStore, e: Entry) {
+        let (tx, rx) = oneshot::channel();
+        log.append_then(
+            [e],
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .expect("append");
+        rx.await.expect("done").expect("on disk");
+    }
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cairn-log-{tag}-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    fn uuid_like() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
+
+    /// A long log keeps only its tail in memory and serves the rest from the file; a
+    /// truncation below what memory holds leaves the right last entry; a reopen sees it all.
+    #[tokio::test]
+    async fn a_long_log_keeps_a_bounded_tail_in_memory() {
+        let dir = scratch("tail");
+        let path = dir.join("raft.db");
+        let mut log = LogStore::open_with_budget(&path, 20_000).expect("open");
+        for i in 1..=100u64 {
+            append(&log, entry(1, i)).await;
+        }
+        assert_eq!(log.len(), 100);
+        assert!(
+            log.in_memory_len() < 30,
+            "{} in memory",
+            log.in_memory_len()
+        );
+        let all = log.try_get_log_entries(1..=100).await.expect("read");
+        let indexes: Vec<u64> = all.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (1..=100).collect::<Vec<_>>());
+        // A new leader overwrites from 40 on: everything from 40 is gone, 39 is the last.
+        log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 40))
+            .await
+            .expect("truncate");
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(39));
+        append(&log, entry(2, 40)).await;
+        let got = log.try_get_log_entries(38..41).await.expect("read");
+        let ids: Vec<(u64, u64)> = got
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect();
+        assert_eq!(ids, vec![(1, 38), (1, 39), (2, 40)]);
+        // Purge behind a snapshot, reopen: the same log.
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 10))
+            .await
+            .expect("purge");
+        assert_eq!(log.len(), 30);
+        drop(log);
+        let mut log = LogStore::open_with_budget(&path, 20_000).expect("reopen");
+        assert_eq!(log.len(), 30);
+        let got = log.try_get_log_entries(..).await.expect("read");
+        assert_eq!(got.len(), 30);
+        assert_eq!(got.first().map(|e| e.log_id.index), Some(11));
+        assert_eq!(got.last().map(|e| e.log_id.leader_id.term), Some(2));
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Entries not yet on disk never leave memory, whatever the budget.
+    #[tokio::test]
+    async fn unwritten_entries_stay_in_memory() {
+        let mut c = Cache::default();
+        for i in 1..=5 {
+            c.insert(entry(1, i), 1000, i <= 2);
+        }
+        c.evict(0);
+        assert_eq!(c.entries.keys().copied().collect::<Vec<_>>(), vec![3, 4, 5]);
+        c.mark_flushed(&[(LogId::new(CommittedLeaderId::new(1, 1), 3), Vec::new())]);
+        // A flush report for an entry since replaced (other term) does not count.
+        c.mark_flushed(&[(LogId::new(CommittedLeaderId::new(9, 1), 4), Vec::new())]);
+        c.evict(0);
+        assert_eq!(c.entries.keys().copied().collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(c.bytes, 2000);
     }
 }

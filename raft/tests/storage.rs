@@ -44,12 +44,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for MemBuilder {
     }
 }
 
-struct DiskBuilder;
+/// A durable store keeping `0` bytes (only the last entry and what is not yet on disk) or the
+/// default budget of entries in memory.
+struct DiskBuilder(usize);
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, Scratch> for DiskBuilder {
     async fn build(&self) -> Result<(Scratch, LogStore, StateMachine), StorageError> {
         let dir = Scratch::new("suite");
-        let log = LogStore::open(&dir.0.join("raft.db")).expect("open log");
+        let log = LogStore::open_with_budget(&dir.0.join("raft.db"), self.0).expect("open log");
         let sm = StateMachine::open(
             Arc::new(Store::new()),
             Some(dir.0.join("snapshots")),
@@ -67,5 +69,11 @@ fn in_memory_store_passes_the_openraft_suite() {
 
 #[test]
 fn durable_store_passes_the_openraft_suite() {
-    Suite::test_all(DiskBuilder).expect("suite");
+    Suite::test_all(DiskBuilder(cairn_raft::log_store::DEFAULT_MEMORY_BUDGET)).expect("suite");
+}
+
+/// Every entry the writer committed leaves memory at once: reads come from the file.
+#[test]
+fn durable_store_reading_from_disk_passes_the_openraft_suite() {
+    Suite::test_all(DiskBuilder(0)).expect("suite");
 }
