@@ -248,10 +248,18 @@ impl LogStore {
             path: p.clone(),
             what,
         };
+        // Every page's checksum is verified at open, so damage on disk stops start-up with an
+        // error instead of being read back as data.
         let db = redb::Builder::new()
             .set_cache_size(REDB_CACHE)
+            .set_check_integrity_on_open(true)
             .create(path)
-            .map_err(|e| db_err(Box::new(e)))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
+                    corrupt(format!("the file is damaged ({what})"))
+                }
+                other => db_err(Box::new(other)),
+            })?;
         let mut cache = Cache::default();
         {
             let w = db.begin_write().map_err(|e| db_err(Box::new(e)))?;
