@@ -148,12 +148,11 @@ impl Backend {
         match self {
             Backend::Server(s) => s.read(read, opts).await,
             Backend::Client(p) => {
-                let (meta, value): (ReadMeta, Value) = p
-                    .call(|c, addr| {
-                        let (read, opts) = (read.clone(), opts.clone());
-                        async move { c.read(&addr, &read, &opts).await }
-                    })
-                    .await?;
+                let (meta, value): (ReadMeta, Value) = Box::pin(p.call(|c, addr| {
+                    let (read, opts) = (read.clone(), opts.clone());
+                    async move { c.read(&addr, &read, &opts).await }
+                }))
+                .await?;
                 Ok((meta, Arc::new(Answer::new(value))))
             }
         }

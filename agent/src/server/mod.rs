@@ -541,12 +541,13 @@ impl Server {
                 .is_none_or(|max| u128::from(self.last_contact_ms()) <= max.as_millis()),
             Consistency::Leader | Consistency::Consistent => self.is_leader(),
         };
+        // The rarer paths are boxed so that a parked blocking query (many thousands of them)
+        // only holds the state of the local read, not that of an RPC or a quorum check.
         if !local_ok || !self.wait_ready().await? {
-            return self.forward_read(read, opts).await;
+            return Box::pin(self.forward_read(read, opts)).await;
         }
         if consistency == Consistency::Consistent {
-            self.raft
-                .ensure_linearizable()
+            Box::pin(self.raft.ensure_linearizable())
                 .await
                 .map_err(|e| ApiError::internal(format!("{NO_LEADER}: {e}")))?;
         }
