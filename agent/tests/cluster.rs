@@ -321,6 +321,101 @@ async fn a_snapshot_restores_into_a_fresh_cluster() {
     assert!(!keys.contains("only-in-b"), "restore replaces the state");
 }
 
+/// An archive larger than one Raft entry may carry goes in pieces: `cairn snapshot save` from a
+/// follower of one cluster, `cairn snapshot restore` through a follower of another; every
+/// server of the second ends with the first's data and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_snapshot_restores_in_pieces_through_a_follower() {
+    let a = Cluster::start(3, 3, json!({})).await;
+    let big = "x".repeat(400 * 1024);
+    for k in 0..16 {
+        let (s, _) = a
+            .put(k % 3, &format!("/v1/kv/big/{k}"), &big)
+            .await
+            .expect("put");
+        assert_eq!(s, 200);
+    }
+    let dir = tempdir("large-snapshot");
+    let file = dir.join("big.snap");
+    let cli = |addr: String, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .arg(format!("-http-addr={addr}"))
+            .arg(&file)
+            .output()
+            .expect("run cairn");
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let leader_a = a.wait_leader(&a.indices(), Duration::from_secs(10)).await;
+    let f = (leader_a + 1) % 3;
+    let saved = cli(
+        format!("{}:{}", a.servers[f].ip, a.http_port),
+        &["snapshot", "save"],
+    );
+    assert!(saved.contains("Saved and verified snapshot"), "{saved}");
+    let size = std::fs::metadata(&file).expect("snapshot file").len();
+    assert!(
+        size > 8 * 1024 * 1024,
+        "only {size} bytes: not several pieces"
+    );
+
+    let b = Cluster::start(3, 3, json!({})).await;
+    let (s, _) = b.put(0, "/v1/kv/only-in-b", "x").await.expect("put");
+    assert_eq!(s, 200);
+    let leader_b = b.wait_leader(&b.indices(), Duration::from_secs(10)).await;
+    let f = (leader_b + 1) % 3;
+    let restored = cli(
+        format!("{}:{}", b.servers[f].ip, b.http_port),
+        &["snapshot", "restore"],
+    );
+    assert!(restored.contains("Restored snapshot"), "{restored}");
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let keys = match b.get(i, "/v1/kv/?keys&stale").await {
+                Some((200, v)) => v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let bigs = keys.iter().filter(|k| k.starts_with("big/")).count();
+            if bigs == 16 && !keys.iter().any(|k| k == "only-in-b") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server {i} after the restore: {keys:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (status, body) = b
+        .get(leader_b, "/v1/kv/big/7?consistent")
+        .await
+        .expect("read");
+    assert_eq!(status, 200);
+    let value = body[0]["Value"].as_str().unwrap_or_default();
+    assert_eq!(common::cluster::decode_b64(value), big);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cairn-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_list_transfer_and_remove_peers() {
     let mut c = Cluster::start(3, 3, json!({})).await;

@@ -253,12 +253,36 @@ pub enum Command {
         #[serde(with = "b64_vec")]
         data: Vec<u8>,
     },
+    /// One piece of an archive too large for one entry (`PUT /v1/snapshot`). Pieces are staged
+    /// in the state, in order, until [`Command::RestoreFinish`]; a piece at offset 0 starts a
+    /// restore (dropping any other staged one).
+    RestoreChunk {
+        /// Identifies the restore.
+        id: String,
+        /// Where the piece goes in the archive.
+        offset: u64,
+        /// The bytes (base64 in JSON).
+        #[serde(with = "b64_vec")]
+        data: Vec<u8>,
+    },
+    /// Replaces the whole state with the staged archive of restore `id`, `len` bytes long.
+    RestoreFinish {
+        /// Identifies the restore.
+        id: String,
+        /// The archive's length.
+        len: u64,
+    },
+    /// Drops the staged pieces of restore `id` (a restore that failed half way).
+    RestoreAbort {
+        /// Identifies the restore.
+        id: String,
+    },
     /// Does nothing; advances the index.
     Noop,
 }
 
 /// Base64 for `Vec<u8>` fields of commands (a JSON array of numbers would be 4x larger).
-mod b64_vec {
+pub(crate) mod b64_vec {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
@@ -285,6 +309,9 @@ impl Command {
             Command::SessionCreate { .. }
             | Command::ReapTombstones { .. }
             | Command::Restore { .. }
+            | Command::RestoreChunk { .. }
+            | Command::RestoreFinish { .. }
+            | Command::RestoreAbort { .. }
             | Command::Batch(_)
             | Command::Noop => 0,
         }

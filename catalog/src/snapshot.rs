@@ -45,6 +45,16 @@ struct Payload {
     sessions: Vec<Session>,
     lock_delays: Vec<(String, u64)>,
     indexes: Vec<(WatchKey, u64)>,
+    /// An operator restore half received (Raft snapshots taken meanwhile must carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged_restore: Option<StagedPayload>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StagedPayload {
+    id: String,
+    #[serde(with = "crate::command::b64_vec")]
+    data: Vec<u8>,
 }
 
 /// Serializes the state.
@@ -67,6 +77,10 @@ pub fn write(st: &State) -> Vec<u8> {
             .map(|(k, t)| (k.clone(), *t))
             .collect(),
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
+        staged_restore: st.staged.as_ref().map(|s| StagedPayload {
+            id: s.id.clone(),
+            data: s.bytes(),
+        }),
     };
     // Plain data always serializes.
     let body = serde_json::to_vec(&payload).unwrap_or_default();
@@ -76,6 +90,17 @@ pub fn write(st: &State) -> Vec<u8> {
     out.extend_from_slice(&Sha256::digest(&body));
     out.extend_from_slice(&body);
     out
+}
+
+/// Serializes the state for an operator (`GET /v1/snapshot`): without the pieces of a restore
+/// being received, which belong to Raft's snapshots only.
+pub fn write_archive(st: &State) -> Vec<u8> {
+    if st.staged.is_none() {
+        return write(st);
+    }
+    let mut st = st.clone();
+    st.staged = None;
+    write(&st)
 }
 
 /// The index a snapshot was taken at, read from a verified snapshot.
@@ -127,6 +152,11 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
     }
     st.lock_delays = p.lock_delays.into_iter().collect();
     st.indexes = p.indexes.into_iter().collect();
+    st.staged = p.staged_restore.map(|s| crate::store::StagedRestore {
+        id: s.id,
+        len: s.data.len() as u64,
+        parts: std::iter::once(Arc::new(s.data)).collect(),
+    });
     crate::store::rebuild_derived(&mut st);
     Ok(st)
 }

@@ -563,3 +563,75 @@ fn a_batch_applies_each_command_on_its_own_at_one_index() {
     assert!(log.st.kv_get("l").1.is_none());
     assert_eq!(log.st.last_index(), 1);
 }
+
+fn chunk(id: &str, offset: usize, data: &[u8]) -> Command {
+    Command::RestoreChunk {
+        id: id.into(),
+        offset: offset as u64,
+        data: data.to_vec(),
+    }
+}
+
+/// A restore too large for one entry arrives in pieces, in order; a Raft snapshot taken half
+/// way carries the pieces (a server that installs it finishes the restore like the others);
+/// out-of-order pieces, a wrong length and a superseded restore are refused.
+#[test]
+fn a_restore_in_pieces_survives_a_snapshot_half_way() {
+    let mut src = Log::new();
+    for i in 0..50 {
+        src.apply(kv(KvOp::Set, &format!("k/{i}"), "value", 0, "", 0))
+            .expect("set");
+    }
+    let archive = snapshot::write(&src.st);
+    let pieces: Vec<&[u8]> = archive.chunks(archive.len() / 3 + 1).collect();
+    assert_eq!(pieces.len(), 3);
+
+    let mut log = Log::new();
+    log.apply(kv(KvOp::Set, "old", "x", 0, "", 0)).expect("set");
+    log.apply(chunk("r1", 0, pieces[0])).expect("first piece");
+    // Out of order: refused, nothing changes.
+    assert!(log.apply(chunk("r1", 5, pieces[1])).is_err());
+    log.apply(chunk("r1", pieces[0].len(), pieces[1]))
+        .expect("second piece");
+    // A server that installs a snapshot taken now sees the same pieces.
+    let raft_snapshot = snapshot::write(&log.st);
+    let mut other = Log {
+        st: snapshot::read(&raft_snapshot).expect("snapshot with staged pieces"),
+        next: log.next,
+    };
+    // Operators' archives leave the pieces out.
+    let archive_now = snapshot::write_archive(&log.st);
+    assert!(archive_now.len() < raft_snapshot.len());
+    assert!(snapshot::read(&archive_now).is_ok());
+
+    for l in [&mut log, &mut other] {
+        let offset = pieces[0].len() + pieces[1].len();
+        l.apply(chunk("r1", offset, pieces[2])).expect("last piece");
+        let wrong = Command::RestoreFinish {
+            id: "r1".into(),
+            len: archive.len() as u64 + 1,
+        };
+        assert!(l.apply(wrong).is_err(), "wrong length accepted");
+        l.apply(Command::RestoreFinish {
+            id: "r1".into(),
+            len: archive.len() as u64,
+        })
+        .expect("finish");
+        assert!(l.st.kv_get("old").1.is_none());
+        assert_eq!(l.st.kv_list("k/").1.len(), 50);
+    }
+    // The staging is gone: the same restore cannot finish twice.
+    let again = Command::RestoreFinish {
+        id: "r1".into(),
+        len: archive.len() as u64,
+    };
+    assert!(log.apply(again).is_err());
+
+    // A second restore replaces a first one half way; an abort drops the pieces.
+    log.apply(chunk("a", 0, pieces[0])).expect("a");
+    log.apply(chunk("b", 0, pieces[0])).expect("b");
+    assert!(log.apply(chunk("a", pieces[0].len(), pieces[1])).is_err());
+    log.apply(Command::RestoreAbort { id: "b".into() })
+        .expect("abort");
+    assert!(log.apply(chunk("b", pieces[0].len(), pieces[1])).is_err());
+}

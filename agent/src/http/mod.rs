@@ -140,18 +140,25 @@ pub fn service(
 + Send {
     let limits = agent.config().limits;
     // One byte over the largest route limit: enough for every route to see an oversized body.
+    // Only a snapshot restore may send a very large body.
     let keep = [limits.kv_max_value_size, limits.txn_max_req_len]
         .into_iter()
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
-        .fold(MAX_BODY.max(snapshot::MAX_SNAPSHOT), usize::max)
+        .fold(MAX_BODY, usize::max)
         .saturating_add(1);
+    let keep_snapshot = keep.max(snapshot::MAX_SNAPSHOT.saturating_add(1));
     let router = router(agent);
     tower::service_fn(move |req: Request| {
         let router = router.clone();
         async move {
             let method = req.method().clone();
             let (parts, body) = req.into_parts();
-            let body = match read_body(body, keep).await {
+            let limit = if parts.uri.path() == "/v1/snapshot" {
+                keep_snapshot
+            } else {
+                keep
+            };
+            let body = match read_body(body, limit).await {
                 Ok(b) => b,
                 Err(e) => return Ok(e.into_response()),
             };

@@ -151,7 +151,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 fn approx_size(cmd: &Command) -> usize {
     match cmd {
         Command::Kv { req, .. } => 128 + req.key.len() + req.value.as_ref().map_or(0, Vec::len),
-        Command::Restore { data } => data.len(),
+        Command::Restore { data } | Command::RestoreChunk { data, .. } => data.len(),
         Command::Txn { ops, .. } => 256 * ops.len().max(1),
         _ => 1024,
     }

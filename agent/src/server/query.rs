@@ -515,7 +515,7 @@ impl Read {
             }
             Read::Snapshot => {
                 use base64::Engine;
-                let bytes = cairn_catalog::snapshot::write(st);
+                let bytes = cairn_catalog::snapshot::write_archive(st);
                 let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
                 Ok((st.last_index(), Value::String(b64)))
             }

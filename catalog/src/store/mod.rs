@@ -112,6 +112,28 @@ pub struct State {
     /// Key -> Unix ms before which it cannot be acquired (lock delay).
     pub(crate) lock_delays: OrdMap<String, u64>,
     pub(crate) indexes: OrdMap<WatchKey, u64>,
+    /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
+    /// Part of the replicated state, so a snapshot taken half way carries them.
+    pub(crate) staged: Option<StagedRestore>,
+}
+
+/// An operator restore being received piece by piece.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StagedRestore {
+    pub(crate) id: String,
+    pub(crate) parts: imbl::Vector<Arc<Vec<u8>>>,
+    pub(crate) len: u64,
+}
+
+impl StagedRestore {
+    /// The archive received so far, in one piece.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
 }
 
 impl State {
@@ -270,9 +292,65 @@ impl Tx<'_> {
                 }
                 Ok(Response::Done)
             }
-            Command::Restore { data } => {
+            Command::Restore { data } => self.restore(data),
+            Command::RestoreChunk { id, offset, data } => {
+                if *offset == 0 {
+                    self.st.staged = Some(StagedRestore {
+                        id: id.clone(),
+                        ..StagedRestore::default()
+                    });
+                }
+                match &mut self.st.staged {
+                    Some(s) if s.id == *id && s.len == *offset => {
+                        s.parts.push_back(Arc::new(data.clone()));
+                        s.len += data.len() as u64;
+                        Ok(Response::Done)
+                    }
+                    Some(s) if s.id == *id => Err(StoreError::Invalid(format!(
+                        "restore {id}: a piece at offset {offset} does not follow the {} bytes \
+                         received",
+                        s.len
+                    ))),
+                    _ => Err(StoreError::Invalid(format!(
+                        "restore {id} is not in progress (another restore replaced it)"
+                    ))),
+                }
+            }
+            Command::RestoreFinish { id, len } => {
+                let data = match &self.st.staged {
+                    Some(s) if s.id == *id && s.len == *len => s.bytes(),
+                    Some(s) if s.id == *id => {
+                        return Err(StoreError::Invalid(format!(
+                            "restore {id}: {} bytes received, {len} expected",
+                            s.len
+                        )));
+                    }
+                    _ => {
+                        return Err(StoreError::Invalid(format!(
+                            "restore {id} is not in progress (another restore replaced it)"
+                        )));
+                    }
+                };
+                self.restore(&data)
+            }
+            Command::RestoreAbort { id } => {
+                if self.st.staged.as_ref().is_some_and(|s| s.id == *id) {
+                    self.st.staged = None;
+                }
+                Ok(Response::Done)
+            }
+            Command::Noop => Ok(Response::Done),
+            Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
+        }
+    }
+
+    /// Replaces the whole state with an archive's (an operator restore).
+    fn restore(&mut self, data: &[u8]) -> Result<Response, StoreError> {
+        {
+            {
                 let mut restored = crate::snapshot::read(data)
                     .map_err(|e| StoreError::Invalid(format!("Failed to restore snapshot: {e}")))?;
+                restored.staged = None;
                 // Every watched index moves to the restore: blocked readers see a change and
                 // indexes never go back for them.
                 let keys: Vec<WatchKey> = restored.indexes.keys().cloned().collect();
@@ -290,8 +368,6 @@ impl Tx<'_> {
                 self.changes.all = true;
                 Ok(Response::Done)
             }
-            Command::Noop => Ok(Response::Done),
-            Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
         }
     }
 
