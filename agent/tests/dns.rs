@@ -3,6 +3,8 @@
 //! with the TCP retry, EDNS sizes, forwarding to a recursor stub run by the test, and bad
 //! packets. Queries are built and read with hickory-proto; `dig` is used too when installed.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdp};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,7 +25,7 @@ fn free_port() -> u16 {
     loop {
         let tcp = StdTcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("addr").port();
-        if StdUdp::bind(("127.0.0.1", port)).is_ok() {
+        if StdUdp::bind(("127.0.0.1", port)).is_ok() && common::not_handed_out(port) {
             return port;
         }
     }

@@ -28,10 +28,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// A port that was free a moment ago (bind port 0, take the port, release it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        if not_handed_out(port) {
+            return port;
+        }
+    }
+}
+
+/// The kernel may return a port it returned a moment ago once that listener is closed: never
+/// give the same port twice in one test process (two roles of one agent would collide).
+pub fn not_handed_out(port: u16) -> bool {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    if given.contains(&port) {
+        return false;
+    }
+    given.push(port);
+    true
 }
 
 /// An HTTP answer: status, headers, raw body and the body as JSON (`Null` when empty or not
