@@ -277,6 +277,12 @@ pub enum Command {
         /// Identifies the restore.
         id: String,
     },
+    /// Sets nodes' network coordinates (`PUT /v1/coordinate/update`); entries for nodes not in
+    /// the catalog are skipped, as Consul does.
+    CoordinateUpdate {
+        /// The coordinates.
+        entries: Vec<crate::model::CoordinateEntry>,
+    },
     /// Does nothing; advances the index.
     Noop,
 }
@@ -312,6 +318,7 @@ impl Command {
             | Command::RestoreChunk { .. }
             | Command::RestoreFinish { .. }
             | Command::RestoreAbort { .. }
+            | Command::CoordinateUpdate { .. }
             | Command::Batch(_)
             | Command::Noop => 0,
         }

@@ -319,3 +319,39 @@ pub mod b64_opt {
         }
     }
 }
+
+/// A network coordinate (Serf's Vivaldi model), in Consul's JSON shape.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Coordinate {
+    /// The Euclidean part (8 dimensions in Consul).
+    pub vec: Vec<f64>,
+    /// Confidence in the estimate.
+    pub error: f64,
+    /// Local adjustment.
+    pub adjustment: f64,
+    /// Height (access-link latency).
+    pub height: f64,
+}
+
+impl Coordinate {
+    /// Whether every component is a finite number (NaN or infinite values are refused).
+    pub fn is_valid(&self) -> bool {
+        self.vec.iter().all(|v| v.is_finite())
+            && self.error.is_finite()
+            && self.adjustment.is_finite()
+            && self.height.is_finite()
+    }
+}
+
+/// A node's coordinate in a network segment (`/v1/coordinate/nodes`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CoordinateEntry {
+    /// Node name.
+    pub node: String,
+    /// Network segment ("" for the default one).
+    pub segment: String,
+    /// The coordinate.
+    pub coord: Coordinate,
+}

@@ -45,6 +45,8 @@ struct Payload {
     sessions: Vec<Session>,
     lock_delays: Vec<(String, u64)>,
     indexes: Vec<(WatchKey, u64)>,
+    #[serde(default)]
+    coordinates: Vec<crate::model::CoordinateEntry>,
     /// An operator restore half received (Raft snapshots taken meanwhile must carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     staged_restore: Option<StagedPayload>,
@@ -77,6 +79,7 @@ pub fn write(st: &State) -> Vec<u8> {
             .map(|(k, t)| (k.clone(), *t))
             .collect(),
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
+        coordinates: st.coordinates(None).1,
         staged_restore: st.staged.as_ref().map(|s| StagedPayload {
             id: s.id.clone(),
             data: s.bytes(),
@@ -152,6 +155,10 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
     }
     st.lock_delays = p.lock_delays.into_iter().collect();
     st.indexes = p.indexes.into_iter().collect();
+    for c in p.coordinates {
+        st.coordinates
+            .insert((c.node, c.segment), Arc::new(c.coord));
+    }
     st.staged = p.staged_restore.map(|s| crate::store::StagedRestore {
         id: s.id,
         len: s.data.len() as u64,

@@ -635,3 +635,45 @@ fn a_restore_in_pieces_survives_a_snapshot_half_way() {
         .expect("abort");
     assert!(log.apply(chunk("b", pieces[0].len(), pieces[1])).is_err());
 }
+
+/// Coordinates are kept for catalog nodes only, survive a snapshot and leave with their node.
+#[test]
+fn coordinates_follow_their_node_and_survive_snapshots() {
+    use cairn_catalog::model::{Coordinate, CoordinateEntry};
+    let mut log = Log::new();
+    log.apply(reg("n1", None, vec![])).expect("register");
+    let entry = |node: &str| CoordinateEntry {
+        node: node.into(),
+        segment: String::new(),
+        coord: Coordinate {
+            vec: vec![0.5; 8],
+            error: 1.5,
+            adjustment: 0.0,
+            height: 1e-5,
+        },
+    };
+    log.apply(Command::CoordinateUpdate {
+        entries: vec![entry("n1"), entry("ghost")],
+    })
+    .expect("update");
+    let (idx, all) = log.st.coordinates(None);
+    assert_eq!(all, vec![entry("n1")]);
+    assert_eq!(idx, 2);
+    let restored = snapshot::read(&snapshot::write(&log.st)).expect("snapshot");
+    assert_eq!(restored.coordinates(Some("n1")).1, vec![entry("n1")]);
+    let mut bad = entry("n1");
+    bad.coord.error = f64::NAN;
+    assert!(
+        log.apply(Command::CoordinateUpdate { entries: vec![bad] })
+            .is_err()
+    );
+    log.apply(Command::Deregister {
+        req: DeregisterRequest {
+            node: "n1".into(),
+            ..DeregisterRequest::default()
+        },
+        now_ms: 0,
+    })
+    .expect("deregister");
+    assert!(log.st.coordinates(None).1.is_empty());
+}

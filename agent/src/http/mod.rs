@@ -4,8 +4,10 @@
 //! Every route has an explicit method list; a wrong method gets 405 with an `Allow` header,
 //! and `OPTIONS` is answered with `Allow` (as Consul does).
 
+pub mod acl;
 pub mod agent_api;
 pub mod catalog;
+pub mod coordinate;
 pub mod decode;
 pub mod error;
 pub mod event;
@@ -62,6 +64,8 @@ pub fn router(agent: AppState) -> Router {
         .merge(event::routes())
         .merge(operator::routes())
         .merge(keyring::routes())
+        .merge(acl::routes())
+        .merge(coordinate::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -19,6 +19,33 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(transfer_leader),
         )
         .route("/v1/operator/autopilot/health", get(autopilot_health))
+        .route("/v1/operator/usage", get(usage))
+}
+
+/// Service, instance and node counts of this datacenter, with the query metadata in the body
+/// as Consul's answer has it.
+async fn usage(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    let (meta, answer) = super::run_read(&a, crate::server::query::Read::Usage, &o).await?;
+    let mut per_dc = serde_json::Map::new();
+    per_dc.insert(a.backend.datacenter().to_string(), answer.value.clone());
+    let body = json!({
+        "Usage": per_dc,
+        "Index": meta.index,
+        "LastContact": meta.last_contact_ms,
+        "KnownLeader": meta.known_leader,
+        "ConsistencyLevel": match o.consistency {
+            super::params::Consistency::Stale => "stale",
+            super::params::Consistency::Consistent => "consistent",
+            super::params::Consistency::Leader => "leader",
+        },
+        "NotModified": false,
+        "Backend": 0,
+        "ResultsFilteredByACLs": false,
+    });
+    let mut r = json_response(&body, o.pretty);
+    super::set_meta(r.headers_mut(), &meta);
+    Ok(r)
 }
 
 async fn raft_configuration(

@@ -112,6 +112,13 @@ pub enum Read {
         /// Node name.
         node: String,
     },
+    /// `/v1/operator/usage`: counts of services, instances and nodes.
+    Usage,
+    /// `/v1/coordinate/nodes` (every node) and `/v1/coordinate/node/:node`.
+    Coordinates {
+        /// One node only.
+        node: Option<String>,
+    },
 }
 
 /// Filters common to catalog and health reads.
@@ -306,6 +313,7 @@ impl Read {
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Some(st.index_of(&WatchKey::Sessions))
             }
+            Read::Coordinates { .. } => Some(st.index_of(&WatchKey::Coordinates)),
             _ => None,
         }
     }
@@ -331,6 +339,8 @@ impl Read {
             }
             Read::Txn { .. } | Read::Snapshot => Target::Key(WatchKey::Kv),
             Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
+            Read::Coordinates { .. } => Target::Key(WatchKey::Coordinates),
+            Read::Usage => Target::Key(WatchKey::Services),
         }
     }
 
@@ -487,6 +497,43 @@ impl Read {
                     idx,
                     Value::Array(s.iter().map(|s| to_value(&**s)).collect()),
                 ))
+            }
+            Read::Usage => {
+                let (sidx, instances) = st.all_service_nodes();
+                let (nidx, nodes) = st.nodes();
+                let mut names = std::collections::BTreeSet::new();
+                let mut kinds: std::collections::BTreeMap<&str, u64> = [
+                    "connect-native",
+                    "connect-proxy",
+                    "ingress-gateway",
+                    "mesh-gateway",
+                    "terminating-gateway",
+                ]
+                .into_iter()
+                .map(|k| (k, 0))
+                .collect();
+                let mut billable = 0u64;
+                for i in &instances {
+                    names.insert(i.service.service.as_str());
+                    match kinds.get_mut(i.service.kind.as_str()) {
+                        Some(n) => *n += 1,
+                        // The agents' own `consul` service is not billable in Consul either.
+                        None if i.service.service != "consul" => billable += 1,
+                        None => {}
+                    }
+                }
+                let usage = json!({
+                    "Services": names.len(),
+                    "ServiceInstances": instances.len(),
+                    "ConnectServiceInstances": kinds,
+                    "BillableServiceInstances": billable,
+                    "Nodes": nodes.len(),
+                });
+                Ok((sidx.max(nidx), usage))
+            }
+            Read::Coordinates { node } => {
+                let (idx, entries) = st.coordinates(node.as_deref());
+                Ok((idx, to_value(&entries)))
             }
             Read::SessionList => {
                 let (idx, all) = st.sessions();

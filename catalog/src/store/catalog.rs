@@ -374,6 +374,19 @@ impl Tx<'_> {
             self.session_destroy(&id);
         }
         self.st.nodes.remove(node);
+        let coords: Vec<(String, String)> = self
+            .st
+            .coordinates
+            .keys()
+            .filter(|(n, _)| n == node)
+            .cloned()
+            .collect();
+        if !coords.is_empty() {
+            for k in coords {
+                self.st.coordinates.remove(&k);
+            }
+            self.bump(WatchKey::Coordinates);
+        }
         self.bump(WatchKey::Nodes);
         self.forget(&WatchKey::Node(node.to_string()));
     }
@@ -381,6 +394,21 @@ impl Tx<'_> {
 
 /// Catalog and health reads. Each returns the index the answer reflects.
 impl State {
+    /// Every stored network coordinate, by node then segment; with `node`, that node's only.
+    pub fn coordinates(&self, node: Option<&str>) -> (u64, Vec<crate::model::CoordinateEntry>) {
+        let entries = self
+            .coordinates
+            .iter()
+            .filter(|((n, _), _)| node.is_none_or(|want| n == want))
+            .map(|((n, seg), c)| crate::model::CoordinateEntry {
+                node: n.clone(),
+                segment: seg.clone(),
+                coord: crate::model::Coordinate::clone(c),
+            })
+            .collect();
+        (self.index_of(&WatchKey::Coordinates), entries)
+    }
+
     /// All nodes, by name.
     pub fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
         (

@@ -42,6 +42,8 @@ pub enum WatchKey {
     Sessions,
     /// The KV table as a whole.
     Kv,
+    /// Network coordinates.
+    Coordinates,
 }
 
 /// What an applied command changed, for waking blocked readers.
@@ -112,6 +114,8 @@ pub struct State {
     /// Key -> Unix ms before which it cannot be acquired (lock delay).
     pub(crate) lock_delays: OrdMap<String, u64>,
     pub(crate) indexes: OrdMap<WatchKey, u64>,
+    /// Network coordinates, keyed by (node, segment).
+    pub(crate) coordinates: OrdMap<(String, String), Arc<crate::model::Coordinate>>,
     /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
     /// Part of the replicated state, so a snapshot taken half way carries them.
     pub(crate) staged: Option<StagedRestore>,
@@ -339,6 +343,29 @@ impl Tx<'_> {
                 }
                 Ok(Response::Done)
             }
+            Command::CoordinateUpdate { entries } => {
+                if let Some(bad) = entries.iter().find(|e| !e.coord.is_valid()) {
+                    return Err(StoreError::Invalid(format!(
+                        "invalid coordinate for node {}",
+                        bad.node
+                    )));
+                }
+                let mut any = false;
+                for e in entries {
+                    if !self.st.nodes.contains_key(&e.node) {
+                        continue;
+                    }
+                    self.st.coordinates.insert(
+                        (e.node.clone(), e.segment.clone()),
+                        Arc::new(e.coord.clone()),
+                    );
+                    any = true;
+                }
+                if any {
+                    self.bump(WatchKey::Coordinates);
+                }
+                Ok(Response::Done)
+            }
             Command::Noop => Ok(Response::Done),
             Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
         }
@@ -360,6 +387,7 @@ impl Tx<'_> {
                     WatchKey::Checks,
                     WatchKey::Sessions,
                     WatchKey::Kv,
+                    WatchKey::Coordinates,
                 ]) {
                     restored.indexes.insert(k, self.index);
                 }

@@ -1,0 +1,21 @@
+//! `/v1/acl/*`: Cairn runs with ACLs disabled, and answers every ACL endpoint as a Consul agent
+//! with ACLs disabled does: 401 "ACL support disabled", which clients and the Consul CLI report
+//! as such. The `X-Consul-Token` header is accepted and ignored everywhere else.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::any;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Routes of this area.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/acl", any(disabled))
+        .route("/v1/acl/{*rest}", any(disabled))
+}
+
+async fn disabled() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "ACL support disabled")
+}

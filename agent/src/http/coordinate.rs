@@ -1,0 +1,129 @@
+//! `/v1/coordinate/*`: nodes' network coordinates, stored in the replicated catalog.
+//!
+//! Cairn's gossip does not compute Vivaldi coordinates yet, so the only coordinates are those
+//! written with `PUT /v1/coordinate/update`; nodes without one are absent from the lists, as
+//! in Consul before a node's first update. `?near` sorting therefore keeps the catalog order.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use cairn_catalog::Command;
+use cairn_catalog::model::CoordinateEntry;
+use cairn_gossip::Role;
+use serde_json::{Value, json};
+
+use super::decode::decode;
+use super::error::ApiError;
+use super::{AppState, answer_response, check_dc, json_response, query, run_read, set_meta};
+use crate::server::query::Read;
+
+/// Dimensions of Consul's coordinates (Serf's default).
+const DIMENSIONS: usize = 8;
+
+/// Routes of this area.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/coordinate/datacenters", get(datacenters))
+        .route("/v1/coordinate/nodes", get(nodes))
+        .route("/v1/coordinate/node/{*node}", get(node))
+        .route("/v1/coordinate/update", put(update))
+}
+
+/// The servers of each known datacenter with their coordinates (only this one: no WAN yet).
+async fn datacenters(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (_, mut o) = query(q.as_deref())?;
+    let dc = a.backend.datacenter().to_string();
+    let servers: Vec<String> = a
+        .gossip
+        .members()
+        .iter()
+        .filter(|m| m.meta.role == Role::Server && m.meta.datacenter == dc)
+        .map(|m| m.name.clone())
+        .collect();
+    // Works without a leader, as Consul's does.
+    o.consistency = super::params::Consistency::Stale;
+    o.min_index = 0;
+    let coords = match run_read(&a, Read::Coordinates { node: None }, &o).await {
+        Ok((_, answer)) => entries(&answer.value),
+        Err(_) => Vec::new(),
+    };
+    let list: Vec<Value> = coords
+        .into_iter()
+        .filter(|c| c.segment.is_empty() && servers.contains(&c.node))
+        .map(|c| json!({"Node": format!("{}.{dc}", c.node), "Coord": c.coord}))
+        .collect();
+    Ok(json_response(
+        &json!([{"Datacenter": dc, "AreaID": "WAN", "Coordinates": list}]),
+        o.pretty,
+    ))
+}
+
+fn entries(v: &Value) -> Vec<CoordinateEntry> {
+    serde_json::from_value(v.clone()).unwrap_or_default()
+}
+
+/// Every node's coordinate (`?segment` narrows to one segment); blocking.
+async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    let (meta, answer) = run_read(&a, Read::Coordinates { node: None }, &o).await?;
+    match p.get("segment") {
+        None => Ok(answer_response(&meta, &answer, o.pretty)),
+        Some(seg) => {
+            let list: Vec<CoordinateEntry> = entries(&answer.value)
+                .into_iter()
+                .filter(|c| c.segment == seg)
+                .collect();
+            let mut r = json_response(&list, o.pretty);
+            set_meta(r.headers_mut(), &meta);
+            Ok(r)
+        }
+    }
+}
+
+/// One node's coordinates (one per segment); 404 when it has none.
+async fn node(
+    State(a): State<AppState>,
+    Path(node): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    let read = Read::Coordinates { node: Some(node) };
+    let (meta, answer) = run_read(&a, read, &o).await?;
+    if answer.value.as_array().is_none_or(Vec::is_empty) {
+        let mut r = StatusCode::NOT_FOUND.into_response();
+        set_meta(r.headers_mut(), &meta);
+        return Ok(r);
+    }
+    Ok(answer_response(&meta, &answer, o.pretty))
+}
+
+/// Sets a node's coordinate.
+async fn update(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let entry: CoordinateEntry = decode(&body)?;
+    if entry.node.is_empty() {
+        return Err(ApiError::bad_request("Missing node name"));
+    }
+    if entry.coord.vec.len() != DIMENSIONS || !entry.coord.is_valid() {
+        return Err(ApiError::bad_request(format!(
+            "Invalid coordinate: expected {DIMENSIONS} finite dimensions"
+        )));
+    }
+    a.backend
+        .propose(Command::CoordinateUpdate {
+            entries: vec![entry],
+        })
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}

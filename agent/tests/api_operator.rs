@@ -1,0 +1,135 @@
+//! Coordinates, operator usage and the ACL endpoints of an agent without ACLs, end to end.
+
+mod common;
+
+use common::Agent;
+use serde_json::json;
+
+fn coord(x: f64) -> serde_json::Value {
+    json!({"Vec": [x, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 0.5, "Adjustment": 0.0, "Height": 1e-5})
+}
+
+#[tokio::test]
+async fn coordinates_are_stored_listed_blocked_on_and_dropped_with_their_node() {
+    let a = Agent::start().await;
+    let dcs = a.get("/v1/coordinate/datacenters").await;
+    assert_eq!(dcs.status, 200, "{}", dcs.text());
+    assert_eq!(dcs.body[0]["Datacenter"], "dc1");
+    assert_eq!(dcs.body[0]["AreaID"], "WAN");
+    assert!(dcs.body[0]["Coordinates"].is_array());
+
+    let empty = a.get("/v1/coordinate/nodes").await;
+    assert_eq!((empty.status, &empty.body), (200, &json!([])));
+    let index = empty.index();
+    assert!(index > 0);
+    assert_eq!(a.get("/v1/coordinate/node/ext").await.status, 404);
+
+    let r = a
+        .put_json(
+            "/v1/catalog/register",
+            &json!({"Node": "ext", "Address": "10.0.0.9"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // A blocked reader wakes on the update.
+    let url = format!("/v1/coordinate/nodes?index={index}&wait=5s");
+    let update = json!({"Node": "ext", "Segment": "", "Coord": coord(0.25)});
+    let (woke, r) = tokio::join!(a.get(&url), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        a.put_json("/v1/coordinate/update", &update).await
+    });
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(woke.index() > index);
+    assert_eq!(woke.body[0]["Node"], "ext");
+    assert_eq!(woke.body[0]["Coord"]["Vec"][0], 0.25);
+
+    let one = a.get("/v1/coordinate/node/ext").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(one.body[0]["Segment"], "");
+
+    // Unknown nodes are skipped; bad coordinates and a missing node are refused.
+    let r = a
+        .put_json(
+            "/v1/coordinate/update",
+            &json!({"Node": "nobody", "Coord": coord(1.0)}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.get("/v1/coordinate/node/nobody").await.status, 404);
+    let bad = a
+        .put_json(
+            "/v1/coordinate/update",
+            &json!({"Node": "ext", "Coord": {"Vec": [1.0, 2.0]}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let missing = a
+        .put_json("/v1/coordinate/update", &json!({"Coord": coord(1.0)}))
+        .await;
+    assert_eq!(missing.status, 400);
+
+    // Deregistering the node drops its coordinate.
+    let r = a
+        .put_json("/v1/catalog/deregister", &json!({"Node": "ext"}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.get("/v1/coordinate/node/ext").await.status, 404);
+    assert_eq!(a.get("/v1/coordinate/nodes").await.body, json!([]));
+}
+
+#[tokio::test]
+async fn usage_counts_services_instances_and_nodes() {
+    let a = Agent::start().await;
+    let before = a.get("/v1/operator/usage").await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    let dc = &before.body["Usage"]["dc1"];
+    // The agent's own `consul` service counts, but is not billable.
+    assert_eq!(dc["Services"], 1);
+    assert_eq!(dc["ServiceInstances"], 1);
+    assert_eq!(dc["BillableServiceInstances"], 0);
+    assert_eq!(dc["ConnectServiceInstances"]["connect-proxy"], 0);
+    assert_eq!(before.body["KnownLeader"], true);
+    assert!(before.index() > 0);
+    for (node, id) in [("n1", "web1"), ("n2", "web2")] {
+        let r = a
+            .put_json(
+                "/v1/catalog/register",
+                &json!({"Node": node, "Address": "10.0.0.1",
+                        "Service": {"ID": id, "Service": "web", "Port": 80}}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = a
+        .put_json(
+            "/v1/catalog/register",
+            &json!({"Node": "n2", "Address": "10.0.0.1",
+                    "Service": {"ID": "web-proxy", "Service": "web-sidecar-proxy",
+                                "Kind": "connect-proxy", "Port": 21000}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let after = a.get("/v1/operator/usage").await;
+    let dc = &after.body["Usage"]["dc1"];
+    assert_eq!(dc["Services"], 3);
+    assert_eq!(dc["ServiceInstances"], 4);
+    assert_eq!(dc["BillableServiceInstances"], 2);
+    assert_eq!(dc["ConnectServiceInstances"]["connect-proxy"], 1);
+    assert_eq!(dc["Nodes"], 3);
+}
+
+#[tokio::test]
+async fn acl_endpoints_say_acls_are_disabled() {
+    let a = Agent::start().await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v1/acl/bootstrap"),
+        (reqwest::Method::GET, "/v1/acl/tokens"),
+        (reqwest::Method::GET, "/v1/acl/token/self"),
+        (reqwest::Method::PUT, "/v1/acl/policy"),
+    ] {
+        let r = a.request(method.clone(), path, None).await;
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+        assert!(r.text().contains("ACL support disabled"), "{}", r.text());
+    }
+}
