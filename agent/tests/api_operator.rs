@@ -133,3 +133,59 @@ async fn acl_endpoints_say_acls_are_disabled() {
         assert!(r.text().contains("ACL support disabled"), "{}", r.text());
     }
 }
+
+#[tokio::test]
+async fn autopilot_configuration_is_replicated_and_changed_with_cas() {
+    let a = Agent::start().await;
+    // The first leader records the configured settings.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let current = loop {
+        let r = a.get("/v1/operator/autopilot/configuration").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.body["ModifyIndex"].as_u64().unwrap_or(0) > 0 {
+            break r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded: {}",
+            r.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(current["CleanupDeadServers"], true);
+    assert_eq!(current["LastContactThreshold"], "200ms");
+    assert_eq!(current["ServerStabilizationTime"], "10s");
+    assert_eq!(current["MaxTrailingLogs"], 250);
+    let index = current["ModifyIndex"].as_u64().unwrap_or(0);
+
+    let mut next = current.clone();
+    next["CleanupDeadServers"] = json!(false);
+    next["LastContactThreshold"] = json!("1s");
+    let stale = a
+        .put_json(
+            &format!("/v1/operator/autopilot/configuration?cas={}", index + 1000),
+            &next,
+        )
+        .await;
+    assert_eq!((stale.status, &stale.body), (200, &json!(false)));
+    let ok = a
+        .put_json(
+            &format!("/v1/operator/autopilot/configuration?cas={index}"),
+            &next,
+        )
+        .await;
+    assert_eq!((ok.status, &ok.body), (200, &json!(true)), "{}", ok.text());
+    let after = a.get("/v1/operator/autopilot/configuration").await;
+    assert_eq!(after.body["CleanupDeadServers"], false);
+    assert_eq!(after.body["LastContactThreshold"], "1s");
+    assert!(after.body["ModifyIndex"].as_u64().unwrap_or(0) > index);
+    assert_eq!(after.body["CreateIndex"], current["CreateIndex"]);
+
+    let bad = a
+        .put_json(
+            "/v1/operator/autopilot/configuration",
+            &json!({"LastContactThreshold": "soon"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+}

@@ -1151,3 +1151,87 @@ async fn event_keygen_and_snapshot_commands() {
     std::fs::write(&file, b"not a snapshot").expect("write");
     cairn_alone(&["snapshot", "inspect", &f]).await.code(1);
 }
+
+#[tokio::test]
+async fn operator_autopilot_get_and_set_config() {
+    let a = Agent::start().await;
+    // Wait until the leader recorded the settings (they have an index then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.get("/v1/operator/autopilot/configuration").await.body["ModifyIndex"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "settings never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = cairn(&a, &["operator", "autopilot", "get-config"])
+        .await
+        .ok();
+    assert!(
+        out.stdout.starts_with("CleanupDeadServers = true\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("LastContactThreshold = 200ms\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("RedundancyZoneTag = \"\"\n"),
+        "{}",
+        out.stdout
+    );
+    let out = cairn(
+        &a,
+        &[
+            "operator",
+            "autopilot",
+            "set-config",
+            "-cleanup-dead-servers=false",
+            "-max-trailing-logs=10",
+            "-server-stabilization-time=30s",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(out.stdout, "Configuration updated!\n");
+    let out = cairn(&a, &["operator", "autopilot", "get-config"])
+        .await
+        .ok();
+    assert!(
+        out.stdout.contains("CleanupDeadServers = false\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("MaxTrailingLogs = 10\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("ServerStabilizationTime = 30s\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("LastContactThreshold = 200ms\n"),
+        "{}",
+        out.stdout
+    );
+    let bad = cairn(
+        &a,
+        &[
+            "operator",
+            "autopilot",
+            "set-config",
+            "-cleanup-dead-servers=maybe",
+        ],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+}

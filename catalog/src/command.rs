@@ -283,6 +283,14 @@ pub enum Command {
         /// The coordinates.
         entries: Vec<crate::model::CoordinateEntry>,
     },
+    /// Sets autopilot's settings; with `cas`, only if their ModifyIndex is that (0: only if
+    /// none are set yet). Answers [`Response::Bool`].
+    AutopilotSet {
+        /// The settings (indexes are ignored).
+        config: crate::model::AutopilotConfig,
+        /// Check-and-set index.
+        cas: Option<u64>,
+    },
     /// Does nothing; advances the index.
     Noop,
 }
@@ -319,6 +327,7 @@ impl Command {
             | Command::RestoreFinish { .. }
             | Command::RestoreAbort { .. }
             | Command::CoordinateUpdate { .. }
+            | Command::AutopilotSet { .. }
             | Command::Batch(_)
             | Command::Noop => 0,
         }

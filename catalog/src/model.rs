@@ -355,3 +355,30 @@ pub struct CoordinateEntry {
     /// The coordinate.
     pub coord: Coordinate,
 }
+
+/// Autopilot's settings as `/v1/operator/autopilot/configuration` shows them; kept in the
+/// replicated state so operators can change them at run time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AutopilotConfig {
+    /// Remove dead servers when a replacement joins.
+    pub cleanup_dead_servers: bool,
+    /// Go duration: longest time a healthy server may go without leader contact.
+    pub last_contact_threshold: String,
+    /// Most log entries a healthy server may lag behind.
+    pub max_trailing_logs: u64,
+    /// Fewest servers autopilot keeps when pruning dead ones.
+    pub min_quorum: u32,
+    /// Go duration: how long a server must be stable before it is promoted.
+    pub server_stabilization_time: String,
+    /// Enterprise; kept for compatibility.
+    pub redundancy_zone_tag: String,
+    /// Enterprise; kept for compatibility.
+    pub disable_upgrade_migration: bool,
+    /// Enterprise; kept for compatibility.
+    pub upgrade_version_tag: String,
+    /// Index of the first write.
+    pub create_index: u64,
+    /// Index of the last write.
+    pub modify_index: u64,
+}

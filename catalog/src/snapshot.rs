@@ -47,6 +47,8 @@ struct Payload {
     indexes: Vec<(WatchKey, u64)>,
     #[serde(default)]
     coordinates: Vec<crate::model::CoordinateEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    autopilot: Option<crate::model::AutopilotConfig>,
     /// An operator restore half received (Raft snapshots taken meanwhile must carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     staged_restore: Option<StagedPayload>,
@@ -80,6 +82,7 @@ pub fn write(st: &State) -> Vec<u8> {
             .collect(),
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
         coordinates: st.coordinates(None).1,
+        autopilot: st.autopilot.as_deref().cloned(),
         staged_restore: st.staged.as_ref().map(|s| StagedPayload {
             id: s.id.clone(),
             data: s.bytes(),
@@ -155,6 +158,7 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
     }
     st.lock_delays = p.lock_delays.into_iter().collect();
     st.indexes = p.indexes.into_iter().collect();
+    st.autopilot = p.autopilot.map(Arc::new);
     for c in p.coordinates {
         st.coordinates
             .insert((c.node, c.segment), Arc::new(c.coord));

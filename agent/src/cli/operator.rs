@@ -1,5 +1,5 @@
-//! `cairn operator raft list-peers|remove-peer|transfer-leader`: the servers' Raft
-//! configuration, for operators.
+//! `cairn operator raft list-peers|remove-peer|transfer-leader` and `cairn operator autopilot
+//! get-config|set-config`: the servers' Raft configuration and autopilot's settings.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,14 @@ use super::flags::{Flag, Http, Spec};
 use super::output::{columns, fail, out};
 
 const SUBCOMMANDS: &[(&str, &str)] = &[
+    (
+        "autopilot get-config",
+        "Displays the current autopilot configuration",
+    ),
+    (
+        "autopilot set-config",
+        "Modifies the current autopilot configuration",
+    ),
     (
         "raft list-peers",
         "Displays the current Raft peer configuration",
@@ -26,7 +34,8 @@ const SUBCOMMANDS: &[(&str, &str)] = &[
 fn help() -> String {
     super::group_usage(
         "Usage: cairn operator <subcommand> [options]\n\n  \
-         Provides cluster-level tools for operators: the servers' Raft configuration.",
+         Provides cluster-level tools for operators: the servers' Raft configuration and\n  \
+         autopilot's settings.",
         "Subcommands:",
         SUBCOMMANDS,
     )
@@ -43,6 +52,11 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             "remove-peer" => remove_peer(rest).await,
             "transfer-leader" => transfer_leader(rest).await,
             other => super::unknown_subcommand("operator raft", other, &help()),
+        },
+        [area, cmd, rest @ ..] if area == "autopilot" => match cmd.as_str() {
+            "get-config" => autopilot_get(rest).await,
+            "set-config" => autopilot_set(rest).await,
+            other => super::unknown_subcommand("operator autopilot", other, &help()),
         },
         [area, ..] => super::unknown_subcommand("operator", area, &help()),
         [] => super::unknown_subcommand("operator", "", &help()),
@@ -203,5 +217,156 @@ async fn transfer_leader(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("Error transferring leadership: {e}")),
+    }
+}
+
+const AUTOPILOT_GET: Spec = Spec {
+    usage: "
+Usage: cairn operator autopilot get-config [options]
+
+  Displays the current autopilot configuration.
+",
+    flags: &[],
+    http: Http::Server,
+};
+
+/// The settings in the order and spelling `consul operator autopilot get-config` prints.
+const AUTOPILOT_FIELDS: &[&str] = &[
+    "CleanupDeadServers",
+    "LastContactThreshold",
+    "MaxTrailingLogs",
+    "MinQuorum",
+    "ServerStabilizationTime",
+    "RedundancyZoneTag",
+    "DisableUpgradeMigration",
+    "UpgradeVersionTag",
+];
+
+async fn autopilot_get(args: &[String]) -> ExitCode {
+    let p = match super::parse(&AUTOPILOT_GET, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let cfg: Value = match client
+        .get_json("/v1/operator/autopilot/configuration", &[])
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
+    };
+    for f in AUTOPILOT_FIELDS {
+        let v = match &cfg[*f] {
+            Value::String(s) if s.is_empty() => "\"\"".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out(&format!("{f} = {v}"));
+    }
+    ExitCode::SUCCESS
+}
+
+const AUTOPILOT_SET: Spec = Spec {
+    usage: "
+Usage: cairn operator autopilot set-config [options]
+
+  Modifies the current autopilot configuration; settings not given keep their value.
+",
+    flags: &[
+        Flag::text(
+            "cleanup-dead-servers",
+            "true|false",
+            "Controls whether autopilot removes dead servers when a new one joins.",
+        ),
+        Flag::text(
+            "last-contact-threshold",
+            "duration",
+            "Longest time a server may go without contact with the leader and stay healthy.",
+        ),
+        Flag::uint(
+            "max-trailing-logs",
+            "Most log entries a server may trail the leader by and stay healthy.",
+        ),
+        Flag::uint(
+            "min-quorum",
+            "Fewest servers autopilot keeps when it removes dead ones.",
+        ),
+        Flag::text(
+            "server-stabilization-time",
+            "duration",
+            "How long a new server must be healthy before it becomes a voter.",
+        ),
+    ],
+    http: Http::Client,
+};
+
+async fn autopilot_set(args: &[String]) -> ExitCode {
+    let p = match super::parse(&AUTOPILOT_SET, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut cfg: Value = match client
+        .get_json("/v1/operator/autopilot/configuration", &[])
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
+    };
+    if let Some(v) = p.text("cleanup-dead-servers") {
+        match v {
+            "true" => cfg["CleanupDeadServers"] = Value::Bool(true),
+            "false" => cfg["CleanupDeadServers"] = Value::Bool(false),
+            other => {
+                return fail(format!(
+                    "Error parsing -cleanup-dead-servers: {other:?} is not true or false"
+                ));
+            }
+        }
+    }
+    for (flag, field) in [
+        ("last-contact-threshold", "LastContactThreshold"),
+        ("server-stabilization-time", "ServerStabilizationTime"),
+    ] {
+        if let Some(v) = p.text(flag) {
+            if let Err(e) = cairn_catalog::duration::parse_go_duration(v) {
+                return fail(format!("Error parsing -{flag}: {e}"));
+            }
+            cfg[field] = Value::String(v.to_string());
+        }
+    }
+    for (flag, field) in [
+        ("max-trailing-logs", "MaxTrailingLogs"),
+        ("min-quorum", "MinQuorum"),
+    ] {
+        if p.is_set(flag) {
+            cfg[field] = Value::from(p.uint(flag));
+        }
+    }
+    let cas = cfg["ModifyIndex"].as_u64().unwrap_or(0);
+    let body = match serde_json::to_vec(&cfg) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("Error encoding the configuration: {e}")),
+    };
+    match client
+        .put(
+            "/v1/operator/autopilot/configuration",
+            &[("cas", cas.to_string())],
+            Some(body),
+        )
+        .await
+    {
+        Ok(r) if r.body.as_ref() == b"true" => {
+            out("Configuration updated!");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => fail("Configuration could not be atomically updated, please try again"),
+        Err(e) => fail(format!("Error setting Autopilot configuration: {e}")),
     }
 }

@@ -242,6 +242,35 @@ pub struct Autopilot {
     pub server_stabilization_time: Duration,
 }
 
+impl Autopilot {
+    /// These settings in the replicated form (`/v1/operator/autopilot/configuration`).
+    pub fn to_model(&self) -> cairn_catalog::model::AutopilotConfig {
+        use cairn_catalog::duration::format_go_duration;
+        cairn_catalog::model::AutopilotConfig {
+            cleanup_dead_servers: self.cleanup_dead_servers,
+            last_contact_threshold: format_go_duration(self.last_contact_threshold),
+            max_trailing_logs: u64::from(self.max_trailing_logs),
+            min_quorum: self.min_quorum,
+            server_stabilization_time: format_go_duration(self.server_stabilization_time),
+            ..Default::default()
+        }
+    }
+
+    /// Settings from the replicated form; durations that do not parse keep these values.
+    pub fn merged_with(&self, m: &cairn_catalog::model::AutopilotConfig) -> Autopilot {
+        use cairn_catalog::duration::parse_go_duration;
+        Autopilot {
+            cleanup_dead_servers: m.cleanup_dead_servers,
+            last_contact_threshold: parse_go_duration(&m.last_contact_threshold)
+                .unwrap_or(self.last_contact_threshold),
+            max_trailing_logs: u32::try_from(m.max_trailing_logs).unwrap_or(u32::MAX),
+            min_quorum: m.min_quorum,
+            server_stabilization_time: parse_go_duration(&m.server_stabilization_time)
+                .unwrap_or(self.server_stabilization_time),
+        }
+    }
+}
+
 impl Default for Autopilot {
     fn default() -> Self {
         Autopilot {

@@ -20,6 +20,131 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/operator/autopilot/health", get(autopilot_health))
         .route("/v1/operator/usage", get(usage))
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(autopilot_get).put(autopilot_set),
+        )
+}
+
+/// Autopilot's settings: the replicated ones, or this agent's configuration before the first
+/// leader wrote them.
+async fn autopilot_get(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    let (meta, answer) = super::run_read(&a, crate::server::query::Read::Autopilot, &o).await?;
+    let value = if answer.value.is_null() {
+        serde_json::to_value(a.config().autopilot.to_model()).unwrap_or_default()
+    } else {
+        answer.value.clone()
+    };
+    let mut r = json_response(&value, o.pretty);
+    super::set_meta(r.headers_mut(), &meta);
+    Ok(r)
+}
+
+/// A duration as clients send it: a Go duration string, or nanoseconds.
+fn duration_field(
+    v: &serde_json::Value,
+    field: &str,
+    default: std::time::Duration,
+) -> Result<String, ApiError> {
+    use cairn_catalog::duration::{format_go_duration, parse_go_duration};
+    let d = match v.get(field) {
+        None | Some(serde_json::Value::Null) => default,
+        Some(serde_json::Value::String(s)) if s.is_empty() => default,
+        Some(serde_json::Value::String(s)) => parse_go_duration(s)
+            .map_err(|e| ApiError::bad_request(format!("Invalid {field}: {e}")))?,
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .map(std::time::Duration::from_nanos)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid {field}: {n}")))?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("Invalid {field}: {other}")));
+        }
+    };
+    Ok(format_go_duration(d))
+}
+
+/// Replaces autopilot's settings (`?cas=<ModifyIndex>` for check-and-set); `true`/`false`.
+async fn autopilot_set(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (p, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let v: serde_json::Value = super::decode::decode(&body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "Request decode failed: expected an object",
+        ));
+    }
+    let defaults = crate::config::Autopilot::default();
+    let field = |name: &str| {
+        v.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| {
+                    k.eq_ignore_ascii_case(name) || k.replace('_', "").eq_ignore_ascii_case(name)
+                })
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let norm = serde_json::Value::Object(
+        ["LastContactThreshold", "ServerStabilizationTime"]
+            .into_iter()
+            .filter_map(|k| field(k).map(|v| (k.to_string(), v)))
+            .collect(),
+    );
+    let number = |name: &str| -> Result<u64, ApiError> {
+        match field(name) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(x) => x
+                .as_u64()
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid {name}: {x}"))),
+        }
+    };
+    let flag = |name: &str| field(name).and_then(|x| x.as_bool()).unwrap_or(false);
+    let text = |name: &str| {
+        field(name)
+            .and_then(|x| x.as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let config = cairn_catalog::model::AutopilotConfig {
+        cleanup_dead_servers: flag("CleanupDeadServers"),
+        last_contact_threshold: duration_field(
+            &norm,
+            "LastContactThreshold",
+            defaults.last_contact_threshold,
+        )?,
+        max_trailing_logs: number("MaxTrailingLogs")?,
+        min_quorum: u32::try_from(number("MinQuorum")?)
+            .map_err(|_| ApiError::bad_request("Invalid MinQuorum"))?,
+        server_stabilization_time: duration_field(
+            &norm,
+            "ServerStabilizationTime",
+            defaults.server_stabilization_time,
+        )?,
+        redundancy_zone_tag: text("RedundancyZoneTag"),
+        disable_upgrade_migration: flag("DisableUpgradeMigration"),
+        upgrade_version_tag: text("UpgradeVersionTag"),
+        create_index: 0,
+        modify_index: 0,
+    };
+    let cas = match p.get("cas") {
+        None => None,
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("Invalid cas index: {c}")))?,
+        ),
+    };
+    let (_, resp) = a
+        .backend
+        .propose(cairn_catalog::Command::AutopilotSet { config, cas })
+        .await?;
+    let ok = matches!(resp, cairn_catalog::Response::Bool(true));
+    Ok(json_response(&ok, o.pretty))
 }
 
 /// Service, instance and node counts of this datacenter, with the query metadata in the body

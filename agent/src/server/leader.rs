@@ -289,6 +289,17 @@ async fn leader_loop(server: Arc<Server>, members: MemberSource) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+    // The first leader records autopilot's settings from its configuration, as Consul's does;
+    // from then on they live in the replicated state.
+    if server.state().autopilot().1.is_none() {
+        let cmd = Command::AutopilotSet {
+            config: server.autopilot.to_model(),
+            cas: Some(0),
+        };
+        if let Err(e) = server.propose(cmd).await {
+            warn!(error = %e, "could not record autopilot's settings");
+        }
+    }
     let timers = Arc::clone(&server.session_timers);
     // A new leader gives every session a full TTL from now, as Consul does.
     timers.clear_all();
@@ -387,7 +398,7 @@ impl Autopilot {
         use openraft::ChangeMembers;
         use std::collections::BTreeSet;
         let dc = server.datacenter().to_string();
-        let settings = &server.autopilot;
+        let settings = &server.autopilot_settings();
         let raft = server.raft();
         let metrics = raft.metrics().borrow().clone();
         let current = server.members();

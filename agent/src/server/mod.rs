@@ -501,6 +501,15 @@ impl Server {
         }
     }
 
+    /// Autopilot's settings: those in the replicated state once written (an operator may
+    /// change them at run time), else this server's configuration.
+    pub fn autopilot_settings(&self) -> crate::config::Autopilot {
+        match self.state().autopilot().1 {
+            Some(m) => self.autopilot.merged_with(&m),
+            None => self.autopilot.clone(),
+        }
+    }
+
     /// Whether this server leads and has committed its barrier in the current term.
     fn ready_for_reads(&self) -> bool {
         let m = self.metrics();

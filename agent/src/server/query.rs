@@ -114,6 +114,8 @@ pub enum Read {
     },
     /// `/v1/operator/usage`: counts of services, instances and nodes.
     Usage,
+    /// `/v1/operator/autopilot/configuration`: the replicated settings (`null` when unset).
+    Autopilot,
     /// `/v1/coordinate/nodes` (every node) and `/v1/coordinate/node/:node`.
     Coordinates {
         /// One node only.
@@ -341,6 +343,7 @@ impl Read {
             Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
             Read::Coordinates { .. } => Target::Key(WatchKey::Coordinates),
             Read::Usage => Target::Key(WatchKey::Services),
+            Read::Autopilot => Target::Key(WatchKey::Autopilot),
         }
     }
 
@@ -530,6 +533,10 @@ impl Read {
                     "Nodes": nodes.len(),
                 });
                 Ok((sidx.max(nidx), usage))
+            }
+            Read::Autopilot => {
+                let (idx, config) = st.autopilot();
+                Ok((idx, config.map_or(Value::Null, |c| to_value(&*c))))
             }
             Read::Coordinates { node } => {
                 let (idx, entries) = st.coordinates(node.as_deref());

@@ -44,6 +44,8 @@ pub enum WatchKey {
     Kv,
     /// Network coordinates.
     Coordinates,
+    /// Autopilot's settings.
+    Autopilot,
 }
 
 /// What an applied command changed, for waking blocked readers.
@@ -114,6 +116,8 @@ pub struct State {
     /// Key -> Unix ms before which it cannot be acquired (lock delay).
     pub(crate) lock_delays: OrdMap<String, u64>,
     pub(crate) indexes: OrdMap<WatchKey, u64>,
+    /// Autopilot's settings, once the first leader (or an operator) wrote them.
+    pub(crate) autopilot: Option<Arc<crate::model::AutopilotConfig>>,
     /// Network coordinates, keyed by (node, segment).
     pub(crate) coordinates: OrdMap<(String, String), Arc<crate::model::Coordinate>>,
     /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
@@ -144,6 +148,11 @@ impl State {
     /// An empty state.
     pub fn new() -> State {
         State::default()
+    }
+
+    /// Autopilot's settings, if written.
+    pub fn autopilot(&self) -> (u64, Option<Arc<crate::model::AutopilotConfig>>) {
+        (self.index_of(&WatchKey::Autopilot), self.autopilot.clone())
     }
 
     /// Index of the last applied command (0 when none).
@@ -366,6 +375,22 @@ impl Tx<'_> {
                 }
                 Ok(Response::Done)
             }
+            Command::AutopilotSet { config, cas } => {
+                let current = self.st.autopilot.as_ref().map_or(0, |c| c.modify_index);
+                if cas.is_some_and(|want| want != current) {
+                    return Ok(Response::Bool(false));
+                }
+                let mut next = config.clone();
+                next.create_index = self
+                    .st
+                    .autopilot
+                    .as_ref()
+                    .map_or(self.index, |c| c.create_index);
+                next.modify_index = self.index;
+                self.st.autopilot = Some(Arc::new(next));
+                self.bump(WatchKey::Autopilot);
+                Ok(Response::Bool(true))
+            }
             Command::Noop => Ok(Response::Done),
             Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
         }
@@ -388,6 +413,7 @@ impl Tx<'_> {
                     WatchKey::Sessions,
                     WatchKey::Kv,
                     WatchKey::Coordinates,
+                    WatchKey::Autopilot,
                 ]) {
                     restored.indexes.insert(k, self.index);
                 }
