@@ -127,6 +127,7 @@ async fn acl_endpoints_say_acls_are_disabled() {
         (reqwest::Method::GET, "/v1/acl/tokens"),
         (reqwest::Method::GET, "/v1/acl/token/self"),
         (reqwest::Method::PUT, "/v1/acl/policy"),
+        (reqwest::Method::PUT, "/v1/agent/token/default"),
     ] {
         let r = a.request(method.clone(), path, None).await;
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());

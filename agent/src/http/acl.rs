@@ -1,10 +1,10 @@
-//! `/v1/acl/*`: Cairn runs with ACLs disabled, and answers every ACL endpoint as a Consul agent
-//! with ACLs disabled does: 401 "ACL support disabled", which clients and the Consul CLI report
-//! as such. The `X-Consul-Token` header is accepted and ignored everywhere else.
+//! `/v1/acl/*` and `/v1/agent/token/*`: Cairn runs with ACLs disabled, and answers these as a
+//! Consul agent with ACLs disabled does: 401 "ACL support disabled", which clients and the
+//! Consul CLI report as such. The `X-Consul-Token` header is accepted and ignored elsewhere.
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::any;
+use axum::routing::{any, put};
 
 use super::AppState;
 use super::error::ApiError;
@@ -14,6 +14,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/acl", any(disabled))
         .route("/v1/acl/{*rest}", any(disabled))
+        .route("/v1/agent/token/{*kind}", put(disabled))
 }
 
 async fn disabled() -> ApiError {
