@@ -291,6 +291,18 @@ pub enum Command {
         /// Check-and-set index.
         cas: Option<u64>,
     },
+    /// Creates (`create`) or replaces a prepared query.
+    QuerySet {
+        /// The query (indexes are set by the store).
+        query: crate::model::PreparedQuery,
+        /// A new query: its ID must be unused.
+        create: bool,
+    },
+    /// Deletes a prepared query (nothing if it does not exist).
+    QueryDelete {
+        /// Query ID.
+        id: String,
+    },
     /// Does nothing; advances the index.
     Noop,
 }
@@ -328,6 +340,8 @@ impl Command {
             | Command::RestoreAbort { .. }
             | Command::CoordinateUpdate { .. }
             | Command::AutopilotSet { .. }
+            | Command::QuerySet { .. }
+            | Command::QueryDelete { .. }
             | Command::Batch(_)
             | Command::Noop => 0,
         }

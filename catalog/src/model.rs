@@ -382,3 +382,99 @@ pub struct AutopilotConfig {
     /// Index of the last write.
     pub modify_index: u64,
 }
+
+/// A prepared query (`/v1/query`): a stored service lookup, executed by name or ID.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PreparedQuery {
+    /// Query UUID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Name (unique; a template's name is a prefix).
+    pub name: String,
+    /// Session whose invalidation deletes the query.
+    pub session: String,
+    /// Token (ACLs; kept, not checked).
+    pub token: String,
+    /// Template settings.
+    pub template: QueryTemplate,
+    /// The lookup.
+    pub service: QueryService,
+    /// DNS settings.
+    #[serde(rename = "DNS")]
+    pub dns: QueryDns,
+    /// Index of the creation.
+    pub create_index: u64,
+    /// Index of the last change.
+    pub modify_index: u64,
+}
+
+/// A prepared query's template settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct QueryTemplate {
+    /// `""` (not a template) or `name_prefix_match`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Regular expression matched against the full name (`${match(N)}`).
+    pub regexp: String,
+    /// Drop tags that interpolate to empty strings.
+    pub remove_empty_tags: bool,
+}
+
+/// What a prepared query looks up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct QueryService {
+    /// Service name (may hold template variables).
+    pub service: String,
+    /// Other datacenters to try when none is healthy here.
+    pub failover: QueryFailover,
+    /// Checks that do not count for health.
+    #[serde(rename = "IgnoreCheckIDs")]
+    pub ignore_check_ids: Vec<String>,
+    /// Only instances whose checks all pass (else warning counts as healthy).
+    pub only_passing: bool,
+    /// Sort by distance to this node (`_agent`: the executing agent).
+    pub near: String,
+    /// Required tags; `!tag` excludes.
+    pub tags: Vec<String>,
+    /// Required node meta.
+    pub node_meta: std::collections::BTreeMap<String, String>,
+    /// Required service meta.
+    pub service_meta: std::collections::BTreeMap<String, String>,
+    /// Connect settings (kept).
+    pub connect: QueryConnect,
+    /// Cluster peer (kept).
+    pub peer: String,
+    /// Namespace (Enterprise; kept).
+    pub namespace: String,
+}
+
+/// Failover settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct QueryFailover {
+    /// Try the N nearest datacenters.
+    #[serde(rename = "NearestN")]
+    pub nearest_n: i64,
+    /// Try these datacenters, in order.
+    pub datacenters: Vec<String>,
+}
+
+/// Connect settings of a prepared query.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct QueryConnect {
+    /// Only Connect-capable instances.
+    pub enabled: bool,
+}
+
+/// DNS settings of a prepared query.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct QueryDns {
+    /// TTL of DNS answers (Go duration).
+    #[serde(rename = "TTL")]
+    pub ttl: String,
+}

@@ -49,6 +49,8 @@ struct Payload {
     coordinates: Vec<crate::model::CoordinateEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     autopilot: Option<crate::model::AutopilotConfig>,
+    #[serde(default)]
+    queries: Vec<crate::model::PreparedQuery>,
     /// An operator restore half received (Raft snapshots taken meanwhile must carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     staged_restore: Option<StagedPayload>,
@@ -83,6 +85,11 @@ pub fn write(st: &State) -> Vec<u8> {
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
         coordinates: st.coordinates(None).1,
         autopilot: st.autopilot.as_deref().cloned(),
+        queries: st
+            .queries
+            .values()
+            .map(|q| crate::model::PreparedQuery::clone(q))
+            .collect(),
         staged_restore: st.staged.as_ref().map(|s| StagedPayload {
             id: s.id.clone(),
             data: s.bytes(),
@@ -159,6 +166,9 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
     st.lock_delays = p.lock_delays.into_iter().collect();
     st.indexes = p.indexes.into_iter().collect();
     st.autopilot = p.autopilot.map(Arc::new);
+    for q in p.queries {
+        st.queries.insert(q.id.clone(), Arc::new(q));
+    }
     for c in p.coordinates {
         st.coordinates
             .insert((c.node, c.segment), Arc::new(c.coord));

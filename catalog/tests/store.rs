@@ -677,3 +677,49 @@ fn coordinates_follow_their_node_and_survive_snapshots() {
     .expect("deregister");
     assert!(log.st.coordinates(None).1.is_empty());
 }
+
+/// Prepared queries: unique IDs and names, updates keep their creation index, snapshots keep
+/// them.
+#[test]
+fn prepared_queries_are_unique_and_survive_snapshots() {
+    use cairn_catalog::model::{PreparedQuery, QueryService};
+    let q = |id: &str, name: &str| PreparedQuery {
+        id: id.into(),
+        name: name.into(),
+        service: QueryService {
+            service: "db".into(),
+            ..QueryService::default()
+        },
+        ..PreparedQuery::default()
+    };
+    let mut log = Log::new();
+    log.apply(Command::QuerySet {
+        query: q("a", "first"),
+        create: true,
+    })
+    .expect("create");
+    // Same ID again, a taken name, a name equal to another query's ID, an unknown update.
+    for (query, create) in [
+        (q("a", "other"), true),
+        (q("b", "first"), true),
+        (q("c", "a"), true),
+        (q("zzz", "x"), false),
+    ] {
+        assert!(log.apply(Command::QuerySet { query, create }).is_err());
+    }
+    log.apply(Command::QuerySet {
+        query: q("a", "renamed"),
+        create: false,
+    })
+    .expect("update");
+    let (_, all) = log.st.queries();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].name, "renamed");
+    assert_eq!(all[0].create_index, 1);
+    assert!(all[0].modify_index > 1);
+    let restored = snapshot::read(&snapshot::write(&log.st)).expect("snapshot");
+    assert_eq!(restored.queries().1, all);
+    log.apply(Command::QueryDelete { id: "a".into() })
+        .expect("delete");
+    assert!(log.st.queries().1.is_empty());
+}

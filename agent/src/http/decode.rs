@@ -130,6 +130,17 @@ const CANONICAL: &[&str] = &[
     "Expose",
     "MeshGateway",
     "TransparentProxy",
+    "Template",
+    "Regexp",
+    "RemoveEmptyTags",
+    "Failover",
+    "NearestN",
+    "IgnoreCheckIDs",
+    "OnlyPassing",
+    "Near",
+    "DNS",
+    "Peer",
+    "Enabled",
 ];
 
 /// Fields whose object value is a user map: its keys are kept as written.

@@ -16,6 +16,7 @@ pub mod keyring;
 pub mod kv;
 pub mod operator;
 pub mod params;
+pub mod prepared_query;
 pub mod session;
 pub mod snapshot;
 pub mod status;
@@ -66,6 +67,7 @@ pub fn router(agent: AppState) -> Router {
         .merge(keyring::routes())
         .merge(acl::routes())
         .merge(coordinate::routes())
+        .merge(prepared_query::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -13,6 +13,7 @@
 
 mod answers;
 pub mod leader;
+pub mod prepared;
 pub mod query;
 
 use std::collections::BTreeMap;

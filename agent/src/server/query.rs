@@ -114,6 +114,25 @@ pub enum Read {
     },
     /// `/v1/operator/usage`: counts of services, instances and nodes.
     Usage,
+    /// `GET /v1/query` (every prepared query) and `GET /v1/query/:id` (one, 404 when unknown).
+    Queries {
+        /// One query only.
+        id: Option<String>,
+    },
+    /// `/v1/query/:id-or-name/execute`: the healthy instances a prepared query selects.
+    QueryExecute {
+        /// ID or name (templates match by prefix).
+        key: String,
+        /// Most instances to return (0: all).
+        limit: usize,
+        /// This datacenter's name.
+        dc: String,
+    },
+    /// `/v1/query/:id-or-name/explain`: the query as resolved and rendered for the name.
+    QueryExplain {
+        /// ID or name.
+        key: String,
+    },
     /// `/v1/operator/autopilot/configuration`: the replicated settings (`null` when unset).
     Autopilot,
     /// `/v1/coordinate/nodes` (every node) and `/v1/coordinate/node/:node`.
@@ -344,6 +363,8 @@ impl Read {
             Read::Coordinates { .. } => Target::Key(WatchKey::Coordinates),
             Read::Usage => Target::Key(WatchKey::Services),
             Read::Autopilot => Target::Key(WatchKey::Autopilot),
+            Read::Queries { .. } | Read::QueryExplain { .. } => Target::Key(WatchKey::Queries),
+            Read::QueryExecute { .. } => Target::Key(WatchKey::Services),
         }
     }
 
@@ -533,6 +554,38 @@ impl Read {
                     "Nodes": nodes.len(),
                 });
                 Ok((sidx.max(nidx), usage))
+            }
+            Read::Queries { id } => {
+                let (idx, all) = st.queries();
+                let list: Vec<Value> = all
+                    .iter()
+                    .filter(|q| id.as_ref().is_none_or(|want| &q.id == want))
+                    .map(|q| to_value(&**q))
+                    .collect();
+                if id.is_some() && list.is_empty() {
+                    return Err(ApiError::not_found("Query not found"));
+                }
+                Ok((idx, Value::Array(list)))
+            }
+            Read::QueryExecute { key, limit, dc } => {
+                let q = super::prepared::resolve(st, key)
+                    .ok_or_else(|| ApiError::not_found("Query not found"))?;
+                let (idx, chosen) = super::prepared::select(st, &q, *limit);
+                Ok((
+                    idx,
+                    json!({
+                        "Service": q.service.service,
+                        "Nodes": chosen.iter().map(|c| service_entry_json(c, dc)).collect::<Vec<_>>(),
+                        "DNS": to_value(&q.dns),
+                        "Datacenter": dc,
+                        "Failovers": 0,
+                    }),
+                ))
+            }
+            Read::QueryExplain { key } => {
+                let q = super::prepared::resolve(st, key)
+                    .ok_or_else(|| ApiError::not_found("Query not found"))?;
+                Ok((st.queries().0, json!({"Query": to_value(&q)})))
             }
             Read::Autopilot => {
                 let (idx, config) = st.autopilot();

@@ -46,6 +46,8 @@ pub enum WatchKey {
     Coordinates,
     /// Autopilot's settings.
     Autopilot,
+    /// Prepared queries.
+    Queries,
 }
 
 /// What an applied command changed, for waking blocked readers.
@@ -118,6 +120,8 @@ pub struct State {
     pub(crate) indexes: OrdMap<WatchKey, u64>,
     /// Autopilot's settings, once the first leader (or an operator) wrote them.
     pub(crate) autopilot: Option<Arc<crate::model::AutopilotConfig>>,
+    /// Prepared queries by ID.
+    pub(crate) queries: OrdMap<String, Arc<crate::model::PreparedQuery>>,
     /// Network coordinates, keyed by (node, segment).
     pub(crate) coordinates: OrdMap<(String, String), Arc<crate::model::Coordinate>>,
     /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
@@ -148,6 +152,14 @@ impl State {
     /// An empty state.
     pub fn new() -> State {
         State::default()
+    }
+
+    /// Every prepared query, by ID.
+    pub fn queries(&self) -> (u64, Vec<Arc<crate::model::PreparedQuery>>) {
+        (
+            self.index_of(&WatchKey::Queries),
+            self.queries.values().cloned().collect(),
+        )
     }
 
     /// Autopilot's settings, if written.
@@ -391,9 +403,69 @@ impl Tx<'_> {
                 self.bump(WatchKey::Autopilot);
                 Ok(Response::Bool(true))
             }
+            Command::QuerySet { query, create } => self.query_set(query, *create),
+            Command::QueryDelete { id } => {
+                if self.st.queries.remove(id).is_some() {
+                    self.bump(WatchKey::Queries);
+                }
+                Ok(Response::Done)
+            }
             Command::Noop => Ok(Response::Done),
             Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
         }
+    }
+
+    /// Creates or replaces a prepared query: IDs and names are unique, and neither may be the
+    /// other's (a name must not look up another query's ID).
+    fn query_set(
+        &mut self,
+        query: &crate::model::PreparedQuery,
+        create: bool,
+    ) -> Result<Response, StoreError> {
+        let existing = self.st.queries.get(&query.id).cloned();
+        match (&existing, create) {
+            (Some(_), true) => {
+                return Err(StoreError::Invalid(format!(
+                    "prepared query ID {} is already in use",
+                    query.id
+                )));
+            }
+            (None, false) => {
+                return Err(StoreError::NotFound(format!(
+                    "Cannot modify non-existent prepared query: '{}'",
+                    query.id
+                )));
+            }
+            _ => {}
+        }
+        if !query.name.is_empty() {
+            for other in self.st.queries.values() {
+                if other.id != query.id && other.name == query.name {
+                    return Err(StoreError::Invalid(format!(
+                        "name '{}' aliases an existing query name",
+                        query.name
+                    )));
+                }
+            }
+            if self.st.queries.contains_key(&query.name) {
+                return Err(StoreError::Invalid(format!(
+                    "name '{}' aliases an existing query ID",
+                    query.name
+                )));
+            }
+        }
+        if !query.session.is_empty() && !self.st.sessions.contains_key(&query.session) {
+            return Err(StoreError::Invalid(format!(
+                "invalid session '{}'",
+                query.session
+            )));
+        }
+        let mut q = query.clone();
+        q.create_index = existing.map_or(self.index, |e| e.create_index);
+        q.modify_index = self.index;
+        self.st.queries.insert(q.id.clone(), Arc::new(q));
+        self.bump(WatchKey::Queries);
+        Ok(Response::Done)
     }
 
     /// Replaces the whole state with an archive's (an operator restore).
@@ -414,6 +486,7 @@ impl Tx<'_> {
                     WatchKey::Kv,
                     WatchKey::Coordinates,
                     WatchKey::Autopilot,
+                    WatchKey::Queries,
                 ]) {
                     restored.indexes.insert(k, self.index);
                 }

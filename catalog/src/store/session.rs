@@ -59,6 +59,20 @@ impl Tx<'_> {
             return;
         };
         self.bump(WatchKey::Sessions);
+        // Prepared queries tied to the session go with it.
+        let tied: Vec<String> = self
+            .st
+            .queries
+            .values()
+            .filter(|q| q.session == id)
+            .map(|q| q.id.clone())
+            .collect();
+        if !tied.is_empty() {
+            for q in tied {
+                self.st.queries.remove(&q);
+            }
+            self.bump(WatchKey::Queries);
+        }
         let held: Vec<String> = self
             .st
             .session_locks
