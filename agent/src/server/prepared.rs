@@ -27,6 +27,33 @@ pub fn resolve(st: &State, key: &str) -> Option<PreparedQuery> {
         .map(|q| render(q, key))
 }
 
+/// [`resolve`] for a name that arrived lowercased (DNS): IDs and names compare
+/// case-insensitively, templates match by a case-insensitive prefix.
+pub fn resolve_folded(st: &State, key: &str) -> Option<PreparedQuery> {
+    if let Some(q) = resolve(st, key) {
+        return Some(q);
+    }
+    let (_, all) = st.queries();
+    if let Some(q) = all.iter().find(|q| {
+        q.id.eq_ignore_ascii_case(key) || (!q.name.is_empty() && q.name.eq_ignore_ascii_case(key))
+    }) {
+        return Some(render(q, key));
+    }
+    all.iter()
+        .filter(|q| {
+            q.template.kind == NAME_PREFIX_MATCH
+                && key.len() >= q.name.len()
+                && key.is_char_boundary(q.name.len())
+                && key[..q.name.len()].eq_ignore_ascii_case(&q.name)
+        })
+        .max_by_key(|q| q.name.len())
+        .map(|q| {
+            // Render against the name as the template spells its prefix.
+            let full = format!("{}{}", q.name, &key[q.name.len()..]);
+            render(q, &full)
+        })
+}
+
 /// A template with its variables filled in for `name` (other queries as they are):
 /// `${name.full}`, `${name.prefix}`, `${name.suffix}`, `${match(N)}` (a capture of the
 /// template's regexp on the full name) and `${agent.segment}` (empty).

@@ -105,7 +105,14 @@ pub enum Lookup {
     },
     /// `<hex>.addr[.<dc>]`.
     Addr(IpAddr),
-    /// A kind this agent does not serve (prepared queries, mesh, virtual IPs, peers,
+    /// `<query ID or name>.query[.<dc>]` (or `_<name>._tcp.query`): a prepared query.
+    Query {
+        /// Query ID or name (lowercase; may contain dots).
+        name: String,
+        /// Datacenter.
+        locality: Locality,
+    },
+    /// A kind this agent does not serve (mesh, virtual IPs, peers,
     /// partitions and namespaces other than `default`): the name does not exist here.
     Unsupported,
     /// Anything else: the name does not exist.
@@ -153,6 +160,15 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
             [hex] => parse_hex_ip(hex).map_or(Lookup::Invalid, Lookup::Addr),
             _ => Lookup::Invalid,
         },
+        "query" => {
+            let name = match parts {
+                [n, proto] if n.starts_with('_') && proto.starts_with('_') => {
+                    n.trim_start_matches('_').to_string()
+                }
+                _ => parts.join("."),
+            };
+            Lookup::Query { name, locality }
+        }
         _ => Lookup::Unsupported,
     }
 }
@@ -357,7 +373,20 @@ mod tests {
         );
         assert_eq!(parse(&labels("zz00020a.addr"), a), Lookup::Invalid);
         assert_eq!(parse(&labels("a.b.addr"), a), Lookup::Invalid);
-        assert_eq!(parse(&labels("q.query"), a), Lookup::Unsupported);
+        assert_eq!(
+            parse(&labels("q.query"), a),
+            Lookup::Query {
+                name: "q".into(),
+                locality: Locality::Local
+            }
+        );
+        assert_eq!(
+            parse(&labels("_geo-db._tcp.query.dc1"), RecordType::SRV),
+            Lookup::Query {
+                name: "geo-db".into(),
+                locality: Locality::Datacenter("dc1".into())
+            }
+        );
         assert_eq!(parse(&labels("web.connect"), a), Lookup::Unsupported);
         assert_eq!(parse(&labels("foo"), a), Lookup::Invalid);
         assert_eq!(parse(&[], a), Lookup::Invalid);

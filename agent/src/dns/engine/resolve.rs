@@ -355,6 +355,7 @@ impl Responder<'_, '_> {
             } => self.service(&name, tag.as_deref(), &locality, rng),
             Lookup::Node { name, locality } => self.node(&name, &locality),
             Lookup::Addr(ip) => self.addr(ip),
+            Lookup::Query { name, locality } => self.prepared(&name, &locality, rng),
             Lookup::Unsupported | Lookup::Invalid => self.nxdomain(),
         }
     }
@@ -435,6 +436,61 @@ impl Responder<'_, '_> {
             candidates.rotate_left(len - amount);
         }
         let ttl = settings.service_ttl(name);
+        let mut res = Resolution::new(ResponseCode::NoError, true);
+        if self.qtype == RecordType::SRV {
+            self.srv_records(&candidates, ttl, &mut res);
+        } else {
+            self.service_addresses(&candidates, ttl, &mut res);
+        }
+        if res.answers.is_empty() {
+            return self.nodata();
+        }
+        res
+    }
+
+    /// A prepared query: the instances it selects, answered like a service lookup, with the
+    /// query's own DNS TTL when it has one.
+    fn prepared<R: Rng + ?Sized>(
+        &self,
+        name: &str,
+        locality: &Locality,
+        rng: &mut R,
+    ) -> Resolution {
+        let settings = self.settings();
+        if !locality.is(&settings.datacenter) {
+            return self.nxdomain();
+        }
+        let st = self.ctx.view.state();
+        let Some(q) = crate::server::prepared::resolve_folded(st, name) else {
+            return self.nxdomain();
+        };
+        let (_, chosen) = crate::server::prepared::select(st, &q, 0);
+        let picked: HashSet<(&str, &str)> = chosen
+            .iter()
+            .map(|c| (c.node.node.as_str(), c.service.id.as_str()))
+            .collect();
+        let dc = settings.datacenter.as_str();
+        let sets = self
+            .ctx
+            .view
+            .service(&q.service.service.to_ascii_lowercase());
+        let rendered: Vec<Arc<Vec<Rendered>>> = sets
+            .iter()
+            .map(|set| set.rendered(self.domain, dc, |i| render(i, self.domain, dc)))
+            .collect();
+        let mut candidates: Vec<(&Instance, &Rendered)> = sets
+            .iter()
+            .zip(rendered.iter())
+            .flat_map(|(set, r)| set.instances.iter().zip(r.iter()))
+            .filter(|(i, _)| picked.contains(&(i.node.node.as_str(), i.service.id.as_str())))
+            .collect();
+        if candidates.is_empty() {
+            return self.nxdomain();
+        }
+        candidates.shuffle(rng);
+        let ttl = cairn_catalog::duration::parse_go_duration(&q.dns.ttl)
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .unwrap_or_else(|_| settings.service_ttl(&q.service.service));
         let mut res = Resolution::new(ResponseCode::NoError, true);
         if self.qtype == RecordType::SRV {
             self.srv_records(&candidates, ttl, &mut res);

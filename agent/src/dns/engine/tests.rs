@@ -1105,3 +1105,67 @@ fn timing_breakdown() {
         let _ = raw(&fx, &s, &cache, &q1, Transport::Udp, 1);
     });
 }
+
+#[test]
+fn prepared_queries_answer_like_services_with_their_own_ttl() {
+    use cairn_catalog::model::{PreparedQuery, QueryDns, QueryService, QueryTemplate};
+    let mut fx = web();
+    let mut add = |q: PreparedQuery| {
+        fx.index += 1;
+        let applied = fx.state.apply(
+            fx.index,
+            &Command::QuerySet {
+                query: q,
+                create: true,
+            },
+        );
+        assert!(applied.result.is_ok(), "{:?}", applied.result);
+    };
+    add(PreparedQuery {
+        id: "4e0a6b0c-0000-4000-8000-000000000001".into(),
+        name: "Web-V1".into(),
+        service: QueryService {
+            service: "web".into(),
+            tags: vec!["v1".into()],
+            ..QueryService::default()
+        },
+        dns: QueryDns { ttl: "30s".into() },
+        ..PreparedQuery::default()
+    });
+    add(PreparedQuery {
+        id: "4e0a6b0c-0000-4000-8000-000000000002".into(),
+        name: "any-".into(),
+        template: QueryTemplate {
+            kind: "name_prefix_match".into(),
+            ..QueryTemplate::default()
+        },
+        service: QueryService {
+            service: "${name.suffix}".into(),
+            ..QueryService::default()
+        },
+        ..PreparedQuery::default()
+    });
+    // By name (case-insensitively) and by ID: web1 only (web3 has v1 but is critical).
+    for name in [
+        "web-v1.query.consul.",
+        "4e0a6b0c-0000-4000-8000-000000000001.query.dc1.consul.",
+    ] {
+        let m = ask(&fx, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(addrs(&m.answers), vec![ip("192.0.2.10")], "{name}");
+        assert!(m.answers.iter().all(|r| r.ttl == 30));
+    }
+    // A template, as SRV too.
+    let m = ask(&fx, "any-web.query.consul.", RecordType::A);
+    assert_eq!(addrs(&m.answers), vec![ip("10.0.1.2"), ip("192.0.2.10")]);
+    let m = ask(&fx, "any-web.query.consul.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 2, "{m}");
+    // Unknown queries, other datacenters and templates selecting nothing: NXDOMAIN.
+    for name in [
+        "nope.query.consul.",
+        "web-v1.query.dc2.consul.",
+        "any-nothing.query.consul.",
+    ] {
+        is_nxdomain_with_soa(&ask(&fx, name, RecordType::A));
+    }
+}

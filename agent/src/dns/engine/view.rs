@@ -175,6 +175,11 @@ impl<'a> View<'a> {
         View { state, cache }
     }
 
+    /// The state this view reads.
+    pub fn state(&self) -> &'a State {
+        self.state
+    }
+
     /// The instances of every service whose name matches `lower` case-insensitively; empty
     /// when no such service is registered.
     pub fn service(&self, lower: &str) -> Vec<Arc<ServiceSet>> {
