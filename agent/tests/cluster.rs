@@ -321,6 +321,32 @@ async fn a_snapshot_restores_into_a_fresh_cluster() {
     assert!(!keys.contains("only-in-b"), "restore replaces the state");
 }
 
+/// A follower owed more data than one replication request may carry (here ~70 MB of 500 KB
+/// values, beyond the RPC body limit) catches up in several bounded requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_owed_many_large_entries_catches_up() {
+    let c = Cluster::start(3, 3, json!({})).await;
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
+    let lagger = (leader + 1) % 3;
+    c.servers[lagger].signal("-STOP");
+    let value = "v".repeat(500 * 1024);
+    // Generous timeouts: the test machine may be busy with other clusters.
+    let client = common::client();
+    for k in 0..140 {
+        let r = client
+            .put(c.url(leader, &format!("/v1/kv/large/{k}")))
+            .body(value.clone())
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    c.servers[lagger].signal("-CONT");
+    c.wait_value(lagger, "large/139", &value, Duration::from_secs(60))
+        .await;
+}
+
 /// An archive larger than one Raft entry may carry goes in pieces: `cairn snapshot save` from a
 /// follower of one cluster, `cairn snapshot restore` through a follower of another; every
 /// server of the second ends with the first's data and nothing else.

@@ -324,6 +324,25 @@ pub(crate) mod b64_vec {
 }
 
 impl Command {
+    /// A rough size of the command's payload in bytes (before base64), to bound batches and
+    /// replication messages.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Kv { req, .. } => 128 + req.key.len() + req.value.as_ref().map_or(0, Vec::len),
+            Command::Txn { ops, .. } => ops
+                .iter()
+                .map(|op| match op {
+                    TxnOp::Kv(kv) => 128 + kv.key.len() + kv.value.as_ref().map_or(0, Vec::len),
+                    _ => 512,
+                })
+                .sum::<usize>()
+                .max(256),
+            Command::Restore { data } | Command::RestoreChunk { data, .. } => data.len(),
+            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum::<usize>() + 64,
+            _ => 1024,
+        }
+    }
+
     /// The proposer's clock carried by the command (0 when it carries none).
     pub fn now_ms(&self) -> u64 {
         match self {

@@ -484,14 +484,57 @@ impl PeerConn {
     }
 }
 
+/// Rough encoded bytes of the entries one `append` request may carry. openraft hands up to
+/// `max_payload_entries` entries whatever their size (a catching-up follower may be owed many
+/// 4 MiB batches or restore pieces); requests stay well under [`MAX_RPC_BODY`] this way.
+const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Rough encoded size of an entry (base64 and JSON overhead included).
+fn entry_weight(e: &cairn_raft::Entry) -> usize {
+    let payload = match &e.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.approx_size(),
+        _ => 1024,
+    };
+    payload / 2 * 3 + 256
+}
+
+/// Cuts `entries` to the longest prefix within [`MAX_APPEND_BYTES`] (at least one entry);
+/// returns the last log id kept when something was cut.
+fn cap_entries(entries: &mut Vec<cairn_raft::Entry>) -> Option<cairn_raft::LogId> {
+    let mut total = 0usize;
+    let mut keep = 0usize;
+    for e in entries.iter() {
+        let w = entry_weight(e);
+        if keep > 0 && total + w > MAX_APPEND_BYTES {
+            break;
+        }
+        total += w;
+        keep += 1;
+    }
+    if keep >= entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id)
+}
+
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ServerNode, RaftError<u64>>> {
-        self.raft_call("/v1/internal/raft/append", &rpc, &option)
-            .await
+        let cut = cap_entries(&mut rpc.entries);
+        let resp = self
+            .raft_call("/v1/internal/raft/append", &rpc, &option)
+            .await?;
+        // The follower took everything sent: that is a prefix of what openraft asked for.
+        Ok(match (resp, cut) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (other, _) => other,
+        })
     }
 
     async fn install_snapshot(
@@ -513,5 +556,41 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     ) -> Result<VoteResponse<u64>, RPCError<u64, ServerNode, RaftError<u64>>> {
         self.raft_call("/v1/internal/raft/vote", &rpc, &option)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_catalog::Command;
+
+    fn entry(index: u64, bytes: usize) -> cairn_raft::Entry {
+        openraft::Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(Command::RestoreChunk {
+                id: "r".into(),
+                offset: 0,
+                data: vec![0; bytes],
+            }),
+        }
+    }
+
+    #[test]
+    fn append_requests_are_cut_to_a_bounded_prefix() {
+        // Small entries all go.
+        let mut small: Vec<_> = (1..=100).map(|i| entry(i, 1000)).collect();
+        assert_eq!(cap_entries(&mut small), None);
+        assert_eq!(small.len(), 100);
+        // 4 MiB pieces: a few per request, the cut reported.
+        let mut big: Vec<_> = (1..=50).map(|i| entry(i, 4 << 20)).collect();
+        let last = cap_entries(&mut big).expect("cut");
+        assert!(!big.is_empty() && big.len() < 50);
+        assert_eq!(last.index, big.len() as u64);
+        let weight: usize = big.iter().map(entry_weight).sum();
+        assert!(weight <= MAX_APPEND_BYTES);
+        // One entry over the bound still goes, alone.
+        let mut huge = vec![entry(1, 40 << 20), entry(2, 10)];
+        assert_eq!(cap_entries(&mut huge).map(|l| l.index), Some(1));
+        assert_eq!(huge.len(), 1);
     }
 }

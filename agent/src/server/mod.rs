@@ -148,16 +148,6 @@ const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Batch entries being committed at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
-/// A rough size of a command, to bound batches.
-fn approx_size(cmd: &Command) -> usize {
-    match cmd {
-        Command::Kv { req, .. } => 128 + req.key.len() + req.value.as_ref().map_or(0, Vec::len),
-        Command::Restore { data } | Command::RestoreChunk { data, .. } => data.len(),
-        Command::Txn { ops, .. } => 256 * ops.len().max(1),
-        _ => 1024,
-    }
-}
-
 /// Takes proposals as they come and commits them in batches: whatever queued while earlier
 /// entries were being committed goes in the next entry.
 async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
@@ -166,7 +156,7 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let mut size = approx_size(&first.cmd);
+        let mut size = first.cmd.approx_size();
         let alone = matches!(first.cmd, Command::Restore { .. });
         let mut batch = vec![first];
         while !alone && batch.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
@@ -180,7 +170,7 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
                     break;
                 }
                 Ok(p) => {
-                    size += approx_size(&p.cmd);
+                    size += p.cmd.approx_size();
                     batch.push(p);
                 }
                 Err(_) => break,
