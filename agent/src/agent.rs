@@ -785,9 +785,13 @@ impl Agent {
         }
         let mut ok = true;
         for cmd in plan.commands {
-            if let Err(e) = self.backend.propose(cmd).await {
-                warn!(error = %e, "anti-entropy: catalog update failed");
-                ok = false;
+            let done = synced_line(&cmd);
+            match self.backend.propose(cmd).await {
+                Ok(_) => done(),
+                Err(e) => {
+                    warn!(error = %e, "anti-entropy: catalog update failed");
+                    ok = false;
+                }
             }
         }
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -1038,6 +1042,40 @@ impl Agent {
         if let Some(server) = &self.server {
             server.shutdown().await;
         }
+    }
+}
+
+/// What to log once an anti-entropy command is in the catalog, as Consul's "Synced service"
+/// lines: services at info, checks (whose status changes often) at debug.
+fn synced_line(cmd: &cairn_catalog::Command) -> Box<dyn FnOnce() + Send> {
+    match cmd {
+        cairn_catalog::Command::Register { req, .. } => {
+            if let Some(s) = &req.service {
+                let id = s.id.clone();
+                Box::new(move || info!(service = %id, "synced service"))
+            } else {
+                let ids: Vec<String> = req
+                    .check
+                    .iter()
+                    .chain(&req.checks)
+                    .map(|c| c.check_id.clone())
+                    .collect();
+                Box::new(move || {
+                    for id in ids {
+                        debug!(check = %id, "synced check");
+                    }
+                })
+            }
+        }
+        cairn_catalog::Command::Deregister { req, .. } if !req.service_id.is_empty() => {
+            let id = req.service_id.clone();
+            Box::new(move || info!(service = %id, "deregistered service"))
+        }
+        cairn_catalog::Command::Deregister { req, .. } if !req.check_id.is_empty() => {
+            let id = req.check_id.clone();
+            Box::new(move || info!(check = %id, "deregistered check"))
+        }
+        _ => Box::new(|| {}),
     }
 }
 

@@ -18,6 +18,7 @@ mod http;
 mod keyring;
 mod local;
 mod metrics;
+mod monitor;
 mod rpc;
 mod server;
 mod watch;
@@ -59,14 +60,18 @@ fn init_logging(config: &Config) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(monitor::MonitorLayer);
     if config.log_json {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
     }
 }
 
@@ -250,7 +255,7 @@ async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
             _ = int.recv() => { info!("caught SIGINT"); return Stop::Interrupt; }
             _ = term.recv() => { info!("caught SIGTERM"); return Stop::Terminate; }
             _ = hup.recv() => {
-                info!("caught SIGHUP: reloading configuration");
+                info!("caught SIGHUP");
                 match reload(agent) {
                     Ok(()) => {
                         agent.sync_now().await;
@@ -266,6 +271,7 @@ async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
 /// Re-reads the configuration and applies what can change at run time (services, checks,
 /// node meta is kept as started).
 pub fn reload(agent: &Agent) -> Result<(), String> {
+    info!("reloading configuration");
     let current = agent.config();
     let next = config::reload(&current).map_err(|e| e.to_string())?;
     for w in &next.warnings {

@@ -190,3 +190,63 @@ async fn autopilot_configuration_is_replicated_and_changed_with_cas() {
         .await;
     assert_eq!(bad.status, 400, "{}", bad.text());
 }
+
+/// Reads a streamed body until `want` shows up (or panics after 10 s).
+async fn read_until(resp: &mut reqwest::Response, want: &str) -> String {
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(c))) => seen.push_str(&String::from_utf8_lossy(&c)),
+            other => panic!("stream ended or timed out ({other:?}); saw: {seen}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn monitor_streams_log_lines_as_text_or_json() {
+    let a = Agent::start().await;
+    let mut text = a
+        .client()
+        .get(a.url("/v1/agent/monitor?loglevel=info"))
+        .send()
+        .await
+        .expect("monitor");
+    assert_eq!(text.status().as_u16(), 200);
+    let mut json = a
+        .client()
+        .get(a.url("/v1/agent/monitor?logjson"))
+        .send()
+        .await
+        .expect("monitor");
+    let mut quiet = a
+        .client()
+        .get(a.url("/v1/agent/monitor?loglevel=err"))
+        .send()
+        .await
+        .expect("monitor");
+    // The streams are attached once their headers are back; then the agent logs.
+    let r = a.put_empty("/v1/agent/reload").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = read_until(&mut text, "reloading configuration").await;
+    assert!(
+        seen.contains("[INFO]  cairn: reloading configuration"),
+        "{seen}"
+    );
+    let seen = read_until(&mut json, "reloading configuration").await;
+    let line = seen
+        .lines()
+        .find(|l| l.contains("reloading configuration"))
+        .expect("line");
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(v["@level"], "info");
+    assert_eq!(v["@module"], "cairn");
+    // An error-level monitor saw nothing of it.
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), quiet.chunk()).await;
+    assert!(nothing.is_err(), "an err-level monitor got {nothing:?}");
+
+    let bad = a.get("/v1/agent/monitor?loglevel=loud").await;
+    assert_eq!(bad.status, 400);
+}

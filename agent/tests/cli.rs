@@ -1235,3 +1235,32 @@ async fn operator_autopilot_get_and_set_config() {
     .await;
     assert_ne!(bad.code, 0);
 }
+
+#[tokio::test]
+async fn monitor_prints_log_lines_as_they_come() {
+    use tokio::io::AsyncBufReadExt;
+    let a = Agent::start().await;
+    let mut child = command(Some(&a), &["monitor", "-log-level=info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn monitor");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    // Keep asking for a reload until the monitor, once attached, shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let found = loop {
+        let _ = a.put_empty("/v1/agent/reload").await;
+        match tokio::time::timeout(std::time::Duration::from_millis(500), lines.next_line()).await {
+            Ok(Ok(Some(l))) if l.contains("reloading configuration") => break l,
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(other) => panic!("monitor ended: {other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line from monitor"
+        );
+    };
+    assert!(found.contains("[INFO]"), "{found}");
+    let _ = child.kill().await;
+}

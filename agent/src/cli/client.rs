@@ -314,6 +314,39 @@ impl Client {
         self.call(Method::DELETE, path, query, None, false).await
     }
 
+    /// `GET` a streamed body, handing each piece to `each` as it arrives, until the agent
+    /// ends it (`/v1/agent/monitor`).
+    pub(crate) async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        let url = self.url(path, query, false);
+        let transport = |e: reqwest::Error| Error::Transport {
+            method: Method::GET,
+            url: url.clone(),
+            message: error_chain(&e),
+        };
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = resp.bytes().await.map_err(transport)?;
+            return Err(Error::Status {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            });
+        }
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            each(&chunk);
+        }
+        Ok(())
+    }
+
     /// `GET` a large body (a snapshot), reporting progress as it arrives.
     pub(crate) async fn download(&self, path: &str) -> Result<Reply, Error> {
         let url = self.url(path, &[], true);

@@ -17,6 +17,7 @@ mod kv;
 mod leave;
 mod maint;
 mod members;
+mod monitor;
 mod operator;
 mod output;
 mod progress;
@@ -46,6 +47,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("leave", "Gracefully leaves the cluster and shuts down"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a cluster"),
+    ("monitor", "Stream logs from a Cairn agent"),
     ("operator", "Provides cluster-level tools for operators"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
@@ -102,6 +104,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "version" => version::run(rest),
         "-v" | "-version" | "--version" => version::run(&[]),
         "members" => members::run(rest).await,
+        "monitor" => monitor::run(rest).await,
         "operator" => operator::run(rest).await,
         "catalog" => catalog::run(rest).await,
         "event" => event::run(rest).await,

@@ -14,6 +14,7 @@ pub mod event;
 pub mod health;
 pub mod keyring;
 pub mod kv;
+pub mod monitor;
 pub mod operator;
 pub mod params;
 pub mod prepared_query;
@@ -68,6 +69,7 @@ pub fn router(agent: AppState) -> Router {
         .merge(acl::routes())
         .merge(coordinate::routes())
         .merge(prepared_query::routes())
+        .merge(monitor::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
