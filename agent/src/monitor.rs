@@ -193,7 +193,7 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(timestamp(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(timestamp(1_795_651_200_000), "2026-11-25T00:00:00.000Z");
+        assert_eq!(timestamp(1_795_564_800_000), "2026-11-25T00:00:00.000Z");
     }
 
     #[test]
