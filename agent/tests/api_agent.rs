@@ -1037,3 +1037,23 @@ async fn script_checks_refused_without_enable_script_checks() {
         "{c}"
     );
 }
+
+#[tokio::test]
+async fn host_reports_memory_cpus_host_and_disk() {
+    let a = common::Agent::start().await;
+    let r = a.get("/v1/agent/host").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = &r.body;
+    assert!(b["Memory"]["total"].as_u64().unwrap_or(0) > 0, "{b}");
+    assert!(b["CPU"].as_array().is_some_and(|c| !c.is_empty()), "{b}");
+    assert_eq!(b["Host"]["os"], "linux");
+    assert!(
+        !b["Host"]["hostname"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(b["Disk"]["total"].as_u64().unwrap_or(0) > 0, "{b}");
+    assert!(b["CollectionTime"].as_u64().unwrap_or(0) > 0);
+    assert!(b["Errors"].is_null(), "{}", b["Errors"]);
+}

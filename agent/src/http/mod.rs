@@ -12,6 +12,7 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod host;
 pub mod keyring;
 pub mod kv;
 pub mod monitor;
@@ -70,6 +71,7 @@ pub fn router(agent: AppState) -> Router {
         .merge(coordinate::routes())
         .merge(prepared_query::routes())
         .merge(monitor::routes())
+        .merge(host::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
