@@ -250,3 +250,23 @@ async fn monitor_streams_log_lines_as_text_or_json() {
     let bad = a.get("/v1/agent/monitor?loglevel=loud").await;
     assert_eq!(bad.status, 400);
 }
+
+#[tokio::test]
+async fn autopilot_health_and_state_describe_the_servers() {
+    let a = Agent::start().await;
+    let h = a.get("/v1/operator/autopilot/health").await;
+    assert_eq!(h.status, 200, "{}", h.text());
+    assert_eq!(h.body["Healthy"], true);
+    assert_eq!(h.body["FailureTolerance"], 0);
+    assert_eq!(h.body["Servers"][0]["Leader"], true);
+    let s = a.get("/v1/operator/autopilot/state").await;
+    assert_eq!(s.status, 200, "{}", s.text());
+    let leader = s.body["Leader"].as_str().expect("leader").to_string();
+    assert!(!leader.is_empty());
+    assert_eq!(s.body["Voters"], json!([leader.clone()]));
+    let me = &s.body["Servers"][leader.as_str()];
+    assert_eq!(me["Status"], "leader");
+    assert_eq!(me["NodeStatus"], "alive");
+    assert_eq!(me["Healthy"], true);
+    assert_eq!(s.body["Healthy"], true);
+}

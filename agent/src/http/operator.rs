@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(transfer_leader),
         )
         .route("/v1/operator/autopilot/health", get(autopilot_health))
+        .route("/v1/operator/autopilot/state", get(autopilot_state))
         .route("/v1/operator/usage", get(usage))
         .route(
             "/v1/operator/autopilot/configuration",
@@ -200,13 +201,17 @@ async fn raft_configuration(
     ))
 }
 
-async fn autopilot_health(
-    State(a): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    let st = a.backend.status().await?;
+/// Autopilot's view of the servers: per server (Raft member, gossip status), whether the
+/// cluster is healthy and how many failures it tolerates.
+struct AutopilotView {
+    status: crate::rpc::ServerStatus,
+    alive: Vec<String>,
+    healthy: bool,
+    tolerance: usize,
+}
+
+async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
+    let status = a.backend.status().await?;
     let alive: Vec<String> = a
         .gossip
         .members()
@@ -214,11 +219,34 @@ async fn autopilot_health(
         .filter(|m| m.status == cairn_gossip::MemberStatus::Alive)
         .map(|m| m.name.clone())
         .collect();
-    let servers: Vec<_> = st
+    let voters = status.servers.iter().filter(|s| s.voter).count();
+    let healthy_voters = status
+        .servers
+        .iter()
+        .filter(|s| s.voter && alive.contains(&s.node))
+        .count();
+    let quorum = voters / 2 + 1;
+    Ok(AutopilotView {
+        healthy: healthy_voters >= quorum && status.leader.is_some(),
+        tolerance: healthy_voters.saturating_sub(quorum),
+        status,
+        alive,
+    })
+}
+
+async fn autopilot_health(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let v = autopilot_view(&a).await?;
+    let servers: Vec<_> = v
+        .status
         .servers
         .iter()
         .map(|s| {
-            let healthy = alive.contains(&s.node);
+            let healthy = v.alive.contains(&s.node);
             json!({
                 "ID": s.id,
                 "Name": s.node,
@@ -228,30 +256,90 @@ async fn autopilot_health(
                 "Leader": s.leader,
                 "LastContact": "0s",
                 "LastTerm": 0,
-                "LastIndex": st.last_index,
+                "LastIndex": v.status.last_index,
                 "Healthy": healthy,
                 "Voter": s.voter,
                 "StableSince": "",
             })
         })
         .collect();
-    let voters = st.servers.iter().filter(|s| s.voter).count();
-    let healthy_voters = st
-        .servers
-        .iter()
-        .filter(|s| s.voter && alive.contains(&s.node))
-        .count();
-    let quorum = voters / 2 + 1;
-    let healthy = healthy_voters >= quorum && st.leader.is_some();
-    let tolerance = healthy_voters.saturating_sub(quorum);
     let mut resp = json_response(
-        &json!({"Healthy": healthy, "FailureTolerance": tolerance, "Servers": servers}),
+        &json!({"Healthy": v.healthy, "FailureTolerance": v.tolerance, "Servers": servers}),
         o.pretty,
     );
-    if !healthy {
+    if !v.healthy {
         *resp.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
     }
     Ok(resp)
+}
+
+/// `GET /v1/operator/autopilot/state`: the same view keyed by server ID, with each server's
+/// role, the leader and the voters.
+async fn autopilot_state(
+    State(a): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (_, o) = query(q.as_deref())?;
+    check_dc(&a, o.dc.as_deref())?;
+    let v = autopilot_view(&a).await?;
+    let mut servers = serde_json::Map::new();
+    for s in &v.status.servers {
+        let healthy = v.alive.contains(&s.node);
+        let role = if s.leader {
+            "leader"
+        } else if s.voter {
+            "voter"
+        } else {
+            "non-voter"
+        };
+        servers.insert(
+            s.id.clone(),
+            json!({
+                "ID": s.id,
+                "Name": s.node,
+                "Address": s.address,
+                "NodeStatus": if healthy { "alive" } else { "failed" },
+                "Version": super::agent_api::CONSUL_COMPAT_VERSION,
+                "LastContact": "0s",
+                "LastTerm": 0,
+                "LastIndex": v.status.last_index,
+                "Healthy": healthy,
+                "StableSince": "",
+                "ReadReplica": false,
+                "Status": role,
+                "Meta": {},
+                "NodeType": if s.voter { "voter" } else { "non-voter" },
+            }),
+        );
+    }
+    let leader = v
+        .status
+        .servers
+        .iter()
+        .find(|s| s.leader)
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
+    let voters: Vec<&str> = v
+        .status
+        .servers
+        .iter()
+        .filter(|s| s.voter)
+        .map(|s| s.id.as_str())
+        .collect();
+    Ok(json_response(
+        &json!({
+            "Healthy": v.healthy,
+            "FailureTolerance": v.tolerance,
+            "OptimisticFailureTolerance": v.tolerance,
+            "Servers": servers,
+            "Leader": leader,
+            "Voters": voters,
+            "ReadReplicas": null,
+            "RedundancyZones": null,
+            "Upgrade": null,
+        }),
+        o.pretty,
+    ))
 }
 
 fn peer_request(p: &super::params::Params) -> crate::rpc::PeerRequest {
