@@ -22,7 +22,8 @@ pub const MAX_SNAPSHOT: usize = 1024 * 1024 * 1024;
 
 /// Archives up to this size travel as one Raft entry; larger ones in pieces of this size
 /// (`Command::RestoreChunk`), staged in the replicated state, then swapped in at once.
-pub const RESTORE_PIECE: usize = 4 * 1024 * 1024;
+/// Small enough for one piece to replicate within a heartbeat interval.
+pub const RESTORE_PIECE: usize = 1024 * 1024;
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {

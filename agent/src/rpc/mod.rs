@@ -486,8 +486,10 @@ impl PeerConn {
 
 /// Rough encoded bytes of the entries one `append` request may carry. openraft hands up to
 /// `max_payload_entries` entries whatever their size (a catching-up follower may be owed many
-/// 4 MiB batches or restore pieces); requests stay well under [`MAX_RPC_BODY`] this way.
-const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+/// large batches or restore pieces) and gives the request one heartbeat interval to complete
+/// (200 ms by default), dropping it after that: a request must be sent, decoded and written
+/// well within that time, or a lagging follower never catches up.
+const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
 /// Rough encoded size of an entry (base64 and JSON overhead included).
 fn entry_weight(e: &cairn_raft::Entry) -> usize {
@@ -581,15 +583,15 @@ mod tests {
         let mut small: Vec<_> = (1..=100).map(|i| entry(i, 1000)).collect();
         assert_eq!(cap_entries(&mut small), None);
         assert_eq!(small.len(), 100);
-        // 4 MiB pieces: a few per request, the cut reported.
-        let mut big: Vec<_> = (1..=50).map(|i| entry(i, 4 << 20)).collect();
+        // Large pieces: a few per request, the cut reported.
+        let mut big: Vec<_> = (1..=50).map(|i| entry(i, 200 << 10)).collect();
         let last = cap_entries(&mut big).expect("cut");
         assert!(!big.is_empty() && big.len() < 50);
         assert_eq!(last.index, big.len() as u64);
         let weight: usize = big.iter().map(entry_weight).sum();
         assert!(weight <= MAX_APPEND_BYTES);
         // One entry over the bound still goes, alone.
-        let mut huge = vec![entry(1, 40 << 20), entry(2, 10)];
+        let mut huge = vec![entry(1, 4 << 20), entry(2, 10)];
         assert_eq!(cap_entries(&mut huge).map(|l| l.index), Some(1));
         assert_eq!(huge.len(), 1);
     }

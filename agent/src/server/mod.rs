@@ -143,8 +143,9 @@ struct Proposal {
 
 /// Most commands in one batch entry.
 const MAX_BATCH: usize = 256;
-/// Rough bound on the bytes of one batch entry.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Rough bound on the bytes of one batch entry: an entry must reach the followers within
+/// openraft's append timeout (one heartbeat interval), so entries stay small.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Batch entries being committed at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
