@@ -339,7 +339,36 @@ impl Command {
                 .max(256),
             Command::Restore { data } | Command::RestoreChunk { data, .. } => data.len(),
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum::<usize>() + 64,
-            _ => 1024,
+            Command::Register { req, .. } => {
+                let strings = |v: &[String]| v.iter().map(|t| t.len() + 4).sum::<usize>();
+                let map = |m: &BTreeMap<String, String>| {
+                    m.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+                };
+                let check = |c: &crate::model::HealthCheck| {
+                    256 + c.check_id.len()
+                        + c.name.len()
+                        + c.notes.len()
+                        + c.output.len()
+                        + c.service_id.len()
+                        + c.service_name.len()
+                        + strings(&c.service_tags)
+                        + c.definition.http.len()
+                        + c.definition.body.len()
+                };
+                256 + req.node.len()
+                    + req.address.len()
+                    + map(&req.node_meta)
+                    + req.service.as_ref().map_or(0, |s| {
+                        256 + s.id.len()
+                            + s.service.len()
+                            + s.address.len()
+                            + strings(&s.tags)
+                            + map(&s.meta)
+                    })
+                    + req.check.as_ref().map_or(0, check)
+                    + req.checks.iter().map(check).sum::<usize>()
+            }
+            _ => 512,
         }
     }
 
