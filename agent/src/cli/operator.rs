@@ -242,21 +242,28 @@ const AUTOPILOT_FIELDS: &[&str] = &[
     "UpgradeVersionTag",
 ];
 
+/// Connects and reads the current autopilot settings.
+async fn autopilot_config(
+    p: &super::flags::Parsed,
+) -> Result<(super::client::Client, Value), ExitCode> {
+    let client = super::connect(p)?;
+    match client
+        .get_json("/v1/operator/autopilot/configuration", &[])
+        .await
+    {
+        Ok(v) => Ok((client, v)),
+        Err(e) => Err(fail(format!("Error querying Autopilot configuration: {e}"))),
+    }
+}
+
 async fn autopilot_get(args: &[String]) -> ExitCode {
     let p = match super::parse(&AUTOPILOT_GET, args) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let client = match super::connect(&p) {
+    let (_, cfg) = match autopilot_config(&p).await {
         Ok(c) => c,
         Err(code) => return code,
-    };
-    let cfg: Value = match client
-        .get_json("/v1/operator/autopilot/configuration", &[])
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
     };
     for f in AUTOPILOT_FIELDS {
         let v = match &cfg[*f] {
@@ -308,16 +315,9 @@ async fn autopilot_set(args: &[String]) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let client = match super::connect(&p) {
+    let (client, mut cfg) = match autopilot_config(&p).await {
         Ok(c) => c,
         Err(code) => return code,
-    };
-    let mut cfg: Value = match client
-        .get_json("/v1/operator/autopilot/configuration", &[])
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
     };
     if let Some(v) = p.text("cleanup-dead-servers") {
         match v {

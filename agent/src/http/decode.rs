@@ -141,6 +141,14 @@ const CANONICAL: &[&str] = &[
     "DNS",
     "Peer",
     "Enabled",
+    "CleanupDeadServers",
+    "LastContactThreshold",
+    "MaxTrailingLogs",
+    "MinQuorum",
+    "ServerStabilizationTime",
+    "RedundancyZoneTag",
+    "DisableUpgradeMigration",
+    "UpgradeVersionTag",
 ];
 
 /// Fields whose object value is a user map: its keys are kept as written.

@@ -1,13 +1,18 @@
-//! `/v1/operator/*`: Raft configuration and autopilot health, as the servers see them.
+//! `/v1/operator/*`: Raft configuration, autopilot (health, state, settings) and usage, as the
+//! servers see them.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cairn_catalog::duration::format_go_duration;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, check_dc, json_response, query};
+use crate::local::defs::{RawDuration, dur};
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -45,27 +50,18 @@ async fn autopilot_get(
     Ok(r)
 }
 
-/// A duration as clients send it: a Go duration string, or nanoseconds.
-fn duration_field(
-    v: &serde_json::Value,
-    field: &str,
-    default: std::time::Duration,
-) -> Result<String, ApiError> {
-    use cairn_catalog::duration::{format_go_duration, parse_go_duration};
-    let d = match v.get(field) {
-        None | Some(serde_json::Value::Null) => default,
-        Some(serde_json::Value::String(s)) if s.is_empty() => default,
-        Some(serde_json::Value::String(s)) => parse_go_duration(s)
-            .map_err(|e| ApiError::bad_request(format!("Invalid {field}: {e}")))?,
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .map(std::time::Duration::from_nanos)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid {field}: {n}")))?,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("Invalid {field}: {other}")));
-        }
-    };
-    Ok(format_go_duration(d))
+/// Autopilot's settings as clients send them (durations as Go strings or nanoseconds).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct AutopilotBody {
+    cleanup_dead_servers: bool,
+    last_contact_threshold: Option<RawDuration>,
+    max_trailing_logs: u64,
+    min_quorum: u32,
+    server_stabilization_time: Option<RawDuration>,
+    redundancy_zone_tag: String,
+    disable_upgrade_migration: bool,
+    upgrade_version_tag: String,
 }
 
 /// Replaces autopilot's settings (`?cas=<ModifyIndex>` for check-and-set); `true`/`false`.
@@ -76,60 +72,29 @@ async fn autopilot_set(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let v: serde_json::Value = super::decode::decode(&body)?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "Request decode failed: expected an object",
-        ));
-    }
+    let b: AutopilotBody = super::decode::decode(&body)?;
     let defaults = crate::config::Autopilot::default();
-    let field = |name: &str| {
-        v.as_object().and_then(|o| {
-            o.iter()
-                .find(|(k, _)| {
-                    k.eq_ignore_ascii_case(name) || k.replace('_', "").eq_ignore_ascii_case(name)
-                })
-                .map(|(_, v)| v.clone())
-        })
-    };
-    let norm = serde_json::Value::Object(
-        ["LastContactThreshold", "ServerStabilizationTime"]
-            .into_iter()
-            .filter_map(|k| field(k).map(|v| (k.to_string(), v)))
-            .collect(),
-    );
-    let number = |name: &str| -> Result<u64, ApiError> {
-        match field(name) {
-            None | Some(serde_json::Value::Null) => Ok(0),
-            Some(x) => x
-                .as_u64()
-                .ok_or_else(|| ApiError::bad_request(format!("Invalid {name}: {x}"))),
-        }
-    };
-    let flag = |name: &str| field(name).and_then(|x| x.as_bool()).unwrap_or(false);
-    let text = |name: &str| {
-        field(name)
-            .and_then(|x| x.as_str().map(String::from))
-            .unwrap_or_default()
+    // Absent (or zero) durations take the defaults.
+    let duration = |field: &str, v: &Option<RawDuration>, default: Duration| {
+        dur(field, v).map(|d| format_go_duration(if d.is_zero() { default } else { d }))
     };
     let config = cairn_catalog::model::AutopilotConfig {
-        cleanup_dead_servers: flag("CleanupDeadServers"),
-        last_contact_threshold: duration_field(
-            &norm,
+        cleanup_dead_servers: b.cleanup_dead_servers,
+        last_contact_threshold: duration(
             "LastContactThreshold",
+            &b.last_contact_threshold,
             defaults.last_contact_threshold,
         )?,
-        max_trailing_logs: number("MaxTrailingLogs")?,
-        min_quorum: u32::try_from(number("MinQuorum")?)
-            .map_err(|_| ApiError::bad_request("Invalid MinQuorum"))?,
-        server_stabilization_time: duration_field(
-            &norm,
+        max_trailing_logs: b.max_trailing_logs,
+        min_quorum: b.min_quorum,
+        server_stabilization_time: duration(
             "ServerStabilizationTime",
+            &b.server_stabilization_time,
             defaults.server_stabilization_time,
         )?,
-        redundancy_zone_tag: text("RedundancyZoneTag"),
-        disable_upgrade_migration: flag("DisableUpgradeMigration"),
-        upgrade_version_tag: text("UpgradeVersionTag"),
+        redundancy_zone_tag: b.redundancy_zone_tag,
+        disable_upgrade_migration: b.disable_upgrade_migration,
+        upgrade_version_tag: b.upgrade_version_tag,
         create_index: 0,
         modify_index: 0,
     };
@@ -234,6 +199,21 @@ async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
     })
 }
 
+/// What health and state report alike for one server.
+fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Value {
+    json!({
+        "ID": s.id,
+        "Name": s.node,
+        "Address": s.address,
+        "Version": super::agent_api::CONSUL_COMPAT_VERSION,
+        "LastContact": "0s",
+        "LastTerm": 0,
+        "LastIndex": v.status.last_index,
+        "Healthy": v.alive.contains(&s.node),
+        "StableSince": "",
+    })
+}
+
 async fn autopilot_health(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
@@ -246,21 +226,16 @@ async fn autopilot_health(
         .servers
         .iter()
         .map(|s| {
-            let healthy = v.alive.contains(&s.node);
-            json!({
-                "ID": s.id,
-                "Name": s.node,
-                "Address": s.address,
-                "SerfStatus": if healthy { "alive" } else { "failed" },
-                "Version": super::agent_api::CONSUL_COMPAT_VERSION,
-                "Leader": s.leader,
-                "LastContact": "0s",
-                "LastTerm": 0,
-                "LastIndex": v.status.last_index,
-                "Healthy": healthy,
-                "Voter": s.voter,
-                "StableSince": "",
-            })
+            let mut j = server_json(&v, s);
+            let serf = if v.alive.contains(&s.node) {
+                "alive"
+            } else {
+                "failed"
+            };
+            j["SerfStatus"] = json!(serf);
+            j["Leader"] = json!(s.leader);
+            j["Voter"] = json!(s.voter);
+            j
         })
         .collect();
     let mut resp = json_response(
@@ -284,7 +259,6 @@ async fn autopilot_state(
     let v = autopilot_view(&a).await?;
     let mut servers = serde_json::Map::new();
     for s in &v.status.servers {
-        let healthy = v.alive.contains(&s.node);
         let role = if s.leader {
             "leader"
         } else if s.voter {
@@ -292,25 +266,18 @@ async fn autopilot_state(
         } else {
             "non-voter"
         };
-        servers.insert(
-            s.id.clone(),
-            json!({
-                "ID": s.id,
-                "Name": s.node,
-                "Address": s.address,
-                "NodeStatus": if healthy { "alive" } else { "failed" },
-                "Version": super::agent_api::CONSUL_COMPAT_VERSION,
-                "LastContact": "0s",
-                "LastTerm": 0,
-                "LastIndex": v.status.last_index,
-                "Healthy": healthy,
-                "StableSince": "",
-                "ReadReplica": false,
-                "Status": role,
-                "Meta": {},
-                "NodeType": if s.voter { "voter" } else { "non-voter" },
-            }),
-        );
+        let mut j = server_json(&v, s);
+        let node = if v.alive.contains(&s.node) {
+            "alive"
+        } else {
+            "failed"
+        };
+        j["NodeStatus"] = json!(node);
+        j["ReadReplica"] = json!(false);
+        j["Status"] = json!(role);
+        j["Meta"] = json!({});
+        j["NodeType"] = json!(if s.voter { "voter" } else { "non-voter" });
+        servers.insert(s.id.clone(), j);
     }
     let leader = v
         .status

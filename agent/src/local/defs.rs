@@ -23,7 +23,8 @@ pub enum RawDuration {
     Num(u64),
 }
 
-fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, ApiError> {
+/// A client's duration; absent or empty is zero. The error names `field`.
+pub(crate) fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, ApiError> {
     match v {
         None => Ok(Duration::ZERO),
         Some(RawDuration::Num(n)) => Ok(Duration::from_nanos(*n)),

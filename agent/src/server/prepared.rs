@@ -14,44 +14,40 @@ pub const NAME_PREFIX_MATCH: &str = "name_prefix_match";
 /// name that prefixes `key` (an unnamed template matches everything). Templates come back
 /// rendered for `key`.
 pub fn resolve(st: &State, key: &str) -> Option<PreparedQuery> {
-    let (_, all) = st.queries();
-    if let Some(q) = all.iter().find(|q| q.id == key) {
-        return Some(render(q, key));
-    }
-    if let Some(q) = all.iter().find(|q| !q.name.is_empty() && q.name == key) {
-        return Some(render(q, key));
-    }
-    all.iter()
-        .filter(|q| q.template.kind == NAME_PREFIX_MATCH && key.starts_with(q.name.as_str()))
-        .max_by_key(|q| q.name.len())
-        .map(|q| render(q, key))
+    find(st, key, false)
 }
 
-/// [`resolve`] for a name that arrived lowercased (DNS): IDs and names compare
-/// case-insensitively, templates match by a case-insensitive prefix.
+/// [`resolve`] for a name that arrived lowercased (DNS): an exact match first, then IDs, names
+/// and template prefixes compared case-insensitively.
 pub fn resolve_folded(st: &State, key: &str) -> Option<PreparedQuery> {
-    if let Some(q) = resolve(st, key) {
-        return Some(q);
-    }
+    find(st, key, false).or_else(|| find(st, key, true))
+}
+
+fn find(st: &State, key: &str, fold: bool) -> Option<PreparedQuery> {
+    let same = |a: &str, b: &str| {
+        if fold {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
     let (_, all) = st.queries();
-    if let Some(q) = all.iter().find(|q| {
-        q.id.eq_ignore_ascii_case(key) || (!q.name.is_empty() && q.name.eq_ignore_ascii_case(key))
-    }) {
+    if let Some(q) = all
+        .iter()
+        .find(|q| same(&q.id, key) || (!q.name.is_empty() && same(&q.name, key)))
+    {
         return Some(render(q, key));
     }
+    let prefixed = |q: &PreparedQuery| {
+        key.len() >= q.name.len()
+            && key.is_char_boundary(q.name.len())
+            && same(&key[..q.name.len()], &q.name)
+    };
     all.iter()
-        .filter(|q| {
-            q.template.kind == NAME_PREFIX_MATCH
-                && key.len() >= q.name.len()
-                && key.is_char_boundary(q.name.len())
-                && key[..q.name.len()].eq_ignore_ascii_case(&q.name)
-        })
+        .filter(|q| q.template.kind == NAME_PREFIX_MATCH && prefixed(q))
         .max_by_key(|q| q.name.len())
-        .map(|q| {
-            // Render against the name as the template spells its prefix.
-            let full = format!("{}{}", q.name, &key[q.name.len()..]);
-            render(q, &full)
-        })
+        // Rendered against the name as the template spells its prefix.
+        .map(|q| render(q, &format!("{}{}", q.name, &key[q.name.len()..])))
 }
 
 /// A template with its variables filled in for `name` (other queries as they are):

@@ -411,8 +411,23 @@ impl Responder<'_, '_> {
         if !locality.is(&settings.datacenter) {
             return self.nxdomain();
         }
-        let dc = settings.datacenter.as_str();
-        let sets = self.ctx.view.service(name);
+        let only_passing = settings.only_passing;
+        let keep =
+            |i: &Instance| healthy(i.status, only_passing) && tag.is_none_or(|t| i.has_tag(t));
+        self.instances(name, keep, settings.service_ttl(name), rng)
+    }
+
+    /// Answers with the instances of the services named `lower` that `keep` accepts (NXDOMAIN
+    /// when none): A/AAAA or SRV records, in random order.
+    fn instances<R: Rng + ?Sized>(
+        &self,
+        lower: &str,
+        keep: impl Fn(&Instance) -> bool,
+        ttl: u32,
+        rng: &mut R,
+    ) -> Resolution {
+        let dc = self.settings().datacenter.as_str();
+        let sets = self.ctx.view.service(lower);
         let rendered: Vec<Arc<Vec<Rendered>>> = sets
             .iter()
             .map(|set| set.rendered(self.domain, dc, |i| render(i, self.domain, dc)))
@@ -421,8 +436,7 @@ impl Responder<'_, '_> {
             .iter()
             .zip(rendered.iter())
             .flat_map(|(set, r)| set.instances.iter().zip(r.iter()))
-            .filter(|(i, _)| healthy(i.status, settings.only_passing))
-            .filter(|(i, _)| tag.is_none_or(|t| i.has_tag(t)))
+            .filter(|(i, _)| keep(i))
             .collect();
         if candidates.is_empty() {
             return self.nxdomain();
@@ -435,7 +449,6 @@ impl Responder<'_, '_> {
         if amount < len {
             candidates.rotate_left(len - amount);
         }
-        let ttl = settings.service_ttl(name);
         let mut res = Resolution::new(ResponseCode::NoError, true);
         if self.qtype == RecordType::SRV {
             self.srv_records(&candidates, ttl, &mut res);
@@ -469,38 +482,11 @@ impl Responder<'_, '_> {
             .iter()
             .map(|c| (c.node.node.as_str(), c.service.id.as_str()))
             .collect();
-        let dc = settings.datacenter.as_str();
-        let sets = self
-            .ctx
-            .view
-            .service(&q.service.service.to_ascii_lowercase());
-        let rendered: Vec<Arc<Vec<Rendered>>> = sets
-            .iter()
-            .map(|set| set.rendered(self.domain, dc, |i| render(i, self.domain, dc)))
-            .collect();
-        let mut candidates: Vec<(&Instance, &Rendered)> = sets
-            .iter()
-            .zip(rendered.iter())
-            .flat_map(|(set, r)| set.instances.iter().zip(r.iter()))
-            .filter(|(i, _)| picked.contains(&(i.node.node.as_str(), i.service.id.as_str())))
-            .collect();
-        if candidates.is_empty() {
-            return self.nxdomain();
-        }
-        candidates.shuffle(rng);
         let ttl = cairn_catalog::duration::parse_go_duration(&q.dns.ttl)
             .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
             .unwrap_or_else(|_| settings.service_ttl(&q.service.service));
-        let mut res = Resolution::new(ResponseCode::NoError, true);
-        if self.qtype == RecordType::SRV {
-            self.srv_records(&candidates, ttl, &mut res);
-        } else {
-            self.service_addresses(&candidates, ttl, &mut res);
-        }
-        if res.answers.is_empty() {
-            return self.nodata();
-        }
-        res
+        let keep = |i: &Instance| picked.contains(&(i.node.node.as_str(), i.service.id.as_str()));
+        self.instances(&q.service.service.to_ascii_lowercase(), keep, ttl, rng)
     }
 
     fn service_addresses(
