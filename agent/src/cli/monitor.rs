@@ -10,9 +10,9 @@ const SPEC: Spec = Spec {
     usage: "
 Usage: cairn monitor [options]
 
-  Shows recent log messages of a Cairn agent, and attaches to the agent, outputting
-  log messages as they occur in real time. The agent logs what its -log-level allows:
-  -log-level here can only show less.
+  Attaches to a Cairn agent and outputs its log messages as they occur, until
+  interrupted. The agent logs what its -log-level allows: -log-level here can only
+  show less.
 ",
     flags: &[
         Flag::text(

@@ -373,8 +373,15 @@ impl Server {
 
     /// Whether this server is the leader.
     pub fn is_leader(&self) -> bool {
-        let m = self.metrics();
-        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+        self.leading_in_term().is_some()
+    }
+
+    /// The current term when this server leads (read in place: it is on every read's path).
+    fn leading_in_term(&self) -> Option<u64> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.node_id))
+            .then_some(m.current_term)
     }
 
     /// Orders, applies and publishes a command; returns its index and result. Forwards to the
@@ -504,10 +511,7 @@ impl Server {
 
     /// Whether this server leads and has committed its barrier in the current term.
     fn ready_for_reads(&self) -> bool {
-        let m = self.metrics();
-        m.state == ServerState::Leader
-            && m.current_leader == Some(self.node_id)
-            && m.current_term == self.ready_term.load(Ordering::Acquire)
+        self.leading_in_term() == Some(self.ready_term.load(Ordering::Acquire))
     }
 
     /// Waits (up to the hold timeout) until this leader is ready for reads. `Ok(false)` if it
