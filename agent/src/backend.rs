@@ -27,6 +27,9 @@ pub struct ServerPool {
     datacenter: String,
     rpc: rpc::Client,
     preferred: Mutex<Option<String>>,
+    /// Identities of the writes this agent proposes: a write retried on another server after
+    /// a failure in transit is still applied once.
+    requests: Arc<crate::server::requests::Requests>,
 }
 
 impl ServerPool {
@@ -37,6 +40,7 @@ impl ServerPool {
             datacenter: datacenter.to_string(),
             rpc,
             preferred: Mutex::new(None),
+            requests: crate::server::requests::Requests::new(),
         }
     }
 
@@ -127,6 +131,7 @@ impl Backend {
         match self {
             Backend::Server(s) => s.propose(cmd).await,
             Backend::Client(p) => {
+                let (cmd, _in_flight) = p.requests.identify(cmd);
                 let r = p
                     .call(|c, addr| {
                         let cmd = cmd.clone();

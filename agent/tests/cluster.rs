@@ -582,3 +582,58 @@ async fn five_servers_two_joining_later_are_promoted_and_two_losses_are_tolerate
         c.wait_value(i, "five", "ok", Duration::from_secs(5)).await;
     }
 }
+
+/// A write whose answer was lost in transit (the leader died after committing it, a reply
+/// timed out) is retried by its forwarder, possibly through another server: every copy of it
+/// carries the same request identity, so it takes effect once and every copy answers as the
+/// first did (a CAS that succeeded never reports `false` to its retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_forwarded_write_is_applied_once() {
+    let c = Cluster::start(3, 3, json!({})).await;
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
+    let followers: Vec<usize> = c.indices().into_iter().filter(|i| *i != leader).collect();
+    let rpc = reqwest::Client::new();
+    let cas_create = json!({"cmd": {"Request": {
+        "id": {"client": "test-client", "seq": 1, "floor": 1},
+        "cmd": {"Kv": {"op": "cas", "req": {"Key": "once", "Value": "djE=", "Index": 0},
+                        "now_ms": 1}},
+    }}});
+    // The first copy through one follower, the retry through the other, then through the
+    // leader itself: one ModifyIndex, and `true` each time.
+    let mut answers = Vec::new();
+    for i in [followers[0], followers[1], leader] {
+        let r = rpc
+            .post(format!("http://{}/v1/internal/apply", c.rpc_addr(i)))
+            .header("x-cairn-rpc", "1")
+            .json(&cas_create)
+            .send()
+            .await
+            .expect("rpc");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        answers.push(v["result"].clone());
+    }
+    assert!(
+        answers.iter().all(|a| *a == json!({"Ok": {"Bool": true}})),
+        "{answers:?}"
+    );
+    let (_, entry) = c.get(leader, "/v1/kv/once?consistent").await.expect("get");
+    let entry = &entry[0];
+    assert_eq!(entry["CreateIndex"], entry["ModifyIndex"], "{entry}");
+    // A newer request of the same client that says it is done with the first: a late copy
+    // of the first is refused instead of being applied again.
+    let next = json!({"cmd": {"Request": {
+        "id": {"client": "test-client", "seq": 2, "floor": 2},
+        "cmd": {"Kv": {"op": "set", "req": {"Key": "other", "Value": "djI="}, "now_ms": 1}},
+    }}});
+    for body in [&next, &cas_create] {
+        rpc.post(format!("http://{}/v1/internal/apply", c.rpc_addr(leader)))
+            .header("x-cairn-rpc", "1")
+            .json(body)
+            .send()
+            .await
+            .expect("rpc");
+    }
+    let (_, after) = c.get(leader, "/v1/kv/once?consistent").await.expect("get");
+    assert_eq!(after[0]["ModifyIndex"], entry["ModifyIndex"], "{after}");
+}

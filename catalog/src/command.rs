@@ -191,6 +191,18 @@ pub struct TxnError {
     pub what: String,
 }
 
+/// Identifies one write across the retries of its forwarders (see `store::clients`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The proposing process: a random ID drawn at its start.
+    pub client: String,
+    /// The request's number, increasing within the client.
+    pub seq: u64,
+    /// Every request of the client below this number is finished (answered or abandoned), so
+    /// its result may be forgotten and a late copy of it refused.
+    pub floor: u64,
+}
+
 /// A state change. `now_ms` fields are the proposer's wall clock (Unix milliseconds).
 // Short-lived wire data: boxing the larger variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
@@ -305,6 +317,14 @@ pub enum Command {
     },
     /// Does nothing; advances the index.
     Noop,
+    /// A command with the identity of the request that carries it: applied at most once
+    /// whatever the number of copies of it the log holds (a forwarder's retries).
+    Request {
+        /// The request's identity.
+        id: RequestId,
+        /// What to apply (never itself a `Request` or a `Batch`).
+        cmd: Box<Command>,
+    },
 }
 
 /// Base64 for `Vec<u8>` fields of commands (a JSON array of numbers would be 4x larger).
@@ -339,6 +359,7 @@ impl Command {
                 .max(256),
             Command::Restore { data } | Command::RestoreChunk { data, .. } => data.len(),
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum::<usize>() + 64,
+            Command::Request { id, cmd } => cmd.approx_size() + id.client.len() + 64,
             Command::Register { req, .. } => {
                 let strings = |v: &[String]| v.iter().map(|t| t.len() + 4).sum::<usize>();
                 let map = |m: &BTreeMap<String, String>| {
@@ -372,6 +393,14 @@ impl Command {
         }
     }
 
+    /// The command itself, without the request identity it may travel with.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Request { cmd, .. } => cmd,
+            other => other,
+        }
+    }
+
     /// The proposer's clock carried by the command (0 when it carries none).
     pub fn now_ms(&self) -> u64 {
         match self {
@@ -380,6 +409,7 @@ impl Command {
             | Command::Kv { now_ms, .. }
             | Command::SessionDestroy { now_ms, .. }
             | Command::Txn { now_ms, .. } => *now_ms,
+            Command::Request { cmd, .. } => cmd.now_ms(),
             Command::SessionCreate { .. }
             | Command::ReapTombstones { .. }
             | Command::Restore { .. }

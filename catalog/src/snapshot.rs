@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{HealthCheck, KvEntry, Node, Service, Session};
+use crate::store::clients::ClientSession;
 use crate::store::{State, WatchKey};
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
@@ -54,6 +55,9 @@ struct Payload {
     /// An operator restore half received (Raft snapshots taken meanwhile must carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     staged_restore: Option<StagedPayload>,
+    /// Client sessions of exactly-once writes (Raft snapshots only; not in operator archives).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    clients: Vec<(String, ClientSession)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +98,11 @@ pub fn write(st: &State) -> Vec<u8> {
             id: s.id.clone(),
             data: s.bytes(),
         }),
+        clients: st
+            .clients
+            .iter()
+            .map(|(c, s)| (c.clone(), ClientSession::clone(s)))
+            .collect(),
     };
     // Plain data always serializes.
     let body = serde_json::to_vec(&payload).unwrap_or_default();
@@ -106,13 +115,14 @@ pub fn write(st: &State) -> Vec<u8> {
 }
 
 /// Serializes the state for an operator (`GET /v1/snapshot`): without the pieces of a restore
-/// being received, which belong to Raft's snapshots only.
+/// being received and the client sessions, which belong to Raft's snapshots only.
 pub fn write_archive(st: &State) -> Vec<u8> {
-    if st.staged.is_none() {
+    if st.staged.is_none() && st.clients.is_empty() {
         return write(st);
     }
     let mut st = st.clone();
     st.staged = None;
+    st.clients = imbl::OrdMap::new();
     write(&st)
 }
 
@@ -178,6 +188,11 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
         len: s.data.len() as u64,
         parts: std::iter::once(Arc::new(s.data)).collect(),
     });
+    st.clients = p
+        .clients
+        .into_iter()
+        .map(|(c, s)| (c, Arc::new(s)))
+        .collect();
     crate::store::rebuild_derived(&mut st);
     Ok(st)
 }

@@ -15,6 +15,7 @@ mod answers;
 pub mod leader;
 pub mod prepared;
 pub mod query;
+pub mod requests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -133,6 +134,8 @@ pub struct Server {
     /// The term in which this server, as leader, committed its barrier (0: none): only then
     /// does its state hold every acknowledged write, so only then does it serve leader reads.
     ready_term: AtomicU64,
+    /// Identities of the writes this server proposes (exactly-once across forwarding retries).
+    requests: Arc<requests::Requests>,
 }
 
 /// A command waiting to be committed, and where its result goes.
@@ -158,11 +161,11 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
             return;
         };
         let mut size = first.cmd.approx_size();
-        let alone = matches!(first.cmd, Command::Restore { .. });
+        let alone = matches!(first.cmd.inner(), Command::Restore { .. });
         let mut batch = vec![first];
         while !alone && batch.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(p) if matches!(p.cmd, Command::Restore { .. }) => {
+                Ok(p) if matches!(p.cmd.inner(), Command::Restore { .. }) => {
                     // A restore always travels alone: commit what is queued, then it.
                     let Some(s) = server.upgrade() else { return };
                     let queued = std::mem::take(&mut batch);
@@ -254,6 +257,7 @@ impl Server {
             autopilot: opts.autopilot,
             proposals,
             answers,
+            requests: requests::Requests::new(),
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
         Ok(server)
@@ -387,7 +391,11 @@ impl Server {
     /// Orders, applies and publishes a command; returns its index and result. Forwards to the
     /// leader when this server is not it. Commands proposed while an earlier entry is being
     /// committed are batched into one entry (one disk write, one replication round).
+    ///
+    /// A command gets a request identity here unless its proposer (a client agent) gave it
+    /// one, so the retries of [`Server::submit`] can never apply it twice.
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
+        let (cmd, _in_flight) = self.requests.identify(cmd);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.proposals
             .send(Proposal { cmd, reply: tx })
@@ -399,6 +407,8 @@ impl Server {
 
     /// Commits one log entry (a single command or a batch) through Raft, forwarding it to the
     /// leader when this server is not it, and holding up to `rpc_hold_timeout` for a leader.
+    /// A forward that failed in transit may have been applied all the same; retrying it is safe
+    /// because every command in the entry carries its request identity.
     async fn submit(&self, cmd: &Command) -> Result<cairn_raft::ApplyResult, ApiError> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {

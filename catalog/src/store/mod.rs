@@ -11,6 +11,7 @@
 //! that a deleted key still moves the index of the prefixes above it.
 
 mod catalog;
+pub mod clients;
 mod kv;
 mod session;
 mod txn;
@@ -124,6 +125,9 @@ pub struct State {
     pub(crate) queries: OrdMap<String, Arc<crate::model::PreparedQuery>>,
     /// Network coordinates, keyed by (node, segment).
     pub(crate) coordinates: OrdMap<(String, String), Arc<crate::model::Coordinate>>,
+    /// Client sessions: the results of recent forwarded writes, so that a retried write is
+    /// applied once (see [`clients`]).
+    pub(crate) clients: OrdMap<String, Arc<clients::ClientSession>>,
     /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
     /// Part of the replicated state, so a snapshot taken half way carries them.
     pub(crate) staged: Option<StagedRestore>,
@@ -173,7 +177,7 @@ impl State {
     }
 
     /// Applies `cmd` at `index`. All or nothing: on error the state is unchanged (except that the
-    /// index is consumed, as a Raft log entry is).
+    /// index is consumed, as a Raft log entry is, and a request's result is remembered).
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
         if index <= self.last_index {
             return Applied {
@@ -185,71 +189,18 @@ impl State {
                 changes: Changes::default(),
             };
         }
-        if let Command::Batch(cmds) = cmd {
-            return self.apply_batch(index, cmds);
-        }
-        let mut work = self.clone();
-        let mut tx = Tx {
-            st: &mut work,
-            index,
-            now_ms: cmd.now_ms(),
-            changes: Changes::default(),
-        };
-        let result = tx.run(cmd);
-        let changes = std::mem::take(&mut tx.changes);
-        match result {
-            Ok(response) => {
-                *self = work;
-                self.last_index = index;
-                let mut changes = changes;
-                changes.keys.sort();
-                changes.keys.dedup();
-                changes.kv_keys.sort();
-                changes.kv_keys.dedup();
-                Applied {
-                    index,
-                    result: Ok(response),
-                    changes,
-                }
-            }
-            Err(e) => {
-                self.last_index = index;
-                Applied {
-                    index,
-                    result: Err(e),
-                    changes: Changes::default(),
-                }
-            }
-        }
-    }
-
-    /// Applies each command of a batch on its own at `index`: a failed one leaves the state as
-    /// the commands before it left it.
-    fn apply_batch(&mut self, index: u64, cmds: &[Command]) -> Applied {
-        let mut results = Vec::with_capacity(cmds.len());
         let mut changes = Changes::default();
-        for cmd in cmds {
-            if matches!(cmd, Command::Batch(_)) {
-                results.push(Err(StoreError::Invalid("nested batch".into())));
-                continue;
+        let result = match cmd {
+            Command::Batch(cmds) => {
+                let results = cmds
+                    .iter()
+                    .map(|c| self.apply_one(index, c, &mut changes))
+                    .collect();
+                Ok(Response::Batch(results))
             }
-            let mut work = self.clone();
-            let mut tx = Tx {
-                st: &mut work,
-                index,
-                now_ms: cmd.now_ms(),
-                changes: Changes::default(),
-            };
-            let r = tx.run(cmd);
-            let c = std::mem::take(&mut tx.changes);
-            if r.is_ok() {
-                *self = work;
-                changes.keys.extend(c.keys);
-                changes.kv_keys.extend(c.kv_keys);
-                changes.all |= c.all;
-            }
-            results.push(r);
-        }
+            other => self.apply_one(index, other, &mut changes),
+        };
+        self.sweep_clients(index);
         self.last_index = index;
         changes.keys.sort();
         changes.keys.dedup();
@@ -257,9 +208,61 @@ impl State {
         changes.kv_keys.dedup();
         Applied {
             index,
-            result: Ok(Response::Batch(results)),
+            result,
             changes,
         }
+    }
+
+    /// Applies one command (a batch's member, or a whole entry) on a working copy that replaces
+    /// the state only if it succeeds; a request already applied gets its first result back.
+    fn apply_one(
+        &mut self,
+        index: u64,
+        cmd: &Command,
+        changes: &mut Changes,
+    ) -> Result<Response, StoreError> {
+        let (id, cmd) = match cmd {
+            Command::Request { id, cmd } => (Some(id), cmd.as_ref()),
+            other => (None, other),
+        };
+        if let Some(id) = id {
+            match self.request_seen(id) {
+                clients::Seen::New => {}
+                clients::Seen::Done(result) => return result,
+                clients::Seen::Stale => {
+                    return Err(StoreError::Invalid(format!(
+                        "request {} of client {} was already given up by its client",
+                        id.seq, id.client
+                    )));
+                }
+            }
+        }
+        let result = match cmd {
+            Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
+            Command::Request { .. } => Err(StoreError::Invalid("nested request".into())),
+            _ => {
+                let mut work = self.clone();
+                let mut tx = Tx {
+                    st: &mut work,
+                    index,
+                    now_ms: cmd.now_ms(),
+                    changes: Changes::default(),
+                };
+                let r = tx.run(cmd);
+                let c = std::mem::take(&mut tx.changes);
+                if r.is_ok() {
+                    *self = work;
+                    changes.keys.extend(c.keys);
+                    changes.kv_keys.extend(c.kv_keys);
+                    changes.all |= c.all;
+                }
+                r
+            }
+        };
+        if let Some(id) = id {
+            self.request_done(index, id, &result);
+        }
+        result
     }
 
     /// Index of the last change to `key`, never below 1. A key whose object is gone falls
@@ -411,7 +414,9 @@ impl Tx<'_> {
                 Ok(Response::Done)
             }
             Command::Noop => Ok(Response::Done),
-            Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
+            Command::Batch(_) | Command::Request { .. } => {
+                Err(StoreError::Invalid("nested batch or request".into()))
+            }
         }
     }
 
@@ -475,6 +480,9 @@ impl Tx<'_> {
                 let mut restored = crate::snapshot::read(data)
                     .map_err(|e| StoreError::Invalid(format!("Failed to restore snapshot: {e}")))?;
                 restored.staged = None;
+                // The log's own bookkeeping is not the archive's: retries of writes made
+                // before the restore must still be recognised.
+                restored.clients = self.st.clients.clone();
                 // Every watched index moves to the restore: blocked readers see a change and
                 // indexes never go back for them.
                 let keys: Vec<WatchKey> = restored.indexes.keys().cloned().collect();
