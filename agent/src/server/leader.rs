@@ -195,6 +195,11 @@ impl SessionTimers {
             .len()
     }
 
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn take_expired(&self, now: Instant) -> Vec<String> {
         let mut d = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
         let expired: Vec<String> = d

@@ -1,0 +1,31 @@
+//! `cairn`: the agent and its command-line interface, as a library so that tests can start
+//! agents and whole clusters in one process.
+//!
+//! `cairn agent ...` runs an agent ([`run`]); every other subcommand is a client of a running
+//! agent's HTTP API ([`cli`]). Flags follow Consul's Go style (`-dev`, `-http-port=8500`), and
+//! the GNU style (`--dev`) works too.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod backend;
+pub mod checks;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod dns;
+pub mod events;
+pub mod http;
+pub mod keyring;
+pub mod local;
+pub mod metrics;
+pub mod monitor;
+pub mod rpc;
+pub mod run;
+pub mod server;
+pub mod watch;
+
+pub use run::reload;
+
+/// The version this build reports (`cairn version`, `/v1/agent/self`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,251 @@
+//! The agent process: configuration, logging, the runtime, listeners, signals and graceful
+//! shutdown around an [`Agent`]. `main` only chooses between this and the CLI.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::agent::{self, Agent};
+use crate::config::Config;
+use crate::{config, dns, http, monitor, rpc};
+
+/// How long in-flight HTTP requests may take to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn init_logging(config: &Config) {
+    let level = match config.log_level.as_str() {
+        "trace" | "debug" | "info" | "warn" | "error" => config.log_level.clone(),
+        _ => "info".to_string(),
+    };
+    // Our crates log at the configured level; dependencies only from warn up unless tracing.
+    let filter = if level == "trace" {
+        "trace".to_string()
+    } else {
+        format!("warn,cairn={level},cairn_catalog={level},cairn_gossip={level}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(monitor::MonitorLayer);
+    if config.log_json {
+        registry.with(fmt.json()).init();
+    } else {
+        registry.with(fmt).init();
+    }
+}
+
+/// Runs `cairn agent` with its arguments until the agent stops; the process's exit code.
+pub fn run_agent(args: &[String]) -> ExitCode {
+    let config = match config::load(args) {
+        Ok(c) => c,
+        Err(e) if e.is_help() => {
+            println!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("==> {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    for w in &config.warnings {
+        warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cairn")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("==> failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("==> {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn http_addrs(config: &Config) -> Vec<SocketAddr> {
+    let Some(port) = config.ports.http else {
+        return Vec::new();
+    };
+    let ips = if config.addresses.http.is_empty() {
+        &config.client_addrs
+    } else {
+        &config.addresses.http
+    };
+    ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+}
+
+async fn serve(config: Config) -> Result<(), agent::StartError> {
+    let pid_file = config.pid_file.clone();
+    let addrs = http_addrs(&config);
+    let dev = config.dev;
+    let dns_listeners = dns::bind(&config)
+        .await
+        .map_err(|(addr, source)| agent::StartError::Bind { addr, source })?;
+    let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
+    let agent = Agent::new(config).await?;
+    // Bind before announcing readiness, so "running" means reachable.
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| agent::StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let local = l.local_addr().unwrap_or(*addr);
+        listeners.push((local, l));
+    }
+    if let Some(server) = &agent.server {
+        let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
+            .await
+            .map_err(|source| agent::StartError::Bind {
+                addr: rpc_addr,
+                source,
+            })?;
+        let rpc_app = rpc::server::router(Arc::clone(server), dns::server::rpc_responder(&agent));
+        info!(addr = %rpc_addr, "server RPC listening");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
+                error!(error = %e, "server RPC listener failed");
+            }
+        });
+    }
+    agent.start().await?;
+    if let Some(path) = &pid_file
+        && let Err(e) = std::fs::write(path, std::process::id().to_string())
+    {
+        warn!(path = %path.display(), error = %e, "failed to write the pid file");
+    }
+    dns::spawn(&agent, dns_listeners);
+    let api = http::service(Arc::clone(&agent));
+    let mut servers = Vec::new();
+    for (addr, listener) in listeners {
+        agent
+            .http_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(addr);
+        info!(%addr, "HTTP API listening");
+        let mut stop = agent.shutdown_signal();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(api.clone());
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                error!(%addr, error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    info!(
+        node = %agent.node.name,
+        datacenter = %agent.backend.datacenter(),
+        dev,
+        "Cairn agent running!"
+    );
+    let why = wait_for_signals(&agent).await;
+    let config = agent.config();
+    let leave = match why {
+        Stop::Api => true,
+        Stop::Interrupt => !config.skip_leave_on_interrupt,
+        Stop::Terminate => config.leave_on_terminate,
+    };
+    if leave {
+        info!("gracefully leaving the cluster");
+        agent.leave().await;
+    }
+    info!("shutting down: draining HTTP requests");
+    agent.begin_shutdown();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        for s in servers {
+            let _ = s.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+    }
+    agent.stop().await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Why the agent stops.
+enum Stop {
+    /// SIGINT.
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// `PUT /v1/agent/leave`.
+    Api,
+}
+
+/// Waits for SIGINT, SIGTERM or an API leave; reloads on SIGHUP meanwhile.
+async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("failed to install signal handlers; stop the agent with PUT /v1/agent/leave");
+        let mut stop = agent.shutdown_signal();
+        let _ = stop.wait_for(|s| *s).await;
+        return Stop::Api;
+    };
+    let mut stop = agent.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = int.recv() => { info!("caught SIGINT"); return Stop::Interrupt; }
+            _ = term.recv() => { info!("caught SIGTERM"); return Stop::Terminate; }
+            _ = hup.recv() => {
+                info!("caught SIGHUP");
+                match reload(agent) {
+                    Ok(()) => {
+                        agent.sync_now().await;
+                    }
+                    Err(e) => error!("reload failed: {e}"),
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return Stop::Api,
+        }
+    }
+}
+
+/// Re-reads the configuration and applies what can change at run time (services, checks,
+/// node meta is kept as started).
+pub fn reload(agent: &Agent) -> Result<(), String> {
+    info!("reloading configuration");
+    let current = agent.config();
+    let next = config::reload(&current).map_err(|e| e.to_string())?;
+    for w in &next.warnings {
+        warn!("{w}");
+    }
+    *agent.config.write().unwrap_or_else(|p| p.into_inner()) = next;
+    agent.load_config_definitions().map_err(|e| e.to_string())
+}
