@@ -10,11 +10,11 @@ use cairn_catalog::model::HealthStatus;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::api::Error;
 use crate::backend::{Backend, ServerPool};
 use crate::checks::{CheckResult, Runners};
 use crate::config::Config;
 use crate::events::EventLog;
-use crate::http::error::ApiError;
 use crate::local::defs::{CheckDef, CheckKind, ScriptPolicy, ServiceDef, Source};
 use crate::local::persist::{Persist, SavedCheck, SavedMaintenance, SavedService, SavedTtl};
 use crate::local::sync::{self, CatalogView};
@@ -88,7 +88,7 @@ pub struct Agent {
     shutdown: watch::Sender<bool>,
 }
 
-/// Why the agent could not start.
+/// Why the agent could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A configuration the runtime cannot serve.
@@ -113,6 +113,9 @@ pub enum StartError {
     /// A service or check from the configuration is invalid.
     #[error("{0}")]
     Definition(String),
+    /// The server role failed for good while running (its Raft node stopped).
+    #[error("the server role failed: {0}")]
+    ServerFailed(String),
 }
 
 /// Finds the address to advertise when bound to a wildcard: the source address of the default
@@ -376,9 +379,7 @@ impl Agent {
             })?;
             let parsed = def
                 .validate(&self.node.name, scripts, Source::Config)
-                .map_err(|e| {
-                    StartError::Definition(format!("service {:?}: {}", def.name, e.message))
-                })?;
+                .map_err(|e| StartError::Definition(format!("service {:?}: {}", def.name, e)))?;
             services.push(parsed);
         }
         let mut checks = Vec::new();
@@ -398,9 +399,7 @@ impl Agent {
                     scripts,
                     Source::Config,
                 )
-                .map_err(|e| {
-                    StartError::Definition(format!("check {:?}: {}", def.name, e.message))
-                })?;
+                .map_err(|e| StartError::Definition(format!("check {:?}: {}", def.name, e)))?;
             if check.name.is_empty() {
                 return Err(StartError::Definition(
                     "check definition: missing check name".into(),
@@ -467,7 +466,7 @@ impl Agent {
         &self,
         def: ServiceDef,
         replace_checks: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let id = self.add_service_local(&def, replace_checks)?;
         if let Some(p) = &self.persist {
             p.save_service(&SavedService {
@@ -480,11 +479,7 @@ impl Agent {
     }
 
     /// Validates a service definition into the local state and starts its checks; no sync.
-    fn add_service_local(
-        &self,
-        def: &ServiceDef,
-        replace_checks: bool,
-    ) -> Result<String, ApiError> {
+    fn add_service_local(&self, def: &ServiceDef, replace_checks: bool) -> Result<String, Error> {
         let (service, checks) = def.validate(&self.node.name, self.script_policy(), Source::Api)?;
         let id = service.id.clone();
         let specs: Vec<(String, _)> = checks
@@ -525,7 +520,7 @@ impl Agent {
     }
 
     /// Registers a check on this agent.
-    pub async fn register_check(&self, def: CheckDef) -> Result<(), ApiError> {
+    pub async fn register_check(&self, def: CheckDef) -> Result<(), Error> {
         let id = self.add_check_local(&def)?;
         if let Some(p) = &self.persist {
             p.save_check(&SavedCheck {
@@ -538,9 +533,9 @@ impl Agent {
     }
 
     /// Validates a check definition into the local state and starts it; no sync.
-    fn add_check_local(&self, def: &CheckDef) -> Result<String, ApiError> {
+    fn add_check_local(&self, def: &CheckDef) -> Result<String, Error> {
         if def.name.is_empty() {
-            return Err(ApiError::bad_request("Missing check name"));
+            return Err(Error::Invalid("Missing check name".into()));
         }
         let id = if def.given_id().is_empty() {
             def.name.clone()
@@ -555,14 +550,14 @@ impl Agent {
             Source::Api,
         )?;
         if matches!(spec.kind, CheckKind::None) {
-            return Err(ApiError::bad_request(
-                "Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval",
+            return Err(Error::Invalid(
+                "Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval".into(),
             ));
         }
         {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             if !check.service_id.is_empty() && !local.services.contains_key(&check.service_id) {
-                return Err(ApiError::bad_request(format!(
+                return Err(Error::Invalid(format!(
                     "ServiceID {:?} does not exist",
                     check.service_id
                 )));
@@ -594,7 +589,7 @@ impl Agent {
         id: &str,
         status: HealthStatus,
         output: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let changed = self.set_ttl_status(id, status, output, None)?;
         if changed {
             self.changed().await;
@@ -610,18 +605,18 @@ impl Agent {
         status: HealthStatus,
         output: &str,
         remaining: Option<Duration>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         let ttl = {
             let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             let Some(c) = local.checks.get(id) else {
-                return Err(ApiError::not_found(format!(
+                return Err(Error::NotFound(format!(
                     "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
                 )));
             };
             match c.spec.as_ref().map(|s| &s.kind) {
                 Some(CheckKind::Ttl(ttl)) => *ttl,
                 _ => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(Error::Invalid(format!(
                         "CheckID {id:?} does not have associated TTL"
                     )));
                 }
@@ -652,13 +647,13 @@ impl Agent {
         service: Option<&str>,
         enable: bool,
         reason: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let ok = {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.set_maintenance(service, enable, reason)
         };
         if !ok {
-            return Err(ApiError::not_found(format!(
+            return Err(Error::NotFound(format!(
                 "Unknown service ID {:?}",
                 service.unwrap_or_default()
             )));
@@ -696,16 +691,18 @@ impl Agent {
         let loaded = p.load();
         for s in &loaded.services {
             let restored = crate::http::decode::decode_value::<ServiceDef>(s.definition.clone())
+                .map_err(|e| Error::Invalid(e.message))
                 .and_then(|def| self.add_service_local(&def, false));
             if let Err(e) = restored {
-                warn!(service = %s.id, error = %e.message, "cannot restore a saved service");
+                warn!(service = %s.id, error = %e, "cannot restore a saved service");
             }
         }
         for c in &loaded.checks {
             let restored = crate::http::decode::decode_value::<CheckDef>(c.definition.clone())
+                .map_err(|e| Error::Invalid(e.message))
                 .and_then(|def| self.add_check_local(&def));
             if let Err(e) = restored {
-                warn!(check = %c.id, error = %e.message, "cannot restore a saved check");
+                warn!(check = %c.id, error = %e, "cannot restore a saved check");
             }
         }
         let now = now_ms();
@@ -816,8 +813,8 @@ impl Agent {
     }
 
     /// What the catalog holds for this node (read from the leader).
-    async fn catalog_view(&self) -> Result<CatalogView, ApiError> {
-        let opts = crate::http::params::QueryOptions::from_params(&Default::default())?;
+    async fn catalog_view(&self) -> Result<CatalogView, Error> {
+        let opts = crate::api::ReadOptions::default();
         let (_, v) = self
             .backend
             .read(
@@ -828,7 +825,7 @@ impl Agent {
             )
             .await?;
         let decode = |what: &str, e: serde_json::Error| {
-            ApiError::internal(format!("malformed {what} in the catalog view: {e}"))
+            Error::Internal(format!("malformed {what} in the catalog view: {e}"))
         };
         let node: Option<cairn_catalog::model::Node> =
             serde_json::from_value(v.value["Node"].clone()).map_err(|e| decode("node", e))?;
@@ -854,13 +851,11 @@ impl Agent {
         };
         let mut index = 0u64;
         loop {
-            let mut opts = match crate::http::params::QueryOptions::from_params(&Default::default())
-            {
-                Ok(o) => o,
-                Err(_) => return,
+            let opts = crate::api::ReadOptions {
+                min_index: index,
+                consistency: crate::api::Consistency::Stale,
+                ..crate::api::ReadOptions::default()
             };
-            opts.min_index = index;
-            opts.consistency = crate::http::params::Consistency::Stale;
             let result = tokio::select! {
                 r = self.backend.read(&read, &opts) => r,
                 _ = shutdown.changed() => return,
@@ -964,11 +959,11 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/join/:addr`.
-    pub async fn join(&self, addrs: &[String]) -> Result<usize, ApiError> {
+    pub async fn join(&self, addrs: &[String]) -> Result<usize, Error> {
         crate::cluster::join(&self.gossip, addrs)
             .await
             .map_err(|e| {
-                ApiError::internal(format!(
+                Error::Internal(format!(
                     "1 error occurred:\n\t* Failed to join {}: {e}",
                     addrs.join(", ")
                 ))
@@ -976,21 +971,21 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/force-leave/:node`.
-    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), ApiError> {
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), Error> {
         if node == self.node.name {
-            return Err(ApiError::bad_request(
-                "Cannot force leave this agent itself",
+            return Err(Error::Invalid(
+                "Cannot force leave this agent itself".into(),
             ));
         }
         if !self.gossip.members().iter().any(|m| m.name == node) {
-            return Err(ApiError::not_found(format!(
+            return Err(Error::NotFound(format!(
                 "agent: No node found with name '{node}'"
             )));
         }
         self.gossip
             .force_leave(node, prune)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         self.membership_changed();
         Ok(())
     }
@@ -999,12 +994,12 @@ impl Agent {
     pub async fn fire_event(
         &self,
         ev: crate::events::UserEvent,
-    ) -> Result<crate::events::UserEvent, ApiError> {
+    ) -> Result<crate::events::UserEvent, Error> {
         let sent = self
             .gossip
             .fire_event(crate::cluster::gossip_event(&ev))
             .await
-            .map_err(|e| ApiError::bad_request(format!("Failed to fire event: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("Failed to fire event: {e}")))?;
         let ev = crate::events::UserEvent {
             ltime: sent.ltime,
             ..ev

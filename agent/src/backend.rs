@@ -12,14 +12,10 @@ use cairn_gossip::{Gossip, MemberStatus, Role};
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
-use crate::http::error::ApiError;
-use crate::http::params::QueryOptions;
-use crate::rpc::{self, CallError, ServerStatus};
+use crate::api::{Error, QueryMeta, ReadOptions};
+use crate::rpc::{self, ServerStatus};
+use crate::server::Server;
 use crate::server::query::{Answer, Read};
-use crate::server::{ReadMeta, Server};
-
-/// Consul's message when a client agent knows no server.
-pub const NO_SERVERS: &str = "No known Consul servers";
 
 /// The servers a client agent talks to.
 pub struct ServerPool {
@@ -72,31 +68,35 @@ impl ServerPool {
         all
     }
 
-    /// Runs `f` against servers until one answers (an API error is an answer).
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, ApiError>
+    /// Runs `f` against servers until one answers (an error a server answered is an answer;
+    /// only a server that could not be reached sends the call to the next one).
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         F: Fn(rpc::Client, String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, CallError>>,
+        Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let servers = self.servers();
         if servers.is_empty() {
-            return Err(ApiError::internal(NO_SERVERS));
+            return Err(Error::NoServers);
         }
-        let mut last = String::new();
+        let mut last = None;
         for addr in servers {
             match f(self.rpc.clone(), addr.clone()).await {
                 Ok(v) => {
                     *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
                     return Ok(v);
                 }
-                Err(CallError::Api(e)) => return Err(e),
-                Err(e) => {
-                    tracing::debug!(server = %addr, error = %e, "server unreachable; trying another");
-                    last = e.to_string();
+                Err(Error::Unavailable(why)) => {
+                    tracing::debug!(server = %addr, error = %why, "server unreachable; trying another");
+                    last = Some(why);
                 }
+                Err(e) => return Err(e),
             }
         }
-        Err(ApiError::internal(format!("{NO_SERVERS} answered: {last}")))
+        Err(Error::Unavailable(format!(
+            "no server answered: {}",
+            last.unwrap_or_default()
+        )))
     }
 }
 
@@ -127,7 +127,7 @@ impl Backend {
     }
 
     /// Orders and applies a command in the cluster.
-    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
+    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
         match self {
             Backend::Server(s) => s.propose(cmd).await,
             Backend::Client(p) => {
@@ -148,12 +148,12 @@ impl Backend {
     pub async fn read(
         &self,
         read: &Read,
-        opts: &QueryOptions,
-    ) -> Result<(ReadMeta, Arc<Answer>), ApiError> {
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, Arc<Answer>), Error> {
         match self {
             Backend::Server(s) => s.read(read, opts).await,
             Backend::Client(p) => {
-                let (meta, value): (ReadMeta, Value) = Box::pin(p.call(|c, addr| {
+                let (meta, value): (QueryMeta, Value) = Box::pin(p.call(|c, addr| {
                     let (read, opts) = (read.clone(), opts.clone());
                     async move { c.read(&addr, &read, &opts).await }
                 }))
@@ -164,7 +164,7 @@ impl Backend {
     }
 
     /// The Raft view of the cluster: leader, voters, members.
-    pub async fn status(&self) -> Result<ServerStatus, ApiError> {
+    pub async fn status(&self) -> Result<ServerStatus, Error> {
         match self {
             Backend::Server(s) => Ok(s.status().await),
             Backend::Client(p) => p.call(|c, addr| async move { c.status(&addr).await }).await,
@@ -172,7 +172,7 @@ impl Backend {
     }
 
     /// Resets a session's TTL timer on the leader.
-    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), ApiError> {
+    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), Error> {
         match self {
             Backend::Server(s) => s.renew_session(id, ttl).await,
             Backend::Client(p) => {
@@ -198,7 +198,7 @@ impl Backend {
     }
 
     /// Removes a Raft peer.
-    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), ApiError> {
+    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), Error> {
         match self {
             Backend::Server(s) => s.remove_peer(req).await,
             Backend::Client(p) => {
@@ -220,7 +220,7 @@ impl Backend {
     }
 
     /// Moves Raft leadership; returns the new leader's RPC address.
-    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, ApiError> {
+    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, Error> {
         match self {
             Backend::Server(s) => s.transfer_leader(req).await,
             Backend::Client(p) => {
@@ -242,10 +242,10 @@ impl Backend {
     }
 
     /// Answers a DNS query from the catalog (a client agent asks a server).
-    pub async fn dns(&self, req: &rpc::DnsRequest) -> Result<rpc::DnsReply, ApiError> {
+    pub async fn dns(&self, req: &rpc::DnsRequest) -> Result<rpc::DnsReply, Error> {
         match self {
-            Backend::Server(_) => Err(ApiError::internal(
-                "a server answers DNS from its own state",
+            Backend::Server(_) => Err(Error::Internal(
+                "a server answers DNS from its own state".into(),
             )),
             Backend::Client(p) => {
                 p.call(|c, addr| {

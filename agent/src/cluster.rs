@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::CONSUL_COMPAT_VERSION;
 use crate::agent::Agent;
 use crate::config::Config;
 use crate::events::{EventLog, Recipient, UserEvent};
-use crate::http::agent_api::CONSUL_COMPAT_VERSION;
 use crate::server::leader::{MemberInfo, MemberStatus};
 
 /// The metadata this agent publishes in gossip.

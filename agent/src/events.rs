@@ -8,7 +8,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::http::error::ApiError;
+use crate::api::Error;
 
 /// Events kept per agent.
 pub const EVENT_BUFFER: usize = 256;
@@ -73,13 +73,13 @@ pub struct Recipient<'a> {
     pub services: Vec<(String, Vec<String>)>,
 }
 
-fn compile(what: &str, re: &str) -> Result<Option<Regex>, ApiError> {
+fn compile(what: &str, re: &str) -> Result<Option<Regex>, Error> {
     if re.is_empty() {
         return Ok(None);
     }
     Regex::new(re)
         .map(Some)
-        .map_err(|e| ApiError::bad_request(format!("Invalid {what} filter: {e}")))
+        .map_err(|e| Error::Invalid(format!("Invalid {what} filter: {e}")))
 }
 
 impl EventLog {
@@ -96,27 +96,24 @@ impl EventLog {
         node_filter: &str,
         service_filter: &str,
         tag_filter: &str,
-    ) -> Result<UserEvent, ApiError> {
+    ) -> Result<UserEvent, Error> {
         if name.is_empty() {
-            return Err(ApiError::bad_request("Missing name"));
+            return Err(Error::Invalid("Missing name".into()));
         }
         if name.starts_with("_cairn") && name != crate::keyring::KEYRING_EVENT {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Event name {name:?} is reserved for internal use"
             )));
         }
         if payload.len() > MAX_PAYLOAD {
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "Payload too large: user event exceeds limit of {MAX_PAYLOAD} bytes ({} given)",
-                    payload.len()
-                ),
-            ));
+            return Err(Error::TooLarge(format!(
+                "Payload too large: user event exceeds limit of {MAX_PAYLOAD} bytes ({} given)",
+                payload.len()
+            )));
         }
         if !tag_filter.is_empty() && service_filter.is_empty() {
-            return Err(ApiError::bad_request(
-                "Cannot provide tag filter without service filter",
+            return Err(Error::Invalid(
+                "Cannot provide tag filter without service filter".into(),
             ));
         }
         compile("node", node_filter)?;

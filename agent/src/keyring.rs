@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::agent::Agent;
-use crate::http::error::ApiError;
+use crate::api::Error;
 
 /// Name of the internal event that carries keyring operations.
 pub const KEYRING_EVENT: &str = "_cairn-keyring";
@@ -69,14 +69,16 @@ pub fn load(data_dir: &Path) -> Option<SavedKeyring> {
     }
 }
 
-fn fingerprint(key: &str) -> Result<String, ApiError> {
+fn fingerprint(key: &str) -> Result<String, Error> {
     Key::from_base64(key)
         .map(|k| k.fingerprint())
-        .map_err(|e| ApiError::bad_request(format!("Invalid key: {e}")))
+        .map_err(|e| Error::Invalid(format!("Invalid key: {e}")))
 }
 
-fn not_enabled() -> ApiError {
-    ApiError::internal("Gossip encryption is not enabled on this agent (start it with -encrypt)")
+fn not_enabled() -> Error {
+    Error::Internal(
+        "Gossip encryption is not enabled on this agent (start it with -encrypt)".into(),
+    )
 }
 
 /// Parses a member's keyring tag into (primary, all) fingerprints.
@@ -139,7 +141,7 @@ impl Agent {
         }
     }
 
-    fn apply_local(&self, op: Op, key: &str) -> Result<(), ApiError> {
+    fn apply_local(&self, op: Op, key: &str) -> Result<(), Error> {
         let ring = self.gossip.keyring();
         ring.list().map_err(|_| not_enabled())?;
         let r = match op {
@@ -147,7 +149,7 @@ impl Agent {
             Op::Use => ring.use_key(key),
             Op::Remove => ring.remove(key),
         };
-        r.map_err(|e| ApiError::bad_request(format!("keyring {op:?}: {e}")))
+        r.map_err(|e| Error::Invalid(format!("keyring {op:?}: {e}")))
     }
 
     /// Applies a keyring event received from another member.
@@ -158,13 +160,13 @@ impl Agent {
         };
         match self.apply_local(ev.op, &ev.key) {
             Ok(()) => info!(op = ?ev.op, "keyring change applied"),
-            Err(e) => info!(op = ?ev.op, error = %e.message, "keyring change not applied here"),
+            Err(e) => info!(op = ?ev.op, error = %e, "keyring change not applied here"),
         }
         self.keyring_publish().await;
     }
 
     /// Installs, uses or removes a key on every member.
-    pub async fn keyring_op(&self, op: Op, key: &str) -> Result<(), ApiError> {
+    pub async fn keyring_op(&self, op: Op, key: &str) -> Result<(), Error> {
         let fp = fingerprint(key)?;
         self.apply_local(op, key)?;
         self.keyring_publish().await;
@@ -172,15 +174,12 @@ impl Agent {
             op,
             key: key.to_string(),
         })
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-        let ev = self
-            .events
-            .create(KEYRING_EVENT, payload, "", "", "")
-            .map_err(|e| ApiError::internal(e.message))?;
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let ev = self.events.create(KEYRING_EVENT, payload, "", "", "")?;
         self.gossip
             .fire_event(crate::cluster::gossip_event(&ev))
             .await
-            .map_err(|e| ApiError::internal(format!("failed to spread the keyring change: {e}")))?;
+            .map_err(|e| Error::Internal(format!("failed to spread the keyring change: {e}")))?;
         let deadline = Instant::now() + CONVERGE;
         loop {
             let lagging: Vec<String> = self
@@ -208,7 +207,7 @@ impl Agent {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(ApiError::internal(format!(
+                return Err(Error::Internal(format!(
                     "{} node(s) did not report the keyring change within {CONVERGE:?}: {}",
                     lagging.len(),
                     lagging.join(", ")
@@ -219,7 +218,7 @@ impl Agent {
     }
 
     /// `GET /v1/operator/keyring`: the keys of the LAN pool and how many members hold each.
-    pub fn keyring_list(&self) -> Result<Value, ApiError> {
+    pub fn keyring_list(&self) -> Result<Value, Error> {
         let local = self.gossip.keyring().list().map_err(|_| not_enabled())?;
         let members: Vec<_> = self
             .gossip

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod backend;
 pub mod checks;
 pub mod cli;
@@ -29,3 +30,7 @@ pub use run::reload;
 
 /// The version this build reports (`cairn version`, `/v1/agent/self`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The Consul API level this agent implements, reported where clients and tools look for a
+/// version to decide which features to use.
+pub const CONSUL_COMPAT_VERSION: &str = "1.21.0";

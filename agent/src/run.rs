@@ -167,8 +167,8 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     );
     let why = wait_for_signals(&agent).await;
     let config = agent.config();
-    let leave = match why {
-        Stop::Api => true,
+    let leave = match &why {
+        Stop::Api | Stop::Failed(_) => true,
         Stop::Interrupt => !config.skip_leave_on_interrupt,
         Stop::Terminate => config.leave_on_terminate,
     };
@@ -191,6 +191,9 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
+    if let Stop::Failed(reason) = why {
+        return Err(agent::StartError::ServerFailed(reason));
+    }
     info!("agent stopped");
     Ok(())
 }
@@ -203,6 +206,21 @@ enum Stop {
     Terminate,
     /// `PUT /v1/agent/leave`.
     Api,
+    /// The server role failed for good (its Raft node stopped): the process exits non-zero
+    /// rather than answer every request with an error.
+    Failed(String),
+}
+
+/// Resolves with the reason once the server role (if any) fails for good.
+async fn server_failure(agent: &Agent) -> String {
+    let Some(server) = &agent.server else {
+        return std::future::pending().await;
+    };
+    let mut rx = server.failure();
+    match rx.wait_for(Option::is_some).await {
+        Ok(why) => why.clone().unwrap_or_default(),
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// Waits for SIGINT, SIGTERM or an API leave; reloads on SIGHUP meanwhile.
@@ -233,6 +251,7 @@ async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
                 }
             }
             _ = stop.wait_for(|s| *s) => return Stop::Api,
+            why = server_failure(agent) => return Stop::Failed(why),
         }
     }
 }

@@ -604,7 +604,7 @@ async fn a_retried_forwarded_write_is_applied_once() {
     for i in [followers[0], followers[1], leader] {
         let r = rpc
             .post(format!("http://{}/v1/internal/apply", c.rpc_addr(i)))
-            .header("x-cairn-rpc", "1")
+            .header("x-cairn-rpc", "2")
             .json(&cas_create)
             .send()
             .await
@@ -628,7 +628,7 @@ async fn a_retried_forwarded_write_is_applied_once() {
     }}});
     for body in [&next, &cas_create] {
         rpc.post(format!("http://{}/v1/internal/apply", c.rpc_addr(leader)))
-            .header("x-cairn-rpc", "1")
+            .header("x-cairn-rpc", "2")
             .json(body)
             .send()
             .await

@@ -298,18 +298,19 @@ impl AliasSource for AgentAliasSource {
         let (node, service_id) = (node.to_string(), service_id.to_string());
         Box::pin(async move {
             let agent = self.agent.upgrade().ok_or("the agent is stopping")?;
-            let mut opts = crate::http::params::QueryOptions::from_params(&Default::default())
-                .map_err(|e| e.message)?;
-            opts.min_index = index;
-            opts.wait = wait;
-            opts.consistency = crate::http::params::Consistency::Stale;
-            opts.max_stale = Some(Duration::from_secs(15));
+            let opts = crate::api::ReadOptions {
+                min_index: index,
+                wait,
+                consistency: crate::api::Consistency::Stale,
+                max_stale: Some(Duration::from_secs(15)),
+                filter: None,
+            };
             let read = crate::server::query::Read::NodeView { node: node.clone() };
             let (meta, v) = agent
                 .backend
                 .read(&read, &opts)
                 .await
-                .map_err(|e| e.message)?;
+                .map_err(|e| e.to_string())?;
             let checks: Vec<HealthCheck> = serde_json::from_value(v.value["Checks"].clone())
                 .map_err(|e| format!("malformed checks of node {node}: {e}"))?;
             let services: Vec<Service> = serde_json::from_value(v.value["Services"].clone())

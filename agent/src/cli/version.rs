@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::flags::{Flag, Http, Spec};
 use super::output::{fail, json_indent, out};
-use crate::http::agent_api::CONSUL_COMPAT_VERSION;
+use crate::CONSUL_COMPAT_VERSION;
 
 const FLAGS: &[Flag] = &[Flag::text(
     "format",

@@ -24,8 +24,7 @@ use crate::local::defs::{CheckDef, ServiceDef};
 use crate::local::{LocalState, NODE_MAINT_ID, SERVICE_MAINT_PREFIX};
 use crate::metrics::{self, Sample};
 
-/// The Consul API level this agent implements, reported where clients look for a version.
-pub const CONSUL_COMPAT_VERSION: &str = "1.21.0";
+use crate::CONSUL_COMPAT_VERSION;
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -120,7 +119,7 @@ async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     let o = QueryOptions::from_params(&p)?;
     let dc = a.backend.datacenter().to_string();
     let f = compile_filter(
-        o.filter.as_deref(),
+        o.read.filter.as_deref(),
         agent_service_json(&Service::default(), ""),
     )?;
     let mut out = serde_json::Map::new();
@@ -147,7 +146,7 @@ async fn service_get(
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
     let dc = a.backend.datacenter().to_string();
-    let deadline = tokio::time::Instant::now() + o.wait_with_jitter();
+    let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
         let changed = a.local_changed.notified();
         tokio::pin!(changed);
@@ -387,7 +386,10 @@ async fn health_by_name(
 async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
-    let f = compile_filter(o.filter.as_deref(), check_json(&HealthCheck::default()))?;
+    let f = compile_filter(
+        o.read.filter.as_deref(),
+        check_json(&HealthCheck::default()),
+    )?;
     let mut out = serde_json::Map::new();
     for (id, c) in &local(&a).checks {
         let v = check_json(&c.check);

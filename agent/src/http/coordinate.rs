@@ -47,8 +47,8 @@ async fn datacenters(
         .map(|m| m.name.clone())
         .collect();
     // Works without a leader, as Consul's does.
-    o.consistency = super::params::Consistency::Stale;
-    o.min_index = 0;
+    o.read.consistency = crate::api::Consistency::Stale;
+    o.read.min_index = 0;
     let coords = match run_read(&a, Read::Coordinates { node: None }, &o).await {
         Ok((_, answer)) => entries(&answer.value),
         Err(_) => Vec::new(),

@@ -63,10 +63,32 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::Invalid(m) | StoreError::NotFound(m) => ApiError::bad_request(m),
-            StoreError::IndexRegression { .. } => ApiError::internal(e.to_string()),
-        }
+        ApiError::from(crate::api::Error::from(e))
+    }
+}
+
+/// The service layer's errors as Consul answers them: statuses and texts live here only.
+impl From<crate::api::Error> for ApiError {
+    fn from(e: crate::api::Error) -> ApiError {
+        use crate::api::Error;
+        let message = e.to_string();
+        let status = match e {
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // Consul answers RPC-level failures (no leader, no route, unreachable servers)
+            // with 500 and the error's text.
+            Error::NoLeader
+            | Error::NotLeader { .. }
+            | Error::NotReady
+            | Error::NoServers
+            | Error::NoPathToDatacenter(_)
+            | Error::Unavailable(_)
+            | Error::Fatal(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, message)
     }
 }
 

@@ -54,7 +54,7 @@ fn keep(ev: &UserEvent, p: &Params) -> bool {
 async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
-    let deadline = tokio::time::Instant::now() + o.wait_with_jitter();
+    let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
         let changed = a.events.notify.notified();
         tokio::pin!(changed);
@@ -64,7 +64,10 @@ async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respon
         let index = events
             .last()
             .map_or(1, |e| crate::events::id_to_index(&e.id).max(1));
-        if o.min_index == 0 || index != o.min_index || tokio::time::Instant::now() >= deadline {
+        if o.read.min_index == 0
+            || index != o.read.min_index
+            || tokio::time::Instant::now() >= deadline
+        {
             let mut r = json_response(&events, o.pretty);
             if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
                 r.headers_mut()

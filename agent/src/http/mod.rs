@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::agent::Agent;
-use crate::server::ReadMeta;
+use crate::api::QueryMeta;
 use crate::server::query::{Answer, Read};
 use error::ApiError;
 use params::{Params, QueryOptions};
@@ -236,7 +236,7 @@ pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response
 }
 
 /// Adds the `X-Consul-*` headers of a read.
-pub fn set_meta(headers: &mut HeaderMap, meta: &ReadMeta) {
+pub fn set_meta(headers: &mut HeaderMap, meta: &QueryMeta) {
     let put = |h: &mut HeaderMap, k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.insert(HeaderName::from_static(k), v);
@@ -261,14 +261,14 @@ pub fn set_meta(headers: &mut HeaderMap, meta: &ReadMeta) {
 }
 
 /// A JSON response carrying read metadata.
-pub fn read_response(meta: &ReadMeta, value: &serde_json::Value, pretty: bool) -> Response {
+pub fn read_response(meta: &QueryMeta, value: &serde_json::Value, pretty: bool) -> Response {
     let mut resp = json_response(value, pretty);
     set_meta(resp.headers_mut(), meta);
     resp
 }
 
 /// A read's answer as a response: its shared compact encoding unless indentation is asked for.
-pub fn answer_response(meta: &ReadMeta, answer: &Answer, pretty: bool) -> Response {
+pub fn answer_response(meta: &QueryMeta, answer: &Answer, pretty: bool) -> Response {
     if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
         return read_response(meta, &answer.value, true);
     }
@@ -310,12 +310,12 @@ pub async fn run_read(
     agent: &Agent,
     read: Read,
     opts: &QueryOptions,
-) -> Result<(ReadMeta, Arc<Answer>), ApiError> {
+) -> Result<(QueryMeta, Arc<Answer>), ApiError> {
     check_dc(agent, opts.dc.as_deref())?;
-    if opts.min_index > 0 {
+    if opts.read.min_index > 0 {
         agent.metrics.blocking_queries.inc();
     }
-    agent.backend.read(&read, opts).await
+    Ok(agent.backend.read(&read, &opts.read).await?)
 }
 
 /// Parses the query string and the common read options.
@@ -328,7 +328,7 @@ pub fn query(raw: Option<&str>) -> Result<(Params, QueryOptions), ApiError> {
 /// The selection part of a catalog/health read.
 pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::query::Selection {
     crate::server::query::Selection {
-        filter: o.filter.clone(),
+        filter: o.read.filter.clone(),
         tags: p.all("tag").into_iter().map(str::to_string).collect(),
         node_meta: p.node_meta(),
         dc: agent.backend.datacenter().to_string(),

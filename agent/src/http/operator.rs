@@ -125,10 +125,10 @@ async fn usage(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respo
         "Index": meta.index,
         "LastContact": meta.last_contact_ms,
         "KnownLeader": meta.known_leader,
-        "ConsistencyLevel": match o.consistency {
-            super::params::Consistency::Stale => "stale",
-            super::params::Consistency::Consistent => "consistent",
-            super::params::Consistency::Leader => "leader",
+        "ConsistencyLevel": match o.read.consistency {
+            crate::api::Consistency::Stale => "stale",
+            crate::api::Consistency::Consistent => "consistent",
+            crate::api::Consistency::Leader => "leader",
         },
         "NotModified": false,
         "Backend": 0,
@@ -205,7 +205,7 @@ fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Val
         "ID": s.id,
         "Name": s.node,
         "Address": s.address,
-        "Version": super::agent_api::CONSUL_COMPAT_VERSION,
+        "Version": crate::CONSUL_COMPAT_VERSION,
         "LastContact": "0s",
         "LastTerm": 0,
         "LastIndex": v.status.last_index,

@@ -2,16 +2,11 @@
 //! booleans where a present-but-empty flag means true, Go durations for `wait`, and the
 //! blocking and consistency options every read accepts.
 
-use std::time::Duration;
-
 use cairn_catalog::duration::parse_go_duration;
 
 use super::error::ApiError;
-
-/// Default blocking wait (`default_query_time`).
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
-/// Longest blocking wait (`max_query_time`).
-pub const MAX_WAIT: Duration = Duration::from_secs(600);
+pub use crate::api::options::{DEFAULT_WAIT, MAX_WAIT};
+use crate::api::{Consistency, ReadOptions};
 
 /// The decoded query string, keeping order and repeats.
 #[derive(Clone, Debug, Default)]
@@ -104,41 +99,13 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Read consistency requested by a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Consistency {
-    /// Served by the leader (default).
-    Leader,
-    /// Served by any server.
-    Stale,
-    /// The leader confirms its leadership with a quorum first.
-    Consistent,
-}
-
-impl Consistency {
-    /// The value of `X-Consul-Effective-Consistency`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Consistency::Leader => "leader",
-            Consistency::Stale => "stale",
-            Consistency::Consistent => "consistent",
-        }
-    }
-}
-
-/// Options common to every read: blocking, consistency, filter, datacenter.
-#[derive(Clone, Debug)]
+/// The query parameters every read accepts: the service layer's read options plus what only
+/// the HTTP edge knows (target datacenter, indentation, hash-based blocking of agent-local
+/// endpoints).
+#[derive(Clone, Debug, Default)]
 pub struct QueryOptions {
-    /// `?index`: block until the result's index is past it (0: don't block).
-    pub min_index: u64,
-    /// `?wait`, clamped to the maximum.
-    pub wait: Duration,
-    /// Requested consistency.
-    pub consistency: Consistency,
-    /// `?max_stale` for stale reads.
-    pub max_stale: Option<Duration>,
-    /// `?filter` expression.
-    pub filter: Option<String>,
+    /// `?index`, `?wait`, `?stale`/`?consistent`, `?max_stale`, `?filter`.
+    pub read: ReadOptions,
     /// `?dc`.
     pub dc: Option<String>,
     /// `?pretty`.
@@ -185,35 +152,27 @@ impl QueryOptions {
             ),
         };
         Ok(QueryOptions {
-            min_index,
-            wait,
-            consistency,
-            max_stale,
-            filter: p
-                .get("filter")
-                .filter(|f| !f.is_empty())
-                .map(str::to_string),
+            read: ReadOptions {
+                min_index,
+                wait,
+                consistency,
+                max_stale,
+                filter: p
+                    .get("filter")
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_string),
+            },
             dc: p.get("dc").filter(|d| !d.is_empty()).map(str::to_string),
             pretty: p.has("pretty"),
             hash: p.get("hash").filter(|h| !h.is_empty()).map(str::to_string),
         })
-    }
-
-    /// The wait plus up to wait/16 of random jitter, as Consul spreads wake-ups.
-    pub fn wait_with_jitter(&self) -> Duration {
-        let jitter_max = self.wait.as_millis() as u64 / 16;
-        let jitter = if jitter_max == 0 {
-            0
-        } else {
-            rand::random_range(0..=jitter_max)
-        };
-        self.wait + Duration::from_millis(jitter)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn flags_follow_go_rules() {
@@ -239,14 +198,14 @@ mod tests {
     #[test]
     fn wait_and_index() {
         let q = |s| QueryOptions::from_params(&Params::parse(Some(s)));
-        let o = q("index=5&wait=120000ms").expect("valid");
+        let o = q("index=5&wait=120000ms").expect("valid").read;
         assert_eq!((o.min_index, o.wait), (5, Duration::from_secs(120)));
-        assert_eq!(q("wait=11m").expect("valid").wait, MAX_WAIT);
-        assert_eq!(q("").expect("valid").wait, DEFAULT_WAIT);
+        assert_eq!(q("wait=11m").expect("valid").read.wait, MAX_WAIT);
+        assert_eq!(q("").expect("valid").read.wait, DEFAULT_WAIT);
         assert!(q("index=abc").is_err());
         assert!(q("wait=10").is_err());
         assert!(q("stale&consistent").is_err());
-        let o = q("wait=1ms").expect("valid");
+        let o = q("wait=1ms").expect("valid").read;
         assert!(o.wait_with_jitter() >= Duration::from_millis(1));
     }
 }

@@ -34,7 +34,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, mut o) = query(q.as_deref())?;
-    o.min_index = 0;
+    o.read.min_index = 0;
     let (meta, value) = run_read(&a, Read::Snapshot, &o).await?;
     let b64 = value.value.as_str().unwrap_or_default();
     let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
@@ -129,7 +129,7 @@ async fn restore_in_pieces(a: &AppState, body: &[u8]) -> Result<(), ApiError> {
             {
                 tracing::warn!(restore = %id, error = %abort, "could not drop the staged pieces");
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }

@@ -70,7 +70,7 @@ async fn txn(
     if ops.iter().all(is_read) {
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
         let mut o = o;
-        o.min_index = 0;
+        o.read.min_index = 0;
         let (meta, body) = super::run_read(&a, Read::Txn { ops }, &o).await?;
         let mut r = json_response(&body.value, o.pretty);
         if !body.value["Errors"].is_null() {

@@ -11,7 +11,7 @@ use cairn_catalog::model::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
+use crate::api::Error;
 
 /// A duration as clients send it: a Go duration string or nanoseconds.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -24,13 +24,13 @@ pub enum RawDuration {
 }
 
 /// A client's duration; absent or empty is zero. The error names `field`.
-pub(crate) fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, ApiError> {
+pub(crate) fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, Error> {
     match v {
         None => Ok(Duration::ZERO),
         Some(RawDuration::Num(n)) => Ok(Duration::from_nanos(*n)),
         Some(RawDuration::Str(s)) if s.is_empty() => Ok(Duration::ZERO),
         Some(RawDuration::Str(s)) => {
-            parse_go_duration(s).map_err(|e| ApiError::bad_request(format!("Invalid {field}: {e}")))
+            parse_go_duration(s).map_err(|e| Error::Invalid(format!("Invalid {field}: {e}")))
         }
     }
 }
@@ -308,7 +308,7 @@ impl CheckDef {
         name: String,
         scripts: ScriptPolicy,
         source: Source,
-    ) -> Result<(HealthCheck, CheckSpec), ApiError> {
+    ) -> Result<(HealthCheck, CheckSpec), Error> {
         let ttl = dur("TTL", &self.ttl)?;
         let interval = dur("Interval", &self.interval)?;
         let timeout = dur("Timeout", &self.timeout)?;
@@ -416,7 +416,7 @@ impl CheckDef {
         }
         if kinds.len() > 1 {
             let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid check: only one of {} may be set",
                 names.join(", ")
             )));
@@ -434,33 +434,33 @@ impl CheckDef {
                 | CheckKind::OsService { .. }
         );
         if needs_interval && interval.is_zero() {
-            return Err(ApiError::bad_request(
-                "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP, GRPC or OSService checks",
+            return Err(Error::Invalid(
+                "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP, GRPC or OSService checks".into(),
             ));
         }
         if matches!(kind, CheckKind::Alias { .. }) && !interval.is_zero() {
-            return Err(ApiError::bad_request(
-                "Invalid check: Interval cannot be set for Alias checks",
+            return Err(Error::Invalid(
+                "Invalid check: Interval cannot be set for Alias checks".into(),
             ));
         }
         if matches!(kind, CheckKind::Script { .. } | CheckKind::Docker { .. })
             && !scripts.allows(source)
         {
-            return Err(ApiError::forbidden(
-                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true",
+            return Err(Error::PermissionDenied(
+                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
             ));
         }
         if self.failures_before_warning > self.failures_before_critical
             && self.failures_before_critical > 0
         {
-            return Err(ApiError::bad_request(
-                "Invalid check: FailuresBeforeWarning must be <= FailuresBeforeCritical",
+            return Err(Error::Invalid(
+                "Invalid check: FailuresBeforeWarning must be <= FailuresBeforeCritical".into(),
             ));
         }
         let status = match self.status.as_str() {
             "" => HealthStatus::Critical,
             s => HealthStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(format!(
+                Error::Invalid(format!(
                     "Invalid check: Status {s:?} must be passing, warning or critical"
                 ))
             })?,
@@ -573,20 +573,20 @@ const SERVICE_KINDS: &[&str] = &[
 
 /// Consul's metadata rules: at most 64 pairs, keys of `[A-Za-z0-9_-]` up to 128 bytes that do
 /// not start with `consul-`, values up to 512 bytes.
-pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), Error> {
     if meta.len() > 64 {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::Invalid(format!(
             "Invalid {what} Meta: Node metadata cannot contain more than 64 key/value pairs"
         )));
     }
     for (k, v) in meta {
         if k.is_empty() {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Key cannot be blank"
             )));
         }
         if k.len() > 128 {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Key is too long (limit: 128 characters)"
             )));
         }
@@ -594,17 +594,17 @@ pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), 
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Key contains invalid characters: {k:?}"
             )));
         }
         if k.starts_with("consul-") {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Key prefix 'consul-' is reserved for internal use"
             )));
         }
         if v.len() > 512 {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Value is too long (limit: 512 characters)"
             )));
         }
@@ -619,12 +619,12 @@ impl ServiceDef {
         node: &str,
         scripts: ScriptPolicy,
         source: Source,
-    ) -> Result<(Service, Vec<(HealthCheck, CheckSpec)>), ApiError> {
+    ) -> Result<(Service, Vec<(HealthCheck, CheckSpec)>), Error> {
         if self.name.is_empty() {
-            return Err(ApiError::bad_request("Missing service name"));
+            return Err(Error::Invalid("Missing service name".into()));
         }
         if !SERVICE_KINDS.contains(&self.kind.as_str()) {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "Invalid service kind: {:?}",
                 self.kind
             )));
@@ -635,7 +635,7 @@ impl ServiceDef {
             Some(w) => {
                 let passing = w.passing.unwrap_or(1);
                 if passing == 0 {
-                    return Err(ApiError::bad_request("Passing must be greater than 0"));
+                    return Err(Error::Invalid("Passing must be greater than 0".into()));
                 }
                 Weights {
                     passing,
@@ -671,8 +671,8 @@ impl ServiceDef {
             .iter()
             .any(|d| !d.status.is_empty() && HealthStatus::parse(&d.status).is_none())
         {
-            return Err(ApiError::bad_request(
-                "Status for checks must 'passing', 'warning', 'critical'",
+            return Err(Error::Invalid(
+                "Status for checks must 'passing', 'warning', 'critical'".into(),
             ));
         }
         let many = defs.len() > 1;
@@ -692,8 +692,8 @@ impl ServiceDef {
             def.service_id = id.clone();
             let (mut check, spec) = def.validate(node, cid, name, scripts, source)?;
             if matches!(spec.kind, CheckKind::None) {
-                return Err(ApiError::bad_request(
-                    "Invalid check: Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval",
+                return Err(Error::Invalid(
+                    "Invalid check: Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval".into(),
                 ));
             }
             check.service_name = service.service.clone();
@@ -777,9 +777,14 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
-            let r = decode::<ServiceDef>(body).and_then(|d| d.validate("n", policy(), Source::Api));
+            let r = decode::<ServiceDef>(body)
+                .map_err(|e| e.message)
+                .and_then(|d| {
+                    d.validate("n", policy(), Source::Api)
+                        .map_err(|e| e.to_string())
+                });
             let e = r.expect_err(want);
-            assert!(e.message.contains(want), "{} lacks {want:?}", e.message);
+            assert!(e.contains(want), "{e} lacks {want:?}");
         }
     }
 

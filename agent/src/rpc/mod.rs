@@ -21,130 +21,15 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
-use crate::http::params::{Consistency, QueryOptions};
-use crate::server::ReadMeta;
+use crate::api::{Error, QueryMeta, ReadOptions};
 use crate::server::query::Read;
 
 /// Version of the RPC protocol spoken by this build.
-pub const RPC_VERSION: &str = "1";
+pub const RPC_VERSION: &str = "2";
 /// Header carrying the protocol version.
 pub const RPC_HEADER: &str = "x-cairn-rpc";
 /// Largest RPC body (snapshot chunks included).
 pub const MAX_RPC_BODY: usize = 64 * 1024 * 1024;
-
-/// Read options as they travel between agents.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireQuery {
-    /// Blocking index.
-    pub min_index: u64,
-    /// Wait in milliseconds.
-    pub wait_ms: u64,
-    /// `leader`, `stale` or `consistent`.
-    pub consistency: String,
-    /// Max staleness in milliseconds.
-    pub max_stale_ms: Option<u64>,
-    /// Filter expression.
-    pub filter: Option<String>,
-}
-
-impl WireQuery {
-    /// From the HTTP layer's options.
-    pub fn from_opts(o: &QueryOptions) -> WireQuery {
-        WireQuery {
-            min_index: o.min_index,
-            wait_ms: o.wait.as_millis() as u64,
-            consistency: o.consistency.as_str().to_string(),
-            max_stale_ms: o.max_stale.map(|d| d.as_millis() as u64),
-            filter: o.filter.clone(),
-        }
-    }
-
-    /// Back to the HTTP layer's options.
-    pub fn to_opts(&self) -> QueryOptions {
-        QueryOptions {
-            min_index: self.min_index,
-            wait: Duration::from_millis(self.wait_ms),
-            consistency: match self.consistency.as_str() {
-                "stale" => Consistency::Stale,
-                "consistent" => Consistency::Consistent,
-                _ => Consistency::Leader,
-            },
-            max_stale: self.max_stale_ms.map(Duration::from_millis),
-            filter: self.filter.clone(),
-            dc: None,
-            pretty: false,
-            hash: None,
-        }
-    }
-}
-
-/// Read metadata on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireMeta {
-    /// Index.
-    pub index: u64,
-    /// Known leader.
-    pub known_leader: bool,
-    /// Last contact in ms.
-    pub last_contact_ms: u64,
-    /// Consistency used.
-    pub consistency: String,
-}
-
-impl From<&ReadMeta> for WireMeta {
-    fn from(m: &ReadMeta) -> WireMeta {
-        WireMeta {
-            index: m.index,
-            known_leader: m.known_leader,
-            last_contact_ms: m.last_contact_ms,
-            consistency: m.consistency.as_str().to_string(),
-        }
-    }
-}
-
-impl From<&WireMeta> for ReadMeta {
-    fn from(m: &WireMeta) -> ReadMeta {
-        ReadMeta {
-            index: m.index,
-            known_leader: m.known_leader,
-            last_contact_ms: m.last_contact_ms,
-            consistency: match m.consistency.as_str() {
-                "stale" => Consistency::Stale,
-                "consistent" => Consistency::Consistent,
-                _ => Consistency::Leader,
-            },
-        }
-    }
-}
-
-/// An API error on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireError {
-    /// HTTP status.
-    pub status: u16,
-    /// Message.
-    pub message: String,
-}
-
-impl From<&ApiError> for WireError {
-    fn from(e: &ApiError) -> WireError {
-        WireError {
-            status: e.status.as_u16(),
-            message: e.message.clone(),
-        }
-    }
-}
-
-impl From<WireError> for ApiError {
-    fn from(e: WireError) -> ApiError {
-        ApiError::new(
-            axum::http::StatusCode::from_u16(e.status)
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            e.message,
-        )
-    }
-}
 
 /// A forwarded write.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -159,14 +44,14 @@ pub struct ReadRequest {
     /// What to read.
     pub read: Read,
     /// How.
-    pub query: WireQuery,
+    pub opts: ReadOptions,
 }
 
 /// Answer to a forwarded read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReadReply {
     /// Metadata.
-    pub meta: WireMeta,
+    pub meta: QueryMeta,
     /// The JSON answer.
     pub value: serde_json::Value,
 }
@@ -293,32 +178,6 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-/// Failure of an RPC call.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The server could not be reached (connection refused, timeout).
-    #[error("server {addr} unreachable: {reason}")]
-    Unreachable {
-        /// Address.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// The server answered with an error.
-    #[error("{0}")]
-    Api(ApiError),
-}
-
-impl CallError {
-    /// As an API error for the HTTP layer.
-    pub fn into_api(self) -> ApiError {
-        match self {
-            CallError::Api(e) => e,
-            other => ApiError::internal(other.to_string()),
-        }
-    }
-}
-
 impl Default for Client {
     fn default() -> Self {
         Client::new()
@@ -338,19 +197,19 @@ impl Client {
         Client { http }
     }
 
-    /// POSTs `body` to `path` on `addr` and decodes the reply.
+    /// POSTs `body` to `path` on `addr` and decodes the reply. A server that cannot be
+    /// reached, or whose answer does not arrive, is [`Error::Unavailable`]; an error the server
+    /// answered comes back as it sent it.
     pub async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         addr: &str,
         path: &str,
         body: &B,
         timeout: Duration,
-    ) -> Result<R, CallError> {
+    ) -> Result<R, Error> {
         let url = format!("http://{addr}{path}");
-        let unreachable = |reason: String| CallError::Unreachable {
-            addr: addr.to_string(),
-            reason,
-        };
+        let unreachable =
+            |reason: String| Error::Unavailable(format!("server {addr} unreachable: {reason}"));
         if faults::blocked(addr) {
             return Err(unreachable("cut off by injected fault".into()));
         }
@@ -366,21 +225,19 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
         if !status.is_success() {
-            let err: WireError = serde_json::from_slice(&bytes).unwrap_or(WireError {
-                status: status.as_u16(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-            return Err(CallError::Api(err.into()));
+            return Err(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                Error::Internal(format!(
+                    "server {addr} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ))
+            }));
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            CallError::Api(ApiError::internal(format!(
-                "malformed RPC reply from {addr}: {e}"
-            )))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("malformed RPC reply from {addr}: {e}")))
     }
 
     /// Sends a write to a server (which forwards it to the leader when it must).
-    pub async fn apply(&self, addr: &str, cmd: Command) -> Result<ApplyResult, CallError> {
+    pub async fn apply(&self, addr: &str, cmd: Command) -> Result<ApplyResult, Error> {
         self.call(
             addr,
             "/v1/internal/apply",
@@ -391,11 +248,7 @@ impl Client {
     }
 
     /// Sends a write to the leader itself (no further hop).
-    pub async fn apply_on_leader(
-        &self,
-        addr: &str,
-        cmd: Command,
-    ) -> Result<ApplyResult, CallError> {
+    pub async fn apply_on_leader(&self, addr: &str, cmd: Command) -> Result<ApplyResult, Error> {
         self.call(
             addr,
             "/v1/internal/apply-leader",
@@ -410,20 +263,20 @@ impl Client {
         &self,
         addr: &str,
         read: &Read,
-        opts: &QueryOptions,
-    ) -> Result<(ReadMeta, serde_json::Value), CallError> {
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, serde_json::Value), Error> {
         let req = ReadRequest {
             read: read.clone(),
-            query: WireQuery::from_opts(opts),
+            opts: opts.clone(),
         };
         // Longest wait plus its jitter plus slack for the network.
         let timeout = opts.wait + opts.wait / 16 + Duration::from_secs(10);
         let reply: ReadReply = self.call(addr, "/v1/internal/read", &req, timeout).await?;
-        Ok(((&reply.meta).into(), reply.value))
+        Ok((reply.meta, reply.value))
     }
 
     /// A server's status.
-    pub async fn status(&self, addr: &str) -> Result<ServerStatus, CallError> {
+    pub async fn status(&self, addr: &str) -> Result<ServerStatus, Error> {
         self.call(addr, "/v1/internal/status", &(), Duration::from_secs(3))
             .await
     }
@@ -465,7 +318,7 @@ impl PeerConn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let reply: Result<Result<Resp, RaftError<u64, E>>, CallError> = self
+        let reply: Result<Result<Resp, RaftError<u64, E>>, Error> = self
             .client
             .call(&self.addr, path, req, option.hard_ttl())
             .await;
@@ -474,11 +327,11 @@ impl PeerConn {
             Ok(Err(e)) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(
                 0, e,
             ))),
-            Err(CallError::Unreachable { reason, .. }) => Err(RPCError::Unreachable(
-                Unreachable::new(&std::io::Error::other(reason)),
-            )),
-            Err(CallError::Api(e)) => Err(RPCError::Network(NetworkError::new(
-                &std::io::Error::other(e.message),
+            Err(Error::Unavailable(reason)) => Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(reason),
+            ))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(e.to_string()),
             ))),
         }
     }

@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ApplyRequest, MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest,
-    ServerStatus, WireError,
+    ServerStatus,
 };
-use crate::http::error::ApiError;
+use crate::api::Error;
 use crate::server::Server;
 
 type S = Arc<Server>;
@@ -58,36 +58,32 @@ pub fn router(server: S, dns: super::DnsFn) -> Router {
 async fn check_version(req: Request, next: Next) -> Response {
     let ok = req.headers().get(RPC_HEADER).and_then(|v| v.to_str().ok()) == Some(RPC_VERSION);
     if !ok {
-        return fail(&ApiError::bad_request(format!(
+        return fail(&Error::Invalid(format!(
             "unsupported RPC protocol: this server speaks version {RPC_VERSION}"
         )));
     }
     next.run(req).await
 }
 
-fn fail(e: &ApiError) -> Response {
-    let body = serde_json::to_vec(&WireError::from(e)).unwrap_or_default();
-    let status = if e.status.is_success() {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        e.status
-    };
-    (status, body).into_response()
+/// An error reply: the typed error as JSON under a non-success status (the status only tells
+/// the client to decode an error; the error itself says what happened).
+fn fail(e: &Error) -> Response {
+    match serde_json::to_vec(e) {
+        Ok(body) => (StatusCode::INTERNAL_SERVER_ERROR, body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 fn ok<T: Serialize>(v: &T) -> Response {
     match serde_json::to_vec(v) {
         Ok(b) => (StatusCode::OK, b).into_response(),
-        Err(e) => fail(&ApiError::internal(format!("failed to encode reply: {e}"))),
+        Err(e) => fail(&Error::Internal(format!("failed to encode reply: {e}"))),
     }
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(fail(&ApiError::bad_request(format!(
-            "malformed RPC request: {e}"
-        ))))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(fail(&Error::Invalid(format!("malformed RPC request: {e}")))))
 }
 
 async fn append(State(s): State<S>, body: Bytes) -> Response {
@@ -149,9 +145,9 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    match s.read(&req.read, &req.query.to_opts()).await {
+    match s.read(&req.read, &req.opts).await {
         Ok((meta, answer)) => ok(&ReadReply {
-            meta: (&meta).into(),
+            meta,
             value: answer.value.clone(),
         }),
         Err(e) => fail(&e),

@@ -32,8 +32,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tracing::{info, warn};
 
-use crate::http::error::ApiError;
-use crate::http::params::{Consistency, QueryOptions};
+use crate::api::{Consistency, Error, QueryMeta, ReadOptions};
 use crate::rpc;
 use crate::watch::WatchHub;
 
@@ -43,24 +42,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Consul's message when no leader is known.
-pub const NO_LEADER: &str = "No cluster leader";
-/// Consul's error for a leader that has not yet committed an entry of its own term.
-pub const NOT_READY: &str = "Not ready to serve consistent reads";
-
-/// Metadata of a read, sent back as `X-Consul-*` headers.
-#[derive(Clone, Copy, Debug)]
-pub struct ReadMeta {
-    /// Index the answer reflects (never 0).
-    pub index: u64,
-    /// Whether the serving server knows a leader.
-    pub known_leader: bool,
-    /// Milliseconds since the serving server last heard from the leader.
-    pub last_contact_ms: u64,
-    /// Consistency actually used.
-    pub consistency: Consistency,
 }
 
 /// Wakes blocked readers when the state machine applies something, and forgets shared answers
@@ -136,12 +117,15 @@ pub struct Server {
     ready_term: AtomicU64,
     /// Identities of the writes this server proposes (exactly-once across forwarding retries).
     requests: Arc<requests::Requests>,
+    /// Why the Raft node stopped for good, once it has: the server then serves nothing and
+    /// the agent exits (see [`Server::failure`]).
+    failed: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// A command waiting to be committed, and where its result goes.
 struct Proposal {
     cmd: Command,
-    reply: tokio::sync::oneshot::Sender<Result<(u64, Response), ApiError>>,
+    reply: tokio::sync::oneshot::Sender<Result<(u64, Response), Error>>,
 }
 
 /// Most commands in one batch entry.
@@ -185,6 +169,31 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
             s.commit_batch(batch).await;
             drop(permit);
         });
+    }
+}
+
+/// Watches the Raft node's state and fails the server role when the node stops on a fatal
+/// error (storage failure, panic in a Raft task): serving on would answer from a state that
+/// no longer follows the log.
+async fn watch_fatal(server: std::sync::Weak<Server>) {
+    let mut rx = match server.upgrade() {
+        Some(s) => s.raft.metrics(),
+        None => return,
+    };
+    loop {
+        let fatal = match &rx.borrow().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = fatal {
+            if let Some(s) = server.upgrade() {
+                s.fail(&why);
+            }
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -258,9 +267,43 @@ impl Server {
             proposals,
             answers,
             requests: requests::Requests::new(),
+            failed: tokio::sync::watch::channel(None).0,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
+        tokio::spawn(watch_fatal(Arc::downgrade(&server)));
         Ok(server)
+    }
+
+    /// Marks the server role as failed for good (logged once) and returns the error every
+    /// request gets from now on.
+    fn fail(&self, why: &dyn std::fmt::Display) -> Error {
+        let why = why.to_string();
+        let first = self.failed.send_if_modified(|f| {
+            if f.is_none() {
+                *f = Some(why.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if first {
+            tracing::error!(error = %why, "the Raft node stopped on a fatal error; the server role is stopping");
+        }
+        Error::Fatal(why)
+    }
+
+    /// Fails when the server role has stopped for good.
+    fn check_running(&self) -> Result<(), Error> {
+        match self.failed.borrow().as_ref() {
+            Some(why) => Err(Error::Fatal(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns `Some(reason)` when the server role fails for good: the agent then stops and
+    /// exits non-zero instead of answering every request with an error.
+    pub fn failure(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.failed.subscribe()
     }
 
     /// Datacenter this server belongs to.
@@ -394,22 +437,23 @@ impl Server {
     ///
     /// A command gets a request identity here unless its proposer (a client agent) gave it
     /// one, so the retries of [`Server::submit`] can never apply it twice.
-    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), ApiError> {
+    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
+        self.check_running()?;
         let (cmd, _in_flight) = self.requests.identify(cmd);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.proposals
             .send(Proposal { cmd, reply: tx })
             .await
-            .map_err(|_| ApiError::internal("the server is shutting down"))?;
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
         rx.await
-            .map_err(|_| ApiError::internal("the server is shutting down"))?
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?
     }
 
     /// Commits one log entry (a single command or a batch) through Raft, forwarding it to the
     /// leader when this server is not it, and holding up to `rpc_hold_timeout` for a leader.
     /// A forward that failed in transit may have been applied all the same; retrying it is safe
     /// because every command in the entry carries its request identity.
-    async fn submit(&self, cmd: &Command) -> Result<cairn_raft::ApplyResult, ApiError> {
+    async fn submit(&self, cmd: &Command) -> Result<cairn_raft::ApplyResult, Error> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             match self.raft.client_write(cmd.clone()).await {
@@ -420,25 +464,18 @@ impl Server {
                     {
                         match self.rpc.apply_on_leader(&node.addr, cmd.clone()).await {
                             Ok(r) => return Ok(r),
-                            Err(rpc::CallError::Api(e))
-                                if e.message != NO_LEADER
-                                    && !e.message.starts_with("not the leader") =>
-                            {
-                                return Err(e);
-                            }
+                            Err(e) if !e.is_transient() => return Err(e),
                             Err(e) => {
                                 warn!(error = %e, "forwarding a write to the leader failed; retrying");
                             }
                         }
                     }
                 }
-                Err(RaftError::APIError(e)) => return Err(ApiError::internal(e.to_string())),
-                Err(RaftError::Fatal(e)) => {
-                    return Err(ApiError::internal(format!("raft stopped: {e}")));
-                }
+                Err(RaftError::APIError(e)) => return Err(Error::Internal(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(self.fail(&e)),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::internal(NO_LEADER));
+                return Err(Error::NoLeader);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -455,18 +492,18 @@ impl Server {
             Command::Batch(cmds)
         };
         let outcome = self.submit(&entry).await;
-        let results: Vec<Result<(u64, Response), ApiError>> = match outcome {
+        let results: Vec<Result<(u64, Response), Error>> = match outcome {
             Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
             Ok(r) => match (single, r.result) {
-                (true, result) => vec![result.map(|resp| (r.index, resp)).map_err(ApiError::from)],
+                (true, result) => vec![result.map(|resp| (r.index, resp)).map_err(Error::from)],
                 (false, Ok(Response::Batch(each))) => each
                     .into_iter()
-                    .map(|x| x.map(|resp| (r.index, resp)).map_err(ApiError::from))
+                    .map(|x| x.map(|resp| (r.index, resp)).map_err(Error::from))
                     .collect(),
                 (false, other) => replies
                     .iter()
                     .map(|_| {
-                        Err(ApiError::internal(format!(
+                        Err(Error::Internal(format!(
                             "unexpected batch result: {other:?}"
                         )))
                     })
@@ -481,16 +518,16 @@ impl Server {
 
     /// Applies a command only if this server is the leader (the RPC endpoint's path: no second
     /// hop). Waits briefly for an election in progress.
-    pub async fn propose_here(&self, cmd: Command) -> Result<cairn_raft::ApplyResult, ApiError> {
+    pub async fn propose_here(&self, cmd: Command) -> Result<cairn_raft::ApplyResult, Error> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ApiError::internal(format!(
-                    "not the leader; leader is {}",
-                    self.leader().map(|a| a.to_string()).unwrap_or_default()
-                )))
+                Err(Error::NotLeader {
+                    leader: self.leader().map(|a| a.to_string()),
+                })
             }
-            Err(e) => Err(ApiError::internal(e.to_string())),
+            Err(RaftError::APIError(e)) => Err(Error::Internal(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(self.fail(&e)),
         }
     }
 
@@ -498,7 +535,7 @@ impl Server {
     /// this leader ready for reads. A leader's committed index may lag behind what a majority
     /// acknowledged (always so for a leader that restarted and resumed its term, which openraft
     /// 0.9 allows without a new entry), so reads wait for this, as Consul's do.
-    pub async fn barrier(&self) -> Result<(), ApiError> {
+    pub async fn barrier(&self) -> Result<(), Error> {
         match self.raft.client_write(Command::Noop).await {
             Ok(resp) => {
                 let term = resp.log_id.leader_id.term;
@@ -506,7 +543,13 @@ impl Server {
                 tracing::debug!(term, index = resp.log_id.index, "leader barrier committed");
                 Ok(())
             }
-            Err(e) => Err(ApiError::internal(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(Error::Internal(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(self.fail(&e)),
         }
     }
 
@@ -526,7 +569,7 @@ impl Server {
 
     /// Waits (up to the hold timeout) until this leader is ready for reads. `Ok(false)` if it
     /// stopped leading meanwhile (the read goes to the new leader instead).
-    async fn wait_ready(&self) -> Result<bool, ApiError> {
+    async fn wait_ready(&self) -> Result<bool, Error> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             if self.ready_for_reads() {
@@ -536,7 +579,7 @@ impl Server {
                 return Ok(false);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::internal(NOT_READY));
+                return Err(Error::NotReady);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -547,9 +590,10 @@ impl Server {
     pub async fn read(
         &self,
         read: &query::Read,
-        opts: &QueryOptions,
-    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
         let consistency = opts.consistency;
+        self.check_running()?;
         let local_ok = match consistency {
             Consistency::Stale => opts
                 .max_stale
@@ -564,7 +608,10 @@ impl Server {
         if consistency == Consistency::Consistent {
             Box::pin(self.raft.ensure_linearizable())
                 .await
-                .map_err(|e| ApiError::internal(format!("{NO_LEADER}: {e}")))?;
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "leadership not confirmed for a consistent read");
+                    Error::NoLeader
+                })?;
         }
         self.read_local(read, opts).await
     }
@@ -572,8 +619,8 @@ impl Server {
     async fn forward_read(
         &self,
         read: &query::Read,
-        opts: &QueryOptions,
-    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             if let Some((id, node)) = self.leader_node() {
@@ -586,16 +633,12 @@ impl Server {
                 }
                 match self.rpc.read(&node.addr, read, &fwd).await {
                     Ok((meta, value)) => return Ok((meta, Arc::new(query::Answer::new(value)))),
-                    Err(rpc::CallError::Api(e))
-                        if e.message != NO_LEADER && e.message != NOT_READY =>
-                    {
-                        return Err(e);
-                    }
+                    Err(e) if !e.is_transient() => return Err(e),
                     Err(e) => warn!(error = %e, "forwarding a read to the leader failed; retrying"),
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::internal(NO_LEADER));
+                return Err(Error::NoLeader);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -605,10 +648,10 @@ impl Server {
     pub async fn read_local(
         &self,
         read: &query::Read,
-        opts: &QueryOptions,
-    ) -> Result<(ReadMeta, Arc<query::Answer>), ApiError> {
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
         let consistency = opts.consistency;
-        let meta = |index: u64| ReadMeta {
+        let meta = |index: u64| QueryMeta {
             index: index.max(1),
             known_leader: self.leader_node().is_some(),
             last_contact_ms: if consistency == Consistency::Stale {
@@ -646,11 +689,7 @@ impl Server {
 
     /// The answer to a read on a state view, reused from the cache when the same read was
     /// answered at the same index (every reader woken by one change shares one answer).
-    fn answer(
-        &self,
-        read: &query::Read,
-        st: &State,
-    ) -> Result<(u64, Arc<query::Answer>), ApiError> {
+    fn answer(&self, read: &query::Read, st: &State) -> Result<(u64, Arc<query::Answer>), Error> {
         let key = read
             .cache_index(st)
             .and_then(|i| serde_json::to_string(read).ok().map(|k| (k, i)));
@@ -670,13 +709,13 @@ impl Server {
     }
 
     /// Resets a session's TTL timer on the leader (forwarding when this server is not it).
-    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), ApiError> {
+    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), Error> {
         if self.is_leader() {
             self.session_timers.reset(id, ttl);
             return Ok(());
         }
         let Some((_, node)) = self.leader_node() else {
-            return Err(ApiError::internal(NO_LEADER));
+            return Err(Error::NoLeader);
         };
         let _: () = self
             .rpc
@@ -689,17 +728,16 @@ impl Server {
                 },
                 Duration::from_secs(5),
             )
-            .await
-            .map_err(rpc::CallError::into_api)?;
+            .await?;
         Ok(())
     }
 
     /// Removes a server from the Raft configuration (by node UUID or RPC address), on the
     /// leader (forwarded there when this server is not it).
-    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), ApiError> {
+    pub async fn remove_peer(&self, req: &rpc::PeerRequest) -> Result<(), Error> {
         if !self.is_leader() {
             let Some((_, node)) = self.leader_node() else {
-                return Err(ApiError::internal(NO_LEADER));
+                return Err(Error::NoLeader);
             };
             return self
                 .rpc
@@ -709,15 +747,14 @@ impl Server {
                     req,
                     Duration::from_secs(30),
                 )
-                .await
-                .map_err(rpc::CallError::into_api);
+                .await;
         }
         let target = self.members().into_iter().find(|(_, n, _)| {
             (!req.id.is_empty() && n.id == req.id)
                 || (!req.address.is_empty() && n.addr == req.address)
         });
         let Some((id, node, voter)) = target else {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::Invalid(format!(
                 "id {:?} / address {:?} was not found in the Raft configuration",
                 req.id, req.address
             )));
@@ -732,7 +769,7 @@ impl Server {
         self.raft
             .change_membership(change, false)
             .await
-            .map_err(|e| ApiError::internal(format!("failed to remove peer: {e}")))?;
+            .map_err(|e| Error::Internal(format!("failed to remove peer: {e}")))?;
         Ok(())
     }
 
@@ -740,10 +777,10 @@ impl Server {
     /// follower). The target campaigns; with the current leader's vote it wins in a 3-server
     /// cluster, and in larger ones once the other followers' leader leases lapse. Returns the
     /// new leader's RPC address.
-    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, ApiError> {
+    pub async fn transfer_leader(&self, req: &rpc::PeerRequest) -> Result<String, Error> {
         if !self.is_leader() {
             let Some((_, node)) = self.leader_node() else {
-                return Err(ApiError::internal(NO_LEADER));
+                return Err(Error::NoLeader);
             };
             return self
                 .rpc
@@ -753,8 +790,7 @@ impl Server {
                     req,
                     Duration::from_secs(30),
                 )
-                .await
-                .map_err(rpc::CallError::into_api);
+                .await;
         }
         let metrics = self.metrics();
         let replication = metrics.replication.clone().unwrap_or_default();
@@ -773,7 +809,7 @@ impl Server {
                 .map_or(0, |l| l.index)
         });
         let Some((target_id, node)) = target else {
-            return Err(ApiError::bad_request(if req.id.is_empty() {
+            return Err(Error::Invalid(if req.id.is_empty() {
                 "no other voter to transfer leadership to".to_string()
             } else {
                 format!("cannot find a voter with id {:?}", req.id)
@@ -796,7 +832,7 @@ impl Server {
                 return Ok(node.addr);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::internal(format!(
+                return Err(Error::Internal(format!(
                     "leadership did not move to {} within {:?}",
                     node.name, self.hold_timeout
                 )));
@@ -805,12 +841,12 @@ impl Server {
     }
 
     /// Starts an election on this server (the target of a leadership transfer).
-    pub async fn campaign(&self) -> Result<(), ApiError> {
+    pub async fn campaign(&self) -> Result<(), Error> {
         self.raft
             .trigger()
             .elect()
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// What this server knows of the Raft cluster.
@@ -873,17 +909,17 @@ pub mod metrics {
 pub const SESSION_TTL_MULTIPLIER: u32 = 2;
 
 /// Parses a session TTL, enforcing Consul's bounds (10s to 24h).
-pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, ApiError> {
+pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
     if ttl.is_empty() {
         return Ok(None);
     }
     let d = cairn_catalog::duration::parse_go_duration(ttl)
-        .map_err(|e| ApiError::bad_request(format!("Session TTL '{ttl}' invalid: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("Session TTL '{ttl}' invalid: {e}")))?;
     if d.is_zero() {
         return Ok(None);
     }
     if d < Duration::from_secs(10) || d > Duration::from_secs(86_400) {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::Invalid(format!(
             "Invalid Session TTL '{}', must be between [10s=24h0m0s]",
             d.as_nanos()
         )));

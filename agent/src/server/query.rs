@@ -10,7 +10,7 @@ use cairn_catalog::{State, WatchKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::http::error::ApiError;
+use crate::api::Error;
 use crate::watch::Target;
 
 /// A read of the replicated state.
@@ -168,17 +168,17 @@ impl Selection {
             .all(|t| svc.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
     }
 
-    fn compile(&self, schema: impl FnOnce() -> Value) -> Result<Option<Filter>, ApiError> {
+    fn compile(&self, schema: impl FnOnce() -> Value) -> Result<Option<Filter>, Error> {
         let Some(expr) = &self.filter else {
             return Ok(None);
         };
         let f = Filter::parse(expr).map_err(|e| {
-            ApiError::bad_request(format!(
+            Error::Invalid(format!(
                 "Failed to create boolean expression evaluator: {e}"
             ))
         })?;
         f.validate(&schema()).map_err(|e| {
-            ApiError::bad_request(format!(
+            Error::Invalid(format!(
                 "Failed to create boolean expression evaluator: {e}"
             ))
         })?;
@@ -187,14 +187,14 @@ impl Selection {
 }
 
 /// Keeps the items matching the filter (all when there is none).
-fn apply_filter(items: Vec<Value>, filter: Option<&Filter>) -> Result<Vec<Value>, ApiError> {
+fn apply_filter(items: Vec<Value>, filter: Option<&Filter>) -> Result<Vec<Value>, Error> {
     let Some(f) = filter else {
         return Ok(items);
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         if f.matches(&item)
-            .map_err(|e| ApiError::bad_request(format!("Failed to apply filter: {e}")))?
+            .map_err(|e| Error::Invalid(format!("Failed to apply filter: {e}")))?
         {
             out.push(item);
         }
@@ -370,7 +370,7 @@ impl Read {
 
     /// Computes the answer and the index it reflects. `Value::Null` for a KV miss (the HTTP
     /// layer turns it into a 404 that still carries the index).
-    pub fn execute(&self, st: &State) -> Result<(u64, Value), ApiError> {
+    pub fn execute(&self, st: &State) -> Result<(u64, Value), Error> {
         match self {
             Read::CatalogNodes(sel) => {
                 let f = sel.compile(schema::node)?;
@@ -563,13 +563,13 @@ impl Read {
                     .map(|q| to_value(&**q))
                     .collect();
                 if id.is_some() && list.is_empty() {
-                    return Err(ApiError::not_found("Query not found"));
+                    return Err(Error::NotFound("Query not found".into()));
                 }
                 Ok((idx, Value::Array(list)))
             }
             Read::QueryExecute { key, limit, dc } => {
                 let q = super::prepared::resolve(st, key)
-                    .ok_or_else(|| ApiError::not_found("Query not found"))?;
+                    .ok_or_else(|| Error::NotFound("Query not found".into()))?;
                 let (idx, chosen) = super::prepared::select(st, &q, *limit);
                 Ok((
                     idx,
@@ -584,7 +584,7 @@ impl Read {
             }
             Read::QueryExplain { key } => {
                 let q = super::prepared::resolve(st, key)
-                    .ok_or_else(|| ApiError::not_found("Query not found"))?;
+                    .ok_or_else(|| Error::NotFound("Query not found".into()))?;
                 Ok((st.queries().0, json!({"Query": to_value(&q)})))
             }
             Read::Autopilot => {

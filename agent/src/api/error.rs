@@ -1,0 +1,83 @@
+//! The service layer's errors. Callers decide on variants (forward to the leader, try another
+//! server, give up), never on message text; only the HTTP edge turns them into Consul's
+//! statuses and texts.
+
+use cairn_catalog::StoreError;
+use serde::{Deserialize, Serialize};
+
+/// Consul's message when no leader is known.
+pub const NO_LEADER: &str = "No cluster leader";
+/// Consul's message from a leader that has not yet committed an entry of its own term.
+pub const NOT_READY: &str = "Not ready to serve consistent reads";
+/// Consul's message when a client agent knows no server.
+pub const NO_SERVERS: &str = "No known Consul servers";
+/// Consul's message for a datacenter no server knows a route to (`structs.ErrNoDCPath`).
+pub const NO_DC_PATH: &str = "No path to datacenter";
+
+/// Why a service-layer operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Error {
+    /// No leader is known (an election is under way or a quorum is lost).
+    #[error("{NO_LEADER}")]
+    NoLeader,
+    /// This server is not the leader; the leader's server RPC address, when known. Callers
+    /// forward to it; it reaches a user only through a bug.
+    #[error("not the leader; leader is {}", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader {
+        /// The leader's server RPC address.
+        leader: Option<String>,
+    },
+    /// This server leads but has not committed an entry of its own term, so its state may
+    /// miss acknowledged writes.
+    #[error("{NOT_READY}")]
+    NotReady,
+    /// A client agent knows no server of its datacenter.
+    #[error("{NO_SERVERS}")]
+    NoServers,
+    /// The request is malformed or breaks a rule; the text says which (Consul's wording).
+    #[error("{0}")]
+    Invalid(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request's token may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A payload over its limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// No server knows a route to this datacenter.
+    #[error("{NO_DC_PATH}")]
+    NoPathToDatacenter(String),
+    /// A server could not be reached or did not answer in time; another may.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server role stopped for good (its Raft node failed): it serves nothing more.
+    #[error("server stopped: {0}")]
+    Fatal(String),
+    /// Anything else: a state that should not happen.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether the same request may succeed on another server or after an election: the
+    /// errors that make a forwarder wait and retry rather than answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::NoLeader | Error::NotLeader { .. } | Error::NotReady | Error::Unavailable(_)
+        )
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match e {
+            // The state machine's refusals are the request's fault; Consul answers its RPC
+            // errors with 400 whether a referenced object is missing or the request is wrong.
+            StoreError::Invalid(m) | StoreError::NotFound(m) => Error::Invalid(m),
+            StoreError::IndexRegression { .. } => Error::Fatal(e.to_string()),
+        }
+    }
+}

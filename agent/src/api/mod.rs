@@ -1,0 +1,13 @@
+//! The service layer's vocabulary, shared by every edge (HTTP, DNS, CLI, RPC) and the server
+//! endpoints: typed requests and replies, read options, the index metadata of replies, and the
+//! one error type. As Consul's `agent/structs`, nothing here knows HTTP: status codes and
+//! Consul's JSON shapes belong to `http`, which maps these types to and from the wire.
+
+pub mod error;
+pub mod options;
+
+pub use error::Error;
+pub use options::{Consistency, Indexed, QueryMeta, ReadOptions};
+
+/// A service-layer result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
