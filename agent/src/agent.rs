@@ -773,7 +773,7 @@ impl Agent {
         let now = Instant::now();
         let plan = {
             let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-            sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL, now_ms())
+            sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL)
         };
         if plan.commands.is_empty() && plan.adopt_tags.is_empty() {
             self.synced_version
@@ -781,9 +781,9 @@ impl Agent {
             return true;
         }
         let mut ok = true;
-        for cmd in plan.commands {
-            let done = synced_line(&cmd);
-            match self.backend.propose(cmd).await {
+        for op in plan.commands {
+            let done = synced_line(&op);
+            match self.backend.write(crate::api::Write::new(op)).await {
                 Ok(_) => done(),
                 Err(e) => {
                     warn!(error = %e, "anti-entropy: catalog update failed");
@@ -1042,9 +1042,10 @@ impl Agent {
 
 /// What to log once an anti-entropy command is in the catalog, as Consul's "Synced service"
 /// lines: services at info, checks (whose status changes often) at debug.
-fn synced_line(cmd: &cairn_catalog::Command) -> Box<dyn FnOnce() + Send> {
-    match cmd {
-        cairn_catalog::Command::Register { req, .. } => {
+fn synced_line(op: &crate::api::WriteOp) -> Box<dyn FnOnce() + Send> {
+    use crate::api::WriteOp;
+    match op {
+        WriteOp::Register(req) => {
             if let Some(s) = &req.service {
                 let id = s.id.clone();
                 Box::new(move || info!(service = %id, "synced service"))
@@ -1062,11 +1063,11 @@ fn synced_line(cmd: &cairn_catalog::Command) -> Box<dyn FnOnce() + Send> {
                 })
             }
         }
-        cairn_catalog::Command::Deregister { req, .. } if !req.service_id.is_empty() => {
+        WriteOp::Deregister(req) if !req.service_id.is_empty() => {
             let id = req.service_id.clone();
             Box::new(move || info!(service = %id, "deregistered service"))
         }
-        cairn_catalog::Command::Deregister { req, .. } if !req.check_id.is_empty() => {
+        WriteOp::Deregister(req) if !req.check_id.is_empty() => {
             let id = req.check_id.clone();
             Box::new(move || info!(check = %id, "deregistered check"))
         }

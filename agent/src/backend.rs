@@ -7,12 +7,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_catalog::{Command, Response};
 use cairn_gossip::{Gossip, MemberStatus, Role};
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
-use crate::api::{Error, QueryMeta, ReadOptions};
+use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
 use crate::rpc::{self, ServerStatus};
 use crate::server::Server;
 use crate::server::query::{Answer, Read};
@@ -126,20 +125,26 @@ impl Backend {
         }
     }
 
-    /// Orders and applies a command in the cluster.
-    pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
+    /// Runs a write: through this agent's server role, or sent to a server of the pool (which
+    /// forwards it to its leader). The write gets its identity here, before any attempt, so a
+    /// retry on another server after a failure in transit cannot apply it twice.
+    pub async fn write(&self, mut w: Write) -> Result<(u64, Written), Error> {
         match self {
-            Backend::Server(s) => s.propose(cmd).await,
+            Backend::Server(s) => s.write(w).await,
             Backend::Client(p) => {
-                let (cmd, _in_flight) = p.requests.identify(cmd);
-                let r = p
-                    .call(|c, addr| {
-                        let cmd = cmd.clone();
-                        async move { c.apply(&addr, cmd).await }
-                    })
-                    .await?;
-                crate::server::metrics::count_apply(r.result.is_ok());
-                Ok((r.index, r.result?))
+                let _in_flight = match w.id {
+                    Some(_) => None,
+                    None => {
+                        let (id, ticket) = p.requests.next();
+                        w.id = Some(id);
+                        Some(ticket)
+                    }
+                };
+                p.call(|c, addr| {
+                    let w = w.clone();
+                    async move { c.write(&addr, &w).await }
+                })
+                .await
             }
         }
     }

@@ -593,17 +593,17 @@ async fn a_retried_forwarded_write_is_applied_once() {
     let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
     let followers: Vec<usize> = c.indices().into_iter().filter(|i| *i != leader).collect();
     let rpc = reqwest::Client::new();
-    let cas_create = json!({"cmd": {"Request": {
+    let cas_create = json!({
+        "op": {"KvSet": {"key": "once", "value": "djE=", "flags": 0, "mode": {"Cas": 0}}},
+        "dc": null, "token": null,
         "id": {"client": "test-client", "seq": 1, "floor": 1},
-        "cmd": {"Kv": {"op": "cas", "req": {"Key": "once", "Value": "djE=", "Index": 0},
-                        "now_ms": 1}},
-    }}});
+    });
     // The first copy through one follower, the retry through the other, then through the
     // leader itself: one ModifyIndex, and `true` each time.
     let mut answers = Vec::new();
     for i in [followers[0], followers[1], leader] {
         let r = rpc
-            .post(format!("http://{}/v1/internal/apply", c.rpc_addr(i)))
+            .post(format!("http://{}/v1/internal/write", c.rpc_addr(i)))
             .header("x-cairn-rpc", "2")
             .json(&cas_create)
             .send()
@@ -611,10 +611,10 @@ async fn a_retried_forwarded_write_is_applied_once() {
             .expect("rpc");
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.expect("json");
-        answers.push(v["result"].clone());
+        answers.push(v[1].clone());
     }
     assert!(
-        answers.iter().all(|a| *a == json!({"Ok": {"Bool": true}})),
+        answers.iter().all(|a| *a == json!({"Bool": true})),
         "{answers:?}"
     );
     let (_, entry) = c.get(leader, "/v1/kv/once?consistent").await.expect("get");
@@ -622,12 +622,13 @@ async fn a_retried_forwarded_write_is_applied_once() {
     assert_eq!(entry["CreateIndex"], entry["ModifyIndex"], "{entry}");
     // A newer request of the same client that says it is done with the first: a late copy
     // of the first is refused instead of being applied again.
-    let next = json!({"cmd": {"Request": {
+    let next = json!({
+        "op": {"KvSet": {"key": "other", "value": "djI=", "flags": 0, "mode": "Set"}},
+        "dc": null, "token": null,
         "id": {"client": "test-client", "seq": 2, "floor": 2},
-        "cmd": {"Kv": {"op": "set", "req": {"Key": "other", "Value": "djI="}, "now_ms": 1}},
-    }}});
+    });
     for body in [&next, &cas_create] {
-        rpc.post(format!("http://{}/v1/internal/apply", c.rpc_addr(leader)))
+        rpc.post(format!("http://{}/v1/internal/write", c.rpc_addr(leader)))
             .header("x-cairn-rpc", "2")
             .json(body)
             .send()

@@ -328,15 +328,17 @@ pub enum Command {
 }
 
 /// Base64 for `Vec<u8>` fields of commands (a JSON array of numbers would be 4x larger).
-pub(crate) mod b64_vec {
+pub mod b64_vec {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Writes the bytes as one base64 string.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&STANDARD.encode(v))
     }
 
+    /// Reads bytes from a base64 string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         STANDARD.decode(s.as_bytes()).map_err(D::Error::custom)

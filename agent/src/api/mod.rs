@@ -5,9 +5,11 @@
 
 pub mod error;
 pub mod options;
+pub mod write;
 
 pub use error::Error;
 pub use options::{Consistency, Indexed, QueryMeta, ReadOptions};
+pub use write::{Token, Write, WriteOp, Written};
 
 /// A service-layer result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

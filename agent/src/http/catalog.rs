@@ -3,16 +3,15 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, put};
-use cairn_catalog::Command;
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, json_true, query, selection, serve_selected};
-use crate::local::defs::validate_meta;
-use crate::server::now_ms;
+use super::{AppState, json_response, json_true, query, selection, serve_selected, token};
+use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
 
 /// Routes of this area.
@@ -31,46 +30,18 @@ pub fn routes() -> Router<AppState> {
 async fn register(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    let mut req: RegisterRequest = decode(&body)?;
-    check_dc(
-        &a,
-        o.dc.as_deref()
-            .or(Some(req.datacenter.as_str()).filter(|d| !d.is_empty())),
-    )?;
-    if req.node.is_empty() {
-        return Err(ApiError::bad_request("Must provide node"));
-    }
-    if req.address.is_empty() && !req.skip_node_update {
-        return Err(ApiError::bad_request("Must provide address"));
-    }
-    validate_meta("Node", &req.node_meta)?;
-    if let Some(s) = &mut req.service {
-        if s.service.is_empty() {
-            return Err(ApiError::bad_request("Must provide service name"));
-        }
-        validate_meta("Service", &s.meta)?;
-        if s.id.is_empty() {
-            s.id = s.service.clone();
-        }
-    }
-    if req.datacenter.is_empty() {
-        req.datacenter = a.backend.datacenter().to_string();
-    }
-    // A check without a service ID in a registration that carries a service belongs to it
-    // only when it says so; fill the node on every check.
-    for c in req.check.iter_mut().chain(req.checks.iter_mut()) {
-        if c.node.is_empty() {
-            c.node = req.node.clone();
-        }
-    }
+    let (p, o) = query(q.as_deref())?;
+    let req: RegisterRequest = decode(&body)?;
+    let dc = o.dc.clone().or(Some(req.datacenter.clone()));
     a.backend
-        .propose(Command::Register {
-            req,
-            now_ms: now_ms(),
-        })
+        .write(
+            Write::new(WriteOp::Register(req))
+                .in_dc(dc.as_deref())
+                .with_token(token(&headers, &p)),
+        )
         .await?;
     Ok(json_true())
 }
@@ -78,23 +49,18 @@ async fn register(
 async fn deregister(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+    let (p, o) = query(q.as_deref())?;
     let req: DeregisterRequest = decode(&body)?;
-    check_dc(
-        &a,
-        o.dc.as_deref()
-            .or(Some(req.datacenter.as_str()).filter(|d| !d.is_empty())),
-    )?;
-    if req.node.is_empty() {
-        return Err(ApiError::bad_request("Must provide node"));
-    }
+    let dc = o.dc.clone().or(Some(req.datacenter.clone()));
     a.backend
-        .propose(Command::Deregister {
-            req,
-            now_ms: now_ms(),
-        })
+        .write(
+            Write::new(WriteOp::Deregister(req))
+                .in_dc(dc.as_deref())
+                .with_token(token(&headers, &p)),
+        )
         .await?;
     Ok(json_true())
 }

@@ -7,21 +7,18 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use cairn_catalog::Command;
 use cairn_catalog::model::CoordinateEntry;
 use cairn_gossip::Role;
 use serde_json::{Value, json};
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::{AppState, answer_response, check_dc, json_response, query, run_read, set_meta};
+use super::{AppState, answer_response, json_response, query, run_read, set_meta, token};
+use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
-
-/// Dimensions of Consul's coordinates (Serf's default).
-const DIMENSIONS: usize = 8;
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -107,23 +104,14 @@ async fn node(
 async fn update(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
+    let (p, o) = query(q.as_deref())?;
     let entry: CoordinateEntry = decode(&body)?;
-    if entry.node.is_empty() {
-        return Err(ApiError::bad_request("Missing node name"));
-    }
-    if entry.coord.vec.len() != DIMENSIONS || !entry.coord.is_valid() {
-        return Err(ApiError::bad_request(format!(
-            "Invalid coordinate: expected {DIMENSIONS} finite dimensions"
-        )));
-    }
-    a.backend
-        .propose(Command::CoordinateUpdate {
-            entries: vec![entry],
-        })
-        .await?;
+    let w = Write::new(WriteOp::CoordinateUpdate { entry })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    a.backend.write(w).await?;
     Ok(StatusCode::OK.into_response())
 }

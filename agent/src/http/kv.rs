@@ -7,13 +7,12 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cairn_catalog::command::{KvOp, KvRequest};
-use cairn_catalog::{Command, Response as CmdResponse};
 
 use super::error::ApiError;
 use super::params::Params;
-use super::{AppState, check_dc, json_response, query, run_read, set_meta};
-use crate::server::now_ms;
+use super::{AppState, json_response, query, run_read, set_meta, token};
+use crate::api::write::{KvDeleteMode, KvSetMode};
+use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
 /// Routes of this area. `max_value` is `limits.kv_max_value_size`.
@@ -55,15 +54,16 @@ async fn put_key(
 ) -> Result<Response, ApiError> {
     kv_put(s, key, q, h, b).await
 }
-async fn delete_root(s: State<AppState>, q: RawQuery) -> Result<Response, ApiError> {
-    kv_delete(s, String::new(), q).await
+async fn delete_root(s: State<AppState>, q: RawQuery, h: HeaderMap) -> Result<Response, ApiError> {
+    kv_delete(s, String::new(), q, h).await
 }
 async fn delete_key(
     s: State<AppState>,
     Path(key): Path<String>,
     q: RawQuery,
+    h: HeaderMap,
 ) -> Result<Response, ApiError> {
-    kv_delete(s, key, q).await
+    kv_delete(s, key, q, h).await
 }
 
 async fn kv_get(
@@ -164,10 +164,6 @@ async fn kv_put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    if key.is_empty() {
-        return Err(ApiError::bad_request("Missing key name"));
-    }
     let max = a.config().limits.kv_max_value_size;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -181,64 +177,43 @@ async fn kv_put(
     let acquire = p.get("acquire").map(str::to_string);
     let release = p.get("release").map(str::to_string);
     let cas = p.u64("cas")?;
-    let (op, session) = match (acquire, release, cas) {
-        (Some(s), _, _) => (KvOp::Lock, s),
-        (None, Some(s), _) => (KvOp::Unlock, s),
-        (None, None, Some(_)) => (KvOp::Cas, String::new()),
-        (None, None, None) => (KvOp::Set, String::new()),
+    let mode = match (acquire, release, cas) {
+        (Some(s), _, _) => KvSetMode::Acquire(s),
+        (None, Some(s), _) => KvSetMode::Release(s),
+        (None, None, Some(i)) => KvSetMode::Cas(i),
+        (None, None, None) => KvSetMode::Set,
     };
-    let req = KvRequest {
+    let op = WriteOp::KvSet {
         key,
         value: (!body.is_empty()).then(|| body.to_vec()),
         flags,
-        index: cas.unwrap_or(0),
-        session,
+        mode,
     };
-    let (_, r) = a
-        .backend
-        .propose(Command::Kv {
-            op,
-            req,
-            now_ms: now_ms(),
-        })
-        .await?;
-    let ok = matches!(r, CmdResponse::Bool(true));
-    Ok(json_response(&ok, false))
+    let w = Write::new(op)
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    let (_, r) = a.backend.write(w).await?;
+    Ok(json_response(&matches!(r, Written::Bool(true)), false))
 }
 
 async fn kv_delete(
     State(a): State<AppState>,
     key: String,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
     conflicting_flags(&p, q.as_deref(), &["recurse", "cas"])?;
-    let recurse = p.presence("recurse");
-    if key.is_empty() && !recurse {
-        return Err(ApiError::bad_request("Missing key name"));
-    }
-    let cas = p.u64("cas")?;
-    let op = if recurse {
-        KvOp::DeleteTree
-    } else if cas.is_some() {
-        KvOp::DeleteCas
+    let mode = if p.presence("recurse") {
+        KvDeleteMode::Tree
+    } else if let Some(i) = p.u64("cas")? {
+        KvDeleteMode::Cas(i)
     } else {
-        KvOp::Delete
+        KvDeleteMode::Key
     };
-    let req = KvRequest {
-        key,
-        index: cas.unwrap_or(0),
-        ..KvRequest::default()
-    };
-    let (_, r) = a
-        .backend
-        .propose(Command::Kv {
-            op,
-            req,
-            now_ms: now_ms(),
-        })
-        .await?;
-    let ok = matches!(r, CmdResponse::Bool(true));
-    Ok(json_response(&ok, false))
+    let w = Write::new(WriteOp::KvDelete { key, mode })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    let (_, r) = a.backend.write(w).await?;
+    Ok(json_response(&matches!(r, Written::Bool(true)), false))
 }

@@ -284,6 +284,29 @@ pub fn answer_response(meta: &QueryMeta, answer: &Answer, pretty: bool) -> Respo
     resp
 }
 
+/// The request's ACL token, from Consul's three places in its order of precedence: the
+/// `X-Consul-Token` header, an `Authorization: Bearer` header, the `?token=` parameter.
+pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    header("x-consul-token")
+        .or_else(|| {
+            header("authorization").and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .map(|t| t.trim().to_string())
+            })
+        })
+        .or_else(|| p.get("token").filter(|t| !t.is_empty()).map(str::to_string))
+        .map(crate::api::Token)
+}
+
 /// Refuses requests for another datacenter (federation arrives later) with Consul's error.
 pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     match dc {

@@ -68,10 +68,10 @@ struct AutopilotBody {
 async fn autopilot_set(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
     let b: AutopilotBody = super::decode::decode(&body)?;
     let defaults = crate::config::Autopilot::default();
     // Absent (or zero) durations take the defaults.
@@ -105,11 +105,11 @@ async fn autopilot_set(
                 .map_err(|_| ApiError::bad_request(format!("Invalid cas index: {c}")))?,
         ),
     };
-    let (_, resp) = a
-        .backend
-        .propose(cairn_catalog::Command::AutopilotSet { config, cas })
-        .await?;
-    let ok = matches!(resp, cairn_catalog::Response::Bool(true));
+    let w = crate::api::Write::new(crate::api::WriteOp::AutopilotSet { config, cas })
+        .in_dc(o.dc.as_deref())
+        .with_token(super::token(&headers, &p));
+    let (_, written) = a.backend.write(w).await?;
+    let ok = matches!(written, crate::api::Written::Bool(true));
     Ok(json_response(&ok, o.pretty))
 }
 

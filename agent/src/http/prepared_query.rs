@@ -5,17 +5,16 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cairn_catalog::Command;
 use cairn_catalog::model::PreparedQuery;
 use serde_json::{Value, json};
 
 use super::decode::decode_value;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, query, serve_read};
-use crate::server::prepared::NAME_PREFIX_MATCH;
+use super::{AppState, json_response, query, serve_read, token};
+use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
 /// Routes of this area.
@@ -41,58 +40,28 @@ fn without_nulls(v: Value) -> Value {
     }
 }
 
-/// Decodes and checks a query definition.
+/// Decodes a query definition (the leader's endpoint checks it).
 fn definition(body: &[u8]) -> Result<PreparedQuery, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
-    let q: PreparedQuery = decode_value(without_nulls(v))?;
-    match q.template.kind.as_str() {
-        "" => {
-            if q.service.service.is_empty() {
-                return Err(ApiError::bad_request(
-                    "Must provide a Service name to query",
-                ));
-            }
-        }
-        NAME_PREFIX_MATCH => {
-            if !q.template.regexp.is_empty() {
-                regex::Regex::new(&q.template.regexp).map_err(|e| {
-                    ApiError::bad_request(format!("Invalid template regular expression: {e}"))
-                })?;
-            }
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Bad Template.Type '{other}'"
-            )));
-        }
-    }
-    if !q.dns.ttl.is_empty() {
-        cairn_catalog::duration::parse_go_duration(&q.dns.ttl)
-            .map_err(|e| ApiError::bad_request(format!("Bad DNS TTL '{}': {e}", q.dns.ttl)))?;
-    }
-    if q.service.failover.nearest_n < 0 {
-        return Err(ApiError::bad_request("Bad NearestN, must be >= 0"));
-    }
-    Ok(q)
+    decode_value(without_nulls(v))
 }
 
 async fn create(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    let mut def = definition(&body)?;
-    def.id = uuid::Uuid::new_v4().to_string();
-    let id = def.id.clone();
-    a.backend
-        .propose(Command::QuerySet {
-            query: def,
-            create: true,
-        })
-        .await?;
+    let (p, o) = query(q.as_deref())?;
+    let query = definition(&body)?;
+    let w = Write::new(WriteOp::QueryCreate { query })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    let (_, written) = a.backend.write(w).await?;
+    let Written::Id(id) = written else {
+        return Err(ApiError::internal("the query was created without an ID"));
+    };
     Ok(json_response(&json!({"ID": id}), o.pretty))
 }
 
@@ -114,18 +83,16 @@ async fn update(
     State(a): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    let mut def = definition(&body)?;
-    def.id = id;
-    a.backend
-        .propose(Command::QuerySet {
-            query: def,
-            create: false,
-        })
-        .await?;
+    let (p, o) = query(q.as_deref())?;
+    let mut query = definition(&body)?;
+    query.id = id;
+    let w = Write::new(WriteOp::QueryUpdate { query })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    a.backend.write(w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -133,10 +100,13 @@ async fn remove(
     State(a): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    a.backend.propose(Command::QueryDelete { id }).await?;
+    let (p, o) = query(q.as_deref())?;
+    let w = Write::new(WriteOp::QueryDelete { id })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    a.backend.write(w).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -5,20 +5,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, put};
-use cairn_catalog::Command;
-use cairn_catalog::model::{ServiceCheckRef, Session, SessionBehavior};
+use cairn_catalog::model::ServiceCheckRef;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, json_true, query, serve_read};
+use super::{AppState, check_dc, json_response, json_true, query, serve_read, token};
+use crate::api::write::SessionSpec;
+use crate::api::{Write, WriteOp, Written};
 use crate::local::defs::RawDuration;
-use crate::server::leader::SERF_CHECK_ID;
+use crate::server::parse_session_ttl;
 use crate::server::query::Read;
-use crate::server::{now_ms, parse_session_ttl};
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -45,79 +46,53 @@ struct CreateBody {
     service_checks: Option<Vec<ServiceCheckRef>>,
 }
 
-/// Default and largest lock delay.
-const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
-const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
-
-fn lock_delay(v: &Option<RawDuration>) -> Result<Duration, ApiError> {
+/// A lock delay as Consul reads it: small bare numbers are seconds, larger ones nanoseconds,
+/// strings Go durations (the endpoint applies the default and the bound).
+fn lock_delay(v: &Option<RawDuration>) -> Result<Option<u64>, ApiError> {
     let d = match v {
-        None => DEFAULT_LOCK_DELAY,
-        // Consul reads small bare numbers as seconds and larger ones as nanoseconds.
+        None => return Ok(None),
         Some(RawDuration::Num(n)) if *n < 1000 => Duration::from_secs(*n),
         Some(RawDuration::Num(n)) => Duration::from_nanos(*n),
-        Some(RawDuration::Str(s)) if s.is_empty() => DEFAULT_LOCK_DELAY,
+        Some(RawDuration::Str(s)) if s.is_empty() => return Ok(None),
         Some(RawDuration::Str(s)) => cairn_catalog::duration::parse_go_duration(s)
             .map_err(|e| ApiError::bad_request(format!("Invalid LockDelay: {e}")))?,
     };
-    if d > MAX_LOCK_DELAY {
-        return Err(ApiError::bad_request(format!(
-            "Invalid LockDelay: {} exceeds the maximum of 60s",
-            cairn_catalog::duration::format_go_duration(d)
-        )));
-    }
-    Ok(d)
+    Ok(Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
 }
 
 async fn create(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
+    let (p, o) = query(q.as_deref())?;
     let b: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {
         decode(&body)?
     };
-    let behavior = match b.behavior.as_str() {
-        "" | "release" => SessionBehavior::Release,
-        "delete" => SessionBehavior::Delete,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid Behavior setting '{other}'"
-            )));
-        }
-    };
-    let ttl = parse_session_ttl(&b.ttl)?;
-    let node_checks = match (b.node_checks, b.checks) {
-        (Some(n), _) => n,
-        (None, Some(c)) => c,
-        (None, None) => vec![SERF_CHECK_ID.to_string()],
-    };
-    let session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
+    let spec = SessionSpec {
         name: b.name,
+        // A session belongs to the node of the agent that was asked, unless it names one.
         node: if b.node.is_empty() {
             a.node.name.clone()
         } else {
             b.node
         },
-        lock_delay: lock_delay(&b.lock_delay)?.as_nanos() as u64,
-        behavior,
-        ttl: if ttl.is_some() { b.ttl } else { String::new() },
-        node_checks,
+        lock_delay_ns: lock_delay(&b.lock_delay)?,
+        behavior: b.behavior,
+        ttl: b.ttl,
+        node_checks: b.node_checks.or(b.checks),
         service_checks: b.service_checks.unwrap_or_default(),
-        create_index: 0,
-        modify_index: 0,
     };
-    let id = session.id.clone();
-    a.backend
-        .propose(Command::SessionCreate { session })
-        .await?;
-    if let Some(ttl) = ttl {
-        a.session_timers.reset(&id, ttl);
-    }
+    let w = Write::new(WriteOp::SessionCreate(spec))
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    let (_, written) = a.backend.write(w).await?;
+    let Written::Id(id) = written else {
+        return Err(ApiError::internal("the session was created without an ID"));
+    };
     Ok(json_response(&json!({"ID": id}), o.pretty))
 }
 
@@ -125,16 +100,13 @@ async fn destroy(
     State(a): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
-    check_dc(&a, o.dc.as_deref())?;
-    a.backend
-        .propose(Command::SessionDestroy {
-            id: id.clone(),
-            now_ms: now_ms(),
-        })
-        .await?;
-    a.session_timers.clear(&id);
+    let (p, o) = query(q.as_deref())?;
+    let w = Write::new(WriteOp::SessionDestroy { id })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    a.backend.write(w).await?;
     Ok(json_true())
 }
 

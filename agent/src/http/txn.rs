@@ -4,17 +4,16 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::put;
 use cairn_catalog::command::TxnOp;
-use cairn_catalog::{Command, Response as CmdResponse};
 use serde_json::json;
 
 use super::decode::decode;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, query, set_meta};
-use crate::server::now_ms;
+use super::{AppState, check_dc, json_response, query, set_meta, token};
+use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
 /// Most operations in one transaction.
@@ -43,9 +42,10 @@ fn is_read(op: &TxnOp) -> bool {
 async fn txn(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+    let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let max = a.config().limits.txn_max_req_len;
     if body.len() as u64 > max {
@@ -79,12 +79,11 @@ async fn txn(
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
-    let cmd = Command::Txn {
-        ops,
-        now_ms: now_ms(),
-    };
-    let (_, response) = a.backend.propose(cmd).await?;
-    let CmdResponse::Txn { results, errors } = response else {
+    let w = Write::new(WriteOp::Txn { ops })
+        .in_dc(o.dc.as_deref())
+        .with_token(token(&headers, &p));
+    let (_, written) = a.backend.write(w).await?;
+    let Written::Txn { results, errors } = written else {
         return Err(ApiError::internal("unexpected transaction response"));
     };
     let failed = !errors.is_empty();

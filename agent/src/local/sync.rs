@@ -1,5 +1,5 @@
 //! Anti-entropy: the pure diff between what the agent owns and what the catalog holds for its
-//! node, as the commands that repair it.
+//! node, as the catalog writes that repair it.
 //!
 //! The agent is the source of truth for its node: catalog services and checks it does not know
 //! are removed, missing or different ones re-registered, the node record kept current. The
@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_catalog::Command;
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use cairn_catalog::model::{HealthCheck, Node, Service};
 
 use super::LocalState;
+use crate::api::WriteOp;
 use crate::server::leader::{CONSUL_SERVICE, SERF_CHECK_ID};
 
 /// What the catalog holds for this node.
@@ -33,8 +33,8 @@ pub struct CatalogView {
 /// The repair plan.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// Commands to apply, in order.
-    pub commands: Vec<Command>,
+    /// Catalog writes to make, in order.
+    pub commands: Vec<WriteOp>,
     /// Services whose catalog tags the agent adopts (EnableTagOverride).
     pub adopt_tags: Vec<(String, Vec<String>)>,
     /// Checks whose output is written by this plan.
@@ -65,13 +65,12 @@ fn same_check(local: &HealthCheck, remote: &HealthCheck) -> (bool, bool) {
     (false, a == *remote)
 }
 
-/// Computes the commands that make the catalog match the local state.
+/// Computes the catalog writes that make the catalog match the local state.
 pub fn diff(
     local: &LocalState,
     catalog: &CatalogView,
     now: Instant,
     output_interval: Duration,
-    now_ms: u64,
 ) -> Plan {
     let mut plan = Plan::default();
     let n = &local.node;
@@ -92,13 +91,10 @@ pub fn diff(
             && c.meta == n.meta
     });
     if !node_ok {
-        plan.commands.push(Command::Register {
-            req: RegisterRequest {
-                skip_node_update: false,
-                ..base.clone()
-            },
-            now_ms,
-        });
+        plan.commands.push(WriteOp::Register(RegisterRequest {
+            skip_node_update: false,
+            ..base.clone()
+        }));
     }
 
     // Which local checks need writing, grouped by service ID ("" for node checks).
@@ -139,14 +135,11 @@ pub fn diff(
         if svc_dirty || !checks.is_empty() {
             plan.output_written
                 .extend(checks.iter().map(|c| c.check_id.clone()));
-            plan.commands.push(Command::Register {
-                req: RegisterRequest {
-                    service: Some(svc),
-                    checks,
-                    ..base.clone()
-                },
-                now_ms,
-            });
+            plan.commands.push(WriteOp::Register(RegisterRequest {
+                service: Some(svc),
+                checks,
+                ..base.clone()
+            }));
         }
     }
 
@@ -160,13 +153,10 @@ pub fn diff(
     if !node_checks.is_empty() {
         plan.output_written
             .extend(node_checks.iter().map(|c| c.check_id.clone()));
-        plan.commands.push(Command::Register {
-            req: RegisterRequest {
-                checks: node_checks,
-                ..base.clone()
-            },
-            now_ms,
-        });
+        plan.commands.push(WriteOp::Register(RegisterRequest {
+            checks: node_checks,
+            ..base.clone()
+        }));
     }
 
     let mut gone_services = BTreeSet::new();
@@ -175,14 +165,11 @@ pub fn diff(
             continue;
         }
         gone_services.insert(r.id.clone());
-        plan.commands.push(Command::Deregister {
-            req: DeregisterRequest {
-                node: n.name.clone(),
-                service_id: r.id.clone(),
-                ..DeregisterRequest::default()
-            },
-            now_ms,
-        });
+        plan.commands.push(WriteOp::Deregister(DeregisterRequest {
+            node: n.name.clone(),
+            service_id: r.id.clone(),
+            ..DeregisterRequest::default()
+        }));
     }
     for r in &catalog.checks {
         if r.check_id == SERF_CHECK_ID
@@ -191,14 +178,11 @@ pub fn diff(
         {
             continue;
         }
-        plan.commands.push(Command::Deregister {
-            req: DeregisterRequest {
-                node: n.name.clone(),
-                check_id: r.check_id.clone(),
-                ..DeregisterRequest::default()
-            },
-            now_ms,
-        });
+        plan.commands.push(WriteOp::Deregister(DeregisterRequest {
+            node: n.name.clone(),
+            check_id: r.check_id.clone(),
+            ..DeregisterRequest::default()
+        }));
     }
     plan
 }
@@ -281,9 +265,9 @@ mod tests {
             vec![svc("web1", &["a"], false)],
             vec![check("service:web1", "web1", HealthStatus::Passing, "")],
         );
-        let plan = diff(&local, &CatalogView::default(), Instant::now(), T, 1);
+        let plan = diff(&local, &CatalogView::default(), Instant::now(), T);
         assert_eq!(plan.commands.len(), 2);
-        let Command::Register { req, .. } = &plan.commands[1] else {
+        let WriteOp::Register(req) = &plan.commands[1] else {
             panic!("register")
         };
         assert_eq!(req.service.as_ref().map(|s| s.id.as_str()), Some("web1"));
@@ -307,10 +291,7 @@ mod tests {
                 "",
             ))],
         };
-        assert_eq!(
-            diff(&local, &catalog, Instant::now(), T, 1),
-            Plan::default()
-        );
+        assert_eq!(diff(&local, &catalog, Instant::now(), T), Plan::default());
     }
 
     #[test]
@@ -332,14 +313,12 @@ mod tests {
                 Arc::new(check("service:rogue", "rogue", HealthStatus::Passing, "")),
             ],
         };
-        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        let plan = diff(&local, &catalog, Instant::now(), T);
         let removed: Vec<(String, String)> = plan
             .commands
             .iter()
             .filter_map(|c| match c {
-                Command::Deregister { req, .. } => {
-                    Some((req.service_id.clone(), req.check_id.clone()))
-                }
+                WriteOp::Deregister(req) => Some((req.service_id.clone(), req.check_id.clone())),
                 _ => None,
             })
             .collect();
@@ -360,14 +339,14 @@ mod tests {
             services: vec![Arc::new(svc("web1", &["b"], true))],
             checks: vec![],
         };
-        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        let plan = diff(&local, &catalog, Instant::now(), T);
         assert!(plan.commands.is_empty());
         assert_eq!(
             plan.adopt_tags,
             vec![("web1".to_string(), vec!["b".to_string()])]
         );
         let local = local_with(vec![svc("web1", &["a"], false)], vec![]);
-        let plan = diff(&local, &catalog, Instant::now(), T, 1);
+        let plan = diff(&local, &catalog, Instant::now(), T);
         assert_eq!(
             plan.commands.len(),
             1,
@@ -395,8 +374,8 @@ mod tests {
                 "old output",
             ))],
         };
-        assert!(diff(&local, &catalog, now, T, 1).commands.is_empty());
-        assert_eq!(diff(&local, &catalog, now + T, T, 1).commands.len(), 1);
+        assert!(diff(&local, &catalog, now, T).commands.is_empty());
+        assert_eq!(diff(&local, &catalog, now + T, T).commands.len(), 1);
         // A status change is written at once.
         let catalog = CatalogView {
             checks: vec![Arc::new(check(
@@ -407,6 +386,6 @@ mod tests {
             ))],
             ..catalog
         };
-        assert_eq!(diff(&local, &catalog, now, T, 1).commands.len(), 1);
+        assert_eq!(diff(&local, &catalog, now, T).commands.len(), 1);
     }
 }

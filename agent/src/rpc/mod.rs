@@ -1,5 +1,7 @@
-//! Server RPC on the server port (8300): Raft traffic between servers, and forwarding of
-//! writes and reads from followers and client agents to the server that must answer them.
+//! Server RPC on the server port (8300): Raft traffic between servers, and typed writes and
+//! reads from followers and client agents to the server that must answer them. Commands never
+//! travel here outside Raft's own messages: a write is forwarded as the typed request, and the
+//! leader's endpoint builds its command.
 //!
 //! The transport is HTTP/1.1 (hyper) with JSON bodies: framing, keep-alive connection pooling
 //! and body bounds come from a well-tested stack. Every request carries the protocol version
@@ -10,8 +12,7 @@ pub mod server;
 
 use std::time::Duration;
 
-use cairn_catalog::Command;
-use cairn_raft::{ApplyResult, ServerNode, TypeConfig};
+use cairn_raft::{ServerNode, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -21,7 +22,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Error, QueryMeta, ReadOptions};
+use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
 use crate::server::query::Read;
 
 /// Version of the RPC protocol spoken by this build.
@@ -31,12 +32,11 @@ pub const RPC_HEADER: &str = "x-cairn-rpc";
 /// Largest RPC body (snapshot chunks included).
 pub const MAX_RPC_BODY: usize = 64 * 1024 * 1024;
 
-/// A forwarded write.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApplyRequest {
-    /// The command.
-    pub cmd: Command,
-}
+/// The answer to a write: the index it was applied at and what it answered.
+pub type WriteReply = (u64, Written);
+
+/// How long a forwarded write may take, the leader's own wait for the log included.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A forwarded read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,26 +236,17 @@ impl Client {
             .map_err(|e| Error::Internal(format!("malformed RPC reply from {addr}: {e}")))
     }
 
-    /// Sends a write to a server (which forwards it to the leader when it must).
-    pub async fn apply(&self, addr: &str, cmd: Command) -> Result<ApplyResult, Error> {
-        self.call(
-            addr,
-            "/v1/internal/apply",
-            &ApplyRequest { cmd },
-            Duration::from_secs(30),
-        )
-        .await
+    /// Sends a write to a server, which forwards it to its leader when it must.
+    pub async fn write(&self, addr: &str, w: &Write) -> Result<WriteReply, Error> {
+        self.call(addr, "/v1/internal/write", w, WRITE_TIMEOUT)
+            .await
     }
 
-    /// Sends a write to the leader itself (no further hop).
-    pub async fn apply_on_leader(&self, addr: &str, cmd: Command) -> Result<ApplyResult, Error> {
-        self.call(
-            addr,
-            "/v1/internal/apply-leader",
-            &ApplyRequest { cmd },
-            Duration::from_secs(30),
-        )
-        .await
+    /// Sends a write to the leader itself (no further hop: a server that no longer leads
+    /// answers [`Error::NotLeader`]).
+    pub async fn write_on_leader(&self, addr: &str, w: &Write) -> Result<WriteReply, Error> {
+        self.call(addr, "/v1/internal/write-leader", w, WRITE_TIMEOUT)
+            .await
     }
 
     /// Forwards a read (the server blocks as asked).

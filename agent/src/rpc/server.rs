@@ -16,10 +16,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ApplyRequest, MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest,
-    ServerStatus,
+    MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest, ServerStatus,
 };
-use crate::api::Error;
+use crate::api::{Error, Write};
 use crate::server::Server;
 
 type S = Arc<Server>;
@@ -42,8 +41,8 @@ pub fn router(server: S, dns: super::DnsFn) -> Router {
         .route("/v1/internal/raft/append", post(append))
         .route("/v1/internal/raft/vote", post(vote))
         .route("/v1/internal/raft/snapshot", post(snapshot))
-        .route("/v1/internal/apply", post(apply))
-        .route("/v1/internal/apply-leader", post(apply_leader))
+        .route("/v1/internal/write", post(write))
+        .route("/v1/internal/write-leader", post(write_leader))
         .route("/v1/internal/read", post(read))
         .route("/v1/internal/status", post(status))
         .route("/v1/internal/session/renew", post(renew))
@@ -115,26 +114,26 @@ async fn snapshot(State(s): State<S>, body: Bytes) -> Response {
     ok(&s.raft().install_snapshot(req).await)
 }
 
-async fn apply(State(s): State<S>, body: Bytes) -> Response {
-    let req: ApplyRequest = match parse(&body) {
+/// A write from a client agent (or a server's own HTTP edge): forwarded to the leader here
+/// when this server does not lead.
+async fn write(State(s): State<S>, body: Bytes) -> Response {
+    let w: Write = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    match s.propose(req.cmd).await {
-        Ok((index, response)) => ok(&cairn_raft::ApplyResult {
-            index,
-            result: Ok(response),
-        }),
+    match s.write(w).await {
+        Ok(r) => ok(&r),
         Err(e) => fail(&e),
     }
 }
 
-async fn apply_leader(State(s): State<S>, body: Bytes) -> Response {
-    let req: ApplyRequest = match parse(&body) {
+/// A write forwarded by a follower: run here, never forwarded again.
+async fn write_leader(State(s): State<S>, body: Bytes) -> Response {
+    let w: Write = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    match s.propose_here(req.cmd).await {
+    match s.write_here(&w).await {
         Ok(r) => ok(&r),
         Err(e) => fail(&e),
     }

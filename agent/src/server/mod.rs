@@ -1,10 +1,10 @@
 //! The server role: it holds the replicated state, orders writes through Raft, answers reads
 //! with blocking in Consul's three consistency modes, and runs the leader's duties.
 //!
-//! Writes go through [`Server::propose`]: on the leader, `client_write` commits the command
-//! through Raft and returns once it is applied; on a follower the command is forwarded to the
-//! leader over RPC; with no leader the call holds for `rpc_hold_timeout` waiting for one, then
-//! fails with Consul's "No cluster leader". Reads execute a [`query::Read`]:
+//! Writes arrive typed at [`Server::write`] (see [`endpoints`]): a follower forwards them to
+//! the leader, whose endpoint builds the command and commits it through Raft with
+//! [`Server::propose`]; with no leader the write holds for `rpc_hold_timeout` waiting for one,
+//! then fails with Consul's "No cluster leader". Reads execute a [`query::Read`]:
 //! - default mode on the leader (forwarded there from followers);
 //! - `?stale` on any server, with `X-Consul-LastContact` (forwarded to the leader when the
 //!   server lags more than `?max_stale`);
@@ -12,6 +12,7 @@
 //!   (openraft's linearizable read).
 
 mod answers;
+pub mod endpoints;
 pub mod leader;
 pub mod prepared;
 pub mod query;
@@ -117,6 +118,8 @@ pub struct Server {
     ready_term: AtomicU64,
     /// Identities of the writes this server proposes (exactly-once across forwarding retries).
     requests: Arc<requests::Requests>,
+    /// Resolves tokens to permissions for the endpoints.
+    acl: crate::acl::Acl,
     /// Why the Raft node stopped for good, once it has: the server then serves nothing and
     /// the agent exits (see [`Server::failure`]).
     failed: tokio::sync::watch::Sender<Option<String>>,
@@ -267,6 +270,7 @@ impl Server {
             proposals,
             answers,
             requests: requests::Requests::new(),
+            acl: crate::acl::Acl::disabled(),
             failed: tokio::sync::watch::channel(None).0,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
@@ -431,12 +435,11 @@ impl Server {
             .then_some(m.current_term)
     }
 
-    /// Orders, applies and publishes a command; returns its index and result. Forwards to the
-    /// leader when this server is not it. Commands proposed while an earlier entry is being
-    /// committed are batched into one entry (one disk write, one replication round).
-    ///
-    /// A command gets a request identity here unless its proposer (a client agent) gave it
-    /// one, so the retries of [`Server::submit`] can never apply it twice.
+    /// Orders, applies and publishes a command on this server, which must lead (the endpoints
+    /// and the leader's own duties call it); returns its index and result. Commands proposed
+    /// while an earlier entry is being committed are batched into one entry (one disk write,
+    /// one replication round). A command gets a request identity here unless its write
+    /// already has one.
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
         self.check_running()?;
         let (cmd, _in_flight) = self.requests.identify(cmd);
@@ -449,35 +452,19 @@ impl Server {
             .map_err(|_| Error::Unavailable("the server is shutting down".into()))?
     }
 
-    /// Commits one log entry (a single command or a batch) through Raft, forwarding it to the
-    /// leader when this server is not it, and holding up to `rpc_hold_timeout` for a leader.
-    /// A forward that failed in transit may have been applied all the same; retrying it is safe
-    /// because every command in the entry carries its request identity.
+    /// Commits one log entry (a single command or a batch) through Raft on this server, which
+    /// must lead. Writes never travel between servers as commands: a follower forwards the
+    /// typed request (see `endpoints`), so a server that lost the lead answers `NotLeader`.
     async fn submit(&self, cmd: &Command) -> Result<cairn_raft::ApplyResult, Error> {
-        let deadline = tokio::time::Instant::now() + self.hold_timeout;
-        loop {
-            match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let Some(node) = f.leader_node
-                        && f.leader_id != Some(self.node_id)
-                    {
-                        match self.rpc.apply_on_leader(&node.addr, cmd.clone()).await {
-                            Ok(r) => return Ok(r),
-                            Err(e) if !e.is_transient() => return Err(e),
-                            Err(e) => {
-                                warn!(error = %e, "forwarding a write to the leader failed; retrying");
-                            }
-                        }
-                    }
-                }
-                Err(RaftError::APIError(e)) => return Err(Error::Internal(e.to_string())),
-                Err(RaftError::Fatal(e)) => return Err(self.fail(&e)),
+        match self.raft.client_write(cmd.clone()).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::NoLeader);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(RaftError::APIError(e)) => Err(Error::Internal(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(self.fail(&e)),
         }
     }
 
@@ -513,21 +500,6 @@ impl Server {
         for (reply, result) in replies.into_iter().zip(results) {
             metrics::count_apply(result.is_ok());
             let _ = reply.send(result);
-        }
-    }
-
-    /// Applies a command only if this server is the leader (the RPC endpoint's path: no second
-    /// hop). Waits briefly for an election in progress.
-    pub async fn propose_here(&self, cmd: Command) -> Result<cairn_raft::ApplyResult, Error> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(Error::NotLeader {
-                    leader: self.leader().map(|a| a.to_string()),
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(Error::Internal(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(self.fail(&e)),
         }
     }
 

@@ -49,13 +49,8 @@ impl Requests {
         })
     }
 
-    /// Gives `cmd` an identity, unless it has one already (a write forwarded to this server by
-    /// another agent keeps the identity its proposer gave it). The ticket, if any, must live
-    /// until the write's outcome is known or given up.
-    pub fn identify(self: &Arc<Self>, cmd: Command) -> (Command, Option<Ticket>) {
-        if matches!(cmd, Command::Request { .. } | Command::Batch(_)) {
-            return (cmd, None);
-        }
+    /// A new identity, in flight until the ticket is dropped.
+    pub fn next(self: &Arc<Self>) -> (RequestId, Ticket) {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let floor = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -67,13 +62,24 @@ impl Requests {
             seq,
             floor,
         };
-        let cmd = Command::Request {
-            id,
-            cmd: Box::new(cmd),
-        };
         let ticket = Ticket {
             owner: Arc::clone(self),
             seq,
+        };
+        (id, ticket)
+    }
+
+    /// Gives `cmd` an identity, unless it has one already (a write forwarded to this server by
+    /// another agent keeps the identity its proposer gave it). The ticket, if any, must live
+    /// until the write's outcome is known or given up.
+    pub fn identify(self: &Arc<Self>, cmd: Command) -> (Command, Option<Ticket>) {
+        if matches!(cmd, Command::Request { .. } | Command::Batch(_)) {
+            return (cmd, None);
+        }
+        let (id, ticket) = self.next();
+        let cmd = Command::Request {
+            id,
+            cmd: Box::new(cmd),
         };
         (cmd, Some(ticket))
     }

@@ -1,0 +1,63 @@
+//! Catalog registrations and deregistrations (`/v1/catalog/register`, `/deregister`, and
+//! every agent's anti-entropy).
+
+use cairn_catalog::Command;
+use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
+
+use super::{Built, Ctx, Reply};
+use crate::acl::Access;
+use crate::api::Error;
+use crate::local::defs::validate_meta;
+
+/// Validates a registration and fills its defaults: the service ID is its name, the
+/// datacenter this one, and every check names the node.
+pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built, Error> {
+    if req.node.is_empty() {
+        return Err(Error::Invalid("Must provide node".into()));
+    }
+    if req.address.is_empty() && !req.skip_node_update {
+        return Err(Error::Invalid("Must provide address".into()));
+    }
+    validate_meta("Node", &req.node_meta)?;
+    ctx.authz.require(Access::NodeWrite(&req.node))?;
+    if let Some(s) = &mut req.service {
+        if s.service.is_empty() {
+            return Err(Error::Invalid("Must provide service name".into()));
+        }
+        validate_meta("Service", &s.meta)?;
+        if s.id.is_empty() {
+            s.id = s.service.clone();
+        }
+        ctx.authz.require(Access::ServiceWrite(&s.service))?;
+    }
+    if req.datacenter.is_empty() {
+        req.datacenter = ctx.server.datacenter().to_string();
+    }
+    for c in req.check.iter_mut().chain(req.checks.iter_mut()) {
+        if c.node.is_empty() {
+            c.node = req.node.clone();
+        }
+    }
+    Ok(Built {
+        cmd: Command::Register {
+            req,
+            now_ms: ctx.now_ms,
+        },
+        reply: Reply::Done,
+    })
+}
+
+/// Validates a deregistration of a node, a service instance or a check.
+pub(super) fn deregister(ctx: &Ctx<'_>, req: DeregisterRequest) -> Result<Built, Error> {
+    if req.node.is_empty() {
+        return Err(Error::Invalid("Must provide node".into()));
+    }
+    ctx.authz.require(Access::NodeWrite(&req.node))?;
+    Ok(Built {
+        cmd: Command::Deregister {
+            req,
+            now_ms: ctx.now_ms,
+        },
+        reply: Reply::Done,
+    })
+}

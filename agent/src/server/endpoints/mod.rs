@@ -1,0 +1,224 @@
+//! Server endpoints: the only code that turns a typed request into a replicated command. Each
+//! write runs on the leader: it is forwarded there (typed, over the server RPC) when this server
+//! does not lead, then the endpoint checks the datacenter, resolves the token, validates the
+//! request and fills its defaults, stamps the leader's clock, builds the command with the
+//! request's identity and proposes it. One file per API area.
+//!
+//! Forwarding waits up to `rpc_hold_timeout` for a leader, and retries a forward that failed in
+//! transit: the write's identity makes every retry safe (it is applied once).
+
+mod catalog;
+mod kv;
+mod operator;
+mod query;
+mod session;
+mod snapshot;
+mod txn;
+
+use std::time::Duration;
+
+use cairn_catalog::command::RequestId;
+use cairn_catalog::{Command, Response};
+use sha2::{Digest, Sha256};
+
+use super::{Server, now_ms};
+use crate::acl::Authorizer;
+use crate::api::{Error, Write, WriteOp, Written};
+
+pub use snapshot::restore_archive;
+
+/// A command ready to propose, and how to read its result.
+struct Built {
+    cmd: Command,
+    reply: Reply,
+}
+
+/// How a command's response becomes the write's answer.
+enum Reply {
+    /// Nothing to report.
+    Done,
+    /// The command's boolean outcome.
+    Bool,
+    /// The ID the endpoint chose for what it created.
+    Id(String),
+    /// A transaction's results or errors.
+    Txn,
+}
+
+impl Reply {
+    fn answer(self, r: Response) -> Result<Written, Error> {
+        match (self, r) {
+            (Reply::Done, _) => Ok(Written::Done),
+            (Reply::Bool, Response::Bool(b)) => Ok(Written::Bool(b)),
+            (Reply::Id(id), _) => Ok(Written::Id(id)),
+            (Reply::Txn, Response::Txn { results, errors }) => Ok(Written::Txn { results, errors }),
+            (_, other) => Err(Error::Internal(format!(
+                "unexpected command response {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What an endpoint knows when it builds a command: the caller's permissions, the write's
+/// identity (object IDs are derived from it, so a retried create names the same object) and
+/// the leader's clock.
+struct Ctx<'a> {
+    server: &'a Server,
+    authz: Authorizer,
+    id: &'a RequestId,
+    now_ms: u64,
+}
+
+impl Ctx<'_> {
+    /// A UUID derived from the write's identity and `purpose`: unique per write, the same for
+    /// every retry of it.
+    fn derived_uuid(&self, purpose: &str) -> String {
+        derived_uuid(self.id, purpose)
+    }
+}
+
+/// A version-4-shaped UUID from a hash of a write's identity and `purpose`.
+fn derived_uuid(id: &RequestId, purpose: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(id.client.as_bytes());
+    h.update(id.seq.to_be_bytes());
+    h.update(purpose.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+impl Server {
+    /// Fails unless `dc` is this server's datacenter (or unset). Other datacenters are not
+    /// reachable until WAN federation exists.
+    pub fn check_dc(&self, dc: Option<&str>) -> Result<(), Error> {
+        match dc {
+            Some(dc) if !dc.is_empty() && !dc.eq_ignore_ascii_case(&self.datacenter) => {
+                Err(Error::NoPathToDatacenter(dc.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a write: here when this server leads, else forwarded to the leader; waits up to
+    /// the hold timeout for a leader and retries forwards that failed in transit. Returns the
+    /// index the write was applied at and its answer.
+    pub async fn write(&self, mut w: Write) -> Result<(u64, Written), Error> {
+        self.check_running()?;
+        self.check_dc(w.dc.as_deref())?;
+        let _in_flight = match w.id {
+            Some(_) => None,
+            None => {
+                let (id, ticket) = self.requests.next();
+                w.id = Some(id);
+                Some(ticket)
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.hold_timeout;
+        loop {
+            let attempt = match self.leader_node() {
+                Some((id, _)) if id == self.node_id => self.write_here(&w).await,
+                Some((_, node)) => self.rpc.write_on_leader(&node.addr, &w).await,
+                None => Err(Error::NoLeader),
+            };
+            match attempt {
+                Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "write not taken yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a write on this server, which must lead: the end of a forward, never forwarded
+    /// further (a leader that just stepped down answers `NotLeader` and its caller retries).
+    pub async fn write_here(&self, w: &Write) -> Result<(u64, Written), Error> {
+        self.check_running()?;
+        self.check_dc(w.dc.as_deref())?;
+        if !self.is_leader() {
+            return Err(Error::NotLeader {
+                leader: self.leader().map(|a| a.to_string()),
+            });
+        }
+        let Some(id) = &w.id else {
+            return Err(Error::Invalid(
+                "a write reached the leader without its request identity".into(),
+            ));
+        };
+        let ctx = Ctx {
+            server: self,
+            authz: self.acl.resolve(w.token.as_ref())?,
+            id,
+            now_ms: now_ms(),
+        };
+        let built = build(&ctx, &w.op)?;
+        let (index, response) = self
+            .propose(Command::Request {
+                id: id.clone(),
+                cmd: Box::new(built.cmd),
+            })
+            .await?;
+        let written = built.reply.answer(response)?;
+        session::after(self, &w.op, &written);
+        Ok((index, written))
+    }
+}
+
+/// Validates a write, checks its permissions and builds its command.
+fn build(ctx: &Ctx<'_>, op: &WriteOp) -> Result<Built, Error> {
+    match op {
+        WriteOp::Register(req) => catalog::register(ctx, req.clone()),
+        WriteOp::Deregister(req) => catalog::deregister(ctx, req.clone()),
+        WriteOp::KvSet {
+            key,
+            value,
+            flags,
+            mode,
+        } => kv::set(ctx, key, value.clone(), *flags, mode),
+        WriteOp::KvDelete { key, mode } => kv::delete(ctx, key, mode),
+        WriteOp::SessionCreate(spec) => session::create(ctx, spec),
+        WriteOp::SessionDestroy { id } => session::destroy(ctx, id),
+        WriteOp::Txn { ops } => txn::apply(ctx, ops),
+        WriteOp::CoordinateUpdate { entry } => operator::coordinate(ctx, entry),
+        WriteOp::AutopilotSet { config, cas } => operator::autopilot(ctx, config, *cas),
+        WriteOp::QueryCreate { query } => query::create(ctx, query),
+        WriteOp::QueryUpdate { query } => query::update(ctx, query),
+        WriteOp::QueryDelete { id } => query::delete(ctx, id),
+        WriteOp::Restore { data } => snapshot::restore(ctx, data),
+        WriteOp::RestorePiece {
+            restore,
+            offset,
+            data,
+        } => snapshot::piece(ctx, restore, *offset, data),
+        WriteOp::RestoreFinish { restore, len } => snapshot::finish(ctx, restore, *len),
+        WriteOp::RestoreAbort { restore } => snapshot::abort(ctx, restore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(client: &str, seq: u64) -> RequestId {
+        RequestId {
+            client: client.into(),
+            seq,
+            floor: 1,
+        }
+    }
+
+    #[test]
+    fn derived_ids_are_stable_per_write_and_distinct_across_writes() {
+        let a = derived_uuid(&id("c", 1), "session");
+        assert_eq!(a, derived_uuid(&id("c", 1), "session"));
+        assert_ne!(a, derived_uuid(&id("c", 2), "session"));
+        assert_ne!(a, derived_uuid(&id("d", 1), "session"));
+        assert_ne!(a, derived_uuid(&id("c", 1), "query"));
+        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+    }
+}

@@ -1,0 +1,87 @@
+//! Prepared-query writes (`POST /v1/query`, `PUT` and `DELETE /v1/query/:id`): definitions are
+//! checked here, on the leader, before they reach the log.
+
+use cairn_catalog::Command;
+use cairn_catalog::model::PreparedQuery;
+
+use super::{Built, Ctx, Reply};
+use crate::acl::Access;
+use crate::api::Error;
+use crate::server::prepared::NAME_PREFIX_MATCH;
+
+/// Checks a definition: a service to query (unless a template fills it), a valid template
+/// and regular expression, a valid DNS TTL and a non-negative `NearestN`.
+fn check(q: &PreparedQuery) -> Result<(), Error> {
+    match q.template.kind.as_str() {
+        "" => {
+            if q.service.service.is_empty() {
+                return Err(Error::Invalid(
+                    "Must provide a Service name to query".into(),
+                ));
+            }
+        }
+        NAME_PREFIX_MATCH => {
+            if !q.template.regexp.is_empty() {
+                regex::Regex::new(&q.template.regexp).map_err(|e| {
+                    Error::Invalid(format!("Invalid template regular expression: {e}"))
+                })?;
+            }
+        }
+        other => return Err(Error::Invalid(format!("Bad Template.Type '{other}'"))),
+    }
+    if !q.dns.ttl.is_empty() {
+        cairn_catalog::duration::parse_go_duration(&q.dns.ttl)
+            .map_err(|e| Error::Invalid(format!("Bad DNS TTL '{}': {e}", q.dns.ttl)))?;
+    }
+    if q.service.failover.nearest_n < 0 {
+        return Err(Error::Invalid("Bad NearestN, must be >= 0".into()));
+    }
+    Ok(())
+}
+
+/// Creates a query; its ID is derived from the write's identity.
+pub(super) fn create(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
+    check(q)?;
+    ctx.authz.require(Access::QueryWrite(&q.name))?;
+    let mut query = q.clone();
+    query.id = ctx.derived_uuid("query");
+    let id = query.id.clone();
+    Ok(Built {
+        cmd: Command::QuerySet {
+            query,
+            create: true,
+        },
+        reply: Reply::Id(id),
+    })
+}
+
+/// Replaces the definition of an existing query.
+pub(super) fn update(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
+    check(q)?;
+    ctx.authz.require(Access::QueryWrite(&q.name))?;
+    Ok(Built {
+        cmd: Command::QuerySet {
+            query: q.clone(),
+            create: false,
+        },
+        reply: Reply::Done,
+    })
+}
+
+/// Deletes a query (nothing if it does not exist).
+pub(super) fn delete(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
+    let name = ctx
+        .server
+        .state()
+        .queries()
+        .1
+        .iter()
+        .find(|q| q.id == id)
+        .map(|q| q.name.clone())
+        .unwrap_or_default();
+    ctx.authz.require(Access::QueryWrite(&name))?;
+    Ok(Built {
+        cmd: Command::QueryDelete { id: id.to_string() },
+        reply: Reply::Done,
+    })
+}

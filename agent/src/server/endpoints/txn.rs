@@ -1,0 +1,30 @@
+//! Transactions with writes (`PUT /v1/txn`): all-or-nothing over KV, nodes, services and
+//! checks, stamped with the leader's clock.
+
+use cairn_catalog::Command;
+use cairn_catalog::command::TxnOp;
+
+use super::{Built, Ctx, Reply};
+use crate::acl::Access;
+use crate::api::Error;
+
+/// Checks the permissions of every operation and builds the transaction.
+pub(super) fn apply(ctx: &Ctx<'_>, ops: &[TxnOp]) -> Result<Built, Error> {
+    for op in ops {
+        match op {
+            TxnOp::Kv(kv) => ctx.authz.require(Access::KeyWrite(&kv.key))?,
+            TxnOp::Node(n) => ctx.authz.require(Access::NodeWrite(&n.node.node))?,
+            TxnOp::Service(s) => ctx
+                .authz
+                .require(Access::ServiceWrite(&s.service.service))?,
+            TxnOp::Check(c) => ctx.authz.require(Access::NodeWrite(&c.check.node))?,
+        }
+    }
+    Ok(Built {
+        cmd: Command::Txn {
+            ops: ops.to_vec(),
+            now_ms: ctx.now_ms,
+        },
+        reply: Reply::Txn,
+    })
+}
