@@ -3,13 +3,16 @@
 //! travel here outside Raft's own messages: a write is forwarded as the typed request, and the
 //! leader's endpoint builds its command.
 //!
-//! The transport is HTTP/1.1 (hyper) with JSON bodies: framing, keep-alive connection pooling
-//! and body bounds come from a well-tested stack. Every request carries the protocol version
+//! Messages are JSON bodies posted to paths under `/v1/internal/` through a [`Transport`]:
+//! HTTP/1.1 (hyper) in production, whose framing, keep-alive pooling and body bounds come from
+//! a well-tested stack, or an in-memory network with seeded faults in tests. Every request carries the protocol version
 //! in `X-Cairn-Rpc`; a server refuses versions it does not speak. Paths live under
 //! `/v1/internal/`, which the HTTP API does not serve.
 
 pub mod server;
+pub mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_raft::{ServerNode, TypeConfig};
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
 use crate::server::query::Read;
+pub use transport::Transport;
 
 /// Version of the RPC protocol spoken by this build.
 pub const RPC_VERSION: &str = "2";
@@ -129,53 +133,10 @@ pub struct DnsReply {
     pub forward: bool,
 }
 
-/// Fault injection for partition tests (the "fault-injecting transport"): when the environment
-/// variable `CAIRN_RPC_FAULTS` names a file, RPC calls to every address listed in it (one per
-/// line) fail as unreachable, so a test cuts a server off by writing the files of both sides.
-/// The file is re-read at most every 100 ms; without the variable nothing is checked.
-mod faults {
-    use std::path::PathBuf;
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
-
-    struct Faults {
-        path: PathBuf,
-        cache: Mutex<(Option<Instant>, Vec<String>)>,
-    }
-
-    fn faults() -> Option<&'static Faults> {
-        static F: OnceLock<Option<Faults>> = OnceLock::new();
-        F.get_or_init(|| {
-            std::env::var_os("CAIRN_RPC_FAULTS").map(|p| Faults {
-                path: PathBuf::from(p),
-                cache: Mutex::new((None, Vec::new())),
-            })
-        })
-        .as_ref()
-    }
-
-    /// Whether calls to `addr` are cut.
-    pub fn blocked(addr: &str) -> bool {
-        let Some(f) = faults() else { return false };
-        let mut c = f.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.0.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
-            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
-            c.1 = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect();
-            c.0 = Some(Instant::now());
-        }
-        c.1.iter().any(|a| a == addr)
-    }
-}
-
-/// An RPC client: pooled connections to servers.
+/// An RPC client: typed calls to servers over a [`Transport`].
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
 }
 
 impl Default for Client {
@@ -185,16 +146,14 @@ impl Default for Client {
 }
 
 impl Client {
-    /// A client with pooled keep-alive connections.
+    /// A client over HTTP with pooled keep-alive connections.
     pub fn new() -> Client {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(32)
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        Client { http }
+        Client::with_transport(Arc::new(transport::Http::new()))
+    }
+
+    /// A client over the given transport (an in-memory network in tests).
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Client {
+        Client { transport }
     }
 
     /// POSTs `body` to `path` on `addr` and decodes the reply. A server that cannot be
@@ -207,23 +166,13 @@ impl Client {
         body: &B,
         timeout: Duration,
     ) -> Result<R, Error> {
-        let url = format!("http://{addr}{path}");
-        let unreachable =
-            |reason: String| Error::Unavailable(format!("server {addr} unreachable: {reason}"));
-        if faults::blocked(addr) {
-            return Err(unreachable("cut off by injected fault".into()));
-        }
-        let resp = self
-            .http
-            .post(&url)
-            .header(RPC_HEADER, RPC_VERSION)
-            .json(body)
-            .timeout(timeout)
-            .send()
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::Internal(format!("failed to encode an RPC request: {e}")))?;
+        let (status, bytes) = self
+            .transport
+            .post(addr, path, body, timeout)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|reason| Error::Unavailable(format!("server {addr} unreachable: {reason}")))?;
         if !status.is_success() {
             return Err(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                 Error::Internal(format!(

@@ -1,0 +1,325 @@
+//! How server RPC messages travel: a [`Transport`] posts a request body to a path on a server
+//! address and returns the status and body of the answer, or why the server could not be
+//! reached. The RPC client and the Raft network only ever see this trait.
+//!
+//! - [`Http`]: HTTP/1.1 on the server port with pooled keep-alive connections (production).
+//! - [`MemoryNet`]: servers of one test process registered by address and called directly
+//!   through their RPC router, with faults chosen by a seeded RNG: one-way and symmetric
+//!   cuts, lost requests, lost replies (the request ran, its answer never came back) and
+//!   delays, all in `tokio::time`, so a whole cluster runs in virtual time and a seed replays
+//!   the same faults.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{RPC_HEADER, RPC_VERSION};
+
+/// A boxed future, as a dyn-compatible trait returns it.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a post returns: the answer's status and body, or why no answer came.
+pub type PostResult = Result<(StatusCode, Bytes), String>;
+
+/// Carries RPC requests to servers.
+pub trait Transport: Send + Sync + 'static {
+    /// POSTs `body` (JSON) to `path` on the server at `addr`, waiting at most `timeout`.
+    fn post<'a>(
+        &'a self,
+        addr: &'a str,
+        path: &'a str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, PostResult>;
+}
+
+/// HTTP/1.1 over TCP with a pool of keep-alive connections per server.
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    /// A transport with pooled connections.
+    pub fn new() -> Http {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        Http { client }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Transport for Http {
+    fn post<'a>(
+        &'a self,
+        addr: &'a str,
+        path: &'a str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, PostResult> {
+        Box::pin(async move {
+            if faults::blocked(addr) {
+                return Err("cut off by injected fault".into());
+            }
+            let resp = self
+                .client
+                .post(format!("http://{addr}{path}"))
+                .header(RPC_HEADER, RPC_VERSION)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            Ok((status, bytes))
+        })
+    }
+}
+
+/// Fault injection for partition tests (the "fault-injecting transport"): when the environment
+/// variable `CAIRN_RPC_FAULTS` names a file, RPC calls to every address listed in it (one per
+/// line) fail as unreachable, so a test cuts a server off by writing the files of both sides.
+/// The file is re-read at most every 100 ms; without the variable nothing is checked.
+mod faults {
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    struct Faults {
+        path: PathBuf,
+        cache: Mutex<(Option<Instant>, Vec<String>)>,
+    }
+
+    fn faults() -> Option<&'static Faults> {
+        static F: OnceLock<Option<Faults>> = OnceLock::new();
+        F.get_or_init(|| {
+            std::env::var_os("CAIRN_RPC_FAULTS").map(|p| Faults {
+                path: PathBuf::from(p),
+                cache: Mutex::new((None, Vec::new())),
+            })
+        })
+        .as_ref()
+    }
+
+    /// Whether calls to `addr` are cut.
+    pub fn blocked(addr: &str) -> bool {
+        let Some(f) = faults() else { return false };
+        let mut c = f.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
+            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
+            c.1 = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            c.0 = Some(Instant::now());
+        }
+        c.1.iter().any(|a| a == addr)
+    }
+}
+
+/// The faults of an in-memory network.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Probability that a request is lost on its way (the caller times out).
+    pub lose_request: f64,
+    /// Probability that a reply is lost on its way back (the request ran; the caller times
+    /// out), the case that makes a forwarded write ambiguous.
+    pub lose_reply: f64,
+    /// Each message waits a uniformly drawn time in this range (zero: none).
+    pub delay: (Duration, Duration),
+}
+
+struct NetState {
+    servers: BTreeMap<String, axum::Router>,
+    /// (from, to) pairs that cannot talk.
+    cuts: BTreeSet<(String, String)>,
+    faults: Faults,
+    rng: StdRng,
+    delivered: u64,
+}
+
+/// An in-memory network of servers for tests (see the module comment). Cheap to clone.
+#[derive(Clone)]
+pub struct MemoryNet {
+    state: Arc<Mutex<NetState>>,
+}
+
+/// What the network decided for one message.
+struct Fate {
+    delay: Duration,
+    lose_request: bool,
+    lose_reply: bool,
+}
+
+impl MemoryNet {
+    /// An empty network whose faults are drawn from `seed`.
+    pub fn new(seed: u64) -> MemoryNet {
+        MemoryNet {
+            state: Arc::new(Mutex::new(NetState {
+                servers: BTreeMap::new(),
+                cuts: BTreeSet::new(),
+                faults: Faults::default(),
+                rng: StdRng::seed_from_u64(seed),
+                delivered: 0,
+            })),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, NetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the RPC router of a server reachable at `addr`.
+    pub fn serve(&self, addr: &str, router: axum::Router) {
+        self.state().servers.insert(addr.to_string(), router);
+    }
+
+    /// Takes the server at `addr` off the network (a crashed process).
+    pub fn unserve(&self, addr: &str) {
+        self.state().servers.remove(addr);
+    }
+
+    /// The transport of the process at `from`.
+    pub fn transport(&self, from: &str) -> Arc<dyn Transport> {
+        Arc::new(Memory {
+            net: self.clone(),
+            from: from.to_string(),
+        })
+    }
+
+    /// Cuts every address of `a` off from every address of `b`, both ways.
+    pub fn partition(&self, a: &[&str], b: &[&str]) {
+        let mut st = self.state();
+        for x in a {
+            for y in b {
+                st.cuts.insert((x.to_string(), y.to_string()));
+                st.cuts.insert((y.to_string(), x.to_string()));
+            }
+        }
+    }
+
+    /// Cuts messages from `from` to `to` only.
+    pub fn cut_one_way(&self, from: &str, to: &str) {
+        self.state().cuts.insert((from.to_string(), to.to_string()));
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) {
+        self.state().cuts.clear();
+    }
+
+    /// Sets the random faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.state().faults = faults;
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.state().delivered
+    }
+
+    /// Decides the fate of one message, or `None` when `from` cannot reach `to`.
+    fn fate(&self, from: &str, to: &str) -> Option<(axum::Router, Fate)> {
+        let mut st = self.state();
+        if st.cuts.contains(&(from.to_string(), to.to_string())) {
+            return None;
+        }
+        let router = st.servers.get(to)?.clone();
+        let f = st.faults.clone();
+        let lose_request = f.lose_request > 0.0 && st.rng.random_bool(f.lose_request.min(1.0));
+        let lose_reply = f.lose_reply > 0.0 && st.rng.random_bool(f.lose_reply.min(1.0));
+        let (lo, hi) = f.delay;
+        let delay = if hi > lo {
+            let span = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
+            lo + Duration::from_micros(st.rng.random_range(0..=span))
+        } else {
+            lo
+        };
+        st.delivered += 1;
+        Some((
+            router,
+            Fate {
+                delay,
+                lose_request,
+                lose_reply,
+            },
+        ))
+    }
+}
+
+/// One process's view of a [`MemoryNet`].
+struct Memory {
+    net: MemoryNet,
+    from: String,
+}
+
+impl Transport for Memory {
+    fn post<'a>(
+        &'a self,
+        addr: &'a str,
+        path: &'a str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, PostResult> {
+        Box::pin(async move {
+            let Some((router, fate)) = self.net.fate(&self.from, addr) else {
+                // A cut or a crashed server looks like a connection that never answers.
+                tokio::time::sleep(timeout.min(Duration::from_secs(2))).await;
+                return Err(format!("{addr}: connection refused or timed out"));
+            };
+            if fate.lose_request {
+                tokio::time::sleep(timeout).await;
+                return Err(format!("{addr}: request timed out"));
+            }
+            let call = async {
+                tokio::time::sleep(fate.delay).await;
+                let req = Request::post(path)
+                    .header(RPC_HEADER, RPC_VERSION)
+                    .body(Body::from(body))
+                    .map_err(|e| e.to_string())?;
+                let resp = tower::ServiceExt::oneshot(router, req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), super::MAX_RPC_BODY)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The way back can be cut meanwhile.
+                if self.net.fate(addr, &self.from).is_none() || fate.lose_reply {
+                    return Err(format!("{addr}: reply lost"));
+                }
+                tokio::time::sleep(fate.delay).await;
+                Ok((status, bytes))
+            };
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => {
+                    tokio::time::sleep(timeout).await;
+                    Err(e)
+                }
+                Err(_) => Err(format!("{addr}: request timed out")),
+            }
+        })
+    }
+}
