@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod events;
+mod flags;
 pub mod http;
 pub mod keyring;
 pub mod local;

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{fail, json_indent, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 use crate::http::agent_api::CONSUL_COMPAT_VERSION;
 
 const FLAGS: &[Flag] = &[Flag::text(
