@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod events;
+mod flags;
 pub mod http;
 pub mod keyring;
 pub mod local;

@@ -1,6 +1,7 @@
 //! The agent process: configuration, logging, the runtime, listeners, signals and graceful
 //! shutdown around an [`Agent`]. `main` only chooses between this and the CLI.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,12 +48,13 @@ fn init_logging(config: &Config) {
 pub fn run_agent(args: &[String]) -> ExitCode {
     let config = match config::load(args) {
         Ok(c) => c,
+        // Written without println!, which panics when the reader is gone (`cairn agent -h | head`).
         Err(e) if e.is_help() => {
-            println!("{e}");
+            let _ = writeln!(std::io::stdout(), "{e}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("==> {e}");
+            let _ = writeln!(std::io::stderr(), "==> {e}");
             return ExitCode::FAILURE;
         }
     };

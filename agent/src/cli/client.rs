@@ -8,8 +8,8 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
-use super::flags::Parsed;
 use super::progress::Progress;
+use crate::flags::Parsed;
 
 /// The address used when neither `-http-addr` nor `CONSUL_HTTP_ADDR` is given.
 pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
@@ -175,7 +175,7 @@ impl Client {
             .or_else(|| env("CONSUL_HTTP_ADDR"))
             .unwrap_or_else(|| DEFAULT_ADDR.to_string());
         let ssl = env("CONSUL_HTTP_SSL")
-            .and_then(|v| super::flags::parse_bool(&v))
+            .and_then(|v| crate::flags::parse_bool(&v))
             .unwrap_or(false);
         let base = base_url(&addr, ssl)?;
         let token = match (p.text("token"), p.text("token-file")) {

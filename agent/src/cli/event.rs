@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const SPEC: Spec = Spec {
     usage: "

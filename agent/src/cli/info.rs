@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::flags::{Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
 
 const SPEC: Spec = Spec {
     usage: "

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{err, fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[Flag::bool(
     "wan",

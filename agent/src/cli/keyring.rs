@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const KEYGEN: Spec = Spec {
     usage: "

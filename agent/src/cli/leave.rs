@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use super::flags::{Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
 
 const SPEC: Spec = Spec {
     usage: "

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::bool("disable", "Disable maintenance mode."),

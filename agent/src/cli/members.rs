@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{columns, fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::bool("detailed", "Provides detailed information about nodes."),

@@ -1,15 +1,15 @@
 //! The `cairn` subcommands that talk to a running agent over its HTTP API, with Consul's
 //! names, flags, output and exit codes (`cairn members`, `cairn kv get -recurse app/`, ...).
 //!
-//! Each command lives in its own module and exposes `run(args) -> ExitCode`; [`flags`] parses
-//! Go-style flags from a static table per command, [`client`] is the shared HTTP client
+//! Each command lives in its own module and exposes `run(args) -> ExitCode`; `spec` declares
+//! a command's usage and flags (a static table per command, parsed by the crate's one Go-style
+//! parser, `crate::flags`), [`client`] is the shared HTTP client
 //! (address, token, datacenter, Consul's error texts) and [`output`] lays results out as
 //! Consul does. The commands run on a small single-threaded tokio runtime.
 
 mod catalog;
 mod client;
 mod event;
-mod flags;
 mod info;
 mod join;
 mod keyring;
@@ -25,14 +25,16 @@ mod reload;
 mod services;
 mod sidecar;
 mod snapshot;
+mod spec;
 mod version;
 mod watch;
 
 use std::process::ExitCode;
 
 use self::client::Client;
-use self::flags::{ParseError, Parsed, Spec};
 use self::output::{err, fail, out};
+use self::spec::Spec;
+use crate::flags::{ParseError, Parsed};
 
 /// The top-level commands and their one-line descriptions, for `cairn` without arguments.
 const COMMANDS: &[(&str, &str)] = &[

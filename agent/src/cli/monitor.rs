@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::fail;
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const SPEC: Spec = Spec {
     usage: "

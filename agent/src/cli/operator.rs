@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{columns, fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const SUBCOMMANDS: &[(&str, &str)] = &[
     (
@@ -244,7 +245,7 @@ const AUTOPILOT_FIELDS: &[&str] = &[
 
 /// Connects and reads the current autopilot settings.
 async fn autopilot_config(
-    p: &super::flags::Parsed,
+    p: &crate::flags::Parsed,
 ) -> Result<(super::client::Client, Value), ExitCode> {
     let client = super::connect(p)?;
     match client

@@ -47,8 +47,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use super::client::DEFAULT_ADDR;
-use super::flags::{Flag, Http, Spec};
 use super::output::fail;
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::text(

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use cairn_catalog::snapshot;
 
-use super::flags::{Http, Spec};
 use super::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
 
 const SUBCOMMANDS: &[(&str, &str)] = &[
     (
@@ -54,7 +54,7 @@ Usage: cairn snapshot save [options] FILE
     http: Http::Server,
 };
 
-fn one_file(p: &super::flags::Parsed, usage: &str) -> Result<String, ExitCode> {
+fn one_file(p: &crate::flags::Parsed, usage: &str) -> Result<String, ExitCode> {
     match p.args.as_slice() {
         [f] => Ok(f.clone()),
         _ => Err(fail(format!(

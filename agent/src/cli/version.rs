@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::flags::{Flag, Http, Spec};
 use super::output::{fail, json_indent, out};
 use crate::CONSUL_COMPAT_VERSION;
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[Flag::text(
     "format",

@@ -14,8 +14,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::client::{Client, Error};
-use super::flags::{Flag, Http, Parsed, Spec};
 use super::output::{err, fail, json_indent, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::{Flag, Parsed};
 
 const FLAGS: &[Flag] = &[
     Flag::text(
@@ -203,7 +204,7 @@ fn plan(p: &Parsed) -> Result<Plan, String> {
             }
             let mut passing = p.bool("passing");
             if let Some(v) = p.text("passingonly") {
-                passing = super::flags::parse_bool(v).ok_or_else(|| {
+                passing = crate::flags::parse_bool(v).ok_or_else(|| {
                     format!("Failed to parse passingonly flag: invalid syntax: {v:?}")
                 })?;
             }

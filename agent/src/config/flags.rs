@@ -1,7 +1,8 @@
-//! `cairn agent` flags, parsed as Go's `flag` package does: `-name`, `--name`, `-name=value`,
-//! `-name value`; boolean flags take no separate argument (`-dev`, `-dev=false`); parsing stops
-//! at `--`. The flags are table-driven: each one either sets a config key (so it goes through the
-//! same checks as config files) or steers the loading itself (`-dev`, `-config-file`, ...).
+//! `cairn agent` flags: the table of every agent flag and what it does. Each one either sets a
+//! config key (so it goes through the same checks as config files) or steers the loading
+//! itself (`-dev`, `-config-file`, ...). The command line is read by the crate's one Go-style
+//! parser (`crate::flags`): `-name`, `--name`, `-name=value`, `-name value`, booleans
+//! without a separate argument (`-dev`, `-dev=false`), parsing stops at `--`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::file::Format;
-use super::values::parse_go_bool;
+use crate::flags::{self, Flag, Kind, ParseError, parse_bool};
 
 /// What a flag does.
 #[derive(Clone, Copy, Debug)]
@@ -30,29 +31,26 @@ enum Target {
     NodeMeta,
 }
 
-/// One flag: name without dashes, argument placeholder (`None` for booleans), target, help.
+/// One agent flag: its name, kind and help for the parser, and what it does.
 struct Spec {
-    name: &'static str,
-    arg: Option<&'static str>,
+    flag: Flag,
     target: Target,
-    help: &'static str,
 }
 
+/// A flag with an argument (placeholder `arg`); repeatable when its target collects values.
 const fn flag(name: &'static str, arg: &'static str, target: Target, help: &'static str) -> Spec {
-    Spec {
-        name,
-        arg: Some(arg),
-        target,
-        help,
-    }
+    let flag = match target {
+        ConfigPath | Hcl | List(_) | NodeMeta => Flag::list(name, arg, help),
+        Dev | ConfigFormat | Key(_) => Flag::text(name, arg, help),
+    };
+    Spec { flag, target }
 }
 
+/// A boolean flag.
 const fn switch(name: &'static str, target: Target, help: &'static str) -> Spec {
     Spec {
-        name,
-        arg: None,
+        flag: Flag::bool(name, help),
         target,
-        help,
     }
 }
 
@@ -319,15 +317,9 @@ pub(crate) fn usage() -> String {
         "Usage: cairn agent [options]\n\n  \
          Starts a Cairn agent, which runs until it is interrupted. Options are Consul's:\n  \
          -flag, --flag, -flag=value and -flag value all work. Later config files override\n  \
-         earlier ones, and flags override config files.\n\nOptions:\n",
+         earlier ones, and flags override config files.\n",
     );
-    for spec in FLAGS {
-        match spec.arg {
-            Some(arg) => out.push_str(&format!("\n  -{}=<{arg}>\n", spec.name)),
-            None => out.push_str(&format!("\n  -{}\n", spec.name)),
-        }
-        out.push_str(&format!("      {}\n", spec.help));
-    }
+    flags::help_section(&mut out, "Options", FLAGS.iter().map(|s| &s.flag));
     out
 }
 
@@ -340,9 +332,9 @@ pub(crate) struct ConfigPathArg {
     pub path: PathBuf,
 }
 
-/// The command line, parsed.
+/// The command line, sorted by what each flag does.
 #[derive(Debug, Default)]
-pub(crate) struct Parsed {
+pub(crate) struct CommandLine {
     /// `-dev`.
     pub dev: bool,
     /// `-config-file` and `-config-dir`, in the order given.
@@ -358,15 +350,6 @@ pub(crate) struct Parsed {
     pub values: Map<String, Value>,
     /// Key path → flag name, for messages.
     pub key_flags: HashMap<String, &'static str>,
-}
-
-/// Why the command line was refused, or that help was asked for.
-#[derive(Debug)]
-pub(crate) enum FlagError {
-    /// `-h`, `-help`.
-    Help,
-    /// A bad command line; the message names the flag.
-    Bad(String),
 }
 
 fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
@@ -388,81 +371,52 @@ fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
     }
 }
 
-/// Parses the arguments that follow `cairn agent`.
-pub(crate) fn parse(args: &[String]) -> Result<Parsed, FlagError> {
-    let mut out = Parsed::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            i += 1;
-            break;
-        }
-        if arg.len() < 2 || !arg.starts_with('-') {
-            break;
-        }
-        let body = arg
-            .strip_prefix("--")
-            .or_else(|| arg.strip_prefix('-'))
-            .unwrap_or(arg);
-        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
-            return Err(FlagError::Bad(format!("bad flag syntax: {arg}")));
-        }
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        if name == "h" || name == "help" {
-            return Err(FlagError::Help);
-        }
-        let Some(spec) = FLAGS.iter().find(|s| s.name == name) else {
-            return Err(FlagError::Bad(format!(
-                "flag provided but not defined: -{name} (see cairn agent -h)"
+fn lookup(name: &str) -> Option<&'static Spec> {
+    FLAGS.iter().find(|s| s.flag.name == name)
+}
+
+/// Parses the arguments that follow `cairn agent`. Parser errors carry a pointer to `-h`,
+/// since the agent prints only the message, not the whole help.
+pub(crate) fn parse(args: &[String]) -> Result<CommandLine, ParseError> {
+    let hint = |msg: String| ParseError::Bad(format!("{msg} (see cairn agent -h)"));
+    let parsed = flags::parse(args, |name| lookup(name).map(|s| &s.flag)).map_err(|e| match e {
+        ParseError::Bad(msg) => hint(msg),
+        help => help,
+    })?;
+    if let Some(extra) = parsed.args.first() {
+        return Err(hint(format!(
+            "unexpected argument {extra:?}: cairn agent takes only flags"
+        )));
+    }
+    let mut out = CommandLine::default();
+    for (flag, text) in parsed.given() {
+        let Some(spec) = lookup(flag.name) else {
+            return Err(hint(format!(
+                "flag provided but not defined: -{}",
+                flag.name
             )));
         };
-        i += 1;
-        let value: Value = match spec.arg {
-            None => match inline {
-                None => Value::Bool(true),
-                Some(v) => Value::Bool(parse_go_bool(v).ok_or_else(|| {
-                    FlagError::Bad(format!(
-                        "invalid boolean value {v:?} for -{name}: expected true or false"
-                    ))
-                })?),
-            },
-            Some(_) => match inline {
-                Some(v) => Value::String(v.to_string()),
-                None => {
-                    let v = args.get(i).ok_or_else(|| {
-                        FlagError::Bad(format!("flag needs an argument: -{name}"))
-                    })?;
-                    i += 1;
-                    Value::String(v.clone())
-                }
-            },
+        let value = match (flag.kind, parse_bool(text)) {
+            (Kind::Bool, Some(b)) => Value::Bool(b),
+            _ => Value::String(text.to_string()),
         };
         apply(&mut out, spec, value)?;
-    }
-    if let Some(extra) = args.get(i) {
-        return Err(FlagError::Bad(format!(
-            "unexpected argument {extra:?}: cairn agent takes only flags (see cairn agent -h)"
-        )));
     }
     Ok(out)
 }
 
-fn apply(out: &mut Parsed, spec: &Spec, value: Value) -> Result<(), FlagError> {
+fn apply(out: &mut CommandLine, spec: &Spec, value: Value) -> Result<(), ParseError> {
     let text = || value.as_str().unwrap_or_default().to_string();
     match spec.target {
         Dev => out.dev = value.as_bool().unwrap_or(false),
         ConfigPath => out.config_paths.push(ConfigPathArg {
-            flag: spec.name,
+            flag: spec.flag.name,
             path: PathBuf::from(text()),
         }),
         ConfigFormat => {
             let v = text();
             out.config_format = Some(Format::from_flag(&v).ok_or_else(|| {
-                FlagError::Bad(format!(
+                ParseError::Bad(format!(
                     "-config-format: invalid value {v:?}: expected json or hcl"
                 ))
             })?);
@@ -470,7 +424,7 @@ fn apply(out: &mut Parsed, spec: &Spec, value: Value) -> Result<(), FlagError> {
         Hcl => out.hcl.push(text()),
         Key(path) => {
             set_path(&mut out.values, path, value);
-            out.key_flags.insert(path.to_string(), spec.name);
+            out.key_flags.insert(path.to_string(), spec.flag.name);
         }
         List(path) => {
             let slot = out
@@ -480,13 +434,13 @@ fn apply(out: &mut Parsed, spec: &Spec, value: Value) -> Result<(), FlagError> {
             if let Value::Array(list) = slot {
                 list.push(value);
             }
-            out.key_flags.insert(path.to_string(), spec.name);
+            out.key_flags.insert(path.to_string(), spec.flag.name);
         }
         NodeMeta => {
             let v = text();
             let (key, val) = v.split_once(':').unwrap_or((v.as_str(), ""));
             if key.is_empty() {
-                return Err(FlagError::Bad(format!(
+                return Err(ParseError::Bad(format!(
                     "-node-meta: invalid value {v:?}: expected key:value"
                 )));
             }
@@ -497,7 +451,7 @@ fn apply(out: &mut Parsed, spec: &Spec, value: Value) -> Result<(), FlagError> {
             if let Value::Object(meta) = slot {
                 meta.insert(key.to_string(), Value::String(val.to_string()));
             }
-            out.key_flags.insert("node_meta".into(), spec.name);
+            out.key_flags.insert("node_meta".into(), spec.flag.name);
         }
     }
     Ok(())

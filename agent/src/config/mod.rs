@@ -12,9 +12,9 @@
 //! warnings ([`Config::warnings`]); invalid values stop start-up with a [`ConfigError`] that
 //! names the file or flag and the key.
 //!
-//! Layout: `flags` (command line), `file` (JSON/HCL files and directories), `schema` (known
-//! keys, per-source checks, merging), `values` (typed value readers), `build` (defaults and
-//! checks across keys).
+//! Layout: `flags` (the agent's flag table, read by the crate's parser `crate::flags`),
+//! `file` (JSON/HCL files and directories), `schema` (known keys, per-source checks, merging),
+//! `values` (typed value readers), `build` (defaults and checks across keys).
 
 mod build;
 mod file;
@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde_json::Map;
 
 use self::file::Format;
-use self::flags::FlagError;
 use self::schema::{Origin, Report};
+use crate::flags::ParseError;
 
 /// Everything the agent needs to start, after merging all sources.
 #[derive(Clone, Debug)]
@@ -434,8 +434,8 @@ pub fn usage() -> String {
 pub fn load(args: &[String]) -> Result<Config, ConfigError> {
     let parsed = match flags::parse(args) {
         Ok(parsed) => parsed,
-        Err(FlagError::Help) => return Err(ConfigError(flags::usage())),
-        Err(FlagError::Bad(msg)) => return Err(ConfigError(msg)),
+        Err(ParseError::Help) => return Err(ConfigError(flags::usage())),
+        Err(ParseError::Bad(msg)) => return Err(ConfigError(msg)),
     };
     let mut report = Report::default();
     let mut merged = Map::new();

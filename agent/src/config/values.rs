@@ -26,20 +26,13 @@ fn invalid(v: &Value, why: &str) -> String {
     format!("invalid value {}: {why}", show(v))
 }
 
-/// Go's `strconv.ParseBool`.
-pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// A boolean (`true`, or a Go boolean string such as `"true"`, `"1"`).
 pub(crate) fn as_bool(v: &Value) -> Result<bool, String> {
     match v {
         Value::Bool(b) => Ok(*b),
-        Value::String(s) => parse_go_bool(s).ok_or_else(|| invalid(v, "expected true or false")),
+        Value::String(s) => {
+            crate::flags::parse_bool(s).ok_or_else(|| invalid(v, "expected true or false"))
+        }
         _ => Err(invalid(v, "expected true or false")),
     }
 }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::cli::flags::{Http, Spec};
 use crate::cli::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
 
 const SPEC: Spec = Spec {
     usage: "

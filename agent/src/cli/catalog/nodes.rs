@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use crate::cli::flags::{Flag, Http, Spec};
 use crate::cli::output::{columns, err, fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::bool(

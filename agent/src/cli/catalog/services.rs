@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use crate::cli::flags::{Flag, Http, Spec};
 use crate::cli::output::{err, fail, out, pairs};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::text(

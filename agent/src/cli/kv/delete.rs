@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use super::{clean_key, key_path};
-use crate::cli::flags::{Flag, Http, Spec};
 use crate::cli::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::bool(

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use super::{clean_key, list};
-use crate::cli::flags::{Http, Spec};
 use crate::cli::output::{fail, json_indent, out};
+use crate::cli::spec::{Http, Spec};
 
 const SPEC: Spec = Spec {
     usage: "

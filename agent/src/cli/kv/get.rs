@@ -7,8 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{Pair, clean_key, key_path, list};
-use crate::cli::flags::{Flag, Http, Spec};
 use crate::cli::output::{fail, out, out_bytes, pairs};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[
     Flag::bool(

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::export::Entry;
 use super::{data_arg, key_path};
-use crate::cli::flags::{Http, Spec};
 use crate::cli::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
 
 const SPEC: Spec = Spec {
     usage: "

@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use super::{field_str, services_from_file};
-use crate::cli::flags::{Flag, Http, Spec};
 use crate::cli::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::Flag;
 
 const FLAGS: &[Flag] = &[Flag::text(
     "id",

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use serde_json::{Map, Value, json};
 
 use super::{field_str, find_key, services_from_file};
-use crate::cli::flags::{Flag, Http, Parsed, Spec};
 use crate::cli::output::{fail, out};
+use crate::cli::spec::{Http, Spec};
+use crate::flags::{Flag, Parsed};
 
 const FLAGS: &[Flag] = &[
     Flag::text(

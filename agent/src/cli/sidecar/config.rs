@@ -7,8 +7,8 @@ use cairn_catalog::duration::{format_go_duration, parse_go_duration};
 use serde_json::{Map, Value, json};
 
 use super::probe::{Probe, Status};
-use crate::cli::flags::Parsed;
 use crate::cli::services::{field_str, find_key, services_from_file};
+use crate::flags::Parsed;
 
 /// The TTL of the sidecar's check when `-ttl` is not given.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(10);
