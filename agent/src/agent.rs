@@ -814,30 +814,14 @@ impl Agent {
 
     /// What the catalog holds for this node (read from the leader).
     async fn catalog_view(&self) -> Result<CatalogView, Error> {
-        let opts = crate::api::ReadOptions::default();
         let (_, v) = self
             .backend
-            .read(
-                &crate::server::query::Read::NodeView {
-                    node: self.node.name.clone(),
-                },
-                &opts,
-            )
+            .node_view(&self.node.name, &crate::api::ReadOptions::default())
             .await?;
-        let decode = |what: &str, e: serde_json::Error| {
-            Error::Internal(format!("malformed {what} in the catalog view: {e}"))
-        };
-        let node: Option<cairn_catalog::model::Node> =
-            serde_json::from_value(v.value["Node"].clone()).map_err(|e| decode("node", e))?;
-        let services: Vec<cairn_catalog::model::Service> =
-            serde_json::from_value(v.value["Services"].clone())
-                .map_err(|e| decode("services", e))?;
-        let checks: Vec<cairn_catalog::model::HealthCheck> =
-            serde_json::from_value(v.value["Checks"].clone()).map_err(|e| decode("checks", e))?;
         Ok(CatalogView {
-            node: node.map(Arc::new),
-            services: services.into_iter().map(Arc::new).collect(),
-            checks: checks.into_iter().map(Arc::new).collect(),
+            node: v.node,
+            services: v.services,
+            checks: v.checks,
         })
     }
 
@@ -846,9 +830,6 @@ impl Agent {
     /// next periodic pass. The agent's own writes wake it too; the diff is then empty.
     async fn node_watch_loop(self: Arc<Agent>) {
         let mut shutdown = self.shutdown_signal();
-        let read = crate::server::query::Read::NodeView {
-            node: self.node.name.clone(),
-        };
         let mut index = 0u64;
         loop {
             let opts = crate::api::ReadOptions {
@@ -857,7 +838,7 @@ impl Agent {
                 ..crate::api::ReadOptions::default()
             };
             let result = tokio::select! {
-                r = self.backend.read(&read, &opts) => r,
+                r = self.backend.node_view(&self.node.name, &opts) => r,
                 _ = shutdown.changed() => return,
             };
             match result {

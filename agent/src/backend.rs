@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use cairn_gossip::{Gossip, MemberStatus, Role};
 use rand::seq::SliceRandom;
-use serde_json::Value;
 
+use crate::api::read::NodeView;
 use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
 use crate::rpc::{self, ServerStatus};
 use crate::server::Server;
@@ -158,13 +158,29 @@ impl Backend {
         match self {
             Backend::Server(s) => s.read(read, opts).await,
             Backend::Client(p) => {
-                let (meta, value): (QueryMeta, Value) = Box::pin(p.call(|c, addr| {
+                let (meta, reply): (QueryMeta, crate::api::Reply) = Box::pin(p.call(|c, addr| {
                     let (read, opts) = (read.clone(), opts.clone());
                     async move { c.read(&addr, &read, &opts).await }
                 }))
                 .await?;
-                Ok((meta, Arc::new(Answer::new(value))))
+                Ok((meta, Arc::new(Answer::new(reply))))
             }
+        }
+    }
+
+    /// What the catalog holds for one node (the anti-entropy and alias-check view).
+    pub async fn node_view(
+        &self,
+        node: &str,
+        opts: &ReadOptions,
+    ) -> Result<(QueryMeta, NodeView), Error> {
+        let read = Read::NodeView {
+            node: node.to_string(),
+        };
+        let (meta, answer) = self.read(&read, opts).await?;
+        match &answer.reply {
+            crate::api::Reply::NodeView(v) => Ok((meta, v.clone())),
+            other => Err(crate::api::read::unexpected("NodeView", other)),
         }
     }
 

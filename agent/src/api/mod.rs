@@ -5,10 +5,13 @@
 
 pub mod error;
 pub mod options;
+pub mod read;
+pub mod shapes;
 pub mod write;
 
 pub use error::Error;
 pub use options::{Consistency, Indexed, QueryMeta, ReadOptions};
+pub use read::{Read, Reply, Selection};
 pub use write::{Token, Write, WriteOp, Written};
 
 /// A service-layer result.

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
+use cairn_catalog::model::{HealthCheck, HealthStatus};
 use tokio::sync::mpsc;
 
 use super::CheckResult;
@@ -305,22 +305,17 @@ impl AliasSource for AgentAliasSource {
                 max_stale: Some(Duration::from_secs(15)),
                 filter: None,
             };
-            let read = crate::server::query::Read::NodeView { node: node.clone() };
             let (meta, v) = agent
                 .backend
-                .read(&read, &opts)
+                .node_view(&node, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            let checks: Vec<HealthCheck> = serde_json::from_value(v.value["Checks"].clone())
-                .map_err(|e| format!("malformed checks of node {node}: {e}"))?;
-            let services: Vec<Service> = serde_json::from_value(v.value["Services"].clone())
-                .map_err(|e| format!("malformed services of node {node}: {e}"))?;
             Ok((
                 meta.index,
                 AliasView {
                     node,
-                    checks: checks.iter().map(AliasCheck::from).collect(),
-                    service_exists: services.iter().any(|s| s.id == service_id),
+                    checks: v.checks.iter().map(|c| AliasCheck::from(&**c)).collect(),
+                    service_exists: v.services.iter().any(|s| s.id == service_id),
                 },
             ))
         })

@@ -104,11 +104,12 @@ async fn node_services(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     let sel = selection(&a, &p, &o);
-    let (meta, value) = super::run_read(&a, Read::CatalogNodeServices { node, sel }, &o).await?;
+    let read = Read::CatalogNodeServices { node, sel };
+    let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
     // An unknown node is Consul's empty `NodeServiceList`, with 200 as the Go client expects.
-    if value.value.is_null() {
+    if matches!(answer.reply, crate::api::Reply::NodeServices(None)) {
         let empty = serde_json::json!({"Node": null, "Services": null});
         return Ok(super::read_response(&meta, &empty, o.pretty));
     }
-    Ok(super::answer_response(&meta, &value, o.pretty))
+    Ok(super::answer_response(&meta, &read, &answer, o.pretty))
 }

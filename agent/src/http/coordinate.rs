@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, answer_response, json_response, query, run_read, set_meta, token};
+use crate::api::Reply;
 use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
 
@@ -47,7 +48,7 @@ async fn datacenters(
     o.read.consistency = crate::api::Consistency::Stale;
     o.read.min_index = 0;
     let coords = match run_read(&a, Read::Coordinates { node: None }, &o).await {
-        Ok((_, answer)) => entries(&answer.value),
+        Ok((_, answer)) => entries(&answer.reply),
         Err(_) => Vec::new(),
     };
     let list: Vec<Value> = coords
@@ -61,18 +62,22 @@ async fn datacenters(
     ))
 }
 
-fn entries(v: &Value) -> Vec<CoordinateEntry> {
-    serde_json::from_value(v.clone()).unwrap_or_default()
+fn entries(reply: &Reply) -> Vec<CoordinateEntry> {
+    match reply {
+        Reply::Coordinates(c) => c.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// Every node's coordinate (`?segment` narrows to one segment); blocking.
 async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    let (meta, answer) = run_read(&a, Read::Coordinates { node: None }, &o).await?;
+    let read = Read::Coordinates { node: None };
+    let (meta, answer) = run_read(&a, read.clone(), &o).await?;
     match p.get("segment") {
-        None => Ok(answer_response(&meta, &answer, o.pretty)),
+        None => Ok(answer_response(&meta, &read, &answer, o.pretty)),
         Some(seg) => {
-            let list: Vec<CoordinateEntry> = entries(&answer.value)
+            let list: Vec<CoordinateEntry> = entries(&answer.reply)
                 .into_iter()
                 .filter(|c| c.segment == seg)
                 .collect();
@@ -91,13 +96,13 @@ async fn node(
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
     let read = Read::Coordinates { node: Some(node) };
-    let (meta, answer) = run_read(&a, read, &o).await?;
-    if answer.value.as_array().is_none_or(Vec::is_empty) {
+    let (meta, answer) = run_read(&a, read.clone(), &o).await?;
+    if entries(&answer.reply).is_empty() {
         let mut r = StatusCode::NOT_FOUND.into_response();
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
-    Ok(answer_response(&meta, &answer, o.pretty))
+    Ok(answer_response(&meta, &read, &answer, o.pretty))
 }
 
 /// Sets a node's coordinate.

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::params::Params;
 use super::{AppState, json_response, query, run_read, set_meta, token};
 use crate::api::write::{KvDeleteMode, KvSetMode};
-use crate::api::{Write, WriteOp, Written};
+use crate::api::{Reply, Write, WriteOp, Written};
 use crate::server::query::Read;
 
 /// Routes of this area. `max_value` is `limits.kv_max_value_size`.
@@ -89,8 +89,14 @@ async fn kv_get(
     } else {
         Read::KvGet { key }
     };
-    let (meta, value) = run_read(&a, read, &o).await?;
-    if value.value.is_null() && root_keys {
+    let (meta, answer) = run_read(&a, read.clone(), &o).await?;
+    let empty = match &answer.reply {
+        Reply::Kv(e) => e.is_none(),
+        Reply::KvList(l) => l.is_empty(),
+        Reply::KvKeys(k) => k.is_empty(),
+        other => return Err(crate::api::read::unexpected("KV", other).into()),
+    };
+    if empty && root_keys {
         // Consul answers an empty store's key list with `[]`, not a 404.
         return Ok(super::read_response(
             &meta,
@@ -98,15 +104,12 @@ async fn kv_get(
             o.pretty,
         ));
     }
-    if value.value.is_null() {
+    if empty {
         let mut r = StatusCode::NOT_FOUND.into_response();
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
-    if raw && !keys && !recurse {
-        let b64 = value.value[0]["Value"].as_str().unwrap_or_default();
-        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
-            .unwrap_or_default();
+    if let (true, Reply::Kv(Some(entry))) = (raw, &answer.reply) {
         let mut r = (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
@@ -119,13 +122,13 @@ async fn kv_get(
                     HeaderValue::from_static("sandbox"),
                 ),
             ],
-            bytes,
+            entry.value.clone().unwrap_or_default(),
         )
             .into_response();
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
-    Ok(super::answer_response(&meta, &value, o.pretty))
+    Ok(super::answer_response(&meta, &read, &answer, o.pretty))
 }
 
 /// Consul's `conflictingFlags`: at most one of `flags` may be given; the error quotes the

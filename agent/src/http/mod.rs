@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod operator;
 pub mod params;
 pub mod prepared_query;
+pub mod render;
 pub mod session;
 pub mod snapshot;
 pub mod status;
@@ -267,17 +268,23 @@ pub fn read_response(meta: &QueryMeta, value: &serde_json::Value, pretty: bool) 
     resp
 }
 
-/// A read's answer as a response: its shared compact encoding unless indentation is asked for.
-pub fn answer_response(meta: &QueryMeta, answer: &Answer, pretty: bool) -> Response {
+/// A read's answer as a response: its shared compact encoding (rendered once per answer, for
+/// every reader it is shared with) unless indentation is asked for.
+pub fn answer_response(meta: &QueryMeta, read: &Read, answer: &Answer, pretty: bool) -> Response {
     if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
-        return read_response(meta, &answer.value, true);
+        return read_response(meta, &render::render(read, &answer.reply), true);
     }
+    let bytes = answer.encoded(|reply| {
+        serde_json::to_vec(&render::render(read, reply))
+            .map(bytes::Bytes::from)
+            .unwrap_or_else(|_| bytes::Bytes::from_static(b"null"))
+    });
     let mut resp = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        Body::from(answer.json()),
+        Body::from(bytes),
     )
         .into_response();
     set_meta(resp.headers_mut(), meta);
@@ -324,8 +331,8 @@ pub async fn serve_read(
     read: Read,
     opts: &QueryOptions,
 ) -> Result<Response, ApiError> {
-    let (meta, answer) = run_read(agent, read, opts).await?;
-    Ok(answer_response(&meta, &answer, opts.pretty))
+    let (meta, answer) = run_read(agent, read.clone(), opts).await?;
+    Ok(answer_response(&meta, &read, &answer, opts.pretty))
 }
 
 /// Runs a server read with the request's options.

@@ -39,11 +39,13 @@ async fn autopilot_get(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
-    let (meta, answer) = super::run_read(&a, crate::server::query::Read::Autopilot, &o).await?;
-    let value = if answer.value.is_null() {
-        serde_json::to_value(a.config().autopilot.to_model()).unwrap_or_default()
-    } else {
-        answer.value.clone()
+    let read = crate::server::query::Read::Autopilot;
+    let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
+    let value = match &answer.reply {
+        crate::api::Reply::Autopilot(None) => {
+            serde_json::to_value(a.config().autopilot.to_model()).unwrap_or_default()
+        }
+        reply => super::render::render(&read, reply),
     };
     let mut r = json_response(&value, o.pretty);
     super::set_meta(r.headers_mut(), &meta);
@@ -117,9 +119,13 @@ async fn autopilot_set(
 /// as Consul's answer has it.
 async fn usage(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, o) = query(q.as_deref())?;
-    let (meta, answer) = super::run_read(&a, crate::server::query::Read::Usage, &o).await?;
+    let read = crate::server::query::Read::Usage;
+    let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
     let mut per_dc = serde_json::Map::new();
-    per_dc.insert(a.backend.datacenter().to_string(), answer.value.clone());
+    per_dc.insert(
+        a.backend.datacenter().to_string(),
+        super::render::render(&read, &answer.reply),
+    );
     let body = json!({
         "Usage": per_dc,
         "Index": meta.index,

@@ -118,13 +118,17 @@ async fn renew(
     let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let (_, found) = super::run_read(&a, Read::SessionInfo { id: id.clone() }, &o).await?;
-    let Some(s) = found.value.as_array().and_then(|a| a.first()).cloned() else {
+    let session = match &found.reply {
+        crate::api::Reply::Sessions(s) => s.first().cloned(),
+        other => return Err(crate::api::read::unexpected("Sessions", other).into()),
+    };
+    let Some(s) = session else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
-    if let Ok(Some(ttl)) = parse_session_ttl(s["TTL"].as_str().unwrap_or_default()) {
+    if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
         a.backend.renew_session(&id, ttl).await?;
     }
-    Ok(json_response(&vec![s], o.pretty))
+    Ok(json_response(&vec![&*s], o.pretty))
 }
 
 async fn info(

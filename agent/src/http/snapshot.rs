@@ -29,10 +29,11 @@ pub fn routes() -> Router<AppState> {
 async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, mut o) = query(q.as_deref())?;
     o.read.min_index = 0;
-    let (meta, value) = run_read(&a, Read::Snapshot, &o).await?;
-    let b64 = value.value.as_str().unwrap_or_default();
-    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
-        .map_err(|e| ApiError::internal(format!("malformed snapshot from the server: {e}")))?;
+    let (meta, answer) = run_read(&a, Read::Snapshot, &o).await?;
+    let bytes = match &answer.reply {
+        crate::api::Reply::Snapshot(b) => b.clone(),
+        other => return Err(crate::api::read::unexpected("Snapshot", other).into()),
+    };
     let mut r = (
         [(
             header::CONTENT_TYPE,

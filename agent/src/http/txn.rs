@@ -71,9 +71,14 @@ async fn txn(
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
         let mut o = o;
         o.read.min_index = 0;
-        let (meta, body) = super::run_read(&a, Read::Txn { ops }, &o).await?;
-        let mut r = json_response(&body.value, o.pretty);
-        if !body.value["Errors"].is_null() {
+        let read = Read::Txn { ops };
+        let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
+        let failed = match &answer.reply {
+            crate::api::Reply::Txn(t) => !t.errors.is_empty(),
+            other => return Err(crate::api::read::unexpected("Txn", other).into()),
+        };
+        let mut r = json_response(&super::render::render(&read, &answer.reply), o.pretty);
+        if failed {
             *r.status_mut() = StatusCode::CONFLICT;
         }
         set_meta(r.headers_mut(), &meta);

@@ -56,8 +56,8 @@ pub struct ReadRequest {
 pub struct ReadReply {
     /// Metadata.
     pub meta: QueryMeta,
-    /// The JSON answer.
-    pub value: serde_json::Value,
+    /// The typed reply.
+    pub reply: crate::api::Reply,
 }
 
 /// Identifies a Raft peer by node UUID or RPC address (either may be empty).
@@ -204,7 +204,7 @@ impl Client {
         addr: &str,
         read: &Read,
         opts: &ReadOptions,
-    ) -> Result<(QueryMeta, serde_json::Value), Error> {
+    ) -> Result<(QueryMeta, crate::api::Reply), Error> {
         let req = ReadRequest {
             read: read.clone(),
             opts: opts.clone(),
@@ -212,7 +212,7 @@ impl Client {
         // Longest wait plus its jitter plus slack for the network.
         let timeout = opts.wait + opts.wait / 16 + Duration::from_secs(10);
         let reply: ReadReply = self.call(addr, "/v1/internal/read", &req, timeout).await?;
-        Ok((reply.meta, reply.value))
+        Ok((reply.meta, reply.reply))
     }
 
     /// A server's status.

@@ -147,7 +147,7 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
     match s.read(&req.read, &req.opts).await {
         Ok((meta, answer)) => ok(&ReadReply {
             meta,
-            value: answer.value.clone(),
+            reply: answer.reply.clone(),
         }),
         Err(e) => fail(&e),
     }

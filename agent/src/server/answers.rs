@@ -51,7 +51,7 @@ mod tests {
     #[test]
     fn answers_are_kept_per_index_and_cleared() {
         let a = Answers::default();
-        let ans = Arc::new(Answer::new(serde_json::json!([1])));
+        let ans = Arc::new(Answer::new(crate::api::Reply::KvKeys(vec!["a".into()])));
         a.put("r".into(), 5, Arc::clone(&ans));
         assert!(a.get("r", 5).is_some());
         assert!(a.get("r", 6).is_none(), "another index is another answer");
@@ -67,13 +67,13 @@ mod tests {
             a.put(
                 format!("r{i}"),
                 1,
-                Arc::new(Answer::new(serde_json::Value::Null)),
+                Arc::new(Answer::new(crate::api::Reply::Kv(None))),
             );
         }
         a.put(
             "last".into(),
             1,
-            Arc::new(Answer::new(serde_json::Value::Null)),
+            Arc::new(Answer::new(crate::api::Reply::Kv(None))),
         );
         assert!(a.get("r0", 1).is_none());
         assert!(a.get("last", 1).is_some());

@@ -670,8 +670,8 @@ impl Server {
         {
             return Ok((*i, a));
         }
-        let (index, value) = read.execute(st)?;
-        let answer = Arc::new(query::Answer::new(value));
+        let (index, reply) = read.execute(st)?;
+        let answer = Arc::new(query::Answer::new(reply));
         if let Some((k, i)) = key
             && i == index
         {

@@ -1,159 +1,21 @@
-//! Reads a server answers: each [`Read`] names what it reads (its watch target, for blocking)
-//! and computes its answer, as Consul's JSON, from one consistent view of the state.
-//!
-//! A `Read` is plain data so that a client agent can forward it to a server unchanged.
+//! How a server answers a [`Read`]: what it waits on (its watch target, for blocking), when
+//! an earlier answer can be shared, and the typed [`Reply`] computed from one consistent view
+//! of the state, with Consul's tag, node-metadata and `?filter` selection applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use cairn_catalog::filter::Filter;
-use cairn_catalog::model::{HealthCheck, HealthStatus, Node, Service};
-use cairn_catalog::store::{CheckServiceNode, ServiceNode};
+use cairn_catalog::model::{HealthStatus, Node, Service};
+use cairn_catalog::store::ServiceNode;
 use cairn_catalog::{State, WatchKey};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::Error;
+use crate::api::read::{NodeServices, NodeView, QueryResult, TxnOutcome, Usage};
+use crate::api::shapes::{self, schema};
+pub use crate::api::{Read, Reply, Selection};
 use crate::watch::Target;
-
-/// A read of the replicated state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Read {
-    /// `/v1/catalog/nodes`.
-    CatalogNodes(Selection),
-    /// `/v1/catalog/services`.
-    CatalogServices(Selection),
-    /// `/v1/catalog/service/:name`.
-    CatalogService {
-        /// Service name.
-        name: String,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/catalog/node/:node`.
-    CatalogNode {
-        /// Node name.
-        node: String,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/catalog/node-services/:node`.
-    CatalogNodeServices {
-        /// Node name.
-        node: String,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/health/node/:node`.
-    HealthNode {
-        /// Node name.
-        node: String,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/health/checks/:service`.
-    HealthChecks {
-        /// Service name.
-        name: String,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/health/service/:service`.
-    HealthService {
-        /// Service name.
-        name: String,
-        /// Only instances whose checks all pass.
-        passing: bool,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `/v1/health/state/:state` (`None`: any).
-    HealthState {
-        /// State wanted.
-        state: Option<HealthStatus>,
-        /// Filters.
-        sel: Selection,
-    },
-    /// `GET /v1/kv/:key`.
-    KvGet {
-        /// Key.
-        key: String,
-    },
-    /// `GET /v1/kv/:prefix?recurse`.
-    KvList {
-        /// Prefix.
-        prefix: String,
-    },
-    /// `GET /v1/kv/:prefix?keys`.
-    KvKeys {
-        /// Prefix.
-        prefix: String,
-        /// Separator grouping keys (empty: none).
-        separator: String,
-    },
-    /// `/v1/session/info/:id`.
-    SessionInfo {
-        /// Session ID.
-        id: String,
-    },
-    /// `/v1/session/list`.
-    SessionList,
-    /// `/v1/session/node/:node`.
-    SessionNode {
-        /// Node name.
-        node: String,
-    },
-    /// A read-only `/v1/txn`: evaluated on a private copy of the state, nothing written.
-    Txn {
-        /// The (read-only) operations.
-        ops: Vec<cairn_catalog::command::TxnOp>,
-    },
-    /// The whole state as a snapshot (`GET /v1/snapshot`), base64 in a JSON string.
-    Snapshot,
-    /// One node with its services and checks (the agent's anti-entropy view).
-    NodeView {
-        /// Node name.
-        node: String,
-    },
-    /// `/v1/operator/usage`: counts of services, instances and nodes.
-    Usage,
-    /// `GET /v1/query` (every prepared query) and `GET /v1/query/:id` (one, 404 when unknown).
-    Queries {
-        /// One query only.
-        id: Option<String>,
-    },
-    /// `/v1/query/:id-or-name/execute`: the healthy instances a prepared query selects.
-    QueryExecute {
-        /// ID or name (templates match by prefix).
-        key: String,
-        /// Most instances to return (0: all).
-        limit: usize,
-        /// This datacenter's name.
-        dc: String,
-    },
-    /// `/v1/query/:id-or-name/explain`: the query as resolved and rendered for the name.
-    QueryExplain {
-        /// ID or name.
-        key: String,
-    },
-    /// `/v1/operator/autopilot/configuration`: the replicated settings (`null` when unset).
-    Autopilot,
-    /// `/v1/coordinate/nodes` (every node) and `/v1/coordinate/node/:node`.
-    Coordinates {
-        /// One node only.
-        node: Option<String>,
-    },
-}
-
-/// Filters common to catalog and health reads.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Selection {
-    /// `?filter` expression.
-    pub filter: Option<String>,
-    /// `?tag` values (all must match, case-insensitively).
-    pub tags: Vec<String>,
-    /// `?node-meta` pairs (all must match).
-    pub node_meta: Vec<(String, String)>,
-    /// Datacenter to report on nodes without one.
-    pub dc: String,
-}
 
 impl Selection {
     fn node_ok(&self, node: &Node) -> bool {
@@ -186,14 +48,18 @@ impl Selection {
     }
 }
 
-/// Keeps the items matching the filter (all when there is none).
-fn apply_filter(items: Vec<Value>, filter: Option<&Filter>) -> Result<Vec<Value>, Error> {
+/// Keeps the items whose JSON shape matches the filter (all when there is none).
+fn keep<T>(
+    items: Vec<T>,
+    filter: Option<&Filter>,
+    shape: impl Fn(&T) -> Value,
+) -> Result<Vec<T>, Error> {
     let Some(f) = filter else {
         return Ok(items);
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        if f.matches(&item)
+        if f.matches(&shape(&item))
             .map_err(|e| Error::Invalid(format!("Failed to apply filter: {e}")))?
         {
             out.push(item);
@@ -202,113 +68,28 @@ fn apply_filter(items: Vec<Value>, filter: Option<&Filter>) -> Result<Vec<Value>
     Ok(out)
 }
 
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// A node as the API shows it, with its datacenter filled in.
-pub fn node_json(node: &Node, dc: &str) -> Value {
-    let mut v = to_value(node);
-    if node.datacenter.is_empty() {
-        v["Datacenter"] = json!(dc);
-    }
-    v
-}
-
-/// A service instance as `/v1/health/service` and `/v1/catalog/node` show it.
-pub fn service_json(svc: &Service) -> Value {
-    let mut v = to_value(svc);
-    if let Value::Object(m) = &mut v
-        && svc.kind.is_empty()
-    {
-        m.remove("Kind");
-    }
-    v
-}
-
-/// A `CatalogService` element of `/v1/catalog/service/:name`.
-pub fn catalog_service_json(node: &Node, svc: &Service, dc: &str) -> Value {
-    json!({
-        "ID": node.id,
-        "Node": node.node,
-        "Address": node.address,
-        "Datacenter": if node.datacenter.is_empty() { dc } else { &node.datacenter },
-        "TaggedAddresses": node.tagged_addresses,
-        "NodeMeta": node.meta,
-        "ServiceKind": svc.kind,
-        "ServiceID": svc.id,
-        "ServiceName": svc.service,
-        "ServiceTags": svc.tags,
-        "ServiceAddress": svc.address,
-        "ServiceTaggedAddresses": svc.tagged_addresses,
-        "ServiceWeights": svc.weights,
-        "ServiceMeta": svc.meta,
-        "ServicePort": svc.port,
-        "ServiceSocketPath": "",
-        "ServiceEnableTagOverride": svc.enable_tag_override,
-        "ServiceProxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-        "ServiceConnect": {},
-        "CreateIndex": svc.create_index,
-        "ModifyIndex": svc.modify_index,
-    })
-}
-
-fn check_json(c: &HealthCheck) -> Value {
-    to_value(c)
-}
-
-fn service_entry_json(csn: &CheckServiceNode, dc: &str) -> Value {
-    json!({
-        "Node": node_json(&csn.node, dc),
-        "Service": service_json(&csn.service),
-        "Checks": csn.checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
-    })
-}
-
-/// Sample objects describing what a filter may select, per result type.
-mod schema {
-    use super::*;
-
-    pub fn node() -> Value {
-        node_json(&Node::default(), "")
-    }
-    pub fn catalog_service() -> Value {
-        catalog_service_json(&Node::default(), &Service::default(), "")
-    }
-    pub fn service() -> Value {
-        service_json(&Service::default())
-    }
-    pub fn check() -> Value {
-        check_json(&HealthCheck::default())
-    }
-    pub fn service_entry() -> Value {
-        json!({"Node": node(), "Service": service(), "Checks": [check()]})
-    }
-}
-
-/// An answer: the JSON value and, computed once and shared by every request served from it,
-/// its compact encoding.
+/// An answer shared by every request served from it: the typed reply and, computed once by
+/// the edge that renders it, its encoding.
 #[derive(Debug)]
 pub struct Answer {
-    /// The answer.
-    pub value: Value,
-    json: std::sync::OnceLock<bytes::Bytes>,
+    /// The reply.
+    pub reply: Reply,
+    encoded: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Answer {
-    /// Wraps a value.
-    pub fn new(value: Value) -> Answer {
+    /// Wraps a reply.
+    pub fn new(reply: Reply) -> Answer {
         Answer {
-            value,
-            json: std::sync::OnceLock::new(),
+            reply,
+            encoded: std::sync::OnceLock::new(),
         }
     }
 
-    /// The compact JSON encoding (computed on first use).
-    pub fn json(&self) -> bytes::Bytes {
-        self.json
-            .get_or_init(|| serde_json::to_vec(&self.value).unwrap_or_default().into())
-            .clone()
+    /// The reply's encoding, made by `render` the first time it is asked for and shared by
+    /// every later caller (all readers woken by one change get the same bytes).
+    pub fn encoded(&self, render: impl FnOnce(&Reply) -> bytes::Bytes) -> bytes::Bytes {
+        self.encoded.get_or_init(|| render(&self.reply)).clone()
     }
 }
 
@@ -368,165 +149,141 @@ impl Read {
         }
     }
 
-    /// Computes the answer and the index it reflects. `Value::Null` for a KV miss (the HTTP
-    /// layer turns it into a 404 that still carries the index).
-    pub fn execute(&self, st: &State) -> Result<(u64, Value), Error> {
+    /// Computes the reply and the index it reflects.
+    pub fn execute(&self, st: &State) -> Result<(u64, Reply), Error> {
         match self {
             Read::CatalogNodes(sel) => {
                 let f = sel.compile(schema::node)?;
                 let (idx, nodes) = st.nodes();
-                let items = nodes
-                    .iter()
-                    .filter(|n| sel.node_ok(n))
-                    .map(|n| node_json(n, &sel.dc))
-                    .collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
+                let nodes = nodes.into_iter().filter(|n| sel.node_ok(n)).collect();
+                let kept = keep(nodes, f.as_ref(), |n: &Arc<Node>| {
+                    shapes::node_json(n, &sel.dc)
+                })?;
+                Ok((idx, Reply::Nodes(kept)))
             }
             Read::CatalogServices(sel) => {
                 if sel.filter.is_none() && sel.node_meta.is_empty() {
                     let (idx, names) = st.service_names();
-                    return Ok((idx, to_value(&names)));
+                    return Ok((idx, Reply::ServiceTags(names)));
                 }
                 let f = sel.compile(schema::catalog_service)?;
                 let (idx, all) = st.all_service_nodes();
-                let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-                for sn in all.iter().filter(|sn| sel.node_ok(&sn.node)) {
-                    let v = catalog_service_json(&sn.node, &sn.service, &sel.dc);
-                    if !apply_filter(vec![v], f.as_ref())?.is_empty() {
-                        let tags = out.entry(sn.service.service.clone()).or_default();
-                        for t in &sn.service.tags {
-                            if !tags.contains(t) {
-                                tags.push(t.clone());
-                            }
-                        }
-                    }
+                let all = all.into_iter().filter(|sn| sel.node_ok(&sn.node)).collect();
+                let kept = keep(all, f.as_ref(), |sn: &ServiceNode| {
+                    shapes::catalog_service_json(&sn.node, &sn.service, &sel.dc)
+                })?;
+                let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for sn in kept {
+                    out.entry(sn.service.service.clone())
+                        .or_default()
+                        .extend(sn.service.tags.iter().cloned());
                 }
-                for tags in out.values_mut() {
-                    tags.sort();
-                }
-                Ok((idx, to_value(&out)))
+                let out = out
+                    .into_iter()
+                    .map(|(name, tags)| (name, tags.into_iter().collect()))
+                    .collect();
+                Ok((idx, Reply::ServiceTags(out)))
             }
             Read::CatalogService { name, sel } => {
                 let f = sel.compile(schema::catalog_service)?;
                 let (idx, sns) = st.service_nodes(name);
-                let items = sns
-                    .iter()
-                    .filter(|sn: &&ServiceNode| sel.node_ok(&sn.node) && sel.tags_ok(&sn.service))
-                    .map(|sn| catalog_service_json(&sn.node, &sn.service, &sel.dc))
-                    .collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
-            }
-            Read::CatalogNode { node, sel } => {
-                let f = sel.compile(schema::service)?;
-                let (idx, found) = st.node_services(node);
-                let Some((n, services)) = found else {
-                    return Ok((idx, Value::Null));
-                };
-                let items = services.iter().map(|s| service_json(s)).collect();
-                let kept = apply_filter(items, f.as_ref())?;
-                let map: serde_json::Map<String, Value> = kept
+                let sns = sns
                     .into_iter()
-                    .map(|s| (s["ID"].as_str().unwrap_or_default().to_string(), s))
+                    .filter(|sn| sel.node_ok(&sn.node) && sel.tags_ok(&sn.service))
                     .collect();
-                Ok((
-                    idx,
-                    json!({"Node": node_json(&n, &sel.dc), "Services": map}),
-                ))
+                let kept = keep(sns, f.as_ref(), |sn: &ServiceNode| {
+                    shapes::catalog_service_json(&sn.node, &sn.service, &sel.dc)
+                })?;
+                Ok((idx, Reply::ServiceNodes(kept)))
             }
-            Read::CatalogNodeServices { node, sel } => {
+            Read::CatalogNode { node, sel } | Read::CatalogNodeServices { node, sel } => {
                 let f = sel.compile(schema::service)?;
                 let (idx, found) = st.node_services(node);
                 let Some((n, services)) = found else {
-                    return Ok((idx, Value::Null));
+                    return Ok((idx, Reply::NodeServices(None)));
                 };
-                let items = services.iter().map(|s| service_json(s)).collect();
-                let kept = apply_filter(items, f.as_ref())?;
+                let services = keep(services, f.as_ref(), |s: &Arc<Service>| {
+                    shapes::service_json(s)
+                })?;
                 Ok((
                     idx,
-                    json!({"Node": node_json(&n, &sel.dc), "Services": kept}),
+                    Reply::NodeServices(Some(NodeServices { node: n, services })),
                 ))
             }
             Read::HealthNode { node, sel } => {
                 let f = sel.compile(schema::check)?;
                 let (idx, checks) = st.node_checks(node);
-                let items = checks.iter().map(|c| check_json(c)).collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
+                let kept = keep(checks, f.as_ref(), |c| shapes::check_json(c))?;
+                Ok((idx, Reply::Checks(kept)))
             }
             Read::HealthChecks { name, sel } => {
                 let f = sel.compile(schema::check)?;
                 let (idx, checks) = st.service_checks(name);
-                let items = checks
-                    .iter()
+                let checks = checks
+                    .into_iter()
                     .filter(|c| {
                         sel.node_meta.is_empty()
                             || st.node(&c.node).is_some_and(|n| sel.node_ok(&n))
                     })
-                    .map(|c| check_json(c))
                     .collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
+                let kept = keep(checks, f.as_ref(), |c| shapes::check_json(c))?;
+                Ok((idx, Reply::Checks(kept)))
             }
             Read::HealthService { name, passing, sel } => {
                 let f = sel.compile(schema::service_entry)?;
                 let (idx, csns) = st.check_service_nodes(name);
-                let items = csns
-                    .iter()
+                let csns = csns
+                    .into_iter()
                     .filter(|c| sel.node_ok(&c.node) && sel.tags_ok(&c.service))
                     .filter(|c| {
                         !passing || c.checks.iter().all(|k| k.status == HealthStatus::Passing)
                     })
-                    .map(|c| service_entry_json(c, &sel.dc))
                     .collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
+                let kept = keep(csns, f.as_ref(), |c| shapes::service_entry_json(c, &sel.dc))?;
+                Ok((idx, Reply::ServiceHealth(kept)))
             }
             Read::HealthState { state, sel } => {
                 let f = sel.compile(schema::check)?;
                 let (idx, checks) = st.checks_in_state(*state);
-                let items = checks
-                    .iter()
+                let checks = checks
+                    .into_iter()
                     .filter(|c| {
                         sel.node_meta.is_empty()
                             || st.node(&c.node).is_some_and(|n| sel.node_ok(&n))
                     })
-                    .map(|c| check_json(c))
                     .collect();
-                Ok((idx, Value::Array(apply_filter(items, f.as_ref())?)))
+                let kept = keep(checks, f.as_ref(), |c| shapes::check_json(c))?;
+                Ok((idx, Reply::Checks(kept)))
             }
             Read::KvGet { key } => {
                 let (idx, e) = st.kv_get(key);
-                Ok((
-                    idx,
-                    e.map(|e| json!([to_value(&*e)])).unwrap_or(Value::Null),
-                ))
+                Ok((idx, Reply::Kv(e)))
             }
             Read::KvList { prefix } => {
                 let (idx, entries) = st.kv_list(prefix);
-                if entries.is_empty() {
-                    return Ok((idx, Value::Null));
-                }
-                Ok((
-                    idx,
-                    Value::Array(entries.iter().map(|e| to_value(&**e)).collect()),
-                ))
+                Ok((idx, Reply::KvList(entries)))
             }
             Read::KvKeys { prefix, separator } => {
                 let (idx, keys) = st.kv_keys(prefix, separator);
-                if keys.is_empty() {
-                    return Ok((idx, Value::Null));
-                }
-                Ok((idx, to_value(&keys)))
+                Ok((idx, Reply::KvKeys(keys)))
             }
             Read::SessionInfo { id } => {
                 let (idx, s) = st.session(id);
-                Ok((
-                    idx,
-                    Value::Array(s.iter().map(|s| to_value(&**s)).collect()),
-                ))
+                Ok((idx, Reply::Sessions(s.into_iter().collect())))
+            }
+            Read::SessionList => {
+                let (idx, all) = st.sessions();
+                Ok((idx, Reply::Sessions(all)))
+            }
+            Read::SessionNode { node } => {
+                let (idx, all) = st.node_sessions(node);
+                Ok((idx, Reply::Sessions(all)))
             }
             Read::Usage => {
                 let (sidx, instances) = st.all_service_nodes();
                 let (nidx, nodes) = st.nodes();
-                let mut names = std::collections::BTreeSet::new();
-                let mut kinds: std::collections::BTreeMap<&str, u64> = [
+                let mut names = BTreeSet::new();
+                let mut kinds: BTreeMap<String, u64> = [
                     "connect-native",
                     "connect-proxy",
                     "ingress-gateway",
@@ -534,7 +291,7 @@ impl Read {
                     "terminating-gateway",
                 ]
                 .into_iter()
-                .map(|k| (k, 0))
+                .map(|k| (k.to_string(), 0))
                 .collect();
                 let mut billable = 0u64;
                 for i in &instances {
@@ -546,26 +303,25 @@ impl Read {
                         None => {}
                     }
                 }
-                let usage = json!({
-                    "Services": names.len(),
-                    "ServiceInstances": instances.len(),
-                    "ConnectServiceInstances": kinds,
-                    "BillableServiceInstances": billable,
-                    "Nodes": nodes.len(),
-                });
-                Ok((sidx.max(nidx), usage))
+                let usage = Usage {
+                    services: names.len() as u64,
+                    service_instances: instances.len() as u64,
+                    connect_instances: kinds,
+                    billable_instances: billable,
+                    nodes: nodes.len() as u64,
+                };
+                Ok((sidx.max(nidx), Reply::Usage(usage)))
             }
             Read::Queries { id } => {
                 let (idx, all) = st.queries();
-                let list: Vec<Value> = all
-                    .iter()
+                let list: Vec<_> = all
+                    .into_iter()
                     .filter(|q| id.as_ref().is_none_or(|want| &q.id == want))
-                    .map(|q| to_value(&**q))
                     .collect();
                 if id.is_some() && list.is_empty() {
                     return Err(Error::NotFound("Query not found".into()));
                 }
-                Ok((idx, Value::Array(list)))
+                Ok((idx, Reply::Queries(list)))
             }
             Read::QueryExecute { key, limit, dc } => {
                 let q = super::prepared::resolve(st, key)
@@ -573,34 +329,27 @@ impl Read {
                 let (idx, chosen) = super::prepared::select(st, &q, *limit);
                 Ok((
                     idx,
-                    json!({
-                        "Service": q.service.service,
-                        "Nodes": chosen.iter().map(|c| service_entry_json(c, dc)).collect::<Vec<_>>(),
-                        "DNS": to_value(&q.dns),
-                        "Datacenter": dc,
-                        "Failovers": 0,
+                    Reply::QueryResult(QueryResult {
+                        service: q.service.service.clone(),
+                        nodes: chosen,
+                        dns: q.dns.clone(),
+                        datacenter: dc.clone(),
+                        failovers: 0,
                     }),
                 ))
             }
             Read::QueryExplain { key } => {
                 let q = super::prepared::resolve(st, key)
                     .ok_or_else(|| Error::NotFound("Query not found".into()))?;
-                Ok((st.queries().0, json!({"Query": to_value(&q)})))
+                Ok((st.queries().0, Reply::QueryExplain(q)))
             }
             Read::Autopilot => {
                 let (idx, config) = st.autopilot();
-                Ok((idx, config.map_or(Value::Null, |c| to_value(&*c))))
+                Ok((idx, Reply::Autopilot(config)))
             }
             Read::Coordinates { node } => {
                 let (idx, entries) = st.coordinates(node.as_deref());
-                Ok((idx, to_value(&entries)))
-            }
-            Read::SessionList => {
-                let (idx, all) = st.sessions();
-                Ok((
-                    idx,
-                    Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
-                ))
+                Ok((idx, Reply::Coordinates(entries)))
             }
             Read::Txn { ops } => {
                 let mut scratch = State::clone(st);
@@ -609,47 +358,33 @@ impl Read {
                     now_ms: 0,
                 };
                 let applied = scratch.apply(st.last_index() + 1, &cmd);
-                let value = match applied.result? {
-                    cairn_catalog::Response::Txn { results, errors } if errors.is_empty() => {
-                        json!({"Results": results, "Errors": null})
+                match applied.result? {
+                    cairn_catalog::Response::Txn { results, errors } => {
+                        Ok((st.last_index(), Reply::Txn(TxnOutcome { results, errors })))
                     }
-                    cairn_catalog::Response::Txn { errors, .. } => {
-                        json!({"Results": null, "Errors": errors})
-                    }
-                    _ => Value::Null,
-                };
-                Ok((st.last_index(), value))
+                    other => Err(Error::Internal(format!(
+                        "a read-only transaction answered {other:?}"
+                    ))),
+                }
             }
-            Read::Snapshot => {
-                use base64::Engine;
-                let bytes = cairn_catalog::snapshot::write_archive(st);
-                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-                Ok((st.last_index(), Value::String(b64)))
-            }
+            Read::Snapshot => Ok((
+                st.last_index(),
+                Reply::Snapshot(cairn_catalog::snapshot::write_archive(st)),
+            )),
             Read::NodeView { node } => {
                 let (idx, found) = st.node_services(node);
                 let (_, checks) = st.node_checks(node);
                 let (n, services) = match found {
-                    Some((n, s)) => (
-                        node_json(&n, ""),
-                        s.iter().map(|s| to_value(&**s)).collect::<Vec<_>>(),
-                    ),
-                    None => (Value::Null, Vec::new()),
+                    Some((n, s)) => (Some(n), s),
+                    None => (None, Vec::new()),
                 };
                 Ok((
                     idx,
-                    json!({
-                        "Node": n,
-                        "Services": services,
-                        "Checks": checks.iter().map(|c| to_value(&**c)).collect::<Vec<_>>(),
+                    Reply::NodeView(NodeView {
+                        node: n,
+                        services,
+                        checks,
                     }),
-                ))
-            }
-            Read::SessionNode { node } => {
-                let (idx, all) = st.node_sessions(node);
-                Ok((
-                    idx,
-                    Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
                 ))
             }
         }

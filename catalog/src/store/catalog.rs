@@ -10,7 +10,7 @@ use crate::command::{DeregisterRequest, RegisterRequest};
 use crate::model::{HealthCheck, HealthStatus, Node, Service};
 
 /// A service instance with its node (`/v1/catalog/service/:name`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceNode {
     /// The node.
     pub node: Arc<Node>,
@@ -20,7 +20,7 @@ pub struct ServiceNode {
 
 /// A service instance with its node and the checks that decide its health
 /// (`/v1/health/service/:name`): node-level checks first, then the instance's own.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckServiceNode {
     /// The node.
     pub node: Arc<Node>,
