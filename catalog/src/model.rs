@@ -14,7 +14,8 @@ use crate::duration::serde_go;
 /// A map of free-form string metadata (node meta, service meta).
 pub type Meta = BTreeMap<String, String>;
 
-/// Health of a check, as Consul spells it.
+/// Health of a check, as Consul spells it. Ordered from best to worst, so the health of
+/// anything made of several checks is [`HealthStatus::worst`] of theirs.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -36,6 +37,23 @@ impl HealthStatus {
             HealthStatus::Passing => "passing",
             HealthStatus::Warning => "warning",
             HealthStatus::Critical => "critical",
+        }
+    }
+
+    /// The worst of `statuses` (critical, then warning, then passing); passing when there are
+    /// none, as an instance without checks is healthy. The one aggregation of check statuses
+    /// everywhere (health endpoints, DNS, prepared queries, alias checks).
+    pub fn worst(statuses: impl IntoIterator<Item = HealthStatus>) -> HealthStatus {
+        statuses.into_iter().max().unwrap_or(HealthStatus::Passing)
+    }
+
+    /// Whether an instance whose aggregate health is this is served (DNS, prepared queries):
+    /// never when critical, and not when warning if only passing instances are wanted.
+    pub fn serves(self, only_passing: bool) -> bool {
+        match self {
+            HealthStatus::Passing => true,
+            HealthStatus::Warning => !only_passing,
+            HealthStatus::Critical => false,
         }
     }
 

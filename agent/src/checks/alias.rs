@@ -131,6 +131,7 @@ pub fn evaluate(
             continue;
         }
         found |= service_match;
+        // Consul's order: the last failing check gives the output, a critical one ends it.
         match c.status {
             HealthStatus::Critical | HealthStatus::Warning => {
                 health = c.status;

@@ -258,12 +258,7 @@ fn aggregate(checks: &[&HealthCheck]) -> &'static str {
     {
         return "maintenance";
     }
-    let worst = checks.iter().map(|c| c.status).min_by_key(|s| match s {
-        HealthStatus::Critical => 0,
-        HealthStatus::Warning => 1,
-        HealthStatus::Passing => 2,
-    });
-    worst.map_or("passing", HealthStatus::as_str)
+    HealthStatus::worst(checks.iter().map(|c| c.status)).as_str()
 }
 
 fn health_code(status: &str) -> StatusCode {

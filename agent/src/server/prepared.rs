@@ -139,14 +139,13 @@ pub fn select(st: &State, q: &PreparedQuery, limit: usize) -> (u64, Vec<CheckSer
                     .all(|(k, v)| c.service.meta.get(k) == Some(v))
         })
         .filter(|c| {
-            c.checks
-                .iter()
-                .filter(|k| !svc.ignore_check_ids.contains(&k.check_id))
-                .all(|k| match k.status {
-                    HealthStatus::Passing => true,
-                    HealthStatus::Warning => !svc.only_passing,
-                    HealthStatus::Critical => false,
-                })
+            HealthStatus::worst(
+                c.checks
+                    .iter()
+                    .filter(|k| !svc.ignore_check_ids.contains(&k.check_id))
+                    .map(|k| k.status),
+            )
+            .serves(svc.only_passing)
         })
         .collect();
     chosen.shuffle(&mut rand::rng());

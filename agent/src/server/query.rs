@@ -235,9 +235,7 @@ impl Read {
                 let csns = csns
                     .into_iter()
                     .filter(|c| sel.node_ok(&c.node) && sel.tags_ok(&c.service))
-                    .filter(|c| {
-                        !passing || c.checks.iter().all(|k| k.status == HealthStatus::Passing)
-                    })
+                    .filter(|c| !passing || c.aggregate() == HealthStatus::Passing)
                     .collect();
                 let kept = keep(csns, f.as_ref(), |c| shapes::service_entry_json(c, &sel.dc))?;
                 Ok((idx, Reply::ServiceHealth(kept)))

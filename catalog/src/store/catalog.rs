@@ -33,15 +33,7 @@ pub struct CheckServiceNode {
 impl CheckServiceNode {
     /// The worst status among the checks (`passing` when there are none).
     pub fn aggregate(&self) -> HealthStatus {
-        self.checks
-            .iter()
-            .map(|c| c.status)
-            .min_by_key(|s| match s {
-                HealthStatus::Critical => 0,
-                HealthStatus::Warning => 1,
-                HealthStatus::Passing => 2,
-            })
-            .unwrap_or(HealthStatus::Passing)
+        HealthStatus::worst(self.checks.iter().map(|c| c.status))
     }
 }
 

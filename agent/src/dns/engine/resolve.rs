@@ -203,15 +203,6 @@ fn host_name(host: &str) -> Option<Name> {
     Some(n)
 }
 
-/// Whether an instance is served: nothing critical, and nothing warning with `only_passing`.
-fn healthy(status: HealthStatus, only_passing: bool) -> bool {
-    match status {
-        HealthStatus::Passing => true,
-        HealthStatus::Warning => !only_passing,
-        HealthStatus::Critical => false,
-    }
-}
-
 fn address_record(name: Name, ttl: u32, ip: IpAddr) -> Record {
     match ip.to_canonical() {
         IpAddr::V4(v4) => Record::from_rdata(name, ttl, RData::A(A(v4))),
@@ -367,7 +358,7 @@ impl Responder<'_, '_> {
         let mut servers: Vec<&Instance> = sets
             .iter()
             .flat_map(|s| s.instances.iter())
-            .filter(|i| healthy(i.status, settings.only_passing))
+            .filter(|i| i.status.serves(settings.only_passing))
             .collect();
         servers.shuffle(rng);
         let mut ns = Vec::new();
@@ -412,8 +403,7 @@ impl Responder<'_, '_> {
             return self.nxdomain();
         }
         let only_passing = settings.only_passing;
-        let keep =
-            |i: &Instance| healthy(i.status, only_passing) && tag.is_none_or(|t| i.has_tag(t));
+        let keep = |i: &Instance| i.status.serves(only_passing) && tag.is_none_or(|t| i.has_tag(t));
         self.instances(name, keep, settings.service_ttl(name), rng)
     }
 
