@@ -54,20 +54,31 @@ pub enum SnapshotFileError {
     /// Damaged or foreign content.
     #[error("{0}")]
     Invalid(String),
+    /// The snapshot could not be encoded (nothing was written).
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(String),
 }
 
-/// Encodes a snapshot (metadata + catalog bytes) in the file layout.
-pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Vec<u8> {
-    let meta_json = serde_json::to_vec(meta).unwrap_or_default();
+/// Encodes a snapshot (metadata + catalog bytes) in the file layout. Fails rather than write
+/// a file that would not read back.
+pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Result<Vec<u8>, SnapshotFileError> {
+    let meta_json = serde_json::to_vec(meta)
+        .map_err(|e| SnapshotFileError::Encode(format!("metadata: {e}")))?;
+    let meta_len = u32::try_from(meta_json.len()).map_err(|_| {
+        SnapshotFileError::Encode(format!(
+            "metadata of {} bytes does not fit the layout",
+            meta_json.len()
+        ))
+    })?;
     let mut out = Vec::with_capacity(16 + meta_json.len() + catalog.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta_len.to_be_bytes());
     out.extend_from_slice(&meta_json);
     out.extend_from_slice(catalog);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
-    out
+    Ok(out)
 }
 
 /// Verifies and splits a snapshot into its metadata and catalog state.
@@ -220,8 +231,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let dir = self.dir.clone();
         let meta2 = meta.clone();
         let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let catalog = snapshot::write(&state);
-            let bytes = encode_snapshot(&meta2, &catalog);
+            let catalog = snapshot::write(&state).map_err(|e| e.to_string())?;
+            let bytes = encode_snapshot(&meta2, &catalog).map_err(|e| e.to_string())?;
             if let Some(dir) = dir {
                 write_atomic(&dir, SNAPSHOT_FILE, &bytes).map_err(|e| e.to_string())?;
             }

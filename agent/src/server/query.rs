@@ -622,7 +622,8 @@ impl Read {
             }
             Read::Snapshot => {
                 use base64::Engine;
-                let bytes = cairn_catalog::snapshot::write_archive(st);
+                let bytes = cairn_catalog::snapshot::write_archive(st)
+                    .map_err(|e| ApiError::internal(format!("Failed to create snapshot: {e}")))?;
                 let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
                 Ok((st.last_index(), Value::String(b64)))
             }
