@@ -131,6 +131,7 @@ impl Backend {
         match self {
             Backend::Server(s) => s.propose(cmd).await,
             Backend::Client(p) => {
+                cmd.validate()?;
                 let (cmd, _in_flight) = p.requests.identify(cmd);
                 let r = p
                     .call(|c, addr| {

@@ -1,7 +1,9 @@
 //! Behaviour of the state store through its public API: registration semantics, per-key
 //! indexes, KV CAS and locks, sessions, transactions, and the snapshot round trip.
 
-use cairn_catalog::command::{DeregisterRequest, KvOp, KvRequest, RegisterRequest, TxnKvOp, TxnOp};
+use cairn_catalog::command::{
+    DeregisterRequest, KvOp, KvRequest, KvVerb, RegisterRequest, TxnKvOp, TxnOp,
+};
 use cairn_catalog::model::{HealthCheck, HealthStatus, Service, Session, SessionBehavior};
 use cairn_catalog::{Command, Response, State, WatchKey, snapshot};
 
@@ -308,11 +310,9 @@ fn txn_is_all_or_nothing() {
     log.apply(kv(KvOp::Set, "x", "1", 0, "", 0)).expect("x");
     let op = |verb: &str, key: &str, index: u64| {
         TxnOp::Kv(TxnKvOp {
-            verb: verb.into(),
-            key: key.into(),
             value: Some(b"v".to_vec()),
             index,
-            ..TxnKvOp::default()
+            ..TxnKvOp::new(KvVerb::parse(verb).expect("verb"), key)
         })
     };
     let r = log

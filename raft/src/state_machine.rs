@@ -28,6 +28,12 @@ pub trait ApplyObserver: Send + Sync + 'static {
     fn applied(&self, changes: &Changes);
     /// The whole state was replaced (snapshot installed): everything may have changed.
     fn reset(&self);
+    /// The entry at `index` held a command of type `tag` that this version does not know and
+    /// its writer allowed skipping: it was applied as a no-op (already logged as a warning).
+    /// Counted, so that operators see that servers are due an upgrade.
+    fn skipped_unknown(&self, index: u64, tag: &str) {
+        let _ = (index, tag);
+    }
 }
 
 /// An observer that ignores everything (tests).
@@ -293,15 +299,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 continue;
             }
             let applied = self.store.apply(index, &cmd);
-            if let Err(cairn_catalog::StoreError::IndexRegression { .. }) = &applied.result {
-                // Never expected: the log and the state disagree. Stop rather than diverge.
-                return Err(sm_err(
-                    ErrorVerb::Write,
-                    format!(
-                        "state machine at index {} cannot apply entry {index}",
-                        self.store.read().last_index()
-                    ),
-                ));
+            match &applied.result {
+                Err(cairn_catalog::StoreError::IndexRegression { .. }) => {
+                    // Never expected: the log and the state disagree. Stop rather than diverge.
+                    return Err(sm_err(
+                        ErrorVerb::Write,
+                        format!(
+                            "state machine at index {} cannot apply entry {index}",
+                            self.store.read().last_index()
+                        ),
+                    ));
+                }
+                Err(cairn_catalog::StoreError::UnknownCommand(tag)) => {
+                    // Written by a newer version, which did not allow skipping it: applying
+                    // the rest of the log without it would diverge from the servers that
+                    // apply it, so this one stops here (as Consul's FSM panics), with the
+                    // entry kept in the log for an upgraded binary to apply.
+                    tracing::error!(
+                        index,
+                        command_type = %tag,
+                        "log entry holds a command type this version does not know; \
+                         stopping the state machine: upgrade this server"
+                    );
+                    return Err(sm_err(
+                        ErrorVerb::Write,
+                        format!(
+                            "log entry {index} holds a command of type {tag:?}, which this \
+                             version does not know and may not skip; upgrade this server"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            for u in cmd.unknown() {
+                tracing::warn!(
+                    index,
+                    command_type = %u.tag,
+                    "skipped a command of a type this version does not know (its writer \
+                     allows that); upgrade this server"
+                );
+                self.observer.skipped_unknown(index, &u.tag);
             }
             self.last_applied = Some(log_id);
             if !applied.changes.is_empty() {

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use cairn_catalog::StoreError;
+use cairn_catalog::command::InvalidCommand;
 
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +66,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Invalid(m) | StoreError::NotFound(m) => ApiError::bad_request(m),
-            StoreError::IndexRegression { .. } => ApiError::internal(e.to_string()),
+            StoreError::IndexRegression { .. } | StoreError::UnknownCommand(_) => {
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<InvalidCommand> for ApiError {
+    /// A command refused before it was proposed: a bad transaction verb is the client's
+    /// mistake; a command type this server does not know means the servers need an upgrade.
+    fn from(e: InvalidCommand) -> ApiError {
+        match e {
+            InvalidCommand::UnknownVerb { .. } => ApiError::bad_request(e.to_string()),
+            InvalidCommand::UnknownType(_) => ApiError::internal(e.to_string()),
         }
     }
 }

@@ -91,6 +91,14 @@ pub enum StoreError {
         /// Last applied index.
         last: u64,
     },
+    /// The command holds a command of a type this version does not know (written by a newer
+    /// one) that may not be skipped. Nothing was applied and the index was not consumed: the
+    /// server must stop applying the log here rather than diverge from those that apply it.
+    #[error(
+        "command type {0:?} is unknown to this version (written by a newer one) and may not be \
+         skipped: upgrade this server"
+    )]
+    UnknownCommand(String),
 }
 
 /// The outcome of `apply`.
@@ -151,14 +159,25 @@ impl State {
 
     /// Applies `cmd` at `index`. All or nothing: on error the state is unchanged (except that the
     /// index is consumed, as a Raft log entry is, and a request's result is remembered).
+    ///
+    /// Two errors leave even the index alone, because the log and this state cannot go on
+    /// together: an index that does not follow the last one, and an entry holding a command of
+    /// an unknown type that may not be skipped ([`StoreError::UnknownCommand`]). Commands of
+    /// unknown types that may be skipped apply as no-ops.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
-        if index <= self.last_index {
+        let refused = if index <= self.last_index {
+            Some(StoreError::IndexRegression {
+                index,
+                last: self.last_index,
+            })
+        } else {
+            cmd.refused_unknown()
+                .map(|u| StoreError::UnknownCommand(u.tag.clone()))
+        };
+        if let Some(e) = refused {
             return Applied {
                 index,
-                result: Err(StoreError::IndexRegression {
-                    index,
-                    last: self.last_index,
-                }),
+                result: Err(e),
                 changes: Changes::default(),
             };
         }
@@ -290,6 +309,7 @@ impl Tx<'_> {
             Command::QuerySet { query, create } => self.query_set(query, *create),
             Command::QueryDelete { id } => Ok(self.query_delete(id)),
             Command::Noop => Ok(Response::Done),
+            Command::Unknown(u) => skip_unknown(u),
             Command::Batch(_) | Command::Request { .. } => {
                 Err(StoreError::Invalid("nested batch or request".into()))
             }
@@ -306,6 +326,16 @@ impl Tx<'_> {
     pub(crate) fn forget(&mut self, key: &WatchKey) {
         self.st.indexes.remove(key);
         self.changes.keys.push(key.clone());
+    }
+}
+
+/// A command of a type this version does not know: a no-op if its writer allowed skipping it
+/// (`State::apply` refuses the others before anything runs).
+fn skip_unknown(u: &crate::command::UnknownCommand) -> Result<Response, StoreError> {
+    if u.ignore_unknown {
+        Ok(Response::Done)
+    } else {
+        Err(StoreError::UnknownCommand(u.tag.clone()))
     }
 }
 
