@@ -2,10 +2,10 @@
 //! versions.
 //!
 //! A command is JSON: its stable type tag alone (`"Noop"`), or a map from the tag to the body
-//! (`{"Kv": {...}}`). This is the form version 1 wrote, unchanged for every known type, so old
-//! logs, old snapshots' neighbours and servers of the previous release still read what this one
-//! writes. The map may carry one more key, [`IGNORE_UNKNOWN_KEY`], set by the writer when
-//! servers that do not know the type may skip it (Consul's `IgnoreUnknownTypeFlag`).
+//! (`{"Kv": {...}}`). This is the form version 1 wrote, unchanged for every known type, so logs
+//! written by version 1 read back as they were, and servers of the previous release read what
+//! this one writes. The map may carry one more key, [`IGNORE_UNKNOWN_KEY`], set by the writer
+//! when servers that do not know the type may skip it (Consul's `IgnoreUnknownTypeFlag`).
 //!
 //! A reader that meets a tag it does not know does not fail: it keeps the command as written
 //! ([`UnknownCommand`]) so the log stays whole and can be handed on to other servers unchanged;
