@@ -401,6 +401,54 @@ async fn txn_failure_rolls_back_everything() {
     assert!(r.status == 400 || r.status == 409, "{r:?}");
 }
 
+/// An unknown verb is refused before anything is proposed, with Consul's per-operation error
+/// in a 409 (as when verbs were checked only on apply); a wrongly typed verb is a bad body.
+#[tokio::test]
+async fn txn_unknown_verbs_are_a_conflict_naming_each_operation() {
+    let a = Agent::start().await;
+    let r = txn(
+        &a,
+        &json!([
+            {"KV": {"Verb": "set", "Key": "v/one", "Value": b64("1")}},
+            {"KV": {"Verb": "bogus", "Key": "x"}},
+            {"Node": {"Verb": "upsert", "Node": {"Node": "n", "Address": "192.0.2.1"}}},
+            {"Service": {"Verb": "SET", "Node": "n", "Service": {"Service": "s"}}},
+            {"Check": {"Verb": "get-tree", "Check": {"Node": "n", "CheckID": "c"}}},
+            {"KV": {"Key": "no-verb"}},
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        r.body,
+        json!({"Results": null, "Errors": [
+            {"OpIndex": 1, "What": "unknown KV verb \"bogus\""},
+            {"OpIndex": 2, "What": "unknown Node verb \"upsert\""},
+            {"OpIndex": 3, "What": "unknown Service verb \"SET\""},
+            {"OpIndex": 4, "What": "unknown Check verb \"get-tree\""},
+            {"OpIndex": 5, "What": "unknown KV verb \"\""},
+        ]})
+    );
+    assert_eq!(a.get("/v1/kv/v/one").await.status, 404, "nothing applied");
+    // A read-only transaction with a bad verb answers the same way.
+    let r = txn(
+        &a,
+        &json!([{"KV": {"Verb": "get", "Key": "x"}}, {"KV": {"Verb": "peek", "Key": "x"}}]),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.body["Errors"],
+        json!([{"OpIndex": 1, "What": "unknown KV verb \"peek\""}])
+    );
+    let r = txn(&a, &json!([{"Node": {"Verb": ["set"]}}])).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
 #[tokio::test]
 async fn txn_limits_and_bad_bodies() {
     let a = Agent::start().await;

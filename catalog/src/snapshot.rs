@@ -33,6 +33,9 @@ pub enum SnapshotError {
     /// The payload is not well formed.
     #[error("malformed snapshot payload: {0}")]
     Malformed(String),
+    /// The state could not be encoded (nothing was written).
+    #[error("cannot encode the state snapshot: {0}")]
+    Encode(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -67,8 +70,8 @@ struct StagedPayload {
     data: Vec<u8>,
 }
 
-/// Serializes the state.
-pub fn write(st: &State) -> Vec<u8> {
+/// Serializes the state. Fails rather than write a snapshot that would not restore.
+pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
     let payload = Payload {
         index: st.last_index,
         nodes: st.nodes.values().map(|n| Node::clone(n)).collect(),
@@ -104,19 +107,18 @@ pub fn write(st: &State) -> Vec<u8> {
             .map(|(c, s)| (c.clone(), ClientSession::clone(s)))
             .collect(),
     };
-    // Plain data always serializes.
-    let body = serde_json::to_vec(&payload).unwrap_or_default();
+    let body = serde_json::to_vec(&payload).map_err(|e| SnapshotError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
     out.extend_from_slice(&Sha256::digest(&body));
     out.extend_from_slice(&body);
-    out
+    Ok(out)
 }
 
 /// Serializes the state for an operator (`GET /v1/snapshot`): without the pieces of a restore
 /// being received and the client sessions, which belong to Raft's snapshots only.
-pub fn write_archive(st: &State) -> Vec<u8> {
+pub fn write_archive(st: &State) -> Result<Vec<u8>, SnapshotError> {
     if st.staged.is_none() && st.clients.is_empty() {
         return write(st);
     }

@@ -1,7 +1,9 @@
 //! Behaviour of the state store through its public API: registration semantics, per-key
 //! indexes, KV CAS and locks, sessions, transactions, and the snapshot round trip.
 
-use cairn_catalog::command::{DeregisterRequest, KvOp, KvRequest, RegisterRequest, TxnKvOp, TxnOp};
+use cairn_catalog::command::{
+    DeregisterRequest, KvOp, KvRequest, KvVerb, RegisterRequest, TxnKvOp, TxnOp,
+};
 use cairn_catalog::model::{HealthCheck, HealthStatus, Service, Session, SessionBehavior};
 use cairn_catalog::{Command, Response, State, WatchKey, snapshot};
 
@@ -308,11 +310,9 @@ fn txn_is_all_or_nothing() {
     log.apply(kv(KvOp::Set, "x", "1", 0, "", 0)).expect("x");
     let op = |verb: &str, key: &str, index: u64| {
         TxnOp::Kv(TxnKvOp {
-            verb: verb.into(),
-            key: key.into(),
             value: Some(b"v".to_vec()),
             index,
-            ..TxnKvOp::default()
+            ..TxnKvOp::new(KvVerb::parse(verb).expect("verb"), key)
         })
     };
     let r = log
@@ -346,7 +346,7 @@ fn txn_is_all_or_nothing() {
 fn snapshot_rejects_damage() {
     let mut log = Log::new();
     log.apply(kv(KvOp::Set, "k", "v", 0, "", 0)).expect("set");
-    let bytes = snapshot::write(&log.st);
+    let bytes = snapshot::write(&log.st).expect("snapshot");
     let mut bad = bytes.clone();
     let last = bad.len() - 2;
     bad[last] ^= 0x20;
@@ -518,10 +518,10 @@ mod properties {
                 }
                 last = now;
             }
-            let bytes = snapshot::write(&st);
+            let bytes = snapshot::write(&st).expect("snapshot");
             let restored = snapshot::read(&bytes).expect("restore");
             prop_assert_eq!(observe(&st), observe(&restored));
-            prop_assert_eq!(snapshot::write(&restored), bytes);
+            prop_assert_eq!(snapshot::write(&restored).expect("snapshot"), bytes);
         }
     }
 }
@@ -582,7 +582,7 @@ fn a_restore_in_pieces_survives_a_snapshot_half_way() {
         src.apply(kv(KvOp::Set, &format!("k/{i}"), "value", 0, "", 0))
             .expect("set");
     }
-    let archive = snapshot::write(&src.st);
+    let archive = snapshot::write(&src.st).expect("snapshot");
     let pieces: Vec<&[u8]> = archive.chunks(archive.len() / 3 + 1).collect();
     assert_eq!(pieces.len(), 3);
 
@@ -594,13 +594,13 @@ fn a_restore_in_pieces_survives_a_snapshot_half_way() {
     log.apply(chunk("r1", pieces[0].len(), pieces[1]))
         .expect("second piece");
     // A server that installs a snapshot taken now sees the same pieces.
-    let raft_snapshot = snapshot::write(&log.st);
+    let raft_snapshot = snapshot::write(&log.st).expect("snapshot");
     let mut other = Log {
         st: snapshot::read(&raft_snapshot).expect("snapshot with staged pieces"),
         next: log.next,
     };
     // Operators' archives leave the pieces out.
-    let archive_now = snapshot::write_archive(&log.st);
+    let archive_now = snapshot::write_archive(&log.st).expect("snapshot");
     assert!(archive_now.len() < raft_snapshot.len());
     assert!(snapshot::read(&archive_now).is_ok());
 
@@ -659,7 +659,7 @@ fn coordinates_follow_their_node_and_survive_snapshots() {
     let (idx, all) = log.st.coordinates(None);
     assert_eq!(all, vec![entry("n1")]);
     assert_eq!(idx, 2);
-    let restored = snapshot::read(&snapshot::write(&log.st)).expect("snapshot");
+    let restored = snapshot::read(&snapshot::write(&log.st).expect("snapshot")).expect("snapshot");
     assert_eq!(restored.coordinates(Some("n1")).1, vec![entry("n1")]);
     let mut bad = entry("n1");
     bad.coord.error = f64::NAN;
@@ -717,7 +717,7 @@ fn prepared_queries_are_unique_and_survive_snapshots() {
     assert_eq!(all[0].name, "renamed");
     assert_eq!(all[0].create_index, 1);
     assert!(all[0].modify_index > 1);
-    let restored = snapshot::read(&snapshot::write(&log.st)).expect("snapshot");
+    let restored = snapshot::read(&snapshot::write(&log.st).expect("snapshot")).expect("snapshot");
     assert_eq!(restored.queries().1, all);
     log.apply(Command::QueryDelete { id: "a".into() })
         .expect("delete");

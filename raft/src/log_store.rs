@@ -11,7 +11,10 @@
 //!
 //! On disk each entry is a version byte followed by the JSON of the entry; redb checksums its
 //! pages, so a torn last commit is rolled back to the previous (acknowledged) one at open, and
-//! any entry that fails to decode stops start-up with an error naming its index.
+//! any entry that fails to decode stops start-up with an error naming its index. An entry
+//! holding a command type this version does not know (a newer server wrote it) is not
+//! malformed: it is kept as written, so the log stays whole and is handed on unchanged, and the
+//! state machine skips or refuses it when it comes to apply it (see `cairn_catalog::command`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -320,6 +323,16 @@ impl LogStore {
                     )));
                 }
                 let entry = decode(index, v.value()).map_err(&corrupt)?;
+                if let openraft::EntryPayload::Normal(cmd) = &entry.payload {
+                    for u in cmd.unknown() {
+                        tracing::warn!(
+                            index,
+                            command_type = %u.tag,
+                            may_skip = u.ignore_unknown,
+                            "the log holds a command type this version does not know"
+                        );
+                    }
+                }
                 if entry.get_log_id().index != index {
                     return Err(corrupt(format!(
                         "log entry stored at {index} claims index {}",

@@ -28,6 +28,12 @@ pub trait ApplyObserver: Send + Sync + 'static {
     fn applied(&self, changes: &Changes);
     /// The whole state was replaced (snapshot installed): everything may have changed.
     fn reset(&self);
+    /// The entry at `index` held a command of type `tag` that this version does not know and
+    /// its writer allowed skipping: it was applied as a no-op (already logged as a warning).
+    /// Counted, so that operators see that servers are due an upgrade.
+    fn skipped_unknown(&self, index: u64, tag: &str) {
+        let _ = (index, tag);
+    }
 }
 
 /// An observer that ignores everything (tests).
@@ -54,20 +60,31 @@ pub enum SnapshotFileError {
     /// Damaged or foreign content.
     #[error("{0}")]
     Invalid(String),
+    /// The snapshot could not be encoded (nothing was written).
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(String),
 }
 
-/// Encodes a snapshot (metadata + catalog bytes) in the file layout.
-pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Vec<u8> {
-    let meta_json = serde_json::to_vec(meta).unwrap_or_default();
+/// Encodes a snapshot (metadata + catalog bytes) in the file layout. Fails rather than write
+/// a file that would not read back.
+pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Result<Vec<u8>, SnapshotFileError> {
+    let meta_json = serde_json::to_vec(meta)
+        .map_err(|e| SnapshotFileError::Encode(format!("metadata: {e}")))?;
+    let meta_len = u32::try_from(meta_json.len()).map_err(|_| {
+        SnapshotFileError::Encode(format!(
+            "metadata of {} bytes does not fit the layout",
+            meta_json.len()
+        ))
+    })?;
     let mut out = Vec::with_capacity(16 + meta_json.len() + catalog.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&(meta_json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta_len.to_be_bytes());
     out.extend_from_slice(&meta_json);
     out.extend_from_slice(catalog);
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
-    out
+    Ok(out)
 }
 
 /// Verifies and splits a snapshot into its metadata and catalog state.
@@ -220,8 +237,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let dir = self.dir.clone();
         let meta2 = meta.clone();
         let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let catalog = snapshot::write(&state);
-            let bytes = encode_snapshot(&meta2, &catalog);
+            let catalog = snapshot::write(&state).map_err(|e| e.to_string())?;
+            let bytes = encode_snapshot(&meta2, &catalog).map_err(|e| e.to_string())?;
             if let Some(dir) = dir {
                 write_atomic(&dir, SNAPSHOT_FILE, &bytes).map_err(|e| e.to_string())?;
             }
@@ -282,15 +299,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 continue;
             }
             let applied = self.store.apply(index, &cmd);
-            if let Err(cairn_catalog::StoreError::IndexRegression { .. }) = &applied.result {
-                // Never expected: the log and the state disagree. Stop rather than diverge.
-                return Err(sm_err(
-                    ErrorVerb::Write,
-                    format!(
-                        "state machine at index {} cannot apply entry {index}",
-                        self.store.read().last_index()
-                    ),
-                ));
+            match &applied.result {
+                Err(cairn_catalog::StoreError::IndexRegression { .. }) => {
+                    // Never expected: the log and the state disagree. Stop rather than diverge.
+                    return Err(sm_err(
+                        ErrorVerb::Write,
+                        format!(
+                            "state machine at index {} cannot apply entry {index}",
+                            self.store.read().last_index()
+                        ),
+                    ));
+                }
+                Err(cairn_catalog::StoreError::UnknownCommand(tag)) => {
+                    // Written by a newer version, which did not allow skipping it: applying
+                    // the rest of the log without it would diverge from the servers that
+                    // apply it, so this one stops here (as Consul's FSM panics), with the
+                    // entry kept in the log for an upgraded binary to apply.
+                    tracing::error!(
+                        index,
+                        command_type = %tag,
+                        "log entry holds a command type this version does not know; \
+                         stopping the state machine: upgrade this server"
+                    );
+                    return Err(sm_err(
+                        ErrorVerb::Write,
+                        format!(
+                            "log entry {index} holds a command of type {tag:?}, which this \
+                             version does not know and may not skip; upgrade this server"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            for u in cmd.unknown() {
+                tracing::warn!(
+                    index,
+                    command_type = %u.tag,
+                    "skipped a command of a type this version does not know (its writer \
+                     allows that); upgrade this server"
+                );
+                self.observer.skipped_unknown(index, &u.tag);
             }
             self.last_applied = Some(log_id);
             if !applied.changes.is_empty() {

@@ -78,6 +78,21 @@ impl From<StoreError> for Error {
             // errors with 400 whether a referenced object is missing or the request is wrong.
             StoreError::Invalid(m) | StoreError::NotFound(m) => Error::Invalid(m),
             StoreError::IndexRegression { .. } => Error::Fatal(e.to_string()),
+            // A command this server cannot apply (written by a newer version): not the
+            // request's fault, and the state machine stops on it.
+            StoreError::UnknownCommand(_) => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<cairn_catalog::command::InvalidCommand> for Error {
+    /// A command refused before it was proposed: a bad transaction verb is the client's
+    /// mistake; a command type this server does not know means the servers need an upgrade.
+    fn from(e: cairn_catalog::command::InvalidCommand) -> Error {
+        use cairn_catalog::command::InvalidCommand;
+        match e {
+            InvalidCommand::UnknownVerb { .. } => Error::Invalid(e.to_string()),
+            InvalidCommand::UnknownType(_) => Error::Internal(e.to_string()),
         }
     }
 }

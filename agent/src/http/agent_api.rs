@@ -790,6 +790,11 @@ fn collect_samples(a: &AppState) -> Vec<Sample> {
             refused,
         ),
         c(
+            "raft.apply_skipped_unknown",
+            "Commands of types this version does not know, skipped as their writer allowed.",
+            crate::server::metrics::skipped_unknown(),
+        ),
+        c(
             "agent.local_changes",
             "Changes to the agent's local services and checks.",
             m.local_changes.get(),

@@ -1,5 +1,9 @@
 //! `PUT /v1/txn`: all-or-nothing transactions over KV, nodes, services and checks.
 //! Read-only transactions are answered from the state without going through the log.
+//!
+//! The body is read with verbs as text, then turned into typed operations: an unknown verb is
+//! answered as Consul answers it (a 409 listing each such operation with `unknown KV verb
+//! "x"`), while a body that is not well formed is a 400. Nothing with a bad verb is proposed.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -7,7 +11,11 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::put;
-use cairn_catalog::command::TxnOp;
+use cairn_catalog::command::{
+    CatalogVerb, KvVerb, TxnCheckOp, TxnError, TxnKvOp, TxnNodeOp, TxnOp, TxnServiceOp, UnknownVerb,
+};
+use cairn_catalog::model::{HealthCheck, Node, Service};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::decode::decode;
@@ -26,17 +34,105 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
 }
 
-fn is_read(op: &TxnOp) -> bool {
-    let verb = match op {
-        TxnOp::Kv(o) => o.verb.as_str(),
-        TxnOp::Node(o) => o.verb.as_str(),
-        TxnOp::Service(o) => o.verb.as_str(),
-        TxnOp::Check(o) => o.verb.as_str(),
-    };
-    matches!(
-        verb,
-        "get" | "get-or-empty" | "get-tree" | "check-index" | "check-session" | "check-not-exists"
-    )
+/// One operation as the body spells it, its verb still text.
+#[derive(Deserialize)]
+#[allow(clippy::large_enum_variant)] // short-lived: typed at once
+enum BodyOp {
+    #[serde(rename = "KV")]
+    Kv(BodyKvOp),
+    Node(BodyNodeOp),
+    Service(BodyServiceOp),
+    Check(BodyCheckOp),
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct BodyKvOp {
+    verb: String,
+    key: String,
+    #[serde(with = "cairn_catalog::model::b64_opt")]
+    value: Option<Vec<u8>>,
+    flags: u64,
+    index: u64,
+    session: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct BodyNodeOp {
+    verb: String,
+    node: Node,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct BodyServiceOp {
+    verb: String,
+    node: String,
+    service: Service,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct BodyCheckOp {
+    verb: String,
+    check: HealthCheck,
+}
+
+impl BodyOp {
+    /// The typed operation, or Consul's error for its verb.
+    fn typed(self) -> Result<TxnOp, UnknownVerb> {
+        Ok(match self {
+            BodyOp::Kv(o) => TxnOp::Kv(TxnKvOp {
+                verb: KvVerb::parse(&o.verb)?,
+                key: o.key,
+                value: o.value,
+                flags: o.flags,
+                index: o.index,
+                session: o.session,
+            }),
+            BodyOp::Node(o) => TxnOp::Node(TxnNodeOp {
+                verb: CatalogVerb::parse(&o.verb, "Node")?,
+                node: o.node,
+            }),
+            BodyOp::Service(o) => TxnOp::Service(TxnServiceOp {
+                verb: CatalogVerb::parse(&o.verb, "Service")?,
+                node: o.node,
+                service: o.service,
+            }),
+            BodyOp::Check(o) => TxnOp::Check(TxnCheckOp {
+                verb: CatalogVerb::parse(&o.verb, "Check")?,
+                check: o.check,
+            }),
+        })
+    }
+}
+
+/// Types every operation; the errors of those whose verb is unknown, by position, otherwise.
+fn typed_ops(ops: Vec<BodyOp>) -> Result<Vec<TxnOp>, Vec<TxnError>> {
+    let mut typed = Vec::with_capacity(ops.len());
+    let mut errors = Vec::new();
+    for (op_index, op) in ops.into_iter().enumerate() {
+        match op.typed() {
+            Ok(op) => typed.push(op),
+            Err(e) => errors.push(TxnError {
+                op_index,
+                what: e.to_string(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(typed)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A rolled-back transaction's answer: 409 with the errors and no results.
+fn rolled_back(errors: &[TxnError], pretty: bool) -> Response {
+    let mut r = json_response(&json!({"Results": null, "Errors": errors}), pretty);
+    *r.status_mut() = StatusCode::CONFLICT;
+    r
 }
 
 async fn txn(
@@ -57,7 +153,7 @@ async fn txn(
             ),
         ));
     }
-    let ops: Vec<TxnOp> = decode(&body)?;
+    let ops: Vec<BodyOp> = decode(&body)?;
     if ops.len() > MAX_OPS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,7 +163,11 @@ async fn txn(
             ),
         ));
     }
-    if ops.iter().all(is_read) {
+    let ops = match typed_ops(ops) {
+        Ok(ops) => ops,
+        Err(errors) => return Ok(rolled_back(&errors, o.pretty)),
+    };
+    if ops.iter().all(TxnOp::is_read) {
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
         let mut o = o;
         o.read.min_index = 0;
@@ -91,15 +191,11 @@ async fn txn(
     let Written::Txn { results, errors } = written else {
         return Err(ApiError::internal("unexpected transaction response"));
     };
-    let failed = !errors.is_empty();
-    let body = if failed {
-        json!({"Results": null, "Errors": errors})
-    } else {
-        json!({"Results": results, "Errors": null})
-    };
-    let mut r = json_response(&body, o.pretty);
-    if failed {
-        *r.status_mut() = StatusCode::CONFLICT;
+    if !errors.is_empty() {
+        return Ok(rolled_back(&errors, o.pretty));
     }
-    Ok(r)
+    Ok(json_response(
+        &json!({"Results": results, "Errors": null}),
+        o.pretty,
+    ))
 }

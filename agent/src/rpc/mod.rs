@@ -284,13 +284,14 @@ impl PeerConn {
 /// well within that time, or a lagging follower never catches up.
 const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
-/// Rough encoded size of an entry (base64 and JSON overhead included).
+/// Bound of an entry's encoded size: its command's (base64 and JSON included), plus room for
+/// the log id and the entry's own JSON.
 fn entry_weight(e: &cairn_raft::Entry) -> usize {
     let payload = match &e.payload {
-        openraft::EntryPayload::Normal(cmd) => cmd.approx_size(),
+        openraft::EntryPayload::Normal(cmd) => cmd.encoded_size_bound(),
         _ => 1024,
     };
-    payload / 2 * 3 + 256
+    payload + 256
 }
 
 /// Cuts `entries` to the longest prefix within [`MAX_APPEND_BYTES`] (at least one entry);

@@ -60,6 +60,9 @@ impl ApplyObserver for HubObserver {
         self.1.clear();
         self.0.notify_all();
     }
+    fn skipped_unknown(&self, _index: u64, _tag: &str) {
+        metrics::count_skipped_unknown();
+    }
 }
 
 /// How to start a server.
@@ -147,7 +150,7 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let mut size = first.cmd.approx_size();
+        let mut size = first.cmd.encoded_size_bound();
         let alone = matches!(first.cmd.inner(), Command::Restore { .. });
         let mut batch = vec![first];
         while !alone && batch.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
@@ -161,7 +164,7 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
                     break;
                 }
                 Ok(p) => {
-                    size += p.cmd.approx_size();
+                    size += p.cmd.encoded_size_bound();
                     batch.push(p);
                 }
                 Err(_) => break,
@@ -440,8 +443,12 @@ impl Server {
     /// while an earlier entry is being committed are batched into one entry (one disk write,
     /// one replication round). A command gets a request identity here unless its write
     /// already has one.
+    ///
+    /// A command that could not apply on any server (a type this version does not know, a
+    /// transaction verb that does not exist) is refused here, before it reaches the log.
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
         self.check_running()?;
+        cmd.validate()?;
         let (cmd, _in_flight) = self.requests.identify(cmd);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.proposals
@@ -859,6 +866,7 @@ pub mod metrics {
 
     static APPLIED: AtomicU64 = AtomicU64::new(0);
     static FAILED: AtomicU64 = AtomicU64::new(0);
+    static SKIPPED_UNKNOWN: AtomicU64 = AtomicU64::new(0);
 
     /// Counts one applied command.
     pub fn count_apply(ok: bool) {
@@ -866,6 +874,18 @@ pub mod metrics {
         if !ok {
             FAILED.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one command of an unknown type skipped by the state machine (its writer, a newer
+    /// server, allowed that).
+    pub fn count_skipped_unknown() {
+        SKIPPED_UNKNOWN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commands of unknown types skipped by the state machine: non-zero means this server runs
+    /// an older version than the one writing the log.
+    pub fn skipped_unknown() -> u64 {
+        SKIPPED_UNKNOWN.load(Ordering::Relaxed)
     }
 
     /// (commands applied, commands refused by the state machine).

@@ -365,10 +365,11 @@ impl Read {
                     ))),
                 }
             }
-            Read::Snapshot => Ok((
-                st.last_index(),
-                Reply::Snapshot(cairn_catalog::snapshot::write_archive(st)),
-            )),
+            Read::Snapshot => {
+                let bytes = cairn_catalog::snapshot::write_archive(st)
+                    .map_err(|e| Error::Internal(format!("Failed to create snapshot: {e}")))?;
+                Ok((st.last_index(), Reply::Snapshot(bytes)))
+            }
             Read::NodeView { node } => {
                 let (idx, found) = st.node_services(node);
                 let (_, checks) = st.node_checks(node);

@@ -386,21 +386,6 @@ impl Tx<'_> {
 
 /// Catalog and health reads. Each returns the index the answer reflects.
 impl State {
-    /// Every stored network coordinate, by node then segment; with `node`, that node's only.
-    pub fn coordinates(&self, node: Option<&str>) -> (u64, Vec<crate::model::CoordinateEntry>) {
-        let entries = self
-            .coordinates
-            .iter()
-            .filter(|((n, _), _)| node.is_none_or(|want| n == want))
-            .map(|((n, seg), c)| crate::model::CoordinateEntry {
-                node: n.clone(),
-                segment: seg.clone(),
-                coord: crate::model::Coordinate::clone(c),
-            })
-            .collect();
-        (self.index_of(&WatchKey::Coordinates), entries)
-    }
-
     /// All nodes, by name.
     pub fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
         (

@@ -225,14 +225,16 @@ mod tests {
         let mut st = State::new();
         let w = put(id("a", 1, 1), "k", "v", None);
         st.apply(1, &w);
-        let mut restored = crate::snapshot::read(&crate::snapshot::write(&st)).expect("reads");
+        let mut restored =
+            crate::snapshot::read(&crate::snapshot::write(&st).expect("writes")).expect("reads");
         assert_eq!(restored.apply(2, &w).result, Ok(Response::Bool(true)));
         assert_eq!(restored.kv_get("k").1.map(|e| e.modify_index), Some(1));
-        let archive = crate::snapshot::read(&crate::snapshot::write_archive(&st)).expect("reads");
+        let archive = crate::snapshot::read(&crate::snapshot::write_archive(&st).expect("writes"))
+            .expect("reads");
         assert_eq!(archive.client_sessions(), 0);
         // An operator restore keeps the log's sessions.
         let restore = Command::Restore {
-            data: crate::snapshot::write_archive(&State::new()),
+            data: crate::snapshot::write_archive(&State::new()).expect("writes"),
         };
         restored.apply(3, &restore);
         assert_eq!(restored.client_sessions(), 1);

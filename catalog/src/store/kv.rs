@@ -1,13 +1,29 @@
-//! The KV table: writes (set, CAS, lock, unlock, delete, delete-tree) and reads with prefix
-//! indexes that account for deletions (tombstones).
+//! The KV table: writes (set, CAS, lock, unlock, delete, delete-tree), reads with prefix
+//! indexes that account for deletions (tombstones), and the reaping of old tombstones.
 
 use std::sync::Arc;
 
 use super::{State, StoreError, Tx, WatchKey};
-use crate::command::{KvOp, KvRequest};
+use crate::command::{KvOp, KvRequest, Response};
 use crate::model::KvEntry;
 
 impl Tx<'_> {
+    /// `ReapTombstones`: forgets the tombstones of keys deleted at or before `up_to` (the
+    /// leader reaps those older than every blocking query could still need).
+    pub(crate) fn reap_tombstones(&mut self, up_to: u64) -> Response {
+        let reaped: Vec<String> = self
+            .st
+            .tombstones
+            .iter()
+            .filter(|(_, idx)| **idx <= up_to)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in reaped {
+            self.st.tombstones.remove(&k);
+        }
+        Response::Done
+    }
+
     /// Executes one KV write; `Ok(false)` is a refused CAS or lock, state unchanged.
     pub(crate) fn kv_write(&mut self, op: KvOp, req: &KvRequest) -> Result<bool, StoreError> {
         match op {

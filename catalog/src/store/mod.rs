@@ -10,9 +10,13 @@
 //! table) so that a blocking query waits on exactly what it read, and KV tombstones so
 //! that a deleted key still moves the index of the prefixes above it.
 
+mod autopilot;
 mod catalog;
 pub mod clients;
+mod coordinate;
 mod kv;
+mod query;
+mod restore;
 mod session;
 mod txn;
 
@@ -25,6 +29,7 @@ use crate::command::{Command, Response};
 use crate::model::{HealthCheck, KvEntry, Node, Service, Session};
 
 pub use catalog::{CheckServiceNode, ServiceNode};
+pub(crate) use restore::StagedRestore;
 
 /// What a blocking query can wait on. Each key has the index of its last change.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,6 +91,14 @@ pub enum StoreError {
         /// Last applied index.
         last: u64,
     },
+    /// The command holds a command of a type this version does not know (written by a newer
+    /// one) that may not be skipped. Nothing was applied and the index was not consumed: the
+    /// server must stop applying the log here rather than diverge from those that apply it.
+    #[error(
+        "command type {0:?} is unknown to this version (written by a newer one) and may not be \
+         skipped: upgrade this server"
+    )]
+    UnknownCommand(String),
 }
 
 /// The outcome of `apply`.
@@ -133,42 +146,10 @@ pub struct State {
     pub(crate) staged: Option<StagedRestore>,
 }
 
-/// An operator restore being received piece by piece.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct StagedRestore {
-    pub(crate) id: String,
-    pub(crate) parts: imbl::Vector<Arc<Vec<u8>>>,
-    pub(crate) len: u64,
-}
-
-impl StagedRestore {
-    /// The archive received so far, in one piece.
-    pub(crate) fn bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
-        for p in &self.parts {
-            out.extend_from_slice(p);
-        }
-        out
-    }
-}
-
 impl State {
     /// An empty state.
     pub fn new() -> State {
         State::default()
-    }
-
-    /// Every prepared query, by ID.
-    pub fn queries(&self) -> (u64, Vec<Arc<crate::model::PreparedQuery>>) {
-        (
-            self.index_of(&WatchKey::Queries),
-            self.queries.values().cloned().collect(),
-        )
-    }
-
-    /// Autopilot's settings, if written.
-    pub fn autopilot(&self) -> (u64, Option<Arc<crate::model::AutopilotConfig>>) {
-        (self.index_of(&WatchKey::Autopilot), self.autopilot.clone())
     }
 
     /// Index of the last applied command (0 when none).
@@ -178,14 +159,25 @@ impl State {
 
     /// Applies `cmd` at `index`. All or nothing: on error the state is unchanged (except that the
     /// index is consumed, as a Raft log entry is, and a request's result is remembered).
+    ///
+    /// Two errors leave even the index alone, because the log and this state cannot go on
+    /// together: an index that does not follow the last one, and an entry holding a command of
+    /// an unknown type that may not be skipped ([`StoreError::UnknownCommand`]). Commands of
+    /// unknown types that may be skipped apply as no-ops.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
-        if index <= self.last_index {
+        let refused = if index <= self.last_index {
+            Some(StoreError::IndexRegression {
+                index,
+                last: self.last_index,
+            })
+        } else {
+            cmd.refused_unknown()
+                .map(|u| StoreError::UnknownCommand(u.tag.clone()))
+        };
+        if let Some(e) = refused {
             return Applied {
                 index,
-                result: Err(StoreError::IndexRegression {
-                    index,
-                    last: self.last_index,
-                }),
+                result: Err(e),
                 changes: Changes::default(),
             };
         }
@@ -293,6 +285,7 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Applies one command: each type has its own function, next to the table it writes.
     fn run(&mut self, cmd: &Command) -> Result<Response, StoreError> {
         match cmd {
             Command::Register { req, .. } => self.register(req).map(|()| Response::Done),
@@ -306,202 +299,19 @@ impl Tx<'_> {
                 Ok(Response::Done)
             }
             Command::Txn { ops, .. } => Ok(self.txn(ops)),
-            Command::ReapTombstones { up_to } => {
-                let up_to = *up_to;
-                let reaped: Vec<String> = self
-                    .st
-                    .tombstones
-                    .iter()
-                    .filter(|(_, idx)| **idx <= up_to)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in reaped {
-                    self.st.tombstones.remove(&k);
-                }
-                Ok(Response::Done)
-            }
+            Command::ReapTombstones { up_to } => Ok(self.reap_tombstones(*up_to)),
             Command::Restore { data } => self.restore(data),
-            Command::RestoreChunk { id, offset, data } => {
-                if *offset == 0 {
-                    self.st.staged = Some(StagedRestore {
-                        id: id.clone(),
-                        ..StagedRestore::default()
-                    });
-                }
-                match &mut self.st.staged {
-                    Some(s) if s.id == *id && s.len == *offset => {
-                        s.parts.push_back(Arc::new(data.clone()));
-                        s.len += data.len() as u64;
-                        Ok(Response::Done)
-                    }
-                    Some(s) if s.id == *id => Err(StoreError::Invalid(format!(
-                        "restore {id}: a piece at offset {offset} does not follow the {} bytes \
-                         received",
-                        s.len
-                    ))),
-                    _ => Err(StoreError::Invalid(format!(
-                        "restore {id} is not in progress (another restore replaced it)"
-                    ))),
-                }
-            }
-            Command::RestoreFinish { id, len } => {
-                let data = match &self.st.staged {
-                    Some(s) if s.id == *id && s.len == *len => s.bytes(),
-                    Some(s) if s.id == *id => {
-                        return Err(StoreError::Invalid(format!(
-                            "restore {id}: {} bytes received, {len} expected",
-                            s.len
-                        )));
-                    }
-                    _ => {
-                        return Err(StoreError::Invalid(format!(
-                            "restore {id} is not in progress (another restore replaced it)"
-                        )));
-                    }
-                };
-                self.restore(&data)
-            }
-            Command::RestoreAbort { id } => {
-                if self.st.staged.as_ref().is_some_and(|s| s.id == *id) {
-                    self.st.staged = None;
-                }
-                Ok(Response::Done)
-            }
-            Command::CoordinateUpdate { entries } => {
-                if let Some(bad) = entries.iter().find(|e| !e.coord.is_valid()) {
-                    return Err(StoreError::Invalid(format!(
-                        "invalid coordinate for node {}",
-                        bad.node
-                    )));
-                }
-                let mut any = false;
-                for e in entries {
-                    if !self.st.nodes.contains_key(&e.node) {
-                        continue;
-                    }
-                    self.st.coordinates.insert(
-                        (e.node.clone(), e.segment.clone()),
-                        Arc::new(e.coord.clone()),
-                    );
-                    any = true;
-                }
-                if any {
-                    self.bump(WatchKey::Coordinates);
-                }
-                Ok(Response::Done)
-            }
-            Command::AutopilotSet { config, cas } => {
-                let current = self.st.autopilot.as_ref().map_or(0, |c| c.modify_index);
-                if cas.is_some_and(|want| want != current) {
-                    return Ok(Response::Bool(false));
-                }
-                let mut next = config.clone();
-                next.create_index = self
-                    .st
-                    .autopilot
-                    .as_ref()
-                    .map_or(self.index, |c| c.create_index);
-                next.modify_index = self.index;
-                self.st.autopilot = Some(Arc::new(next));
-                self.bump(WatchKey::Autopilot);
-                Ok(Response::Bool(true))
-            }
+            Command::RestoreChunk { id, offset, data } => self.restore_chunk(id, *offset, data),
+            Command::RestoreFinish { id, len } => self.restore_finish(id, *len),
+            Command::RestoreAbort { id } => Ok(self.restore_abort(id)),
+            Command::CoordinateUpdate { entries } => self.coordinate_update(entries),
+            Command::AutopilotSet { config, cas } => Ok(self.autopilot_set(config, *cas)),
             Command::QuerySet { query, create } => self.query_set(query, *create),
-            Command::QueryDelete { id } => {
-                if self.st.queries.remove(id).is_some() {
-                    self.bump(WatchKey::Queries);
-                }
-                Ok(Response::Done)
-            }
+            Command::QueryDelete { id } => Ok(self.query_delete(id)),
             Command::Noop => Ok(Response::Done),
+            Command::Unknown(u) => skip_unknown(u),
             Command::Batch(_) | Command::Request { .. } => {
                 Err(StoreError::Invalid("nested batch or request".into()))
-            }
-        }
-    }
-
-    /// Creates or replaces a prepared query: IDs and names are unique, and neither may be the
-    /// other's (a name must not look up another query's ID).
-    fn query_set(
-        &mut self,
-        query: &crate::model::PreparedQuery,
-        create: bool,
-    ) -> Result<Response, StoreError> {
-        let existing = self.st.queries.get(&query.id).cloned();
-        match (&existing, create) {
-            (Some(_), true) => {
-                return Err(StoreError::Invalid(format!(
-                    "prepared query ID {} is already in use",
-                    query.id
-                )));
-            }
-            (None, false) => {
-                return Err(StoreError::NotFound(format!(
-                    "Cannot modify non-existent prepared query: '{}'",
-                    query.id
-                )));
-            }
-            _ => {}
-        }
-        if !query.name.is_empty() {
-            for other in self.st.queries.values() {
-                if other.id != query.id && other.name == query.name {
-                    return Err(StoreError::Invalid(format!(
-                        "name '{}' aliases an existing query name",
-                        query.name
-                    )));
-                }
-            }
-            if self.st.queries.contains_key(&query.name) {
-                return Err(StoreError::Invalid(format!(
-                    "name '{}' aliases an existing query ID",
-                    query.name
-                )));
-            }
-        }
-        if !query.session.is_empty() && !self.st.sessions.contains_key(&query.session) {
-            return Err(StoreError::Invalid(format!(
-                "invalid session '{}'",
-                query.session
-            )));
-        }
-        let mut q = query.clone();
-        q.create_index = existing.map_or(self.index, |e| e.create_index);
-        q.modify_index = self.index;
-        self.st.queries.insert(q.id.clone(), Arc::new(q));
-        self.bump(WatchKey::Queries);
-        Ok(Response::Done)
-    }
-
-    /// Replaces the whole state with an archive's (an operator restore).
-    fn restore(&mut self, data: &[u8]) -> Result<Response, StoreError> {
-        {
-            {
-                let mut restored = crate::snapshot::read(data)
-                    .map_err(|e| StoreError::Invalid(format!("Failed to restore snapshot: {e}")))?;
-                restored.staged = None;
-                // The log's own bookkeeping is not the archive's: retries of writes made
-                // before the restore must still be recognised.
-                restored.clients = self.st.clients.clone();
-                // Every watched index moves to the restore: blocked readers see a change and
-                // indexes never go back for them.
-                let keys: Vec<WatchKey> = restored.indexes.keys().cloned().collect();
-                for k in keys.into_iter().chain([
-                    WatchKey::Nodes,
-                    WatchKey::Services,
-                    WatchKey::Checks,
-                    WatchKey::Sessions,
-                    WatchKey::Kv,
-                    WatchKey::Coordinates,
-                    WatchKey::Autopilot,
-                    WatchKey::Queries,
-                ]) {
-                    restored.indexes.insert(k, self.index);
-                }
-                restored.last_index = self.st.last_index;
-                *self.st = restored;
-                self.changes.all = true;
-                Ok(Response::Done)
             }
         }
     }
@@ -516,6 +326,16 @@ impl Tx<'_> {
     pub(crate) fn forget(&mut self, key: &WatchKey) {
         self.st.indexes.remove(key);
         self.changes.keys.push(key.clone());
+    }
+}
+
+/// A command of a type this version does not know: a no-op if its writer allowed skipping it
+/// (`State::apply` refuses the others before anything runs).
+fn skip_unknown(u: &crate::command::UnknownCommand) -> Result<Response, StoreError> {
+    if u.ignore_unknown {
+        Ok(Response::Done)
+    } else {
+        Err(StoreError::UnknownCommand(u.tag.clone()))
     }
 }
 

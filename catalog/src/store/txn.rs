@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{StoreError, Tx};
 use crate::command::{
-    KvRequest, Response, TxnCheckOp, TxnError, TxnKvOp, TxnNodeOp, TxnOp, TxnResult, TxnServiceOp,
+    CatalogVerb, KvOp, KvRequest, KvVerb, Response, TxnCheckOp, TxnError, TxnKvOp, TxnNodeOp,
+    TxnOp, TxnResult, TxnServiceOp,
 };
 use crate::model::{KvEntry, Node};
 
@@ -24,6 +25,9 @@ impl Tx<'_> {
                 TxnOp::Node(op) => self.txn_node(op),
                 TxnOp::Service(op) => self.txn_service(op),
                 TxnOp::Check(op) => self.txn_check(op),
+                // Only an old log holds these (see `TxnOp::Unrecognized`): they fail as they
+                // did when first applied.
+                TxnOp::Unrecognized(u) => Err(StoreError::Invalid(u.error.to_string())),
             };
             match r {
                 Ok(mut out) => results.append(&mut out),
@@ -56,9 +60,9 @@ impl Tx<'_> {
             e.value = None;
             vec![TxnResult::Kv(e)]
         };
-        match op.verb.as_str() {
-            "set" => Ok(stripped(&self.kv_set(&req, None))),
-            "cas" => {
+        match op.verb {
+            KvVerb::Set => Ok(stripped(&self.kv_set(&req, None))),
+            KvVerb::Cas => {
                 let ok = match (op.index, &current) {
                     (0, None) => true,
                     (i, Some(e)) => i != 0 && e.modify_index == i,
@@ -72,46 +76,46 @@ impl Tx<'_> {
                 }
                 Ok(stripped(&self.kv_set(&req, None)))
             }
-            "lock" => {
-                if !self.kv_write(crate::command::KvOp::Lock, &req)? {
+            KvVerb::Lock => {
+                if !self.kv_write(KvOp::Lock, &req)? {
                     return Err(StoreError::Invalid(format!(
                         "failed to lock key {:?}, lock is already held",
                         op.key
                     )));
                 }
-                Ok(self.st.kv.get(&op.key).map(stripped).unwrap_or_default())
+                Ok(stripped(&written(self.st.kv.get(&op.key), "key", &op.key)?))
             }
-            "unlock" => {
-                if !self.kv_write(crate::command::KvOp::Unlock, &req)? {
+            KvVerb::Unlock => {
+                if !self.kv_write(KvOp::Unlock, &req)? {
                     return Err(StoreError::Invalid(format!(
                         "failed to unlock key {:?}, lock isn't held, or is held by another session",
                         op.key
                     )));
                 }
-                Ok(self.st.kv.get(&op.key).map(stripped).unwrap_or_default())
+                Ok(stripped(&written(self.st.kv.get(&op.key), "key", &op.key)?))
             }
-            "get" => match current {
+            KvVerb::Get => match current {
                 Some(e) => Ok(vec![TxnResult::Kv(KvEntry::clone(&e))]),
                 None => Err(StoreError::NotFound(format!(
                     "key {:?} doesn't exist",
                     op.key
                 ))),
             },
-            "get-or-empty" => Ok(vec![TxnResult::Kv(current.map_or_else(
+            KvVerb::GetOrEmpty => Ok(vec![TxnResult::Kv(current.map_or_else(
                 || KvEntry {
                     key: op.key.clone(),
                     ..KvEntry::default()
                 },
                 |e| KvEntry::clone(&e),
             ))]),
-            "get-tree" => Ok(self
+            KvVerb::GetTree => Ok(self
                 .st
                 .kv
                 .range(op.key.clone()..)
                 .take_while(|(k, _)| k.starts_with(&op.key))
                 .map(|(_, e)| TxnResult::Kv(KvEntry::clone(e)))
                 .collect()),
-            "check-index" => match current {
+            KvVerb::CheckIndex => match current {
                 Some(e) if e.modify_index == op.index => Ok(stripped(&e)),
                 Some(e) => Err(StoreError::Invalid(format!(
                     "current modify index {} != {}",
@@ -122,32 +126,30 @@ impl Tx<'_> {
                     op.key
                 ))),
             },
-            "check-session" => {
-                let held = current.as_ref().and_then(|e| e.session.clone());
-                match held {
-                    Some(s) if s == op.session => {
-                        Ok(current.as_ref().map(stripped).unwrap_or_default())
-                    }
-                    other => Err(StoreError::Invalid(format!(
-                        "current session {:?} != {:?}",
-                        other.unwrap_or_default(),
-                        op.session
-                    ))),
-                }
-            }
-            "check-not-exists" => match current {
+            KvVerb::CheckSession => match current {
+                Some(e) if e.session.as_deref() == Some(op.session.as_str()) => Ok(stripped(&e)),
+                other => Err(StoreError::Invalid(format!(
+                    "current session {:?} != {:?}",
+                    other
+                        .as_ref()
+                        .and_then(|e| e.session.as_deref())
+                        .unwrap_or(""),
+                    op.session
+                ))),
+            },
+            KvVerb::CheckNotExists => match current {
                 None => Ok(vec![]),
                 Some(_) => Err(StoreError::Invalid(format!("key {:?} exists", op.key))),
             },
-            "delete" => {
+            KvVerb::Delete => {
                 self.kv_delete(&op.key);
                 Ok(vec![])
             }
-            "delete-tree" => {
+            KvVerb::DeleteTree => {
                 self.kv_delete_tree(&op.key);
                 Ok(vec![])
             }
-            "delete-cas" => match current {
+            KvVerb::DeleteCas => match current {
                 Some(e) if e.modify_index == op.index => {
                     self.kv_delete(&op.key);
                     Ok(vec![])
@@ -157,7 +159,6 @@ impl Tx<'_> {
                     op.key
                 ))),
             },
-            other => Err(StoreError::Invalid(format!("unknown KV verb {other:?}"))),
         }
     }
 
@@ -168,15 +169,12 @@ impl Tx<'_> {
         }
         let current = self.st.nodes.get(&name).cloned();
         let get = |tx: &Self| {
-            tx.st
-                .nodes
-                .get(&name)
-                .map(|n| vec![TxnResult::Node(Node::clone(n))])
-                .unwrap_or_default()
+            written(tx.st.nodes.get(&name), "node", &name)
+                .map(|n| vec![TxnResult::Node(Node::clone(&n))])
         };
-        match op.verb.as_str() {
-            "set" | "cas" => {
-                if op.verb == "cas" {
+        match op.verb {
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if op.verb == CatalogVerb::Cas {
                     check_cas(
                         "node",
                         &name,
@@ -190,17 +188,17 @@ impl Tx<'_> {
                 let mut n = op.node.clone();
                 n.id = n.id.to_lowercase();
                 self.ensure_node(n)?;
-                Ok(get(self))
+                get(self)
             }
-            "get" => match current {
-                Some(_) => Ok(get(self)),
+            CatalogVerb::Get => match current {
+                Some(_) => get(self),
                 None => Err(StoreError::NotFound(format!("node {name:?} doesn't exist"))),
             },
-            "delete" => {
+            CatalogVerb::Delete => {
                 self.delete_node(&name);
                 Ok(vec![])
             }
-            "delete-cas" => {
+            CatalogVerb::DeleteCas => {
                 check_cas(
                     "node",
                     &name,
@@ -210,7 +208,6 @@ impl Tx<'_> {
                 self.delete_node(&name);
                 Ok(vec![])
             }
-            other => Err(StoreError::Invalid(format!("unknown Node verb {other:?}"))),
         }
     }
 
@@ -224,15 +221,12 @@ impl Tx<'_> {
         let key = (node.clone(), id.clone());
         let current = self.st.services.get(&key).cloned();
         let get = |tx: &Self| {
-            tx.st
-                .services
-                .get(&key)
-                .map(|s| vec![TxnResult::Service(crate::model::Service::clone(s))])
-                .unwrap_or_default()
+            written(tx.st.services.get(&key), "service", &id)
+                .map(|s| vec![TxnResult::Service(crate::model::Service::clone(&s))])
         };
-        match op.verb.as_str() {
-            "set" | "cas" => {
-                if op.verb == "cas" {
+        match op.verb {
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if op.verb == CatalogVerb::Cas {
                     check_cas(
                         "service",
                         &id,
@@ -241,19 +235,19 @@ impl Tx<'_> {
                     )?;
                 }
                 self.ensure_service(&node, &op.service)?;
-                Ok(get(self))
+                get(self)
             }
-            "get" => match current {
-                Some(_) => Ok(get(self)),
+            CatalogVerb::Get => match current {
+                Some(_) => get(self),
                 None => Err(StoreError::NotFound(format!(
                     "service {id:?} on node {node:?} doesn't exist"
                 ))),
             },
-            "delete" => {
+            CatalogVerb::Delete => {
                 self.delete_service(&node, &id);
                 Ok(vec![])
             }
-            "delete-cas" => {
+            CatalogVerb::DeleteCas => {
                 check_cas(
                     "service",
                     &id,
@@ -263,9 +257,6 @@ impl Tx<'_> {
                 self.delete_service(&node, &id);
                 Ok(vec![])
             }
-            other => Err(StoreError::Invalid(format!(
-                "unknown Service verb {other:?}"
-            ))),
         }
     }
 
@@ -275,15 +266,12 @@ impl Tx<'_> {
         let key = (node.clone(), id.clone());
         let current = self.st.checks.get(&key).cloned();
         let get = |tx: &Self| {
-            tx.st
-                .checks
-                .get(&key)
-                .map(|c| vec![TxnResult::Check(crate::model::HealthCheck::clone(c))])
-                .unwrap_or_default()
+            written(tx.st.checks.get(&key), "check", &id)
+                .map(|c| vec![TxnResult::Check(crate::model::HealthCheck::clone(&c))])
         };
-        match op.verb.as_str() {
-            "set" | "cas" => {
-                if op.verb == "cas" {
+        match op.verb {
+            CatalogVerb::Set | CatalogVerb::Cas => {
+                if op.verb == CatalogVerb::Cas {
                     check_cas(
                         "check",
                         &id,
@@ -292,19 +280,19 @@ impl Tx<'_> {
                     )?;
                 }
                 self.ensure_check(op.check.clone())?;
-                Ok(get(self))
+                get(self)
             }
-            "get" => match current {
-                Some(_) => Ok(get(self)),
+            CatalogVerb::Get => match current {
+                Some(_) => get(self),
                 None => Err(StoreError::NotFound(format!(
                     "check {id:?} on node {node:?} doesn't exist"
                 ))),
             },
-            "delete" => {
+            CatalogVerb::Delete => {
                 self.delete_check(&node, &id);
                 Ok(vec![])
             }
-            "delete-cas" => {
+            CatalogVerb::DeleteCas => {
                 check_cas(
                     "check",
                     &id,
@@ -314,9 +302,18 @@ impl Tx<'_> {
                 self.delete_check(&node, &id);
                 Ok(vec![])
             }
-            other => Err(StoreError::Invalid(format!("unknown Check verb {other:?}"))),
         }
     }
+}
+
+/// What a verb just wrote or found, read back: always there, so a miss is a broken invariant
+/// of the store, reported (the transaction rolls back) rather than answered as an empty result.
+fn written<T: Clone>(found: Option<&Arc<T>>, kind: &str, name: &str) -> Result<Arc<T>, StoreError> {
+    found.cloned().ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "internal error: {kind} {name:?} missing right after it was written"
+        ))
+    })
 }
 
 /// CAS rule shared by node, service and check verbs: index 0 means "must not exist".

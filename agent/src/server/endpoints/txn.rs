@@ -18,6 +18,8 @@ pub(super) fn apply(ctx: &Ctx<'_>, ops: &[TxnOp]) -> Result<Built, Error> {
                 .authz
                 .require(Access::ServiceWrite(&s.service.service))?,
             TxnOp::Check(c) => ctx.authz.require(Access::NodeWrite(&c.check.node))?,
+            // Refused by the command's validation before it is proposed.
+            TxnOp::Unrecognized(_) => {}
         }
     }
     Ok(Built {
