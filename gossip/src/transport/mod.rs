@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-
+pub mod memory;
 mod net;
 
 pub use net::{NetEndpoint, NetTransport};
