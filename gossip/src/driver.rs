@@ -623,12 +623,16 @@ impl Gossip {
             .filter(|b| *b >= 1024)
             .ok_or_else(|| GossipError::Config("UDP packet size too small".into()))?;
 
-        let endpoint = Arc::new(transport.bind(cfg.bind).await.map_err(|source| {
-            GossipError::Bind {
-                addr: cfg.bind,
-                source,
-            }
-        })?);
+        let endpoint =
+            Arc::new(
+                transport
+                    .bind(cfg.bind)
+                    .await
+                    .map_err(|source| GossipError::Bind {
+                        addr: cfg.bind,
+                        source,
+                    })?,
+            );
         let local_addr = endpoint.local_addr();
         let advertise = match cfg.advertise {
             Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local_addr.port()),
@@ -1185,9 +1189,7 @@ impl<E: Endpoint> Driver<E> {
                     for to in addrs {
                         let (req, wire) = (request.clone(), Arc::clone(&wire));
                         let endpoint = Arc::clone(&endpoint);
-                        set.spawn(async move {
-                            (to, push_pull(endpoint, to, req, wire, t).await)
-                        });
+                        set.spawn(async move { (to, push_pull(endpoint, to, req, wire, t).await) });
                     }
                     let mut results = Vec::new();
                     while let Some(r) = set.join_next().await {
@@ -1376,6 +1378,39 @@ mod tests {
         assert_eq!(resolve("localhost").await?.port(), DEFAULT_PORT);
         assert!(resolve("no-such-host.invalid").await.is_err());
         Ok(())
+    }
+
+    #[test]
+    fn seeded_members_draw_their_own_reproducible_numbers() {
+        assert_ne!(member_seed(7, "a"), member_seed(7, "b"));
+        assert_ne!(member_seed(7, "a"), member_seed(8, "a"));
+        let nonces = |seed: u64, name: &str| {
+            let n = Nonces::Seeded(Mutex::new(StdRng::seed_from_u64(member_seed(seed, name))));
+            [n.next(), n.next()]
+        };
+        let [first, second] = nonces(7, "a");
+        assert_ne!(first, second, "a fresh nonce every time");
+        assert_eq!(
+            nonces(7, "a"),
+            [first, second],
+            "the same seed repeats them"
+        );
+        assert_ne!(nonces(7, "b")[0], first, "another member, other nonces");
+        assert_ne!(Nonces::Os.next(), Nonces::Os.next());
+    }
+
+    #[tokio::test]
+    async fn a_bind_failure_names_the_address() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let err = Gossip::start(GossipConfig::new("n", addr))
+            .await
+            .expect_err("port taken");
+        assert!(
+            matches!(&err, GossipError::Bind { addr: a, .. } if *a == addr),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
     #[test]

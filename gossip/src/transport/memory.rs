@@ -413,7 +413,10 @@ impl Transport for MemoryNetwork {
                 .ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::AddrInUse,
-                        format!("no free port left on {} in the in-memory network", addr.ip()),
+                        format!(
+                            "no free port left on {} in the in-memory network",
+                            addr.ip()
+                        ),
                     )
                 })?
         } else if st.hosts.contains_key(&addr) {
@@ -655,7 +658,10 @@ mod tests {
         }
         let (one, stats) = delivered(42).await;
         assert_eq!(stats.sent, 100);
-        assert!(stats.dropped_loss > 10 && stats.dropped_loss < 60, "{stats:?}");
+        assert!(
+            stats.dropped_loss > 10 && stats.dropped_loss < 60,
+            "{stats:?}"
+        );
         assert_eq!(stats.queued + stats.dropped_loss, 100);
         assert_eq!(delivered(42).await.0, one, "same seed, same run");
         assert_ne!(delivered(43).await.0, one, "another seed, another run");
@@ -690,7 +696,10 @@ mod tests {
         e[0].send_to(b"x", ad[2]).await.expect("send");
         e[3].send_to(b"x", ad[1]).await.expect("send");
         e[0].send_to(b"in", ad[1]).await.expect("send");
-        assert_eq!(recv(&e[1]).await, (b"in".to_vec(), ad[0], Duration::from_millis(1)));
+        assert_eq!(
+            recv(&e[1]).await,
+            (b"in".to_vec(), ad[0], Duration::from_millis(1))
+        );
         assert_eq!(net.stats().dropped_cut, 2);
         net.heal();
         net.isolate(ad[0]);
@@ -725,10 +734,19 @@ mod tests {
         let net = MemoryNetwork::new(1);
         let a = bind(&net, addr(1)).await;
         let again = net.clone().bind(addr(1)).await;
-        assert_eq!(again.map(|_| ()).map_err(|e| e.kind()), Err(io::ErrorKind::AddrInUse));
+        assert_eq!(
+            again.map(|_| ()).map_err(|e| e.kind()),
+            Err(io::ErrorKind::AddrInUse)
+        );
         let any = net.clone().bind(SocketAddr::from(([10, 9, 0, 1], 0))).await;
-        assert_eq!(any.expect("port 0").local_addr().port(), FIRST_EPHEMERAL_PORT);
-        let unspecified = net.clone().bind(SocketAddr::from(([0, 0, 0, 0], 7000))).await;
+        assert_eq!(
+            any.expect("port 0").local_addr().port(),
+            FIRST_EPHEMERAL_PORT
+        );
+        let unspecified = net
+            .clone()
+            .bind(SocketAddr::from(([0, 0, 0, 0], 7000)))
+            .await;
         assert_eq!(
             unspecified.map(|_| ()).map_err(|e| e.kind()),
             Err(io::ErrorKind::AddrNotAvailable)
@@ -737,7 +755,10 @@ mod tests {
         drop(a);
         assert!(!net.is_bound(addr(1)));
         let refused = other.connect(addr(1)).await;
-        assert_eq!(refused.map(|_| ()).map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            refused.map(|_| ()).map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionRefused)
+        );
         other.send_to(b"x", addr(1)).await.expect("send");
         assert_eq!(net.stats().dropped_unbound, 1);
         let back = bind(&net, addr(1)).await;
