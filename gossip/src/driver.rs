@@ -266,7 +266,7 @@ enum Nonces {
     /// The operating system, as in production.
     Os,
     /// A seeded generator, for reproducible test runs ([`GossipConfig::seed`]).
-    Seeded(Mutex<StdRng>),
+    Seeded(Box<Mutex<StdRng>>),
 }
 
 impl Nonces {
@@ -672,7 +672,7 @@ impl Gossip {
             instance,
             seq: AtomicU64::new(0),
             replay: Mutex::new(ReplayGuard::new(REPLAY_SENDERS)),
-            nonces: rng.map_or(Nonces::Os, |r| Nonces::Seeded(Mutex::new(r))),
+            nonces: rng.map_or(Nonces::Os, |r| Nonces::Seeded(Box::new(Mutex::new(r)))),
             counters: Counters::default(),
             warned: Mutex::new(HashMap::new()),
         });
@@ -1385,7 +1385,8 @@ mod tests {
         assert_ne!(member_seed(7, "a"), member_seed(7, "b"));
         assert_ne!(member_seed(7, "a"), member_seed(8, "a"));
         let nonces = |seed: u64, name: &str| {
-            let n = Nonces::Seeded(Mutex::new(StdRng::seed_from_u64(member_seed(seed, name))));
+            let rng = StdRng::seed_from_u64(member_seed(seed, name));
+            let n = Nonces::Seeded(Box::new(Mutex::new(rng)));
             [n.next(), n.next()]
         };
         let [first, second] = nonces(7, "a");
