@@ -1,18 +1,35 @@
-//! The tokio driver: the only socket and timer code of the crate, and the [`Gossip`]
-//! handle the agent uses.
+//! The tokio driver: the owner task, timers and short-lived tasks around the sans-IO core,
+//! and the [`Gossip`] handle the agent uses.
 //!
-//! One task owns the [`GossipCore`] and is fed by a command channel, the UDP socket and a
-//! timer queue; after every input it drains the core's outputs (send, schedule, event,
-//! push/pull). TCP connections (push/pull exchanges, oversized packets) run in their own
-//! short-lived tasks and talk to the owner through the same command channel. Readers get
-//! snapshots (`members`, `events`) through a `watch` channel, counters through atomics.
+//! One task owns the [`GossipCore`] and is fed by a command channel, the endpoint's
+//! datagrams and a timer queue; after every input it drains the core's outputs (send,
+//! schedule, event, push/pull). Stream connections (push/pull exchanges, oversized packets)
+//! run in their own short-lived tasks and talk to the owner through the same command
+//! channel. Readers get snapshots (`members`, `events`) through a `watch` channel, counters
+//! through atomics.
 //!
 //! ```text
-//!  UDP socket ──datagram──┐
-//!  TCP accept ──request───┼──> owner task ── GossipCore ──> UDP send / spawn TCP / events
-//!  Gossip handle ─command─┤        ^
-//!  timer queue ──due──────┘        └── push/pull results
+//!  endpoint datagrams ──┐
+//!  endpoint accept ─────┼──> owner task ── GossipCore ──> send / spawn connect / events
+//!  Gossip handle ─cmd───┤        ^
+//!  timer queue ──due────┘        └── push/pull results
 //! ```
+//!
+//! # The transport seam
+//!
+//! The driver opens no socket itself: it binds an [`Endpoint`] through a [`Transport`]
+//! ([`Gossip::start_with`]) and only ever sends and receives datagrams and opens and accepts
+//! streams on it. [`Gossip::start`] uses [`NetTransport`], tokio UDP and TCP on one port;
+//! tests use [`MemoryNetwork`](crate::transport::memory::MemoryNetwork), so that a whole
+//! pool runs in one process, under virtual time and with seeded faults. What makes the
+//! protocol safe on a real network stays here, above the seam, and is the same on every
+//! transport: the datagram budget and the fallback to a stream for larger packets, the
+//! 4-byte length framing and its limit, the connection limit, timeouts, envelopes,
+//! encryption, frames and replay detection.
+//!
+//! For a run to be reproducible the driver's own randomness can be seeded
+//! ([`GossipConfig::seed`]: the core's seed, the frames' instance id and the nonces), and
+//! the owner task polls its inputs in a fixed order rather than tokio's random one.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -22,8 +39,9 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use rand_010::rngs::StdRng;
+use rand_010::{Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -31,12 +49,13 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::broadcast::{MemberMeta, UserEvent};
 use crate::config::Timings;
 use crate::core::{CoreConfig, CoreError, CoreTimer, GossipCore, GossipEvent, Output};
-use crate::envelope::{self, OpenError, VERSION_PLAINTEXT};
+use crate::envelope::{self, NONCE_LEN, OpenError, VERSION_PLAINTEXT};
 use crate::frame::{FRAME_HEADER_LEN, Frame, FrameKind, RejectReason, Replay, ReplayGuard};
 use crate::identity::{IdentityError, NodeId};
 use crate::keyring::{Key, KeyInfo, Keyring, KeyringError};
 use crate::pushpull::PushPull;
 use crate::state::Member;
+use crate::transport::{Endpoint, NetTransport, Transport};
 
 /// Consul's default LAN gossip port.
 pub const DEFAULT_PORT: u16 = 8301;
@@ -79,6 +98,14 @@ pub struct GossipConfig {
     pub generation: Option<u64>,
     /// Capacity of the event channel; events are dropped (and counted) when it is full.
     pub event_buffer: usize,
+    /// Seed of the member's own randomness (the SWIM core's choices, the instance id of
+    /// its frames and the encryption nonces), mixed with `name` so that members sharing a
+    /// seed still differ. `None` (the default) draws from the operating system.
+    ///
+    /// For reproducible tests only (with a fixed `generation` and, for a whole pool, the
+    /// in-memory transport under paused time): a seeded member repeats its nonces every
+    /// time it starts, which must never happen with a real encryption key.
+    pub seed: Option<u64>,
 }
 
 impl GossipConfig {
@@ -97,6 +124,7 @@ impl GossipConfig {
             udp_packet_size: UDP_PACKET_SIZE,
             generation: None,
             event_buffer: 4096,
+            seed: None,
         }
     }
 }
@@ -228,8 +256,32 @@ struct Wire {
     instance: u64,
     seq: AtomicU64,
     replay: Mutex<ReplayGuard>,
+    nonces: Nonces,
     counters: Counters,
     warned: Mutex<HashMap<&'static str, Instant>>,
+}
+
+/// Where encryption nonces come from.
+enum Nonces {
+    /// The operating system, as in production.
+    Os,
+    /// A seeded generator, for reproducible test runs ([`GossipConfig::seed`]).
+    Seeded(Box<Mutex<StdRng>>),
+}
+
+impl Nonces {
+    fn next(&self) -> [u8; NONCE_LEN] {
+        match self {
+            Nonces::Os => envelope::random_nonce(),
+            Nonces::Seeded(rng) => {
+                let mut n = [0u8; NONCE_LEN];
+                rng.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fill_bytes(&mut n);
+                n
+            }
+        }
+    }
 }
 
 /// An opened frame: kind plus plaintext (body at `FRAME_HEADER_LEN..`).
@@ -271,7 +323,7 @@ impl Wire {
         } else {
             None
         };
-        envelope::seal(ring, &self.label, &frame, envelope::random_nonce())
+        envelope::seal(ring, &self.label, &frame, self.nonces.next())
     }
 
     fn open(
@@ -545,6 +597,16 @@ impl Gossip {
     pub async fn start(
         cfg: GossipConfig,
     ) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), GossipError> {
+        Self::start_with(cfg, NetTransport).await
+    }
+
+    /// [`Gossip::start`] on another transport: binds `cfg.bind` on `transport` (for tests,
+    /// a [`MemoryNetwork`](crate::transport::memory::MemoryNetwork) handle). Everything
+    /// else (bounds, framing, encryption, push/pull) is the same as on the real network.
+    pub async fn start_with<T: Transport>(
+        cfg: GossipConfig,
+        transport: T,
+    ) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), GossipError> {
         cfg.timings.validate().map_err(GossipError::Config)?;
         cfg.meta
             .validate()
@@ -561,11 +623,17 @@ impl Gossip {
             .filter(|b| *b >= 1024)
             .ok_or_else(|| GossipError::Config("UDP packet size too small".into()))?;
 
-        let (udp, tcp) = bind_pair(cfg.bind).await?;
-        let local_addr = udp.local_addr().map_err(|source| GossipError::Bind {
-            addr: cfg.bind,
-            source,
-        })?;
+        let endpoint =
+            Arc::new(
+                transport
+                    .bind(cfg.bind)
+                    .await
+                    .map_err(|source| GossipError::Bind {
+                        addr: cfg.bind,
+                        source,
+                    })?,
+            );
+        let local_addr = endpoint.local_addr();
         let advertise = match cfg.advertise {
             Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local_addr.port()),
             Some(a) => a,
@@ -583,12 +651,17 @@ impl Gossip {
                 .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         });
         let identity = NodeId::new(&cfg.name, advertise, generation)?;
+        let mut rng = cfg
+            .seed
+            .map(|seed| StdRng::seed_from_u64(member_seed(seed, &cfg.name)));
+        let mut draw = || rng.as_mut().map_or_else(rand_010::random, Rng::next_u64);
+        let (core_seed, instance) = (draw(), draw());
         let core = GossipCore::new(CoreConfig {
             identity: identity.clone(),
             meta: cfg.meta.clone(),
             timings: cfg.timings.clone(),
             max_packet_size: budget,
-            seed: rand_010::random(),
+            seed: core_seed,
         })?;
 
         let wire = Arc::new(Wire {
@@ -596,9 +669,10 @@ impl Gossip {
             label: cfg.label.clone(),
             verify_incoming: cfg.encrypt_verify_incoming,
             verify_outgoing: cfg.encrypt_verify_outgoing,
-            instance: rand_010::random(),
+            instance,
             seq: AtomicU64::new(0),
             replay: Mutex::new(ReplayGuard::new(REPLAY_SENDERS)),
+            nonces: rng.map_or(Nonces::Os, |r| Nonces::Seeded(Box::new(Mutex::new(r)))),
             counters: Counters::default(),
             warned: Mutex::new(HashMap::new()),
         });
@@ -610,14 +684,14 @@ impl Gossip {
             events: Vec::new(),
         }));
         let accept = tokio::spawn(accept_loop(
-            tcp,
+            Arc::clone(&endpoint),
             Arc::clone(&wire),
             cmd_tx.clone(),
             cfg.timings.tcp_timeout,
         ));
         let driver = Driver {
             core,
-            udp: Arc::new(udp),
+            endpoint,
             wire: Arc::clone(&wire),
             cmd_tx: cmd_tx.clone(),
             events: ev_tx,
@@ -765,23 +839,15 @@ impl Gossip {
     }
 }
 
-/// Binds UDP and TCP on the same port (retrying with another free port when `bind` asks
-/// for any port and the TCP side of the one picked is taken).
-async fn bind_pair(bind: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipError> {
-    let err = |source| GossipError::Bind { addr: bind, source };
-    for _ in 0..16 {
-        let udp = UdpSocket::bind(bind).await.map_err(err)?;
-        let port = udp.local_addr().map_err(err)?.port();
-        match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if bind.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(err(e)),
-        }
+/// The seed of one member's generator: the configured seed mixed with the member's name
+/// (FNV-1a), so members started from one seed draw different numbers.
+fn member_seed(seed: u64, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    Err(err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "no port free for both UDP and TCP",
-    )))
+    h ^ seed
 }
 
 /// Resolves `"host:port"`, `"host"` (default port), `"[v6]:port"` or a bare IPv6 address.
@@ -809,7 +875,7 @@ async fn resolve(addr: &str) -> Result<SocketAddr, GossipError> {
         .ok_or_else(|| fail("no address".into()))
 }
 
-async fn write_frame(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> io::Result<()> {
     let len = u32::try_from(data.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&len.to_be_bytes()).await?;
@@ -817,7 +883,7 @@ async fn write_frame(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     stream.flush().await
 }
 
-async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
@@ -832,15 +898,15 @@ async fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn accept_loop<E: Endpoint>(
+    endpoint: Arc<E>,
     wire: Arc<Wire>,
     cmd: mpsc::Sender<Command>,
     tcp_timeout: Duration,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (stream, peer) = match endpoint.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!(error = %e, "gossip TCP accept failed");
@@ -866,8 +932,8 @@ async fn accept_loop(
     }
 }
 
-async fn serve_conn(
-    mut stream: TcpStream,
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     wire: &Wire,
     cmd: &mpsc::Sender<Command>,
@@ -932,14 +998,16 @@ async fn serve_conn(
 }
 
 /// Runs one push/pull exchange as the initiator.
-async fn push_pull(
+async fn push_pull<E: Endpoint>(
+    endpoint: Arc<E>,
     to: SocketAddr,
     request: Vec<u8>,
     wire: Arc<Wire>,
     tcp_timeout: Duration,
 ) -> Result<PushPull, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(to)
+        let mut stream = endpoint
+            .connect(to)
             .await
             .map_err(|e| format!("connect to {to}: {e}"))?;
         add(&wire.counters.bytes_sent, request.len());
@@ -1000,9 +1068,9 @@ impl Ord for TimerEntry {
     }
 }
 
-struct Driver {
+struct Driver<E> {
     core: GossipCore,
-    udp: Arc<UdpSocket>,
+    endpoint: Arc<E>,
     wire: Arc<Wire>,
     cmd_tx: mpsc::Sender<Command>,
     events: mpsc::Sender<GossipEvent>,
@@ -1017,7 +1085,7 @@ struct Driver {
     changed: bool,
 }
 
-impl Driver {
+impl<E: Endpoint> Driver<E> {
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 65_536];
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
@@ -1025,11 +1093,12 @@ impl Driver {
         self.flush().await;
         loop {
             let next = self.timers.peek().map(|t| t.at);
+            // A fixed polling order (not tokio's random one) keeps seeded runs reproducible.
+            // Datagrams come last: a flood of them cannot hold back commands or timers, and
+            // the inputs before them are bounded (one command per turn from a bounded set of
+            // senders, due timers in one go), so datagrams are served between them.
             tokio::select! {
-                r = self.udp.recv_from(&mut buf) => match r {
-                    Ok((len, from)) => self.on_datagram(buf.get(..len).unwrap_or_default(), from),
-                    Err(e) => tracing::debug!(error = %e, "gossip UDP receive failed"),
-                },
+                biased;
                 cmd = cmd_rx.recv() => match cmd {
                     None => break,
                     Some(Command::Shutdown { reply }) => {
@@ -1039,8 +1108,12 @@ impl Driver {
                     Some(c) => self.on_command(c),
                 },
                 () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => self.fire_timers(),
-                _ = refresh.tick() => self.changed = true,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                _ = refresh.tick() => self.changed = true,
+                r = self.endpoint.recv_from(&mut buf) => match r {
+                    Ok((len, from)) => self.on_datagram(buf.get(..len).unwrap_or_default(), from),
+                    Err(e) => tracing::debug!(error = %e, "gossip UDP receive failed"),
+                },
             }
             self.flush().await;
         }
@@ -1108,13 +1181,15 @@ impl Driver {
                     &self.core.local_state(true).encode(),
                 );
                 let wire = Arc::clone(&self.wire);
+                let endpoint = Arc::clone(&self.endpoint);
                 let cmd = self.cmd_tx.clone();
                 let t = self.tcp_timeout;
                 self.tasks.spawn(async move {
                     let mut set = JoinSet::new();
                     for to in addrs {
                         let (req, wire) = (request.clone(), Arc::clone(&wire));
-                        set.spawn(async move { (to, push_pull(to, req, wire, t).await) });
+                        let endpoint = Arc::clone(&endpoint);
+                        set.spawn(async move { (to, push_pull(endpoint, to, req, wire, t).await) });
                     }
                     let mut results = Vec::new();
                     while let Some(r) = set.join_next().await {
@@ -1221,10 +1296,11 @@ impl Driver {
                         &self.core.local_state(join).encode(),
                     );
                     let wire = Arc::clone(&self.wire);
+                    let endpoint = Arc::clone(&self.endpoint);
                     let cmd = self.cmd_tx.clone();
                     let t = self.tcp_timeout;
                     self.tasks.spawn(async move {
-                        let result = push_pull(to, request, wire, t).await;
+                        let result = push_pull(endpoint, to, request, wire, t).await;
                         let _ = cmd.send(Command::PushPullDone { from: to, result }).await;
                     });
                 }
@@ -1255,10 +1331,11 @@ impl Driver {
         if packet.len() > self.udp_packet_size {
             // Too large for one datagram: deliver it over TCP.
             let wire = Arc::clone(&self.wire);
+            let endpoint = Arc::clone(&self.endpoint);
             let t = self.tcp_timeout;
             self.tasks.spawn(async move {
                 let sent = timeout(t, async {
-                    let mut s = TcpStream::connect(to).await?;
+                    let mut s = endpoint.connect(to).await?;
                     write_frame(&mut s, &packet).await
                 })
                 .await;
@@ -1272,7 +1349,7 @@ impl Driver {
             });
             return;
         }
-        match self.udp.send_to(&packet, to).await {
+        match self.endpoint.send_to(&packet, to).await {
             Ok(n) => {
                 add(&self.wire.counters.bytes_sent, n);
                 bump(&self.wire.counters.packets_sent);
@@ -1301,6 +1378,40 @@ mod tests {
         assert_eq!(resolve("localhost").await?.port(), DEFAULT_PORT);
         assert!(resolve("no-such-host.invalid").await.is_err());
         Ok(())
+    }
+
+    #[test]
+    fn seeded_members_draw_their_own_reproducible_numbers() {
+        assert_ne!(member_seed(7, "a"), member_seed(7, "b"));
+        assert_ne!(member_seed(7, "a"), member_seed(8, "a"));
+        let nonces = |seed: u64, name: &str| {
+            let rng = StdRng::seed_from_u64(member_seed(seed, name));
+            let n = Nonces::Seeded(Box::new(Mutex::new(rng)));
+            [n.next(), n.next()]
+        };
+        let [first, second] = nonces(7, "a");
+        assert_ne!(first, second, "a fresh nonce every time");
+        assert_eq!(
+            nonces(7, "a"),
+            [first, second],
+            "the same seed repeats them"
+        );
+        assert_ne!(nonces(7, "b")[0], first, "another member, other nonces");
+        assert_ne!(Nonces::Os.next(), Nonces::Os.next());
+    }
+
+    #[tokio::test]
+    async fn a_bind_failure_names_the_address() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let err = Gossip::start(GossipConfig::new("n", addr))
+            .await
+            .expect_err("port taken");
+        assert!(
+            matches!(&err, GossipError::Bind { addr: a, .. } if *a == addr),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
     #[test]

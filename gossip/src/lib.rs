@@ -19,8 +19,11 @@
 //! - [`pushpull`]: the TCP full-state exchange on join and every ~30 s;
 //! - [`keyring`], [`envelope`], [`frame`]: AES-GCM sealing, key rotation, replay detection;
 //! - [`core`]: the sans-IO state machine tying these together;
-//! - [`driver`]: the tokio driver (the only socket and timer code) and the [`Gossip`]
+//! - [`driver`]: the tokio driver (the owner task, timers and tasks) and the [`Gossip`]
 //!   handle;
+//! - [`transport`]: the driver's network behind a trait: real UDP and TCP
+//!   ([`transport::NetTransport`]) or an in-memory network with seeded faults for tests
+//!   ([`transport::memory::MemoryNetwork`]);
 //! - [`sim`]: a deterministic in-memory network to run many cores without sockets.
 //!
 //! # Use
@@ -49,13 +52,16 @@
 //!
 //! - `foca`: the SWIM protocol (with its `std` feature for `Config::new_lan`).
 //! - `aes-gcm`: pure-Rust AES-GCM for packet encryption (Consul's gossip encryption).
-//! - `rand` 0.10 (as `rand_010`): the RNG type foca 2 requires, nonces and key generation.
+//! - `rand` 0.10 (as `rand_010`): the RNG type foca 2 requires, nonces and key generation,
+//!   the seeded generators of reproducible runs (`StdRng`).
 //! - `bytes`: foca's `Codec` trait is written against `Buf`/`BufMut`.
 //! - `base64`: keys are exchanged in standard base64, as `consul keygen` prints them.
 //! - `uuid`: user event IDs.
 //! - `thiserror`, `tracing`: typed errors and logs.
-//! - `tokio`: the driver's sockets, timers and tasks.
-//! - dev: `proptest` (merge laws, decoder robustness), `tracing-subscriber` (test logs).
+//! - `tokio`: the driver's timers and tasks, the real transport's sockets, the in-memory
+//!   transport's channels and duplex streams.
+//! - dev: `proptest` (merge laws, decoder robustness), `tracing-subscriber` (test logs),
+//!   tokio's `test-util` (paused, virtual time).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -72,6 +78,7 @@ pub mod keyring;
 pub mod pushpull;
 pub mod sim;
 pub mod state;
+pub mod transport;
 
 pub use crate::broadcast::{MemberMeta, Ports, Role, UserEvent};
 pub use crate::config::Timings;
