@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use cairn_catalog::model::HealthStatus;
 use tokio::sync::{Notify, mpsc, watch};
@@ -42,8 +43,44 @@ pub fn ae_interval(nodes: usize) -> Duration {
         ((nodes as f64).log2() - 128f64.log2()).ceil() as u32 + 1
     };
     let base = AE_INTERVAL * scale;
-    let stagger_ms = rand::random_range(0..=base.as_millis() as u64 / 10);
+    let stagger_ms = crate::random::up_to(base.as_millis() as u64 / 10);
     base + Duration::from_millis(stagger_ms)
+}
+
+/// The networks an agent talks over: the machine's sockets, or in-memory networks shared by
+/// every agent of one test process (a whole cluster in virtual time, reproducible from a seed).
+#[derive(Clone, Default)]
+pub enum Networks {
+    /// TCP and UDP sockets.
+    #[default]
+    Sockets,
+    /// In-memory networks (tests).
+    Memory(MemoryNetworks),
+}
+
+/// The in-memory networks of one test process, and how to make a run reproducible.
+#[derive(Clone)]
+pub struct MemoryNetworks {
+    /// Server RPC between agents.
+    pub rpc: crate::rpc::transport::MemoryNet,
+    /// LAN gossip.
+    pub gossip: cairn_gossip::transport::memory::MemoryNetwork,
+    /// Seeds this agent's randomness (gossip, Raft election timeouts).
+    pub seed: u64,
+    /// Gossip generation of this start (higher on every restart of a node).
+    pub generation: u64,
+}
+
+impl MemoryNetworks {
+    /// A number drawn from the seed for one purpose of this agent.
+    pub fn draw(&self, name: &str, purpose: &str) -> u64 {
+        // FNV-1a over the seed, the node and the purpose: stable across runs and builds.
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ self.seed;
+        for b in name.bytes().chain([0]).chain(purpose.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
 }
 
 /// A running agent.
@@ -154,8 +191,19 @@ fn node_id(config: &Config) -> Result<String, StartError> {
 }
 
 impl Agent {
-    /// Builds the agent and opens its server role (no background tasks started yet).
+    /// Builds the agent over the machine's sockets and opens its server role (no background
+    /// tasks started yet).
     pub async fn new(config: Config) -> Result<Arc<Agent>, StartError> {
+        Agent::new_on(config, Networks::Sockets).await
+    }
+
+    /// Builds the agent over the given networks. In memory, the Raft log and the agent's own
+    /// registrations stay in memory too, and Raft's election timeout is drawn from the seed.
+    pub async fn new_on(config: Config, networks: Networks) -> Result<Arc<Agent>, StartError> {
+        let memory = match &networks {
+            Networks::Memory(m) => Some(m.clone()),
+            Networks::Sockets => None,
+        };
         let advertise = config.advertise_addr.unwrap_or_else(|| {
             if config.bind_addr.is_unspecified() {
                 detect_private_ip()
@@ -189,12 +237,20 @@ impl Agent {
             addr: SocketAddr::new(advertise, config.ports.server).to_string(),
             id: node.id.clone(),
         };
-        let raft_dir = if config.dev {
+        let raft_dir = if config.dev || memory.is_some() {
             None
         } else {
             config.data_dir.as_ref().map(|d| d.join("raft"))
         };
-        let rpc = crate::rpc::Client::new();
+        let rpc = match &memory {
+            Some(m) => crate::rpc::Client::with_transport(m.rpc.transport(&me.addr)),
+            None => crate::rpc::Client::new(),
+        };
+        // A timeout drawn per node within Raft's range, fixed for the run.
+        let election_timeout_ms = memory.as_ref().map(|m| {
+            let m_ = u64::from(config.performance.raft_multiplier.clamp(1, 10));
+            120 * m_ + m.draw(&node.name, "election") % (120 * m_)
+        });
         let server = if config.server {
             Some(
                 Server::start(
@@ -207,6 +263,7 @@ impl Agent {
                         snapshot_threshold: u64::from(config.raft_snapshot_threshold),
                         trailing_logs: u64::from(config.raft_trailing_logs),
                         autopilot: config.autopilot.clone(),
+                        election_timeout_ms,
                     },
                     Arc::clone(&hub),
                     rpc.clone(),
@@ -221,9 +278,10 @@ impl Agent {
             .as_ref()
             .map(|s| Arc::clone(&s.session_timers))
             .unwrap_or_default();
-        let (gossip, gossip_rx) = crate::cluster::start(&config, &node.name, &node.id, advertise)
-            .await
-            .map_err(StartError::Unsupported)?;
+        let (gossip, gossip_rx) =
+            crate::cluster::start(&config, &node.name, &node.id, advertise, memory.as_ref())
+                .await
+                .map_err(StartError::Unsupported)?;
         let backend = match &server {
             Some(s) => Backend::Server(Arc::clone(s)),
             None => Backend::Client(Arc::new(ServerPool::new(
@@ -261,7 +319,7 @@ impl Agent {
             persist: config
                 .data_dir
                 .as_ref()
-                .filter(|_| !config.dev)
+                .filter(|_| !config.dev && memory.is_none())
                 .map(|d| Persist::new(d)),
             gossip,
             membership,

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_gossip::{Gossip, MemberStatus, Role};
-use rand::seq::SliceRandom;
 
 use crate::api::read::NodeView;
 use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
@@ -53,7 +52,7 @@ impl ServerPool {
             })
             .map(|m| std::net::SocketAddr::new(m.addr, m.meta.ports.server_rpc).to_string())
             .collect();
-        all.shuffle(&mut rand::rng());
+        crate::random::shuffle(&mut all);
         let preferred = self
             .preferred
             .lock()

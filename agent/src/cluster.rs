@@ -58,12 +58,14 @@ pub fn local_meta(config: &Config, node_id: &str) -> MemberMeta {
     }
 }
 
-/// Starts the LAN pool.
+/// Starts the LAN pool, on the machine's sockets or (with `memory`) on an in-memory network
+/// with the agent's seeded randomness.
 pub async fn start(
     config: &Config,
     node_name: &str,
     node_id: &str,
     advertise: std::net::IpAddr,
+    memory: Option<&crate::agent::MemoryNetworks>,
 ) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), String> {
     let bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
     let mut g = GossipConfig::new(node_name, bind);
@@ -98,9 +100,15 @@ pub async fn start(
                 .map_err(|e| format!("encrypt: invalid gossip key: {e}"))?,
         );
     }
-    Gossip::start(g)
-        .await
-        .map_err(|e| format!("gossip on {bind}: {e}"))
+    let started = match memory {
+        None => Gossip::start(g).await,
+        Some(m) => {
+            g.seed = Some(m.draw(node_name, "gossip"));
+            g.generation = Some(m.generation);
+            Gossip::start_with(g, m.gossip.clone()).await
+        }
+    };
+    started.map_err(|e| format!("gossip on {bind}: {e}"))
 }
 
 /// A gossip member as the leader reconciles it.

@@ -23,6 +23,7 @@ pub mod keyring;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
+pub mod random;
 pub mod rpc;
 pub mod run;
 pub mod server;

@@ -82,7 +82,7 @@ impl ReadOptions {
         let jitter = if jitter_max == 0 {
             0
         } else {
-            rand::random_range(0..=jitter_max)
+            crate::random::up_to(jitter_max)
         };
         self.wait + Duration::from_millis(jitter)
     }

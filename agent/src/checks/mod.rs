@@ -367,7 +367,7 @@ async fn run_interval(
     tx: mpsc::Sender<CheckResult>,
 ) {
     // Spread the first run over the interval so checks registered together do not fire together.
-    let stagger_ms = rand::random_range(0..=spec.interval.as_millis().max(1) as u64);
+    let stagger_ms = crate::random::up_to(spec.interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(stagger_ms).min(spec.interval)).await;
     let mut thresholds = Thresholds::new(&spec);
     let mut tick = tokio::time::interval(spec.interval.max(Duration::from_millis(1)));

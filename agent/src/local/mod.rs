@@ -8,7 +8,7 @@ pub mod persist;
 pub mod sync;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
 

@@ -10,7 +10,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use cairn_catalog::model::{HealthCheck, Node, Service};

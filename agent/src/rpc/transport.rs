@@ -239,6 +239,13 @@ impl MemoryNet {
         self.state().delivered
     }
 
+    /// Whether messages from `from` to `to` are cut.
+    fn is_cut(&self, from: &str, to: &str) -> bool {
+        self.state()
+            .cuts
+            .contains(&(from.to_string(), to.to_string()))
+    }
+
     /// Decides the fate of one message, or `None` when `from` cannot reach `to`.
     fn fate(&self, from: &str, to: &str) -> Option<(axum::Router, Fate)> {
         let mut st = self.state();
@@ -306,7 +313,7 @@ impl Transport for Memory {
                     .await
                     .map_err(|e| e.to_string())?;
                 // The way back can be cut meanwhile.
-                if self.net.fate(addr, &self.from).is_none() || fate.lose_reply {
+                if self.net.is_cut(addr, &self.from) || fate.lose_reply {
                     return Err(format!("{addr}: reply lost"));
                 }
                 tokio::time::sleep(fate.delay).await;

@@ -83,6 +83,9 @@ pub struct ServerOptions {
     pub trailing_logs: u64,
     /// Autopilot settings.
     pub autopilot: crate::config::Autopilot,
+    /// A fixed election timeout instead of a random one in Raft's range (reproducible test
+    /// runs draw it from their seed).
+    pub election_timeout_ms: Option<u64>,
 }
 
 /// Why a server could not start.
@@ -126,6 +129,12 @@ pub struct Server {
     /// Why the Raft node stopped for good, once it has: the server then serves nothing and
     /// the agent exits (see [`Server::failure`]).
     failed: tokio::sync::watch::Sender<Option<String>>,
+    /// When a quorum last acknowledged this server as leader (`None`: never, or not leading).
+    quorum_acked_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// How long a quorum's acknowledgement keeps this leader's lease: the shortest election
+    /// timeout, so a leader cut off from its quorum stops serving before another can be
+    /// elected (Consul's `LeaderLeaseTimeout`).
+    lease: Duration,
 }
 
 /// A command waiting to be committed, and where its result goes.
@@ -133,6 +142,11 @@ struct Proposal {
     cmd: Command,
     reply: tokio::sync::oneshot::Sender<Result<(u64, Response), Error>>,
 }
+
+/// How long a proposal waits for its entry to commit before its caller is answered with an
+/// error: far beyond any healthy commit, short enough that a leader which lost its quorum
+/// between the lease check and the proposal does not hold callers for good.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most commands in one batch entry.
 const MAX_BATCH: usize = 256;
@@ -178,25 +192,33 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
     }
 }
 
-/// Watches the Raft node's state and fails the server role when the node stops on a fatal
-/// error (storage failure, panic in a Raft task): serving on would answer from a state that
-/// no longer follows the log.
-async fn watch_fatal(server: std::sync::Weak<Server>) {
+/// Watches the Raft node's metrics: records when a quorum last acknowledged this server as
+/// leader (its lease, see [`Server::lease_ok`]), and fails the server role when the node stops
+/// on a fatal error (storage failure, panic in a Raft task): serving on would answer from a
+/// state that no longer follows the log.
+async fn watch_metrics(server: std::sync::Weak<Server>) {
     let mut rx = match server.upgrade() {
         Some(s) => s.raft.metrics(),
         None => return,
     };
     loop {
-        let fatal = match &rx.borrow().running_state {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
+        let (fatal, acked_ms_ago) = {
+            let m = rx.borrow();
+            let fatal = match &m.running_state {
+                Ok(()) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            (fatal, m.millis_since_quorum_ack)
         };
+        let Some(s) = server.upgrade() else { return };
         if let Some(why) = fatal {
-            if let Some(s) = server.upgrade() {
-                s.fail(&why);
-            }
+            s.fail(&why);
             return;
         }
+        let acked_at = acked_ms_ago
+            .and_then(|ms| tokio::time::Instant::now().checked_sub(Duration::from_millis(ms)));
+        *s.quorum_acked_at.lock().unwrap_or_else(|p| p.into_inner()) = acked_at;
+        drop(s);
         if rx.changed().await.is_err() {
             return;
         }
@@ -236,8 +258,8 @@ impl Server {
         let config = openraft::Config {
             cluster_name: format!("cairn-{}", opts.datacenter),
             heartbeat_interval: 40 * m,
-            election_timeout_min: 120 * m,
-            election_timeout_max: 240 * m,
+            election_timeout_min: opts.election_timeout_ms.unwrap_or(120 * m),
+            election_timeout_max: opts.election_timeout_ms.map_or(240 * m, |t| t + 1),
             install_snapshot_timeout: 30_000,
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
@@ -253,6 +275,7 @@ impl Server {
         let network = rpc::Network {
             client: rpc.clone(),
         };
+        let lease = Duration::from_millis(config.election_timeout_min);
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -275,9 +298,11 @@ impl Server {
             requests: requests::Requests::new(),
             acl: crate::acl::Acl::disabled(),
             failed: tokio::sync::watch::channel(None).0,
+            quorum_acked_at: std::sync::Mutex::new(None),
+            lease,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
-        tokio::spawn(watch_fatal(Arc::downgrade(&server)));
+        tokio::spawn(watch_metrics(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -455,8 +480,16 @@ impl Server {
             .send(Proposal { cmd, reply: tx })
             .await
             .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?
+        match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
+            Ok(reply) => {
+                reply.map_err(|_| Error::Unavailable("the server is shutting down".into()))?
+            }
+            // Raft never gives up on an entry it appended; the caller must not wait forever
+            // for a quorum that is gone. The write may still commit later.
+            Err(_) => Err(Error::Unavailable(format!(
+                "the write did not commit within {COMMIT_TIMEOUT:?}; it may still be applied"
+            ))),
+        }
     }
 
     /// Commits one log entry (a single command or a batch) through Raft on this server, which
@@ -541,9 +574,22 @@ impl Server {
         }
     }
 
-    /// Whether this server leads and has committed its barrier in the current term.
+    /// Whether this server leads with a live lease: a quorum acknowledged it within the
+    /// lease. A leader cut off from the majority keeps believing it leads (openraft 0.9 has no
+    /// check-quorum step-down), so without this it would answer default reads from a state a
+    /// new leader may already have moved past, and hold writes it can never commit.
+    pub fn lease_ok(&self) -> bool {
+        let acked = *self
+            .quorum_acked_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        acked.is_some_and(|t| t.elapsed() <= self.lease)
+    }
+
+    /// Whether this server leads, holds its lease and has committed its barrier in the
+    /// current term.
     fn ready_for_reads(&self) -> bool {
-        self.leading_in_term() == Some(self.ready_term.load(Ordering::Acquire))
+        self.leading_in_term() == Some(self.ready_term.load(Ordering::Acquire)) && self.lease_ok()
     }
 
     /// Waits (up to the hold timeout) until this leader is ready for reads. `Ok(false)` if it
@@ -558,7 +604,11 @@ impl Server {
                 return Ok(false);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::NotReady);
+                return Err(if self.lease_ok() {
+                    Error::NotReady
+                } else {
+                    Error::NoLeader
+                });
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -5,7 +5,6 @@
 use cairn_catalog::State;
 use cairn_catalog::model::{HealthStatus, PreparedQuery};
 use cairn_catalog::store::CheckServiceNode;
-use rand::seq::SliceRandom;
 
 /// The only template type Consul defines.
 pub const NAME_PREFIX_MATCH: &str = "name_prefix_match";
@@ -148,7 +147,7 @@ pub fn select(st: &State, q: &PreparedQuery, limit: usize) -> (u64, Vec<CheckSer
             .serves(svc.only_passing)
         })
         .collect();
-    chosen.shuffle(&mut rand::rng());
+    crate::random::shuffle(&mut chosen);
     if limit > 0 {
         chosen.truncate(limit);
     }

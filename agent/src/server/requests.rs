@@ -43,7 +43,7 @@ impl Requests {
     /// reuses the sequence numbers of its previous run).
     pub fn new() -> Arc<Requests> {
         Arc::new(Requests {
-            client: uuid::Uuid::new_v4().to_string(),
+            client: crate::random::uuid().to_string(),
             next: AtomicU64::new(1),
             in_flight: Mutex::new(BTreeSet::new()),
         })

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod inproc;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

@@ -144,6 +144,11 @@ impl Server {
                 leader: self.leader().map(|a| a.to_string()),
             });
         }
+        if !self.lease_ok() {
+            // Leading without a quorum's recent word: a write could not commit (and the
+            // caller retries until a leader that can takes it).
+            return Err(Error::NoLeader);
+        }
         let Some(id) = &w.id else {
             return Err(Error::Invalid(
                 "a write reached the leader without its request identity".into(),
