@@ -13,6 +13,7 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connlimit;
 pub mod dns;
 pub mod events;
 pub mod http;

@@ -1,6 +1,7 @@
 //! Bad requests end to end: wrong methods (405 with `Allow`), `OPTIONS`, unknown routes,
 //! malformed or mistyped bodies and oversized ones. Always a 4xx with a message, never a 5xx
-//! or a partial write. And the redirect from `/` to the dashboard.
+//! or a partial write. And the redirect from `/` to the dashboard. Abusive clients too: one
+//! address holding many connections must not lock the others out.
 
 mod common;
 
@@ -293,4 +294,85 @@ async fn pretty_output() {
     let pretty = a.get("/v1/catalog/nodes?pretty").await;
     assert!(pretty.text().contains("\n "), "{}", pretty.text());
     assert_eq!(plain.body, pretty.body);
+}
+
+/// One address holding many idle connections locks nobody else out (black-box finding: under
+/// `ulimit -n 1024`, 1,100 idle connections from one address made the API time out for
+/// everyone). The client's connections beyond `limits.http_max_conns_per_client` (Consul's
+/// default, 200) get Consul's 429 and are closed, and other clients are served at once.
+#[tokio::test]
+async fn one_address_with_many_idle_connections_locks_nobody_out() {
+    // This process holds more than a thousand descriptors below.
+    cairn::run::raise_fd_limit();
+    let a = Agent::builder().ulimit("-n 1024").start().await;
+    let addr = format!("127.0.0.1:{}", a.http_port);
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Another address is served, promptly.
+    let other = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let r = other
+        .get(a.url("/v1/status/leader"))
+        .send()
+        .await
+        .expect("another address is served");
+    assert_eq!(r.status(), 200);
+    // The last connections of the crowded address were refused with Consul's text (or, past
+    // the refusals answered at once, just closed).
+    let mut last = idle.pop().expect("a connection");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut last, &mut answer),
+    )
+    .await
+    .expect("the refused connection is closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty()
+            || (answer.starts_with("HTTP/1.1 429 ")
+                && answer.ends_with(
+                    "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+                )),
+        "{answer}"
+    );
+    let mut refused = 0;
+    for s in idle.iter_mut().skip(200).take(100) {
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(s, &mut buf),
+        )
+        .await
+        .expect("a refused connection is closed");
+        if String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 429 ") {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no connection got the 429");
+}
+
+/// The agent raises its soft open-files limit to the hard one at start, as Consul does.
+#[tokio::test]
+async fn the_agent_raises_its_soft_open_files_limit() {
+    let a = Agent::builder().ulimit("-S -n 256").start().await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", a.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(fields[3], fields[4], "{line}");
+    assert_ne!(fields[3], "256", "{line}");
 }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod host;
 pub mod keyring;
 pub mod kv;
+pub mod listener;
 pub mod monitor;
 pub mod operator;
 pub mod params;
