@@ -11,7 +11,7 @@ use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, check_dc, json_response, json_true, query, selection, serve_selected};
-use crate::local::defs::validate_meta;
+use crate::local::defs::{validate_id_len, validate_meta};
 use crate::server::now_ms;
 use crate::server::query::Read;
 
@@ -42,6 +42,17 @@ async fn register(
     )?;
     if req.node.is_empty() {
         return Err(ApiError::bad_request("Must provide node"));
+    }
+    // Nothing registered here may be unreachable by URL afterwards.
+    validate_id_len("Node name", &req.node)?;
+    if let Some(s) = &req.service {
+        validate_id_len("Service ID", &s.id)?;
+        validate_id_len("Service name", &s.service)?;
+    }
+    for c in req.check.iter().chain(req.checks.iter()) {
+        validate_id_len("Check ID", &c.check_id)?;
+        validate_id_len("Check name", &c.name)?;
+        validate_id_len("Check ServiceID", &c.service_id)?;
     }
     if req.address.is_empty() && !req.skip_node_update {
         return Err(ApiError::bad_request("Must provide address"));

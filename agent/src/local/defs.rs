@@ -309,6 +309,11 @@ impl CheckDef {
         scripts: ScriptPolicy,
         source: Source,
     ) -> Result<(HealthCheck, CheckSpec), ApiError> {
+        // The ID as given (or the name, which stands in for it); generated IDs
+        // (`service:<id>:<n>`) are bounded by their service's ID.
+        validate_id_len("Check ID", self.given_id())?;
+        validate_id_len("Check name", &self.name)?;
+        validate_id_len("Check ServiceID", &self.service_id)?;
         let ttl = dur("TTL", &self.ttl)?;
         let interval = dur("Interval", &self.interval)?;
         let timeout = dur("Timeout", &self.timeout)?;
@@ -571,6 +576,28 @@ const SERVICE_KINDS: &[&str] = &[
     "api-gateway",
 ];
 
+/// Longest ID or name accepted at registration, in bytes.
+///
+/// What is registered must stay addressable: IDs and names travel in URL paths
+/// (`/v1/agent/service/deregister/<id>`, `/v1/agent/check/pass/<id>`, `/v1/catalog/node/<node>`)
+/// where a byte may take three characters percent-encoded, and the HTTP server refuses URIs
+/// over 64 KiB (414). Without a bound, a 100 KB ID registered fine and could never be removed.
+/// 8 KiB keeps the worst case (24 KiB encoded) far below the URI limit, query string included,
+/// and is far above any real ID (DNS names stop at 253 bytes). Consul sets no bound of its own;
+/// its Go server simply reads URIs of up to 1 MiB.
+pub const MAX_ID_LEN: usize = 8 * 1024;
+
+/// Refuses an ID or name longer than [`MAX_ID_LEN`]; `what` names it in the message
+/// (`"Service ID"`).
+pub fn validate_id_len(what: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_ID_LEN {
+        return Err(ApiError::bad_request(format!(
+            "{what} is too long (limit: {MAX_ID_LEN} bytes)"
+        )));
+    }
+    Ok(())
+}
+
 /// Consul's metadata rules: at most 64 pairs, keys of `[A-Za-z0-9_-]` up to 128 bytes that do
 /// not start with `consul-`, values up to 512 bytes.
 pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), ApiError> {
@@ -623,6 +650,8 @@ impl ServiceDef {
         if self.name.is_empty() {
             return Err(ApiError::bad_request("Missing service name"));
         }
+        validate_id_len("Service name", &self.name)?;
+        validate_id_len("Service ID", &self.id)?;
         if !SERVICE_KINDS.contains(&self.kind.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "Invalid service kind: {:?}",
@@ -793,5 +822,63 @@ mod tests {
         };
         assert!(d.validate("n", local, Source::Api).is_err());
         assert!(d.validate("n", local, Source::Config).is_ok());
+    }
+
+    /// IDs and names that could not be addressed by URL afterwards are refused, from the API
+    /// and from config files alike (both validate here); the bound itself is accepted.
+    #[test]
+    fn ids_and_names_longer_than_a_url_can_carry_are_refused() {
+        let long = "x".repeat(100 * 1024);
+        let max = "é".repeat(MAX_ID_LEN / 2);
+        let service = |id: &str, name: &str| ServiceDef {
+            id: id.into(),
+            name: name.into(),
+            ..ServiceDef::default()
+        };
+        for source in [Source::Api, Source::Config] {
+            for (def, want) in [
+                (service(&long, "web"), "Service ID is too long"),
+                (service("", &long), "Service name is too long"),
+            ] {
+                let e = def.validate("n", policy(), source).expect_err(want);
+                assert_eq!(e.status.as_u16(), 400);
+                assert!(e.message.starts_with(want), "{}", e.message);
+            }
+            assert!(service(&max, &max).validate("n", policy(), source).is_ok());
+            let check = CheckDef {
+                id: long.clone(),
+                name: "c".into(),
+                ttl: Some(RawDuration::Str("10s".into())),
+                ..CheckDef::default()
+            };
+            let e = check
+                .validate("n", long.clone(), "c".into(), policy(), source)
+                .expect_err("long check ID");
+            assert!(
+                e.message.starts_with("Check ID is too long"),
+                "{}",
+                e.message
+            );
+            let check = CheckDef {
+                id: String::new(),
+                name: long.clone(),
+                ..check
+            };
+            let e = check
+                .validate("n", long.clone(), long.clone(), policy(), source)
+                .expect_err("long check name");
+            assert!(
+                e.message.starts_with("Check name is too long"),
+                "{}",
+                e.message
+            );
+            // A service at the bound gets generated check IDs a little longer: still fine.
+            let mut def = service(&max, "web");
+            def.check = Some(CheckDef {
+                ttl: Some(RawDuration::Str("10s".into())),
+                ..CheckDef::default()
+            });
+            assert!(def.validate("n", policy(), source).is_ok());
+        }
     }
 }
