@@ -11,6 +11,8 @@ use cairn_catalog::model::{
 };
 use serde::{Deserialize, Serialize};
 
+use tracing::warn;
+
 use crate::http::error::ApiError;
 
 /// A duration as clients send it: a Go duration string or nanoseconds.
@@ -289,6 +291,12 @@ impl ScriptPolicy {
 /// Default per-check output cap.
 pub const DEFAULT_OUTPUT_MAX: usize = 4096;
 
+/// Consul's `checks.MinInterval`: an interval check runs at most once a second whatever its
+/// `Interval` says (`"1ns"` is accepted and run every second, with a warning), so a definition
+/// cannot make the agent fork a script or open connections in a tight loop. Timeouts are not
+/// clamped (Consul does not either): one run at a time, so a short one only fails the check.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 impl CheckDef {
     /// The check's ID as given (`ID` or `CheckID`).
     pub fn given_id(&self) -> &str {
@@ -443,6 +451,17 @@ impl CheckDef {
                 "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP, GRPC or OSService checks",
             ));
         }
+        let run_interval = if needs_interval && interval < MIN_INTERVAL {
+            warn!(
+                check = %id,
+                interval = ?interval,
+                minimum_interval = ?MIN_INTERVAL,
+                "check has interval below minimum"
+            );
+            MIN_INTERVAL
+        } else {
+            interval
+        };
         if matches!(kind, CheckKind::Alias { .. }) && !interval.is_zero() {
             return Err(ApiError::bad_request(
                 "Invalid check: Interval cannot be set for Alias checks",
@@ -505,7 +524,9 @@ impl CheckDef {
         };
         let spec = CheckSpec {
             kind,
-            interval,
+            // The record keeps the interval as registered (as Consul's does); the runner uses
+            // the clamped one.
+            interval: run_interval,
             timeout: if timeout.is_zero() {
                 default_timeout
             } else {
@@ -737,6 +758,7 @@ impl ServiceDef {
 mod tests {
     use super::*;
     use crate::http::decode::decode;
+    use serde_json::json;
 
     fn policy() -> ScriptPolicy {
         ScriptPolicy::default()
@@ -822,6 +844,52 @@ mod tests {
         };
         assert!(d.validate("n", local, Source::Api).is_err());
         assert!(d.validate("n", local, Source::Config).is_ok());
+    }
+
+    /// Every interval check kind runs at most once a second, as Consul's `MinInterval`; longer
+    /// intervals are kept; the record shows what was registered.
+    #[test]
+    fn intervals_under_a_second_are_raised_to_a_second() {
+        let scripts = ScriptPolicy {
+            any: true,
+            local: true,
+        };
+        let kinds = [
+            json!({"HTTP": "http://127.0.0.1:1/"}),
+            json!({"TCP": "127.0.0.1:1"}),
+            json!({"UDP": "127.0.0.1:1"}),
+            json!({"GRPC": "127.0.0.1:1"}),
+            json!({"H2PING": "127.0.0.1:1"}),
+            json!({"Args": ["true"]}),
+            json!({"Script": "true"}),
+            json!({"DockerContainerID": "c1", "Args": ["true"]}),
+            json!({"OSService": "sshd"}),
+        ];
+        for kind in kinds {
+            for (given, runs) in [
+                (json!("1ns"), Duration::from_secs(1)),
+                (json!(1), Duration::from_secs(1)),
+                (json!("999ms"), Duration::from_secs(1)),
+                (json!("1s"), Duration::from_secs(1)),
+                (json!("2500ms"), Duration::from_millis(2500)),
+            ] {
+                let mut body = kind.clone();
+                body["Name"] = json!("c");
+                body["Interval"] = given.clone();
+                let def: CheckDef = crate::http::decode::decode_value(body).expect("decode");
+                let (check, spec) = def
+                    .validate("n", "c".into(), "c".into(), scripts, Source::Config)
+                    .unwrap_or_else(|e| panic!("{kind} {given}: {e}"));
+                assert_eq!(spec.interval, runs, "{kind} every {given}");
+                let registered = match &given {
+                    serde_json::Value::Number(n) => {
+                        Duration::from_nanos(n.as_u64().expect("nanoseconds"))
+                    }
+                    v => parse_go_duration(v.as_str().expect("text")).expect("duration"),
+                };
+                assert_eq!(check.interval, registered, "{kind} record");
+            }
+        }
     }
 
     /// IDs and names that could not be addressed by URL afterwards are refused, from the API
