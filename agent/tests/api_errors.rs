@@ -376,3 +376,167 @@ async fn the_agent_raises_its_soft_open_files_limit() {
     assert_eq!(fields[3], fields[4], "{line}");
     assert_ne!(fields[3], "256", "{line}");
 }
+
+/// Sends raw bytes on a fresh connection and reads the answer until the agent closes or
+/// `wait` passes; the answer as text.
+async fn raw_exchange(a: &Agent, request: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", a.http_port))
+        .await
+        .expect("connect");
+    s.write_all(request).await.expect("send");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return String::from_utf8_lossy(&out).into_owned(),
+        }
+    }
+}
+
+/// Every refusal carries Consul's status and a message, whoever refuses: the HTTP layer
+/// (malformed request, URI or head too long, undecodable path, bad query), the body decoder
+/// (an array where an object is expected, at any depth: black-box finding, `[]` created a
+/// session and reset autopilot's settings) and the handlers (an unparsable join address was a
+/// 500; `HEAD` on a route was whatever the GET gave, a 500 on the keyring).
+#[tokio::test]
+async fn every_refusal_has_the_right_status_and_a_message() {
+    let a = Agent::start().await;
+    let before = a.get("/v1/operator/autopilot/configuration").await.body;
+    let long = "a".repeat(70_000);
+    let big = "b".repeat(1_100_000);
+    let raw: Vec<(Vec<u8>, u16)> = vec![
+        (b"GET /v1/kv/a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"GET /v1/kv/a HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (b"G@T /v1/kv/a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (
+            b"PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            format!("GET /v1/kv/{long} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+            414,
+        ),
+        (
+            format!("GET /v1/kv/a HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").into_bytes(),
+            431,
+        ),
+    ];
+    for (req, status) in raw {
+        let head = String::from_utf8_lossy(&req[..req.len().min(40)]).into_owned();
+        let out = raw_exchange(&a, &req, std::time::Duration::from_secs(10)).await;
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{head}: {out}"
+        );
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert!(!body.trim().is_empty(), "{head}: no message in {out:?}");
+    }
+
+    let routed: Vec<(reqwest::Method, &str, Option<&str>, u16)> = vec![
+        (reqwest::Method::GET, "/v1/kv/%FF", None, 400),
+        (
+            reqwest::Method::GET,
+            "/v1/catalog/service/%C3%28",
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/health/service/web?index=abc",
+            None,
+            400,
+        ),
+        (reqwest::Method::GET, "/v1/kv/a?wait=forever", None, 400),
+        (reqwest::Method::PUT, "/v1/session/create", Some("[]"), 400),
+        (
+            reqwest::Method::PUT,
+            "/v1/session/create",
+            Some("[\"n\", \"x\"]"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/operator/autopilot/configuration",
+            Some("[]"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/agent/service/register",
+            Some("[\"web\"]"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/agent/service/register",
+            Some("{\"Name\": \"w\", \"Check\": []}"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/agent/service/register",
+            Some("{\"Name\": \"w\", \"Weights\": [5, 1]}"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/catalog/register",
+            Some("[]"),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/agent/check/register",
+            Some("[]"),
+            400,
+        ),
+        (reqwest::Method::POST, "/v1/query", Some("[]"), 400),
+        (
+            reqwest::Method::PUT,
+            "/v1/agent/join/garbage!!:xx",
+            None,
+            400,
+        ),
+        (reqwest::Method::PUT, "/v1/agent/join/host:99999", None, 400),
+        (reqwest::Method::PUT, "/v1/agent/join/%5B::1", None, 400),
+    ];
+    for (method, path, body, status) in routed {
+        let r = a
+            .request(method.clone(), path, body.map(|b| b.as_bytes().to_vec()))
+            .await;
+        assert_eq!(r.status, status, "{method} {path} {body:?}: {}", r.text());
+        assert!(
+            !r.text().trim().is_empty(),
+            "{method} {path} {body:?}: no message"
+        );
+    }
+    let r = a.put("/v1/session/create", "[]").await.expect_status(400);
+    assert!(
+        r.text().starts_with("Request decode failed: "),
+        "{}",
+        r.text()
+    );
+
+    // HEAD is on no /v1 route in Consul: 405 with `Allow` (a HEAD answer has no body).
+    for (path, allow) in [
+        ("/v1/operator/keyring", "OPTIONS,GET,POST,PUT,DELETE"),
+        ("/v1/status/leader", "OPTIONS,GET"),
+        ("/v1/kv/a", "OPTIONS,GET,PUT,DELETE"),
+    ] {
+        let r = a.request(reqwest::Method::HEAD, path, None).await;
+        assert_eq!(r.status, 405, "HEAD {path}");
+        assert_eq!(r.header("Allow").as_deref(), Some(allow), "HEAD {path}");
+    }
+
+    // Nothing was changed by the refused bodies.
+    assert_eq!(a.get("/v1/session/list").await.body, json!([]));
+    assert_eq!(
+        a.get("/v1/operator/autopilot/configuration").await.body,
+        before
+    );
+    assert_eq!(a.get("/v1/agent/services").await.body, json!({}));
+}

@@ -651,8 +651,49 @@ async fn version(State(_a): State<AppState>) -> Response {
 }
 
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
+    check_join_address(&addr)?;
     a.join(&[addr]).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// Refuses, with 400, a join address that is not an address at all: `host`, `host:port`,
+/// `ip`, `ip:port`, `[ipv6]` or `[ipv6]:port`, where a host is a DNS name. What fails only when
+/// tried (no such host, nobody answering) stays Consul's 500 "Failed to join".
+fn check_join_address(addr: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::bad_request(format!("Invalid join address {addr:?}: {why}"));
+    let addr = addr.trim();
+    if addr.parse::<std::net::SocketAddr>().is_ok()
+        || addr.parse::<std::net::IpAddr>().is_ok()
+        || addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+    {
+        return Ok(());
+    }
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            if port.parse::<u16>().is_err() {
+                return Err(bad("invalid port"));
+            }
+            host
+        }
+        None => addr,
+    };
+    if host.starts_with('[') {
+        return Err(bad("invalid IPv6 address"));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(bad("not a host name or IP address"));
+    }
+    Ok(())
 }
 
 async fn force_leave(
@@ -916,4 +957,41 @@ fn collect_samples(a: &AppState) -> Vec<Sample> {
             a.gossip.members().len() as f64,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_join_address;
+
+    #[test]
+    fn join_addresses_that_are_not_addresses_are_refused() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8301",
+            "::1",
+            "[::1]",
+            "[::1]:8301",
+            "consul-server-1",
+            "consul.service.dc1.consul.:8301",
+            "host_name:1",
+        ] {
+            assert!(check_join_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "garbage!!:xx",
+            "host:99999",
+            "host:",
+            "[::1",
+            "[::1]:port",
+            "a b",
+            "",
+            "..",
+            "%%%%",
+            "host/path",
+        ] {
+            let e = check_join_address(bad).expect_err(bad);
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+            assert!(e.message.starts_with("Invalid join address"), "{bad}: {e}");
+        }
+    }
 }
