@@ -238,9 +238,18 @@ impl Server {
         let network = rpc::Network {
             client: rpc.clone(),
         };
+        // `-dev`: openraft compacts by entry count only; keep the in-memory log bounded in bytes.
+        let memory_log = opts.raft_dir.is_none().then(|| log.clone());
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+        if let Some(log) = memory_log {
+            tokio::spawn(cairn_raft::log_store::bound_in_memory(
+                raft.clone(),
+                log,
+                cairn_raft::log_store::IN_MEMORY_BUDGET,
+            ));
+        }
         let (proposals, proposal_rx) = tokio::sync::mpsc::channel(16_384);
         let server = Arc::new(Server {
             store,
