@@ -21,6 +21,7 @@ pub mod keyring;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
+pub mod prevote;
 pub mod rpc;
 pub mod run;
 pub mod server;

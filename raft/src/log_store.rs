@@ -134,6 +134,14 @@ impl Cache {
         self.bytes += size;
     }
 
+    /// The last entry's ID, or the last purged one's when none is left.
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries
+            .last_key_value()
+            .map(|(_, s)| *s.entry.get_log_id())
+            .or(self.last_purged)
+    }
+
     /// Marks the entries of a committed append as on disk (unless replaced meanwhile).
     fn mark_flushed(&mut self, written: &[(LogId, Vec<u8>)]) {
         for (id, _) in written {
@@ -427,6 +435,12 @@ impl LogStore {
         self.cache().entries.len()
     }
 
+    /// The ID of the last entry, or of the last purged one when nothing is left (what
+    /// openraft's log state reports).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.cache().last_log_id()
+    }
+
     /// Bytes of the entries held in memory: encoded sizes for the durable store, approximate
     /// payload sizes for the in-memory one.
     pub fn memory_bytes(&self) -> usize {
@@ -591,14 +605,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let c = self.cache();
-        let last = c
-            .entries
-            .last_key_value()
-            .map(|(_, s)| *s.entry.get_log_id())
-            .or(c.last_purged);
         Ok(LogState {
             last_purged_log_id: c.last_purged,
-            last_log_id: last,
+            last_log_id: c.last_log_id(),
         })
     }
 

@@ -568,7 +568,7 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         .and_then(|s| s.leader)
         .unwrap_or_default();
     let is_leader = a.server.as_ref().is_some_and(|s| s.is_leader());
-    let v = json!({
+    let mut v = json!({
         "Config": {
             "Datacenter": c.datacenter,
             "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
@@ -635,6 +635,9 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         "Meta": c.node_meta,
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });
+    if let Some(server) = &a.server {
+        v["Stats"]["raft"] = raft_stats(server);
+    }
     json_response(&v, p.has("pretty"))
 }
 
@@ -648,6 +651,27 @@ async fn version(State(_a): State<AppState>) -> Response {
         }),
         false,
     )
+}
+
+/// A server's `Stats.raft` in `/v1/agent/self`: Consul's keys (values as strings) for what
+/// openraft reports; operators and tests read the term and state here.
+fn raft_stats(server: &crate::server::Server) -> Value {
+    let m = server.raft().metrics().borrow().clone();
+    let index = |l: Option<openraft::LogId<u64>>| l.map_or(0, |l| l.index).to_string();
+    let state = match m.state {
+        openraft::ServerState::Leader => "Leader",
+        openraft::ServerState::Candidate => "Candidate",
+        openraft::ServerState::Learner => "Learner",
+        _ => "Follower",
+    };
+    json!({
+        "term": m.current_term.to_string(),
+        "state": state,
+        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+        "applied_index": index(m.last_applied),
+        "last_snapshot_index": index(m.snapshot),
+        "num_peers": m.membership_config.membership().voter_ids().count().saturating_sub(1).to_string(),
+    })
 }
 
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {

@@ -136,6 +136,9 @@ pub struct Server {
     ready_term: AtomicU64,
     /// Identities of the writes this server proposes (exactly-once across forwarding retries).
     requests: Arc<requests::Requests>,
+    /// The Raft log (shared with openraft), for its last log ID: openraft 0.9 does not expose
+    /// it, and pre-votes compare it (`crate::prevote`).
+    log: LogStore,
 }
 
 /// A command waiting to be committed, and where its result goes.
@@ -227,6 +230,8 @@ impl Server {
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
             max_in_snapshot_log_to_keep: opts.trailing_logs,
+            // Elections are started by `crate::prevote`, after a pre-vote round.
+            enable_elect: false,
             ..Default::default()
         };
         let config = Arc::new(
@@ -240,6 +245,7 @@ impl Server {
         };
         // `-dev`: openraft compacts by entry count only; keep the in-memory log bounded in bytes.
         let memory_log = opts.raft_dir.is_none().then(|| log.clone());
+        let log_reader = log.clone();
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -267,6 +273,7 @@ impl Server {
             proposals,
             answers,
             requests: requests::Requests::new(),
+            log: log_reader,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
         Ok(server)
@@ -321,6 +328,11 @@ impl Server {
             }
             Err(e) => Err(ServerError::Raft(e.to_string())),
         }
+    }
+
+    /// The ID of the last entry in this server's Raft log (purged or not).
+    pub fn last_log_id(&self) -> Option<cairn_raft::LogId> {
+        self.log.last_log_id()
     }
 
     /// Records contact from the leader (called by the Raft RPC handlers).
