@@ -412,6 +412,11 @@ impl Agent {
                 Arc::clone(&self.membership),
                 self.shutdown_signal(),
             ));
+            // The election timer (openraft's own is off): elections after a pre-vote round.
+            tokio::spawn(crate::prevote::run(
+                Arc::clone(server),
+                self.shutdown_signal(),
+            ));
         }
         self.restore_local_state();
         self.load_config_definitions()?;

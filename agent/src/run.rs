@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::agent::{self, Agent};
 use crate::config::Config;
@@ -59,6 +59,7 @@ pub fn run_agent(args: &[String]) -> ExitCode {
         }
     };
     init_logging(&config);
+    raise_fd_limit();
     for w in &config.warnings {
         warn!("{w}");
     }
@@ -80,6 +81,39 @@ pub fn run_agent(args: &[String]) -> ExitCode {
             eprintln!("==> {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The HTTP listener's limits: `limits.http_max_conns_per_client` is read from the live
+/// configuration at each accept, so a reload changes it for new connections.
+fn http_limits(agent: &Arc<Agent>) -> http::listener::Limits {
+    let weak = Arc::downgrade(agent);
+    http::listener::Limits {
+        per_client: Arc::new(move || {
+            weak.upgrade().map_or(0, |a| {
+                a.config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .limits
+                    .http_max_conns_per_client
+            })
+        }),
+        header_read_timeout: http::listener::HEADER_READ_TIMEOUT,
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go programs (Consul included) do
+/// at start: every connection is a descriptor, and a soft limit of 1024 (a common default) is
+/// far below what an agent serving many clients needs. Failure only costs headroom.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(e) => debug!(soft, hard, error = %e, "could not raise the open files limit"),
+        },
+        Ok((soft, _)) => debug!(limit = soft, "open files limit already at its maximum"),
+        Err(e) => debug!(error = %e, "could not read the open files limit"),
     }
 }
 
@@ -147,19 +181,14 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
             .unwrap_or_else(|p| p.into_inner())
             .push(addr);
         info!(%addr, "HTTP API listening");
-        let mut stop = agent.shutdown_signal();
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(api.clone());
-        servers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(%addr, error = %e, "HTTP server failed");
-            }
-        }));
+        let api = api.clone();
+        let app = move |req: axum::extract::Request| tower::ServiceExt::oneshot(api.clone(), req);
+        servers.push(tokio::spawn(http::listener::serve(
+            listener,
+            app,
+            http_limits(&agent),
+            agent.shutdown_signal(),
+        )));
     }
     info!(
         node = %agent.node.name,

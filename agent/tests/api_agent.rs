@@ -1057,3 +1057,67 @@ async fn host_reports_memory_cpus_host_and_disk() {
     assert!(b["CollectionTime"].as_u64().unwrap_or(0) > 0);
     assert!(b["Errors"].is_null(), "{}", b["Errors"]);
 }
+
+/// An object registered must stay removable (black-box finding: a 100 KB or 1 MiB service or
+/// check ID registered with 200 and then could not be deregistered: 414/431). IDs and names
+/// that no URL can carry are refused with 400; the longest accepted one, even percent-encoded
+/// byte by byte, is deregistered by URL.
+#[tokio::test]
+async fn ids_too_long_for_a_url_are_refused_and_the_longest_accepted_can_be_removed() {
+    let a = Agent::start().await;
+    for len in [100 * 1024, 1024 * 1024] {
+        let long = "x".repeat(len);
+        let r = a
+            .put_json(
+                "/v1/agent/service/register",
+                &json!({"Name": "web", "ID": long}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().starts_with("Service ID is too long"),
+            "{}",
+            r.text()
+        );
+        let r = a
+            .put_json("/v1/agent/service/register", &json!({"Name": long}))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let r = a
+            .put_json(
+                "/v1/agent/check/register",
+                &json!({"Name": "c", "ID": long, "TTL": "10s"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().starts_with("Check ID is too long"), "{}", r.text());
+        let r = a
+            .put_json(
+                "/v1/agent/check/register",
+                &json!({"Name": long, "TTL": "10s"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    assert_eq!(a.get("/v1/agent/services").await.body, json!({}));
+    assert!(a.checks().await.as_object().is_some_and(|m| m.is_empty()));
+
+    // At the bound (8 KiB of two-byte characters: 24 KiB once percent-encoded).
+    let id = "é".repeat(4096);
+    a.register_service(&json!({"Name": "web", "ID": id, "Check": {"TTL": "10s"}}))
+        .await;
+    a.register_check(&json!({"Name": "c", "ID": id, "TTL": "10s"}))
+        .await;
+    let path = common::enc(&id);
+    a.put_empty(&format!("/v1/agent/check/pass/{path}"))
+        .await
+        .expect_status(200);
+    a.put_empty(&format!("/v1/agent/check/deregister/{path}"))
+        .await
+        .expect_status(200);
+    a.put_empty(&format!("/v1/agent/service/deregister/{path}"))
+        .await
+        .expect_status(200);
+    assert_eq!(a.get("/v1/agent/services").await.body, json!({}));
+    assert!(a.checks().await.as_object().is_some_and(|m| m.is_empty()));
+}

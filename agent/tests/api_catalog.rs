@@ -502,3 +502,36 @@ async fn agent_node_is_in_the_catalog_with_serf_health() {
     assert_eq!(serf["Status"], "passing");
     assert_eq!(serf["Output"], "Agent alive and reachable");
 }
+
+/// The catalog refuses what no URL could address afterwards (node names, service and check
+/// IDs and names over the agent's bound), like the agent endpoints.
+#[tokio::test]
+async fn catalog_register_refuses_ids_too_long_for_a_url() {
+    let a = Agent::start().await;
+    let long = "x".repeat(100 * 1024);
+    let cases = [
+        (
+            json!({"Node": long, "Address": "10.0.0.1"}),
+            "Node name is too long",
+        ),
+        (
+            json!({"Node": "ext", "Address": "10.0.0.1", "Service": {"Service": "web", "ID": long}}),
+            "Service ID is too long",
+        ),
+        (
+            json!({"Node": "ext", "Address": "10.0.0.1", "Service": {"Service": long}}),
+            "Service name is too long",
+        ),
+        (
+            json!({"Node": "ext", "Address": "10.0.0.1", "Check": {"CheckID": long, "Name": "c"}}),
+            "Check ID is too long",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = a.put_json("/v1/catalog/register", &body).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().starts_with(want), "{want}: {}", r.text());
+    }
+    let nodes = a.get("/v1/catalog/nodes").await.expect_status(200).body;
+    assert_eq!(names(&nodes, "Node"), vec![a.node.clone()]);
+}

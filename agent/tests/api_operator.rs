@@ -230,9 +230,10 @@ async fn monitor_streams_log_lines_as_text_or_json() {
     // The streams are attached once their headers are back; then the agent logs.
     let r = a.put_empty("/v1/agent/reload").await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The module is the logging code's (the reload lives in `run.rs`).
     let seen = read_until(&mut text, "reloading configuration").await;
     assert!(
-        seen.contains("[INFO]  cairn: reloading configuration"),
+        seen.contains("[INFO]  cairn::run: reloading configuration"),
         "{seen}"
     );
     let seen = read_until(&mut json, "reloading configuration").await;
@@ -242,7 +243,7 @@ async fn monitor_streams_log_lines_as_text_or_json() {
         .expect("line");
     let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
     assert_eq!(v["@level"], "info");
-    assert_eq!(v["@module"], "cairn");
+    assert_eq!(v["@module"], "cairn::run");
     // An error-level monitor saw nothing of it.
     let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), quiet.chunk()).await;
     assert!(nothing.is_err(), "an err-level monitor got {nothing:?}");

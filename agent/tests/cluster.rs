@@ -1,7 +1,8 @@
 //! Multi-server clusters of real agent processes on loopback addresses (127.x.y.2, .3, ...):
 //! formation with `-bootstrap-expect`, replication, leader failover under a write load with
 //! no acknowledged write lost, whole-cluster restart, a minority cut off by the fault-injecting
-//! RPC transport, and a lagging server catching up from a snapshot.
+//! RPC transport, a lagging server catching up from a snapshot, and a paused follower that
+//! must not depose a healthy leader when it resumes.
 
 mod common;
 
@@ -637,4 +638,68 @@ async fn a_retried_forwarded_write_is_applied_once() {
     }
     let (_, after) = c.get(leader, "/v1/kv/once?consistent").await.expect("get");
     assert_eq!(after[0]["ModifyIndex"], entry["ModifyIndex"], "{after}");
+}
+
+/// A server's Raft term and state, from `/v1/agent/self` (`Stats.raft`).
+async fn raft_term(c: &Cluster, i: usize) -> Option<(u64, String)> {
+    let (status, v) = c.get(i, "/v1/agent/self").await?;
+    if status != 200 {
+        return None;
+    }
+    let raft = &v["Stats"]["raft"];
+    Some((
+        raft["term"].as_str()?.parse().ok()?,
+        raft["state"].as_str()?.to_string(),
+    ))
+}
+
+/// A follower paused (SIGSTOP) for longer than the election timeout does not depose a healthy
+/// leader when it resumes (black-box finding: it called an election on SIGCONT, and its higher
+/// term cost the cluster about a second of "No cluster leader"). Throughout and after the
+/// pause the leader and its term stay the same, and the resumed follower rejoins that term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_follower_does_not_depose_a_healthy_leader() {
+    let c = Cluster::start(3, 3, json!({})).await;
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
+    let leader_addr = c.rpc_addr(leader);
+    let (term, state) = raft_term(&c, leader).await.expect("the leader's term");
+    assert_eq!(state, "Leader");
+    let follower = (leader + 1) % 3;
+    c.servers[follower].signal("-STOP");
+    // The pause is the fault itself: well past the election timeout (raft_multiplier 5: a
+    // follower's timer runs out 1.8-2.4 s after it last heard from the leader).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.servers[follower].signal("-CONT");
+    // Watch the cluster for a while after the resume: the leader stays, with its term, and
+    // the resumed follower follows it in that term.
+    let mut rejoined = false;
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let now = raft_term(&c, leader).await;
+        assert_eq!(
+            now,
+            Some((term, "Leader".to_string())),
+            "the leader changed after the follower resumed (was term {term})\n{}",
+            common::cluster::tail(&c.servers[leader].log())
+        );
+        for i in c.indices() {
+            if let Some((200, Value::String(l))) = c.get(i, "/v1/status/leader").await {
+                assert!(
+                    l.is_empty() && i == follower || l == leader_addr,
+                    "server {i} sees leader {l:?}, not {leader_addr}"
+                );
+            }
+        }
+        if raft_term(&c, follower).await == Some((term, "Follower".to_string())) {
+            rejoined = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rejoined, "the resumed follower never followed term {term}");
+    // And it is a working member again: a write through it is acknowledged.
+    let (status, _) = c
+        .put(follower, "/v1/kv/after-pause", "ok")
+        .await
+        .expect("put through the resumed follower");
+    assert_eq!(status, 200);
 }

@@ -748,3 +748,40 @@ async fn bad_packets_get_errors_and_never_stop_the_server() {
     let m = tcp(agent.dns, &good).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
+
+/// One source holding idle TCP connections does not shut the others out (black-box finding:
+/// one global cap of 512 let a single address take every TCP slot): a source's connections
+/// beyond its cap are closed at once, and a query from another address is still answered.
+#[tokio::test]
+async fn one_source_cannot_take_every_tcp_connection() {
+    // This process holds more than a thousand descriptors below.
+    cairn::run::raise_fd_limit();
+    let agent = Agent::start(None, &[]).await;
+    let q = query("consul.service.consul.", RecordType::A, None);
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(TcpStream::connect(agent.dns).await.expect("connect"));
+    }
+    // The last ones are over every cap: the server closes them without a word.
+    let mut last = idle.pop().expect("a connection");
+    let mut buf = [0u8; 2];
+    let n = tokio::time::timeout(QUERY_TIMEOUT, last.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a connection over the cap is closed");
+    // Another source is served.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::from(([127, 0, 0, 2], 0)))
+        .expect("bind 127.0.0.2");
+    let mut other = sock.connect(agent.dns).await.expect("connect");
+    let m = Message::from_vec(&tcp_exchange(&mut other, &q).await).expect("decode answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    // The connections kept are closed once idle for 10 s.
+    let first = idle.first_mut().expect("a connection");
+    let n = tokio::time::timeout(Duration::from_secs(20), first.read(&mut buf))
+        .await
+        .expect("an idle connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "an idle connection is closed");
+}

@@ -7,7 +7,13 @@
 //! writer has committed leave memory. Every mutation goes, in order, through one writer thread:
 //! it takes everything queued, writes it in one transaction and commits (one fsync), then
 //! acknowledges each operation. Many concurrent client writes therefore share one fsync, and
-//! no append is acknowledged before it is on disk. The in-memory store (`-dev`) keeps all.
+//! no append is acknowledged before it is on disk.
+//!
+//! The in-memory store (`-dev`) keeps every entry until openraft purges it, like the durable
+//! one, but nothing spills to a file, and openraft snapshots and purges by entry count only:
+//! 400 writes of 512 KiB values held 200 MiB that never came back. [`bound_in_memory`] keeps
+//! it bounded in bytes: past a budget it has everything applied snapshotted and the log purged
+//! up to the snapshot (purging frees the entries at once).
 //!
 //! On disk each entry is a version byte followed by the JSON of the entry; redb checksums its
 //! pages, so a torn last commit is rolled back to the previous (acknowledged) one at open, and
@@ -22,13 +28,14 @@ use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogId};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::{Entry, LogId, Raft, StorageError, TypeConfig, Vote};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -63,6 +70,16 @@ pub enum OpenError {
     },
 }
 
+/// Bytes of entries an in-memory log may hold before [`bound_in_memory`] compacts it: what
+/// the durable store keeps in memory too.
+pub const IN_MEMORY_BUDGET: usize = DEFAULT_MEMORY_BUDGET;
+
+/// How often [`bound_in_memory`] looks at the log's size.
+const COMPACT_CHECK: Duration = Duration::from_millis(250);
+
+/// How long [`bound_in_memory`] waits for a snapshot or a purge it asked for.
+const COMPACT_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct Cache {
     /// The most recent entries (all of them for the in-memory store). Never empty while the
@@ -80,7 +97,7 @@ struct Cache {
 /// An entry held in memory.
 struct Slot {
     entry: Entry,
-    /// Encoded size (0 in the in-memory store).
+    /// Encoded size (the payload's approximate size in the in-memory store).
     size: usize,
     /// Committed to the file by the writer: only such entries may leave memory.
     flushed: bool,
@@ -118,6 +135,14 @@ impl Cache {
             self.bytes -= old.size;
         }
         self.bytes += size;
+    }
+
+    /// The last entry's ID, or the last purged one's when none is left.
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries
+            .last_key_value()
+            .map(|(_, s)| *s.entry.get_log_id())
+            .or(self.last_purged)
     }
 
     /// Marks the entries of a committed append as on disk (unless replaced meanwhile).
@@ -208,6 +233,15 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, StorageError> {
     serde_json::to_writer(&mut out, entry)
         .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
     Ok(out)
+}
+
+/// What an entry of the in-memory store roughly holds: its command's payload (values, bodies)
+/// plus a little for the rest; membership and blank entries are small.
+fn approx_size(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(cmd) => 64 + cmd.encoded_size_bound(),
+        _ => 256,
+    }
 }
 
 fn decode(index: u64, bytes: &[u8]) -> Result<Entry, String> {
@@ -414,6 +448,18 @@ impl LogStore {
         self.cache().entries.len()
     }
 
+    /// The ID of the last entry, or of the last purged one when nothing is left (what
+    /// openraft's log state reports).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.cache().last_log_id()
+    }
+
+    /// Bytes of the entries held in memory: encoded sizes for the durable store, approximate
+    /// payload sizes for the in-memory one.
+    pub fn memory_bytes(&self) -> usize {
+        self.cache().bytes
+    }
+
     /// Appends entries: readable at once, `done` called once they are on disk.
     fn append_then(
         &self,
@@ -431,7 +477,8 @@ impl LogStore {
                     c.insert(e, bytes.len(), false);
                     encoded.push((id, bytes));
                 } else {
-                    c.insert(e, 0, true);
+                    let size = approx_size(&e);
+                    c.insert(e, size, true);
                 }
             }
             if durable {
@@ -571,14 +618,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let c = self.cache();
-        let last = c
-            .entries
-            .last_key_value()
-            .map(|(_, s)| *s.entry.get_log_id())
-            .or(c.last_purged);
         Ok(LogState {
             last_purged_log_id: c.last_purged,
-            last_log_id: last,
+            last_log_id: c.last_log_id(),
         })
     }
 
@@ -655,11 +697,85 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Keeps the in-memory `log` of `raft` within about `budget` bytes, until the node shuts
+/// down: whenever it holds more, everything applied is snapshotted (unless a snapshot covers
+/// it already) and the log is purged up to the snapshot, which frees those entries. openraft's
+/// own policy counts entries, so it never triggers on a few huge ones; the durable store needs
+/// none of this (its old entries live in the file, not in memory).
+///
+/// A snapshot costs a pass over the state: at most one per budget's worth of bytes written
+/// (small entries reach openraft's own entry-count threshold first). Purging ignores `max_in_snapshot_log_to_keep`, which is
+/// only for followers catching up without a snapshot: `-dev` has none, and any follower can
+/// still install the snapshot.
+pub async fn bound_in_memory(raft: Raft, log: LogStore, budget: usize) {
+    let mut metrics = raft.metrics();
+    let mut tick = tokio::time::interval(COMPACT_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        // The node is gone once its metrics sender is.
+        if metrics.has_changed().is_err() {
+            return;
+        }
+        if log.memory_bytes() <= budget {
+            continue;
+        }
+        let (applied, snapshot) = {
+            let m = metrics.borrow_and_update();
+            (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+        };
+        let Some(applied) = applied else { continue };
+        if snapshot < Some(applied) {
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            let built = raft
+                .wait(Some(COMPACT_WAIT))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                    "in-memory log: snapshot",
+                )
+                .await;
+            match built {
+                Ok(_) => {}
+                Err(openraft::metrics::WaitError::ShuttingDown) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "in-memory Raft log: no snapshot to compact to");
+                    continue;
+                }
+            }
+        }
+        let Some(upto) = metrics.borrow().snapshot.map(|l| l.index) else {
+            continue;
+        };
+        if raft.trigger().purge_log(upto).await.is_err() {
+            return;
+        }
+        // Wait for the purge (openraft may delay it behind replication) before looking again,
+        // so one compaction is not asked for twice.
+        let purged = raft
+            .wait(Some(COMPACT_WAIT))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= upto),
+                "in-memory log: purge",
+            )
+            .await;
+        if let Err(openraft::metrics::WaitError::ShuttingDown) = purged {
+            return;
+        }
+        tracing::debug!(
+            upto,
+            bytes = log.memory_bytes(),
+            "in-memory Raft log compacted"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cairn_catalog::command::{KvOp, KvRequest};
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::CommittedLeaderId;
 
     fn entry(term: u64, index: u64) -> Entry {
         openraft::Entry {
@@ -751,6 +867,53 @@ mod tests {
         assert_eq!(got.last().map(|e| e.log_id.leader_id.term), Some(2));
         drop(log);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn big_entry(index: u64, value_len: usize) -> Entry {
+        openraft::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cairn_catalog::Command::Kv {
+                op: KvOp::Set,
+                req: KvRequest {
+                    key: "big".into(),
+                    value: Some(vec![b'v'; value_len]),
+                    ..KvRequest::default()
+                },
+                now_ms: 1,
+            }),
+        }
+    }
+
+    /// The in-memory log (`-dev`) counts what its entries hold, and a purge (openraft's, once a
+    /// snapshot covers the entries) frees them: its size drops by what was purged.
+    #[tokio::test]
+    async fn purging_the_in_memory_log_frees_its_entries() {
+        let mut log = LogStore::in_memory();
+        for i in 1..=400u64 {
+            append(&log, big_entry(i, 512 * 1024)).await;
+        }
+        let full = log.memory_bytes();
+        assert!(full >= 400 * 512 * 1024, "{full} bytes for 400 x 512 KiB");
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 390))
+            .await
+            .expect("purge");
+        assert_eq!(log.in_memory_len(), 10);
+        let left = log.memory_bytes();
+        assert!(
+            left <= 10 * (512 * 1024 + 1024),
+            "{left} bytes left for 10 entries"
+        );
+        assert!(left >= 10 * 512 * 1024, "{left}");
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(390));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(400));
+        // Everything purged: nothing left, the last log ID is the purged one.
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 400))
+            .await
+            .expect("purge all");
+        assert_eq!(log.memory_bytes(), 0);
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(400));
     }
 
     /// Entries not yet on disk never leave memory, whatever the budget.

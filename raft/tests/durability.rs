@@ -1,5 +1,7 @@
 //! A single-node Raft on the durable store: acknowledged writes survive a restart (log replay
-//! and snapshot + log), and damaged files stop start-up instead of serving wrong data.
+//! and snapshot + log), and damaged files stop start-up instead of serving wrong data. And on
+//! the in-memory store (`-dev`): its log stays within its byte budget however large the
+//! entries, without losing a write.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -359,4 +361,76 @@ async fn a_damaged_log_file_stops_start_up() {
         Err(e) => assert!(e.to_string().contains("raft.db"), "{e}"),
         Ok(_) => panic!("a damaged log file was opened"),
     }
+}
+
+/// `-dev`'s in-memory log is compacted by bytes: overwriting one key with 512 KiB values (each
+/// far from openraft's entry-count thresholds) keeps the log near its budget instead of
+/// holding every value written, and the latest value is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_memory_log_stays_within_its_budget() {
+    let store = Arc::new(Store::new());
+    let log = LogStore::in_memory();
+    let sm =
+        StateMachine::open(Arc::clone(&store), None, Arc::new(NoObserver)).expect("state machine");
+    let config = openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        // `-dev`'s (Consul's) defaults: they count entries, never reached here.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(16_384),
+        max_in_snapshot_log_to_keep: 10_240,
+        ..Default::default()
+    };
+    let raft = Raft::new(
+        1,
+        Arc::new(config.validate().expect("config")),
+        NoNet,
+        log.clone(),
+        sm,
+    )
+    .await
+    .expect("raft");
+    let mut members = BTreeMap::new();
+    members.insert(
+        1u64,
+        ServerNode {
+            name: "s1".into(),
+            addr: "127.0.0.1:1".into(),
+            id: "x".into(),
+        },
+    );
+    raft.initialize(members).await.expect("initialize");
+    wait_leader(&raft).await;
+    let budget = 4 << 20;
+    let compactor = tokio::spawn(cairn_raft::log_store::bound_in_memory(
+        raft.clone(),
+        log.clone(),
+        budget,
+    ));
+    let value = "v".repeat(512 * 1024);
+    let mut last = 0;
+    for _ in 0..100 {
+        let resp = raft.client_write(put("big", &value)).await.expect("write");
+        last = resp.log_id.index;
+    }
+    // 100 entries of 512 KiB: 50 MiB without compaction. The compactor brings it back under
+    // the budget (a few entries may have come in since its last pass).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log.memory_bytes() > budget {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the in-memory log still holds {} bytes",
+            log.memory_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_applied(&store, last).await;
+    let (_, entries) = store.read().kv_list("big");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].value.as_ref().map(Vec::len), Some(512 * 1024));
+    raft.shutdown().await.expect("shutdown");
+    tokio::time::timeout(Duration::from_secs(5), compactor)
+        .await
+        .expect("the compactor ends with the node")
+        .expect("join");
 }

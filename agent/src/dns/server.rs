@@ -1,7 +1,8 @@
 //! Sockets: UDP workers and TCP connections feeding [`engine::handle`], and the forwarding of
 //! outside names to the recursors. Everything here is bounded: the UDP receive buffer, the
-//! TCP frame (16-bit length), the TCP connections and forwarded queries in flight, and the
-//! idle time of a TCP connection.
+//! TCP frame (16-bit length), the TCP connections (in all and per source address, so one
+//! source holding idle connections cannot shut the others out) and forwarded queries in
+//! flight, and the idle time of a TCP connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,9 +19,13 @@ use super::engine::wire::{self, MAX_QUERY_LEN};
 use super::engine::{Cache, Forward, Outcome, Settings, Transport, View, handle};
 use crate::agent::Agent;
 use crate::config::Config;
+use crate::connlimit::{PerClient, Slot};
 
 /// TCP connections served at once; more are closed at accept.
 const MAX_TCP_CONNECTIONS: usize = 512;
+/// TCP connections one source address may have open; more are closed at accept. An eighth
+/// of the total: a resolver needs a few, and eight sources are needed to fill the server.
+const MAX_TCP_PER_SOURCE: u32 = 64;
 /// Forwarded queries in flight; more are answered SERVFAIL at once.
 const MAX_FORWARDS: usize = 1024;
 /// A TCP connection idle for this long is closed.
@@ -340,11 +345,12 @@ pub fn spawn(agent: &Arc<Agent>, listeners: Listeners) {
         }
     }
     let conns = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let per_source = PerClient::new();
     for tcp in listeners.tcp {
         tokio::spawn(tcp_acceptor(
             Arc::clone(&shared),
             tcp,
-            Arc::clone(&conns),
+            (Arc::clone(&conns), Arc::clone(&per_source)),
             stop.clone(),
         ));
     }
@@ -394,7 +400,7 @@ async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, mut stop: watch::
 async fn tcp_acceptor(
     shared: Arc<Shared>,
     listener: TcpListener,
-    conns: Arc<Semaphore>,
+    (conns, per_source): (Arc<Semaphore>, Arc<PerClient>),
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -410,6 +416,10 @@ async fn tcp_acceptor(
                 continue;
             }
         };
+        let Some(slot) = per_source.try_acquire(peer.ip(), MAX_TCP_PER_SOURCE) else {
+            debug!(%peer, "too many DNS TCP connections from this source; closing");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
             debug!(%peer, "too many DNS TCP connections; closing");
             continue;
@@ -417,7 +427,7 @@ async fn tcp_acceptor(
         tokio::spawn(tcp_connection(
             Arc::clone(&shared),
             stream,
-            permit,
+            (permit, slot),
             stop.clone(),
         ));
     }
@@ -427,7 +437,7 @@ async fn tcp_acceptor(
 async fn tcp_connection(
     shared: Arc<Shared>,
     mut stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, Slot),
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = Vec::new();

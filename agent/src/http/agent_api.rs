@@ -565,7 +565,7 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         .and_then(|s| s.leader)
         .unwrap_or_default();
     let is_leader = a.server.as_ref().is_some_and(|s| s.is_leader());
-    let v = json!({
+    let mut v = json!({
         "Config": {
             "Datacenter": c.datacenter,
             "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
@@ -632,6 +632,9 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         "Meta": c.node_meta,
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });
+    if let Some(server) = &a.server {
+        v["Stats"]["raft"] = raft_stats(server);
+    }
     json_response(&v, p.has("pretty"))
 }
 
@@ -647,9 +650,71 @@ async fn version(State(_a): State<AppState>) -> Response {
     )
 }
 
+/// A server's `Stats.raft` in `/v1/agent/self`: Consul's keys (values as strings) for what
+/// openraft reports; operators and tests read the term and state here.
+fn raft_stats(server: &crate::server::Server) -> Value {
+    let m = server.raft().metrics().borrow().clone();
+    let index = |l: Option<openraft::LogId<u64>>| l.map_or(0, |l| l.index).to_string();
+    let state = match m.state {
+        openraft::ServerState::Leader => "Leader",
+        openraft::ServerState::Candidate => "Candidate",
+        openraft::ServerState::Learner => "Learner",
+        _ => "Follower",
+    };
+    json!({
+        "term": m.current_term.to_string(),
+        "state": state,
+        "last_log_index": m.last_log_index.unwrap_or(0).to_string(),
+        "applied_index": index(m.last_applied),
+        "last_snapshot_index": index(m.snapshot),
+        "num_peers": m.membership_config.membership().voter_ids().count().saturating_sub(1).to_string(),
+    })
+}
+
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
+    check_join_address(&addr)?;
     a.join(&[addr]).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// Refuses, with 400, a join address that is not an address at all: `host`, `host:port`,
+/// `ip`, `ip:port`, `[ipv6]` or `[ipv6]:port`, where a host is a DNS name. What fails only when
+/// tried (no such host, nobody answering) stays Consul's 500 "Failed to join".
+fn check_join_address(addr: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::bad_request(format!("Invalid join address {addr:?}: {why}"));
+    let addr = addr.trim();
+    if addr.parse::<std::net::SocketAddr>().is_ok()
+        || addr.parse::<std::net::IpAddr>().is_ok()
+        || addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+    {
+        return Ok(());
+    }
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            if port.parse::<u16>().is_err() {
+                return Err(bad("invalid port"));
+            }
+            host
+        }
+        None => addr,
+    };
+    if host.starts_with('[') {
+        return Err(bad("invalid IPv6 address"));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(bad("not a host name or IP address"));
+    }
+    Ok(())
 }
 
 async fn force_leave(
@@ -918,4 +983,41 @@ fn collect_samples(a: &AppState) -> Vec<Sample> {
             a.gossip.members().len() as f64,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_join_address;
+
+    #[test]
+    fn join_addresses_that_are_not_addresses_are_refused() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8301",
+            "::1",
+            "[::1]",
+            "[::1]:8301",
+            "consul-server-1",
+            "consul.service.dc1.consul.:8301",
+            "host_name:1",
+        ] {
+            assert!(check_join_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "garbage!!:xx",
+            "host:99999",
+            "host:",
+            "[::1",
+            "[::1]:port",
+            "a b",
+            "",
+            "..",
+            "%%%%",
+            "host/path",
+        ] {
+            let e = check_join_address(bad).expect_err(bad);
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+            assert!(e.message.starts_with("Invalid join address"), "{bad}: {e}");
+        }
+    }
 }

@@ -208,9 +208,11 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     decode_value(value)
 }
 
-/// Decodes an already parsed JSON value into `T` after normalising key casing.
+/// Decodes an already parsed JSON value into `T` after normalising key casing. Where `T`
+/// expects an object, only an object will do (see [`super::strict`]): an array is Consul's
+/// "Request decode failed", not a struct of defaults.
 pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(normalize(value))
+    super::strict::from_value(normalize(value))
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))
 }
 

@@ -15,6 +15,7 @@ pub mod health;
 pub mod host;
 pub mod keyring;
 pub mod kv;
+pub mod listener;
 pub mod monitor;
 pub mod operator;
 pub mod params;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod session;
 pub mod snapshot;
 pub mod status;
+pub mod strict;
 pub mod txn;
 pub mod ui;
 
@@ -163,7 +165,13 @@ pub fn service(
         let router = router.clone();
         async move {
             let method = req.method().clone();
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
+            // Consul lists every /v1 route's methods and HEAD is on none: a 405 with `Allow`,
+            // not a GET without its body (whose status could be anything, a 500 included).
+            // Routed with a method no route has, to learn the route's `Allow`.
+            if method == Method::HEAD && parts.uri.path().starts_with("/v1/") {
+                parts.method = Method::TRACE;
+            }
             let limit = if parts.uri.path() == "/v1/snapshot" {
                 keep_snapshot
             } else {

@@ -11,6 +11,8 @@ use cairn_catalog::model::{
 };
 use serde::{Deserialize, Serialize};
 
+use tracing::warn;
+
 use crate::api::Error;
 
 /// A duration as clients send it: a Go duration string or nanoseconds.
@@ -289,6 +291,12 @@ impl ScriptPolicy {
 /// Default per-check output cap.
 pub const DEFAULT_OUTPUT_MAX: usize = 4096;
 
+/// Consul's `checks.MinInterval`: an interval check runs at most once a second whatever its
+/// `Interval` says (`"1ns"` is accepted and run every second, with a warning), so a definition
+/// cannot make the agent fork a script or open connections in a tight loop. Timeouts are not
+/// clamped (Consul does not either): one run at a time, so a short one only fails the check.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 impl CheckDef {
     /// The check's ID as given (`ID` or `CheckID`).
     pub fn given_id(&self) -> &str {
@@ -309,6 +317,11 @@ impl CheckDef {
         scripts: ScriptPolicy,
         source: Source,
     ) -> Result<(HealthCheck, CheckSpec), Error> {
+        // The ID as given (or the name, which stands in for it); generated IDs
+        // (`service:<id>:<n>`) are bounded by their service's ID.
+        validate_id_len("Check ID", self.given_id())?;
+        validate_id_len("Check name", &self.name)?;
+        validate_id_len("Check ServiceID", &self.service_id)?;
         let ttl = dur("TTL", &self.ttl)?;
         let interval = dur("Interval", &self.interval)?;
         let timeout = dur("Timeout", &self.timeout)?;
@@ -438,6 +451,17 @@ impl CheckDef {
                 "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP, GRPC or OSService checks".into(),
             ));
         }
+        let run_interval = if needs_interval && interval < MIN_INTERVAL {
+            warn!(
+                check = %id,
+                interval = ?interval,
+                minimum_interval = ?MIN_INTERVAL,
+                "check has interval below minimum"
+            );
+            MIN_INTERVAL
+        } else {
+            interval
+        };
         if matches!(kind, CheckKind::Alias { .. }) && !interval.is_zero() {
             return Err(Error::Invalid(
                 "Invalid check: Interval cannot be set for Alias checks".into(),
@@ -500,7 +524,9 @@ impl CheckDef {
         };
         let spec = CheckSpec {
             kind,
-            interval,
+            // The record keeps the interval as registered (as Consul's does); the runner uses
+            // the clamped one.
+            interval: run_interval,
             timeout: if timeout.is_zero() {
                 default_timeout
             } else {
@@ -571,6 +597,28 @@ const SERVICE_KINDS: &[&str] = &[
     "api-gateway",
 ];
 
+/// Longest ID or name accepted at registration, in bytes.
+///
+/// What is registered must stay addressable: IDs and names travel in URL paths
+/// (`/v1/agent/service/deregister/<id>`, `/v1/agent/check/pass/<id>`, `/v1/catalog/node/<node>`)
+/// where a byte may take three characters percent-encoded, and the HTTP server refuses URIs
+/// over 64 KiB (414). Without a bound, a 100 KB ID registered fine and could never be removed.
+/// 8 KiB keeps the worst case (24 KiB encoded) far below the URI limit, query string included,
+/// and is far above any real ID (DNS names stop at 253 bytes). Consul sets no bound of its own;
+/// its Go server simply reads URIs of up to 1 MiB.
+pub const MAX_ID_LEN: usize = 8 * 1024;
+
+/// Refuses an ID or name longer than [`MAX_ID_LEN`]; `what` names it in the message
+/// (`"Service ID"`).
+pub fn validate_id_len(what: &str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_ID_LEN {
+        return Err(Error::Invalid(format!(
+            "{what} is too long (limit: {MAX_ID_LEN} bytes)"
+        )));
+    }
+    Ok(())
+}
+
 /// Consul's metadata rules: at most 64 pairs, keys of `[A-Za-z0-9_-]` up to 128 bytes that do
 /// not start with `consul-`, values up to 512 bytes.
 pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), Error> {
@@ -623,6 +671,8 @@ impl ServiceDef {
         if self.name.is_empty() {
             return Err(Error::Invalid("Missing service name".into()));
         }
+        validate_id_len("Service name", &self.name)?;
+        validate_id_len("Service ID", &self.id)?;
         if !SERVICE_KINDS.contains(&self.kind.as_str()) {
             return Err(Error::Invalid(format!(
                 "Invalid service kind: {:?}",
@@ -708,6 +758,7 @@ impl ServiceDef {
 mod tests {
     use super::*;
     use crate::http::decode::decode;
+    use serde_json::json;
 
     fn policy() -> ScriptPolicy {
         ScriptPolicy::default()
@@ -798,5 +849,103 @@ mod tests {
         };
         assert!(d.validate("n", local, Source::Api).is_err());
         assert!(d.validate("n", local, Source::Config).is_ok());
+    }
+
+    /// Every interval check kind runs at most once a second, as Consul's `MinInterval`; longer
+    /// intervals are kept; the record shows what was registered.
+    #[test]
+    fn intervals_under_a_second_are_raised_to_a_second() {
+        let scripts = ScriptPolicy {
+            any: true,
+            local: true,
+        };
+        let kinds = [
+            json!({"HTTP": "http://127.0.0.1:1/"}),
+            json!({"TCP": "127.0.0.1:1"}),
+            json!({"UDP": "127.0.0.1:1"}),
+            json!({"GRPC": "127.0.0.1:1"}),
+            json!({"H2PING": "127.0.0.1:1"}),
+            json!({"Args": ["true"]}),
+            json!({"Script": "true"}),
+            json!({"DockerContainerID": "c1", "Args": ["true"]}),
+            json!({"OSService": "sshd"}),
+        ];
+        for kind in kinds {
+            for (given, runs) in [
+                (json!("1ns"), Duration::from_secs(1)),
+                (json!(1), Duration::from_secs(1)),
+                (json!("999ms"), Duration::from_secs(1)),
+                (json!("1s"), Duration::from_secs(1)),
+                (json!("2500ms"), Duration::from_millis(2500)),
+            ] {
+                let mut body = kind.clone();
+                body["Name"] = json!("c");
+                body["Interval"] = given.clone();
+                let def: CheckDef = crate::http::decode::decode_value(body).expect("decode");
+                let (check, spec) = def
+                    .validate("n", "c".into(), "c".into(), scripts, Source::Config)
+                    .unwrap_or_else(|e| panic!("{kind} {given}: {e}"));
+                assert_eq!(spec.interval, runs, "{kind} every {given}");
+                let registered = match &given {
+                    serde_json::Value::Number(n) => {
+                        Duration::from_nanos(n.as_u64().expect("nanoseconds"))
+                    }
+                    v => parse_go_duration(v.as_str().expect("text")).expect("duration"),
+                };
+                assert_eq!(check.interval, registered, "{kind} record");
+            }
+        }
+    }
+
+    /// IDs and names that could not be addressed by URL afterwards are refused, from the API
+    /// and from config files alike (both validate here); the bound itself is accepted.
+    #[test]
+    fn ids_and_names_longer_than_a_url_can_carry_are_refused() {
+        let long = "x".repeat(100 * 1024);
+        let max = "é".repeat(MAX_ID_LEN / 2);
+        let service = |id: &str, name: &str| ServiceDef {
+            id: id.into(),
+            name: name.into(),
+            ..ServiceDef::default()
+        };
+        for source in [Source::Api, Source::Config] {
+            for (def, want) in [
+                (service(&long, "web"), "Service ID is too long"),
+                (service("", &long), "Service name is too long"),
+            ] {
+                let e = def.validate("n", policy(), source).expect_err(want);
+                assert!(
+                    matches!(&e, Error::Invalid(m) if m.starts_with(want)),
+                    "{e}"
+                );
+            }
+            assert!(service(&max, &max).validate("n", policy(), source).is_ok());
+            let check = CheckDef {
+                id: long.clone(),
+                name: "c".into(),
+                ttl: Some(RawDuration::Str("10s".into())),
+                ..CheckDef::default()
+            };
+            let e = check
+                .validate("n", long.clone(), "c".into(), policy(), source)
+                .expect_err("long check ID");
+            assert!(e.to_string().starts_with("Check ID is too long"), "{e}");
+            let check = CheckDef {
+                id: String::new(),
+                name: long.clone(),
+                ..check
+            };
+            let e = check
+                .validate("n", long.clone(), long.clone(), policy(), source)
+                .expect_err("long check name");
+            assert!(e.to_string().starts_with("Check name is too long"), "{e}");
+            // A service at the bound gets generated check IDs a little longer: still fine.
+            let mut def = service(&max, "web");
+            def.check = Some(CheckDef {
+                ttl: Some(RawDuration::Str("10s".into())),
+                ..CheckDef::default()
+            });
+            assert!(def.validate("n", policy(), source).is_ok());
+        }
     }
 }

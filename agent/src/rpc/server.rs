@@ -40,6 +40,7 @@ pub fn router(server: S, dns: super::DnsFn) -> Router {
         )
         .route("/v1/internal/raft/append", post(append))
         .route("/v1/internal/raft/vote", post(vote))
+        .route(crate::prevote::PATH, post(crate::prevote::handle))
         .route("/v1/internal/raft/snapshot", post(snapshot))
         .route("/v1/internal/write", post(write))
         .route("/v1/internal/write-leader", post(write_leader))

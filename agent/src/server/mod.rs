@@ -109,8 +109,9 @@ pub struct Server {
     rpc: rpc::Client,
     datacenter: String,
     hold_timeout: Duration,
-    /// Unix ms when this server last heard from the leader (append or heartbeat).
-    last_contact: AtomicU64,
+    /// When this server last heard from the leader (append or heartbeat); monotonic (and
+    /// virtual in whole-cluster tests).
+    last_contact: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Session TTL timers (meaningful on the leader).
     pub session_timers: Arc<leader::SessionTimers>,
     /// Autopilot settings.
@@ -135,6 +136,9 @@ pub struct Server {
     /// timeout, so a leader cut off from its quorum stops serving before another can be
     /// elected (Consul's `LeaderLeaseTimeout`).
     lease: Duration,
+    /// The Raft log (shared with openraft), for its last log ID: openraft 0.9 does not expose
+    /// it, and pre-votes compare it (`crate::prevote`).
+    log: LogStore,
 }
 
 /// A command waiting to be committed, and where its result goes.
@@ -264,6 +268,8 @@ impl Server {
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
             max_in_snapshot_log_to_keep: opts.trailing_logs,
+            // Elections are started by `crate::prevote`, after a pre-vote round.
+            enable_elect: false,
             ..Default::default()
         };
         let config = Arc::new(
@@ -276,9 +282,19 @@ impl Server {
             client: rpc.clone(),
         };
         let lease = Duration::from_millis(config.election_timeout_min);
+        // `-dev`: openraft compacts by entry count only; keep the in-memory log bounded in bytes.
+        let memory_log = opts.raft_dir.is_none().then(|| log.clone());
+        let log_reader = log.clone();
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+        if let Some(log) = memory_log {
+            tokio::spawn(cairn_raft::log_store::bound_in_memory(
+                raft.clone(),
+                log,
+                cairn_raft::log_store::IN_MEMORY_BUDGET,
+            ));
+        }
         let (proposals, proposal_rx) = tokio::sync::mpsc::channel(16_384);
         let server = Arc::new(Server {
             store,
@@ -289,7 +305,7 @@ impl Server {
             rpc,
             datacenter: opts.datacenter,
             hold_timeout: opts.hold_timeout,
-            last_contact: AtomicU64::new(0),
+            last_contact: std::sync::Mutex::new(None),
             ready_term: AtomicU64::new(0),
             session_timers: Arc::new(leader::SessionTimers::default()),
             autopilot: opts.autopilot,
@@ -300,6 +316,7 @@ impl Server {
             failed: tokio::sync::watch::channel(None).0,
             quorum_acked_at: std::sync::Mutex::new(None),
             lease,
+            log: log_reader,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
         tokio::spawn(watch_metrics(Arc::downgrade(&server)));
@@ -389,9 +406,15 @@ impl Server {
         }
     }
 
+    /// The ID of the last entry in this server's Raft log (purged or not).
+    pub fn last_log_id(&self) -> Option<cairn_raft::LogId> {
+        self.log.last_log_id()
+    }
+
     /// Records contact from the leader (called by the Raft RPC handlers).
     pub fn touch_leader_contact(&self) {
-        self.last_contact.store(now_ms(), Ordering::Relaxed);
+        *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
     }
 
     /// Milliseconds since the leader was last heard from (0 on the leader).
@@ -399,11 +422,10 @@ impl Server {
         if self.is_leader() {
             return 0;
         }
-        let at = self.last_contact.load(Ordering::Relaxed);
-        if at == 0 {
-            return u64::MAX / 2;
+        match *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(at) => u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            None => u64::MAX / 2,
         }
-        now_ms().saturating_sub(at)
     }
 
     /// The current state.

@@ -106,6 +106,7 @@ pub struct AgentBuilder {
     flags: Vec<String>,
     config: Option<Value>,
     node: Option<String>,
+    ulimit: Option<String>,
 }
 
 impl AgentBuilder {
@@ -118,6 +119,12 @@ impl AgentBuilder {
     /// Writes this JSON as a config file and passes `-config-file`.
     pub fn config(mut self, v: Value) -> AgentBuilder {
         self.config = Some(v);
+        self
+    }
+
+    /// Starts the agent under these shell `ulimit` arguments (e.g. `-n 1024`).
+    pub fn ulimit(mut self, args: &str) -> AgentBuilder {
+        self.ulimit = Some(args.to_string());
         self
     }
 
@@ -173,7 +180,18 @@ impl AgentBuilder {
         }
         args.extend(self.flags.iter().cloned());
         let log = std::fs::File::create(&log_path).expect("create log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut command = match &self.ulimit {
+            None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+            Some(limits) => {
+                // The shell sets the limit and becomes the agent (same pid).
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_cairn"));
+                c
+            }
+        };
+        let child = command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
@@ -351,6 +369,11 @@ impl Agent {
         Fut: Future<Output = Option<T>>,
     {
         eventually(what, timeout, f).await
+    }
+
+    /// The agent's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The process's exit status if it has exited.

@@ -7,13 +7,24 @@ use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use super::{Built, Ctx, Reply};
 use crate::acl::Access;
 use crate::api::Error;
-use crate::local::defs::validate_meta;
+use crate::local::defs::{validate_id_len, validate_meta};
 
 /// Validates a registration and fills its defaults: the service ID is its name, the
 /// datacenter this one, and every check names the node.
 pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built, Error> {
     if req.node.is_empty() {
         return Err(Error::Invalid("Must provide node".into()));
+    }
+    // Nothing registered here may be unreachable by URL afterwards.
+    validate_id_len("Node name", &req.node)?;
+    if let Some(s) = &req.service {
+        validate_id_len("Service ID", &s.id)?;
+        validate_id_len("Service name", &s.service)?;
+    }
+    for c in req.check.iter().chain(req.checks.iter()) {
+        validate_id_len("Check ID", &c.check_id)?;
+        validate_id_len("Check name", &c.name)?;
+        validate_id_len("Check ServiceID", &c.service_id)?;
     }
     if req.address.is_empty() && !req.skip_node_update {
         return Err(Error::Invalid("Must provide address".into()));

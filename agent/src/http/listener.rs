@@ -1,0 +1,580 @@
+//! The HTTP API's accept loop and connections: hyper's HTTP/1 server with the protections
+//! `axum::serve` does not give.
+//!
+//! - **Per-client connection limit** (`limits.http_max_conns_per_client`, Consul's default 200,
+//!   `0` for none): a client's connections beyond it get Consul's `429` text and are closed at
+//!   once, so one address cannot hold every file descriptor of the agent.
+//! - **Header-read timeout**: hyper's timer starts whenever a connection waits for a request
+//!   head (a new connection, or a kept-alive one between requests) and closes it if no complete
+//!   head arrived in time. It bounds both slow-header clients and idle keep-alive connections;
+//!   a request being handled (a blocking query, a stream) is not affected.
+//! - **Messages on hyper's own refusals**: hyper answers requests it cannot parse (malformed
+//!   request line or headers: 400, a URI over 64 KiB: 414, a head too large: 431) by itself,
+//!   with an empty body. [`Io`] gives those a plain-text message, as Go's server and therefore
+//!   Consul do (see [`Io`] for how they are told apart from the API's own answers).
+//!
+//! Shutdown is graceful: once the stop signal fires, the loop stops accepting and every
+//! connection finishes its request in flight before closing.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::connlimit::PerClient;
+
+/// How long a connection may wait for a complete request head (idle time between requests
+/// included) before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest request head hyper buffers: Go's `http.DefaultMaxHeaderBytes` (1 MiB), which Consul
+/// uses, plus the 4 KiB of slack Go allows, so that what Consul reads is read here too.
+const MAX_HEAD_BYTES: usize = (1 << 20) + 4096;
+
+/// Consul's answer to a client over its connection limit (hashicorp/go-connlimit).
+const TOO_MANY_CONNECTIONS: &str =
+    "Your IP is issuing too many concurrent connections, please rate limit your calls\n";
+
+/// How long writing the 429 to a refused connection, and reading what it sent, may take.
+const REFUSE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Refused connections being answered at once; more are closed without an answer, so a flood
+/// of refused connections cannot pile up descriptors either.
+const MAX_REFUSING: usize = 256;
+
+/// How the listener treats connections.
+#[derive(Clone)]
+pub struct Limits {
+    /// The per-client connection limit, read at each accept (so a reload applies);
+    /// `0` means no limit.
+    pub per_client: Arc<dyn Fn() -> u32 + Send + Sync>,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `service` on `listener` until `stop` turns true, then waits for the connections
+/// to finish their requests in flight.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    let clients = PerClient::new();
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished connections so the set stays as large as what is open.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or a connection that died in the
+                // backlog: wait a little instead of spinning on the error.
+                warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let limit = (limits.per_client)();
+        let Some(slot) = clients.try_acquire(peer.ip(), limit) else {
+            debug!(%peer, limit, "too many HTTP connections from this client; refusing");
+            if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
+                conns.spawn(async move {
+                    refuse(stream).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let stop = stop.clone();
+        let timeout = limits.header_read_timeout;
+        conns.spawn(async move {
+            serve_connection(stream, peer, service, timeout, stop).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Consul's refusal of a connection over the per-client limit: a `429` with its text, then
+/// close. What the client already sent is read first (briefly), so that closing does not reset
+/// the connection under a client still writing, which would then miss the answer.
+async fn refuse(mut stream: TcpStream) {
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{TOO_MANY_CONNECTIONS}",
+        TOO_MANY_CONNECTIONS.len()
+    );
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut seen = 0usize;
+        while seen < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => seen += n,
+            }
+        }
+        Ok::<(), io::Error>(())
+    })
+    .await;
+}
+
+async fn serve_connection<S, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    let progress = Arc::new(Progress::default());
+    let io = TokioIo::new(Io::new(stream, Arc::clone(&progress)));
+    let hyper_service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+        progress.calls.fetch_add(1, Ordering::Relaxed);
+        let fut = service(req.map(Body::new));
+        let progress = Arc::clone(&progress);
+        async move {
+            let resp = match fut.await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody {
+                inner: body,
+                progress,
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, hyper_service);
+    tokio::pin!(conn);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = &mut stopped => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// What the API service has produced on one connection, for [`Io`]: requests handed to it,
+/// and responses whose bodies hyper is done with.
+#[derive(Debug, Default)]
+struct Progress {
+    calls: AtomicU64,
+    done: AtomicU64,
+}
+
+/// A response body that reports when hyper is done with it (all of it encoded, or dropped
+/// unread as for `HEAD`).
+struct TrackedBody {
+    inner: Body,
+    progress: Arc<Progress>,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The connection's socket as hyper sees it, adding a message to hyper's own error answers.
+///
+/// How an answer is known to be hyper's: hyper serves one request at a time and reads the next
+/// head only once the previous response is entirely written and flushed. So when a flush
+/// completes while every request handed to the service has had its response body finished
+/// (`calls == done`), everything the API produced is on the wire; anything hyper writes after
+/// that and before the service is called again can only be its automatic answer to a head it
+/// could not parse (it writes nothing else on its own: a timeout or a shutdown just closes).
+/// That answer is `HTTP/1.1 <status> ...` with `content-length: 0`; it is replaced by the same
+/// status with a `text/plain` message. Should the bookkeeping ever be off (a body dropped late),
+/// the condition does not hold and hyper's bytes pass unchanged: the failure mode is an empty
+/// body, never a changed API answer.
+struct Io {
+    stream: TcpStream,
+    progress: Arc<Progress>,
+    /// `calls` when a flush last left nothing of the API's output unwritten, if it did.
+    clean_at: Option<u64>,
+    /// A rewritten answer still to be written out.
+    pending: Vec<u8>,
+}
+
+impl Io {
+    fn new(stream: TcpStream, progress: Arc<Progress>) -> Io {
+        Io {
+            stream,
+            progress,
+            // Nothing produced yet: a first head hyper cannot parse gets a message too.
+            clean_at: Some(0),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes what is pending; `Ready(Ok)` once nothing is.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether a write now can only be hyper's own answer (see the type's documentation).
+    fn is_hyper_answer(&self) -> bool {
+        self.clean_at == Some(self.progress.calls.load(Ordering::Relaxed))
+    }
+}
+
+/// The message for one of hyper's automatic answers, in the form of Go's server
+/// (`<code> <reason>: <detail>`).
+fn refusal_message(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "400 Bad Request: malformed request line or headers",
+        414 => "414 URI Too Long: the request URI is longer than 65534 bytes",
+        431 => {
+            "431 Request Header Fields Too Large: the request head is over 1 MiB or has more than 100 headers"
+        }
+        _ => return None,
+    })
+}
+
+/// hyper's answer `head` rewritten with a message, if it is one of those [`refusal_message`]
+/// knows and carries no body.
+fn with_message(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let rest = text.strip_prefix("HTTP/1.1 ")?;
+    if !text.ends_with("\r\n\r\n") || !text.to_ascii_lowercase().contains("content-length: 0\r\n") {
+        return None;
+    }
+    let status: u16 = rest.get(..3)?.parse().ok()?;
+    let reason = rest.lines().next()?.get(4..)?.trim();
+    let message = refusal_message(status)?;
+    Some(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{message}",
+            message.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if self.is_hyper_answer()
+            && let Some(answer) = with_message(buf)
+        {
+            self.clean_at = None;
+            self.pending = answer;
+            // hyper's bytes are consumed whole; ours go out from `pending`.
+            let _ = self.poll_pending(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // hyper's automatic answer is one buffer; look at it like a plain write.
+        if self.is_hyper_answer()
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+        {
+            let first: &[u8] = first;
+            return self.poll_write(cx, first);
+        }
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        std::task::ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+        let calls = self.progress.calls.load(Ordering::Relaxed);
+        if self.progress.done.load(Ordering::Relaxed) == calls {
+            self.clean_at = Some(calls);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A service that answers every request with 200 "ok" (and its path).
+    async fn ok(req: Request) -> Result<Response, Infallible> {
+        Ok(Response::new(Body::from(format!(
+            "ok {}",
+            req.uri().path()
+        ))))
+    }
+
+    async fn start(per_client: u32, timeout: Duration) -> (SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(false);
+        let limits = Limits {
+            per_client: Arc::new(move || per_client),
+            header_read_timeout: timeout,
+        };
+        tokio::spawn(serve(listener, ok, limits, rx));
+        (addr, tx)
+    }
+
+    /// Connects from `source` (any 127/8 address is local on Linux).
+    async fn connect(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::from((source, 0)))
+            .expect("bind source");
+        sock.connect(addr).await.expect("connect")
+    }
+
+    /// Sends one request and reads one `Content-Length` response; the whole answer as text.
+    async fn request(s: &mut TcpStream, path: &str) -> String {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("answer in time")
+                .expect("read");
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out).to_string();
+            if n == 0 {
+                return text;
+            }
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return text;
+                }
+            }
+        }
+    }
+
+    /// Reads until the server closes; fails if it does not within `limit`.
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return out,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("connection still open after {limit:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_and_slow_header_connections_are_closed() {
+        let (addr, _stop) = start(0, Duration::from_millis(300)).await;
+        // Never sends anything.
+        let mut idle = connect(addr, [127, 0, 0, 1]).await;
+        // Starts a request and never finishes its head.
+        let mut slow = connect(addr, [127, 0, 0, 1]).await;
+        slow.write_all(b"GET /v1/kv/a HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("partial head");
+        // Sends one request, then stays idle on the kept-alive connection.
+        let mut kept = connect(addr, [127, 0, 0, 1]).await;
+        assert!(request(&mut kept, "/a").await.contains("ok /a"));
+        for s in [&mut idle, &mut slow, &mut kept] {
+            closed_within(s, Duration::from_secs(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_client_over_its_limit_gets_consuls_429_and_others_are_served() {
+        let (addr, _stop) = start(3, Duration::from_secs(30)).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect(addr, [127, 0, 0, 1]).await;
+            assert!(request(&mut s, "/x").await.starts_with("HTTP/1.1 200"));
+            held.push(s);
+        }
+        let mut over = connect(addr, [127, 0, 0, 1]).await;
+        let answer = request(&mut over, "/x").await;
+        assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+        assert!(answer.ends_with(TOO_MANY_CONNECTIONS), "{answer}");
+        // Another client is not affected.
+        let mut other = connect(addr, [127, 0, 0, 2]).await;
+        assert!(request(&mut other, "/y").await.contains("ok /y"));
+        // A closed connection gives its place back.
+        drop(held.pop());
+        common_eventually(|| async {
+            let mut s = connect(addr, [127, 0, 0, 1]).await;
+            request(&mut s, "/z").await.contains("ok /z")
+        })
+        .await;
+    }
+
+    async fn common_eventually<F, Fut>(mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f().await {
+            assert!(Instant::now() < deadline, "condition not met in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn hypers_own_refusals_carry_a_message_and_api_answers_are_untouched() {
+        let (addr, _stop) = start(0, Duration::from_secs(30)).await;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "400"),
+            (b"GET /a HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(), "400"),
+            (
+                format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+                "414",
+            ),
+            (
+                format!(
+                    "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(1_100_000)
+                )
+                .into_bytes(),
+                "431",
+            ),
+        ];
+        for (req, status) in cases {
+            // A refusal after a served request on the same connection, too.
+            for first in [false, true] {
+                let mut s = connect(addr, [127, 0, 0, 1]).await;
+                if first {
+                    assert!(request(&mut s, "/ok").await.contains("ok /ok"));
+                }
+                s.write_all(&req).await.expect("send");
+                let out =
+                    String::from_utf8_lossy(&closed_within(&mut s, Duration::from_secs(10)).await)
+                        .to_string();
+                assert!(out.starts_with(&format!("HTTP/1.1 {status} ")), "{out}");
+                let (_, body) = out.split_once("\r\n\r\n").expect("a head");
+                assert!(body.starts_with(status), "{status}: body {body:?}");
+            }
+        }
+        // The API's own answers pass as they are, body included, over many requests.
+        let mut s = connect(addr, [127, 0, 0, 1]).await;
+        for i in 0..20 {
+            let out = request(&mut s, &format!("/r{i}")).await;
+            assert!(out.ends_with(&format!("ok /r{i}")), "{out}");
+        }
+    }
+
+    #[test]
+    fn only_bodiless_known_refusals_are_rewritten() {
+        let head = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = String::from_utf8(with_message(head).expect("rewritten")).expect("text");
+        assert!(out.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{out}");
+        assert!(out.ends_with("414 URI Too Long: the request URI is longer than 65534 bytes"));
+        assert!(with_message(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(with_message(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\n").is_none());
+        assert!(with_message(b"some body bytes").is_none());
+    }
+}
