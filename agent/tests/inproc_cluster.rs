@@ -129,3 +129,113 @@ fn a_partitioned_leader_is_replaced_without_losing_writes_and_a_seed_replays_the
         );
     }
 }
+
+/// A follower cut off from the other two refuses writes and consistent reads (after holding
+/// for `rpc_hold_timeout`), the majority keeps serving, and once healed the cut-off server
+/// catches up without the refused write ever appearing.
+async fn cut_off_a_follower(seed: u64) {
+    let c = InProc::start(seed, 3, 0).await;
+    let servers = c.servers();
+    let leader = c.wait_leader(&servers, Duration::from_secs(30)).await;
+    let cut = (leader + 1) % 3;
+    let others: Vec<usize> = servers.iter().copied().filter(|i| *i != cut).collect();
+    c.partition(&[cut], &others);
+    let refused = c.put(cut, "/v1/kv/minority", "x").await;
+    assert_eq!(
+        refused.status, 500,
+        "seed {seed}: the minority took a write"
+    );
+    let read = c.get(cut, "/v1/kv/hello?consistent").await;
+    assert_eq!(
+        read.status, 500,
+        "seed {seed}: the minority served a consistent read"
+    );
+    let majority = c.wait_leader(&others, Duration::from_secs(30)).await;
+    let w = c.put(majority, "/v1/kv/majority", "yes").await;
+    assert_eq!((w.status, w.text.trim()), (200, "true"), "seed {seed}");
+    c.heal();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.get(cut, "/v1/kv/majority?stale&raw").await;
+        if (r.status, r.text.as_str()) == (200, "yes") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: no catch-up: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = c.wait_leader(&servers, Duration::from_secs(30)).await;
+    let minority = c.get(leader, "/v1/kv/minority?consistent").await;
+    assert_eq!(
+        minority.status, 404,
+        "seed {seed}: a refused write appeared"
+    );
+}
+
+#[test]
+fn a_minority_cut_off_refuses_writes_while_the_majority_serves() {
+    for seed in [3, 17] {
+        runtime().block_on(cut_off_a_follower(seed));
+    }
+}
+
+/// Compare-and-set increments of one counter through the client agent while a share of the
+/// server RPC replies is lost on the way back: the forwarders retry (to the same or another
+/// server) with the write's identity, so no increment is applied twice. A CAS told `true`
+/// took effect once; one told `false` did not take effect; one that failed outright may or may
+/// not have. The final value proves it: without exactly-once forwarding a retried CAS that
+/// had committed answers `false` and the counter runs ahead of the acknowledged increments.
+async fn count_with_lost_replies(seed: u64) -> (u64, u64, u64) {
+    let c = InProc::start(seed, 3, 1).await;
+    let client = 3;
+    assert_eq!(c.put(client, "/v1/kv/counter", "0").await.status, 200);
+    c.rpc.set_faults(cairn::rpc::transport::Faults {
+        lose_reply: 0.2,
+        ..Default::default()
+    });
+    let (mut acked, mut unknown) = (0u64, 0u64);
+    for _ in 0..40 {
+        let r = c.get(client, "/v1/kv/counter?consistent").await;
+        if r.status != 200 {
+            continue;
+        }
+        let entry = &r.json()[0];
+        let index = entry["ModifyIndex"].as_u64().unwrap_or(0);
+        let value: u64 = entry["Value"]
+            .as_str()
+            .map(common::cluster::decode_b64)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let w = c
+            .put(
+                client,
+                &format!("/v1/kv/counter?cas={index}"),
+                &(value + 1).to_string(),
+            )
+            .await;
+        match (w.status, w.text.trim()) {
+            (200, "true") => acked += 1,
+            (200, "false") => {}
+            _ => unknown += 1,
+        }
+    }
+    c.rpc.set_faults(cairn::rpc::transport::Faults::default());
+    let leader = c.wait_leader(&c.servers(), Duration::from_secs(30)).await;
+    let r = c.get(leader, "/v1/kv/counter?consistent&raw").await;
+    let final_value: u64 = r.text.parse().unwrap_or(u64::MAX);
+    (acked, unknown, final_value)
+}
+
+#[test]
+fn a_write_retried_after_a_lost_reply_is_applied_once() {
+    for seed in [5, 23, 71] {
+        let (acked, unknown, value) = runtime().block_on(count_with_lost_replies(seed));
+        assert!(acked > 0, "seed {seed}: nothing acknowledged");
+        assert!(
+            acked <= value && value <= acked + unknown,
+            "seed {seed}: {acked} acknowledged, {unknown} unknown, counter at {value}"
+        );
+    }
+}

@@ -75,9 +75,6 @@ impl Transport for Http {
         timeout: Duration,
     ) -> BoxFuture<'a, PostResult> {
         Box::pin(async move {
-            if faults::blocked(addr) {
-                return Err("cut off by injected fault".into());
-            }
             let resp = self
                 .client
                 .post(format!("http://{addr}{path}"))
@@ -92,49 +89,6 @@ impl Transport for Http {
             let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
             Ok((status, bytes))
         })
-    }
-}
-
-/// Fault injection for partition tests (the "fault-injecting transport"): when the environment
-/// variable `CAIRN_RPC_FAULTS` names a file, RPC calls to every address listed in it (one per
-/// line) fail as unreachable, so a test cuts a server off by writing the files of both sides.
-/// The file is re-read at most every 100 ms; without the variable nothing is checked.
-mod faults {
-    use std::path::PathBuf;
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
-
-    struct Faults {
-        path: PathBuf,
-        cache: Mutex<(Option<Instant>, Vec<String>)>,
-    }
-
-    fn faults() -> Option<&'static Faults> {
-        static F: OnceLock<Option<Faults>> = OnceLock::new();
-        F.get_or_init(|| {
-            std::env::var_os("CAIRN_RPC_FAULTS").map(|p| Faults {
-                path: PathBuf::from(p),
-                cache: Mutex::new((None, Vec::new())),
-            })
-        })
-        .as_ref()
-    }
-
-    /// Whether calls to `addr` are cut.
-    pub fn blocked(addr: &str) -> bool {
-        let Some(f) = faults() else { return false };
-        let mut c = f.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.0.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
-            let text = std::fs::read_to_string(&f.path).unwrap_or_default();
-            c.1 = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect();
-            c.0 = Some(Instant::now());
-        }
-        c.1.iter().any(|a| a == addr)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Clusters of real agent processes on a loopback /24 of their own (127.x.y.2, .3, ...):
-//! servers with `-bootstrap-expect`, client agents, restartable nodes, signals, and the
-//! fault-injecting RPC transport (`CAIRN_RPC_FAULTS`).
+//! servers with `-bootstrap-expect`, client agents, restartable nodes and signals. Network
+//! faults are tested in process, on the in-memory networks (`inproc`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,8 +19,6 @@ pub struct Node {
     pub ip: String,
     /// Its directory (data, logs, config).
     pub dir: PathBuf,
-    /// Its fault file (RPC addresses it cannot reach, one per line).
-    pub faults: PathBuf,
     /// Its command line.
     pub args: Vec<String>,
     child: Option<Child>,
@@ -35,7 +33,6 @@ impl Node {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(&self.args)
-            .env("CAIRN_RPC_FAULTS", &self.faults)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -218,12 +215,10 @@ impl Cluster {
         let mut n = Node {
             name,
             ip,
-            faults: dir.join("faults"),
             dir,
             args,
             child: None,
         };
-        std::fs::write(&n.faults, "").expect("faults file");
         n.spawn();
         self.servers.push(n);
         i
