@@ -290,7 +290,7 @@ async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
 /// Re-reads the configuration and applies what can change at run time (services, checks,
 /// node meta is kept as started).
 pub fn reload(agent: &Agent) -> Result<(), String> {
-    info!(target: "cairn", "reloading configuration");
+    info!("reloading configuration");
     let current = agent.config();
     let next = config::reload(&current).map_err(|e| e.to_string())?;
     for w in &next.warnings {
