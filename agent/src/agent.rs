@@ -437,9 +437,8 @@ impl Agent {
         let scripts = self.script_policy();
         let mut services = Vec::new();
         for v in &config.services {
-            let def: ServiceDef = crate::http::decode::decode_value(v.clone()).map_err(|e| {
-                StartError::Definition(format!("service definition: {}", e.message))
-            })?;
+            let def: ServiceDef = crate::api::decode::decode_value(v.clone())
+                .map_err(|e| StartError::Definition(format!("service definition: {e}")))?;
             let parsed = def
                 .validate(&self.node.name, scripts, Source::Config)
                 .map_err(|e| StartError::Definition(format!("service {:?}: {}", def.name, e)))?;
@@ -447,8 +446,8 @@ impl Agent {
         }
         let mut checks = Vec::new();
         for v in &config.checks {
-            let def: CheckDef = crate::http::decode::decode_value(v.clone())
-                .map_err(|e| StartError::Definition(format!("check definition: {}", e.message)))?;
+            let def: CheckDef = crate::api::decode::decode_value(v.clone())
+                .map_err(|e| StartError::Definition(format!("check definition: {e}")))?;
             let id = if def.given_id().is_empty() {
                 def.name.clone()
             } else {
@@ -753,16 +752,14 @@ impl Agent {
         let Some(p) = &self.persist else { return };
         let loaded = p.load();
         for s in &loaded.services {
-            let restored = crate::http::decode::decode_value::<ServiceDef>(s.definition.clone())
-                .map_err(|e| Error::Invalid(e.message))
+            let restored = crate::api::decode::decode_value::<ServiceDef>(s.definition.clone())
                 .and_then(|def| self.add_service_local(&def, false));
             if let Err(e) = restored {
                 warn!(service = %s.id, error = %e, "cannot restore a saved service");
             }
         }
         for c in &loaded.checks {
-            let restored = crate::http::decode::decode_value::<CheckDef>(c.definition.clone())
-                .map_err(|e| Error::Invalid(e.message))
+            let restored = crate::api::decode::decode_value::<CheckDef>(c.definition.clone())
                 .and_then(|def| self.add_check_local(&def));
             if let Err(e) = restored {
                 warn!(check = %c.id, error = %e, "cannot restore a saved check");

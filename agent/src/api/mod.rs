@@ -3,10 +3,12 @@
 //! one error type. As Consul's `agent/structs`, nothing here knows HTTP: status codes and
 //! Consul's JSON shapes belong to `http`, which maps these types to and from the wire.
 
+pub mod decode;
 pub mod error;
 pub mod options;
 pub mod read;
 pub mod shapes;
+pub mod strict;
 pub mod write;
 
 pub use error::Error;

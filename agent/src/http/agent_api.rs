@@ -16,10 +16,10 @@ use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::params::{Params, QueryOptions, parse_bool};
 use super::{AppState, json_response};
+use crate::api::decode::decode;
 use crate::local::defs::{CheckDef, ServiceDef};
 use crate::local::{LocalState, NODE_MAINT_ID, SERVICE_MAINT_PREFIX};
 use crate::metrics::{self, Sample};

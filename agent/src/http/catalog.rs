@@ -8,9 +8,9 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, json_response, json_true, query, selection, serve_selected, token};
+use crate::api::decode::decode;
 use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
 

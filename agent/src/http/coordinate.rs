@@ -14,10 +14,10 @@ use cairn_catalog::model::CoordinateEntry;
 use cairn_gossip::Role;
 use serde_json::{Value, json};
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, answer_response, json_response, query, run_read, set_meta, token};
 use crate::api::Reply;
+use crate::api::decode::decode;
 use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
 

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, json_response, query};
+use crate::api::decode::decode;
 use crate::keyring::Op;
 
 /// Routes of this area.

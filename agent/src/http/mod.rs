@@ -8,7 +8,6 @@ pub mod acl;
 pub mod agent_api;
 pub mod catalog;
 pub mod coordinate;
-pub mod decode;
 pub mod error;
 pub mod event;
 pub mod health;
@@ -24,7 +23,6 @@ pub mod render;
 pub mod session;
 pub mod snapshot;
 pub mod status;
-pub mod strict;
 pub mod txn;
 pub mod ui;
 

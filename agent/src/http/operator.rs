@@ -74,7 +74,7 @@ async fn autopilot_set(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
-    let b: AutopilotBody = super::decode::decode(&body)?;
+    let b: AutopilotBody = crate::api::decode::decode(&body)?;
     let defaults = crate::config::Autopilot::default();
     // Absent (or zero) durations take the defaults.
     let duration = |field: &str, v: &Option<RawDuration>, default: Duration| {

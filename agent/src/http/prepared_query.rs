@@ -11,9 +11,9 @@ use axum::routing::get;
 use cairn_catalog::model::PreparedQuery;
 use serde_json::{Value, json};
 
-use super::decode::decode_value;
 use super::error::ApiError;
 use super::{AppState, json_response, query, serve_read, token};
+use crate::api::decode::decode_value;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
@@ -44,7 +44,7 @@ fn without_nulls(v: Value) -> Value {
 fn definition(body: &[u8]) -> Result<PreparedQuery, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
-    decode_value(without_nulls(v))
+    Ok(decode_value(without_nulls(v))?)
 }
 
 async fn create(

@@ -12,9 +12,9 @@ use cairn_catalog::model::ServiceCheckRef;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, check_dc, json_response, json_true, query, serve_read, token};
+use crate::api::decode::decode;
 use crate::api::write::SessionSpec;
 use crate::api::{Write, WriteOp, Written};
 use crate::local::defs::RawDuration;

@@ -18,9 +18,9 @@ use cairn_catalog::model::{HealthCheck, Node, Service};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::decode::decode;
 use super::error::ApiError;
 use super::{AppState, check_dc, json_response, query, set_meta, token};
+use crate::api::decode::decode;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 

@@ -757,7 +757,7 @@ impl ServiceDef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::decode::decode;
+    use crate::api::decode::decode;
     use serde_json::json;
 
     fn policy() -> ScriptPolicy {
@@ -829,7 +829,7 @@ mod tests {
         ];
         for (body, want) in cases {
             let r = decode::<ServiceDef>(body)
-                .map_err(|e| e.message)
+                .map_err(|e| e.to_string())
                 .and_then(|d| {
                     d.validate("n", policy(), Source::Api)
                         .map_err(|e| e.to_string())
@@ -881,7 +881,7 @@ mod tests {
                 let mut body = kind.clone();
                 body["Name"] = json!("c");
                 body["Interval"] = given.clone();
-                let def: CheckDef = crate::http::decode::decode_value(body).expect("decode");
+                let def: CheckDef = crate::api::decode::decode_value(body).expect("decode");
                 let (check, spec) = def
                     .validate("n", "c".into(), "c".into(), scripts, Source::Config)
                     .unwrap_or_else(|e| panic!("{kind} {given}: {e}"));

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
+use super::Error;
 
 /// Every field name the API decodes, in its canonical spelling.
 const CANONICAL: &[&str] = &[
@@ -202,18 +202,18 @@ pub fn normalize(v: Value) -> Value {
 }
 
 /// Decodes a JSON request body into `T` after normalising key casing.
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("Request decode failed: {e}")))?;
     decode_value(value)
 }
 
 /// Decodes an already parsed JSON value into `T` after normalising key casing. Where `T`
 /// expects an object, only an object will do (see [`super::strict`]): an array is Consul's
 /// "Request decode failed", not a struct of defaults.
-pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
     super::strict::from_value(normalize(value))
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))
+        .map_err(|e| Error::Invalid(format!("Request decode failed: {e}")))
 }
 
 #[cfg(test)]
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn bad_json_is_a_400() {
         let e = decode::<Value>(b"{not json").expect_err("must fail");
-        assert_eq!(e.status.as_u16(), 400);
-        assert!(e.message.starts_with("Request decode failed"));
+        assert!(matches!(e, Error::Invalid(_)));
+        assert!(e.to_string().starts_with("Request decode failed"));
     }
 }
