@@ -413,7 +413,7 @@ impl Agent {
                 self.shutdown_signal(),
             ));
             // The election timer (openraft's own is off): elections after a pre-vote round.
-            tokio::spawn(crate::prevote::run(
+            tokio::spawn(crate::server::prevote::run(
                 Arc::clone(server),
                 self.shutdown_signal(),
             ));

@@ -183,6 +183,77 @@ impl Backend {
         }
     }
 
+    /// Pieces of an archive larger than this go in separate writes (entries): one piece must
+    /// replicate within a heartbeat interval.
+    pub const RESTORE_PIECE: usize = 1024 * 1024;
+
+    /// Restores an operator archive through `backend`: checked first, then in one write, or piece
+    /// by piece followed by the swap (the pieces are dropped if any step fails). Logs progress
+    /// of large restores.
+    pub async fn restore_archive(
+        &self,
+        data: &[u8],
+        dc: Option<&str>,
+        token: Option<crate::api::Token>,
+    ) -> Result<(), Error> {
+        cairn_catalog::snapshot::read(data)
+            .map_err(|e| Error::Invalid(format!("Invalid snapshot: {e}")))?;
+        let write = |op| Write::new(op).in_dc(dc).with_token(token.clone());
+        if data.len() <= Self::RESTORE_PIECE {
+            self.write(write(crate::api::WriteOp::Restore {
+                data: data.to_vec(),
+            }))
+            .await?;
+            return Ok(());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let pieces = data.len().div_ceil(Self::RESTORE_PIECE);
+        tracing::info!(restore = %id, bytes = data.len(), pieces, "restoring a snapshot in pieces");
+        let started = std::time::Instant::now();
+        let mut last_report = started;
+        let result = async {
+            for (n, chunk) in data.chunks(Self::RESTORE_PIECE).enumerate() {
+                self.write(write(crate::api::WriteOp::RestorePiece {
+                    restore: id.clone(),
+                    offset: (n * Self::RESTORE_PIECE) as u64,
+                    data: chunk.to_vec(),
+                }))
+                .await?;
+                if last_report.elapsed() >= std::time::Duration::from_secs(2) {
+                    last_report = std::time::Instant::now();
+                    tracing::info!(restore = %id, piece = n + 1, pieces, "restore progress");
+                }
+            }
+            self.write(write(crate::api::WriteOp::RestoreFinish {
+                restore: id.clone(),
+                len: data.len() as u64,
+            }))
+            .await
+        }
+        .await;
+        match result {
+            Ok(_) => {
+                tracing::info!(
+                    restore = %id,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "snapshot restored"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(abort) = self
+                    .write(write(crate::api::WriteOp::RestoreAbort {
+                        restore: id.clone(),
+                    }))
+                    .await
+                {
+                    tracing::warn!(restore = %id, error = %abort, "could not drop the staged pieces");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// The Raft view of the cluster: leader, voters, members.
     pub async fn status(&self) -> Result<ServerStatus, Error> {
         match self {

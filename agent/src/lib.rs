@@ -24,7 +24,6 @@ pub mod keyring;
 pub mod local;
 pub mod metrics;
 pub mod monitor;
-pub mod prevote;
 pub mod random;
 pub mod rpc;
 pub mod run;

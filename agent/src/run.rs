@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::agent::{self, Agent};
 use crate::config::Config;
-use crate::{config, dns, http, monitor, rpc};
+use crate::{config, dns, http, monitor};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -157,7 +157,10 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
                 addr: rpc_addr,
                 source,
             })?;
-        let rpc_app = rpc::server::router(Arc::clone(server), dns::server::rpc_responder(&agent));
+        let rpc_app = crate::server::rpc_routes::router(
+            Arc::clone(server),
+            dns::server::rpc_responder(&agent),
+        );
         info!(addr = %rpc_addr, "server RPC listening");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(rpc_listener, rpc_app).await {

@@ -18,3 +18,8 @@ pub use write::{Token, Write, WriteOp, Written};
 
 /// A service-layer result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// ID of the gossip health check the leader keeps on every node.
+pub const SERF_CHECK_ID: &str = "serfHealth";
+/// ID and name of the service every server registers.
+pub const CONSUL_SERVICE: &str = "consul";

@@ -13,7 +13,6 @@ use axum::routing::get;
 
 use super::error::ApiError;
 use super::{AppState, query, run_read, set_meta, token};
-use crate::server::endpoints::restore_archive;
 use crate::server::query::Read;
 
 /// Largest snapshot accepted by `PUT` (the request is held in memory while it is applied).
@@ -62,6 +61,8 @@ async fn restore(
             ),
         ));
     }
-    restore_archive(&a.backend, &body, o.dc.as_deref(), token(&headers, &p)).await?;
+    a.backend
+        .restore_archive(&body, o.dc.as_deref(), token(&headers, &p))
+        .await?;
     Ok(axum::http::StatusCode::OK.into_response())
 }

@@ -18,7 +18,7 @@ use cairn_catalog::model::{HealthCheck, Node, Service};
 
 use super::LocalState;
 use crate::api::WriteOp;
-use crate::server::leader::{CONSUL_SERVICE, SERF_CHECK_ID};
+use crate::api::{CONSUL_SERVICE, SERF_CHECK_ID};
 
 /// What the catalog holds for this node.
 #[derive(Clone, Debug, Default)]

@@ -9,7 +9,6 @@
 //! in `X-Cairn-Rpc`; a server refuses versions it does not speak. Paths live under
 //! `/v1/internal/`, which the HTTP API does not serve.
 
-pub mod server;
 pub mod transport;
 
 use std::sync::Arc;
@@ -25,8 +24,8 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::api::Read;
 use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
-use crate::server::query::Read;
 pub use transport::Transport;
 
 /// Version of the RPC protocol spoken by this build.

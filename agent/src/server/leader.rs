@@ -14,16 +14,13 @@ use tracing::{debug, info, warn};
 
 use super::{SESSION_TTL_MULTIPLIER, Server, now_ms, parse_session_ttl};
 
-/// ID of the gossip health check of every node.
-pub const SERF_CHECK_ID: &str = "serfHealth";
+pub use crate::api::{CONSUL_SERVICE, SERF_CHECK_ID};
 /// Name of that check.
 pub const SERF_CHECK_NAME: &str = "Serf Health Status";
 /// Output while the member is alive.
 pub const SERF_ALIVE_OUTPUT: &str = "Agent alive and reachable";
 /// Output once the member failed.
 pub const SERF_FAILED_OUTPUT: &str = "Agent not live or unreachable";
-/// ID and name of the service every server registers.
-pub const CONSUL_SERVICE: &str = "consul";
 
 /// Gossip status of a member, as the leader reconciles it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,8 +15,10 @@ mod answers;
 pub mod endpoints;
 pub mod leader;
 pub mod prepared;
+pub mod prevote;
 pub mod query;
 pub mod requests;
+pub mod rpc_routes;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -137,7 +139,7 @@ pub struct Server {
     /// elected (Consul's `LeaderLeaseTimeout`).
     lease: Duration,
     /// The Raft log (shared with openraft), for its last log ID: openraft 0.9 does not expose
-    /// it, and pre-votes compare it (`crate::prevote`).
+    /// it, and pre-votes compare it (`crate::server::prevote`).
     log: LogStore,
 }
 
@@ -268,7 +270,7 @@ impl Server {
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
             max_in_snapshot_log_to_keep: opts.trailing_logs,
-            // Elections are started by `crate::prevote`, after a pre-vote round.
+            // Elections are started by `crate::server::prevote`, after a pre-vote round.
             enable_elect: false,
             ..Default::default()
         };

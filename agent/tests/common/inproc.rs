@@ -170,7 +170,7 @@ impl InProc {
         });
         let agent = Agent::new_on(config, networks).await.expect("agent");
         if let Some(server) = &agent.server {
-            let router = cairn::rpc::server::router(
+            let router = cairn::server::rpc_routes::router(
                 Arc::clone(server),
                 cairn::dns::server::rpc_responder(&agent),
             );

@@ -25,8 +25,6 @@ use super::{Server, now_ms};
 use crate::acl::Authorizer;
 use crate::api::{Error, Write, WriteOp, Written};
 
-pub use snapshot::restore_archive;
-
 /// A command ready to propose, and how to read its result.
 struct Built {
     cmd: Command,

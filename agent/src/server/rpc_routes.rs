@@ -1,4 +1,7 @@
-//! The RPC endpoints a server answers on its server port.
+//! The routes a server answers on its server port: Raft's messages, typed writes and reads
+//! (forwarded by followers and client agents), status and operator calls. They decode the
+//! request, call the server and encode its typed reply or error; the transport underneath is
+//! `crate::rpc::transport`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,23 +18,23 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{
+use super::Server;
+use crate::api::{Error, Write};
+use crate::rpc::{
     MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest, ServerStatus,
 };
-use crate::api::{Error, Write};
-use crate::server::Server;
 
 type S = Arc<Server>;
 
 /// The RPC router of a server; `dns` answers the DNS queries client agents hand over.
-pub fn router(server: S, dns: super::DnsFn) -> Router {
+pub fn router(server: S, dns: crate::rpc::DnsFn) -> Router {
     Router::new()
         .route(
             "/v1/internal/dns",
             post(move |body: Bytes| {
                 let dns = std::sync::Arc::clone(&dns);
                 async move {
-                    match parse::<super::DnsRequest>(&body) {
+                    match parse::<crate::rpc::DnsRequest>(&body) {
                         Ok(req) => ok(&dns(&req)),
                         Err(r) => *r,
                     }
@@ -40,7 +43,10 @@ pub fn router(server: S, dns: super::DnsFn) -> Router {
         )
         .route("/v1/internal/raft/append", post(append))
         .route("/v1/internal/raft/vote", post(vote))
-        .route(crate::prevote::PATH, post(crate::prevote::handle))
+        .route(
+            crate::server::prevote::PATH,
+            post(crate::server::prevote::handle),
+        )
         .route("/v1/internal/raft/snapshot", post(snapshot))
         .route("/v1/internal/write", post(write))
         .route("/v1/internal/write-leader", post(write_leader))
@@ -174,7 +180,7 @@ async fn renew(State(s): State<S>, body: Bytes) -> Response {
 }
 
 async fn remove_peer(State(s): State<S>, body: Bytes) -> Response {
-    let req: super::PeerRequest = match parse(&body) {
+    let req: crate::rpc::PeerRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -185,7 +191,7 @@ async fn remove_peer(State(s): State<S>, body: Bytes) -> Response {
 }
 
 async fn transfer(State(s): State<S>, body: Bytes) -> Response {
-    let req: super::PeerRequest = match parse(&body) {
+    let req: crate::rpc::PeerRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
