@@ -154,12 +154,18 @@ impl Backend {
         read: &Read,
         opts: &ReadOptions,
     ) -> Result<(QueryMeta, Arc<Answer>), Error> {
+        self.query(&crate::api::Query::new(read.clone(), opts.clone()))
+            .await
+    }
+
+    /// Runs a query (its datacenter and token included) with its consistency and blocking.
+    pub async fn query(&self, q: &crate::api::Query) -> Result<(QueryMeta, Arc<Answer>), Error> {
         match self {
-            Backend::Server(s) => s.read(read, opts).await,
+            Backend::Server(s) => s.query(q).await,
             Backend::Client(p) => {
                 let (meta, reply): (QueryMeta, crate::api::Reply) = Box::pin(p.call(|c, addr| {
-                    let (read, opts) = (read.clone(), opts.clone());
-                    async move { c.read(&addr, &read, &opts).await }
+                    let q = q.clone();
+                    async move { c.read(&addr, &q).await }
                 }))
                 .await?;
                 Ok((meta, Arc::new(Answer::new(reply))))

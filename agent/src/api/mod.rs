@@ -13,7 +13,7 @@ pub mod write;
 
 pub use error::Error;
 pub use options::{Consistency, Indexed, QueryMeta, ReadOptions};
-pub use read::{Read, Reply, Selection};
+pub use read::{Query, Read, Reply, Selection};
 pub use write::{Token, Write, WriteOp, Written};
 
 /// A service-layer result.

@@ -156,6 +156,31 @@ pub struct Selection {
     pub dc: String,
 }
 
+/// A read with how to run it, where, and on whose behalf: what every read endpoint takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// What to read.
+    pub read: Read,
+    /// Blocking, consistency, filter.
+    pub opts: crate::api::ReadOptions,
+    /// Target datacenter (`None`: the local one).
+    pub dc: Option<String>,
+    /// The caller's token (`None`: the agent's default).
+    pub token: Option<crate::api::Token>,
+}
+
+impl Query {
+    /// `read` in the local datacenter with no token.
+    pub fn new(read: Read, opts: crate::api::ReadOptions) -> Query {
+        Query {
+            read,
+            opts,
+            dc: None,
+            token: None,
+        }
+    }
+}
+
 /// A node with its services (`/v1/catalog/node/:node`, `/v1/catalog/node-services/:node`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeServices {

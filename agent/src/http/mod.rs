@@ -87,9 +87,22 @@ async fn not_found() -> ApiError {
     ApiError::not_found("404 page not found")
 }
 
-/// Counts requests and adds the ACL policy header Consul always sends.
+tokio::task_local! {
+    /// The token of the request being handled (see [`request_token`]).
+    static TOKEN: Option<crate::api::Token>;
+}
+
+/// The ACL token of the request this task handles, as [`token`] found it: every handler's
+/// reads and writes carry it to the service layer without each handler parsing it again.
+pub fn request_token() -> Option<crate::api::Token> {
+    TOKEN.try_with(Clone::clone).ok().flatten()
+}
+
+/// Counts requests, finds the request's token, and adds the ACL policy header Consul always
+/// sends.
 async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+    let tok = token(req.headers(), &Params::parse(req.uri().query()));
+    let mut resp = TOKEN.scope(tok, next.run(req)).await;
     agent.metrics.http_requests.inc();
     let status = resp.status();
     if status.is_client_error() {
@@ -347,11 +360,16 @@ pub async fn run_read(
     read: Read,
     opts: &QueryOptions,
 ) -> Result<(QueryMeta, Arc<Answer>), ApiError> {
-    check_dc(agent, opts.dc.as_deref())?;
     if opts.read.min_index > 0 {
         agent.metrics.blocking_queries.inc();
     }
-    Ok(agent.backend.read(&read, &opts.read).await?)
+    let q = crate::api::Query {
+        read,
+        opts: opts.read.clone(),
+        dc: opts.dc.clone(),
+        token: request_token(),
+    };
+    Ok(agent.backend.query(&q).await?)
 }
 
 /// Parses the query string and the common read options.

@@ -24,8 +24,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::Read;
-use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
+use crate::api::{Error, QueryMeta, Write, Written};
 pub use transport::Transport;
 
 /// Version of the RPC protocol spoken by this build.
@@ -40,15 +39,6 @@ pub type WriteReply = (u64, Written);
 
 /// How long a forwarded write may take, the leader's own wait for the log included.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A forwarded read.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReadRequest {
-    /// What to read.
-    pub read: Read,
-    /// How.
-    pub opts: ReadOptions,
-}
 
 /// Answer to a forwarded read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -201,16 +191,11 @@ impl Client {
     pub async fn read(
         &self,
         addr: &str,
-        read: &Read,
-        opts: &ReadOptions,
+        q: &crate::api::Query,
     ) -> Result<(QueryMeta, crate::api::Reply), Error> {
-        let req = ReadRequest {
-            read: read.clone(),
-            opts: opts.clone(),
-        };
         // Longest wait plus its jitter plus slack for the network.
-        let timeout = opts.wait + opts.wait / 16 + Duration::from_secs(10);
-        let reply: ReadReply = self.call(addr, "/v1/internal/read", &req, timeout).await?;
+        let timeout = q.opts.wait + q.opts.wait / 16 + Duration::from_secs(10);
+        let reply: ReadReply = self.call(addr, "/v1/internal/read", q, timeout).await?;
         Ok((reply.meta, reply.reply))
     }
 

@@ -638,13 +638,13 @@ impl Server {
         }
     }
 
-    /// Runs a read with the requested consistency, blocking until its index passes
-    /// `opts.min_index` or the wait expires.
-    pub async fn read(
+    /// Runs an authorized query with the requested consistency, blocking until its index
+    /// passes `opts.min_index` or the wait expires (the read endpoint's second half).
+    async fn run_query(
         &self,
-        read: &query::Read,
-        opts: &ReadOptions,
+        q: &crate::api::Query,
     ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
+        let (read, opts) = (&q.read, &q.opts);
         let consistency = opts.consistency;
         self.check_running()?;
         let local_ok = match consistency {
@@ -656,7 +656,7 @@ impl Server {
         // The rarer paths are boxed so that a parked blocking query (many thousands of them)
         // only holds the state of the local read, not that of an RPC or a quorum check.
         if !local_ok || !self.wait_ready().await? {
-            return Box::pin(self.forward_read(read, opts)).await;
+            return Box::pin(self.forward_read(q)).await;
         }
         if consistency == Consistency::Consistent {
             Box::pin(self.raft.ensure_linearizable())
@@ -671,20 +671,20 @@ impl Server {
 
     async fn forward_read(
         &self,
-        read: &query::Read,
-        opts: &ReadOptions,
+        q: &crate::api::Query,
     ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
+        let (read, opts) = (&q.read, &q.opts);
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             if let Some((id, node)) = self.leader_node() {
                 if id == self.node_id && self.wait_ready().await? {
                     return self.read_local(read, opts).await;
                 }
-                let mut fwd = opts.clone();
-                if fwd.consistency == Consistency::Stale {
-                    fwd.consistency = Consistency::Leader;
+                let mut fwd = q.clone();
+                if fwd.opts.consistency == Consistency::Stale {
+                    fwd.opts.consistency = Consistency::Leader;
                 }
-                match self.rpc.read(&node.addr, read, &fwd).await {
+                match self.rpc.read(&node.addr, &fwd).await {
                     Ok((meta, value)) => return Ok((meta, Arc::new(query::Answer::new(value)))),
                     Err(e) if !e.is_transient() => return Err(e),
                     Err(e) => warn!(error = %e, "forwarding a read to the leader failed; retrying"),

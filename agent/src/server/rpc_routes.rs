@@ -20,9 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::Server;
 use crate::api::{Error, Write};
-use crate::rpc::{
-    MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, ReadRequest, RenewRequest, ServerStatus,
-};
+use crate::rpc::{MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, RenewRequest, ServerStatus};
 
 type S = Arc<Server>;
 
@@ -147,11 +145,11 @@ async fn write_leader(State(s): State<S>, body: Bytes) -> Response {
 }
 
 async fn read(State(s): State<S>, body: Bytes) -> Response {
-    let req: ReadRequest = match parse(&body) {
+    let q: crate::api::Query = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    match s.read(&req.read, &req.opts).await {
+    match s.query(&q).await {
         Ok((meta, answer)) => ok(&ReadReply {
             meta,
             reply: answer.reply.clone(),

@@ -11,6 +11,7 @@ mod catalog;
 mod kv;
 mod operator;
 mod query;
+mod read;
 mod session;
 mod snapshot;
 mod txn;
