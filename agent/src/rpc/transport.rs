@@ -102,6 +102,9 @@ pub struct Faults {
     pub lose_reply: f64,
     /// Each message waits a uniformly drawn time in this range (zero: none).
     pub delay: (Duration, Duration),
+    /// Only messages to paths starting with this get the faults above (`None`: every
+    /// message, Raft's included).
+    pub only: Option<String>,
 }
 
 struct NetState {
@@ -200,14 +203,17 @@ impl MemoryNet {
             .contains(&(from.to_string(), to.to_string()))
     }
 
-    /// Decides the fate of one message, or `None` when `from` cannot reach `to`.
-    fn fate(&self, from: &str, to: &str) -> Option<(axum::Router, Fate)> {
+    /// Decides the fate of one message to `path`, or `None` when `from` cannot reach `to`.
+    fn fate(&self, from: &str, to: &str, path: &str) -> Option<(axum::Router, Fate)> {
         let mut st = self.state();
         if st.cuts.contains(&(from.to_string(), to.to_string())) {
             return None;
         }
         let router = st.servers.get(to)?.clone();
-        let f = st.faults.clone();
+        let f = match &st.faults.only {
+            Some(prefix) if !path.starts_with(prefix.as_str()) => Faults::default(),
+            _ => st.faults.clone(),
+        };
         let lose_request = f.lose_request > 0.0 && st.rng.random_bool(f.lose_request.min(1.0));
         let lose_reply = f.lose_reply > 0.0 && st.rng.random_bool(f.lose_reply.min(1.0));
         let (lo, hi) = f.delay;
@@ -244,7 +250,7 @@ impl Transport for Memory {
         timeout: Duration,
     ) -> BoxFuture<'a, PostResult> {
         Box::pin(async move {
-            let Some((router, fate)) = self.net.fate(&self.from, addr) else {
+            let Some((router, fate)) = self.net.fate(&self.from, addr, path) else {
                 // A cut or a crashed server looks like a connection that never answers.
                 tokio::time::sleep(timeout.min(Duration::from_secs(2))).await;
                 return Err(format!("{addr}: connection refused or timed out"));
