@@ -6,6 +6,11 @@
 //! `suspicion_mult * log10(N) * probe_interval` and `retransmit_mult * log10(N + 1)`
 //! transmissions per update, both recomputed as the cluster grows or shrinks, and a
 //! push/pull exchange every 30 s (stretched for clusters over 32 members, as memberlist does).
+//!
+//! foca is configured once per cluster size: [`Timings::foca_config`] is called again by the
+//! core whenever the number of members changes, so everything here that depends on `n` is
+//! recomputed, while what foca refuses to change at runtime (the probe period and timeout,
+//! turning a periodic task on) depends only on the timings.
 
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
@@ -14,14 +19,30 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timings {
     /// How often a member probes another (memberlist `ProbeInterval`).
+    ///
+    /// foca probes members round-robin over a shuffled list, so each member is probed about
+    /// once every `n` intervals.
     pub probe_interval: Duration,
     /// How long a direct probe waits before indirect probes (`ProbeTimeout`).
+    ///
+    /// Must be shorter than the interval ([`Timings::validate`]): a probe and its indirect
+    /// probes end before the next probe starts. foca calls it `probe_rtt`.
     pub probe_timeout: Duration,
     /// Members asked to probe indirectly (`IndirectChecks`).
+    ///
+    /// Asking others to probe a member that did not answer keeps a lossy link between two
+    /// members from getting the target suspected. foca also uses this count as the fan-out
+    /// of the gossip and broadcasts the core pushes out of turn (`Foca::gossip`,
+    /// `Foca::broadcast`).
     pub indirect_checks: usize,
     /// Suspicion timeout multiplier (`SuspicionMult`).
+    ///
+    /// A suspected member has this many probe intervals (scaled by `log10(n)`) to refute
+    /// before it is declared down; see [`Timings::suspicion_timeout`].
     pub suspicion_mult: u32,
     /// Retransmission multiplier (`RetransmitMult`).
+    ///
+    /// Scales how many messages each update rides on; see [`Timings::retransmits`].
     pub retransmit_mult: u32,
     /// How often pending updates are gossiped (`GossipInterval`).
     pub gossip_interval: Duration,
@@ -30,18 +51,40 @@ pub struct Timings {
     /// Full state exchange period (`PushPullInterval`), before scaling with cluster size.
     pub push_pull_interval: Duration,
     /// How often a member asks a random member for more members (foca's periodic announce).
+    ///
+    /// Lets a member that only knows part of the pool (joined through one seed, or on one side
+    /// of a healed partition) find the rest without waiting for a push/pull.
     pub announce_interval: Duration,
     /// How often members considered down are contacted, to heal partitions.
+    ///
+    /// foca announces itself to two members it considers down at this period; when a
+    /// partition heals, the other side answers and both sides learn each other again.
     pub down_announce_interval: Duration,
     /// Connect, read and write timeout of TCP exchanges (`TCPTimeout`).
+    ///
+    /// Bounds every stream exchange end to end, so a peer that connects and stalls cannot hold
+    /// one of the driver's few connection slots.
     pub tcp_timeout: Duration,
     /// How long a leaving member keeps gossiping its intent before going down.
+    ///
+    /// The intent must reach the others before the `Down` that follows it, or they report the
+    /// member *failed* instead of *left*.
     pub leave_propagate_delay: Duration,
     /// How long to wait for a new member's metadata broadcast before pulling it directly.
+    ///
+    /// A member is reported up only once its metadata is known (the agent needs its role,
+    /// datacenter and ports). When the broadcast is lost the core pulls the metadata from the
+    /// member with a push/pull; one more delay later it reports the member without it.
     pub meta_pull_delay: Duration,
     /// How long a failed member is kept before it is reaped (Consul `reconnect_timeout`).
+    ///
+    /// Consul keeps failed members listed so operators see them and so they can come back;
+    /// after this they are reaped.
     pub reconnect_timeout: Duration,
     /// How long a left member is kept before it is reaped (Serf `TombstoneTimeout`).
+    ///
+    /// Left members stay listed as *left* meanwhile, so every member agrees on why they are
+    /// gone.
     pub tombstone_timeout: Duration,
 }
 
@@ -112,6 +155,10 @@ impl Timings {
     }
 
     /// Checks the timings are usable.
+    ///
+    /// These are the preconditions of foca's configuration (non-zero periods and counts) and
+    /// of the probe cycle (a timeout shorter than the interval). The error is a sentence for
+    /// the operator.
     pub fn validate(&self) -> Result<(), String> {
         if self.probe_interval.is_zero() || self.gossip_interval.is_zero() {
             return Err("probe and gossip intervals must be positive".into());
@@ -136,6 +183,10 @@ impl Timings {
 
     /// Suspicion timeout for a cluster of `n` members:
     /// `suspicion_mult * max(1, log10(n)) * probe_interval`.
+    ///
+    /// The formula of memberlist's `suspicionTimeout`. A refutation spreads in about
+    /// `log(n)` gossip rounds, so the wait grows with it; the floor of one keeps small pools
+    /// from declaring members down faster than `suspicion_mult` probe intervals.
     pub fn suspicion_timeout(&self, n: usize) -> Duration {
         let scale = (n.max(1) as f64).log10().max(1.0);
         self.probe_interval
@@ -143,6 +194,10 @@ impl Timings {
     }
 
     /// Transmissions of each update: `retransmit_mult * ceil(log10(n + 1))`, in `1..=255`.
+    ///
+    /// memberlist's `retransmitLimit`: epidemic dissemination reaches every member with high
+    /// probability after `O(log n)` rounds, so each update is piggybacked that many times and
+    /// then dropped from the backlog. The bound is foca's `NonZeroU8`.
     pub fn retransmits(&self, n: usize) -> u8 {
         let scale = ((n as f64) + 1.0).log10().ceil().max(1.0);
         let tx = f64::from(self.retransmit_mult) * scale;
@@ -151,6 +206,10 @@ impl Timings {
 
     /// Push/pull period for `n` members: memberlist doubles it, then triples it, ... for
     /// each doubling of the cluster beyond 32 members.
+    ///
+    /// Every exchange carries the whole member list, so the pool's push/pull traffic grows
+    /// with `n²` per period; memberlist's `pushPullScale` stretches the period to keep it in
+    /// check.
     pub fn push_pull_period(&self, n: usize) -> Duration {
         if n <= 32 {
             return self.push_pull_interval;
@@ -160,9 +219,14 @@ impl Timings {
     }
 
     /// The foca configuration for a cluster of `n` members and a packet budget.
+    ///
+    /// `max_packet_size` is the budget left for foca inside one datagram; foca neither builds
+    /// nor accepts a larger packet.
     pub fn foca_config(&self, n: usize, max_packet_size: usize) -> foca::Config {
         let size =
             NonZeroU32::new(u32::try_from(n.max(1)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        // Every field `new_lan` derives from the size is overwritten below; it only supplies the
+        // defaults we do not set.
         let mut c = foca::Config::new_lan(size);
         c.probe_period = self.probe_interval;
         c.probe_rtt = self.probe_timeout;
@@ -170,9 +234,15 @@ impl Timings {
             NonZeroUsize::new(self.indirect_checks).unwrap_or(NonZeroUsize::MIN);
         c.max_transmissions = NonZeroU8::new(self.retransmits(n)).unwrap_or(NonZeroU8::MIN);
         c.suspect_to_down_after = self.suspicion_timeout(n);
+        // foca remembers a down identity (and refuses stale news that it is alive) at least as
+        // long as the core lists it as failed or left.
         c.remove_down_after = Some(self.reconnect_timeout.max(self.tombstone_timeout));
         c.max_packet_size = NonZeroUsize::new(max_packet_size).unwrap_or(NonZeroUsize::MIN);
+        // A member declared down learns it the next time it talks to someone, and renews its
+        // identity (see `crate::identity`) instead of gossiping unheard.
         c.notify_down_members = true;
+        // The periodic tasks are always on: `Foca::set_config` refuses to turn one on later, and
+        // the core calls it at every change of the cluster size.
         c.periodic_announce = Some(foca::PeriodicParams {
             frequency: self.announce_interval,
             num_members: NonZeroUsize::MIN,
@@ -193,6 +263,7 @@ impl Timings {
 mod tests {
     use super::*;
 
+    /// The figures memberlist's formulas give for its LAN profile.
     #[test]
     fn suspicion_and_retransmits_grow_with_log_n() {
         let t = Timings::lan();
@@ -206,6 +277,7 @@ mod tests {
         assert_eq!(t.retransmits(1000), 16);
     }
 
+    /// Twice the period at 64 members, then one more multiple per doubling.
     #[test]
     fn push_pull_stretches_beyond_32_members() {
         let t = Timings::lan();
@@ -214,6 +286,7 @@ mod tests {
         assert_eq!(t.push_pull_period(1000), Duration::from_secs(180));
     }
 
+    /// Every preset passes validation, and its probe period and packet budget reach foca.
     #[test]
     fn presets_are_valid() {
         for t in [Timings::lan(), Timings::wan(), Timings::local()] {

@@ -10,6 +10,11 @@
 //! clusters on one network): with encryption it is authenticated as associated data, in
 //! plaintext it is carried and compared. Opening tries every installed key, primary
 //! first, so a member keeps accepting packets sealed with a key being rotated out.
+//!
+//! The version byte comes first and in the clear so that a receiver knows which form it
+//! holds before trying any key: a plaintext packet at a keyed member (or the reverse) is
+//! reported as an encryption mismatch, which tells an operator what to fix, instead of as
+//! a wrong key.
 
 use crate::keyring::Keyring;
 
@@ -18,14 +23,26 @@ pub const VERSION_PLAINTEXT: u8 = 0;
 /// Version byte of an AES-GCM sealed packet (no padding).
 pub const VERSION_AES_GCM: u8 = 1;
 /// AES-GCM nonce length.
+///
+/// The standard GCM nonce size. Nonces are drawn at random for every packet: a nonce
+/// repeated under one key breaks GCM's confidentiality and authenticity, and random 96-bit
+/// nonces keep that unlikely for far more packets than a pool sends between rotations.
 pub const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.
+///
+/// The full tag: shorter tags make forgeries more likely.
 pub const TAG_LEN: usize = 16;
 /// Longest accepted label.
+///
+/// Fits the plaintext form's one-byte length, and keeps [`overhead`] small and bounded:
+/// the driver computes its datagram budget from it once, at start.
 pub const MAX_LABEL_LEN: usize = 64;
 
 /// Bytes the envelope adds around a frame: the larger of the encrypted and plaintext forms,
 /// so a frame budget computed from it holds whichever is used.
+///
+/// The encrypted form does not carry the label (it is only authenticated), so with a
+/// long label the plaintext form is the larger one.
 pub fn overhead(label: &str) -> usize {
     let encrypted = 1 + NONCE_LEN + TAG_LEN;
     let plain = 2 + label.len();
@@ -79,7 +96,8 @@ pub fn seal(
                     out.extend_from_slice(&ct);
                     out
                 }
-                // AES-GCM only fails for messages beyond 64 GiB; never for our frames.
+                // AES-GCM only fails for messages beyond 64 GiB; never for our frames. Were it
+                // to happen, the receiver would drop the empty packet as `Empty`.
                 None => Vec::new(),
             }
         }
@@ -89,6 +107,8 @@ pub fn seal(
 /// Wraps `frame` in a plaintext envelope (also used for rejection notices, which the
 /// peer must be able to read whatever its key).
 pub fn plaintext(label: &str, frame: &[u8]) -> Vec<u8> {
+    // The driver refuses longer labels at start; cutting here only keeps the length byte
+    // truthful if one got through.
     let label = label
         .as_bytes()
         .get(..MAX_LABEL_LEN)
@@ -103,6 +123,10 @@ pub fn plaintext(label: &str, frame: &[u8]) -> Vec<u8> {
 
 /// Opens a packet. With a keyring, plaintext packets are refused unless
 /// `accept_plaintext` (Consul's `encrypt_verify_incoming = false`, for rolling enablement).
+///
+/// Nothing is decoded beyond the envelope: the frame inside is the caller's. A failed
+/// open has no effect, so a forged packet costs the receiver one decryption attempt per
+/// installed key and nothing more.
 pub fn open(
     keyring: Option<&Keyring>,
     label: &str,
@@ -112,6 +136,8 @@ pub fn open(
     let (&version, rest) = packet.split_first().ok_or(OpenError::Empty)?;
     match version {
         VERSION_PLAINTEXT => {
+            // The label is checked before the encryption policy, so a packet from another pool is
+            // reported as such even at a member that refuses plaintext.
             let body = open_plaintext(label, rest)?;
             if keyring.is_some() && !accept_plaintext {
                 return Err(OpenError::Unencrypted);
@@ -127,6 +153,9 @@ pub fn open(
             let mut n = [0u8; NONCE_LEN];
             n.copy_from_slice(nonce);
             let aad = aad(label);
+            // Primary first, then every other installed key: during a rotation members seal with
+            // different keys until every one has switched. GCM cannot tell a wrong key from tampered
+            // bytes, hence the single `WrongKey`.
             ring.keys()
                 .iter()
                 .find_map(|k| k.open(&n, &aad, ct))
@@ -137,6 +166,9 @@ pub fn open(
 }
 
 /// Opens a plaintext envelope body (after the version byte), checking the label.
+///
+/// Public for the driver, which reads rejection notices with it: they come back in
+/// plaintext whatever the keys.
 pub fn open_plaintext<'a>(label: &str, rest: &'a [u8]) -> Result<&'a [u8], OpenError> {
     let (&len, rest) = rest.split_first().ok_or(OpenError::Truncated)?;
     let len = usize::from(len);
@@ -150,6 +182,9 @@ pub fn open_plaintext<'a>(label: &str, rest: &'a [u8]) -> Result<&'a [u8], OpenE
     Ok(body)
 }
 
+/// The associated data of a sealed packet: its version byte and the pool label. The label
+/// costs no byte on the wire, yet a packet sealed for another pool (or re-labelled) fails
+/// to authenticate here.
 fn aad(label: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(1 + label.len());
     aad.push(VERSION_AES_GCM);
@@ -158,6 +193,9 @@ fn aad(label: &str) -> Vec<u8> {
 }
 
 /// Fresh random nonce bytes.
+///
+/// From rand's thread-local generator, a CSPRNG seeded by the operating system. Tests that
+/// need reproducible runs use the driver's seeded source instead.
 pub fn random_nonce() -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
     rand_010::fill(&mut n[..]);
@@ -173,6 +211,7 @@ mod tests {
         Keyring::new(Key::from_bytes(&[byte; 32]).expect("32-byte key"))
     }
 
+    /// The encrypted form adds exactly [`overhead`], which the datagram budget relies on.
     #[test]
     fn sealed_packets_open_with_the_same_key() {
         let k = ring(1);
@@ -182,6 +221,8 @@ mod tests {
         assert_eq!(open(Some(&k), "lan", &p, false), Ok(b"hello".to_vec()));
     }
 
+    /// Flipping any byte is caught: the version byte by its value, the nonce, ciphertext and
+    /// tag by authentication.
     #[test]
     fn wrong_key_wrong_label_and_tampering_are_refused() {
         let k = ring(1);
@@ -204,6 +245,7 @@ mod tests {
         );
     }
 
+    /// A datagram cut short anywhere is an error, never a shorter frame.
     #[test]
     fn truncations_are_refused() {
         let k = ring(1);
@@ -223,6 +265,8 @@ mod tests {
         }
     }
 
+    /// The rotation window: a packet sealed with the old primary still opens at a member that
+    /// already switched.
     #[test]
     fn decryption_tries_every_installed_key() {
         let old = ring(1);
@@ -232,6 +276,7 @@ mod tests {
         assert_eq!(open(Some(&both), "", &p, false), Ok(b"x".to_vec()));
     }
 
+    /// Rolling enablement: `accept_plaintext` lets a keyed member take plaintext packets.
     #[test]
     fn plaintext_mode_checks_the_label_and_encryption_policy() {
         let p = seal(None, "lan", b"frame", random_nonce());
@@ -251,6 +296,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Packets come from anyone who can reach the port.
         #[test]
         fn open_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let k = ring(3);

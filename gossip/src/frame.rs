@@ -10,12 +10,19 @@
 //! sequence number seen and a 128-frame sliding window below it (as IPsec and WireGuard
 //! do): a frame already seen or older than the window is a replay. The table of senders is
 //! bounded; when it is full the least recently heard sender is forgotten.
+//!
+//! Replay detection is needed on top of encryption: AES-GCM proves that a packet was
+//! sealed by a key holder, not that it is new, so without it a captured packet (an old
+//! suspicion, a stale announce) could be sent again at will. The frame sits inside the
+//! envelope, so with encryption its instance and sequence number are authenticated.
 
 use std::collections::HashMap;
 
 use crate::codec::{CodecError, get_u8, get_u64};
 
 /// Bytes of the frame header.
+///
+/// Part of the per-datagram overhead the driver subtracts from its budget at start.
 pub const FRAME_HEADER_LEN: usize = 1 + 8 + 8;
 
 /// What a frame carries.
@@ -63,8 +70,14 @@ pub struct Frame<'a> {
     /// What the body is.
     pub kind: FrameKind,
     /// The sender's per-start random instance number.
+    ///
+    /// A restarted process counts from 0 again; its new instance keeps those frames from
+    /// looking like replays of its previous life's.
     pub instance: u64,
     /// The sender's frame counter.
+    ///
+    /// One counter for UDP and TCP frames alike; the receiver's window absorbs the
+    /// reordering between the two (up to [`REPLAY_WINDOW`]).
     pub seq: u64,
     /// The payload.
     pub body: &'a [u8],
@@ -97,6 +110,10 @@ impl<'a> Frame<'a> {
 }
 
 /// Reasons for refusing a TCP exchange, sent back in a [`FrameKind::Reject`] frame.
+///
+/// The notice travels in plaintext and unauthenticated (the peer may hold no key or
+/// another one), so anyone could forge one. That is harmless: it only ever turns an
+/// exchange the initiator was going to see fail into a clearer log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     /// The receiver could not decrypt the request with any of its keys.
@@ -155,12 +172,20 @@ impl RejectReason {
 }
 
 /// Width of the replay window, in frames.
+///
+/// One `u128` bitmap per sender. A frame that arrives after one its sender sealed 128 or
+/// more frames later (to anyone: the counter is per sender, not per link) is refused as
+/// too old and counts as lost, which SWIM and push/pull tolerate.
 pub const REPLAY_WINDOW: u64 = 128;
 
+/// One sender's window: the highest sequence number seen and which of the 128 below it.
 #[derive(Debug, Clone)]
 struct Window {
+    /// Highest sequence number seen.
     top: u64,
+    /// Bit `i` is set when `top - i` was seen (bit 0 is `top` itself).
     bits: u128,
+    /// The guard's clock at this sender's last frame, for evicting the least recently heard.
     last_heard: u64,
 }
 
@@ -176,10 +201,18 @@ pub enum Replay {
 }
 
 /// Per-sender sliding windows of recently seen sequence numbers.
+///
+/// Keyed by sender instance rather than address: the instance is inside the frame (and so
+/// authenticated when encryption is on), and it changes when the sender restarts.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
+    /// Windows by sender instance.
     peers: HashMap<u64, Window>,
+    /// Bound on `peers`: without encryption anyone can invent instances, and each would
+    /// otherwise cost an entry forever.
     capacity: usize,
+    /// Counts checks: eviction needs only recency, and a logical clock keeps the guard
+    /// independent of time.
     clock: u64,
 }
 
@@ -194,11 +227,15 @@ impl ReplayGuard {
     }
 
     /// Records `(instance, seq)` and says whether it is fresh.
+    ///
+    /// A `Fresh` frame is recorded, so the same frame checked again is a `Duplicate`.
     pub fn check(&mut self, instance: u64, seq: u64) -> Replay {
         self.clock = self.clock.wrapping_add(1);
         let clock = self.clock;
         if let Some(w) = self.peers.get_mut(&instance) {
             w.last_heard = clock;
+            // Ahead of the window: slide it so that `seq` becomes the top. A jump of a whole
+            // window or more leaves nothing of the old one.
             if seq > w.top {
                 let shift = seq - w.top;
                 w.bits = if shift >= REPLAY_WINDOW {
@@ -210,6 +247,7 @@ impl ReplayGuard {
                 w.top = seq;
                 return Replay::Fresh;
             }
+            // At or below the top: fresh only if inside the window and not yet seen.
             let age = w.top - seq;
             if age >= REPLAY_WINDOW {
                 return Replay::TooOld;
@@ -221,6 +259,9 @@ impl ReplayGuard {
             w.bits |= mask;
             return Replay::Fresh;
         }
+        // A sender not heard before. When the table is full the least recently heard sender is
+        // forgotten; a linear scan, paid only by new senders. A forgotten sender's old frames
+        // would pass as fresh again, so only one silent while `capacity` others spoke is exposed.
         if self.peers.len() >= self.capacity
             && let Some(oldest) = self
                 .peers
@@ -256,6 +297,7 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
+    /// Every truncated header and every unknown kind is an error.
     #[test]
     fn frames_round_trip_and_reject_garbage() -> Result<(), CodecError> {
         let bytes = Frame::encode(FrameKind::PushPullRequest, 7, 9, b"body");
@@ -269,6 +311,7 @@ mod tests {
         Ok(())
     }
 
+    /// The window's three outcomes, reordering inside the window and per-sender state.
     #[test]
     fn duplicates_and_old_frames_are_replays() {
         let mut g = ReplayGuard::new(16);
@@ -284,6 +327,7 @@ mod tests {
         assert_eq!(g.check(2, 10), Replay::Fresh);
     }
 
+    /// A flood of new instances evicts the oldest senders and never grows the table.
     #[test]
     fn the_sender_table_is_bounded() {
         let mut g = ReplayGuard::new(4);

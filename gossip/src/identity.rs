@@ -16,13 +16,21 @@ use std::sync::Arc;
 use foca::Identity;
 
 /// Longest accepted node name, in bytes (UTF-8).
+///
+/// Names travel in every foca header (up to three identities per header, each with a
+/// one-byte length), so this bound is what keeps [`crate::codec::MAX_HEADER_LEN`] small
+/// enough for the largest broadcast item to fit in a datagram next to it.
 pub const MAX_NAME_LEN: usize = 128;
 
 /// A member's identity: node name, advertised gossip address and start generation.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NodeId {
+    /// Shared: one name is cloned into every header, table key and book entry.
     name: Arc<str>,
+    /// foca's key ([`Identity::Addr`]): the slot this identity occupies in the pool.
     addr: SocketAddr,
+    /// Taken at start (the wall clock in milliseconds by default), so a restarted process
+    /// outranks its previous self without having stored anything.
     generation: u64,
 }
 
@@ -54,6 +62,9 @@ impl NodeId {
     }
 
     /// Builds an identity from an already validated shared name (decoders use this).
+    ///
+    /// Skips the checks: the codec has already refused empty names and names over
+    /// [`MAX_NAME_LEN`] bytes.
     pub(crate) fn from_parts(name: Arc<str>, addr: SocketAddr, generation: u64) -> Self {
         Self {
             name,
@@ -94,12 +105,15 @@ impl NodeId {
     }
 }
 
+/// `name@addr#generation`: logs need the generation to tell a restarted member from its
+/// previous self.
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}#{}", self.name, self.addr, self.generation)
     }
 }
 
+/// `name (addr)`: what an operator recognises; the generation is an internal detail.
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name, self.addr)
@@ -111,6 +125,9 @@ impl Identity for NodeId {
 
     /// A renewed identity keeps name and address and takes the next generation, which
     /// wins the address conflict against the identity that was declared down.
+    ///
+    /// `None` at the last generation rather than wrapping: a wrapped generation would lose
+    /// every conflict. foca then reports the member defunct instead of rejoining.
     fn renew(&self) -> Option<Self> {
         let generation = self.generation.checked_add(1)?;
         Some(Self {
@@ -120,6 +137,7 @@ impl Identity for NodeId {
         })
     }
 
+    /// The advertised address: foca keeps at most one identity per address.
     fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -154,6 +172,8 @@ mod tests {
         assert!(NodeId::new(&"x".repeat(MAX_NAME_LEN), addr(1), 0).is_ok());
     }
 
+    /// A member declared down comes back under the same name and address and displaces its
+    /// down identity everywhere.
     #[test]
     fn renewed_identity_wins_the_conflict() -> Result<(), IdentityError> {
         let old = NodeId::new("n1", addr(8301), 1000)?;
@@ -177,6 +197,7 @@ mod tests {
         Ok(())
     }
 
+    /// `renew` must not wrap around to a generation that would lose to the old one.
     #[test]
     fn generation_at_max_cannot_renew() -> Result<(), IdentityError> {
         let id = NodeId::new("n1", addr(1), u64::MAX)?;

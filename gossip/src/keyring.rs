@@ -9,6 +9,9 @@
 //! Keys are AES keys of 16, 24 or 32 bytes given in standard base64; [`keygen`] makes a
 //! 32-byte (AES-256) key. Keys never appear in `Debug` output or error messages: only
 //! a short fingerprint does.
+//!
+//! The driver keeps the ring behind a lock shared by its owner task and its stream tasks,
+//! so a change applies from the next packet sealed or opened.
 
 use std::fmt;
 
@@ -18,6 +21,7 @@ use aes_gcm::{AesGcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+// AES-GCM with the 96-bit nonces of `envelope::NONCE_LEN`, for each AES key size.
 type Aes128Gcm = AesGcm<Aes128, aes_gcm::aead::consts::U12>;
 type Aes192Gcm = AesGcm<Aes192, aes_gcm::aead::consts::U12>;
 type Aes256Gcm = AesGcm<Aes256, aes_gcm::aead::consts::U12>;
@@ -39,6 +43,8 @@ pub enum KeyringError {
     RemovePrimary(String),
 }
 
+/// One variant per AES key size; the ciphers (with their expanded key schedules) are boxed
+/// so that the variants are the same size.
 #[derive(Clone)]
 enum Cipher {
     Aes128(Box<Aes128Gcm>),
@@ -49,12 +55,17 @@ enum Cipher {
 /// One AES-GCM key.
 #[derive(Clone)]
 pub struct Key {
+    /// The key bytes, for export (the operator API lists keys), equality and fingerprints.
+    /// Never printed.
     raw: Vec<u8>,
+    /// Initialised once from `raw`, so sealing does not expand the key every packet.
     cipher: Cipher,
 }
 
 impl Key {
     /// Builds a key from raw bytes (16, 24 or 32 long).
+    ///
+    /// The error gives the length, never the bytes.
     pub fn from_bytes(raw: &[u8]) -> Result<Self, KeyringError> {
         let bad = |_| KeyringError::KeyLength(raw.len());
         let cipher = match raw.len() {
@@ -70,6 +81,8 @@ impl Key {
     }
 
     /// Parses a standard base64 key, as given to `-encrypt`.
+    ///
+    /// Surrounding whitespace is ignored: keys are often pasted from files or terminals.
     pub fn from_base64(text: &str) -> Result<Self, KeyringError> {
         let raw = STANDARD
             .decode(text.trim())
@@ -84,6 +97,10 @@ impl Key {
 
     /// A short, non-secret identifier for logs: the first 8 hex digits of a
     /// 64-bit FNV-1a hash of the key.
+    ///
+    /// FNV-1a is not a cryptographic hash, but it does not have to be: 32 bits of output
+    /// reveal at most 32 bits about a key of 128 to 256 random bits, and they only have to
+    /// tell keys apart in logs and errors.
     pub fn fingerprint(&self) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in &self.raw {
@@ -116,6 +133,7 @@ impl Key {
     }
 }
 
+/// Keys are equal when their bytes are: the cipher state is derived from them.
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.raw == other.raw
@@ -124,6 +142,7 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+/// Only the fingerprint: keyrings end up in debug output of configurations and errors.
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({})", self.fingerprint())
@@ -147,6 +166,10 @@ pub struct KeyInfo {
 }
 
 /// The primary key plus the other accepted keys.
+///
+/// The primary key is the only one that seals; every key opens. Keeping them in one
+/// vector, primary first, makes the order in which opening tries keys the order in which
+/// they are most likely to match.
 #[derive(Clone, Debug)]
 pub struct Keyring {
     /// `keys[0]` is the primary key; the vector is never empty.
@@ -182,6 +205,9 @@ impl Keyring {
     }
 
     /// Adds a key to the accepted set (no-op when already installed).
+    ///
+    /// Installing on every member before any of them uses the key is what makes a rotation
+    /// lossless: when the primary changes anywhere, every receiver can already open it.
     pub fn install(&mut self, key: Key) {
         if !self.keys.contains(&key) {
             self.keys.push(key);
@@ -189,6 +215,9 @@ impl Keyring {
     }
 
     /// Makes an installed key the primary one.
+    ///
+    /// The previous primary stays installed (second in line), so packets from members that
+    /// have not switched yet still open.
     pub fn use_key(&mut self, key: &Key) -> Result<(), KeyringError> {
         let pos = self
             .keys
@@ -201,6 +230,9 @@ impl Keyring {
     }
 
     /// Removes an installed key other than the primary.
+    ///
+    /// Refusing the primary keeps the ring non-empty (which [`Keyring::primary`] relies on)
+    /// and the member able to seal.
     pub fn remove(&mut self, key: &Key) -> Result<(), KeyringError> {
         if self.primary() == key {
             return Err(KeyringError::RemovePrimary(key.fingerprint()));
@@ -242,6 +274,7 @@ mod tests {
         Ok(())
     }
 
+    /// Error messages reach logs and API responses, so they must not carry key material.
     #[test]
     fn bad_keys_are_refused_without_echoing_them() {
         assert_eq!(
@@ -257,6 +290,7 @@ mod tests {
         }
     }
 
+    /// Consul's three-step rotation, with the refusals that keep it safe on the way.
     #[test]
     fn rotation_follows_install_use_remove() -> Result<(), KeyringError> {
         let old = Key::from_bytes(&[1u8; 32])?;
@@ -291,6 +325,7 @@ mod tests {
         Ok(())
     }
 
+    /// `{:?}` of a ring shows fingerprints, never keys.
     #[test]
     fn debug_shows_only_fingerprints() -> Result<(), KeyringError> {
         let text = keygen();

@@ -3,6 +3,12 @@
 //! other's (see [`crate::state::merge`]). This repairs whatever gossip lost and lets a joiner
 //! learn the whole cluster at once.
 //!
+//! As in memberlist, SWIM's gossip is the fast path and this is the repair path: gossip
+//! retransmits each update a bounded number of times and then drops it, so a member that
+//! missed every copy (loss, a partition, a restart) would otherwise never learn it. The
+//! exchange carries whole states rather than deltas because the merge is idempotent:
+//! resending what the other side knows costs bytes, never correctness.
+//!
 //! ```text
 //! pushpull = version:u8(=1) flags:u8(bit 0: join) sender:id event_clock:u64
 //!            count:u32 member* ecount:u16 event*
@@ -21,12 +27,25 @@ use crate::identity::NodeId;
 use crate::state::MemberState;
 
 /// Version of the push/pull format.
+///
+/// Checked on decode: a member speaking another version is refused as a whole rather than
+/// half understood.
 pub const PUSHPULL_VERSION: u8 = 1;
 /// Most members one exchange may carry.
+///
+/// Far above any real pool. Together with the remaining-length check it bounds what a
+/// decoder allocates for a forged count.
 pub const MAX_PUSHPULL_MEMBERS: usize = 65_536;
 /// Most recent user events one exchange carries.
+///
+/// Like Serf's push/pull, which carries its recent event buffer: a member that missed an
+/// event's gossip gets it at its next exchange, and a small bound keeps the periodic
+/// exchanges small.
 pub const MAX_PUSHPULL_EVENTS: usize = 32;
 /// Smallest encoded member (a one-byte IPv4 name, no leave, no meta).
+///
+/// name length, name, family, IPv4, port, generation, incarnation, state, has-leave,
+/// has-meta.
 const MIN_MEMBER_LEN: usize = 1 + 1 + 1 + 4 + 2 + 8 + 2 + 1 + 1 + 1;
 
 /// One side's state.
@@ -37,15 +56,26 @@ pub struct PushPull {
     /// The sender's identity.
     pub sender: NodeId,
     /// The sender's user-event Lamport clock.
+    ///
+    /// Sent even without events, so that the receiver's next event orders after every
+    /// event the sender has seen.
     pub event_clock: u64,
     /// Every member the sender knows, itself included.
+    ///
+    /// Down members included (foca's full membership state), so a failure or a leave
+    /// travels with the list.
     pub members: Vec<MemberState>,
     /// The sender's most recent user events.
+    ///
+    /// The receiver delivers those it has not seen, unless it is the one joining.
     pub events: Vec<UserEvent>,
 }
 
 impl PushPull {
     /// Encodes the exchange.
+    ///
+    /// Lists longer than the decoder accepts are cut rather than refused: the merge is per
+    /// member, so a partial list still repairs what it carries.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.members.len() * 64);
         out.put_u8(PUSHPULL_VERSION);
@@ -98,10 +128,13 @@ impl PushPull {
         if version != PUSHPULL_VERSION {
             return Err(CodecError::UnsupportedVersion(version));
         }
+        // Only bit 0 is defined; the other bits are ignored.
         let join = get_u8(&mut buf)? & 1 == 1;
         let sender = get_id(&mut buf)?;
         let event_clock = get_u64(&mut buf)?;
         let count = usize::try_from(get_u32(&mut buf)?).unwrap_or(usize::MAX);
+        // Checked before allocating: a forged count cannot reserve more than the input could
+        // hold.
         if count > MAX_PUSHPULL_MEMBERS || count > buf.remaining() / MIN_MEMBER_LEN {
             return Err(CodecError::Length {
                 what: "push/pull member count",
@@ -152,6 +185,7 @@ impl PushPull {
         for _ in 0..ecount {
             events.push(UserEvent::decode(&mut buf)?);
         }
+        // One frame is one exchange: bytes after it mean a framing bug or tampering.
         if buf.has_remaining() {
             return Err(CodecError::Trailing(buf.remaining()));
         }
@@ -165,6 +199,8 @@ impl PushPull {
     }
 
     /// A rough size estimate, for logs and metrics.
+    ///
+    /// Cheaper than encoding, and approximate: leave marks and events are left out.
     pub fn estimated_len(&self) -> usize {
         16 + id_len(&self.sender)
             + self
@@ -222,6 +258,7 @@ mod tests {
         }
     }
 
+    /// The encoding round-trips, and every truncation of it is refused.
     #[test]
     fn round_trip() -> Result<(), CodecError> {
         let p = sample();
@@ -233,6 +270,8 @@ mod tests {
         Ok(())
     }
 
+    /// A forged member count is refused by the length check instead of making the decoder
+    /// reserve gigabytes.
     #[test]
     fn huge_counts_do_not_allocate() {
         let mut bytes = sample().encode();
@@ -248,6 +287,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Requests come from anyone who can open a connection to the port.
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let _ = PushPull::decode(&bytes);

@@ -24,6 +24,9 @@ use crate::broadcast::{LeaveMark, MemberMeta, VersionedMeta};
 use crate::identity::NodeId;
 
 /// A member's status, numbered as Consul's `/v1/agent/members` reports it.
+///
+/// There is no *suspect* status: as in Serf, which hears from memberlist only once a member
+/// is declared dead, a suspected member stays *alive* until then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MemberStatus {
@@ -76,6 +79,11 @@ pub struct Member {
 }
 
 /// Rank of a liveness for one identity: `(down, incarnation, suspect)`.
+///
+/// The tuple order is SWIM's precedence: `Down` beats every live state whatever the
+/// incarnation (a down identity never comes back, a restart takes a new generation); among
+/// live states the higher incarnation wins, and at equal incarnation `Suspect` beats
+/// `Alive`, so only a refutation with a higher incarnation clears a suspicion.
 fn liveness_rank(incarnation: u16, state: State) -> (bool, u16, bool) {
     match state {
         State::Alive => (false, incarnation, false),
@@ -85,6 +93,10 @@ fn liveness_rank(incarnation: u16, state: State) -> (bool, u16, bool) {
 }
 
 /// Everything known about one member name, as exchanged in push/pull.
+///
+/// foca holds the liveness, the [`Book`](crate::broadcast::Book) the metadata and the leave
+/// intent; an exchange carries all three together so that one push/pull repairs whatever
+/// gossip lost of any of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberState {
     /// Identity (name, address, generation).
@@ -106,6 +118,10 @@ impl MemberState {
     }
 
     /// Whether `self`'s identity+liveness part is later than `other`'s.
+    ///
+    /// The identity comes first: a higher generation is a newer process, whose state replaces
+    /// everything known about the old one. The address only breaks ties between two
+    /// processes started with one generation, so that the order stays total.
     fn cmp_liveness(&self, other: &Self) -> Ordering {
         (self.id.generation(), self.id.addr())
             .cmp(&(other.id.generation(), other.id.addr()))
@@ -118,6 +134,9 @@ impl MemberState {
 
 /// Status from the parts: down with a leave intent for this generation is *left*, down
 /// without one *failed*, alive with one *leaving*.
+///
+/// Only an intent for the identity's own generation counts: a member that left and then
+/// restarted must not be shown leaving because of its previous life.
 pub fn status_of(id: &NodeId, down: bool, leave: Option<LeaveMark>) -> MemberStatus {
     let leaving = leave.is_some_and(|m| m.generation == id.generation());
     match (down, leaving) {
@@ -128,6 +147,8 @@ pub fn status_of(id: &NodeId, down: bool, leave: Option<LeaveMark>) -> MemberSta
     }
 }
 
+/// The total order of metadata copies: the publisher's `(generation, version)`, then the
+/// content.
 fn cmp_meta(a: &VersionedMeta, b: &VersionedMeta) -> Ordering {
     a.rank().cmp(&b.rank()).then_with(|| {
         // Two copies with the same rank come from the same publisher and are equal in
@@ -140,7 +161,12 @@ fn cmp_meta(a: &VersionedMeta, b: &VersionedMeta) -> Ordering {
 }
 
 /// The join of two states of the same member name: the later of each part.
+///
+/// Both states must be about the same name. The parts are merged independently, so the
+/// result may take its liveness from one side and its metadata from the other.
 pub fn merge(a: &MemberState, b: &MemberState) -> MemberState {
+    // On a tie both sides carry the same identity and liveness, so keeping `a` changes
+    // nothing and the merge stays commutative.
     let live = if a.cmp_liveness(b) == Ordering::Less {
         b
     } else {
@@ -158,6 +184,8 @@ pub fn merge(a: &MemberState, b: &MemberState) -> MemberState {
         id: live.id.clone(),
         incarnation: live.incarnation,
         state: live.state,
+        // `LeaveMark` orders by `(generation, prune)`: a newer generation's intent replaces
+        // an older one, and for one generation a prune supersedes a plain leave.
         leave: a.leave.max(b.leave),
         meta,
     }
@@ -169,6 +197,8 @@ mod tests {
     use proptest::prelude::*;
     use std::net::SocketAddr;
 
+    /// Small domains on purpose: with two ports, three generations and a handful of
+    /// incarnations, the generated pairs collide on every tie-break the order has.
     fn arb_state() -> impl Strategy<Value = MemberState> {
         (
             0u64..3,
@@ -220,6 +250,8 @@ mod tests {
             prop_assert_eq!(merge(&ab, &b), ab.clone());
         }
 
+                /// Gossip and push/pull deliver states in any order and more than once; the
+                /// result must not depend on either.
         #[test]
         fn any_delivery_order_converges(states in proptest::collection::vec(arb_state(), 1..8), seed in any::<u64>()) {
             let forward = states.iter().skip(1).fold(states[0].clone(), |acc, s| merge(&acc, s));
