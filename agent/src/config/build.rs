@@ -1,5 +1,11 @@
 //! From the merged sources to a [`Config`]: defaults (Consul's, and `-dev`'s), then checks that
 //! involve several keys.
+//!
+//! The merged map has passed the per-source checks, so a value here has the right type; what
+//! is left is what one source alone cannot decide: defaults that depend on other keys
+//! (`-dev`, `server`), and rules between keys (two listeners on one port, `bootstrap` with
+//! `bootstrap_expect`, a data directory outside `-dev`). Errors are collected and reported
+//! together; cluster-size warnings only when there is no error, so they do not bury it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +28,8 @@ use super::{
 struct View<'a>(&'a Map<String, Value>);
 
 impl<'a> View<'a> {
+    /// The value at a dotted path (`dns_config.soa.min_ttl`); `None` when any part is
+    /// missing or not a block.
     fn get(&self, path: &str) -> Option<&'a Value> {
         let mut parts = path.split('.');
         let mut cur = self.0.get(parts.next()?)?;
@@ -42,6 +50,8 @@ impl<'a> View<'a> {
             .transpose()
     }
 
+    /// A number read into a `u32` field. The schema bounds most of them already; the range
+    /// check stays so that a key missing from those bounds cannot wrap around.
     fn u32(&self, path: &str) -> Result<Option<u32>, ConfigError> {
         self.read(path, |v| {
             let i = as_int(v)?;
@@ -49,6 +59,7 @@ impl<'a> View<'a> {
         })
     }
 
+    /// A number read into a `u64` field (refusing negatives).
     fn u64(&self, path: &str) -> Result<Option<u64>, ConfigError> {
         self.read(path, |v| {
             let i = as_int(v)?;
@@ -56,6 +67,7 @@ impl<'a> View<'a> {
         })
     }
 
+    /// A block of string values; empty when the block is not set.
     fn string_map(&self, path: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
         if let Some(Value::Object(map)) = self.get(path) {
@@ -67,10 +79,12 @@ impl<'a> View<'a> {
         Ok(out)
     }
 
+    /// A list of strings; empty when not set.
     fn list(&self, path: &str) -> Result<Vec<String>, ConfigError> {
         Ok(self.read(path, as_str_list)?.unwrap_or_default())
     }
 
+    /// Service or check definitions, as the schema left them (always a list once normalized).
     fn defs(&self, path: &str) -> Vec<Value> {
         match self.get(path) {
             Some(Value::Array(items)) => items.clone(),
@@ -80,6 +94,9 @@ impl<'a> View<'a> {
 }
 
 /// The machine's host name: `/proc/sys/kernel/hostname`, else `$HOSTNAME`.
+///
+/// Consul's default node name. `std` has no call for it, and the file needs no unsafe
+/// binding to `gethostname`; `$HOSTNAME` covers systems without `/proc`.
 fn hostname() -> Option<String> {
     let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -91,6 +108,10 @@ fn hostname() -> Option<String> {
 }
 
 /// True when a node name can be used in DNS answers (letters, digits, '-', at most 63).
+///
+/// A name that fails this is only warned about, as Consul does: the node works, but
+/// `<node>.node.consul` cannot find it, since a DNS label is at most 63 bytes and names
+/// with other characters are not valid host names.
 fn dns_compatible(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -100,8 +121,10 @@ fn dns_compatible(name: &str) -> bool {
 /// What [`build`] needs besides the merged sources.
 pub(crate) struct Inputs {
     /// `-dev`.
+    /// Decides several defaults: server mode, bootstrap, loopback binding, debug logs.
     pub dev: bool,
     /// The original arguments.
+    /// Kept in [`Config::args`] so that a reload rebuilds from the same command line.
     pub args: Vec<String>,
     /// Files that were read.
     pub config_sources: Vec<PathBuf>,
@@ -110,12 +133,15 @@ pub(crate) struct Inputs {
 }
 
 /// Applies defaults to the merged sources and checks the combination.
+///
+/// Defaults are Consul's; where `-dev` changes one, the `dev` branch is at the key.
 pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Config, ConfigError> {
     let v = View(merged);
     let dev = inputs.dev;
     let mut warnings = inputs.warnings;
     let mut errors: Vec<String> = Vec::new();
 
+    // `-dev` is a single server that elects itself, unless the user said otherwise.
     let server = v.read("server", as_bool)?.unwrap_or(dev);
     let mut bootstrap = v.read("bootstrap", as_bool)?.unwrap_or(dev && server);
     let mut bootstrap_expect = v.u32("bootstrap_expect")?.unwrap_or(0);
@@ -123,12 +149,14 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     let datacenter = v
         .read("datacenter", as_datacenter)?
         .unwrap_or_else(|| "dc1".into());
+    // A lone datacenter is its own primary.
     let primary_datacenter = v
         .read("primary_datacenter", as_datacenter)?
         .unwrap_or_else(|| datacenter.clone());
 
     let node_name = match v.read("node_name", as_str)? {
         Some(name) if !name.trim().is_empty() => name.trim().to_string(),
+        // No name given: the host name, as in Consul.
         _ => match hostname() {
             Some(h) => h,
             None => {
@@ -150,12 +178,15 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         .read("domain", as_domain)?
         .unwrap_or_else(|| "consul.".into());
     let alt_domain = v.read("alt_domain", as_domain)?.unwrap_or_default();
+    // `alt_domain` exists to answer under a second name; the same name twice is a
+    // mistake, reported rather than ignored.
     if alt_domain == domain {
         errors.push(format!(
             "alt_domain: {alt_domain:?} is the same as domain; choose another domain"
         ));
     }
 
+    // A development agent stays on loopback; a real one gossips on every interface.
     let default_bind = if dev {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -168,6 +199,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         ("advertise_addr", advertise_addr),
         ("advertise_addr_wan", advertise_addr_wan),
     ] {
+        // `0.0.0.0` is fine to bind to but would be gossiped to other agents, none of
+        // which could dial it.
         if addr.is_some_and(|a| a.is_unspecified()) {
             errors.push(format!(
                 "{key}: cannot be {}: give an address other agents can reach",
@@ -195,6 +228,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
             .unwrap_or(defaults.serf_wan),
         grpc: v.read("ports.grpc", as_port)?.unwrap_or(defaults.grpc),
     };
+    // Two listeners on one port would fail when the second binds, with a message that does
+    // not say which key to change. The server RPC and WAN gossip ports only count for a
+    // server, since a client does not open them.
     let mut used: Vec<(&str, u16)> = Vec::new();
     let listeners = [
         ("ports.http", ports.http),
@@ -223,6 +259,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         .read("data_dir", as_str)?
         .filter(|s| !s.trim().is_empty())
         .map(PathBuf::from);
+    // Everything that must survive a restart (node ID, Raft log, local registrations)
+    // lives in the data directory; only `-dev` may run without one, in memory.
     match &data_dir {
         None if !dev => errors.push(
             "data_dir: required: set -data-dir or data_dir (only -dev runs without one)".into(),
@@ -243,6 +281,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         .unwrap_or_else(|| if dev { "debug" } else { "info" }.into());
 
     // Bootstrap rules (Consul's builder).
+    // `bootstrap` lets a server elect itself with no peers; `bootstrap_expect` waits for
+    // that many servers. Combining them, or asking a client for either, is an error.
     if bootstrap_expect > 0 {
         if dev {
             errors.push(
@@ -260,6 +300,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     if bootstrap && !server {
         errors.push("bootstrap: requires server mode (-server or server = true)".into());
     }
+    // Consul's own advice on cluster sizes: one expected server is plain bootstrap,
+    // and an even number adds a server without adding a tolerated failure (a majority
+    // of 4 is 3, so 4 servers tolerate 1 failure, like 3).
     if errors.is_empty() && server && !dev {
         if bootstrap_expect == 1 {
             warnings.push(
@@ -287,6 +330,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         }
     }
 
+    // The same recursor given twice (a flag and a file) is asked once; order is kept,
+    // since recursors are tried in order.
     let mut recursors: Vec<String> = Vec::new();
     for r in v.list("recursors")? {
         if !recursors.contains(&r) {
@@ -297,6 +342,7 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     let dns = read_dns(&v)?;
     let perf_defaults = Performance::default();
     let performance = Performance {
+        // `-dev` uses Raft's fastest timings: there is one server on loopback.
         raft_multiplier: v.u32("performance.raft_multiplier")?.unwrap_or(if dev {
             1
         } else {
@@ -326,12 +372,14 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
             .read("autopilot.server_stabilization_time", as_duration)?
             .unwrap_or(ap.server_stabilization_time),
     };
+    // Consul's defaults.
     let raft_snapshot_threshold = v.u32("raft_snapshot_threshold")?.unwrap_or(16_384);
     let raft_trailing_logs = v.u32("raft_trailing_logs")?.unwrap_or(10_240);
 
     let acl_defaults = AclConfig::default();
     let mut tokens = BTreeMap::new();
     for (name, token) in v.string_map("acl.tokens")? {
+        // An empty token means "not set", as in Consul.
         if ACL_TOKEN_NAMES.contains(&name.as_str()) && !token.is_empty() {
             tokens.insert(name, token);
         }
@@ -350,6 +398,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     };
 
     let enable_script_checks = v.read("enable_script_checks", as_bool)?.unwrap_or(false);
+    // Consul warns about this too: with script checks open to the API and no ACLs,
+    // registering a check is running a command on this host.
     if enable_script_checks && !acl.enabled {
         warnings.push(
             "enable_script_checks without ACLs lets anyone who reaches the HTTP API run \
@@ -362,6 +412,7 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     let telemetry = Telemetry {
         prometheus_retention_time: v
             .read("telemetry.prometheus_retention_time", as_duration)?
+            // In `-dev` Prometheus scraping works out of the box.
             .unwrap_or(if dev {
                 Duration::from_secs(60)
             } else {
@@ -444,6 +495,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         acl,
         telemetry,
         limits,
+        // Consul's role-dependent defaults: a server does not leave on a signal, so that a
+        // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
         skip_leave_on_interrupt: v
             .read("skip_leave_on_interrupt", as_bool)?
@@ -457,10 +510,12 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     })
 }
 
+/// `dns_config {}`, each key defaulting to Consul's value in [`DnsConfig::default`].
 fn read_dns(v: &View<'_>) -> Result<DnsConfig, ConfigError> {
     let d = DnsConfig::default();
     let mut service_ttl = BTreeMap::new();
     if let Some(Value::Object(map)) = v.get("dns_config.service_ttl") {
+        // Keys are service names or `prefix*` patterns; the DNS settings sort out which.
         for (name, ttl) in map {
             let ttl = as_duration(ttl)
                 .map_err(|m| ConfigError(format!("dns_config.service_ttl.{name}: {m}")))?;

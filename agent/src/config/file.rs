@@ -5,6 +5,10 @@
 //! an object, a block repeated at the same level (`service { ... } service { ... }`) becomes a
 //! list of objects, and block labels (`service "web" { ... }`) become nested keys. Expressions
 //! are evaluated without variables or functions (so `-1`, `"a${"b"}"` and heredocs work).
+//!
+//! Going through JSON keeps one checker for every source: `schema` sees the same shape
+//! whether a key came from a flag, a JSON file or an HCL block. The one difference it must
+//! still handle is that a block written once is an object and a block repeated is a list.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -33,6 +37,8 @@ impl Format {
         }
     }
 
+    /// Only `.json` and `.hcl` are recognized, as in Consul: a backup such as `agent.json.bak`
+    /// in a config directory must not be read as config.
     fn from_extension(path: &Path) -> Option<Format> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("json") => Some(Format::Json),
@@ -45,7 +51,9 @@ impl Format {
 /// One file that was read: its path and its contents as a JSON object.
 #[derive(Debug)]
 pub(crate) struct Loaded {
+    /// Where it was read from: kept for `Config::config_sources` and for messages.
     pub path: PathBuf,
+    /// The top-level object, not yet checked.
     pub map: Map<String, Value>,
 }
 
@@ -77,10 +85,12 @@ pub(crate) fn read_path(
         let entry = entry.map_err(|e| format!("{}: {e}", path.display()))?;
         let file = entry.path();
         // Follow symlinks, as Consul does.
+        // (Kubernetes ConfigMap volumes, for one, are made of symlinks.)
         let Ok(meta) = fs::metadata(&file) else {
             warnings.push(format!("{}: cannot read; skipped", file.display()));
             continue;
         };
+        // Subdirectories are not descended into: only one level is read, as in Consul.
         if meta.is_dir() {
             continue;
         }
@@ -92,6 +102,8 @@ pub(crate) fn read_path(
             )),
         }
     }
+    // Lexical order by file name, whatever order the directory lists them in: later files
+    // override earlier ones, so the order must not change between machines or restarts.
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files
         .into_iter()
@@ -99,15 +111,20 @@ pub(crate) fn read_path(
         .collect()
 }
 
+/// Reads and parses one file; messages start with its path.
 fn read_file(path: &Path, format: Format) -> Result<Map<String, Value>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse_text(&text, format).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Parses config text into a JSON object.
+///
+/// Also used for `-hcl` snippets, which have no file behind them.
 pub(crate) fn parse_text(text: &str, format: Format) -> Result<Map<String, Value>, String> {
     match format {
         Format::Json => {
+            // An empty file is an empty config, where `serde_json` would see an error; an
+            // empty HCL file already parses to an empty body.
             if text.trim().is_empty() {
                 return Ok(Map::new());
             }
@@ -127,6 +144,8 @@ pub(crate) fn parse_text(text: &str, format: Format) -> Result<Map<String, Value
                     let rewritten = map_blocks_as_objects(text);
                     match (rewritten != text).then(|| hcl::parse(&rewritten)) {
                         Some(Ok(body)) => body,
+                        // If the rewrite does not help, the first error is the one reported: it is
+                        // about the text the user wrote, not the rewritten one.
                         _ => return Err(format!("invalid HCL: {first}")),
                     }
                 }
@@ -137,6 +156,9 @@ pub(crate) fn parse_text(text: &str, format: Format) -> Result<Map<String, Value
 }
 
 /// Keys whose value is a free-form map, so that their keys may need quotes.
+///
+/// Only these get the block-to-object rewrite: in a block with fixed keys (`ports {}`) the
+/// keys never need quotes, and rewriting it would change how repeated blocks merge.
 const MAP_KEYS: &[&str] = &[
     "service_ttl",
     "node_meta",
@@ -147,6 +169,10 @@ const MAP_KEYS: &[&str] = &[
 ];
 
 /// Rewrites `name {` into `name = {` for the keys in [`MAP_KEYS`].
+///
+/// A line-based text rewrite, tried only after a first parse failed, so that a file valid
+/// as HCL 2 is never touched. Only a block opener at the start of a line (after any
+/// indentation) is rewritten.
 fn map_blocks_as_objects(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for line in text.split_inclusive('\n') {
@@ -165,6 +191,9 @@ fn map_blocks_as_objects(text: &str) -> String {
 }
 
 /// A key of an HCL body while its blocks are being collected.
+///
+/// The shape of a key is only known once the whole body is read (one block or several),
+/// hence this intermediate form before JSON.
 enum Node {
     /// An attribute's value.
     Value(Value),
@@ -175,6 +204,8 @@ enum Node {
 }
 
 impl Node {
+    /// One block becomes an object and repeated blocks a list of objects: the two shapes
+    /// `schema` accepts for a block key.
     fn into_json(self) -> Value {
         match self {
             Node::Value(v) => v,
@@ -194,6 +225,9 @@ impl Node {
     }
 }
 
+/// Adds one attribute or block under `key`. Blocks of the same name accumulate; labelled
+/// blocks merge label by label (`service "a" {}` then `service "b" {}` gives both); any
+/// other repeat, such as an attribute set twice, keeps the last one.
 fn add_node(nodes: &mut BTreeMap<String, Node>, key: String, node: Node) {
     match nodes.entry(key) {
         Entry::Vacant(slot) => {
@@ -211,6 +245,10 @@ fn add_node(nodes: &mut BTreeMap<String, Node>, key: String, node: Node) {
     }
 }
 
+/// Converts an HCL body into a JSON object (see the module docs for the shape).
+///
+/// Expressions are evaluated in an empty context: a config file is data, and a reference
+/// such as `var.dc` is an error that names the key rather than an empty value.
 fn hcl_body(body: &hcl::Body) -> Result<Map<String, Value>, String> {
     let ctx = Context::new();
     let mut nodes = BTreeMap::new();
@@ -229,6 +267,8 @@ fn hcl_body(body: &hcl::Body) -> Result<Map<String, Value>, String> {
                 let inner =
                     hcl_body(block.body()).map_err(|e| format!("{}: {e}", block.identifier()))?;
                 let mut node = Node::Blocks(vec![inner]);
+                // Wrap from the innermost label out, so that `a "x" "y" {}` becomes
+                // `{"a": {"x": {"y": {...}}}}`.
                 for label in block.labels().iter().rev() {
                     let mut labels = BTreeMap::new();
                     labels.insert(label.as_str().to_string(), node);

@@ -3,6 +3,11 @@
 //! itself (`-dev`, `-config-file`, ...). The command line is read by the crate's one Go-style
 //! parser (`crate::flags`): `-name`, `--name`, `-name=value`, `-name value`, booleans
 //! without a separate argument (`-dev`, `-dev=false`), parsing stops at `--`.
+//!
+//! Flags that set a key produce the same JSON shape a file would, so they are checked by the
+//! same schema and messages can still name the flag. The command line is sorted into two
+//! groups because Consul applies them at two points: list flags before the config files
+//! (a file's `retry_join` appends to `-retry-join`), every other flag after all files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,20 +29,28 @@ enum Target {
     /// `-hcl`.
     Hcl,
     /// Sets a config key (dotted path); the last use wins.
+    /// The value is kept as the text given; the schema reads it with the key's type.
     Key(&'static str),
     /// Appends to a list config key.
+    /// Collected in [`CommandLine::slices`], applied before the config files.
     List(&'static str),
     /// `-node-meta key:value`.
+    /// Its own target because one flag fills a map: each use adds a pair to `node_meta`.
     NodeMeta,
 }
 
 /// One agent flag: its name, kind and help for the parser, and what it does.
 struct Spec {
+    /// Name, kind and help, as the shared parser needs them.
     flag: Flag,
+    /// Where the value goes once parsed.
     target: Target,
 }
 
 /// A flag with an argument (placeholder `arg`); repeatable when its target collects values.
+///
+/// Repeatable or not follows from the target, so a table entry cannot declare a list
+/// flag that overwrites or a key flag that collects.
 const fn flag(name: &'static str, arg: &'static str, target: Target, help: &'static str) -> Spec {
     let flag = match target {
         ConfigPath | Hcl | List(_) | NodeMeta => Flag::list(name, arg, help),
@@ -57,6 +70,10 @@ const fn switch(name: &'static str, target: Target, help: &'static str) -> Spec 
 use Target::{ConfigFormat, ConfigPath, Dev, Hcl, Key, List, NodeMeta};
 
 /// Every flag, in alphabetical order (the order of `-h`).
+///
+/// Names and meanings are Consul's, so that a systemd unit or script written for
+/// `consul agent` works with `cairn agent`. A flag missing here is refused
+/// (`flag provided but not defined`), as Consul refuses an unknown flag.
 const FLAGS: &[Spec] = &[
     flag(
         "advertise",
@@ -100,6 +117,8 @@ const FLAGS: &[Spec] = &[
         "Address(es), space separated, the HTTP and DNS listeners bind to (default 127.0.0.1).",
     ),
     flag(
+        // `-config-dir` and `-config-file` share one target, hence one ordered list: Consul
+        // reads them in the order given, mixed.
         "config-dir",
         "dir",
         ConfigPath,
@@ -312,6 +331,8 @@ const FLAGS: &[Spec] = &[
 ];
 
 /// The help text of `cairn agent -h`.
+///
+/// Starts with [`super::HELP_PREFIX`]'s words, which is how the caller recognizes it.
 pub(crate) fn usage() -> String {
     let mut out = String::from(
         "Usage: cairn agent [options]\n\n  \
@@ -327,6 +348,7 @@ pub(crate) fn usage() -> String {
 #[derive(Debug)]
 pub(crate) struct ConfigPathArg {
     /// The flag used (`config-file` or `config-dir`).
+    /// Messages about the path name the flag as typed.
     pub flag: &'static str,
     /// The path as given.
     pub path: PathBuf,
@@ -352,6 +374,8 @@ pub(crate) struct CommandLine {
     pub key_flags: HashMap<String, &'static str>,
 }
 
+/// Sets `a.b.c` in nested objects, creating them, so that `-dns-port` yields
+/// `{"ports": {"dns": ...}}` just as a file's `ports {}` block would.
 fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
     match path.split_once('.') {
         None => {
@@ -361,6 +385,8 @@ fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
             let slot = map
                 .entry(head.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
+            // Cannot happen with the static table (no flag sets a key that another flag's
+            // path goes through), but an object must be there to descend into.
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
@@ -371,12 +397,15 @@ fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
     }
 }
 
+/// A linear search: the table is a few dozen entries and read once per argument.
 fn lookup(name: &str) -> Option<&'static Spec> {
     FLAGS.iter().find(|s| s.flag.name == name)
 }
 
 /// Parses the arguments that follow `cairn agent`. Parser errors carry a pointer to `-h`,
 /// since the agent prints only the message, not the whole help.
+///
+/// Each occurrence is applied in command-line order, so for a key flag the last one wins.
 pub(crate) fn parse(args: &[String]) -> Result<CommandLine, ParseError> {
     let hint = |msg: String| ParseError::Bad(format!("{msg} (see cairn agent -h)"));
     let parsed = flags::parse(args, |name| lookup(name).map(|s| &s.flag)).map_err(|e| match e {
@@ -384,12 +413,15 @@ pub(crate) fn parse(args: &[String]) -> Result<CommandLine, ParseError> {
         help => help,
     })?;
     if let Some(extra) = parsed.args.first() {
+        // Positional arguments have no meaning for the agent; rejecting them catches
+        // `-dev true`, where `true` is not the boolean's value.
         return Err(hint(format!(
             "unexpected argument {extra:?}: cairn agent takes only flags"
         )));
     }
     let mut out = CommandLine::default();
     for (flag, text) in parsed.given() {
+        // The parser accepted only names from this table, so this is a safeguard.
         let Some(spec) = lookup(flag.name) else {
             return Err(hint(format!(
                 "flag provided but not defined: -{}",
@@ -397,6 +429,8 @@ pub(crate) fn parse(args: &[String]) -> Result<CommandLine, ParseError> {
             )));
         };
         let value = match (flag.kind, parse_bool(text)) {
+            // Booleans go in typed; everything else as text, which the schema reads weakly
+            // typed, as it does a file's values.
             (Kind::Bool, Some(b)) => Value::Bool(b),
             _ => Value::String(text.to_string()),
         };
@@ -405,6 +439,8 @@ pub(crate) fn parse(args: &[String]) -> Result<CommandLine, ParseError> {
     Ok(out)
 }
 
+/// Sorts one parsed flag into the [`CommandLine`]. Key and list flags also record which
+/// flag set the key, so that a bad value is reported as `-http-port: ...`.
 fn apply(out: &mut CommandLine, spec: &Spec, value: Value) -> Result<(), ParseError> {
     let text = || value.as_str().unwrap_or_default().to_string();
     match spec.target {
@@ -438,6 +474,8 @@ fn apply(out: &mut CommandLine, spec: &Spec, value: Value) -> Result<(), ParseEr
         }
         NodeMeta => {
             let v = text();
+            // Split at the first colon, as Consul does: the value may hold colons (`zone:a:b`),
+            // and a bare key gets an empty value.
             let (key, val) = v.split_once(':').unwrap_or((v.as_str(), ""));
             if key.is_empty() {
                 return Err(ParseError::Bad(format!(
@@ -446,6 +484,8 @@ fn apply(out: &mut CommandLine, spec: &Spec, value: Value) -> Result<(), ParseEr
             }
             let slot = out
                 .values
+                // Pairs go with the other key flags (applied last) and merge key by key with the
+                // `node_meta {}` of config files.
                 .entry("node_meta")
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(meta) = slot {

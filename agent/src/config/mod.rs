@@ -3,7 +3,6 @@
 //!
 //! Precedence, lowest first: built-in defaults, `-dev` defaults, config files and directories
 //! (in the order given; files of a directory in lexical order), then command-line flags.
-
 //!
 //! Lists (`retry_join`, `recursors`, `services`, `checks`, ...) are appended across sources,
 //! blocks (`ports {}`, `node_meta {}`, ...) are merged key by key, and other values are replaced
@@ -15,6 +14,12 @@
 //! Layout: `flags` (the agent's flag table, read by the crate's parser `crate::flags`),
 //! `file` (JSON/HCL files and directories), `schema` (known keys, per-source checks, merging),
 //! `values` (typed value readers), `build` (defaults and checks across keys).
+//!
+//! Every source is checked on its own before anything is merged, so that a message can name
+//! the file or flag a bad value came from; the merged map is then read once by `build`, which
+//! can trust each value's type and only checks rules that span keys (a port used twice,
+//! `bootstrap` with `bootstrap_expect`). Problems are collected rather than returned at the
+//! first one, so a broken config is fixed in one round instead of one error per restart.
 
 mod build;
 mod file;
@@ -52,26 +57,37 @@ pub struct Config {
     /// Node UUID (`node_id`); generated and persisted when empty.
     pub node_id: String,
     /// `-datacenter` / `datacenter`, lowercase.
+    /// Consul lowercases it too; the name appears in DNS questions (`web.service.east.consul`),
+    /// where case does not matter, so `East` and `east` must be the same datacenter.
     pub datacenter: String,
     /// `primary_datacenter`.
+    /// Defaults to `datacenter`: a single-datacenter cluster is its own primary (the datacenter
+    /// that holds the ACL state in Consul).
     pub primary_datacenter: String,
     /// `-domain` / `domain` (default `consul.`).
     pub domain: String,
     /// `alt_domain`.
     pub alt_domain: String,
     /// `-bind` / `bind_addr`: cluster (gossip, RPC) listen address.
+    /// Default `0.0.0.0` (all interfaces), `127.0.0.1` with `-dev` so that a development agent
+    /// is not reachable from the network.
     pub bind_addr: IpAddr,
     /// `-advertise` / `advertise_addr`: address others use to reach this agent.
+    /// `None`: the bind address, or a detected private address when binding to all
+    /// interfaces. `0.0.0.0` itself is refused here, since no other agent could dial it.
     pub advertise_addr: Option<IpAddr>,
     /// `-advertise-wan` / `advertise_addr_wan`.
     pub advertise_addr_wan: Option<IpAddr>,
     /// `-client` / `client_addr`: HTTP and DNS listen addresses (space separated in Consul).
+    /// Default `127.0.0.1`: the HTTP API can register services and run script checks, so it is
+    /// not exposed beyond the host unless asked for.
     pub client_addrs: Vec<IpAddr>,
     /// `ports {}` and the port flags.
     pub ports: Ports,
     /// `addresses {}`: per-listener overrides of `client_addr`.
     pub addresses: Addresses,
     /// `-data-dir` / `data_dir`.
+    /// Required except with `-dev`, which keeps everything in memory.
     pub data_dir: Option<PathBuf>,
     /// `-pid-file` / `pid_file`.
     pub pid_file: Option<PathBuf>,
@@ -86,8 +102,10 @@ pub struct Config {
     /// `-enable-local-script-checks`.
     pub enable_local_script_checks: bool,
     /// `-encrypt` / `encrypt`: base64 gossip key.
+    /// Checked to decode to 16, 24 or 32 bytes (AES-128/192/256); never echoed in messages.
     pub encrypt: Option<String>,
     /// `-join` / `start_join`.
+    /// Joined once at start-up; a failure stops the agent, unlike `retry_join`.
     pub start_join: Vec<String>,
     /// `-retry-join` / `retry_join`.
     pub retry_join: Vec<String>,
@@ -98,8 +116,12 @@ pub struct Config {
     /// `-join-wan` / `retry_join_wan`.
     pub retry_join_wan: Vec<String>,
     /// `-recursor` / `recursors`.
+    /// As `ip:port` (port 53 when not given), without duplicates, in the order given: the DNS
+    /// server tries them in this order.
     pub recursors: Vec<String>,
     /// `node_meta {}`.
+    /// Checked against Consul's rules (key length and characters, value length, the reserved
+    /// `consul-` prefix) while each source is read, so the message names the file or flag.
     pub node_meta: BTreeMap<String, String>,
     /// `services[]` / `service {}` definitions, as JSON with keys as written (decoded by the
     /// agent with the same code as `PUT /v1/agent/service/register`).
@@ -113,6 +135,7 @@ pub struct Config {
     /// `autopilot {}`.
     pub autopilot: Autopilot,
     /// `raft_snapshot_threshold`: log entries between Raft snapshots (16384).
+    /// Consul's defaults for these two are kept, so that an operator's tuning carries over.
     pub raft_snapshot_threshold: u32,
     /// `raft_trailing_logs`: entries kept behind a snapshot for slow followers (10240).
     pub raft_trailing_logs: u32,
@@ -123,10 +146,14 @@ pub struct Config {
     /// `limits {}`.
     pub limits: Limits,
     /// `leave_on_terminate` (default: false for servers, true for clients).
+    /// The defaults differ by role as in Consul: a server that left on every signal would shrink
+    /// the Raft configuration and could cost the cluster its quorum during a rolling restart.
     pub leave_on_terminate: bool,
     /// `skip_leave_on_interrupt` (default: true for servers, false for clients).
     pub skip_leave_on_interrupt: bool,
     /// `reconnect_timeout` (default 72h).
+    /// At least 8h, Consul's minimum. Not passed to the gossip layer yet, which reaps a
+    /// failed member after its own default (also 72h).
     pub reconnect_timeout: Duration,
     /// `-retry-interval-wan` / `retry_interval_wan` (default 30s).
     pub retry_interval_wan: Duration,
@@ -136,8 +163,11 @@ pub struct Config {
     pub rejoin_after_leave: bool,
     /// `-disable-host-node-id` / `disable_host_node_id` (default true, as in Consul): the node
     /// ID is random rather than derived from the host.
+    /// Cairn never derives the ID from the host: a new ID is random (and kept in the data
+    /// directory), so `false` is accepted and changes nothing.
     pub disable_host_node_id: bool,
-    /// `disable_update_check` and other accepted-but-inert keys are not kept.
+    // `disable_update_check` and other accepted-but-inert keys are not kept.
+    /// In the order they were applied, directory entries expanded.
     /// Config files that were read, for `/v1/agent/self` and reload.
     pub config_sources: Vec<PathBuf>,
     /// The `cairn agent` arguments this configuration was built from; [`reload`] reuses them.
@@ -147,11 +177,14 @@ pub struct Config {
 }
 
 /// Listener ports (`ports {}`); -1 in Consul disables a listener, here `None`.
+/// The defaults are Consul's, so that tools and firewall rules written for Consul work
+/// unchanged against a Cairn agent.
 #[derive(Clone, Debug)]
 pub struct Ports {
     /// HTTP API (8500).
     pub http: Option<u16>,
-    /// HTTPS API (disabled).
+    /// HTTPS API (disabled). As with `grpc`, no listener serves it yet; the port is checked
+    /// against the others all the same, so a config written for Consul keeps its meaning.
     pub https: Option<u16>,
     /// DNS (8600).
     pub dns: Option<u16>,
@@ -161,7 +194,8 @@ pub struct Ports {
     pub serf_lan: u16,
     /// WAN gossip (8302; `None` when disabled).
     pub serf_wan: Option<u16>,
-    /// gRPC (disabled; 8502 in -dev).
+    /// gRPC (disabled unless set, also in -dev). No listener serves it yet: a port set here
+    /// only takes part in the check that two listeners do not share a port.
     pub grpc: Option<u16>,
 }
 
@@ -180,16 +214,21 @@ pub struct DnsConfig {
     /// `allow_stale` (true).
     pub allow_stale: bool,
     /// `max_stale` (87600h).
+    /// Accepted for compatibility: DNS answers always come from the local state (see
+    /// `crate::dns`), so neither this nor `allow_stale` changes them yet.
     pub max_stale: Duration,
     /// `node_ttl` (0s).
     pub node_ttl: Duration,
     /// `service_ttl` map: exact names and `prefix*` wildcards, `*` as default.
+    /// The longest matching prefix wins over `*`; an exact name wins over any prefix.
     pub service_ttl: BTreeMap<String, Duration>,
     /// `only_passing` (false).
     pub only_passing: bool,
     /// `enable_truncate` (false).
     pub enable_truncate: bool,
     /// `udp_answer_limit` (3).
+    /// At least 1, since 0 would leave plain UDP answers empty; the DNS engine also caps
+    /// it at 8, as Consul does.
     pub udp_answer_limit: u32,
     /// `a_record_limit` (0: none).
     pub a_record_limit: u32,
@@ -220,6 +259,8 @@ pub struct Soa {
 #[derive(Clone, Debug)]
 pub struct Performance {
     /// `raft_multiplier` (5; 1 in -dev).
+    /// Scales Raft's timeouts, 1 to 10 as in Consul: larger values ride out slow or loaded
+    /// machines at the cost of slower failure detection.
     pub raft_multiplier: u32,
     /// `leave_drain_time` (5s).
     pub leave_drain_time: Duration,
@@ -244,6 +285,7 @@ pub struct Autopilot {
 
 impl Autopilot {
     /// These settings in the replicated form (`/v1/operator/autopilot/configuration`).
+    /// Durations are written as Go duration strings, the form Consul's API returns.
     pub fn to_model(&self) -> cairn_catalog::model::AutopilotConfig {
         use cairn_catalog::duration::format_go_duration;
         cairn_catalog::model::AutopilotConfig {
@@ -257,6 +299,8 @@ impl Autopilot {
     }
 
     /// Settings from the replicated form; durations that do not parse keep these values.
+    /// Used after an operator changed them over the API: the replicated values win over the
+    /// config file's. A `max_trailing_logs` beyond `u32` saturates rather than wrapping.
     pub fn merged_with(&self, m: &cairn_catalog::model::AutopilotConfig) -> Autopilot {
         use cairn_catalog::duration::parse_go_duration;
         Autopilot {
@@ -293,6 +337,9 @@ pub struct AclConfig {
     /// `down_policy` (extend-cache).
     pub down_policy: String,
     /// `tokens { initial_management, default, agent, ... }`.
+    /// Under their current names only: the legacy `master` and `agent_master` are renamed
+    /// (to `initial_management` and `agent_recovery`), and empty tokens are left out, since
+    /// Consul treats an empty token as not set.
     pub tokens: BTreeMap<String, String>,
 }
 
@@ -300,6 +347,7 @@ pub struct AclConfig {
 #[derive(Clone, Debug)]
 pub struct Telemetry {
     /// `prometheus_retention_time` (0: Prometheus format refused, as Consul does; 60s in -dev).
+    /// Consul sets up its Prometheus sink only when this is positive; the refusal mirrors it.
     pub prometheus_retention_time: Duration,
     /// `disable_hostname`.
     pub disable_hostname: bool,
@@ -313,8 +361,10 @@ pub struct Limits {
     /// `http_max_conns_per_client` (200).
     pub http_max_conns_per_client: u32,
     /// `kv_max_value_size` (512 KiB).
+    /// Bounds one KV value: the whole value goes through the Raft log and every server's memory.
     pub kv_max_value_size: u64,
     /// `txn_max_req_len` (512 KiB).
+    /// Bounds a transaction body, for the same reason.
     pub txn_max_req_len: u64,
 }
 
@@ -413,16 +463,18 @@ pub struct ConfigError(pub String);
 
 impl ConfigError {
     /// True when this "error" is the answer to `-h` / `-help`: the message is the usage text.
-    #[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+    #[allow(dead_code)]
     pub fn is_help(&self) -> bool {
         self.0.starts_with(HELP_PREFIX)
     }
 }
 
+/// The first words of [`usage`]; how [`ConfigError::is_help`] tells the help text from a
+/// real error without a second error type in every caller's signature.
 const HELP_PREFIX: &str = "Usage: cairn agent";
 
 /// The help text of `cairn agent -h`: every flag with a line of explanation.
-#[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+#[allow(dead_code)]
 pub fn usage() -> String {
     flags::usage()
 }
@@ -443,9 +495,13 @@ pub fn load(args: &[String]) -> Result<Config, ConfigError> {
     let flag_origin = Origin::Flags(&parsed.key_flags);
 
     // Lists from flags first, so that lists in files append to them (as in Consul).
+    // Each source is normalized on its own (errors name the source), then merged: objects key
+    // by key, arrays appended, scalars replaced by the later source.
     let slices = schema::normalize(&flag_origin, parsed.slices.clone(), &mut report);
     schema::merge(&mut merged, slices);
 
+    // Files and directories in the order given; a directory expands to its entries in lexical
+    // order, so the result does not depend on the order the file system lists them in.
     for arg in &parsed.config_paths {
         match file::read_path(&arg.path, parsed.config_format, &mut report.warnings) {
             Ok(files) => {
@@ -456,10 +512,13 @@ pub fn load(args: &[String]) -> Result<Config, ConfigError> {
                     config_sources.push(loaded.path);
                 }
             }
+            // A file that cannot be read or parsed is reported and the others are still checked,
+            // so that every problem shows in one run.
             Err(msg) => report.errors.push(format!("-{}: {msg}", arg.flag)),
         }
     }
 
+    // `-hcl` snippets after the files, numbered from 1 in messages since they have no name.
     for (i, text) in parsed.hcl.iter().enumerate() {
         match file::parse_text(text, Format::Hcl) {
             Ok(map) => {
@@ -474,6 +533,7 @@ pub fn load(args: &[String]) -> Result<Config, ConfigError> {
     let values = schema::normalize(&flag_origin, parsed.values.clone(), &mut report);
     schema::merge(&mut merged, values);
 
+    // `build` assumes values of the right type; it only runs on sources that all passed.
     if !report.errors.is_empty() {
         return Err(ConfigError(report.errors.join("\n")));
     }
@@ -491,7 +551,7 @@ pub fn load(args: &[String]) -> Result<Config, ConfigError> {
 /// Builds the configuration again from the same arguments as `previous` (for SIGHUP and
 /// `PUT /v1/agent/reload`): config files are re-read, flags keep their values. The caller
 /// decides which changes it can apply to a running agent.
-#[allow(dead_code)] // called by main.rs / the reload handlers once they are wired
+#[allow(dead_code)]
 pub fn reload(previous: &Config) -> Result<Config, ConfigError> {
     load(&previous.args)
 }

@@ -5,6 +5,14 @@
 //! turns values into a canonical JSON shape (booleans are booleans, lists are arrays, a single
 //! `service {}` joins `services`), drops unknown keys with a warning, and records errors. The
 //! canonical sources are then merged: objects key by key, arrays appended, scalars replaced.
+//!
+//! The canonical shape is chosen so that this one generic merge gives Consul's precedence:
+//! whatever must be replaced by a later source (an address list, a disabled port) is kept as
+//! a scalar, and only what Consul appends (`retry_join`, `services`, ...) is an array.
+//!
+//! Unknown keys warn instead of failing, so that a config written for a newer Consul, or with
+//! a typo in an optional key, still starts the agent; Consul options that Cairn knows but does
+//! not implement are named as such, which tells a missing feature from a typo.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -69,14 +77,19 @@ pub(crate) enum Kind {
 /// One key of a block.
 #[derive(Debug)]
 pub(crate) struct Field {
+    /// The key as written in JSON and HCL (snake case).
     pub name: &'static str,
+    /// How its value is checked and canonicalized.
     pub kind: Kind,
 }
 
+/// Short constructor, so that the tables below read as one key per line.
 const fn f(name: &'static str, kind: Kind) -> Field {
     Field { name, kind }
 }
 
+/// A number that must fit the `u32` fields of [`super::Config`], so `build` never has to
+/// report an overflow the per-source check could have named with its file.
 const fn uint32(min: u64) -> Kind {
     Kind::Uint {
         min,
@@ -84,6 +97,8 @@ const fn uint32(min: u64) -> Kind {
     }
 }
 
+/// `ports {}`. LAN gossip and server RPC cannot be disabled: no agent takes part in a cluster
+/// without gossip, and no server without RPC.
 const PORTS: &[Field] = &[
     f("http", Kind::Port),
     f("https", Kind::Port),
@@ -99,6 +114,7 @@ const PORTS: &[Field] = &[
     f("expose_max_port", Kind::Unsupported),
 ];
 
+/// `addresses {}`: per-listener overrides of `client_addr`, for the listeners Cairn has.
 const ADDRESSES: &[Field] = &[
     f("http", Kind::IpList),
     f("dns", Kind::IpList),
@@ -107,6 +123,7 @@ const ADDRESSES: &[Field] = &[
     f("grpc_tls", Kind::Unsupported),
 ];
 
+/// `ui_config {}`; only `enabled` is implemented.
 const UI_CONFIG: &[Field] = &[
     f("enabled", Kind::Bool),
     f("dir", Kind::Unsupported),
@@ -118,6 +135,7 @@ const UI_CONFIG: &[Field] = &[
     f("dashboard_url_templates", Kind::Unsupported),
 ];
 
+/// `dns_config { soa {} }`: the timers of the SOA record the DNS server answers with.
 const SOA: &[Field] = &[
     f("refresh", uint32(0)),
     f("retry", uint32(0)),
@@ -125,6 +143,8 @@ const SOA: &[Field] = &[
     f("min_ttl", uint32(0)),
 ];
 
+/// `dns_config {}`. `udp_answer_limit` is at least 1 so that plain UDP answers are never
+/// empty.
 const DNS_CONFIG: &[Field] = &[
     f("allow_stale", Kind::Bool),
     f("max_stale", Kind::Duration),
@@ -144,6 +164,7 @@ const DNS_CONFIG: &[Field] = &[
     f("prefer_namespace", Kind::Unsupported),
 ];
 
+/// `autopilot {}`: the initial settings; operators may change them later over the API.
 const AUTOPILOT: &[Field] = &[
     f("cleanup_dead_servers", Kind::Bool),
     f("last_contact_threshold", Kind::Duration),
@@ -155,6 +176,7 @@ const AUTOPILOT: &[Field] = &[
     f("upgrade_version_tag", Kind::Unsupported),
 ];
 
+/// `performance {}`. `raft_multiplier` is bounded to 1..=10 as in Consul.
 const PERFORMANCE: &[Field] = &[
     f("raft_multiplier", Kind::Uint { min: 1, max: 10 }),
     f("leave_drain_time", Kind::Duration),
@@ -162,6 +184,8 @@ const PERFORMANCE: &[Field] = &[
 ];
 
 /// Canonical ACL token names (after aliases are resolved).
+///
+/// `build` keeps only these, so code reading tokens never has to know the legacy names.
 pub(crate) const ACL_TOKEN_NAMES: &[&str] = &[
     "initial_management",
     "default",
@@ -172,6 +196,9 @@ pub(crate) const ACL_TOKEN_NAMES: &[&str] = &[
     "dns",
 ];
 
+/// `acl { tokens {} }`, legacy names included: `master` and `agent_master` are the names
+/// before Consul 1.11 for `initial_management` and `agent_recovery`, and are renamed by
+/// [`normalize`].
 const ACL_TOKENS: &[Field] = &[
     f("initial_management", Kind::Str),
     f("master", Kind::Str),
@@ -237,6 +264,10 @@ const LIMITS: &[Field] = &[
 ];
 
 /// Every top-level key.
+///
+/// Both spellings of a few keys are accepted (`ui` and `ui_config.enabled`, `service` and
+/// `services`, `start_join_wan` and `retry_join_wan`); [`normalize`] folds each pair into
+/// one key within its source.
 pub(crate) const TOP: &[Field] = &[
     f("datacenter", Kind::Datacenter),
     f("primary_datacenter", Kind::Datacenter),
@@ -290,6 +321,7 @@ pub(crate) const TOP: &[Field] = &[
     f("skip_leave_on_interrupt", Kind::Bool),
     f(
         "reconnect_timeout",
+        // Consul's minimum.
         Kind::DurationAtLeast(Duration::from_secs(8 * 3600)),
     ),
     // Accepted, no effect here.
@@ -349,16 +381,20 @@ pub(crate) enum Origin<'a> {
 /// The outcome of checking sources: errors stop start-up, warnings are reported.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
+    /// Each one a line of the final message, naming the file or flag and the key.
     pub errors: Vec<String>,
+    /// Passed on to [`super::Config::warnings`], for the agent to log at start-up.
     pub warnings: Vec<String>,
 }
 
+/// Checks the keys of one source, recording its problems in `report`.
 struct Checker<'a, 'r> {
     origin: &'a Origin<'a>,
     report: &'r mut Report,
 }
 
 impl Checker<'_, '_> {
+    /// The prefix of a message about this source.
     fn place(&self) -> String {
         match self.origin {
             Origin::File(name) => format!("{name}: "),
@@ -377,10 +413,14 @@ impl Checker<'_, '_> {
             if let Some(flag) = map.get(p) {
                 return Some(flag);
             }
+            // Walk up: `node_meta.rack` was set by `-node-meta`, which the map records
+            // under `node_meta`; a list index (`services[0]`) is cut the same way.
             p = &p[..p.rfind(['.', '['])?];
         }
     }
 
+    /// Records an error. For a flag the message starts with the flag the user typed and
+    /// keeps the key in parentheses; otherwise it starts with the source and the key.
     fn error(&mut self, path: &str, msg: String) {
         let text = match self.flag_for(path) {
             Some(flag) => format!("-{flag}: {msg} ({path})"),
@@ -394,6 +434,7 @@ impl Checker<'_, '_> {
         self.report.warnings.push(format!("{place}{text}"));
     }
 
+    /// Checks the keys of one block against `fields`, keeping the ones that pass.
     fn object(
         &mut self,
         path: &str,
@@ -412,6 +453,8 @@ impl Checker<'_, '_> {
                 continue;
             };
             match field.kind {
+                // Dropped silently: these Consul options (`disable_update_check`, ...) have no
+                // meaning here, and a warning on every start would be noise.
                 Kind::Ignored => {}
                 Kind::Unsupported => self.warn(format!(
                     "config key {sub:?} is not supported by Cairn yet (ignored)"
@@ -432,8 +475,11 @@ impl Checker<'_, '_> {
             Kind::Bool => values::as_bool(&v).map(Value::Bool),
             Kind::Str => values::as_str(&v).map(Value::String),
             Kind::Uint { min, max } => values::as_uint(&v, *min, *max).map(Value::from),
+            // A disabled port stays in the map as -1: it must replace a port an earlier
+            // source set, which a missing key would not.
             Kind::Port => values::as_port(&v).map(|p| p.map_or(Value::from(-1), Value::from)),
             Kind::RequiredPort => values::as_required_port(&v).map(Value::from),
+            // Durations are only checked here and kept as written; `build` parses them.
             Kind::Duration => values::as_duration(&v).map(|_| v.clone()),
             Kind::DurationAtLeast(min) => values::as_duration(&v).and_then(|d| {
                 if d >= *min {
@@ -448,6 +494,8 @@ impl Checker<'_, '_> {
             }),
             Kind::LogLevel => values::as_log_level(&v).map(Value::String),
             Kind::Ip => values::as_ip(&v).map(|ip| Value::String(ip.to_string())),
+            // Kept as one space-separated string, not an array: a later source's
+            // `client_addr` replaces an earlier one, and the merge appends arrays.
             Kind::IpList => values::as_ip_list(&v).map(|ips| {
                 let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
                 Value::String(list.join(" "))
@@ -507,6 +555,8 @@ impl Checker<'_, '_> {
         Some(Value::Object(self.object(path, fields, map)))
     }
 
+    /// `node_meta`: a map of strings under Consul's key and value rules. A bad pair is an
+    /// error naming the pair's key, and the other pairs are still checked.
     fn str_map(&mut self, path: &str, v: Value) -> Option<Value> {
         let Value::Object(map) = v else {
             self.error(
@@ -532,6 +582,7 @@ impl Checker<'_, '_> {
         Some(Value::Object(out))
     }
 
+    /// `service_ttl`: a map of durations, kept as written; `build` parses them.
     fn duration_map(&mut self, path: &str, v: Value) -> Option<Value> {
         let Value::Object(map) = v else {
             self.error(
@@ -553,6 +604,10 @@ impl Checker<'_, '_> {
     }
 
     /// One service or check definition: an object, kept with its keys as written.
+    ///
+    /// The agent decodes definitions with the same code as the HTTP registration endpoints,
+    /// which accept Consul's key spellings (`Name`, `name`, ...), so only the presence of a
+    /// name is checked here; the rest is checked when the agent decodes the definition.
     fn def(&mut self, path: &str, service: bool, v: Value) -> Option<Value> {
         let Value::Object(mut map) = v else {
             let what = if service { "service" } else { "check" };
@@ -604,6 +659,8 @@ impl Checker<'_, '_> {
         Some(Value::Object(map))
     }
 
+    /// A list of definitions; a single object is taken as a list of one. Each is checked
+    /// under its index (`services[1]`), so that a message points at the right one.
     fn def_list(&mut self, path: &str, service: bool, v: Value) -> Option<Value> {
         let items = match v {
             Value::Array(items) => items,
@@ -639,6 +696,8 @@ pub(crate) fn normalize(
     let mut out = checker.object("", TOP, map);
 
     // Aliases, resolved within the source so that precedence between sources holds.
+    // Within one source the canonical spelling wins over the alias (`or_insert`): a file
+    // that sets both `ui` and `ui_config.enabled` means the latter.
     if let Some(ui) = out.remove("ui") {
         let ui_config = out
             .entry("ui_config")
@@ -647,6 +706,7 @@ pub(crate) fn normalize(
             m.entry("enabled").or_insert(ui);
         }
     }
+    // A singular key joins its list after the list's own entries from this source.
     for (single, list) in [
         ("service", "services"),
         ("check", "checks"),
@@ -679,6 +739,9 @@ pub(crate) fn normalize(
 }
 
 /// Merges `from` into `into`: objects key by key, arrays appended, anything else replaced.
+///
+/// Applied source after source in precedence order, this is all of Consul's merge rules,
+/// given the canonical shapes [`normalize`] produces.
 pub(crate) fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
     for (key, value) in from {
         match (into.get_mut(&key), value) {

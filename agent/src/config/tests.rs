@@ -1,3 +1,8 @@
+//!
+//! They go through [`load`] with real arguments and files in a temporary directory, so each
+//! one covers the whole path (parser, file reading, per-source check, merge, build) the way
+//! the agent runs it. Error tests assert that the message names the flag or key and the bad
+//! value, since that is what a user needs to fix a config.
 //! Unit tests of configuration loading: flags, files, merging, defaults and validation.
 
 use std::net::IpAddr;
@@ -11,6 +16,7 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Loads from `list`, failing the test with the loader's message if it is refused.
 fn ok(list: &[&str]) -> Config {
     match load(&args(list)) {
         Ok(c) => c,
@@ -18,6 +24,7 @@ fn ok(list: &[&str]) -> Config {
     }
 }
 
+/// The error message `list` is refused with, failing the test if it is accepted.
 fn err(list: &[&str]) -> String {
     match load(&args(list)) {
         Ok(c) => panic!("load({list:?}) succeeded: {c:?}"),
@@ -30,6 +37,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
+        // The process ID and a counter keep directories apart between tests running in
+        // parallel and between concurrent test runs.
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!(
@@ -71,6 +80,7 @@ fn with_json(json: &str, extra: &[&str]) -> Result<Config, ConfigError> {
     load(&a)
 }
 
+/// The error message a JSON config is refused with.
 fn json_err(json: &str, extra: &[&str]) -> String {
     match with_json(json, extra) {
         Ok(c) => panic!("config {json} accepted: {c:?}"),
@@ -80,6 +90,7 @@ fn json_err(json: &str, extra: &[&str]) -> String {
 
 // ---------------------------------------------------------------- flags
 
+/// Go's flag syntax: `-x v`, `--x=v` and the other forms all mean the same.
 #[test]
 fn single_and_double_dash_flags() {
     let c = ok(&[
@@ -101,15 +112,18 @@ fn single_and_double_dash_flags() {
     assert_eq!(c.bootstrap_expect, 3);
     assert_eq!(c.data_dir.as_deref(), Some(Path::new("/tmp/cairn-x")));
     assert_eq!(c.node_name, "n1");
+    // Lowercased, and the primary defaults to it.
     assert_eq!(c.datacenter, "east");
     assert_eq!(c.primary_datacenter, "east");
     assert_eq!(c.bind_addr, ip("10.0.0.5"));
     assert_eq!(c.client_addrs, vec![ip("127.0.0.1"), ip("::1")]);
     assert_eq!(c.advertise_addr, Some(ip("10.0.0.6")));
     assert_eq!(c.advertise_addr_wan, Some(ip("203.0.113.9")));
+    // The arguments are kept as given, for reload.
     assert_eq!(c.args.len(), 13);
 }
 
+/// Every port flag, in the `-x v` and `--x=v` forms; `-1` disables a listener.
 #[test]
 fn port_flags_in_both_forms() {
     let c = ok(&[
@@ -134,6 +148,7 @@ fn port_flags_in_both_forms() {
     assert_eq!(c.ports.https, Some(9501));
 }
 
+/// A boolean flag takes `=value` only; `-dev true` is a flag and a stray argument.
 #[test]
 fn boolean_flag_forms() {
     let c = ok(&[
@@ -157,6 +172,8 @@ fn boolean_flag_forms() {
     assert!(e.contains("-dev") && e.contains("maybe"), "{e}");
 }
 
+/// List flags collect every use, in order; `-recursor` drops duplicates and adds port 53;
+/// `-node-meta` splits at the first colon.
 #[test]
 fn repeatable_flags() {
     let c = ok(&[
@@ -187,11 +204,13 @@ fn repeatable_flags() {
     assert_eq!(c.recursors, vec!["8.8.8.8:53", "1.1.1.1:5353"]);
     assert_eq!(c.node_meta.get("rack").map(String::as_str), Some("r1"));
     assert_eq!(c.node_meta.get("zone").map(String::as_str), Some("a:b"));
+    // A pair without a colon is a key with an empty value.
     assert_eq!(c.node_meta.get("flag").map(String::as_str), Some(""));
     assert_eq!(c.retry_interval, Duration::from_secs(5));
     assert_eq!(c.retry_max, 7);
 }
 
+/// A non-list flag given twice keeps the last value, as Go's flag package does.
 #[test]
 fn last_scalar_flag_wins() {
     let c = ok(&[
@@ -233,6 +252,7 @@ fn other_flags() {
     assert!(c.rejoin_after_leave);
 }
 
+/// Both dash forms of an unknown flag are reported under its name.
 #[test]
 fn unknown_flag_is_named() {
     let e = err(&["-dev", "-frobnicate"]);
@@ -255,6 +275,7 @@ fn flag_syntax_errors() {
     assert!(e.contains("-node-meta"), "{e}");
 }
 
+/// `-h` is reported as an error carrying the usage text, which `is_help` recognizes.
 #[test]
 fn help_lists_flags() {
     for h in ["-h", "-help", "--help"] {
@@ -276,6 +297,7 @@ fn help_lists_flags() {
     assert!(usage().starts_with("Usage: cairn agent"));
 }
 
+/// `--` alone ends the flags and is not an error.
 #[test]
 fn double_dash_ends_flags() {
     let c = ok(&["-dev", "--"]);
@@ -284,6 +306,7 @@ fn double_dash_ends_flags() {
 
 // ---------------------------------------------------------------- defaults
 
+/// A plain client: Consul's defaults for every key, and no warning.
 #[test]
 fn client_defaults() {
     let c = ok(&["-data-dir", "/tmp/cairn-client", "-node", "c1"]);
@@ -330,9 +353,11 @@ fn client_defaults() {
     assert_eq!(c.acl.down_policy, "extend-cache");
     assert!(c.leave_on_terminate && !c.skip_leave_on_interrupt);
     assert!(c.disable_host_node_id);
+    // A default configuration must be quiet: a warning here would show on every start.
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
+/// Servers default to staying in the cluster on signals; a config file can change both.
 #[test]
 fn server_leave_defaults_and_overrides() {
     let c = ok(&[
@@ -355,6 +380,7 @@ fn server_leave_defaults_and_overrides() {
     assert!(c.leave_on_terminate && !c.skip_leave_on_interrupt);
 }
 
+/// `-dev` changes defaults only: explicit flags still win over it.
 #[test]
 fn dev_defaults() {
     let c = ok(&["-dev"]);
@@ -370,6 +396,7 @@ fn dev_defaults() {
     );
     assert_eq!(c.ports.grpc, None);
     assert_eq!(c.data_dir, None);
+    // The host name, since `-node` was not given.
     assert!(!c.node_name.is_empty());
     assert!(!c.leave_on_terminate && c.skip_leave_on_interrupt);
     // Flags still override -dev defaults.
@@ -393,6 +420,9 @@ fn bootstrap_expect_one_means_bootstrap() {
 
 // ---------------------------------------------------------------- files
 
+/// A config that sets nearly every supported key, with values other than the defaults and
+/// in mixed spellings (`East-1`, `WARN`, `Name`), so that a key read from the wrong place
+/// or not canonicalized shows in [`check_full`].
 const FULL_JSON: &str = r#"{
   "datacenter": "East-1",
   "primary_datacenter": "west",
@@ -429,6 +459,7 @@ const FULL_JSON: &str = r#"{
   "disable_update_check": true
 }"#;
 
+/// What [`FULL_JSON`] and [`FULL_HCL`] must both produce.
 fn check_full(c: &Config) {
     assert_eq!(c.datacenter, "east-1");
     assert_eq!(c.primary_datacenter, "west");
@@ -450,12 +481,14 @@ fn check_full(c: &Config) {
     assert_eq!(c.ports.http, Some(18500));
     assert_eq!(c.ports.dns, None);
     assert_eq!(c.ports.grpc, Some(8502));
+    // Ports the file does not set keep their defaults: blocks merge key by key.
     assert_eq!(c.ports.server, 8300);
     assert_eq!(c.addresses.http, vec![ip("127.0.0.1"), ip("10.0.0.1")]);
     assert!(c.addresses.dns.is_empty());
     assert_eq!(c.node_meta.get("rack").map(String::as_str), Some("r7"));
     assert_eq!(c.services.len(), 2);
     assert_eq!(c.services[0]["name"], "db");
+    // Definitions keep their keys as written (`Name`); the agent decodes them later.
     assert_eq!(c.services[1]["Name"], "web");
     assert_eq!(c.services[1]["check"]["interval"], "10s");
     assert_eq!(c.checks.len(), 1);
@@ -463,6 +496,7 @@ fn check_full(c: &Config) {
     assert!(c.dns.only_passing);
     assert_eq!(c.dns.udp_answer_limit, 5);
     assert_eq!(c.dns.soa.min_ttl, 30);
+    // Keys of a block that the file does not set keep their defaults.
     assert_eq!(c.dns.soa.refresh, 3600);
     assert_eq!(c.dns.service_ttl.get("*"), Some(&Duration::from_secs(5)));
     assert_eq!(c.dns.service_ttl.get("db*"), Some(&Duration::from_secs(60)));
@@ -500,6 +534,9 @@ fn json_file() {
     check_full(&c);
 }
 
+/// The same config as [`FULL_JSON`] in HCL, written as Consul users write it: repeated
+/// `ports` blocks, a `service_ttl` block with quoted keys (HCL 1 style), and legacy token
+/// names.
 const FULL_HCL: &str = r#"
 datacenter = "East-1"
 primary_datacenter = "west"
@@ -590,6 +627,7 @@ reconnect_timeout    = "24h"
 disable_update_check = true
 "#;
 
+/// HCL and JSON forms of one config must give the same result.
 #[test]
 fn hcl_file() {
     let dir = TempDir::new("hcl");
@@ -598,6 +636,8 @@ fn hcl_file() {
     check_full(&c);
 }
 
+/// Repeated `service` and `check` blocks, and several `check` blocks inside a service,
+/// come out as the lists the registration decoder expects.
 #[test]
 fn hcl_service_blocks_become_services() {
     let dir = TempDir::new("hcl-services");
@@ -635,6 +675,8 @@ check {
 "#,
     );
     let c = ok(&["-dev", "-config-file", &file]);
+    // `services` entries come first: a singular `service` joins the list after the
+    // list's own entries from the same file.
     let names: Vec<&str> = c
         .services
         .iter()
@@ -645,12 +687,16 @@ check {
     assert_eq!(web["check"]["id"], "web-http");
     assert_eq!(web["tags"], serde_json::json!(["v1"]));
     let api = &c.services[2];
+    // Two `check` blocks in one service arrive as a list, moved to `checks`.
     assert!(api.get("check").is_none());
     assert_eq!(api["checks"].as_array().map(Vec::len), Some(2));
     assert_eq!(c.checks.len(), 1);
     assert_eq!(c.checks[0]["name"], "mem");
 }
 
+/// Files of a directory are read by name (`a` before `b` whatever the creation order),
+/// lists append in that order after the flags' lists, and non-config files and
+/// subdirectories are skipped.
 #[test]
 fn config_dir_lexical_order_and_list_appending() {
     let dir = TempDir::new("dir");
@@ -672,6 +718,7 @@ fn config_dir_lexical_order_and_list_appending() {
     std::fs::create_dir_all(dir.0.join("sub.json")).expect("subdir");
     let c = ok(&["-dev", "-retry-join", "flag", "-config-dir", &dir.path()]);
     assert_eq!(c.datacenter, "dc-b");
+    // Set only in `a.json`: a later file replaces only the keys it sets.
     assert_eq!(c.log_level, "warn");
     assert_eq!(c.retry_join, vec!["flag", "a", "b", "c"]);
     assert_eq!(c.node_meta.len(), 2);
@@ -681,6 +728,7 @@ fn config_dir_lexical_order_and_list_appending() {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(names, vec!["svc-a", "svc-b", "svc-c"]);
+    // `notes.txt` and the `sub.json` directory are not config sources.
     assert_eq!(c.config_sources.len(), 3);
     assert!(c.config_sources[0].ends_with("a.json"));
     assert!(
@@ -690,6 +738,8 @@ fn config_dir_lexical_order_and_list_appending() {
     );
 }
 
+/// The precedence of Consul: files in order, then `-hcl`, then flags, wherever each flag
+/// stands on the command line.
 #[test]
 fn later_sources_override_and_flags_win() {
     let dir = TempDir::new("order");
@@ -735,6 +785,7 @@ fn later_sources_override_and_flags_win() {
     assert_eq!(c.datacenter, "flag");
 }
 
+/// Without a known extension a file needs `-config-format`, and the message says so.
 #[test]
 fn config_format_flag() {
     let dir = TempDir::new("format");
@@ -748,6 +799,8 @@ fn config_format_flag() {
     assert_eq!(c.datacenter, "fmt");
 }
 
+/// Missing files, syntax errors, HCL variables and a non-object top level all name the
+/// file in the message.
 #[test]
 fn file_errors_name_the_file() {
     let e = err(&["-dev", "-config-file", "/nonexistent/cairn.json"]);
@@ -759,6 +812,7 @@ fn file_errors_name_the_file() {
     let file = dir.file("broken.hcl", "ports {\n http = \n");
     let e = err(&["-dev", "-config-file", &file]);
     assert!(e.contains("broken.hcl") && e.contains("HCL"), "{e}");
+    // Config files are data: a variable reference is an error, not an empty value.
     let file = dir.file("vars.hcl", "datacenter = var.dc\n");
     let e = err(&["-dev", "-config-file", &file]);
     assert!(e.contains("vars.hcl") && e.contains("datacenter"), "{e}");
@@ -767,6 +821,7 @@ fn file_errors_name_the_file() {
     assert!(e.contains("top level"), "{e}");
 }
 
+/// Old spellings (`ui`, `agent_master`) work, and the flag still wins over a file's alias.
 #[test]
 fn aliases() {
     let c = with_json(
@@ -783,6 +838,7 @@ fn aliases() {
     assert!(c.ui);
 }
 
+/// Numbers and booleans written as strings are accepted, as by Consul's decoder.
 #[test]
 fn weakly_typed_values() {
     let c = with_json(
@@ -797,6 +853,8 @@ fn weakly_typed_values() {
 
 // ---------------------------------------------------------------- warnings
 
+/// Unknown and unsupported keys warn with their full path and file, and do not stop the
+/// agent.
 #[test]
 fn unknown_keys_warn() {
     let c = with_json(
@@ -815,6 +873,7 @@ fn unknown_keys_warn() {
     assert!(all.contains("agent.json"), "warnings name the file: {all}");
 }
 
+/// Script checks without ACLs, and a node name DNS cannot serve, are warned about.
 #[test]
 fn risky_settings_warn() {
     let c = ok(&["-dev", "-enable-script-checks", "-node", "bad_name"]);
@@ -825,12 +884,15 @@ fn risky_settings_warn() {
 
 // ---------------------------------------------------------------- validation
 
+/// Asserts that an error message mentions each of `needles` (flag, key, value).
 fn assert_names(e: &str, needles: &[&str]) {
     for n in needles {
         assert!(e.contains(n), "error {e:?} does not name {n:?}");
     }
 }
 
+/// A bad value is reported with its key and, depending on the source, the file name or
+/// the flag.
 #[test]
 fn invalid_bootstrap_expect() {
     assert_names(
@@ -849,6 +911,7 @@ fn invalid_bootstrap_expect() {
     );
 }
 
+/// Out-of-range ports, a disabled server port, and two listeners on one port.
 #[test]
 fn invalid_port() {
     assert_names(
@@ -884,6 +947,7 @@ fn invalid_log_level() {
     );
 }
 
+/// Durations need a unit, as in Go; `reconnect_timeout` has Consul's 8h minimum.
 #[test]
 fn invalid_durations() {
     assert_names(
@@ -911,6 +975,7 @@ fn invalid_durations() {
     );
 }
 
+/// Bad IPs, go-sockaddr templates, host names as recursors, and `0.0.0.0` advertised.
 #[test]
 fn invalid_addresses() {
     assert_names(
@@ -942,6 +1007,7 @@ fn invalid_addresses() {
     );
 }
 
+/// Consul's bootstrap rules: not both modes, server mode only, and not with `-dev`.
 #[test]
 fn invalid_bootstrap_combinations() {
     assert_names(
@@ -967,6 +1033,7 @@ fn invalid_bootstrap_combinations() {
     );
 }
 
+/// Datacenter names must be DNS labels; upper case is lowercased, not refused.
 #[test]
 fn invalid_datacenter() {
     assert_names(
@@ -980,6 +1047,7 @@ fn invalid_datacenter() {
     );
 }
 
+/// Keys must be base64 of an AES key size, and a refused key is never echoed.
 #[test]
 fn invalid_encrypt() {
     assert_names(
@@ -999,6 +1067,7 @@ fn invalid_encrypt() {
     ok(&["-dev", "-encrypt", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]); // 24 bytes
 }
 
+/// Only `-dev` runs without a data directory, and a file is not one.
 #[test]
 fn data_dir_required_outside_dev() {
     assert_names(&err(&["-node", "c"]), &["data_dir", "-data-dir"]);
@@ -1012,6 +1081,7 @@ fn data_dir_required_outside_dev() {
     assert!(ok(&["-dev"]).data_dir.is_none());
 }
 
+/// One refused value per kind of check, each naming its key.
 #[test]
 fn invalid_dns_and_others() {
     assert_names(
@@ -1050,6 +1120,7 @@ fn invalid_dns_and_others() {
     assert_names(&err(&["-dev", "-alt-domain", "consul"]), &["alt_domain"]);
 }
 
+/// All errors come in one message, one per line, not just the first.
 #[test]
 fn several_errors_reported_together() {
     let e = json_err(
@@ -1062,6 +1133,8 @@ fn several_errors_reported_together() {
 
 // ---------------------------------------------------------------- reload
 
+/// Reload re-reads the files but keeps the original flags; a broken file on reload is an
+/// error, which leaves the running configuration to the caller.
 #[test]
 fn reload_rereads_files_with_the_same_flags() {
     let dir = TempDir::new("reload");

@@ -4,6 +4,11 @@
 //! value as a given type. Like Consul's decoder they are weakly typed: a string holding a number or
 //! a boolean is accepted where a number or a boolean is expected (flags are all strings).
 //! Errors are the part of the message after `key: `.
+//! The caller prefixes the key or flag, which these readers do not know.
+//!
+//! Each reader returns the value in the canonical form the rest of the agent compares and
+//! prints (lowercase datacenter and domain, hyphenated node ID, `ip:port` recursors), so that
+//! two spellings of the same setting are equal after loading.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -12,6 +17,9 @@ use base64::Engine as _;
 use serde_json::Value;
 
 /// A value as shown in error messages: JSON text, cut short when long.
+///
+/// Cut at 80 characters so that a whole pasted object does not swamp the message; counted
+/// in characters, not bytes, so the cut never splits a UTF-8 sequence.
 pub(crate) fn show(v: &Value) -> String {
     let text = v.to_string();
     if text.chars().count() > 80 {
@@ -22,6 +30,7 @@ pub(crate) fn show(v: &Value) -> String {
     }
 }
 
+/// The one shape of a bad-value message: `invalid value <json>: <why>`.
 fn invalid(v: &Value, why: &str) -> String {
     format!("invalid value {}: {why}", show(v))
 }
@@ -45,6 +54,9 @@ pub(crate) fn as_int(v: &Value) -> Result<i64, String> {
             if let Some(i) = n.as_i64() {
                 Ok(i)
             } else if let Some(f) = n.as_f64() {
+                // A float with no fraction (`3.0`, as some generators write integers) is taken; a
+                // fraction is refused rather than truncated. The range test keeps the cast from
+                // saturating a huge float silently.
                 if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 {
                     Ok(f as i64)
                 } else {
@@ -60,6 +72,9 @@ pub(crate) fn as_int(v: &Value) -> Result<i64, String> {
 }
 
 /// A whole number within `min..=max`.
+///
+/// The message names only the bound that matters: an upper bound of `u32::MAX` or more is
+/// an implementation limit, not something to tell the user about.
 pub(crate) fn as_uint(v: &Value, min: u64, max: u64) -> Result<u64, String> {
     let i = as_int(v)?;
     if let Ok(u) = u64::try_from(i)
@@ -84,6 +99,9 @@ pub(crate) fn as_uint(v: &Value, min: u64, max: u64) -> Result<u64, String> {
 }
 
 /// A string; numbers and booleans are taken as their text.
+///
+/// So `node_name = 123` in HCL, or a flag value, reads as the string `"123"`, as with Consul's
+/// weakly typed decoder.
 pub(crate) fn as_str(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
@@ -99,11 +117,15 @@ pub(crate) fn as_duration(v: &Value) -> Result<Duration, String> {
     match v {
         Value::String(s) => cairn_catalog::duration::parse_go_duration(s.trim()).map_err(|_| bad()),
         // Go's ParseDuration accepts a bare "0".
+        // Any other bare number is refused, as in Go: `10` has no unit, and guessing seconds
+        // would silently differ from Consul.
         Value::Number(n) if n.as_u64() == Some(0) => Ok(Duration::ZERO),
         _ => Err(bad()),
     }
 }
 
+/// Consul evaluates go-sockaddr templates (`{{ GetPrivateIP }}`) in address fields. They
+/// are detected so the message says what is missing instead of "not an IP address".
 fn is_template(s: &str) -> bool {
     s.contains("{{")
 }
@@ -117,6 +139,8 @@ pub(crate) fn as_ip(v: &Value) -> Result<IpAddr, String> {
     parse_ip(v, s.trim())
 }
 
+/// Parses one address; `[::1]` is accepted as well as `::1`, since IPv6 addresses are often
+/// written bracketed, as in URLs.
 fn parse_ip(v: &Value, s: &str) -> Result<IpAddr, String> {
     if is_template(s) {
         return Err(invalid(v, TEMPLATE_MSG));
@@ -146,6 +170,8 @@ pub(crate) fn as_ip_list(v: &Value) -> Result<Vec<IpAddr>, String> {
         }
         _ => return Err(invalid(v, "expected IP addresses separated by spaces")),
     }
+    // An empty string would leave a listener with no address at all: refused rather than
+    // silently not listening.
     if out.is_empty() {
         return Err(invalid(v, "expected at least one IP address"));
     }
@@ -153,6 +179,9 @@ pub(crate) fn as_ip_list(v: &Value) -> Result<Vec<IpAddr>, String> {
 }
 
 /// A port: `Some(p)` for 1..=65535, `None` when disabled (-1 or 0, as in Consul).
+///
+/// Any non-positive number disables, not only -1, as in Consul's builder, so that `0` never
+/// becomes "any free port" as it would for a socket bind.
 pub(crate) fn as_port(v: &Value) -> Result<Option<u16>, String> {
     let i = as_int(v)?;
     if i <= 0 {
@@ -167,6 +196,8 @@ pub(crate) fn as_port(v: &Value) -> Result<Option<u16>, String> {
 }
 
 /// A port that cannot be disabled.
+///
+/// For the listeners the agent cannot run without (LAN gossip, server RPC).
 pub(crate) fn as_required_port(v: &Value) -> Result<u16, String> {
     match as_port(v)? {
         Some(p) => Ok(p),
@@ -178,6 +209,8 @@ pub(crate) fn as_required_port(v: &Value) -> Result<u16, String> {
 }
 
 /// A list of strings; a single string is taken as a list of one.
+///
+/// Consul's decoder does the same for list fields, so `retry_join = "10.0.0.1"` works.
 pub(crate) fn as_str_list(v: &Value) -> Result<Vec<String>, String> {
     match v {
         Value::Array(items) => items
@@ -190,6 +223,8 @@ pub(crate) fn as_str_list(v: &Value) -> Result<Vec<String>, String> {
 }
 
 /// The log levels the agent knows, lowest first.
+///
+/// The names of `tracing`'s levels; Consul's `log_level` uses the same words.
 pub(crate) const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
 
 /// A log level, lowercased.
@@ -219,6 +254,9 @@ pub(crate) fn as_one_of(v: &Value, allowed: &[&str]) -> Result<String, String> {
 }
 
 /// A datacenter name: lowercased, then only `[a-z0-9_-]`.
+///
+/// The name is a label of DNS questions (`web.service.<dc>.consul`), so it may not contain
+/// dots or spaces; lowercasing first makes `East` valid, as Consul does.
 pub(crate) fn as_datacenter(v: &Value) -> Result<String, String> {
     let s = as_str(v)?.to_lowercase();
     let ok = !s.is_empty()
@@ -235,6 +273,9 @@ pub(crate) fn as_datacenter(v: &Value) -> Result<String, String> {
 }
 
 /// A DNS domain, returned lowercase with its trailing dot (`consul.`).
+///
+/// Each label is 1 to 63 bytes (RFC 1035). Underscores are allowed, although a strict host
+/// name (RFC 1123) would refuse them: DNS labels may hold them (RFC 2181).
 pub(crate) fn as_domain(v: &Value) -> Result<String, String> {
     let s = as_str(v)?.trim().to_lowercase();
     let name = s.strip_suffix('.').unwrap_or(&s);
@@ -254,6 +295,9 @@ pub(crate) fn as_domain(v: &Value) -> Result<String, String> {
 }
 
 /// A node ID: a UUID, returned lowercase and hyphenated.
+///
+/// Any form `uuid` parses (upper case, braces, no hyphens) is accepted, and the canonical
+/// form makes the same ID compare equal however it was written.
 pub(crate) fn as_node_id(v: &Value) -> Result<String, String> {
     let s = as_str(v)?;
     uuid::Uuid::parse_str(s.trim())
@@ -267,6 +311,10 @@ pub(crate) fn as_node_id(v: &Value) -> Result<String, String> {
 }
 
 /// A gossip key: base64 of 16, 24 or 32 bytes. The key itself is never echoed in messages.
+///
+/// The lengths of AES-128, AES-192 and AES-256 keys, the ciphers of the gossip encryption.
+/// Messages never echo the key: they end up in logs and terminals, and a near-miss key is
+/// still a secret.
 pub(crate) fn as_encrypt_key(v: &Value) -> Result<String, String> {
     let Value::String(s) = v else {
         return Err("invalid value: expected a base64 string".into());
@@ -283,6 +331,10 @@ pub(crate) fn as_encrypt_key(v: &Value) -> Result<String, String> {
 }
 
 /// A DNS recursor: an IP with an optional port, returned as `ip:port` (port 53 by default).
+///
+/// Only addresses: the recursor is dialled as given, and no name is resolved to find it.
+/// A socket address is tried first, so that `[::1]:5353` keeps its port and a bare `::1`
+/// (which is not a socket address) still parses as an IP.
 pub(crate) fn as_recursor(v: &Value) -> Result<String, String> {
     let s = as_str(v)?;
     let s = s.trim();
@@ -303,6 +355,10 @@ pub(crate) fn as_recursor(v: &Value) -> Result<String, String> {
 }
 
 /// Reasons a node metadata pair is refused (Consul's rules), or `None`.
+///
+/// The limits are Consul's (`structs.validateMetaPair`): keys up to 128 bytes of letters,
+/// digits, `_` and `-`, values up to 512 bytes, and the `consul-` key prefix reserved for
+/// Consul's own use.
 pub(crate) fn node_meta_problem(key: &str, value: &str) -> Option<String> {
     if key.is_empty() {
         return Some("metadata keys must not be empty".into());
@@ -331,6 +387,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    /// Flags arrive as strings and HCL may give floats: both must read as the typed value.
     fn weak_typing() {
         assert_eq!(as_bool(&json!("1")), Ok(true));
         assert_eq!(as_bool(&json!("False")), Ok(false));
@@ -344,6 +401,7 @@ mod tests {
     }
 
     #[test]
+    /// Consul's space-separated address form, refused templates, and recursor normalization.
     fn addresses_and_recursors() {
         assert_eq!(as_ip_list(&json!("127.0.0.1 ::1")).map(|v| v.len()), Ok(2));
         assert!(
@@ -356,6 +414,7 @@ mod tests {
     }
 
     #[test]
+    /// Names are canonicalized (lowercase, trailing dot) and Consul's metadata rules apply.
     fn names() {
         assert_eq!(as_datacenter(&json!("East-1")), Ok("east-1".into()));
         assert!(as_datacenter(&json!("dc 1")).is_err());
