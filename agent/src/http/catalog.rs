@@ -9,7 +9,7 @@ use axum::routing::{get, put};
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 
 use super::error::ApiError;
-use super::{AppState, json_response, json_true, query, selection, serve_selected, token};
+use super::{AppState, Req, json_response, json_true, selection, serve_selected, token};
 use crate::api::decode::decode;
 use crate::api::{Write, WriteOp};
 use crate::server::query::Read;
@@ -29,11 +29,10 @@ pub fn routes() -> Router<AppState> {
 
 async fn register(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let req: RegisterRequest = decode(&body)?;
     let dc = o.dc.clone().or(Some(req.datacenter.clone()));
     a.backend
@@ -48,11 +47,10 @@ async fn register(
 
 async fn deregister(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let req: DeregisterRequest = decode(&body)?;
     let dc = o.dc.clone().or(Some(req.datacenter.clone()));
     a.backend
@@ -65,11 +63,7 @@ async fn deregister(
     Ok(json_true())
 }
 
-async fn datacenters(
-    State(a): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn datacenters(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     Ok(json_response(&[a.backend.datacenter()], o.pretty))
 }
 
@@ -100,9 +94,8 @@ async fn node(
 async fn node_services(
     State(a): State<AppState>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let sel = selection(&a, &p, &o);
     let read = Read::CatalogNodeServices { node, sel };
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;

@@ -15,7 +15,7 @@ use cairn_gossip::Role;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{AppState, answer_response, json_response, query, run_read, set_meta, token};
+use super::{AppState, Req, answer_response, json_response, query, run_read, set_meta, token};
 use crate::api::Reply;
 use crate::api::decode::decode;
 use crate::api::{Write, WriteOp};
@@ -70,8 +70,7 @@ fn entries(reply: &Reply) -> Vec<CoordinateEntry> {
 }
 
 /// Every node's coordinate (`?segment` narrows to one segment); blocking.
-async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
+async fn nodes(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     let read = Read::Coordinates { node: None };
     let (meta, answer) = run_read(&a, read.clone(), &o).await?;
     match p.get("segment") {
@@ -92,9 +91,8 @@ async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respo
 async fn node(
     State(a): State<AppState>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     let read = Read::Coordinates { node: Some(node) };
     let (meta, answer) = run_read(&a, read.clone(), &o).await?;
     if entries(&answer.reply).is_empty() {
@@ -108,11 +106,10 @@ async fn node(
 /// Sets a node's coordinate.
 async fn update(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let entry: CoordinateEntry = decode(&body)?;
     let w = Write::new(WriteOp::CoordinateUpdate { entry })
         .in_dc(o.dc.as_deref())

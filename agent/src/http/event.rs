@@ -2,14 +2,14 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, put};
 
 use super::error::ApiError;
 use super::params::Params;
-use super::{AppState, check_dc, json_response, query};
+use super::{AppState, Req, check_dc, json_response};
 use crate::events::UserEvent;
 
 /// Routes of this area. `POST` to fire is accepted too: Spring Cloud Consul sends it.
@@ -22,10 +22,9 @@ pub fn routes() -> Router<AppState> {
 async fn fire(
     State(a): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     if name.starts_with("_cairn") {
         return Err(ApiError::bad_request(format!(
@@ -51,8 +50,7 @@ fn keep(ev: &UserEvent, p: &Params) -> bool {
         && field(p.get("tag"), &ev.tag_filter)
 }
 
-async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
+async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {

@@ -7,7 +7,7 @@ use axum::routing::get;
 use cairn_catalog::model::HealthStatus;
 
 use super::error::ApiError;
-use super::{AppState, query, selection, serve_read, serve_selected};
+use super::{AppState, Req, selection, serve_read, serve_selected};
 use crate::server::query::Read;
 
 /// Routes of this area.
@@ -38,9 +38,8 @@ async fn checks(
 async fn service(
     State(a): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let passing = p
         .flag("passing")
         .map_err(|_| ApiError::bad_request("Invalid value for ?passing"))?;
@@ -51,9 +50,8 @@ async fn service(
 async fn state(
     State(a): State<AppState>,
     Path(state): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let state = match state.as_str() {
         "any" => None,
         s => Some(HealthStatus::parse(s).ok_or_else(|| {

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::Req;
 use super::error::ApiError;
-use super::{AppState, json_response, query};
+use super::{AppState, json_response};
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -136,8 +137,7 @@ fn disk(path: &str, errors: &mut Vec<String>) -> Value {
     }
 }
 
-async fn host(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     let data_dir = a
         .config()
         .data_dir

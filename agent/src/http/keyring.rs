@@ -3,14 +3,15 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::Req;
 use super::error::ApiError;
-use super::{AppState, json_response, query};
+use super::{AppState, json_response};
 use crate::api::decode::decode;
 use crate::keyring::Op;
 
@@ -28,8 +29,7 @@ struct KeyBody {
     key: String,
 }
 
-async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     Ok(json_response(&a.keyring_list()?, o.pretty))
 }
 

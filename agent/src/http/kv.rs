@@ -10,7 +10,7 @@ use axum::routing::get;
 
 use super::error::ApiError;
 use super::params::Params;
-use super::{AppState, json_response, query, run_read, set_meta, token};
+use super::{AppState, Req, json_response, query, run_read, set_meta, token};
 use crate::api::write::{KvDeleteMode, KvSetMode};
 use crate::api::{Reply, Write, WriteOp, Written};
 use crate::server::query::Read;
@@ -27,15 +27,15 @@ pub fn routes_with_limit(max_value: usize) -> axum::Router<AppState> {
         .layer(DefaultBodyLimit::max(max_value.saturating_add(1)))
 }
 
-async fn get_root(s: State<AppState>, q: RawQuery) -> Result<Response, ApiError> {
-    kv_get(s, String::new(), q).await
+async fn get_root(s: State<AppState>, r: Req) -> Result<Response, ApiError> {
+    kv_get(s, String::new(), r).await
 }
 async fn get_key(
     s: State<AppState>,
     Path(key): Path<String>,
-    q: RawQuery,
+    r: Req,
 ) -> Result<Response, ApiError> {
-    kv_get(s, key, q).await
+    kv_get(s, key, r).await
 }
 async fn put_root(
     s: State<AppState>,
@@ -69,9 +69,8 @@ async fn delete_key(
 async fn kv_get(
     State(a): State<AppState>,
     key: String,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let recurse = p.presence("recurse");
     let keys = p.presence("keys");
     let raw = p.presence("raw");

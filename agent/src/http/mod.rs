@@ -372,6 +372,27 @@ pub async fn run_read(
     Ok(agent.backend.query(&q).await?)
 }
 
+/// What every handler starts from: the query string and the read options in it, parsed once
+/// by axum before the handler runs (a malformed option is answered with Consul's 400 there).
+pub struct Req {
+    /// The query string's parameters.
+    pub p: Params,
+    /// The common read options (`?index`, `?wait`, `?stale`, `?dc`, `?filter`, ...).
+    pub o: QueryOptions,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Req {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Req, ApiError> {
+        let (p, o) = query(parts.uri.query())?;
+        Ok(Req { p, o })
+    }
+}
+
 /// Parses the query string and the common read options.
 pub fn query(raw: Option<&str>) -> Result<(Params, QueryOptions), ApiError> {
     let p = Params::parse(raw);

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_catalog::duration::format_go_duration;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, query};
+use super::{AppState, Req, check_dc, json_response};
 use crate::local::defs::{RawDuration, dur};
 
 /// Routes of this area.
@@ -36,9 +36,8 @@ pub fn routes() -> Router<AppState> {
 /// leader wrote them.
 async fn autopilot_get(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     let read = crate::server::query::Read::Autopilot;
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
     let value = match &answer.reply {
@@ -69,11 +68,10 @@ struct AutopilotBody {
 /// Replaces autopilot's settings (`?cas=<ModifyIndex>` for check-and-set); `true`/`false`.
 async fn autopilot_set(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let b: AutopilotBody = crate::api::decode::decode(&body)?;
     let defaults = crate::config::Autopilot::default();
     // Absent (or zero) durations take the defaults.
@@ -117,8 +115,7 @@ async fn autopilot_set(
 
 /// Service, instance and node counts of this datacenter, with the query metadata in the body
 /// as Consul's answer has it.
-async fn usage(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn usage(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     let read = crate::server::query::Read::Usage;
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
     let mut per_dc = serde_json::Map::new();
@@ -147,9 +144,8 @@ async fn usage(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respo
 
 async fn raft_configuration(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let st = a.backend.status().await?;
     let servers: Vec<_> = st
@@ -222,9 +218,8 @@ fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Val
 
 async fn autopilot_health(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let v = autopilot_view(&a).await?;
     let servers: Vec<_> = v
@@ -258,9 +253,8 @@ async fn autopilot_health(
 /// role, the leader and the voters.
 async fn autopilot_state(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let v = autopilot_view(&a).await?;
     let mut servers = serde_json::Map::new();
@@ -324,9 +318,8 @@ fn peer_request(p: &super::params::Params) -> crate::rpc::PeerRequest {
 
 async fn remove_peer(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let req = peer_request(&p);
     if req.id.is_empty() == req.address.is_empty() {
@@ -340,9 +333,8 @@ async fn remove_peer(
 
 async fn transfer_leader(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     a.backend.transfer_leader(&peer_request(&p)).await?;
     Ok(json_response(&json!({"Success": true}), o.pretty))

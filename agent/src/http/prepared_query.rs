@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,7 @@ use cairn_catalog::model::PreparedQuery;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{AppState, json_response, query, serve_read, token};
+use super::{AppState, Req, json_response, serve_read, token};
 use crate::api::decode::decode_value;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
@@ -49,11 +49,10 @@ fn definition(body: &[u8]) -> Result<PreparedQuery, ApiError> {
 
 async fn create(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let query = definition(&body)?;
     let w = Write::new(WriteOp::QueryCreate { query })
         .in_dc(o.dc.as_deref())
@@ -65,28 +64,25 @@ async fn create(
     Ok(json_response(&json!({"ID": id}), o.pretty))
 }
 
-async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     serve_read(&a, Read::Queries { id: None }, &o).await
 }
 
 async fn read(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     serve_read(&a, Read::Queries { id: Some(id) }, &o).await
 }
 
 async fn update(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let mut query = definition(&body)?;
     query.id = id;
     let w = Write::new(WriteOp::QueryUpdate { query })
@@ -99,10 +95,9 @@ async fn update(
 async fn remove(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let w = Write::new(WriteOp::QueryDelete { id })
         .in_dc(o.dc.as_deref())
         .with_token(token(&headers, &p));
@@ -113,9 +108,8 @@ async fn remove(
 async fn execute(
     State(a): State<AppState>,
     Path(key): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let limit = match p.get("limit") {
         None | Some("") => 0,
         Some(l) => l
@@ -133,8 +127,7 @@ async fn execute(
 async fn explain(
     State(a): State<AppState>,
     Path(key): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     serve_read(&a, Read::QueryExplain { key }, &o).await
 }

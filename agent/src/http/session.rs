@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, put};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, json_true, query, serve_read, token};
+use super::{AppState, Req, check_dc, json_response, json_true, serve_read, token};
 use crate::api::decode::decode;
 use crate::api::write::SessionSpec;
 use crate::api::{Write, WriteOp, Written};
@@ -62,11 +62,10 @@ fn lock_delay(v: &Option<RawDuration>) -> Result<Option<u64>, ApiError> {
 
 async fn create(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let b: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {
@@ -99,10 +98,9 @@ async fn create(
 async fn destroy(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     let w = Write::new(WriteOp::SessionDestroy { id })
         .in_dc(o.dc.as_deref())
         .with_token(token(&headers, &p));
@@ -113,9 +111,8 @@ async fn destroy(
 async fn renew(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let (_, found) = super::run_read(&a, Read::SessionInfo { id: id.clone() }, &o).await?;
     let session = match &found.reply {
@@ -134,22 +131,19 @@ async fn renew(
 async fn info(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     serve_read(&a, Read::SessionInfo { id }, &o).await
 }
 
 async fn node(
     State(a): State<AppState>,
     Path(node): Path<String>,
-    RawQuery(q): RawQuery,
+    Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
     serve_read(&a, Read::SessionNode { node }, &o).await
 }
 
-async fn list(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     serve_read(&a, Read::SessionList, &o).await
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::error::ApiError;
-use super::{AppState, query, run_read, set_meta, token};
+use super::{AppState, Req, query, run_read, set_meta, token};
 use crate::server::query::Read;
 
 /// Largest snapshot accepted by `PUT` (the request is held in memory while it is applied).
@@ -47,11 +47,10 @@ async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respon
 
 async fn restore(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     if body.len() > MAX_SNAPSHOT {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,

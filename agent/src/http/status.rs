@@ -1,12 +1,13 @@
 //! `/v1/status/*`: the Raft leader and peers.
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 
+use super::Req;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, query};
+use super::{AppState, check_dc, json_response};
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -15,15 +16,13 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/status/peers", get(peers))
 }
 
-async fn leader(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn leader(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let leader = a.backend.status().await?.leader.unwrap_or_default();
     Ok(json_response(&leader, o.pretty))
 }
 
-async fn peers(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (_, o) = query(q.as_deref())?;
+async fn peers(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let peers = a.backend.status().await?.voters;
     Ok(json_response(&peers, o.pretty))

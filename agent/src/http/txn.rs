@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::put;
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response, query, set_meta, token};
+use super::{AppState, Req, check_dc, json_response, set_meta, token};
 use crate::api::decode::decode;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
@@ -137,11 +137,10 @@ fn rolled_back(errors: &[TxnError], pretty: bool) -> Response {
 
 async fn txn(
     State(a): State<AppState>,
-    RawQuery(q): RawQuery,
+    Req { p, o, .. }: Req,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (p, o) = query(q.as_deref())?;
     check_dc(&a, o.dc.as_deref())?;
     let max = a.config().limits.txn_max_req_len;
     if body.len() as u64 > max {
