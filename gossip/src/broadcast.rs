@@ -19,6 +19,15 @@
 //! The [`Handler`] lives inside foca (which owns it), so what it learns is kept in a
 //! [`Book`] shared with the core through a mutex: foca decides what to re-broadcast from the
 //! handler's answer, the core reads the same book to report members and events.
+//!
+//! Metadata travels as a broadcast rather than inside the identity: foca puts identities in
+//! every header, so metadata there would cost its size on every probe, and a change would
+//! need a new identity. As a versioned item it is sent only when it changes, and a newer
+//! copy replaces an older one still queued ([`BroadcastKey`]).
+//!
+//! Every bound below exists so that the largest item fits one datagram next to the largest
+//! foca header; the core's `limits` test checks it. Decoders apply the same bounds that
+//! [`MemberMeta::validate`] and [`UserEvent::validate`] apply before sending.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,15 +43,25 @@ use crate::codec::{
 use crate::identity::{MAX_NAME_LEN, NodeId};
 
 /// Largest encoded [`MemberMeta`].
+///
+/// Together with the name and version fields this gives [`MAX_META_ITEM_LEN`], which must
+/// fit a datagram next to the largest foca header.
 pub const MAX_META_LEN: usize = 640;
 /// Longest datacenter, build, node id or tag string.
 pub const MAX_META_STRING: usize = 64;
 /// Longest node meta key.
+///
+/// Consul's own limit on node meta keys.
 pub const MAX_NODE_META_KEY: usize = 128;
 /// Longest node meta value.
+///
+/// Consul's own limit on node meta values. Values use a two-byte length for this reason;
+/// the overall [`MAX_META_LEN`] still bounds their sum.
 pub const MAX_NODE_META_VALUE: usize = 512;
 
 /// Longest user event payload.
+///
+/// Serf's default `UserEventSizeLimit`.
 pub const MAX_EVENT_PAYLOAD: usize = 512;
 /// Longest user event name.
 pub const MAX_EVENT_NAME: usize = 128;
@@ -60,9 +79,15 @@ pub const MAX_META_ITEM_LEN: usize = 1 + 1 + MAX_NAME_LEN + 8 + 8 + 1 + MAX_META
 pub const EVENT_VERSION: u8 = 1;
 
 /// Events remembered for deduplication.
+///
+/// Also the width, in Lamport time, of the window in which events are accepted: an event
+/// older than that can no longer be checked against what was seen, so it is refused, as
+/// Serf refuses events older than its event buffer.
 const SEEN_EVENTS: usize = 4096;
 
 /// A member's role.
+///
+/// Clients pick the servers they forward to from the members whose role is `Server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Role {
     /// An agent that forwards to servers.
@@ -73,6 +98,8 @@ pub enum Role {
 }
 
 /// The ports a member serves on (0 = not served).
+///
+/// Published so that others reach a member's services without asking it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Ports {
     /// Server RPC (Consul 8300); 0 on clients.
@@ -108,6 +135,9 @@ pub struct MemberMeta {
 }
 
 /// Why metadata or an event is refused.
+///
+/// Checked before anything is sent: an item over its bounds would be refused by every
+/// receiver's decoder, or by foca if it did not fit a packet at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
     /// A field is longer than its limit.
@@ -135,6 +165,7 @@ pub enum LimitError {
     },
 }
 
+/// Refuses a field longer than `max`.
 fn limit(what: &'static str, len: usize, max: usize) -> Result<(), LimitError> {
     if len > max {
         Err(LimitError::TooLong { what, len, max })
@@ -145,10 +176,14 @@ fn limit(what: &'static str, len: usize, max: usize) -> Result<(), LimitError> {
 
 impl MemberMeta {
     /// Checks every bound; `Ok` means it can be gossiped.
+    ///
+    /// Every field has its own bound and the encoding a total one: the per-field bounds
+    /// alone would allow far more than [`MAX_META_LEN`].
     pub fn validate(&self) -> Result<(), LimitError> {
         limit("datacenter", self.datacenter.len(), MAX_META_STRING)?;
         limit("build", self.build.len(), MAX_META_STRING)?;
         limit("node id", self.node_id.len(), MAX_META_STRING)?;
+        // The entry counts are one byte on the wire.
         if self.node_meta.len() > 255 {
             return Err(LimitError::TooMany {
                 what: "node meta",
@@ -175,6 +210,9 @@ impl MemberMeta {
     }
 
     /// Encoded length.
+    ///
+    /// Exact, so that [`MemberMeta::validate`] can check the bound without encoding: role,
+    /// three length-prefixed strings, four ports, then the two counted maps.
     pub fn encoded_len(&self) -> usize {
         let strings = 3 + self.datacenter.len() + self.build.len() + self.node_id.len();
         let meta: usize = self
@@ -187,6 +225,9 @@ impl MemberMeta {
     }
 
     /// Writes the metadata; call only after [`MemberMeta::validate`].
+    ///
+    /// The counts saturate and the entries are cut at 255 alike, so even unvalidated
+    /// input would still encode to something that decodes.
     pub(crate) fn encode(&self, buf: &mut impl BufMut) {
         buf.put_u8(match self.role {
             Role::Client => 0,
@@ -212,6 +253,9 @@ impl MemberMeta {
     }
 
     /// Reads metadata, enforcing the same bounds as [`MemberMeta::validate`].
+    ///
+    /// Each field is bounded as it is read, then the total: fields each within their limit
+    /// could still add up to more than a sender can validate.
     pub(crate) fn decode(buf: &mut impl Buf) -> Result<Self, CodecError> {
         let start = buf.remaining();
         let role = match get_u8(buf)? {
@@ -257,6 +301,9 @@ impl MemberMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserEvent {
     /// Unique ID (deduplication key).
+    ///
+    /// Gossip delivers an event several times and by several paths (and push/pull once
+    /// more); the ID is how each member delivers it once.
     pub id: Uuid,
     /// Event name.
     pub name: String,
@@ -271,11 +318,16 @@ pub struct UserEvent {
     /// Event format version (Consul reports 1).
     pub version: u8,
     /// Lamport time, assigned when fired.
+    ///
+    /// Orders events across members, and bounds how old an event may be and still be
+    /// accepted (see [`Book::observe_event`]).
     pub ltime: u64,
 }
 
 impl UserEvent {
     /// A new event with a random ID and no filters.
+    ///
+    /// The Lamport time is left at 0: the core stamps it when the event is fired.
     pub fn new(name: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         Self {
             id: Uuid::new_v4(),
@@ -290,6 +342,9 @@ impl UserEvent {
     }
 
     /// Checks the size bounds.
+    ///
+    /// The total bound is what keeps the encoded item within [`MAX_EVENT_ITEM_LEN`]: the
+    /// fields' own bounds add up to much more.
     pub fn validate(&self) -> Result<(), LimitError> {
         if self.name.is_empty() {
             return Err(LimitError::Empty("event name"));
@@ -315,6 +370,7 @@ impl UserEvent {
         )
     }
 
+    /// Writes the event (after its item tag, or in a push/pull list).
     pub(crate) fn encode(&self, buf: &mut impl BufMut) {
         buf.put_u8(self.version);
         buf.put_slice(self.id.as_bytes());
@@ -326,12 +382,15 @@ impl UserEvent {
         put_str8(buf, &self.tag_filter);
     }
 
+    /// Reads an event and applies [`UserEvent::validate`]'s bounds, so a peer cannot spread
+    /// an event this member would refuse to fire.
     pub(crate) fn decode(buf: &mut impl Buf) -> Result<Self, CodecError> {
         let version = get_u8(buf)?;
         if version != EVENT_VERSION {
             return Err(CodecError::UnsupportedVersion(version));
         }
         let raw = get_vec(buf, 16)?;
+        // Sixteen bytes were read, so this cannot fail; the mapping avoids a panic path.
         let id = Uuid::from_slice(&raw).map_err(|_| CodecError::Truncated)?;
         let ltime = get_u64(buf)?;
         let name = get_str8(buf, MAX_EVENT_NAME, "event name")?;
@@ -362,6 +421,9 @@ impl UserEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VersionedMeta {
     /// Generation of the publishing identity.
+    ///
+    /// First in the rank: a restarted process counts versions from 1 again, and its
+    /// metadata must still replace its previous life's.
     pub generation: u64,
     /// Counter bumped at every change within a generation.
     pub version: u64,
@@ -382,12 +444,20 @@ impl VersionedMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeaveMark {
     /// Generation that is leaving.
+    ///
+    /// An intent binds one generation only: a member that restarts under the same name is not
+    /// affected by its previous life's leave.
     pub generation: u64,
     /// Whether members should forget it at once (`force-leave -prune`).
+    ///
+    /// Without it a left member stays listed until the tombstone timeout, as in Consul.
     pub prune: bool,
 }
 
 /// One custom broadcast.
+///
+/// Each item is one foca custom broadcast: foca carries it length-prefixed in the room a
+/// packet has left, and hands it to [`Handler`] on every member it reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// A member's metadata.
@@ -436,6 +506,9 @@ impl Item {
     }
 
     /// Decodes exactly one item from `data`.
+    ///
+    /// foca hands over one length-prefixed item at a time, so bytes left after the item
+    /// mean a corrupt one.
     pub fn decode(data: &[u8]) -> Result<Self, CodecError> {
         let mut buf = data;
         let item = match get_u8(&mut buf)? {
@@ -476,6 +549,7 @@ impl Item {
         Ok(item)
     }
 
+    /// The key foca queues this item under (see [`BroadcastKey`]).
     fn key(&self) -> BroadcastKey {
         match self {
             Item::Meta { name, meta } => BroadcastKey::Meta {
@@ -491,6 +565,7 @@ impl Item {
     }
 }
 
+/// Reads a member name carried as a bare string, with the bounds of [`NodeId::new`].
 pub(crate) fn get_name(buf: &mut impl Buf) -> Result<Arc<str>, CodecError> {
     let name = get_str8(buf, MAX_NAME_LEN, "node name")?;
     if name.is_empty() {
@@ -526,6 +601,9 @@ pub enum BroadcastKey {
 }
 
 impl Invalidates for BroadcastKey {
+    /// `>=` rather than `>`: foca drops the queued entries a new key invalidates and queues
+    /// the new one with a full count of transmissions, so re-adding an equal copy (the core
+    /// refreshing its own metadata) restarts it instead of queueing a duplicate.
     fn invalidates(&self, other: &Self) -> bool {
         match (self, other) {
             (
@@ -543,14 +621,25 @@ impl Invalidates for BroadcastKey {
 }
 
 /// Everything learned from broadcasts and push/pull exchanges that foca does not track.
+///
+/// Keyed by name, not identity: it outlives generation changes, and an entry goes only
+/// when the member is reaped or pruned ([`Book::forget`]).
 #[derive(Debug, Default)]
 pub struct Book {
+    /// Newest metadata per member name.
     metas: BTreeMap<Arc<str>, VersionedMeta>,
+    /// Newest leave intent per member name.
     leaves: BTreeMap<Arc<str>, LeaveMark>,
+    /// Lamport clock of user events: above every event time seen or fired here.
     event_clock: u64,
+    /// IDs of the last [`SEEN_EVENTS`] events, for deduplication.
     seen: HashSet<Uuid>,
+    /// The same IDs in arrival order, to forget the oldest first.
     seen_order: VecDeque<Uuid>,
+    /// Items that were news, for the core to react to once foca returns: the handler has
+    /// no way back to the core.
     inbox: Vec<Item>,
+    /// Events refused as too old, reported in the stats.
     stale_events: u64,
 }
 
@@ -576,6 +665,8 @@ impl Book {
     }
 
     /// Records newer metadata; true when it replaced what was known.
+    ///
+    /// An equal rank is the same copy and not news, which is what stops its relaying.
     pub fn merge_meta(&mut self, name: &Arc<str>, meta: &VersionedMeta) -> bool {
         match self.metas.get(name) {
             Some(known) if known.rank() >= meta.rank() => false,
@@ -598,6 +689,8 @@ impl Book {
     }
 
     /// Moves the event clock forward to at least `ltime + 1`.
+    ///
+    /// Lamport's receive rule: an event fired here afterwards orders after `ltime`.
     pub fn witness(&mut self, ltime: u64) {
         self.event_clock = self.event_clock.max(ltime.saturating_add(1));
     }
@@ -614,6 +707,7 @@ impl Book {
         if self.seen.contains(&ev.id) {
             return false;
         }
+        // Too old to tell whether it was already delivered: refused (see `SEEN_EVENTS`).
         if ev.ltime.saturating_add(SEEN_EVENTS as u64) < self.event_clock {
             self.stale_events += 1;
             return false;
@@ -698,11 +792,15 @@ impl BroadcastHandler<NodeId> for Handler {
         // wants sent, including a refresh of its own unchanged metadata.
         if fresh || sender.is_none() {
             let key = item.key();
+            // News is also queued for the core (member reports, event delivery); a local
+            // addition the book already knew is sent again but not reported twice.
             if fresh {
                 book.inbox.push(item);
             }
             Ok(Some(key))
         } else {
+            // Known from a peer: `None` tells foca not to relay it, which is what ends the
+            // epidemic for this item.
             Ok(None)
         }
     }
@@ -729,6 +827,7 @@ mod tests {
         }
     }
 
+    /// Every kind round-trips; truncations and trailing bytes are refused.
     #[test]
     fn items_round_trip() -> Result<(), CodecError> {
         let mut ev = UserEvent::new("deploy", b"v2".to_vec());
@@ -766,6 +865,8 @@ mod tests {
         Ok(())
     }
 
+    /// The largest valid event and metadata stay within their item bounds, and metadata
+    /// that fits every field bound can still fail the total.
     #[test]
     fn largest_items_fit_their_bounds() {
         let ev = UserEvent {
@@ -823,6 +924,7 @@ mod tests {
         assert!(ev.validate().is_err());
     }
 
+    /// What foca relays and what the core hears about, for peers' items and local ones.
     #[test]
     fn handler_rebroadcasts_only_news() -> Result<(), BroadcastError> {
         let book = SharedBook::default();
@@ -859,6 +961,7 @@ mod tests {
         Ok(())
     }
 
+    /// A newer (or equal) copy replaces a queued one; different things never do.
     #[test]
     fn keys_invalidate_older_copies_of_the_same_thing() {
         let a = |v| BroadcastKey::Meta {
@@ -873,6 +976,7 @@ mod tests {
         assert!(!BroadcastKey::Event(id).invalidates(&a(1)));
     }
 
+    /// An event older than the window is refused and counted, a current one delivered once.
     #[test]
     fn stale_events_are_refused() {
         let mut book = Book::default();

@@ -13,6 +13,13 @@
 //! member  = id incarnation:u16 state:u8(0 alive, 1 suspect, 2 down)
 //! ```
 //! All integers are big-endian.
+//!
+//! Hand-written rather than derived so that every size is known without encoding:
+//! [`header_len`], [`member_len`] and [`id_len`] are exact, the encoders check room with
+//! them before writing, and the bounds ([`MAX_ID_LEN`], [`MAX_HEADER_LEN`]) are what the
+//! datagram budget is checked against. Identities dominate every packet (two or three per
+//! header, one per member update), so they are kept compact: an IPv4 address takes 4 bytes,
+//! not 16.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -23,12 +30,21 @@ use foca::{Header, Member, Message, State};
 use crate::identity::{MAX_NAME_LEN, NodeId};
 
 /// Version byte leading every foca header.
+///
+/// Read before anything else: a member speaking another format is refused as a whole
+/// ([`CodecError::UnsupportedVersion`]) instead of being misread.
 pub const CODEC_VERSION: u8 = 1;
 
 /// Largest encoded [`NodeId`], in bytes.
+///
+/// Name length, name, address family, IPv6 address, port, generation.
 pub const MAX_ID_LEN: usize = 1 + MAX_NAME_LEN + 1 + 16 + 2 + 8;
 
 /// Largest encoded foca header (two identities plus a message that names a third).
+///
+/// Version, source, source incarnation, destination, message tag, the named identity,
+/// probe number. The core's `limits` test checks that the largest broadcast items still
+/// fit a datagram next to it.
 pub const MAX_HEADER_LEN: usize = 1 + MAX_ID_LEN + 2 + MAX_ID_LEN + 1 + MAX_ID_LEN + 1;
 
 /// A decoding or encoding failure. Decoding errors mean the input was rejected whole.
@@ -65,12 +81,17 @@ pub enum CodecError {
     #[error("{0} trailing bytes")]
     Trailing(usize),
     /// The output buffer has no room for the item (nothing was written).
+    ///
+    /// Not a fault: foca encodes into the room left in a packet and stops adding items
+    /// when one does not fit.
     #[error("not enough room in the output buffer")]
     BufferFull,
 }
 
 // ---- primitive readers -------------------------------------------------------------
 
+/// Checks that `n` bytes remain. Every reader calls it first: `Buf`'s getters panic on
+/// short input, and a decoder must never panic on what the network sends.
 pub(crate) fn need(buf: &impl Buf, n: usize) -> Result<(), CodecError> {
     if buf.remaining() < n {
         Err(CodecError::Truncated)
@@ -99,6 +120,8 @@ pub(crate) fn get_u64(buf: &mut impl Buf) -> Result<u64, CodecError> {
     Ok(buf.get_u64())
 }
 
+/// Reads a flag byte. Only 0 and 1 are accepted, so that every valid input has one
+/// meaning.
 pub(crate) fn get_bool(buf: &mut impl Buf, what: &'static str) -> Result<bool, CodecError> {
     match get_u8(buf)? {
         0 => Ok(false),
@@ -108,6 +131,9 @@ pub(crate) fn get_bool(buf: &mut impl Buf, what: &'static str) -> Result<bool, C
 }
 
 /// Reads `len` bytes into a new vector (after checking they are there).
+///
+/// The length is checked before allocating, so a forged length cannot make the decoder
+/// allocate more than the input it holds.
 pub(crate) fn get_vec(buf: &mut impl Buf, len: usize) -> Result<Vec<u8>, CodecError> {
     need(buf, len)?;
     let mut out = vec![0u8; len];
@@ -153,6 +179,8 @@ pub(crate) fn get_bytes16(
     get_vec(buf, len)
 }
 
+/// Refuses a length over its limit. Decoders apply the limits senders validate against,
+/// so a peer cannot spread what a local member would refuse to send.
 pub(crate) fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), CodecError> {
     if len > max {
         Err(CodecError::Length { what, len, max })
@@ -164,12 +192,18 @@ pub(crate) fn check_len(what: &'static str, len: usize, max: usize) -> Result<()
 // ---- primitive writers (callers check room first) -----------------------------------
 
 /// Writes a string with a `u8` length prefix. The caller guarantees `s.len() <= 255`.
+///
+/// If that is ever broken, the length byte and the bytes written are cut at 255 alike, so
+/// the output still decodes.
 pub(crate) fn put_str8(buf: &mut impl BufMut, s: &str) {
     buf.put_u8(u8::try_from(s.len()).unwrap_or(u8::MAX));
     buf.put_slice(s.as_bytes().get(..255).unwrap_or(s.as_bytes()));
 }
 
 /// Writes bytes with a `u16` length prefix. The caller guarantees `b.len() <= 65535`.
+///
+/// As in [`put_str8`], an over-long input is cut consistently rather than corrupting the
+/// stream.
 pub(crate) fn put_bytes16(buf: &mut impl BufMut, b: &[u8]) {
     buf.put_u16(u16::try_from(b.len()).unwrap_or(u16::MAX));
     buf.put_slice(b.get(..usize::from(u16::MAX)).unwrap_or(b));
@@ -178,6 +212,8 @@ pub(crate) fn put_bytes16(buf: &mut impl BufMut, b: &[u8]) {
 // ---- identities ---------------------------------------------------------------------
 
 /// Encoded size of an identity.
+///
+/// Exact: the encoders check room with it before writing anything.
 pub fn id_len(id: &NodeId) -> usize {
     let ip = if id.addr().is_ipv4() { 4 } else { 16 };
     1 + id.name().len() + 1 + ip + 2 + 8
@@ -203,6 +239,8 @@ pub(crate) fn put_id(buf: &mut impl BufMut, id: &NodeId) {
 /// Reads an identity.
 pub(crate) fn get_id(buf: &mut impl Buf) -> Result<NodeId, CodecError> {
     let len = usize::from(get_u8(buf)?);
+    // An empty name is refused as `NodeId::new` refuses it: a peer must not be able to
+    // create an identity that no local code could.
     if len == 0 || len > MAX_NAME_LEN {
         return Err(CodecError::Length {
             what: "node name",
@@ -242,6 +280,8 @@ pub(crate) fn get_id(buf: &mut impl Buf) -> Result<NodeId, CodecError> {
 
 // ---- member state --------------------------------------------------------------------
 
+/// The wire tag of a SWIM state. Explicit, so that the format does not depend on the order
+/// of foca's enum.
 pub(crate) fn state_tag(state: State) -> u8 {
     match state {
         State::Alive => 0,
@@ -264,6 +304,8 @@ pub(crate) fn get_state(buf: &mut impl Buf) -> Result<State, CodecError> {
 
 // ---- foca messages -------------------------------------------------------------------
 
+/// Encoded size of a foca message: its tag, plus a one-byte probe number for the probe
+/// messages and, for the indirect ones, the identity they are about.
 fn message_len(message: &Message<NodeId>) -> usize {
     match message {
         Message::Ping(_) | Message::Ack(_) => 2,
@@ -279,6 +321,8 @@ fn message_len(message: &Message<NodeId>) -> usize {
     }
 }
 
+/// Writes a foca message. The tags are part of the wire format: a change needs a new
+/// [`CODEC_VERSION`].
 fn put_message(buf: &mut impl BufMut, message: &Message<NodeId>) {
     match message {
         Message::Ping(n) => {
@@ -364,16 +408,24 @@ fn get_message(buf: &mut impl Buf) -> Result<Message<NodeId>, CodecError> {
 }
 
 /// Encoded size of a foca header.
+///
+/// Exact, like [`id_len`].
 pub fn header_len(header: &Header<NodeId>) -> usize {
     1 + id_len(&header.src) + 2 + id_len(&header.dst) + message_len(&header.message)
 }
 
 /// Encoded size of a member update.
+///
+/// Exact: foca packs as many member updates as fit after the header, and the encoder
+/// refuses one that does not without writing any of it.
 pub fn member_len(member: &Member<NodeId>) -> usize {
     id_len(member.id()) + 2 + 1
 }
 
 /// The crate's [`foca::Codec`]: see the module documentation for the layout.
+///
+/// Stateless: foca owns one and calls it for every header and member update it sends or
+/// receives.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WireCodec;
 
@@ -385,6 +437,7 @@ impl foca::Codec<NodeId> for WireCodec {
         header: &Header<NodeId>,
         mut buf: impl BufMut,
     ) -> Result<(), CodecError> {
+        // Checked first, so that a failed encode leaves the buffer as it was.
         if buf.remaining_mut() < header_len(header) {
             return Err(CodecError::BufferFull);
         }
@@ -428,6 +481,7 @@ impl foca::Codec<NodeId> for WireCodec {
     }
 
     fn decode_member(&mut self, mut buf: impl Buf) -> Result<Member<NodeId>, CodecError> {
+        // The rest of the input is left to foca: a packet holds updates back to back.
         let id = get_id(&mut buf)?;
         let incarnation = get_u16(&mut buf)?;
         let state = get_state(&mut buf)?;
@@ -473,6 +527,7 @@ mod tests {
         ]
     }
 
+    /// Every message kind, with an IPv6 destination; the computed size matches the bytes.
     #[test]
     fn headers_round_trip_and_sizes_are_exact() -> Result<(), CodecError> {
         for message in all_messages() {
@@ -497,6 +552,7 @@ mod tests {
         Ok(())
     }
 
+    /// Short input is always `Truncated`, whichever field it cuts.
     #[test]
     fn every_truncation_of_a_header_is_rejected() -> Result<(), CodecError> {
         let header = Header {
@@ -521,6 +577,7 @@ mod tests {
         Ok(())
     }
 
+    /// An encode that does not fit writes nothing, so foca's packet stays well formed.
     #[test]
     fn members_round_trip_and_full_buffers_stay_clean() -> Result<(), CodecError> {
         let m = Member::new(id("node-1", 8301), 3, State::Suspect);
@@ -539,6 +596,7 @@ mod tests {
         Ok(())
     }
 
+    /// Bad bytes in any field are an error of the matching kind, never a panic or a default.
     #[test]
     fn bad_bytes_are_errors() {
         assert_eq!(
@@ -570,6 +628,7 @@ mod tests {
         ));
     }
 
+    /// [`MAX_ID_LEN`] is reached by a longest name with an IPv6 address, not exceeded.
     #[test]
     fn largest_identity_matches_the_bound() {
         let name = "n".repeat(MAX_NAME_LEN);
@@ -582,6 +641,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Headers and updates come from anyone who can reach the port.
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let _ = WireCodec.decode_header(&mut &bytes[..]);
