@@ -2,10 +2,15 @@
 //!
 //! Consul's API speaks Go durations everywhere (`wait=120000ms`, `"Interval": "10s"`,
 //! `"DeregisterCriticalServiceAfter": "1m30s"`), so Cairn parses and prints them exactly as Go does.
+//!
+//! A Go `Duration` is a signed 64-bit count of nanoseconds, so values above `i64::MAX`
+//! nanoseconds (about 292 years) are refused here as Go refuses them, even though a Rust
+//! `Duration` could hold them: what Cairn accepts, a Go client or server can read back.
 
 use std::time::Duration;
 
-/// Why a duration string was refused.
+/// Why a duration string was refused. The message is Go's own (`time: invalid duration "x"`),
+/// so an error answer reads as Consul's would.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("time: invalid duration {0:?}")]
 pub struct DurationError(pub String);
@@ -13,6 +18,10 @@ pub struct DurationError(pub String);
 /// Parses a Go duration such as `"300ms"`, `"1h15m"`, `"1.5s"` or `"0"`.
 ///
 /// Negative durations are refused: nothing in the API takes one.
+///
+/// Like Go, every number needs a unit (`"10"` is an error), except the bare `"0"`; several
+/// number-unit pairs add up (`"1h15m"`), with no space between them. A fraction is rounded down
+/// to the nanosecond.
 pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     let err = || DurationError(input.to_string());
     let mut s = input;
@@ -25,12 +34,14 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         }
         return Err(err());
     }
+    // The only number Go accepts without a unit.
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() {
         return Err(err());
     }
+    // u128, so that no step below can overflow before the check against Go's i64 range.
     let mut total_ns: u128 = 0;
     while !s.is_empty() {
         // Number part: digits, optional fraction.
@@ -57,6 +68,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         s = &s[unit_len..];
         let unit_ns: u128 = match unit {
             "ns" => 1,
+            // Go accepts the micro sign (U+00B5) and the Greek mu (U+03BC) alike.
             "us" | "µs" | "μs" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
@@ -71,13 +83,15 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         };
         let mut value = whole.checked_mul(unit_ns).ok_or_else(err)?;
         if !frac_part.is_empty() {
-            // Keep at most 18 fractional digits: more cannot change a nanosecond count.
+            // Keep at most 18 fractional digits: more cannot change a nanosecond count, and 18
+            // keep `frac * unit_ns` well inside u128 even for hours.
             let digits = &frac_part[..frac_part.len().min(18)];
             let frac: u128 = digits.parse().map_err(|_| err())?;
             let scale = 10u128.pow(digits.len() as u32);
             value = value.checked_add(frac * unit_ns / scale).ok_or_else(err)?;
         }
         total_ns = total_ns.checked_add(value).ok_or_else(err)?;
+        // Go's overflow: the sum no longer fits its signed 64-bit nanoseconds.
         if total_ns > i64::MAX as u128 {
             return Err(err());
         }
@@ -86,6 +100,10 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
 }
 
 /// Formats a duration as Go's `Duration.String` does: `"0s"`, `"1.5s"`, `"1h30m0s"`, `"250ms"`.
+///
+/// The output is what Consul's answers show (check intervals, timeouts), so it follows Go's
+/// quirks exactly: units below a second stand alone (`"1.5ms"`), and from a minute up every
+/// smaller unit is written even when zero (`"1h0m0s"`).
 pub fn format_go_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns == 0 {
@@ -118,7 +136,8 @@ pub fn format_go_duration(d: Duration) -> String {
     out
 }
 
-/// `value / scale` printed with the fraction's trailing zeros removed.
+/// `value / scale` printed with the fraction's trailing zeros removed (`scale` is a power of
+/// ten: its number of zeros is the fraction's width before trimming).
 fn fmt_frac(value: u128, scale: u128) -> String {
     let whole = value / scale;
     let frac = value % scale;
@@ -142,7 +161,8 @@ pub mod serde_go {
         s.serialize_str(&format_go_duration(*d))
     }
 
-    /// Deserializes from a Go duration string or a number of nanoseconds.
+    /// Deserializes from a Go duration string or a number of nanoseconds. An empty string is
+    /// zero (an unset duration), which [`parse_go_duration`] alone would refuse.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -162,6 +182,8 @@ pub mod serde_go {
 mod tests {
     use super::*;
 
+    /// Forms Consul's clients send, and forms Go's `time.ParseDuration` refuses (no unit, a
+    /// negative value, an overflow, a space between parts).
     #[test]
     fn parses_go_forms() {
         let ms = Duration::from_millis;
@@ -189,6 +211,7 @@ mod tests {
         }
     }
 
+    /// Expected strings are Go's `Duration.String` output for the same values.
     #[test]
     fn formats_like_go() {
         let ms = Duration::from_millis;
@@ -202,6 +225,7 @@ mod tests {
         assert_eq!(format_go_duration(Duration::from_nanos(10)), "10ns");
     }
 
+    /// Whatever Go prints, Cairn reads back to the same duration and prints the same way.
     #[test]
     fn round_trips() {
         for s in ["10s", "1m0s", "1h30m0s", "250ms", "1.5s", "0s", "72h0m0s"] {

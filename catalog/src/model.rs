@@ -3,6 +3,15 @@
 //! These types are both the stored form and the wire form of the HTTP API: field names follow
 //! Consul exactly (`ServiceName`, `CheckID`, `CreateIndex`, ...). Request bodies are decoded into
 //! them after the agent has normalised key casing.
+//!
+//! Every struct is `#[serde(default)]`: Consul clients leave fields out freely, and a record
+//! written by an older version (without a field added since) must still read back from the
+//! Raft log and from snapshots.
+//!
+//! `CreateIndex` and `ModifyIndex` are the log indexes of the commands that created and last
+//! changed a record. The store sets them whatever a request carried, so they are the same on
+//! every server. Stored records are shared (`Arc`) between versions of the state, so they are
+//! never changed in place: a change stores a new record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +25,9 @@ pub type Meta = BTreeMap<String, String>;
 
 /// Health of a check, as Consul spells it. Ordered from best to worst, so the health of
 /// anything made of several checks is [`HealthStatus::worst`] of theirs.
+///
+/// The order is the derived `Ord`, that is the order of the variants: reordering them would
+/// change every aggregate health answer.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -72,10 +84,12 @@ impl HealthStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Node {
-    /// Node UUID.
+    /// Node UUID, or empty when the registration gave none. The store keeps it lowercase, so
+    /// one UUID written in two casings is one ID, and refuses a different ID for a node that
+    /// already has one.
     #[serde(rename = "ID")]
     pub id: String,
-    /// Node name, unique in a datacenter.
+    /// Node name, unique in a datacenter: the key of the node table.
     pub node: String,
     /// Address other nodes and clients use.
     pub address: String,
@@ -92,6 +106,9 @@ pub struct Node {
 }
 
 /// Weights used for DNS SRV answers.
+///
+/// Without `#[serde(default)]`: a `Weights` object must carry both fields, while a service
+/// without `Weights` at all gets [`Weights::default`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Weights {
@@ -101,6 +118,8 @@ pub struct Weights {
     pub warning: u32,
 }
 
+/// Consul's weights for a registration that sets none: 1 and 1, so passing and warning
+/// instances are picked equally often.
 impl Default for Weights {
     fn default() -> Self {
         Weights {
@@ -126,10 +145,11 @@ pub struct ServiceAddress {
 pub struct Service {
     /// Service kind: empty for a typical service, or `connect-proxy`, `mesh-gateway`, ...
     pub kind: String,
-    /// Instance ID, unique on its node.
+    /// Instance ID, unique on its node; a registration without one gets the service name, as
+    /// in Consul (one unnamed instance per service and node).
     #[serde(rename = "ID")]
     pub id: String,
-    /// Service name.
+    /// Service name: what DNS and the health endpoints look instances up by.
     pub service: String,
     /// Tags.
     pub tags: Vec<String>,
@@ -152,6 +172,9 @@ pub struct Service {
 }
 
 /// The type-specific part of a check as the catalog records it.
+///
+/// The catalog only stores it: checks run on their agent, which reads its own definition.
+/// Durations travel as Go duration strings (`"10s"`), as Consul writes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CheckDefinition {
@@ -202,7 +225,7 @@ pub struct CheckDefinition {
 pub struct HealthCheck {
     /// Node the check belongs to.
     pub node: String,
-    /// Check ID, unique on its node.
+    /// Check ID, unique on its node; a registration without one gets the check's name.
     #[serde(rename = "CheckID")]
     pub check_id: String,
     /// Display name.
@@ -216,9 +239,11 @@ pub struct HealthCheck {
     /// Service instance the check is bound to; empty for a node-level check.
     #[serde(rename = "ServiceID")]
     pub service_id: String,
-    /// Name of that service (filled by the catalog).
+    /// Name of that service, filled by the catalog as in Consul's check records: copied from
+    /// the instance when the check is written, and rewritten when the instance changes name or
+    /// tags, so a check read alone (`/v1/health/state`, `?filter`) names its service.
     pub service_name: String,
-    /// Tags of that service (filled by the catalog).
+    /// Tags of that service (filled by the catalog, kept current like `service_name`).
     pub service_tags: Vec<String>,
     /// Check type (`http`, `tcp`, `ttl`, `script`, ...; empty when unknown).
     #[serde(rename = "Type")]
@@ -243,16 +268,19 @@ pub struct HealthCheck {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct KvEntry {
-    /// Number of times the key was acquired by a session.
+    /// Number of times the key was acquired by a session. It moves only when the holder
+    /// changes: a session that takes a lock it already holds does not count again.
     pub lock_index: u64,
     /// The key.
     pub key: String,
-    /// Opaque client flags.
+    /// Opaque client flags, stored and returned untouched.
     pub flags: u64,
-    /// The value; `null` when empty.
+    /// The value; `null` when empty. The store keeps an empty value as `None`, so a key put
+    /// with an empty body answers `null`, as Consul's does.
     #[serde(with = "b64_opt")]
     pub value: Option<Vec<u8>>,
-    /// Session holding the lock, if any.
+    /// Session holding the lock, if any; left out of the JSON when none holds it, as Consul
+    /// leaves out an empty `Session`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Index at which the key was created.
@@ -261,7 +289,8 @@ pub struct KvEntry {
     pub modify_index: u64,
 }
 
-/// What happens to a session's locks when it is invalidated.
+/// What happens to a session's locks when it is invalidated (destroyed, its node removed, or
+/// one of its checks critical or gone). `release` is Consul's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionBehavior {
@@ -294,16 +323,20 @@ pub struct Session {
     pub name: String,
     /// Node the session is bound to.
     pub node: String,
-    /// Lock delay in nanoseconds.
+    /// Lock delay in nanoseconds: Consul shows it as Go's JSON of a `time.Duration`, a number of
+    /// nanoseconds, not as a duration string. When the session is invalidated, the keys it held
+    /// cannot be locked again for this long.
     pub lock_delay: u64,
     /// What happens to held locks on invalidation.
     pub behavior: SessionBehavior,
-    /// TTL as given (Go duration), empty when none.
+    /// TTL as given (Go duration), empty when none. Kept as text, as Consul shows it; the
+    /// store never reads it (expiring sessions is the leader's job, by command).
     #[serde(rename = "TTL")]
     pub ttl: String,
-    /// Node checks the session is bound to.
+    /// Node checks the session is bound to: the session is invalidated when one of them turns
+    /// critical or is removed, and cannot be created while one is critical.
     pub node_checks: Vec<String>,
-    /// Service checks the session is bound to.
+    /// Service checks the session is bound to, with the same effect as `node_checks`.
     pub service_checks: Vec<ServiceCheckRef>,
     /// Index at which the session was created.
     pub create_index: u64,
@@ -311,7 +344,8 @@ pub struct Session {
     pub modify_index: u64,
 }
 
-/// Base64 for `Option<Vec<u8>>`, `null` for `None`.
+/// Base64 for `Option<Vec<u8>>`, `null` for `None`: how Go's `encoding/json` writes a
+/// `[]byte`, and so how Consul's KV values travel.
 pub mod b64_opt {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
@@ -354,6 +388,9 @@ pub struct Coordinate {
 
 impl Coordinate {
     /// Whether every component is a finite number (NaN or infinite values are refused).
+    ///
+    /// Beyond being meaningless, a non-finite value would break snapshots: JSON has no NaN, so
+    /// it would be written as `null` and the snapshot would no longer read back.
     pub fn is_valid(&self) -> bool {
         self.vec.iter().all(|v| v.is_finite())
             && self.error.is_finite()
@@ -397,7 +434,7 @@ pub struct AutopilotConfig {
     pub upgrade_version_tag: String,
     /// Index of the first write.
     pub create_index: u64,
-    /// Index of the last write.
+    /// Index of the last write: what a check-and-set (`?cas=`) compares against.
     pub modify_index: u64,
 }
 
@@ -412,7 +449,7 @@ pub struct PreparedQuery {
     pub name: String,
     /// Session whose invalidation deletes the query.
     pub session: String,
-    /// Token (ACLs; kept, not checked).
+    /// Token (ACLs; kept, not checked): stored so that a query reads back as it was written.
     pub token: String,
     /// Template settings.
     pub template: QueryTemplate,

@@ -3,6 +3,18 @@
 //! Layout: the magic `CAIRNSNP`, a format version (u32, big endian), the SHA-256 of the
 //! payload, then the payload (JSON). Restoring checks all three before touching anything and
 //! rebuilds the derived indexes, so `restore(write(s))` answers every read exactly as `s` does.
+//!
+//! Deterministic: tables are written in key order (the persistent maps iterate sorted, and the
+//! JSON of the records holds only sorted maps), so two servers at the same index write the same
+//! bytes. Besides the records, a snapshot carries everything a later command or read depends
+//! on: KV tombstones (prefix indexes), lock delays (which locks are refused), the watch indexes
+//! (what blocked readers compare against), the client sessions of exactly-once writes and a
+//! half-received operator restore. Leaving one out would let a server restored from a snapshot
+//! answer or apply differently from one that replayed the log.
+//!
+//! The same format serves Raft's snapshots (wrapped in the Raft snapshot file by `cairn-raft`)
+//! and operators' archives (`/v1/snapshot`), which leave out the log's own bookkeeping
+//! ([`write_archive`]).
 
 use std::sync::Arc;
 
@@ -13,9 +25,14 @@ use crate::model::{HealthCheck, KvEntry, Node, Service, Session};
 use crate::store::clients::ClientSession;
 use crate::store::{State, WatchKey};
 
+/// First bytes of every catalog snapshot: an operator who hands `PUT /v1/snapshot` some other
+/// file gets "not a snapshot" rather than a JSON error.
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
-/// Version of the snapshot format written by this build.
+/// Version of the snapshot format written by this build; [`read`] refuses any other. Fields
+/// added since version 1 are optional (`#[serde(default)]`), so they did not need a new
+/// version: a new version is only for a change older readers would misread.
 pub const SNAPSHOT_VERSION: u32 = 1;
+/// Magic, version (u32) and SHA-256 of the payload.
 const HEADER_LEN: usize = 8 + 4 + 32;
 
 /// Why a snapshot could not be restored. Nothing was changed.
@@ -38,16 +55,28 @@ pub enum SnapshotError {
     Encode(String),
 }
 
+/// The JSON body. Tables are lists in key order rather than maps: some keys are not strings
+/// (watch keys, (node, ID) pairs), and the records already hold their own key. Derived tables
+/// (service names, locks by session) are not written: [`read`] rebuilds them from the records,
+/// so they can never disagree.
+///
+/// The fields after `indexes` were added to version 1 later: each has a default, so
+/// snapshots written before them still read.
 #[derive(Serialize, Deserialize)]
 struct Payload {
+    /// The index of the last command applied to the state.
     index: u64,
     nodes: Vec<Node>,
+    /// (node, instance): a service record does not name its node.
     services: Vec<(String, Service)>,
     checks: Vec<HealthCheck>,
     kv: Vec<KvEntry>,
+    /// Deleted keys and their deletion index, so that a prefix's index still covers deletions.
     tombstones: Vec<(String, u64)>,
     sessions: Vec<Session>,
+    /// Key and the Unix ms before which it cannot be locked.
     lock_delays: Vec<(String, u64)>,
+    /// The index of every watch key, so blocking reads compare against the same numbers.
     indexes: Vec<(WatchKey, u64)>,
     #[serde(default)]
     coordinates: Vec<crate::model::CoordinateEntry>,
@@ -63,9 +92,11 @@ struct Payload {
     clients: Vec<(String, ClientSession)>,
 }
 
+/// A staged restore in one piece: how it was cut into commands does not matter once received.
 #[derive(Serialize, Deserialize)]
 struct StagedPayload {
     id: String,
+    /// The bytes received so far (base64, not a JSON array of numbers).
     #[serde(with = "crate::command::b64_vec")]
     data: Vec<u8>,
 }
@@ -90,6 +121,7 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
             .map(|(k, t)| (k.clone(), *t))
             .collect(),
         indexes: st.indexes.iter().map(|(k, i)| (k.clone(), *i)).collect(),
+        // Through the read, which lists them by node then segment: the table's key order.
         coordinates: st.coordinates(None).1,
         autopilot: st.autopilot.as_deref().cloned(),
         queries: st
@@ -108,6 +140,8 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
             .collect(),
     };
     let body = serde_json::to_vec(&payload).map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    // The checksum covers the payload only: magic and version are checked on their own, and a
+    // damaged header fails those checks.
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
@@ -118,22 +152,31 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
 
 /// Serializes the state for an operator (`GET /v1/snapshot`): without the pieces of a restore
 /// being received and the client sessions, which belong to Raft's snapshots only.
+///
+/// An archive restored elsewhere must not bring that cluster's exactly-once bookkeeping or a
+/// half-finished restore with it; the restoring cluster keeps its own (see `Tx::restore`).
 pub fn write_archive(st: &State) -> Result<Vec<u8>, SnapshotError> {
     if st.staged.is_none() && st.clients.is_empty() {
         return write(st);
     }
+    // Cloning the state is O(1); only the two left-out tables change in the copy.
     let mut st = st.clone();
     st.staged = None;
     st.clients = imbl::OrdMap::new();
     write(&st)
 }
 
-/// The index a snapshot was taken at, read from a verified snapshot.
+/// The index a snapshot was taken at, read from a verified snapshot. Reads the whole
+/// snapshot: an index is only trusted from bytes that passed the checksum and decode.
 pub fn index_of(bytes: &[u8]) -> Result<u64, SnapshotError> {
     Ok(read(bytes)?.last_index())
 }
 
 /// Restores a state from a snapshot.
+///
+/// Checks come cheapest first (length and magic, version, checksum) and all of them before
+/// decoding, so a foreign or damaged file is named as such instead of as malformed JSON. The
+/// result is a new state: nothing existing is touched, whatever fails.
 pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(SnapshotError::NotASnapshot);
@@ -163,6 +206,7 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
             .insert((c.node.clone(), c.check_id.clone()), Arc::new(c));
     }
     for e in p.kv {
+        // Locks by session are derived from the entries' holders, not stored.
         if let Some(s) = &e.session {
             st.session_locks
                 .entry(s.clone())
@@ -185,6 +229,7 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
         st.coordinates
             .insert((c.node, c.segment), Arc::new(c.coord));
     }
+    // Staged as one piece: further pieces append after it as they would after many.
     st.staged = p.staged_restore.map(|s| crate::store::StagedRestore {
         id: s.id,
         len: s.data.len() as u64,
@@ -195,6 +240,7 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
         .into_iter()
         .map(|(c, s)| (c, Arc::new(s)))
         .collect();
+    // The service-name index, rebuilt from the service table it derives from.
     crate::store::rebuild_derived(&mut st);
     Ok(st)
 }

@@ -28,6 +28,9 @@ pub use wire::{
 };
 
 /// A catalog registration: a node, optionally one service instance and checks.
+///
+/// Applied all or nothing: a check naming another node or an unknown service refuses the
+/// whole registration, node and service included.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RegisterRequest {
@@ -46,15 +49,20 @@ pub struct RegisterRequest {
     pub node_meta: Meta,
     /// A service instance to register on the node.
     pub service: Option<Service>,
-    /// One check (legacy single form).
+    /// One check (legacy single form, still part of Consul's API); registered before `checks`.
     pub check: Option<HealthCheck>,
     /// Checks.
     pub checks: Vec<HealthCheck>,
-    /// Leave the node record untouched (used for check updates).
+    /// Leave the node record untouched (used for check updates): an agent syncing a check does
+    /// not overwrite node fields another writer changed. Ignored when the node does not exist
+    /// yet, which is then registered from this request.
     pub skip_node_update: bool,
 }
 
 /// A catalog deregistration: a whole node, one service instance, or one check.
+///
+/// The most specific target wins: a service ID, else a check ID, else the node. Removing what
+/// does not exist is not an error, so a retried deregistration answers as the first did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DeregisterRequest {
@@ -71,22 +79,25 @@ pub struct DeregisterRequest {
 }
 
 /// A KV operation of the `/v1/kv` endpoint.
+///
+/// The conditional ones answer `false` rather than fail when their condition does not hold,
+/// as Consul's `/v1/kv` answers `false` with a 200.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KvOp {
-    /// Unconditional write.
+    /// Unconditional write (`PUT`).
     Set,
-    /// Write if `index` matches the ModifyIndex (0: create only).
+    /// Write if `index` matches the ModifyIndex (0: create only) (`PUT ?cas=`).
     Cas,
-    /// Write and take the lock for `session`.
+    /// Write and take the lock for `session` (`PUT ?acquire=`).
     Lock,
-    /// Write and release the lock held by `session`.
+    /// Write and release the lock held by `session` (`PUT ?release=`).
     Unlock,
-    /// Delete one key.
+    /// Delete one key (`DELETE`).
     Delete,
-    /// Delete one key if `index` matches.
+    /// Delete one key if `index` matches (`DELETE ?cas=`).
     DeleteCas,
-    /// Delete every key under a prefix.
+    /// Delete every key under a prefix (`DELETE ?recurse`).
     DeleteTree,
 }
 
@@ -101,9 +112,9 @@ pub struct KvRequest {
     pub value: Option<Vec<u8>>,
     /// Client flags.
     pub flags: u64,
-    /// Expected ModifyIndex for CAS operations.
+    /// Expected ModifyIndex for CAS operations (0 with `Cas`: the key must not exist yet).
     pub index: u64,
-    /// Session for lock operations.
+    /// Session for lock operations (`Lock` fails if it does not exist when it applies).
     pub session: String,
 }
 
@@ -142,7 +153,8 @@ pub enum KvVerb {
 }
 
 impl KvVerb {
-    /// Every KV verb.
+    /// Every KV verb: the table [`KvVerb::parse`] searches, so a verb left out here could never
+    /// be parsed.
     pub const ALL: [KvVerb; 13] = [
         KvVerb::Set,
         KvVerb::Cas,
@@ -221,7 +233,7 @@ pub enum CatalogVerb {
 }
 
 impl CatalogVerb {
-    /// Every catalog verb.
+    /// Every catalog verb: the table [`CatalogVerb::parse`] searches.
     pub const ALL: [CatalogVerb; 5] = [
         CatalogVerb::Set,
         CatalogVerb::Cas,
@@ -253,7 +265,7 @@ impl CatalogVerb {
             })
     }
 
-    /// Whether the verb only reads.
+    /// Whether the verb only reads (see [`KvVerb::is_read`]).
     pub fn is_read(self) -> bool {
         self == CatalogVerb::Get
     }
@@ -314,6 +326,8 @@ pub struct UnrecognizedTxnOp {
 }
 
 /// KV part of a transaction.
+///
+/// Every field but the verb defaults, as Consul's clients leave out what a verb does not use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TxnKvOp {
@@ -356,7 +370,7 @@ impl TxnKvOp {
 pub struct TxnNodeOp {
     /// What to do.
     pub verb: CatalogVerb,
-    /// The node.
+    /// The node; its `ModifyIndex` is the expected index of the CAS verbs.
     #[serde(default)]
     pub node: Node,
 }
@@ -370,7 +384,7 @@ pub struct TxnServiceOp {
     /// Node name.
     #[serde(default)]
     pub node: String,
-    /// The service.
+    /// The service; its `ModifyIndex` is the expected index of the CAS verbs.
     #[serde(default)]
     pub service: Service,
 }
@@ -381,12 +395,13 @@ pub struct TxnServiceOp {
 pub struct TxnCheckOp {
     /// What to do.
     pub verb: CatalogVerb,
-    /// The check.
+    /// The check, naming its node; its `ModifyIndex` is the expected index of the CAS verbs.
     #[serde(default)]
     pub check: HealthCheck,
 }
 
-/// One result of a committed transaction.
+/// One result of a committed transaction: what a write stored or a read found (KV results
+/// other than reads leave the value out, as Consul's do).
 // Short-lived wire data: boxing the larger variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -402,7 +417,7 @@ pub enum TxnResult {
     Check(HealthCheck),
 }
 
-/// Why a transaction was rolled back.
+/// Why a transaction was rolled back: one per failing operation, as Consul lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TxnError {
@@ -424,7 +439,9 @@ pub struct RequestId {
     pub floor: u64,
 }
 
-/// A state change. `now_ms` fields are the proposer's wall clock (Unix milliseconds).
+/// A state change. `now_ms` fields are the proposer's wall clock (Unix milliseconds): lock
+/// delays are measured against it, so every server applying the entry agrees on whether a
+/// lock is still delayed, whatever its own clock says.
 // Short-lived wire data: boxing the larger variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
 // The wire form (type tags, the ignore-unknown flag, commands of unknown types) is written by
@@ -473,7 +490,8 @@ pub enum Command {
         /// Proposer's clock.
         now_ms: u64,
     },
-    /// Forget KV tombstones up to an index.
+    /// Forget KV tombstones up to an index. Proposed by the leader, so every server forgets the
+    /// same ones at the same index.
     ReapTombstones {
         /// Highest index reaped.
         up_to: u64,
@@ -536,7 +554,8 @@ pub enum Command {
         /// Query ID.
         id: String,
     },
-    /// Does nothing; advances the index.
+    /// Does nothing; advances the index. Raft's blank and membership entries apply as this, so
+    /// that Raft index N stays catalog index N.
     Noop,
     /// A command with the identity of the request that carries it: applied at most once
     /// whatever the number of copies of it the log holds (a forwarder's retries).
@@ -672,6 +691,7 @@ impl Command {
         out
     }
 
+    /// Depth first, in the order the members would apply.
     fn collect_unknown<'a>(&'a self, out: &mut Vec<&'a UnknownCommand>) {
         match self {
             Command::Unknown(u) => out.push(u),
@@ -736,11 +756,13 @@ pub enum InvalidCommand {
 pub enum Response {
     /// Done, nothing to report.
     Done,
-    /// A boolean outcome (KV writes).
+    /// A boolean outcome (KV writes, autopilot's check-and-set): `false` is a condition that
+    /// did not hold, not an error.
     Bool(bool),
     /// The results of a [`Command::Batch`], in order.
     Batch(Vec<Result<Response, crate::StoreError>>),
-    /// Transaction results or errors.
+    /// Transaction results or errors. A rolled-back transaction is still a successful command
+    /// (its index is consumed, nothing changed): the errors are its answer.
     Txn {
         /// Results, in op order (empty on rollback).
         results: Vec<TxnResult>,

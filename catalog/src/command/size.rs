@@ -8,6 +8,11 @@
 //!
 //! Every struct is sized by destructuring it without `..`: a field added later fails to
 //! compile here until it is counted.
+//!
+//! Being an upper bound is what matters, not being tight: each piece is sized at the most its
+//! JSON can take (every field name at the longest name's length, every number at its longest
+//! form), and the test keeps the result within a few times the real size so it stays usable
+//! for planning.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,19 +30,26 @@ use crate::model::{
 };
 
 /// Room for one field's name and punctuation (`"DeregisterCriticalServiceAfter":` and a
-/// comma; no field name is longer).
+/// comma; no field name is longer). That one takes 34 bytes: the rest is margin for a longer
+/// name added later, which must still fit here.
 const FIELD: usize = 40;
-/// Room for a unit enum written as a string (`"check-not-exists"`).
+/// Room for a unit enum written as a string (`"check-not-exists"`, 18 bytes with its quotes).
 const WORD: usize = 24;
 /// Room for a Go duration string (`"2562047h47m16.854775807s"`) or a number of nanoseconds.
+/// Even the largest Rust `Duration`, whose hours take 16 digits, prints in under 40 bytes.
 const DURATION: usize = 48;
 
 /// An upper bound of the compact JSON encoding of a value, in bytes.
+///
+/// Crate-private: the one public entry point is [`Command::encoded_size_bound`], so the
+/// bound is only ever asked of whole commands.
 pub(crate) trait EncodedBound {
+    /// At least the length of `serde_json::to_vec(self)`, for the type's own encoding.
     fn bound(&self) -> usize;
 }
 
 /// A JSON string: quotes, and every byte that needs an escape counted at its longest (`\u001f`).
+/// Non-ASCII text is written as its UTF-8 bytes, unescaped, so every other byte counts one.
 fn json_str(s: &str) -> usize {
     2 + s
         .bytes()
@@ -49,17 +61,20 @@ fn json_str(s: &str) -> usize {
         .sum::<usize>()
 }
 
-/// Bytes written as standard base64 in a string (`null` when absent).
+/// Bytes written as standard base64 in a string (`null` when absent): 4 characters per 3 bytes,
+/// the last group padded, plus the quotes.
 fn base64(bytes: Option<&[u8]>) -> usize {
     bytes.map_or(4, |b| 2 + b.len().div_ceil(3) * 4)
 }
 
-/// An object of fields whose values have the given bounds.
+/// An object of fields whose values have the given bounds: braces, and per field its name and
+/// punctuation ([`FIELD`]) and its value.
 fn object(values: &[usize]) -> usize {
     2 + values.iter().map(|v| FIELD + v).sum::<usize>()
 }
 
-/// An externally tagged enum value: `{"Tag":body}`.
+/// An externally tagged enum value: `{"Tag":body}`. A bodiless command written as a bare tag
+/// (`"Noop"`) is shorter, so the bound still holds for it.
 fn tagged(tag: &str, body: usize) -> usize {
     2 + json_str(tag) + 1 + body
 }
@@ -76,6 +91,7 @@ impl EncodedBound for String {
     }
 }
 
+/// Types whose encoding has a longest form, sized at it.
 macro_rules! fixed_bound {
     ($($t:ty => $n:expr),* $(,)?) => {
         $(impl EncodedBound for $t {
@@ -86,6 +102,9 @@ macro_rules! fixed_bound {
     };
 }
 
+// Longest forms: `false`; the decimal digits of the type's extreme values (`i64::MIN` is 20
+// characters with its sign); an f64 in serde_json's shortest round-trip form, sign and exponent
+// included (`-1.2345678901234567e-300` is 24).
 fixed_bound! {
     bool => 5,
     u16 => 5,
@@ -101,12 +120,14 @@ fixed_bound! {
     CatalogVerb => WORD,
 }
 
+/// Brackets, and each element with a comma (one more than written, which the bound allows).
 impl<T: EncodedBound> EncodedBound for Vec<T> {
     fn bound(&self) -> usize {
         2 + self.iter().map(|v| v.bound() + 1).sum::<usize>()
     }
 }
 
+/// `null` (4 bytes) when absent; otherwise the value's own bound, as serde writes `Some(v)` as `v`.
 impl<T: EncodedBound> EncodedBound for Option<T> {
     fn bound(&self) -> usize {
         self.as_ref().map_or(4, |v| v.bound().max(4))
@@ -119,6 +140,7 @@ impl<T: EncodedBound> EncodedBound for Box<T> {
     }
 }
 
+/// Braces, and each entry as key, colon, value and comma.
 impl<V: EncodedBound> EncodedBound for BTreeMap<String, V> {
     fn bound(&self) -> usize {
         2 + self
@@ -128,6 +150,8 @@ impl<V: EncodedBound> EncodedBound for BTreeMap<String, V> {
     }
 }
 
+/// Bodies kept as written (commands of unknown types, unrecognized transaction operations):
+/// sized like the typed values, numbers at an f64's longest form.
 impl EncodedBound for Value {
     fn bound(&self) -> usize {
         match self {
@@ -316,6 +340,8 @@ struct_bound!(TxnServiceOp {
 });
 struct_bound!(TxnCheckOp { verb, check });
 
+// Written by hand where a field is bytes: the value travels as base64, which the generic
+// `Vec<u8>` bound would size as an array of numbers.
 impl EncodedBound for KvRequest {
     fn bound(&self) -> usize {
         let KvRequest {
@@ -356,6 +382,8 @@ impl EncodedBound for TxnKvOp {
     }
 }
 
+/// The typed operations under their table's tag (`KV`, not the enum's `Kv`); an unrecognized one
+/// is written back as read, so its raw form is what is sized.
 impl EncodedBound for TxnOp {
     fn bound(&self) -> usize {
         match self {
@@ -368,6 +396,7 @@ impl EncodedBound for TxnOp {
     }
 }
 
+/// Written back as read: the tag, its body (`null` when there was none) and room for the flag.
 impl EncodedBound for UnknownCommand {
     fn bound(&self) -> usize {
         let UnknownCommand {
@@ -379,6 +408,8 @@ impl EncodedBound for UnknownCommand {
     }
 }
 
+/// The version-1 form: the type's tag over an object of its fields (a batch's body is the array
+/// of its members). Matched without a catch-all, so a new command type must be sized here.
 impl EncodedBound for Command {
     fn bound(&self) -> usize {
         let tag = self.type_tag();
@@ -401,6 +432,7 @@ impl EncodedBound for Command {
             Command::AutopilotSet { config, cas } => object(&[config.bound(), cas.bound()]),
             Command::QuerySet { query, create } => object(&[query.bound(), create.bound()]),
             Command::QueryDelete { id } => object(&[id.bound()]),
+            // Written as the bare tag, sized by `tagged` below.
             Command::Noop => 0,
             Command::Request { id, cmd } => object(&[id.bound(), cmd.bound()]),
             Command::Unknown(u) => return u.bound(),
@@ -425,6 +457,9 @@ mod tests {
     use super::*;
     use crate::command::encode;
 
+    /// A check with every field the bound must get right: quotes, backslashes, control
+    /// characters (escaped at six bytes), non-ASCII text, long output, durations at their
+    /// longest, numbers at their maximum.
     fn check(tag: &str, id: &str) -> HealthCheck {
         let mut c = HealthCheck {
             node: "node-1".into(),
@@ -450,6 +485,8 @@ mod tests {
         c
     }
 
+    /// One command of every type (an unknown one included), filled with the awkward cases:
+    /// escapes in keys and values, large byte values, extreme integers and floats.
     fn samples() -> Vec<Command> {
         let service = Service {
             kind: "connect-proxy".into(),
@@ -634,6 +671,8 @@ mod tests {
         ]
     }
 
+    /// The bound holds for every type, and is not so loose that batching by it would waste
+    /// most of a message.
     #[test]
     fn the_bound_covers_the_encoding_of_every_type() {
         for cmd in samples() {
@@ -649,6 +688,8 @@ mod tests {
         }
     }
 
+    /// Defaults are written too (empty strings, zeros, empty lists): even a command with nothing
+    /// set is not larger than its bound, once the envelope is added.
     #[test]
     fn empty_commands_are_bounded_too() {
         let empty = [

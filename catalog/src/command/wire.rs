@@ -67,6 +67,8 @@ pub const KNOWN_TYPES: &[&str] = &[
     "Request",
 ];
 
+/// Whether `tag` is one of [`KNOWN_TYPES`]: decided before decoding a body, so that an unknown
+/// type is kept as written instead of failing the derived decoder.
 fn is_known(tag: &str) -> bool {
     KNOWN_TYPES.contains(&tag)
 }
@@ -84,6 +86,11 @@ pub struct UnknownCommand {
 
 /// The derived (version 1) form of every known command. Private: the public impls below add
 /// the type checks and the flag around it.
+///
+/// `remote = "Command"` makes serde generate (de)serialize functions for `Command` itself
+/// from this mirror; the generated code builds and takes apart `Command` values, so a variant
+/// or field that differs between the two does not compile. The mirror is never constructed
+/// (`dead_code`). Field names are the version-1 names and must never change: the log holds them.
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "Command")]
 #[allow(clippy::large_enum_variant, dead_code)]
@@ -152,11 +159,13 @@ enum CommandDef {
         id: RequestId,
         cmd: Box<Command>,
     },
+    // No version-1 form: written back as it was read, by `write_command`.
     #[serde(skip)]
     Unknown(UnknownCommand),
 }
 
-/// A known command in its derived form.
+/// A known command in its derived form, as a `Serialize` value: a remote derive only gives
+/// functions, and `serde_json::to_value` wants a type.
 struct AsDef<'a>(&'a Command);
 
 impl Serialize for AsDef<'_> {
@@ -166,6 +175,10 @@ impl Serialize for AsDef<'_> {
 }
 
 /// Writes a command as its tag alone, or as a map from its tag to its body plus the flag.
+///
+/// The bare tag is only for a command without a body and without the flag, the form serde
+/// gives unit variants (`"Noop"`); a flagged command without a body is written
+/// `{"Tag": null, "ignore_unknown": true}`, since a bare string has no room for the flag.
 fn write_command<S: Serializer>(
     s: S,
     tag: &str,
@@ -184,6 +197,9 @@ fn write_command<S: Serializer>(
 }
 
 /// Writes a known command with the ignore-unknown flag: its version-1 form, plus the flag.
+///
+/// Goes through a `Value` to split the derived form into tag and body. No known type sets the
+/// flag yet, so this path only runs for types added later that do.
 fn write_known_flagged<S: Serializer>(cmd: &Command, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::Error;
     match serde_json::to_value(AsDef(cmd)).map_err(S::Error::custom)? {
@@ -198,6 +214,8 @@ fn write_known_flagged<S: Serializer>(cmd: &Command, s: S) -> Result<S::Ok, S::E
     }
 }
 
+/// Unknown commands are written back exactly as read; known ones in their version-1 form, with
+/// the flag only for types that say older servers may skip them.
 impl Serialize for Command {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -208,12 +226,15 @@ impl Serialize for Command {
     }
 }
 
+/// Reads either form (bare tag or map). Relies on `deserialize_any`, so it needs a
+/// self-describing format: JSON, which is what the log and the wire use.
 impl<'de> Deserialize<'de> for Command {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
         d.deserialize_any(CommandVisitor)
     }
 }
 
+/// Sorts known tags (decoded by the derived form) from unknown ones (kept as written).
 struct CommandVisitor;
 
 impl<'de> Visitor<'de> for CommandVisitor {
@@ -223,6 +244,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
         f.write_str("a command: a type tag, or a map from a type tag to the command's body")
     }
 
+    /// A bare tag. An unknown one has no way to carry the flag, so it is never skippable.
     fn visit_str<E: de::Error>(self, tag: &str) -> Result<Command, E> {
         if is_known(tag) {
             let d: StrDeserializer<'_, E> = tag.into_deserializer();
@@ -236,6 +258,9 @@ impl<'de> Visitor<'de> for CommandVisitor {
         }
     }
 
+    /// A map holding one tag and, before or after it (JSON keys have no order), possibly the
+    /// flag. A known tag's body is decoded straight from the map, without an intermediate
+    /// `Value`, so a large command (a restore piece) is not held twice while it is read.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Command, A::Error> {
         use de::Error;
         let mut found: Option<Command> = None;
@@ -248,6 +273,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
                 flag = Some(map.next_value()?);
                 continue;
             }
+            // Two tags would leave the command's meaning to whichever reader wins: refused.
             if let Some(first) = &found {
                 return Err(A::Error::custom(format!(
                     "a command has one type, this one has {:?} and {key:?}",
@@ -260,6 +286,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     map: &mut map,
                 })?
             } else {
+                // Kept as a `Value`, whatever its shape, to be written back byte for byte.
                 Command::Unknown(UnknownCommand {
                     tag: key,
                     body: Some(map.next_value()?),
@@ -281,11 +308,17 @@ impl<'de> Visitor<'de> for CommandVisitor {
 
 /// Hands the derived enum decoder a variant whose tag was already read from the map, with
 /// the map positioned at its body.
+///
+/// The derived decoder of an externally tagged enum expects to read the tag itself; the
+/// visitor above had to read it first to tell known from unknown. This replays the tag
+/// ([`EnumAccess`]) and then reads the body from the map ([`VariantAccess`]), in whatever shape
+/// the variant has.
 struct VariantDeserializer<'a, A> {
     tag: String,
     map: &'a mut A,
 }
 
+/// Whatever the derived code asks for, it gets an enum: that is all this deserializer holds.
 impl<'de, A: MapAccess<'de>> Deserializer<'de> for VariantDeserializer<'_, A> {
     type Error = A::Error;
 
@@ -314,6 +347,7 @@ impl<'de, A: MapAccess<'de>> EnumAccess<'de> for VariantDeserializer<'_, A> {
 impl<'de, A: MapAccess<'de>> VariantAccess<'de> for VariantDeserializer<'_, A> {
     type Error = A::Error;
 
+    /// `{"Noop": null}`: the body must still be consumed (and be a unit) for the map to go on.
     fn unit_variant(self) -> Result<(), A::Error> {
         self.map.next_value()
     }
@@ -335,6 +369,8 @@ impl<'de, A: MapAccess<'de>> VariantAccess<'de> for VariantDeserializer<'_, A> {
     }
 }
 
+/// A tuple variant's visitor as a seed, so the map can hand it the body: `MapAccess` takes
+/// seeds, the derived code gives visitors.
 struct TupleSeed<V> {
     len: usize,
     visitor: V,
@@ -348,6 +384,7 @@ impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for TupleSeed<V> {
     }
 }
 
+/// A struct variant's visitor as a seed (see [`TupleSeed`]).
 struct StructSeed<V> {
     fields: &'static [&'static str],
     visitor: V,
@@ -357,11 +394,13 @@ impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for StructSeed<V> {
     type Value = V::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        // The name is only used in error messages of non-self-describing formats.
         d.deserialize_struct("", self.fields, self.visitor)
     }
 }
 
-/// The typed form of a transaction operation, as written.
+/// The typed form of a transaction operation, as written: Consul's `{"KV": {...}}` shape,
+/// borrowing the operation instead of cloning it.
 #[derive(Serialize)]
 enum TxnOpRef<'a> {
     #[serde(rename = "KV")]
@@ -394,8 +433,12 @@ impl Serialize for TxnOp {
     }
 }
 
+/// Reads the typed form; an operation that fails only because of its verb is kept as written
+/// ([`TxnOp::Unrecognized`]), anything else malformed is still an error.
 impl<'de> Deserialize<'de> for TxnOp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TxnOp, D::Error> {
+        // Read as a `Value` first: a failed typed decode must still have the operation as
+        // written, to keep it and to look at its verb.
         let raw = Value::deserialize(d)?;
         match TxnOpOwned::deserialize(&raw) {
             Ok(TxnOpOwned::Kv(o)) => Ok(TxnOp::Kv(o)),
@@ -414,7 +457,8 @@ impl<'de> Deserialize<'de> for TxnOp {
     }
 }
 
-/// The operation with its verb replaced by one every table has, to check the rest of it.
+/// The operation with its verb replaced by one every table has, to check the rest of it:
+/// `get` is both a KV and a catalog verb.
 fn with_known_verb(raw: &Value) -> Value {
     let mut probe = raw.clone();
     if let Value::Object(op) = &mut probe {
@@ -429,6 +473,8 @@ fn with_known_verb(raw: &Value) -> Value {
 
 /// The unknown verb of an operation that is otherwise well formed enough to have been logged
 /// by a version that checked verbs only when applying (`{"KV": {"Verb": "bogus", ...}}`).
+/// `None` when the shape is wrong in another way (not one table, no verb, a verb that is not
+/// a string, an unknown table): such an operation was never loggable, so it stays an error.
 fn unknown_verb(raw: &Value) -> Option<UnknownVerb> {
     let Value::Object(op) = raw else { return None };
     if op.len() != 1 {
@@ -445,8 +491,11 @@ fn unknown_verb(raw: &Value) -> Option<UnknownVerb> {
     }
 }
 
+/// One command on its own (`{"v": 1, "cmd": ...}`): what [`encode`] and [`decode`] read and
+/// write. Raft entries carry their command without it; their own version byte plays its part.
 #[derive(Serialize, Deserialize)]
 struct Envelope<C> {
+    /// [`COMMAND_VERSION`] of the writer.
     v: u32,
     cmd: C,
 }
@@ -482,7 +531,8 @@ pub enum DecodeError {
     UnknownType(String),
 }
 
-/// Encodes a command in its versioned envelope.
+/// Encodes a command in its versioned envelope. The size is checked after encoding: a command
+/// no reader would accept is an error here, at its proposer, instead of at every reader.
 pub fn encode(cmd: &Command) -> Result<Vec<u8>, EncodeError> {
     let bytes = serde_json::to_vec(&Envelope {
         v: COMMAND_VERSION,
@@ -499,9 +549,12 @@ pub fn encode(cmd: &Command) -> Result<Vec<u8>, EncodeError> {
 /// refused unless its writer allowed skipping it; then it comes back as
 /// [`Command::Unknown`], which applies as a no-op.
 pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+    // Before any parsing, so an oversized input costs nothing.
     if bytes.len() > MAX_COMMAND_BYTES {
         return Err(DecodeError::TooLarge(bytes.len()));
     }
+    // The version alone first (other fields are skipped): a command from a newer envelope is
+    // reported as such rather than as whatever its unfamiliar body fails on.
     #[derive(Deserialize)]
     struct Head {
         v: u32,
@@ -513,6 +566,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
     }
     let env: Envelope<Command> =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    // A lone command has no log to stay in: one that may not be skipped is refused now.
     if let Some(u) = env.cmd.refused_unknown() {
         return Err(DecodeError::UnknownType(u.tag.clone()));
     }
@@ -525,6 +579,7 @@ mod tests {
     use crate::model::{Node, Service};
     use crate::{Response, State, StoreError};
 
+    /// A command with a body of every kind of field (text, base64 bytes, numbers).
     fn kv_cas() -> Command {
         Command::Kv {
             op: KvOp::Cas,
@@ -539,7 +594,8 @@ mod tests {
         }
     }
 
-    /// One command of every known type.
+    /// One command of every known type, in the order of [`KNOWN_TYPES`] (the first test checks
+    /// that): a type added without a sample here fails it.
     fn every_type() -> Vec<Command> {
         vec![
             Command::Register {
@@ -625,6 +681,8 @@ mod tests {
         }
     }
 
+    /// Tags are frozen: each type is written under the tag `type_tag` reports, none asks to be
+    /// skipped, and every one decodes back to itself.
     #[test]
     fn every_known_type_has_its_stable_tag_and_round_trips() {
         let all = every_type();
@@ -640,6 +698,8 @@ mod tests {
         assert!(!KNOWN_TYPES.contains(&IGNORE_UNKNOWN_KEY));
     }
 
+    /// The envelope refuses an unknown version, garbage, a truncated command, two tags, and
+    /// (when encoding) a command over [`MAX_COMMAND_BYTES`].
     #[test]
     fn envelope_bounds() {
         let bytes = encode(&kv_cas()).expect("encodes");

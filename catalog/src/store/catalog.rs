@@ -1,4 +1,16 @@
 //! Nodes, services and checks: registration, deregistration and the catalog/health reads.
+//!
+//! Two rules shape every write here:
+//!
+//! - Writing a record identical to the stored one changes nothing, no index included: a
+//!   client re-registering what is already there (a retry, an agent restarting) wakes no
+//!   blocked reader and moves no `ModifyIndex`.
+//! - Every change that alters an answer moves that answer's watch index. A service's answers
+//!   embed its node and its node's checks, so a change to either moves the service's index
+//!   too. Servers cache answers by index on that promise.
+//!
+//! Services and checks are keyed by (node, ID), so everything of one node is one contiguous
+//! range of each table ([`node_range`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +52,7 @@ impl CheckServiceNode {
 /// A node with its service instances.
 pub type NodeServices = (Arc<Node>, Vec<Arc<Service>>);
 
+/// The 8-4-4-4-12 hex form Consul requires of a node ID (either case; stored lowercase).
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
@@ -49,16 +62,22 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// Where a node's entries start in a table keyed by (node, ID): `(node, "")` sorts before any
+/// of them. Callers stop at the first key of another node.
 fn node_range(node: &str) -> std::ops::RangeFrom<(String, String)> {
     (node.to_string(), String::new())..
 }
 
 impl Tx<'_> {
+    /// `Register`: the node, then the service, then the checks, so each finds what it
+    /// belongs to. Any error rolls back all of it (the command's working copy is dropped).
     pub(crate) fn register(&mut self, req: &RegisterRequest) -> Result<(), StoreError> {
         if req.node.is_empty() {
             return Err(StoreError::Invalid("Must provide node".into()));
         }
         let exists = self.st.nodes.contains_key(&req.node);
+        // With `SkipNodeUpdate`, an existing node is left as it is, and the address it would
+        // need is not required.
         if !(req.skip_node_update && exists) {
             if req.address.is_empty() {
                 return Err(StoreError::Invalid("Must provide address".into()));
@@ -84,6 +103,7 @@ impl Tx<'_> {
             self.ensure_service(&req.node, svc)?;
         }
         for check in req.check.iter().chain(req.checks.iter()) {
+            // A check may leave its node out (it is the registration's) but not name another.
             if !check.node.is_empty() && check.node != req.node {
                 return Err(StoreError::Invalid(format!(
                     "Node name mismatch: check {:?} names node {:?}, registration names {:?}",
@@ -100,6 +120,7 @@ impl Tx<'_> {
     /// Inserts or updates a node. Identical data leaves every index untouched.
     pub(crate) fn ensure_node(&mut self, mut node: Node) -> Result<(), StoreError> {
         if let Some(existing) = self.st.nodes.get(&node.node) {
+            // A registration without an ID keeps the node's; one with another ID is refused.
             if node.id.is_empty() {
                 node.id = existing.id.clone();
             } else if !existing.id.is_empty() && existing.id != node.id {
@@ -108,6 +129,7 @@ impl Tx<'_> {
                     node.node, existing.id
                 )));
             }
+            // Indexes copied first, so the comparison below is on content alone.
             node.create_index = existing.create_index;
             node.modify_index = existing.modify_index;
             if **existing == node {
@@ -124,7 +146,8 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Marks a node and every service on it as changed.
+    /// Marks a node and every service on it as changed: for changes that alter what every
+    /// service answer on the node embeds (the node record, a node-level check).
     fn touch_node(&mut self, node: &str) {
         self.bump(WatchKey::Node(node.to_string()));
         let names: Vec<String> = self
@@ -136,6 +159,7 @@ impl Tx<'_> {
         }
     }
 
+    /// The node's service instances, by ID.
     fn node_services_iter<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s Arc<Service>> {
         self.st
             .services
@@ -144,6 +168,8 @@ impl Tx<'_> {
             .map(|(_, s)| s)
     }
 
+    /// Inserts or updates a service instance on an existing node; identical data changes
+    /// nothing. Keeps the name index and the checks bound to the instance in step.
     pub(crate) fn ensure_service(&mut self, node: &str, svc: &Service) -> Result<(), StoreError> {
         if !self.st.nodes.contains_key(node) {
             return Err(StoreError::NotFound("Missing node registration".into()));
@@ -167,6 +193,8 @@ impl Tx<'_> {
             svc.create_index = self.index;
         }
         svc.modify_index = self.index;
+        // The instance was renamed: it leaves its old name's index, whose readers must see it
+        // go.
         if let Some(existing) = old.as_ref().filter(|e| e.service != svc.service) {
             self.unindex_service(&existing.service, &key);
         }
@@ -205,6 +233,8 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes an instance from its name's index. The name's last instance takes the name's
+    /// watch key with it (the service list's index, moved by the same command, stands in).
     fn unindex_service(&mut self, name: &str, key: &(String, String)) {
         let now_empty = match self.st.services_by_name.get_mut(name) {
             Some(set) => {
@@ -221,6 +251,9 @@ impl Tx<'_> {
         }
     }
 
+    /// Inserts or updates a check on an existing node (and instance, for a service check);
+    /// identical data changes nothing. A check written critical invalidates the sessions bound
+    /// to it, as Consul does.
     pub(crate) fn ensure_check(&mut self, mut check: HealthCheck) -> Result<(), StoreError> {
         let node = check.node.clone();
         if !self.st.nodes.contains_key(&node) {
@@ -232,6 +265,8 @@ impl Tx<'_> {
             }
             check.check_id = check.name.clone();
         }
+        // The service fields are the catalog's to fill: taken from the instance, or cleared for
+        // a node-level check, whatever the request said.
         let svc_name = if check.service_id.is_empty() {
             check.service_name.clear();
             check.service_tags.clear();
@@ -267,6 +302,8 @@ impl Tx<'_> {
         let check_id = check.check_id.clone();
         self.st.checks.insert(key, Arc::new(check));
         self.bump(WatchKey::Checks);
+        // A service check changes that instance's health; a node-level check changes the
+        // health of every instance on the node.
         match svc_name {
             Some(name) => {
                 self.bump(WatchKey::Node(node.clone()));
@@ -278,12 +315,16 @@ impl Tx<'_> {
         if let Some(existing) = old.filter(|e| !e.service_name.is_empty()) {
             self.bump(WatchKey::Service(existing.service_name.clone()));
         }
+        // Only on a change: an unchanged critical check returned above, and its sessions went
+        // when it turned critical (none can be created on a critical check since).
         if critical {
             self.invalidate_check_sessions(&node, &check_id);
         }
         Ok(())
     }
 
+    /// `Deregister`: the most specific target named (service, else check, else the whole
+    /// node). Removing what is not there succeeds and changes nothing.
     pub(crate) fn deregister(&mut self, req: &DeregisterRequest) -> Result<(), StoreError> {
         if req.node.is_empty() {
             return Err(StoreError::Invalid("Must provide node".into()));
@@ -298,11 +339,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes an instance and the checks bound to it (as Consul does), which in turn
+    /// invalidates sessions bound to those checks.
     pub(crate) fn delete_service(&mut self, node: &str, id: &str) {
         let key = (node.to_string(), id.to_string());
         let Some(svc) = self.st.services.remove(&key) else {
             return;
         };
+        // Collected first: the table cannot be walked while it is being changed.
         let checks: Vec<String> = self
             .st
             .checks
@@ -319,6 +363,7 @@ impl Tx<'_> {
         self.bump(WatchKey::Node(node.to_string()));
     }
 
+    /// Removes a check; sessions bound to it are invalidated, as when it turns critical.
     pub(crate) fn delete_check(&mut self, node: &str, check_id: &str) {
         let key = (node.to_string(), check_id.to_string());
         let Some(check) = self.st.checks.remove(&key) else {
@@ -334,6 +379,8 @@ impl Tx<'_> {
         self.invalidate_check_sessions(node, check_id);
     }
 
+    /// Removes a node with everything that hangs off it: services, checks, sessions (their
+    /// locks released or deleted per their behavior) and coordinates, as Consul does.
     pub(crate) fn delete_node(&mut self, node: &str) {
         if !self.st.nodes.contains_key(node) {
             return;
@@ -380,6 +427,7 @@ impl Tx<'_> {
             self.bump(WatchKey::Coordinates);
         }
         self.bump(WatchKey::Nodes);
+        // The node's key goes; readers of it fall back to the node list's index, bumped above.
         self.forget(&WatchKey::Node(node.to_string()));
     }
 }
@@ -394,7 +442,7 @@ impl State {
         )
     }
 
-    /// One node.
+    /// One node (no index: callers that block use [`State::node_index`]).
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.get(name).cloned()
     }
@@ -404,7 +452,8 @@ impl State {
         self.index_of(&WatchKey::Node(name.to_string()))
     }
 
-    /// A node and its services.
+    /// A node and its services, by service ID; `None` for an unknown node, still with an index
+    /// to block on until it appears.
     pub fn node_services(&self, name: &str) -> (u64, Option<NodeServices>) {
         let idx = self.node_index(name);
         let Some(node) = self.nodes.get(name) else {
@@ -430,7 +479,8 @@ impl State {
         (self.node_index(name), checks)
     }
 
-    /// Service names with the union of their tags.
+    /// Service names with the union of their instances' tags, each sorted and listed once
+    /// (`/v1/catalog/services`).
     pub fn service_names(&self) -> (u64, BTreeMap<String, Vec<String>>) {
         let mut out = BTreeMap::new();
         for (name, instances) in &self.services_by_name {
@@ -450,7 +500,9 @@ impl State {
         (self.index_of(&WatchKey::Services), out)
     }
 
-    /// Every service instance, with its node (for filtered service lists).
+    /// Every service instance, with its node (for filtered service lists). Blocks on the
+    /// service list's index, which does not move for node changes, so servers do not share
+    /// these answers by index.
     pub fn all_service_nodes(&self) -> (u64, Vec<ServiceNode>) {
         let out = self
             .services
@@ -470,6 +522,9 @@ impl State {
         self.index_of(&WatchKey::Service(name.to_string()))
     }
 
+    /// The instances of a service name, by (node, ID), through the name index. An entry whose
+    /// record is missing is skipped rather than trusted (the index is derived, the tables are
+    /// the truth).
     fn instances(&self, name: &str) -> impl Iterator<Item = (&Arc<Node>, &Arc<Service>)> {
         self.services_by_name
             .get(name)
@@ -494,7 +549,8 @@ impl State {
         (self.service_index(name), out)
     }
 
-    /// Instances of a service with their node and checks.
+    /// Instances of a service with their node and checks: the node's node-level checks and the
+    /// instance's own, not those of other instances on the node.
     pub fn check_service_nodes(&self, name: &str) -> (u64, Vec<CheckServiceNode>) {
         let out = self
             .instances(name)
@@ -534,7 +590,7 @@ impl State {
         (self.service_index(name), out)
     }
 
-    /// Checks in a state (`None` for any).
+    /// Checks in a state (`None` for any), by node then check ID, with the check table's index.
     pub fn checks_in_state(&self, status: Option<HealthStatus>) -> (u64, Vec<Arc<HealthCheck>>) {
         let out = self
             .checks
@@ -560,7 +616,7 @@ impl State {
     }
 }
 
-/// Rebuilds the derived service-name index.
+/// Rebuilds the derived service-name index from the service table (after a snapshot is read).
 pub(crate) fn rebuild_service_index(st: &mut State) {
     let mut by_name: imbl::OrdMap<String, OrdSet<(String, String)>> = imbl::OrdMap::new();
     for (key, svc) in &st.services {

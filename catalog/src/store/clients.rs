@@ -15,6 +15,9 @@
 //! snapshots, restarts and leader changes. A client not heard from for
 //! [`CLIENT_RETAIN_ENTRIES`] log entries is forgotten; forwarders stop retrying long before
 //! that many entries can be committed.
+//!
+//! Every decision here depends only on the log (indexes, sequence numbers), never on a clock,
+//! so all servers keep and forget the same results at the same entries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,17 +38,24 @@ pub const CLIENT_RETAIN_ENTRIES: u64 = 1_000_000;
 /// oldest results go first.
 pub const MAX_RESULTS_PER_CLIENT: usize = 20_000;
 
-/// How often (in log entries) forgotten clients are swept out.
+/// How often (in log entries) forgotten clients are swept out. A sweep walks every client, so
+/// not at every entry; sweeps happen when the index crosses a multiple of this, so they fall
+/// on the same entries on every server, whatever snapshot each started from.
 const SWEEP_EVERY: u64 = 4096;
 
 /// One client's session: the results of its requests it may still retry.
+///
+/// Serializable because it is part of the state Raft snapshots carry: a server that installs
+/// a snapshot must recognise the same retries as one that replayed the log.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientSession {
     /// Every request below this sequence number is finished for the client.
     pub floor: u64,
-    /// Index of the last entry that carried a request of this client.
+    /// Index of the last entry that carried a request of this client: what the sweep measures
+    /// silence by.
     pub last_index: u64,
-    /// Results by sequence number (at or above `floor`).
+    /// Results by sequence number (at or above `floor`). Ordered, so the oldest are the first
+    /// to go when the client exceeds [`MAX_RESULTS_PER_CLIENT`].
     pub results: BTreeMap<u64, Result<Response, StoreError>>,
 }
 
@@ -62,6 +72,8 @@ pub(crate) enum Seen {
 impl State {
     /// Looks a request up in its client's session.
     pub(crate) fn request_seen(&self, id: &RequestId) -> Seen {
+        // An unknown client is new, or was silent long enough to be swept: its forwarders gave
+        // up on its requests long before, so none of them can still arrive.
         let Some(session) = self.clients.get(&id.client) else {
             return Seen::New;
         };
@@ -75,6 +87,9 @@ impl State {
     }
 
     /// Records the result of a request applied at `index` and raises its client's floor.
+    ///
+    /// Called only for requests seen for the first time: a copy of a known one is answered
+    /// from here without being recorded again.
     pub(crate) fn request_done(
         &mut self,
         index: u64,
@@ -87,13 +102,18 @@ impl State {
             .map(|s| ClientSession::clone(s))
             .unwrap_or_default();
         session.last_index = index;
+        // The floor only rises: a later entry may carry an older request with a lower floor,
+        // and lowering it would make forgotten requests look new again.
         if id.floor > session.floor {
             session.floor = id.floor;
             session.results.retain(|seq, _| *seq >= id.floor);
         }
+        // A request at or above the floor may still be retried; one below it never will be.
         if id.seq >= session.floor {
             session.results.insert(id.seq, result.clone());
         }
+        // Over the cap, the oldest result goes and the floor moves past it: a late copy of that
+        // request is then refused as stale instead of being applied a second time.
         while session.results.len() > MAX_RESULTS_PER_CLIENT {
             let Some((seq, _)) = session.results.pop_first() else {
                 break;
@@ -109,6 +129,7 @@ impl State {
         if index / SWEEP_EVERY == self.last_index / SWEEP_EVERY || self.clients.is_empty() {
             return;
         }
+        // Before the log is that long, nobody can have been silent for that long.
         let Some(horizon) = index.checked_sub(CLIENT_RETAIN_ENTRIES) else {
             return;
         };
@@ -143,6 +164,8 @@ mod tests {
         }
     }
 
+    /// A KV write carrying request identity `rid`: a CAS with `Some(index)`, a blind PUT
+    /// otherwise.
     fn put(rid: RequestId, key: &str, value: &str, cas: Option<u64>) -> Command {
         Command::Request {
             id: rid,
@@ -159,6 +182,9 @@ mod tests {
         }
     }
 
+    /// The two failures client sessions exist to prevent: a CAS retried after it succeeded
+    /// must not answer `false`, and a blind PUT retried must not get a second ModifyIndex, on
+    /// its own or inside a batch.
     #[test]
     fn a_retried_write_is_applied_once_and_answers_its_first_result() {
         let mut st = State::new();
@@ -188,6 +214,7 @@ mod tests {
         assert_eq!(st.kv_get("j").1.map(|e| e.modify_index), Some(5));
     }
 
+    /// A retry of a failed request gets the same error, and still consumes its index.
     #[test]
     fn a_failed_request_keeps_its_failure() {
         let mut st = State::new();
@@ -207,6 +234,8 @@ mod tests {
         assert_eq!(st.last_index(), 2);
     }
 
+    /// Results below a new floor are dropped, and a copy of one of those requests is refused
+    /// rather than applied again.
     #[test]
     fn the_floor_forgets_finished_requests_and_refuses_their_late_copies() {
         let mut st = State::new();
@@ -220,6 +249,8 @@ mod tests {
         assert_eq!(st.kv_get("k").1.map(|e| e.modify_index), Some(3));
     }
 
+    /// Raft snapshots carry client sessions, operator archives do not, and an operator restore
+    /// keeps the sessions the log built: a retry after it is still recognised.
     #[test]
     fn sessions_survive_snapshots_but_not_operator_archives() {
         let mut st = State::new();
@@ -242,6 +273,8 @@ mod tests {
         assert!(restored.kv_get("k").1.is_none(), "not applied again");
     }
 
+    /// A client silent for [`CLIENT_RETAIN_ENTRIES`] entries goes at the next sweep; one heard
+    /// from recently stays.
     #[test]
     fn silent_clients_are_forgotten() {
         let mut st = State::new();

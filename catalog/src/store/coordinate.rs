@@ -1,4 +1,7 @@
 //! Network coordinates (`/v1/coordinate`): the batch update agents send and the reads.
+//!
+//! Keyed by (node, segment) in the replicated state, so `?near=` sorting answers the same on
+//! every server. A node's coordinates go when the node is deregistered.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ impl Tx<'_> {
         &mut self,
         entries: &[CoordinateEntry],
     ) -> Result<Response, StoreError> {
+        // Checked before anything is written: one bad entry refuses the whole batch.
         if let Some(bad) = entries.iter().find(|e| !e.coord.is_valid()) {
             return Err(StoreError::Invalid(format!(
                 "invalid coordinate for node {}",
@@ -31,6 +35,7 @@ impl Tx<'_> {
             );
             any = true;
         }
+        // A batch that only named unknown nodes changed nothing, so wakes nobody.
         if any {
             self.bump(WatchKey::Coordinates);
         }

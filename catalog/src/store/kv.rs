@@ -1,5 +1,14 @@
 //! The KV table: writes (set, CAS, lock, unlock, delete, delete-tree), reads with prefix
 //! indexes that account for deletions (tombstones), and the reaping of old tombstones.
+//!
+//! A deleted key leaves a tombstone holding its deletion index, as Consul's graveyard does: a
+//! reader blocked on a prefix compares against the highest index under it, and without the
+//! tombstone deleting the newest key would make that index go back, so the reader would never
+//! see the change. Tombstones are reaped by a leader command once no reader can still need them.
+//!
+//! Locks follow Consul's sessions: a key is held by at most one session, re-acquiring by the
+//! holder is allowed, and after an invalidation the keys it held cannot be locked during the
+//! session's lock delay.
 
 use std::sync::Arc;
 
@@ -34,9 +43,11 @@ impl Tx<'_> {
             KvOp::Cas => {
                 let current = self.st.kv.get(&req.key).map(|e| e.modify_index);
                 let ok = match (req.index, current) {
+                    // Index 0: create only.
                     (0, None) => true,
                     (0, Some(_)) => false,
                     (i, Some(m)) => i == m,
+                    // An index for a key that no longer exists: what it was read at is gone.
                     (_, None) => false,
                 };
                 if ok {
@@ -51,6 +62,7 @@ impl Tx<'_> {
                 Ok(true)
             }
             KvOp::DeleteCas => match self.st.kv.get(&req.key) {
+                // Already gone counts as deleted, as in Consul.
                 None => Ok(true),
                 Some(e) if e.modify_index == req.index => {
                     self.kv_delete(&req.key);
@@ -66,6 +78,10 @@ impl Tx<'_> {
     }
 
     /// Writes value and flags. `lock` = Some(Some(s)) takes the lock for `s`, Some(None) clears it.
+    ///
+    /// A write of an existing key keeps its `CreateIndex`, `LockIndex` and holder (a plain set
+    /// on a locked key does not release it), and brings a deleted key back to life: its
+    /// tombstone goes. Returns the entry as stored.
     pub(crate) fn kv_set(&mut self, req: &KvRequest, lock: Option<Option<String>>) -> Arc<KvEntry> {
         let mut entry = match self.st.kv.get(&req.key) {
             Some(e) => KvEntry::clone(e),
@@ -80,6 +96,7 @@ impl Tx<'_> {
         entry.modify_index = self.index;
         match lock {
             Some(Some(session)) => {
+                // A new holder: `LockIndex` counts acquisitions, not writes under the lock.
                 if entry.session.as_deref() != Some(session.as_str()) {
                     entry.lock_index += 1;
                     self.st
@@ -104,6 +121,8 @@ impl Tx<'_> {
         entry
     }
 
+    /// `?acquire=`: an unknown session is an error; a key in its lock delay or held by another
+    /// session answers `false`. The holder may acquire again (to update the value).
     fn kv_lock(&mut self, req: &KvRequest) -> Result<bool, StoreError> {
         if !self.st.sessions.contains_key(&req.session) {
             return Err(StoreError::Invalid(format!(
@@ -111,6 +130,7 @@ impl Tx<'_> {
                 req.session
             )));
         }
+        // The proposer's clock, carried in the command: every server gives the same answer.
         if self
             .st
             .lock_delays
@@ -123,11 +143,14 @@ impl Tx<'_> {
         if holder.is_some_and(|h| h != req.session) {
             return Ok(false);
         }
+        // A delay that has passed is spent: forgotten once the key is taken.
         self.st.lock_delays.remove(&req.key);
         self.kv_set(req, Some(Some(req.session.clone())));
         Ok(true)
     }
 
+    /// `?release=`: only the holder may release; anyone else gets `false`. Releasing writes
+    /// the value too, as Consul's release does.
     fn kv_unlock(&mut self, req: &KvRequest) -> bool {
         match self.st.kv.get(&req.key) {
             Some(e) if e.session.as_deref() == Some(req.session.as_str()) => {
@@ -138,6 +161,8 @@ impl Tx<'_> {
         }
     }
 
+    /// Deletes a key, leaving a tombstone at this index; a lock on it goes with it. Returns
+    /// whether the key existed (nothing changes otherwise).
     pub(crate) fn kv_delete(&mut self, key: &str) -> bool {
         let Some(old) = self.st.kv.remove(key) else {
             return false;
@@ -150,6 +175,7 @@ impl Tx<'_> {
         true
     }
 
+    /// Deletes every key under `prefix` (all of them for `""`), each with its tombstone.
     pub(crate) fn kv_delete_tree(&mut self, prefix: &str) {
         let keys: Vec<String> = self
             .st
@@ -163,6 +189,8 @@ impl Tx<'_> {
         }
     }
 
+    /// Drops `key` from the keys `session` holds, and the session's set once empty, so the
+    /// table holds exactly what a snapshot restore rebuilds from the entries.
     fn unlink_lock(&mut self, session: &str, key: &str) {
         let empty = match self.st.session_locks.get_mut(session) {
             Some(set) => {
@@ -176,6 +204,8 @@ impl Tx<'_> {
         }
     }
 
+    /// Every KV write reports the table and the key: the key is what wakes only the readers of
+    /// that key or of a prefix above it.
     fn kv_changed(&mut self, key: &str) {
         self.bump(WatchKey::Kv);
         self.changes.kv_keys.push(key.to_string());
@@ -186,6 +216,9 @@ impl Tx<'_> {
 impl State {
     /// One entry, with the index to block on: the entry's ModifyIndex, or when absent the
     /// index of its deletion or of the KV table.
+    ///
+    /// Blocking on a key's own ModifyIndex (as Consul does) means writes to other keys do not
+    /// end the wait.
     pub fn kv_get(&self, key: &str) -> (u64, Option<Arc<KvEntry>>) {
         match self.kv.get(key) {
             Some(e) => (e.modify_index.max(1), Some(Arc::clone(e))),
@@ -193,7 +226,8 @@ impl State {
         }
     }
 
-    /// Every entry under a prefix, with the highest index of a change under it.
+    /// Every entry under a prefix, in key order, with the highest index of a change under it
+    /// (deletions included, through the tombstones).
     pub fn kv_list(&self, prefix: &str) -> (u64, Vec<Arc<KvEntry>>) {
         let entries: Vec<Arc<KvEntry>> = self
             .kv
@@ -205,7 +239,8 @@ impl State {
         (self.prefix_index(prefix, idx), entries)
     }
 
-    /// Keys under a prefix, grouped up to the first `separator` after the prefix.
+    /// Keys under a prefix, grouped up to the first `separator` after the prefix (`?keys` and
+    /// `?separator=`: `a/` stands for every key under `a/`). No separator lists every key.
     pub fn kv_keys(&self, prefix: &str, separator: &str) -> (u64, Vec<String>) {
         let mut out: Vec<String> = Vec::new();
         let mut max = 0;
@@ -220,6 +255,8 @@ impl State {
                 (false, Some(pos)) => format!("{prefix}{}", &rest[..pos + separator.len()]),
                 _ => k.clone(),
             };
+            // Keys are sorted, so the keys of one group are adjacent: comparing with the last
+            // one listed is enough to list each group once.
             if out.last() != Some(&key) {
                 out.push(key);
             }
@@ -227,7 +264,8 @@ impl State {
         (self.prefix_index(prefix, max), out)
     }
 
-    /// Highest index of a change under `prefix` given the live maximum; falls back to the table.
+    /// Highest index of a change under `prefix` given the live maximum; falls back to the table
+    /// when nothing under it was ever written (or its tombstones were reaped), as Consul does.
     fn prefix_index(&self, prefix: &str, live_max: u64) -> u64 {
         let dead_max = self
             .tombstones

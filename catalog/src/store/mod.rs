@@ -9,6 +9,11 @@
 //! `ModifyIndex`, the store keeps one index per [`WatchKey`] (a node, a service name, a
 //! table) so that a blocking query waits on exactly what it read, and KV tombstones so
 //! that a deleted key still moves the index of the prefixes above it.
+//!
+//! Each command type is applied by a function in the submodule of the table it writes
+//! (`catalog`, `kv`, `session`, `txn`, `restore`, ...); this module holds the state, the
+//! dispatch, and the rules every command shares: all or nothing, an index that only grows, and
+//! exactly-once application of requests that carry an identity (`clients`).
 
 mod autopilot;
 mod catalog;
@@ -32,21 +37,27 @@ pub use catalog::{CheckServiceNode, ServiceNode};
 pub(crate) use restore::StagedRestore;
 
 /// What a blocking query can wait on. Each key has the index of its last change.
+///
+/// One per table, plus one per node and one per service name, so that a change to service `db`
+/// does not wake readers of `web`. `Ord` gives changes and snapshots a fixed order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum WatchKey {
     /// The node list (any node added, changed or removed).
     Nodes,
-    /// One node: its record, services and checks.
+    /// One node: its record, services and checks. A change to the node record or to one of its
+    /// node-level checks also moves the key of every service on it, whose answers embed both.
     Node(String),
     /// The service list (any instance added, changed or removed).
     Services,
-    /// One service name: its instances, their checks and their nodes.
+    /// One service name: its instances, their checks and their nodes. Removed with the last
+    /// instance, so the service list's index then stands for it.
     Service(String),
     /// Any check.
     Checks,
     /// Any session.
     Sessions,
-    /// The KV table as a whole.
+    /// The KV table as a whole. Reads of one key or prefix block on the finer indexes of
+    /// [`State::kv_get`] and [`State::kv_list`]; this one is their fallback.
     Kv,
     /// Network coordinates.
     Coordinates,
@@ -61,9 +72,10 @@ pub enum WatchKey {
 pub struct Changes {
     /// Watch keys whose index moved.
     pub keys: Vec<WatchKey>,
-    /// KV keys written or deleted.
+    /// KV keys written or deleted: readers of a key or a prefix wake only when one of theirs
+    /// is listed, not on every KV write.
     pub kv_keys: Vec<String>,
-    /// Everything may have changed (the state was replaced by a restore).
+    /// Everything may have changed (the state was replaced by a restore): every reader wakes.
     pub all: bool,
 }
 
@@ -75,6 +87,9 @@ impl Changes {
 }
 
 /// Errors from applying a command. The state is unchanged when one is returned.
+///
+/// Serializable: errors travel back to the proposer with the command's result, and are kept
+/// in client sessions so that a retried request gets its first answer, error included.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// The request is invalid (missing or inconsistent fields); maps to HTTP 400.
@@ -108,29 +123,43 @@ pub struct Applied {
     pub index: u64,
     /// The command's result.
     pub result: Result<Response, StoreError>,
-    /// What changed (empty on error or when the command was a no-op).
+    /// What changed (empty on error or when the command was a no-op), sorted and without
+    /// duplicates.
     pub changes: Changes,
 }
 
 /// The whole replicated state at one index.
+///
+/// Every table is an `imbl` ordered map: cloning is O(1) and iteration is in key order, which
+/// makes answers and snapshots the same on every server. Records are `Arc`s, so a clone shares
+/// them and a write replaces the one record it changes. Tables marked derived are indexes
+/// over others, kept in step by the writes and rebuilt after a restore, never stored.
 #[derive(Clone, Debug, Default)]
 pub struct State {
+    /// Index of the last applied command: the next one must be above it.
     pub(crate) last_index: u64,
+    /// Nodes by name.
     pub(crate) nodes: OrdMap<String, Arc<Node>>,
-    /// Keyed by (node, service ID).
+    /// Keyed by (node, service ID): node first, so a node's instances are one contiguous range.
     pub(crate) services: OrdMap<(String, String), Arc<Service>>,
     /// Derived: service name -> instances (node, service ID).
     pub(crate) services_by_name: OrdMap<String, OrdSet<(String, String)>>,
-    /// Keyed by (node, check ID).
+    /// Keyed by (node, check ID): a node's checks are one contiguous range.
     pub(crate) checks: OrdMap<(String, String), Arc<HealthCheck>>,
+    /// KV entries by key; sorted, so the keys under a prefix are one contiguous range.
     pub(crate) kv: OrdMap<String, Arc<KvEntry>>,
-    /// Deleted keys and the index they were deleted at.
+    /// Deleted keys and the index they were deleted at, until the leader reaps them: without
+    /// them a prefix whose last key was deleted would report an older index than the delete.
     pub(crate) tombstones: OrdMap<String, u64>,
+    /// Sessions by ID.
     pub(crate) sessions: OrdMap<String, Arc<Session>>,
     /// Derived: session ID -> keys it holds.
     pub(crate) session_locks: OrdMap<String, OrdSet<String>>,
-    /// Key -> Unix ms before which it cannot be acquired (lock delay).
+    /// Key -> Unix ms before which it cannot be acquired (lock delay). Compared with the
+    /// proposer's clock carried in the command; an entry stays until the key is locked again.
     pub(crate) lock_delays: OrdMap<String, u64>,
+    /// Index of each watch key's last change. The key of a removed node or service is
+    /// dropped, so that its table's index stands in for it ([`State::index_of`]).
     pub(crate) indexes: OrdMap<WatchKey, u64>,
     /// Autopilot's settings, once the first leader (or an operator) wrote them.
     pub(crate) autopilot: Option<Arc<crate::model::AutopilotConfig>>,
@@ -165,6 +194,8 @@ impl State {
     /// an unknown type that may not be skipped ([`StoreError::UnknownCommand`]). Commands of
     /// unknown types that may be skipped apply as no-ops.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
+        // Both refusals are checked before anything runs, so a refused entry changes nothing,
+        // not even part of a batch.
         let refused = if index <= self.last_index {
             Some(StoreError::IndexRegression {
                 index,
@@ -183,6 +214,8 @@ impl State {
         }
         let mut changes = Changes::default();
         let result = match cmd {
+            // Each member on its own working copy: one failing member leaves the others'
+            // writes in place, as if each had been an entry of its own.
             Command::Batch(cmds) => {
                 let results = cmds
                     .iter()
@@ -192,8 +225,11 @@ impl State {
             }
             other => self.apply_one(index, other, &mut changes),
         };
+        // The sweep compares `index` with the previous `last_index`, so it runs before that
+        // moves; at the same entries on every server, as part of the deterministic state.
         self.sweep_clients(index);
         self.last_index = index;
+        // Watchers get each key once, in a fixed order.
         changes.keys.sort();
         changes.keys.dedup();
         changes.kv_keys.sort();
@@ -217,6 +253,7 @@ impl State {
             Command::Request { id, cmd } => (Some(id), cmd.as_ref()),
             other => (None, other),
         };
+        // A copy of a request already applied answers its first result and changes nothing.
         if let Some(id) = id {
             match self.request_seen(id) {
                 clients::Seen::New => {}
@@ -230,9 +267,12 @@ impl State {
             }
         }
         let result = match cmd {
+            // Proposers never build these: a batch holds commands, a request wraps one.
             Command::Batch(_) => Err(StoreError::Invalid("nested batch".into())),
             Command::Request { .. } => Err(StoreError::Invalid("nested request".into())),
             _ => {
+                // O(1) copy; kept only if the command succeeds, dropped otherwise, which is
+                // the whole of the rollback.
                 let mut work = self.clone();
                 let mut tx = Tx {
                     st: &mut work,
@@ -251,6 +291,7 @@ impl State {
                 r
             }
         };
+        // Failures are remembered too: a retry must not succeed where the first copy failed.
         if let Some(id) = id {
             self.request_done(index, id, &result);
         }
@@ -259,6 +300,9 @@ impl State {
 
     /// Index of the last change to `key`, never below 1. A key whose object is gone falls
     /// back to its table's index, which moved when the object was removed.
+    ///
+    /// Never 0, as in Consul: a client that got index 0 would block with `?index=0`, which
+    /// returns at once, and so would poll in a tight loop.
     pub fn index_of(&self, key: &WatchKey) -> u64 {
         let own = self.indexes.get(key).copied();
         let idx = match (own, key) {
@@ -270,17 +314,24 @@ impl State {
         idx.max(1)
     }
 
+    /// A table's own index, 0 if it never changed (`index_of` raises it to 1).
     fn table_index(&self, key: &WatchKey) -> u64 {
         self.indexes.get(key).copied().unwrap_or(0)
     }
 }
 
 /// The working copy of one command's application.
+///
+/// The functions that apply commands are methods of `Tx`, so they can only reach the working
+/// copy, never the published state: whatever they do before failing is dropped with it.
 pub(crate) struct Tx<'a> {
+    /// The working copy.
     pub(crate) st: &'a mut State,
+    /// The entry's index: every `CreateIndex`, `ModifyIndex` and watch index written is this.
     pub(crate) index: u64,
     /// The proposer's clock (Unix ms; 0 when the command carries none).
     pub(crate) now_ms: u64,
+    /// What this command changed, merged into the entry's changes only if it succeeds.
     pub(crate) changes: Changes,
 }
 
@@ -316,7 +367,8 @@ impl Tx<'_> {
         }
     }
 
-    /// Records that `key` changed at this index.
+    /// Records that `key` changed at this index, for readers that compare indexes and for
+    /// watchers that are woken.
     pub(crate) fn bump(&mut self, key: WatchKey) {
         self.st.indexes.insert(key.clone(), self.index);
         self.changes.keys.push(key);
@@ -339,7 +391,8 @@ fn skip_unknown(u: &crate::command::UnknownCommand) -> Result<Response, StoreErr
     }
 }
 
-/// Rebuilds indexes derived from the tables (after a restore).
+/// Rebuilds indexes derived from the tables (after a restore). Locks by session are rebuilt
+/// by the snapshot reader as it reads the KV entries.
 pub(crate) fn rebuild_derived(st: &mut State) {
     catalog::rebuild_service_index(st);
 }
@@ -347,7 +400,11 @@ pub(crate) fn rebuild_derived(st: &mut State) {
 /// The store as the rest of the program sees it: one writer, many lock-free readers.
 #[derive(Debug, Default)]
 pub struct Store {
+    /// The published state. Readers hold the lock only to clone the `Arc`, and then read a
+    /// view that no later write changes.
     current: RwLock<Arc<State>>,
+    /// Serializes writers: two writers that copied the same state would each publish a copy
+    /// missing the other's write.
     writer: Mutex<()>,
 }
 
@@ -375,6 +432,9 @@ impl Store {
     }
 
     /// Applies a command and publishes the new state.
+    ///
+    /// Published even when the command failed: the index was consumed and a request's result
+    /// recorded, and readers must see both.
     pub fn apply(&self, index: u64, cmd: &Command) -> Applied {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = State::clone(&self.read());
@@ -383,12 +443,14 @@ impl Store {
         applied
     }
 
-    /// Replaces the whole state (snapshot install).
+    /// Replaces the whole state (snapshot install). Under the writer lock, so an apply in
+    /// flight cannot publish over it.
     pub fn replace(&self, state: State) {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.publish(state);
     }
 
+    /// Swaps in the new state; readers holding the old `Arc` keep their view.
     fn publish(&self, state: State) {
         let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
         *g = Arc::new(state);

@@ -1,4 +1,8 @@
 //! Prepared queries (`/v1/query`): creation, replacement and deletion, and the reads.
+//!
+//! The store only keeps queries and enforces what must hold across all of them (unique IDs and
+//! names, a live session); executing a query (templates, failover, sorting by distance) is the
+//! server's job, on a read of the state. A query tied to a session is deleted with it.
 
 use std::sync::Arc;
 
@@ -16,6 +20,8 @@ impl Tx<'_> {
         create: bool,
     ) -> Result<Response, StoreError> {
         let existing = self.st.queries.get(&query.id).cloned();
+        // The proposer chose a fresh ID for a create, so a taken one is refused rather than
+        // overwritten; an update must name an existing query.
         match (&existing, create) {
             (Some(_), true) => {
                 return Err(StoreError::Invalid(format!(
@@ -31,6 +37,8 @@ impl Tx<'_> {
             }
             _ => {}
         }
+        // Queries are executed by name or by ID through one lookup, so a name must be neither
+        // another query's name nor any query's ID (found by scanning the table).
         if !query.name.is_empty() {
             for other in self.st.queries.values() {
                 if other.id != query.id && other.name == query.name {
@@ -53,6 +61,7 @@ impl Tx<'_> {
                 query.session
             )));
         }
+        // The indexes are the store's: a replacement keeps its creation index.
         let mut q = query.clone();
         q.create_index = existing.map_or(self.index, |e| e.create_index);
         q.modify_index = self.index;
@@ -71,7 +80,8 @@ impl Tx<'_> {
 }
 
 impl State {
-    /// Every prepared query, by ID.
+    /// Every prepared query, by ID, with the query table's index (lookups by name or template
+    /// prefix are done on this list by the caller).
     pub fn queries(&self) -> (u64, Vec<Arc<PreparedQuery>>) {
         (
             self.index_of(&WatchKey::Queries),

@@ -1,5 +1,10 @@
 //! Sessions: creation (validated against the node and its checks), invalidation (releasing or
 //! deleting held locks and arming lock delays) and reads.
+//!
+//! A session is the liveness handle behind KV locks: it ties locks to a node and to checks, and
+//! whatever ends the session (an explicit destroy, the node's removal, a bound check turning
+//! critical or going away, the leader expiring its TTL) ends the locks with it. Session reads
+//! all block on the one session table index.
 
 use std::sync::Arc;
 
@@ -8,6 +13,10 @@ use crate::command::KvRequest;
 use crate::model::{HealthStatus, Session, SessionBehavior};
 
 impl Tx<'_> {
+    /// `SessionCreate`: the ID comes in the command (the proposer drew it), so every server
+    /// creates the same session. Refused, with Consul's messages, when the ID is taken, the
+    /// node is not registered, or a bound check is missing or already critical: a session is
+    /// only as live as its checks, and a critical one says it is not.
     pub(crate) fn session_create(&mut self, session: &Session) -> Result<(), StoreError> {
         if session.id.is_empty() {
             return Err(StoreError::Invalid("Missing session ID".into()));
@@ -79,10 +88,14 @@ impl Tx<'_> {
             .get(id)
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default();
+        // The delay is kept in nanoseconds (Consul's JSON) but applied in milliseconds, the
+        // unit of the proposer's clock.
         let delay_ms = session.lock_delay / 1_000_000;
         for key in held {
             match session.behavior {
                 SessionBehavior::Release => {
+                    // Rewritten with the same value and flags, unlocked: its ModifyIndex moves,
+                    // so readers of the key see the release.
                     if let Some(e) = self.st.kv.get(&key).cloned() {
                         let req = KvRequest {
                             key: key.clone(),
@@ -98,6 +111,7 @@ impl Tx<'_> {
                     self.kv_delete(&key);
                 }
             }
+            // Without the proposer's clock there is nothing to measure the delay from: none.
             if delay_ms > 0 && now_ms > 0 {
                 self.st.lock_delays.insert(key, now_ms + delay_ms);
             }
@@ -105,7 +119,8 @@ impl Tx<'_> {
         self.st.session_locks.remove(id);
     }
 
-    /// Invalidates sessions bound to a check that turned critical or went away.
+    /// Invalidates sessions bound to a check that turned critical or went away. A check ID is
+    /// only unique on its node, so the session's node must match too.
     pub(crate) fn invalidate_check_sessions(&mut self, node: &str, check_id: &str) {
         let doomed: Vec<String> = self
             .st
@@ -126,7 +141,8 @@ impl Tx<'_> {
 
 /// Session reads.
 impl State {
-    /// One session.
+    /// One session, with the session table's index (also when it does not exist, so a reader
+    /// can block until it appears or goes).
     pub fn session(&self, id: &str) -> (u64, Option<Arc<Session>>) {
         (
             self.index_of(&WatchKey::Sessions),
@@ -142,7 +158,7 @@ impl State {
         )
     }
 
-    /// Sessions of one node.
+    /// Sessions of one node, found by scanning the table (there is no index by node).
     pub fn node_sessions(&self, node: &str) -> (u64, Vec<Arc<Session>>) {
         (
             self.index_of(&WatchKey::Sessions),

@@ -1,6 +1,10 @@
 //! Transactions (`/v1/txn`): a list of KV, node, service and check operations applied all or
 //! nothing. Any failing operation rolls the whole transaction back (the caller's working copy
 //! of the state is dropped) and is reported with its position.
+//!
+//! As in Consul, operations run in order and each sees the writes of those before it; after
+//! a failure the rest still run, so that the answer lists every failing operation, not just the
+//! first. Error texts follow Consul's.
 
 use std::sync::Arc;
 
@@ -15,6 +19,9 @@ impl Tx<'_> {
     /// Runs the operations; on the first error the state is restored and the error returned
     /// in the response (a rolled-back transaction is a successful command with errors).
     pub(crate) fn txn(&mut self, ops: &[TxnOp]) -> Response {
+        // The rollback happens here, not by dropping the command's working copy: a rolled-back
+        // transaction is a successful command (its answer is the errors), so that copy is
+        // kept. Cloning the state is O(1).
         let before = self.st.clone();
         let changes_before = self.changes.clone();
         let mut results = Vec::new();
@@ -45,6 +52,9 @@ impl Tx<'_> {
         Response::Txn { results, errors }
     }
 
+    /// One KV operation, with Consul's transaction semantics: unlike `/v1/kv`, a condition
+    /// that does not hold (a stale CAS, a lock held by another) is an error that rolls the
+    /// transaction back, not a `false`.
     fn txn_kv(&mut self, op: &TxnKvOp) -> Result<Vec<TxnResult>, StoreError> {
         let req = KvRequest {
             key: op.key.clone(),
@@ -53,6 +63,7 @@ impl Tx<'_> {
             index: op.index,
             session: op.session.clone(),
         };
+        // The entry before this operation: what the checks and CAS verbs compare against.
         let current = self.st.kv.get(&op.key).cloned();
         // Write results omit the value, as Consul's do.
         let stripped = |e: &Arc<KvEntry>| {
@@ -63,6 +74,7 @@ impl Tx<'_> {
         match op.verb {
             KvVerb::Set => Ok(stripped(&self.kv_set(&req, None))),
             KvVerb::Cas => {
+                // Index 0: create only; otherwise the key must exist at exactly that index.
                 let ok = match (op.index, &current) {
                     (0, None) => true,
                     (i, Some(e)) => i != 0 && e.modify_index == i,
@@ -76,6 +88,8 @@ impl Tx<'_> {
                 }
                 Ok(stripped(&self.kv_set(&req, None)))
             }
+            // Through the `/v1/kv` code, so lock delays and holders are checked the same way; an
+            // unknown session stays an error of its own.
             KvVerb::Lock => {
                 if !self.kv_write(KvOp::Lock, &req)? {
                     return Err(StoreError::Invalid(format!(
@@ -101,6 +115,7 @@ impl Tx<'_> {
                     op.key
                 ))),
             },
+            // A missing key answers an entry with only its key set (indexes 0), not an error.
             KvVerb::GetOrEmpty => Ok(vec![TxnResult::Kv(current.map_or_else(
                 || KvEntry {
                     key: op.key.clone(),
@@ -137,10 +152,13 @@ impl Tx<'_> {
                     op.session
                 ))),
             },
+            // Checks that pass answer the entry (without its value), or nothing for
+            // check-not-exists: they guard the writes after them.
             KvVerb::CheckNotExists => match current {
                 None => Ok(vec![]),
                 Some(_) => Err(StoreError::Invalid(format!("key {:?} exists", op.key))),
             },
+            // Deletes answer nothing, and deleting a missing key is not an error.
             KvVerb::Delete => {
                 self.kv_delete(&op.key);
                 Ok(vec![])
@@ -162,12 +180,16 @@ impl Tx<'_> {
         }
     }
 
+    /// One node operation. Writes go through the catalog's own functions, so a node set in a
+    /// transaction obeys the same rules (ID checks, no change for identical data) as a
+    /// registration, and deleting a node takes its services, checks and sessions with it.
     fn txn_node(&mut self, op: &TxnNodeOp) -> Result<Vec<TxnResult>, StoreError> {
         let name = op.node.node.clone();
         if name.is_empty() {
             return Err(StoreError::Invalid("Must provide node".into()));
         }
         let current = self.st.nodes.get(&name).cloned();
+        // The node as stored after the operation (its indexes are the store's, not the request's).
         let get = |tx: &Self| {
             written(tx.st.nodes.get(&name), "node", &name)
                 .map(|n| vec![TxnResult::Node(Node::clone(&n))])
@@ -185,6 +207,7 @@ impl Tx<'_> {
                 if op.node.address.is_empty() {
                     return Err(StoreError::Invalid("Must provide address".into()));
                 }
+                // Lowercased as a registration's ID is, so the two paths store the same node.
                 let mut n = op.node.clone();
                 n.id = n.id.to_lowercase();
                 self.ensure_node(n)?;
@@ -211,8 +234,10 @@ impl Tx<'_> {
         }
     }
 
+    /// One service operation on a node, through the catalog's own functions (see `txn_node`).
     fn txn_service(&mut self, op: &TxnServiceOp) -> Result<Vec<TxnResult>, StoreError> {
         let node = op.node.clone();
+        // The ID the store will use: an instance without one is stored under its name.
         let id = if op.service.id.is_empty() {
             op.service.service.clone()
         } else {
@@ -260,6 +285,8 @@ impl Tx<'_> {
         }
     }
 
+    /// One check operation, through the catalog's own functions (see `txn_node`): a check set
+    /// critical invalidates the sessions bound to it here too.
     fn txn_check(&mut self, op: &TxnCheckOp) -> Result<Vec<TxnResult>, StoreError> {
         let node = op.check.node.clone();
         let id = op.check.check_id.clone();
@@ -316,7 +343,8 @@ fn written<T: Clone>(found: Option<&Arc<T>>, kind: &str, name: &str) -> Result<A
     })
 }
 
-/// CAS rule shared by node, service and check verbs: index 0 means "must not exist".
+/// CAS rule shared by node, service and check verbs: index 0 means "must not exist"; any
+/// other index must be the current `ModifyIndex` of an existing record.
 fn check_cas(kind: &str, name: &str, want: u64, have: Option<u64>) -> Result<(), StoreError> {
     let ok = match (want, have) {
         (0, None) => true,
