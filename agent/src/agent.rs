@@ -874,10 +874,11 @@ impl Agent {
 
     /// What the catalog holds for this node (read from the leader).
     async fn catalog_view(&self) -> Result<CatalogView, Error> {
-        let (_, v) = self
+        let v = self
             .backend
             .node_view(&self.node.name, &crate::api::ReadOptions::default())
-            .await?;
+            .await?
+            .value;
         Ok(CatalogView {
             node: v.node,
             services: v.services,
@@ -902,11 +903,11 @@ impl Agent {
                 _ = shutdown.changed() => return,
             };
             match result {
-                Ok((meta, _)) => {
-                    if index != 0 && meta.index != index {
+                Ok(view) => {
+                    if index != 0 && view.meta.index != index {
                         self.sync_kick.notify_one();
                     }
-                    index = meta.index;
+                    index = view.meta.index;
                 }
                 Err(_) => {
                     tokio::select! {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cairn_gossip::{Gossip, MemberStatus, Role};
 
 use crate::api::read::NodeView;
-use crate::api::{Error, QueryMeta, ReadOptions, Write, Written};
+use crate::api::{Error, Indexed, QueryMeta, ReadOptions, Write, Written};
 use crate::rpc::{self, ServerStatus};
 use crate::server::Server;
 use crate::server::query::{Answer, Read};
@@ -178,13 +178,16 @@ impl Backend {
         &self,
         node: &str,
         opts: &ReadOptions,
-    ) -> Result<(QueryMeta, NodeView), Error> {
+    ) -> Result<Indexed<NodeView>, Error> {
         let read = Read::NodeView {
             node: node.to_string(),
         };
         let (meta, answer) = self.read(&read, opts).await?;
         match &answer.reply {
-            crate::api::Reply::NodeView(v) => Ok((meta, v.clone())),
+            crate::api::Reply::NodeView(v) => Ok(Indexed {
+                meta,
+                value: v.clone(),
+            }),
             other => Err(crate::api::read::unexpected("NodeView", other)),
         }
     }

@@ -16,6 +16,10 @@
 //!
 //! The runner reads the agent through [`AliasSource`]; [`AgentAliasSource`] implements it
 //! over the running agent.
+//!
+//! Local aliases (the common case: a sidecar's check following its service) are pushed by
+//! change notifications and cost no server round trip; remote ones rely on blocking queries,
+//! so that an alias follows a remote node within one change rather than one poll interval.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,14 +39,21 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Local re-evaluation at least this often, in case a change notification was missed.
 const LOCAL_REFRESH: Duration = Duration::from_secs(60);
 /// Longest wait of one blocking catalog read.
+// A wait that ends without a change just evaluates the same view again.
 const REMOTE_WAIT: Duration = Duration::from_secs(60);
 /// Failed reads before backing off.
+// Up to this many failures are retried after a short pause only, so that a brief outage
+// (a leader election) does not slow the alias down; longer ones back off.
 const BACKOFF_AFTER: u32 = 3;
 /// Longest backoff between failed reads.
+// Bounds how long an alias lags after the servers come back.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The parts of a check an alias looks at.
 #[derive(Clone, Debug, Default, PartialEq)]
+///
+/// A copy rather than the catalog's `HealthCheck`, so that a local view and a remote one
+/// (which come from different structures) evaluate through the same code.
 pub struct AliasCheck {
     /// Node of the check.
     pub node: String,
@@ -84,6 +95,9 @@ pub struct AliasView {
 
 /// Where alias checks read health from. Implemented over the agent by [`AgentAliasSource`];
 /// tests use their own.
+///
+/// A trait so that the runner's logic (what to re-read and when) is tested without an
+/// agent, servers or clocks beyond tokio's.
 pub trait AliasSource: Send + Sync {
     /// This agent's node name.
     fn node_name(&self) -> String;
@@ -114,19 +128,26 @@ pub fn evaluate(
     service_id: &str,
     view: &AliasView,
 ) -> (HealthStatus, String) {
+    // Sorted by ID so that the check named in the output does not depend on the order a
+    // map happened to hold them in.
     let mut checks: Vec<&AliasCheck> = view.checks.iter().collect();
     checks.sort_by(|a, b| a.check_id.cmp(&b.check_id));
     let mut health = HealthStatus::Passing;
     let mut msg = "No checks found.".to_string();
     let mut found = false;
     for c in checks {
+        // Node names compare case-insensitively, as in Consul's catalog.
         if !node_filter.is_empty() && !c.node.eq_ignore_ascii_case(node_filter) {
             continue;
         }
+        // The alias check itself: counting it would feed its own status back (critical
+        // forever once critical). A check with the same ID on another node is another check.
         if c.check_id == self_id && c.node.eq_ignore_ascii_case(own_node) {
             continue;
         }
         let service_match = c.service_id == service_id;
+        // Node-level checks (empty service ID) count for every service; other services'
+        // checks do not.
         if !c.service_id.is_empty() && !service_match {
             continue;
         }
@@ -147,6 +168,8 @@ pub fn evaluate(
             }
         }
     }
+    // No check of the instance was seen and it is not registered: the instance is gone.
+    // An instance that exists without checks is passing, as in Consul.
     if !found && !view.service_exists {
         health = HealthStatus::Critical;
         msg = if service_id.is_empty() {
@@ -162,6 +185,10 @@ pub fn evaluate(
 }
 
 /// Runs an alias check until aborted.
+///
+/// Without `node` the alias follows this agent's local state; with one, the catalog's view
+/// of that node. Every evaluation is sent, changed or not: recording an unchanged result
+/// leaves the local state (and its version) as it was.
 pub(crate) async fn run(
     id: String,
     generation: u64,
@@ -190,6 +217,8 @@ pub(crate) async fn run(
             }
             tokio::select! {
                 () = source.local_changed(version) => {}
+                // A missed notification would otherwise leave the alias stale until the next
+                // unrelated change.
                 () = tokio::time::sleep(LOCAL_REFRESH) => {}
             }
         }
@@ -198,6 +227,7 @@ pub(crate) async fn run(
     let mut attempt = 0u32;
     loop {
         if attempt > BACKOFF_AFTER {
+            // 2 s, 4 s, 8 s, ... up to BACKOFF_MAX; the shift is capped so it cannot overflow.
             let shift = (attempt - BACKOFF_AFTER).min(16);
             let wait = Duration::from_secs(1u64 << shift).min(BACKOFF_MAX);
             tokio::time::sleep(wait).await;
@@ -205,6 +235,8 @@ pub(crate) async fn run(
         match source.remote(&node, &service, index, REMOTE_WAIT).await {
             Err(e) => {
                 attempt += 1;
+                // One failed read is not reported (Consul's rule): a single blip during a
+                // leader change must not flip the service critical.
                 if attempt > 1 {
                     let out = format!("Failure checking aliased node or service: {e}");
                     if !send((HealthStatus::Critical, out)).await {
@@ -216,6 +248,8 @@ pub(crate) async fn run(
             }
             Ok((idx, view)) => {
                 attempt = 0;
+                // Index 0 would make the next read return at once (no blocking), a busy loop
+                // against a view that reports no index.
                 index = idx.max(1);
                 if !send(evaluate(&id, &own, &node, &service, &view)).await {
                     return;
@@ -229,6 +263,8 @@ pub(crate) async fn run(
 /// aliases, blocking `NodeView` reads through the agent's backend for remote ones. Holds the
 /// agent weakly (the agent owns the runners).
 // Constructed by `Agent::new` once it installs the source (`Runners::set_alias_source`).
+// The weak reference breaks the cycle agent → runners → alias task → source → agent,
+// which would otherwise keep a stopped agent alive.
 pub struct AgentAliasSource {
     agent: Weak<Agent>,
     node: String,
@@ -251,6 +287,7 @@ impl AliasSource for AgentAliasSource {
 
     fn local(&self, service_id: &str) -> (u64, AliasView) {
         let Some(agent) = self.agent.upgrade() else {
+            // The agent is stopping; its runners are about to be aborted.
             return (0, AliasView::default());
         };
         let local = agent.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,6 +306,7 @@ impl AliasSource for AgentAliasSource {
     fn local_changed(&self, version: u64) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let Some(agent) = self.agent.upgrade() else {
+                // The agent is gone: there will be no change, and the runner is aborted soon.
                 return std::future::pending().await;
             };
             loop {
@@ -303,16 +341,19 @@ impl AliasSource for AgentAliasSource {
                 min_index: index,
                 wait,
                 consistency: crate::api::Consistency::Stale,
+                // A stale read spreads the load over every server; a server more than 15 s out of
+                // touch with the leader forwards the read instead of answering from its copy.
                 max_stale: Some(Duration::from_secs(15)),
                 filter: None,
             };
-            let (meta, v) = agent
+            let found = agent
                 .backend
                 .node_view(&node, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
+            let v = found.value;
             Ok((
-                meta.index,
+                found.meta.index,
                 AliasView {
                     node,
                     checks: v.checks.iter().map(|c| AliasCheck::from(&**c)).collect(),
@@ -330,6 +371,7 @@ mod tests {
     use std::sync::Mutex;
     use tokio::sync::Notify;
 
+    /// A check whose name and output are derived from its ID, so outputs are predictable.
     fn chk(node: &str, id: &str, svc: &str, status: HealthStatus) -> AliasCheck {
         AliasCheck {
             node: node.into(),
@@ -341,6 +383,7 @@ mod tests {
         }
     }
 
+    /// A view of node `n1`.
     fn view(checks: Vec<AliasCheck>, exists: bool) -> AliasView {
         AliasView {
             node: "n1".into(),
@@ -349,6 +392,7 @@ mod tests {
         }
     }
 
+    /// The aggregation rules of Consul's `processChecks`, and the alias ignoring itself.
     #[test]
     fn worst_of_node_and_service_checks() {
         let ev = |checks, exists| evaluate("alias", "n1", "", "web1", &view(checks, exists));
@@ -402,6 +446,7 @@ mod tests {
         );
     }
 
+    /// A remote alias only counts checks of the named node, matched case-insensitively.
     #[test]
     fn remote_views_filter_by_node() {
         let v = view(
@@ -468,6 +513,8 @@ mod tests {
         }
     }
 
+    /// A local alias re-evaluates on every change notification, down to its service
+    /// disappearing.
     #[tokio::test]
     async fn local_alias_follows_changes() {
         let fake = Arc::new(Fake {
@@ -498,6 +545,7 @@ mod tests {
         task.abort();
     }
 
+    /// The first failed read is silent; the second is reported critical.
     #[tokio::test(start_paused = true)]
     async fn remote_errors_turn_critical_from_the_second() {
         let fake = Arc::new(Fake {
