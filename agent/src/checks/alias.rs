@@ -39,14 +39,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Local re-evaluation at least this often, in case a change notification was missed.
 const LOCAL_REFRESH: Duration = Duration::from_secs(60);
 /// Longest wait of one blocking catalog read.
-// A wait that ends without a change just evaluates the same view again.
+/// A wait that ends without a change just evaluates the same view again.
 const REMOTE_WAIT: Duration = Duration::from_secs(60);
 /// Failed reads before backing off.
-// Up to this many failures are retried after a short pause only, so that a brief outage
-// (a leader election) does not slow the alias down; longer ones back off.
+/// Up to this many failures are retried after a short pause only, so that a brief outage
+/// (a leader election) does not slow the alias down; longer ones back off.
 const BACKOFF_AFTER: u32 = 3;
 /// Longest backoff between failed reads.
-// Bounds how long an alias lags after the servers come back.
+/// Bounds how long an alias lags after the servers come back.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The parts of a check an alias looks at.

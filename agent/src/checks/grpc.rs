@@ -23,14 +23,20 @@ use super::tls::{ALPN_H2, TlsClient};
 /// Path of the health-check method.
 const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// Largest response message accepted.
+/// A HealthCheckResponse is a few bytes; the bound only keeps a misbehaving server from
+/// making the agent buffer a large body.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A prepared gRPC health check.
 #[derive(Debug)]
 pub struct GrpcProbe {
+    /// The target as registered, for outputs.
     target: String,
+    /// `host:port`, dialled and sent as the request's authority.
     authority: String,
+    /// Host part, for the TLS server name.
     host: String,
+    /// The `service` field of the request (empty: the server as a whole).
     service: String,
     tls: Option<TlsClient>,
     timeout: Duration,
@@ -45,6 +51,7 @@ impl GrpcProbe {
         tls_server_name: &str,
         timeout: Duration,
     ) -> Result<GrpcProbe, String> {
+        // Split at the first `/`: gRPC service names hold dots but no slash.
         let (authority, service) = match target.split_once('/') {
             Some((a, s)) => (a, s),
             None => (target, ""),
@@ -90,12 +97,15 @@ impl GrpcProbe {
                 }
             }
         };
+        // One timeout over dial, TLS, HTTP/2 handshake and call, reported with grpc-go's
+        // DeadlineExceeded text.
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => (
                 HealthStatus::Critical,
                 "rpc error: code = DeadlineExceeded desc = context deadline exceeded".into(),
             ),
             Ok(Err(e)) => (HealthStatus::Critical, e),
+            // SERVING.
             Ok(Ok(1)) => (
                 HealthStatus::Passing,
                 format!("gRPC check {}: success", self.target),
@@ -112,6 +122,10 @@ impl GrpcProbe {
     }
 
     /// Makes the call; returns the raw serving status.
+    ///
+    /// Follows the gRPC over HTTP/2 protocol: a POST with `content-type: application/grpc`,
+    /// one length-prefixed message each way, and the status in `grpc-status`, normally in the
+    /// trailers.
     async fn call<T>(&self, io: T) -> Result<u64, String>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -129,8 +143,12 @@ impl GrpcProbe {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let req = Request::post(format!("{scheme}://{}{CHECK_PATH}", self.authority))
             .header("content-type", "application/grpc")
+            // Required by the protocol: it tells proxies the client understands trailers,
+            // where gRPC carries its status.
             .header("te", "trailers")
             .header(
+                // The deadline in milliseconds (`m`), so the server can give up when the agent
+                // has; at least 1, since 0 would be already expired.
                 "grpc-timeout",
                 format!("{}m", self.timeout.as_millis().max(1)),
             )
@@ -161,8 +179,11 @@ impl GrpcProbe {
         let mut data = BytesMut::new();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| unavailable(&e.to_string()))?;
+            // Hand the window back, or a response larger than the initial window would
+            // stall the stream.
             let _ = body.flow_control().release_capacity(chunk.len());
             data.extend_from_slice(&chunk);
+            // + 5: the message's length prefix.
             if data.len() > MAX_MESSAGE + 5 {
                 return Err(internal("response message too large"));
             }
@@ -193,15 +214,21 @@ impl GrpcProbe {
     }
 }
 
+/// grpc-go's text for an `Unavailable` error: what a failed connection reports.
 fn unavailable(desc: &str) -> String {
     format!("rpc error: code = Unavailable desc = {desc}")
 }
 
+/// grpc-go's text for an `Internal` error: a protocol violation by the server.
 fn internal(desc: &str) -> String {
     format!("rpc error: code = Internal desc = {desc}")
 }
 
 /// grpc-go's mapping of a non-200 HTTP status to a gRPC code.
+///
+/// From gRPC's HTTP-to-gRPC status mapping: a 200 is required, and a proxy's error page
+/// (404 for a server without gRPC routes, 503 for a down backend) reads as the gRPC error
+/// a native client would see.
 fn code_for_http(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "Internal",
@@ -214,6 +241,9 @@ fn code_for_http(status: StatusCode) -> &'static str {
 }
 
 /// The gRPC status code names.
+///
+/// Indexed by the numeric code (`OK` = 0 ... `Unauthenticated` = 16); a code beyond them
+/// prints as `Code(n)`, as grpc-go does.
 fn code_name(code: u32) -> String {
     const NAMES: [&str; 17] = [
         "OK",
@@ -261,6 +291,9 @@ fn grpc_error(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Decodes `grpc-message`'s percent-encoding.
+///
+/// The gRPC spec percent-encodes `grpc-message`; a `%` not followed by two hex digits is
+/// kept as is rather than failing the whole message.
 fn percent_decode(raw: &[u8]) -> String {
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(raw.len());
@@ -280,6 +313,8 @@ fn percent_decode(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Protobuf's base-128 varint: seven bits per byte, low bits first, high bit set on all
+/// but the last byte.
 fn put_varint(buf: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8) | 0x80);
@@ -288,6 +323,8 @@ fn put_varint(buf: &mut BytesMut, mut v: u64) {
     buf.put_u8(v as u8);
 }
 
+/// Reads a varint; `None` when the buffer ends inside one or it runs past 64 bits (at most
+/// ten bytes), which only a corrupt message does.
 fn get_varint(buf: &mut Bytes) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -304,6 +341,9 @@ fn get_varint(buf: &mut Bytes) -> Option<u64> {
 }
 
 /// A length-prefixed gRPC message holding `HealthCheckRequest { service = 1 }`.
+///
+/// An empty service is sent as an empty message, as proto3 omits default values. The frame
+/// is gRPC's: a compression flag byte, then the message length as a big-endian `u32`.
 fn encode_request(service: &str) -> Bytes {
     let mut msg = BytesMut::new();
     if !service.is_empty() {
@@ -319,6 +359,10 @@ fn encode_request(service: &str) -> Bytes {
 }
 
 /// The `status` field of a length-prefixed `HealthCheckResponse` (0, UNKNOWN, when absent).
+///
+/// Fields other than `status` are skipped by wire type, as any protobuf reader must, so a
+/// server built from a newer `health.proto` still decodes. Groups (wire types 3 and 4)
+/// were never used by this message and are refused.
 fn decode_response(mut data: Bytes) -> Result<u64, String> {
     if data.len() < 5 {
         return Err(internal("response carried no message"));
@@ -365,6 +409,8 @@ fn decode_response(mut data: Bytes) -> Result<u64, String> {
 }
 
 /// `grpc.health.v1.HealthCheckResponse.ServingStatus` names.
+///
+/// A number the enum does not know is printed as itself.
 fn serving_status_name(status: u64) -> String {
     match status {
         0 => "UNKNOWN".into(),
@@ -386,6 +432,8 @@ mod tests {
         GrpcProbe::new(target, tls, skip, "", Duration::from_secs(5)).expect("valid")
     }
 
+    /// The hand-written encoding against known bytes, including unknown fields and bad
+    /// frames.
     #[test]
     fn messages_round_trip() {
         assert_eq!(&encode_request("")[..], &[0, 0, 0, 0, 0]);
@@ -407,6 +455,7 @@ mod tests {
         assert_eq!(percent_decode(b"unknown%20service%"), "unknown service%");
     }
 
+    /// Against tonic-health, the reference server: SERVING passes, NOT_SERVING is critical.
     #[tokio::test]
     async fn serving_then_not_serving() {
         let s = GrpcServer::start(None).await;
@@ -427,6 +476,7 @@ mod tests {
         );
     }
 
+    /// The `/service` part of the target is asked for; an unknown one is NotFound.
     #[tokio::test]
     async fn named_services() {
         let s = GrpcServer::start(None).await;
@@ -444,6 +494,7 @@ mod tests {
         );
     }
 
+    /// GRPCUseTLS with and without TLSSkipVerify, and plain text against a TLS server.
     #[tokio::test]
     async fn tls_with_and_without_verification() {
         let s = GrpcServer::start(Some(self_signed_acceptor(&[ALPN_H2]))).await;
@@ -456,6 +507,7 @@ mod tests {
         assert_eq!(probe(&target, false, false).run().await.0, Critical);
     }
 
+    /// A closed port, an HTTP/2 server that is not gRPC, and a target without a port.
     #[tokio::test]
     async fn unreachable_and_not_grpc() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -3,6 +3,9 @@
 //! `CheckH2PING` does. Ack ⇒ passing (`HTTP2 ping was successful`); a failed dial ⇒ critical
 //! (`Failed to dial to <addr>: ...`); no ack or a broken connection ⇒ critical
 //! (`HTTP2 ping failed: ...`).
+//!
+//! The check proves more than a TCP connect (the server speaks HTTP/2 and its connection
+//! loop is alive) without depending on any route or handler of the service.
 
 use std::time::Duration;
 
@@ -15,7 +18,9 @@ use super::tls::{ALPN_H2, TlsClient};
 /// A prepared H2PING check.
 #[derive(Debug)]
 pub struct H2PingProbe {
+    /// `host:port` as registered, dialled and quoted in outputs.
     addr: String,
+    /// Host part, for the TLS server name.
     host: String,
     tls: Option<TlsClient>,
     timeout: Duration,
@@ -54,6 +59,8 @@ impl H2PingProbe {
 
     /// Runs once.
     pub async fn run(&self) -> (HealthStatus, String) {
+        // One timeout over dial, TLS, handshake and PING; without it a server that accepts
+        // and then stays silent would hold the run forever.
         let run = async {
             let dial_failed = |e: String| format!("Failed to dial to {}: {e}", self.addr);
             let stream = connect_tcp(&self.addr, self.timeout)
@@ -78,6 +85,7 @@ impl H2PingProbe {
     }
 }
 
+/// The HTTP/2 handshake and one PING on `io`.
 async fn ping<T>(io: T) -> Result<(), String>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -87,6 +95,8 @@ where
         .map_err(|e| format!("Failed to create client connection {e}"))?;
     let mut pinger = conn
         .ping_pong()
+        // `ping_pong` can be taken once per connection; each run has its own connection, so
+        // this cannot fail in practice.
         .ok_or_else(|| "HTTP2 ping failed: ping already in use".to_string())?;
     // The connection is driven alongside the ping; `_client` stays alive so it is not closed
     // for lack of users.
@@ -111,6 +121,7 @@ mod tests {
         H2PingProbe::new(addr, tls, skip, "", Duration::from_secs(5)).expect("valid")
     }
 
+    /// Cleartext HTTP/2 (H2PingUseTLS false).
     #[tokio::test]
     async fn h2c_ping_is_acknowledged() {
         let (addr, _t) = h2_server(None).await;
@@ -120,6 +131,7 @@ mod tests {
         );
     }
 
+    /// Over TLS, an untrusted certificate fails the dial unless TLSSkipVerify.
     #[tokio::test]
     async fn tls_ping_with_and_without_verification() {
         let (addr, _t) = h2_server(Some(self_signed_acceptor(&[ALPN_H2]))).await;
@@ -133,6 +145,8 @@ mod tests {
         );
     }
 
+    /// A refused connection, a server that only speaks HTTP/1.1, and an address without a
+    /// port.
     #[tokio::test]
     async fn failures_are_critical() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

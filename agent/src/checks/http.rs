@@ -7,6 +7,9 @@
 //! The request goes over hyper's HTTP/1.1 client on a TCP or TLS ([`TlsClient`]) stream, so
 //! `TLSServerName` sets both the SNI and the verified name while the connection still goes to
 //! the URL's host, as Go's `tls.Config.ServerName` does.
+//!
+//! Error outputs follow Go's `net/http` client (`Get "<url>": dial tcp ...`), since Consul
+//! reports the client's error as the check output.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,16 +36,25 @@ pub const ACCEPT_VALUE: &str = "text/plain, text/*, */*";
 /// A prepared HTTP(S) check.
 #[derive(Debug)]
 pub struct HttpProbe {
+    /// `GET` unless the check sets one.
     method: Method,
+    /// The URL as registered, for outputs.
     url: String,
+    /// Host to connect to (and to verify over TLS); an IPv6 literal keeps its brackets.
     host: String,
+    /// Port to connect to: the URL's, or the scheme's default.
     port: u16,
+    /// Request target: path and query, `/` when empty.
     path: String,
+    /// `Host` sent: the URL's authority unless the check's headers set one.
     host_header: String,
+    /// Headers sent besides `Host`.
     headers: HeaderMap,
     body: Bytes,
+    /// Set for `https` URLs.
     tls: Option<TlsClient>,
     timeout: Duration,
+    /// Cap on the body kept for the output.
     max_output: usize,
 }
 
@@ -59,6 +71,7 @@ impl HttpProbe {
         timeout: Duration,
         max_output: usize,
     ) -> Result<HttpProbe, String> {
+        // Any token is a valid method (Consul passes it through), so only its syntax is checked.
         let method = if method.is_empty() { "GET" } else { method };
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| format!("net/http: invalid method {method:?}"))?;
@@ -93,6 +106,7 @@ impl HttpProbe {
             return Err(format!("{op} {url:?}: http: no Host in request URL"));
         }
         let port = authority.port_u16().unwrap_or(default_port);
+        // As Go sends it: the port appears in `Host` only when the URL has one.
         let mut host_header = match authority.port_u16() {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
@@ -102,6 +116,8 @@ impl HttpProbe {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("net/http: invalid header field name {k:?}"))?;
             for v in vs {
+                // `Host` is not a header for hyper but the request's authority: kept apart
+                // and set on the request, the last value winning.
                 if name == HOST {
                     host_header = v.clone();
                     continue;
@@ -117,7 +133,10 @@ impl HttpProbe {
         if !headers.contains_key(ACCEPT) {
             headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
         }
+        // One connection per run, never reused: a pooled connection could keep a check
+        // passing after the service stopped accepting new ones.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        // Checked now so that a bad `Host` fails the check once, at preparation.
         HeaderValue::from_str(&host_header)
             .map_err(|_| format!("net/http: invalid Host header {host_header:?}"))?;
         let path = uri
@@ -142,9 +161,11 @@ impl HttpProbe {
 
     /// Runs once.
     pub async fn run(&self) -> (HealthStatus, String) {
+        // One deadline covers connect, TLS, headers and body, as Go's `Client.Timeout` does.
         let deadline = Instant::now() + self.timeout;
         let op = go_op(&self.method);
         let url = &self.url;
+        // `_conn` keeps the connection task alive while the body is read.
         let (resp, _conn) = match tokio::time::timeout_at(deadline, self.send()).await {
             Err(_) => {
                 return (
@@ -158,6 +179,8 @@ impl HttpProbe {
             Ok(Ok(r)) => r,
         };
         let code = resp.status();
+        // The server's own reason phrase when it sent one (Go prints the status line as
+        // received), else the standard phrase.
         let reason = resp
             .extensions()
             .get::<hyper::ext::ReasonPhrase>()
@@ -182,6 +205,7 @@ impl HttpProbe {
         .await;
         let status = if code.is_success() {
             HealthStatus::Passing
+        // Consul: Too Many Requests is a warning, since the service is up but shedding load.
         } else if code.as_u16() == 429 {
             HealthStatus::Warning
         } else {
@@ -197,6 +221,7 @@ impl HttpProbe {
         )
     }
 
+    /// Connects (TCP, then TLS for `https`) and sends the request.
     async fn send(&self) -> Result<(Response<Incoming>, AbortOnDrop), String> {
         let addr = format!("{}:{}", self.host, self.port);
         let stream = connect_tcp(&addr, self.timeout).await?;
@@ -209,6 +234,8 @@ impl HttpProbe {
         }
     }
 
+    /// One HTTP/1.1 request on `io`; the connection task is returned so the caller keeps the
+    /// connection open while it reads the body.
     async fn exchange<T>(&self, io: T) -> Result<(Response<Incoming>, AbortOnDrop), String>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -238,6 +265,8 @@ impl HttpProbe {
 }
 
 /// Go's `url.Error` operation: the method with only its first letter upper-case (`Get`).
+///
+/// Go's error texts start with it (`Get "http://...": ...`), and Consul shows them as is.
 fn go_op(method: &Method) -> String {
     let m = method.as_str();
     let mut chars = m.chars();
@@ -250,6 +279,8 @@ fn go_op(method: &Method) -> String {
     }
 }
 
+/// An error with its sources, `: `-separated as Go wraps errors: hyper's top-level
+/// messages alone (`connection error`) would hide the cause.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -267,6 +298,7 @@ mod tests {
     use crate::checks::test_servers::{HttpServer, self_signed_acceptor};
     use HealthStatus::*;
 
+    /// A GET probe of `url` with a 5 s timeout.
     fn probe(url: &str, skip: bool, name: &str) -> HttpProbe {
         HttpProbe::new(
             url,
@@ -281,6 +313,8 @@ mod tests {
         .expect("valid")
     }
 
+    /// Status classes map as in Consul, redirects are not followed, and Consul's default
+    /// headers are sent.
     #[tokio::test]
     async fn plain_http_statuses_and_output() {
         let s = HttpServer::start(None, 200, "all good").await;
@@ -308,6 +342,7 @@ mod tests {
         assert!(head.contains("accept: text/plain, text/*, */*"), "{head}");
     }
 
+    /// Custom method, repeated headers, a `Host` override, a custom User-Agent and a body.
     #[tokio::test]
     async fn method_headers_and_body_are_sent() {
         let s = HttpServer::start(None, 200, "").await;
@@ -342,6 +377,8 @@ mod tests {
         assert_eq!(seen.body, "{\"ping\":1}");
     }
 
+    /// A self-signed server passes only with TLSSkipVerify; otherwise the output names the
+    /// certificate problem.
     #[tokio::test]
     async fn https_needs_trust_or_skip_verify() {
         let s = HttpServer::start(Some(self_signed_acceptor(&[])), 200, "secure").await;
@@ -362,6 +399,7 @@ mod tests {
         );
     }
 
+    /// TLSServerName replaces the URL's host in the SNI; without it the host is sent.
     #[tokio::test]
     async fn tls_server_name_is_the_sni() {
         let s = HttpServer::start(Some(self_signed_acceptor(&[])), 200, "").await;
@@ -378,6 +416,7 @@ mod tests {
         );
     }
 
+    /// The output keeps the end of a long body, where errors usually are.
     #[tokio::test]
     async fn body_is_capped_to_its_tail() {
         let body = format!("{}END", "x".repeat(10_000));
@@ -397,6 +436,8 @@ mod tests {
         assert!(out.ends_with("Output: xxxxxEND"), "{out}");
     }
 
+    /// Refused connections and silent servers are critical with Go's texts, and the timeout
+    /// holds even when the server never answers.
     #[tokio::test]
     async fn errors_and_timeouts_are_critical() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

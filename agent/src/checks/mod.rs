@@ -37,6 +37,11 @@
 //!   `SSL_CERT_FILE`/`SSL_CERT_DIR`, which internal health endpoints commonly rely on.
 //! - Tests only: `rcgen` (self-signed certificates), `tonic` + `tonic-health` (the reference
 //!   gRPC health server) and `tokio-stream`.
+//!
+//! Runners only produce results: they never touch the local state. The agent records each
+//! result, which keeps one writer for check statuses (API updates, TTL expiries and runs all
+//! go through the same path) and lets a runner be aborted at any await without leaving a
+//! half-made change behind.
 
 pub mod alias;
 mod grpc;
@@ -72,6 +77,9 @@ pub struct CheckResult {
     /// Output.
     pub output: String,
     /// Runner generation; results of replaced runners are ignored.
+    /// A runner that was stopped may already have a result in the channel; the agent compares
+    /// this with [`Runners::is_current`] so that an old definition's last result cannot
+    /// overwrite the status of its replacement.
     pub generation: u64,
 }
 
@@ -79,10 +87,15 @@ pub struct CheckResult {
 /// consecutive successes or failures.
 #[derive(Clone, Debug, Default)]
 pub struct Thresholds {
+    /// `SuccessBeforePassing`: consecutive non-critical runs before passing is recorded.
     success_before_passing: u32,
+    /// `FailuresBeforeWarning`: consecutive critical runs before warning is recorded.
     failures_before_warning: u32,
+    /// `FailuresBeforeCritical`: consecutive critical runs before critical is recorded.
     failures_before_critical: u32,
+    /// The current streak of non-critical runs.
     successes: u32,
+    /// The current streak of critical runs.
     failures: u32,
 }
 
@@ -99,9 +112,17 @@ impl Thresholds {
     }
 
     /// Feeds one run result; returns the status to record, if any.
+    ///
+    /// `None` keeps the status recorded so far: a streak below its threshold changes nothing,
+    /// which is how a flapping check is kept from flapping its service. With all thresholds at
+    /// 0 (the default) every result is recorded as it is.
     pub fn observe(&mut self, status: HealthStatus) -> Option<HealthStatus> {
         match status {
+            // A warning counts as a success, as in Consul's status handler: only critical runs
+            // build up failures, and a warning is recorded as itself once the streak is long
+            // enough.
             HealthStatus::Passing | HealthStatus::Warning => {
+                // Saturating: a streak never wraps back below its threshold, however long it runs.
                 self.successes = self.successes.saturating_add(1);
                 self.failures = 0;
                 (self.successes >= self.success_before_passing).then_some(status)
@@ -112,6 +133,9 @@ impl Thresholds {
                 if self.failures >= self.failures_before_critical {
                     Some(HealthStatus::Critical)
                 } else if self.failures >= self.failures_before_warning {
+                    // Between the two thresholds a failing check is recorded as warning; the check
+                    // definition fills FailuresBeforeWarning with FailuresBeforeCritical when
+                    // unset.
                     Some(HealthStatus::Warning)
                 } else {
                     None
@@ -123,6 +147,9 @@ impl Thresholds {
 
 /// What a TTL runner is told on each update: the new deadline and the output of that update
 /// (kept for the expiry message).
+///
+/// Sent on a `watch` channel: only the latest update matters, so a burst of updates between
+/// two polls of the runner collapses into one.
 #[derive(Clone, Debug)]
 struct TtlReset {
     deadline: Instant,
@@ -139,17 +166,25 @@ pub fn ttl_expired_output(last_output: &str) -> String {
     }
 }
 
+/// The task of one check and how to reach it.
 struct Runner {
     handle: JoinHandle<()>,
+    /// For TTL checks only: where updates re-arm the deadline.
     ttl_reset: Option<watch::Sender<TtlReset>>,
+    /// Stamped on every result of this runner.
     generation: u64,
 }
 
 /// The running checks of an agent.
 pub struct Runners {
     results: mpsc::Sender<CheckResult>,
+    /// By check ID; at most one runner per check.
     running: Mutex<HashMap<String, Runner>>,
+    /// One counter for all checks, so a generation is never reused, even by a check that is
+    /// deregistered and registered again under the same ID.
     next_generation: Mutex<u64>,
+    /// Set once the agent exists (it is built after the runners); see
+    /// [`Runners::set_alias_source`].
     alias_source: RwLock<Option<Arc<dyn AliasSource>>>,
 }
 
@@ -171,6 +206,10 @@ impl Runners {
     }
 
     /// Starts (or restarts) the runner of a check.
+    ///
+    /// The old runner is stopped first, so two runners never report for one check. A check
+    /// without a run spec (`CheckKind::None`: a catalog-style check whose status is whatever was
+    /// registered) gets no task.
     pub fn start(&self, check_id: &str, spec: &CheckSpec) {
         self.stop(check_id);
         let generation = {
@@ -185,6 +224,8 @@ impl Runners {
         let tx = self.results.clone();
         let (handle, ttl_reset) = match &spec.kind {
             CheckKind::None => return,
+            // The deadline is armed at registration: a TTL check that never hears from its
+            // service expires after one TTL, as in Consul.
             CheckKind::Ttl(ttl) => {
                 let (reset_tx, reset_rx) = watch::channel(TtlReset {
                     deadline: Instant::now() + *ttl,
@@ -255,6 +296,9 @@ impl Runners {
     }
 
     /// Stops the runner of a check.
+    ///
+    /// The task is aborted at its next await; a result it already sent is filtered out by
+    /// its generation.
     pub fn stop(&self, check_id: &str) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.remove(check_id) {
@@ -288,6 +332,7 @@ impl Runners {
                     deadline: Instant::now() + ttl,
                     last_output: output.to_string(),
                 })
+                // Fails only when the runner task is gone.
                 .is_ok(),
             None => false,
         }
@@ -302,6 +347,8 @@ impl Runners {
     }
 }
 
+/// Reports a check that cannot run as critical, once: repeating the same explanation on
+/// every interval would add nothing but load.
 async fn report_once(
     check_id: String,
     generation: u64,
@@ -318,6 +365,7 @@ async fn report_once(
         .await;
 }
 
+/// The TTL runner: reports critical when the deadline passes without an update.
 async fn run_ttl(
     id: String,
     generation: u64,
@@ -329,6 +377,8 @@ async fn run_ttl(
         let TtlReset {
             deadline,
             last_output,
+            // `borrow_and_update` marks this value seen, so `changed()` below waits for the
+            // next update rather than firing for this one.
         } = reset.borrow_and_update().clone();
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
@@ -346,6 +396,7 @@ async fn run_ttl(
                     return;
                 }
             }
+            // An update before the deadline: loop to re-arm with the new deadline.
             changed = reset.changed() => {
                 if changed.is_err() {
                     return;
@@ -357,8 +408,11 @@ async fn run_ttl(
 
 /// Extra time given to a probe past the check's timeout before the runner gives up on it
 /// (every probe enforces the timeout itself; this is the backstop).
+/// Long enough for a probe to report its own, more precise timeout message first.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
+/// The runner of an interval check: one probe at a time, every `interval`, each result
+/// passed through the thresholds.
 async fn run_interval(
     id: String,
     generation: u64,
@@ -370,6 +424,8 @@ async fn run_interval(
     let stagger_ms = crate::random::up_to(spec.interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(stagger_ms).min(spec.interval)).await;
     let mut thresholds = Thresholds::new(&spec);
+    // `interval` panics on a zero period; the definition's validation should never let one
+    // through, and this keeps a bad one from taking the runner down.
     let mut tick = tokio::time::interval(spec.interval.max(Duration::from_millis(1)));
     // A slow run delays the next one instead of piling runs up.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -380,6 +436,7 @@ async fn run_interval(
                 Ok(r) => r,
                 Err(_) => (
                     HealthStatus::Critical,
+                    // Consul's message for a run that outlives its timeout.
                     format!("Timed out ({:?}) running check", spec.timeout),
                 ),
             };
@@ -387,6 +444,8 @@ async fn run_interval(
             let r = CheckResult {
                 check_id: id.clone(),
                 status,
+                // Capped here as well as in the probes: the output is stored in the catalog and
+                // sent to every server.
                 output: truncate_output(&output, spec.output_max_size),
                 generation,
             };
@@ -402,6 +461,7 @@ mod tests {
     use super::*;
     use HealthStatus::*;
 
+    /// A spec with the given thresholds and a 1 s interval and timeout.
     fn spec(succ: u32, warn: u32, crit: u32) -> CheckSpec {
         CheckSpec {
             kind: CheckKind::None,
@@ -415,6 +475,7 @@ mod tests {
         }
     }
 
+    /// Zero thresholds (the default) record every result as it comes.
     #[test]
     fn thresholds_default_pass_everything_through() {
         let mut t = Thresholds::new(&spec(0, 0, 0));
@@ -423,6 +484,7 @@ mod tests {
         assert_eq!(t.observe(Warning), Some(Warning));
     }
 
+    /// Streaks are consecutive: one result of the other kind starts the count again.
     #[test]
     fn thresholds_need_consecutive_results() {
         let mut t = Thresholds::new(&spec(2, 1, 3));
@@ -443,6 +505,7 @@ mod tests {
         assert_eq!(t.observe(Critical), Some(Critical));
     }
 
+    /// An update pushes the deadline; the expiry is reported once with Consul's text.
     #[tokio::test(start_paused = true)]
     async fn ttl_expires_and_rearms_on_update() {
         let (tx, mut rx) = mpsc::channel(8);
@@ -465,6 +528,7 @@ mod tests {
         assert!(!runners.reset_ttl("missing", ttl));
     }
 
+    /// The expiry message quotes the output of the last update, as Consul's does.
     #[tokio::test(start_paused = true)]
     async fn ttl_expiry_quotes_the_last_output() {
         let (tx, mut rx) = mpsc::channel(8);
@@ -494,6 +558,8 @@ mod tests {
         assert_eq!(r.output, "TTL expired");
     }
 
+    /// A real TCP probe through the runner; its output is cut to OutputMaxSize with Consul's
+    /// ` ...` marker.
     #[tokio::test]
     async fn interval_runs_are_capped_and_bounded() {
         let (tx, mut rx) = mpsc::channel(8);
@@ -518,6 +584,7 @@ mod tests {
         runners.stop_all();
     }
 
+    /// Checks that cannot run report critical once, with an output that says why.
     #[tokio::test]
     async fn alias_without_a_source_says_so_and_docker_is_refused_once() {
         let (tx, mut rx) = mpsc::channel(8);

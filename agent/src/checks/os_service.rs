@@ -6,6 +6,9 @@
 //! unhealthy: ...`), anything else (`activating`, `deactivating`, `reloading`, or systemctl
 //! unable to reach systemd) ⇒ warning. Without `systemctl` on the machine the check is critical
 //! with an output saying so.
+//!
+//! `systemctl` is run rather than systemd's D-Bus API spoken: it needs no bus client in the
+//! agent, and `is-active` prints exactly the state this check needs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +16,10 @@ use std::time::Duration;
 use cairn_catalog::model::HealthStatus;
 
 /// Finds `systemctl` on `PATH`.
+///
+/// Looked up once when the check's runner starts, the way a shell would, so a run needs no
+/// search; a `systemctl` installed later is found when the check is registered again or the
+/// agent restarts.
 pub fn find_systemctl() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -34,6 +41,8 @@ pub async fn run(
             ),
         );
     };
+    // A leading dash would make systemctl read the "unit" as an option, and the unit name
+    // comes from a check definition, possibly registered over the API.
     if unit.is_empty() || unit.starts_with('-') {
         return (
             HealthStatus::Critical,
@@ -53,6 +62,7 @@ pub async fn run(
                 format!("Timed out ({timeout:?}) running check"),
             );
         }
+        // systemctl did not run: that says nothing about the unit, hence a warning.
         Ok(Err(e)) => {
             return (
                 HealthStatus::Warning,
@@ -62,6 +72,8 @@ pub async fn run(
         Ok(Ok(o)) => o,
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
+    // `is-active` exits non-zero for every state but `active`, so the printed state,
+    // not the exit code, decides.
     let state = stdout.lines().next().unwrap_or("").trim();
     match state {
         "active" => (
@@ -72,6 +84,8 @@ pub async fn run(
             HealthStatus::Critical,
             format!("OS Service unhealthy: {unit} is {state}"),
         ),
+        // No state printed: systemctl could not ask systemd (no systemd, no bus access);
+        // its first stderr line says why.
         "" => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             (
@@ -116,6 +130,8 @@ mod tests {
         run(Some(p), unit, t).await
     }
 
+    /// Each state systemctl can print maps to the status in the module docs; a unit name that
+    /// looks like an option is refused before systemctl runs.
     #[tokio::test]
     async fn unit_states_map_to_statuses() {
         let dir = std::env::temp_dir().join(format!("cairn-systemctl-{}", uuid::Uuid::new_v4()));

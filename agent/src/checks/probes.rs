@@ -2,6 +2,14 @@
 //! output as Consul does: the [`Probe`] enum dispatches to the HTTP(S), TCP, UDP, gRPC,
 //! H2PING, script and OSService implementations; shared helpers format errors the way Go
 //! (and so Consul) prints them and keep the tail of long outputs.
+//!
+//! A probe is prepared once per runner (URL parsed, TLS configuration built) and run many
+//! times, so the per-run work is only the I/O. A definition that cannot be prepared becomes a
+//! [`Probe::Fixed`] result instead of an error: the check exists in the catalog either way,
+//! and its output is the one place the operator will look for the reason.
+//!
+//! Outputs imitate Go's error texts (`connection refused`, `i/o timeout`), which alerts and
+//! runbooks written for Consul may match on.
 
 use std::io;
 use std::path::PathBuf;
@@ -63,6 +71,9 @@ pub enum Probe {
 
 impl Probe {
     /// Prepares a probe for a check kind.
+    ///
+    /// `timeout` bounds each run; `max_output` caps what a run keeps of a body or of a
+    /// script's output, so a chatty target cannot make the agent buffer without limit.
     pub fn new(kind: &CheckKind, timeout: Duration, max_output: usize) -> Probe {
         match kind {
             CheckKind::Http {
@@ -121,6 +132,8 @@ impl Probe {
                 systemctl: os_service::find_systemctl(),
                 timeout,
             },
+            // Refused with a way out rather than faked: pretending to run it would report a
+            // health that was never checked.
             CheckKind::Docker { container, .. } => Probe::Fixed(
                 HealthStatus::Critical,
                 format!(
@@ -129,6 +142,8 @@ impl Probe {
                      use a script check with `docker exec` (enable_script_checks) or an HTTP/TCP check instead"
                 ),
             ),
+            // These have their own runners and never get here; a fixed result rather than a
+            // panic if one ever does.
             CheckKind::Ttl(_) | CheckKind::Alias { .. } | CheckKind::None => Probe::Fixed(
                 HealthStatus::Critical,
                 format!("{} checks do not run on an interval", kind.type_name()),
@@ -160,6 +175,10 @@ impl Probe {
 }
 
 /// Aborts a spawned task (a connection driver) when dropped.
+///
+/// hyper and h2 hand back a connection future that must be polled on its own task; tying
+/// that task to this guard ends the connection with the run, so a probe never leaves a
+/// connection (and its socket) behind when it times out or returns early.
 #[derive(Debug)]
 pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
@@ -173,6 +192,7 @@ impl Drop for AbortOnDrop {
 /// show them.
 pub fn go_error(e: &io::Error) -> String {
     match e.kind() {
+        // The kinds a probe meets most, spelled as Go's syscall errors are.
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
         io::ErrorKind::TimedOut => "i/o timeout".into(),
@@ -194,10 +214,14 @@ pub fn go_error(e: &io::Error) -> String {
 }
 
 /// `dial <proto> <addr>: connect: <error>`, as Go's dialer reports a failed connect.
+///
+/// Go's shapes differ by failure, and Consul's outputs show them as is: a timeout has no
+/// `connect:` part, a name that does not resolve reads `dial tcp: lookup <addr>: ...`.
 pub fn dial_error(proto: &str, addr: &str, e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::TimedOut {
         return format!("dial {proto} {addr}: i/o timeout");
     }
+    // An address that does not parse (no port, bad port) never reached a connect.
     if e.kind() == io::ErrorKind::InvalidInput {
         return format!("dial {proto} {addr}: {}", go_error(e));
     }
@@ -210,6 +234,9 @@ pub fn dial_error(proto: &str, addr: &str, e: &io::Error) -> String {
 
 /// Connects to `addr` (`host:port`, names resolved, every address tried in turn) within
 /// `timeout`.
+///
+/// `TCP_NODELAY` is set: every probe writes a small request and waits for the answer, a
+/// pattern where Nagle's algorithm only adds latency.
 pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<tokio::net::TcpStream, String> {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
@@ -222,6 +249,10 @@ pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<tokio::net::Tc
 }
 
 /// Splits `host:port` (`[v6]:port` too) into the host as written (brackets kept) and the port.
+///
+/// The port is after the last colon; a host holding a colon must then be a bracketed
+/// IPv6 literal, since `::1:80` cannot be split unambiguously. The host keeps its brackets
+/// so that `host:port` can be rebuilt from it for a connect.
 pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
@@ -234,8 +265,11 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
 /// buffer).
 #[derive(Debug)]
 pub struct Tail {
+    /// The kept bytes, oldest first; never longer than `max`.
     buf: Vec<u8>,
+    /// The cap (the check's OutputMaxSize).
     max: usize,
+    /// Every byte ever pushed, for the `Captured N of M bytes` header.
     total: u64,
 }
 
@@ -252,6 +286,7 @@ impl Tail {
     /// Appends bytes, dropping the oldest beyond the cap.
     pub fn push(&mut self, data: &[u8]) {
         self.total += data.len() as u64;
+        // Only the part of a large chunk that can survive is copied.
         let data = &data[data.len().saturating_sub(self.max)..];
         self.buf.extend_from_slice(data);
         if self.buf.len() > self.max {
@@ -281,6 +316,7 @@ impl Tail {
     }
 }
 
+/// A TCP check: passing when the connection is accepted, which is all Consul tests.
 async fn run_tcp(addr: &str, timeout: Duration) -> (HealthStatus, String) {
     match connect_tcp(addr, timeout).await {
         Ok(_) => (
@@ -291,6 +327,8 @@ async fn run_tcp(addr: &str, timeout: Duration) -> (HealthStatus, String) {
     }
 }
 
+/// Reads a pipe to its end into `tail`. A read error ends it like EOF: the script's exit
+/// status, not its pipes, decides the result.
 async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, tail: &mut Tail) {
     let Some(mut r) = reader else { return };
     let mut buf = [0u8; 8192];
@@ -302,15 +340,21 @@ async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, tail: &mut Tail) {
     }
 }
 
+/// A script check: exit 0 passing, 1 warning, anything else (or a signal) critical, as
+/// Consul maps exit codes. The program is run directly, without a shell, as Consul runs
+/// `Args`.
 async fn run_script(args: &[String], timeout: Duration, max: usize) -> (HealthStatus, String) {
     let Some((prog, rest)) = args.split_first() else {
         return (HealthStatus::Critical, "empty script arguments".into());
     };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(rest)
+        // No stdin: a script that reads input would otherwise share the agent's.
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        // If the runner is aborted mid-run (check removed, agent stopping), the child dies
+        // with it instead of being left behind.
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -332,6 +376,9 @@ async fn run_script(args: &[String], timeout: Duration, max: usize) -> (HealthSt
         };
         tokio::time::timeout(timeout, collect).await
     };
+    // The output is stdout's tail followed by stderr's, capped together: with both over
+    // the cap, stderr's end (usually the error) is what remains. The total counts both
+    // streams, so the header stays exact.
     let mut all = Tail::new(max);
     all.push(&out.buf);
     all.push(&err.buf);
@@ -340,6 +387,8 @@ async fn run_script(args: &[String], timeout: Duration, max: usize) -> (HealthSt
         Err(_) => {
             // Kill it and wait, so the next run never overlaps this one.
             let _ = child.start_kill();
+            // Bounded: a process stuck in the kernel can outlive SIGKILL for a while, and the
+            // runner must not hang with it.
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
             let mut msg = format!("Timed out ({timeout:?}) running check");
             let text = all.captured();
@@ -365,6 +414,7 @@ mod tests {
     use super::*;
     use HealthStatus::*;
 
+    /// The buffer keeps the newest bytes and reports what it dropped.
     #[test]
     fn tail_keeps_the_last_bytes() {
         let mut t = Tail::new(4);
@@ -376,6 +426,7 @@ mod tests {
         assert_eq!(t.captured(), "Captured 4 of 16 bytes\n...\n6789");
     }
 
+    /// IPv6 needs brackets; a missing host or an out-of-range port is refused.
     #[test]
     fn host_port_forms() {
         assert_eq!(split_host_port("a.b:80"), Some(("a.b", 80)));
@@ -386,6 +437,7 @@ mod tests {
         assert_eq!(split_host_port("h:99999"), None);
     }
 
+    /// Error texts match Go's, errno 111 being ECONNREFUSED on Linux.
     #[test]
     fn errors_read_like_go() {
         let e = io::Error::from(io::ErrorKind::ConnectionRefused);
@@ -411,6 +463,8 @@ mod tests {
         assert!(out.ends_with("connect: connection refused"), "{out}");
     }
 
+    /// Exit codes map as in Consul; large outputs keep their tail; a timeout kills the script
+    /// and keeps what it printed; a missing program is critical.
     #[tokio::test]
     async fn script_exit_codes_and_output() {
         let sh = |s: &str| vec!["/bin/sh".to_string(), "-c".to_string(), s.to_string()];

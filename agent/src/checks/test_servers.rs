@@ -54,6 +54,9 @@ pub fn self_signed_acceptor(alpn: &[&[u8]]) -> TlsAcceptor {
 }
 
 /// Aborts a task when dropped.
+///
+/// A server outlives its test otherwise: tokio tasks are not cancelled when their
+/// handle is dropped.
 pub struct Task(pub JoinHandle<()>);
 
 impl Drop for Task {
@@ -136,6 +139,9 @@ impl HttpServer {
     }
 }
 
+/// Reads one request (head, then a `Content-Length` body) and answers it, closing the
+/// connection. Just enough HTTP for the checks' one-request connections, and hand-written so
+/// that a test sees the request head exactly as it came over the wire.
 async fn serve_http1<S: AsyncRead + AsyncWrite + Unpin>(
     mut sock: S,
     sni: Option<String>,
@@ -177,6 +183,7 @@ async fn serve_http1<S: AsyncRead + AsyncWrite + Unpin>(
         });
     let code = code.load(Ordering::SeqCst);
     let resp = format!(
+        // A non-standard reason phrase, so tests see that the probe prints the server's.
         "HTTP/1.1 {code} Test Reason\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -204,6 +211,9 @@ pub async fn udp_silent() -> (SocketAddr, UdpSocket) {
 }
 
 /// A loopback UDP port with nothing bound (bound a moment ago, then released).
+///
+/// Another process could take the port in between; on loopback in a test that is rare
+/// enough to accept.
 pub fn udp_closed_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     s.local_addr().expect("addr")
@@ -232,6 +242,7 @@ pub async fn h2_server(tls: Option<TlsAcceptor>) -> (SocketAddr, Task) {
     (addr, Task(task))
 }
 
+/// Serves one HTTP/2 connection: 200 to every request, PINGs answered by h2 itself.
 async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
     let Ok(mut conn) = h2::server::handshake(io).await else {
         return;
@@ -290,6 +301,9 @@ impl GrpcServer {
 }
 
 /// A server-side TLS stream tonic can serve.
+///
+/// tonic's `serve_with_incoming` needs its `Connected` trait; this wrapper provides it for a
+/// tokio-rustls stream and only forwards the I/O.
 pub struct TlsIo(tokio_rustls::server::TlsStream<TcpStream>);
 
 impl tonic::transport::server::Connected for TlsIo {

@@ -5,6 +5,10 @@
 //!
 //! The provider is passed explicitly to every configuration; nothing is installed process-wide,
 //! so other rustls users in the process are unaffected.
+//!
+//! No client certificate is presented (Consul can present the agent's own, with
+//! `enable_agent_tls_for_checks`; Cairn's agent has no TLS identity yet), so a target that
+//! requires mutual TLS fails the handshake.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,10 +22,13 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// ALPN protocol ID of HTTP/2 over TLS.
+/// Offered by gRPC and H2PING checks: over TLS a server speaks HTTP/2 only when the client
+/// offers it.
 pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN protocol ID of HTTP/1.1.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
+/// The *ring* provider, built once and shared by every check configuration.
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
@@ -29,6 +36,9 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The system's trust roots (`/etc/ssl/certs` and friends, `SSL_CERT_FILE`/`SSL_CERT_DIR`),
 /// loaded once. Unreadable or unparsable certificates are skipped.
+///
+/// Parsing the store costs far more than a probe, so it is read once per process: a CA
+/// added to the system later is seen after an agent restart.
 fn system_roots() -> Arc<RootCertStore> {
     static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     Arc::clone(ROOTS.get_or_init(|| {
@@ -45,6 +55,9 @@ fn system_roots() -> Arc<RootCertStore> {
 
 /// Accepts any certificate chain but still checks the handshake signatures, like Go's
 /// `InsecureSkipVerify`.
+///
+/// The signatures still prove that the server holds the key of the certificate it sent;
+/// what is given up is knowing whose certificate that is.
 #[derive(Debug)]
 struct SkipVerify(Arc<CryptoProvider>);
 
@@ -88,6 +101,7 @@ impl ServerCertVerifier for SkipVerify {
         )
     }
 
+    // Advertised to the server so that it signs with a scheme the checks can verify.
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
@@ -96,10 +110,14 @@ impl ServerCertVerifier for SkipVerify {
 /// How a check connects over TLS: a client configuration and the server name to use.
 #[derive(Clone)]
 pub struct TlsClient {
+    /// Shared by every run of the check; rustls resumes sessions through it.
     config: Arc<ClientConfig>,
+    /// `TLSServerName`, empty when not set.
     server_name: String,
 }
 
+// Only what tells two clients apart; the full rustls configuration would flood the
+// probe's `Debug` output.
 impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsClient")
@@ -131,6 +149,8 @@ impl TlsClient {
         TlsClient::build(Verify::Roots(Arc::new(roots)), server_name, alpn)
     }
 
+    /// The one construction path: TLS 1.2 and 1.3 (rustls' safe defaults), the chosen
+    /// verifier, no client certificate.
     fn build(verify: Verify, server_name: &str, alpn: &[&[u8]]) -> Result<TlsClient, String> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -143,6 +163,8 @@ impl TlsClient {
                 .map_err(|e| format!("tls: {e}"))?,
         };
         let mut config = builder
+            // Both verifiers go through the custom-verifier door; for `Roots` it is the standard
+            // WebPKI verifier, so nothing is relaxed there.
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -191,6 +213,7 @@ mod tests {
 
     use rustls::pki_types::PrivateKeyDer;
 
+    /// One TLS handshake of `client` against a throwaway server presenting `cert`.
     async fn handshake(
         client: &TlsClient,
         host: &str,
@@ -222,6 +245,7 @@ mod tests {
             .expect("handshake");
     }
 
+    /// Without skip-verify, a certificate no system CA signed is refused.
     #[tokio::test]
     async fn system_roots_refuse_a_self_signed_certificate() {
         let (cert, key) = self_signed(&["cairn.test"]);

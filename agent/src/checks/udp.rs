@@ -9,6 +9,10 @@
 //!   after an ICMP port-unreachable ⇒ critical, with Go's error text.
 //!
 //! Output on success is `UDP connect <addr>: Success`.
+//!
+//! Passing on silence makes the check weak (only an ICMP refusal fails it), but that is the
+//! contract Consul users rely on; a stricter probe would turn healthy fire-and-forget
+//! services critical.
 
 use std::time::Duration;
 
@@ -25,11 +29,14 @@ pub async fn run(addr: &str, timeout: Duration) -> (HealthStatus, String) {
     let target = match tokio::time::timeout_at(deadline, tokio::net::lookup_host(addr)).await {
         Err(_) => return critical(format!("dial udp {addr}: i/o timeout")),
         Ok(Err(e)) => return critical(format!("dial udp {addr}: {}", go_error(&e))),
+        // The first resolved address only: UDP has no handshake whose failure would tell
+        // the probe to try the next one.
         Ok(Ok(mut addrs)) => match addrs.next() {
             Some(a) => a,
             None => return critical(format!("dial udp {addr}: no suitable address found")),
         },
     };
+    // A wildcard of the target's family: binding the other family could not reach it.
     let local = if target.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -39,6 +46,8 @@ pub async fn run(addr: &str, timeout: Duration) -> (HealthStatus, String) {
         Ok(s) => s,
         Err(e) => return critical(format!("dial udp {addr}: {}", go_error(&e))),
     };
+    // A connected socket is what makes the kernel report an ICMP port-unreachable as
+    // `ECONNREFUSED` on the next receive; it also drops datagrams from other peers.
     if let Err(e) = sock.connect(target).await {
         return critical(format!("dial udp {target}: {}", go_error(&e)));
     }
@@ -46,6 +55,7 @@ pub async fn run(addr: &str, timeout: Duration) -> (HealthStatus, String) {
     if let Err(e) = sock.send(&[]).await {
         return critical(format!("write udp {me}->{target}: {}", go_error(&e)));
     }
+    // The reply's content is ignored; one Ethernet MTU is plenty to receive it.
     let mut buf = [0u8; 1500];
     match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
         // Silence is not a failure for UDP.
@@ -63,6 +73,7 @@ mod tests {
     use crate::checks::test_servers::{udp_closed_port, udp_echo, udp_silent};
     use HealthStatus::*;
 
+    /// A reply passes at once, without waiting for the timeout.
     #[tokio::test]
     async fn echo_is_passing() {
         let (addr, _task) = udp_echo().await;
@@ -78,6 +89,7 @@ mod tests {
         );
     }
 
+    /// No reply at all passes, but only once the whole timeout has run.
     #[tokio::test]
     async fn silence_is_passing_after_the_timeout() {
         let (addr, _sock) = udp_silent().await;
@@ -87,6 +99,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
+    /// An ICMP port-unreachable from the kernel turns the check critical.
     #[tokio::test]
     async fn closed_port_is_critical() {
         let addr = udp_closed_port();
