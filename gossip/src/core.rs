@@ -14,6 +14,16 @@
 //!
 //! Callers must drain [`GossipCore::poll_output`] after every input and deliver every
 //! scheduled timer (late is fine, lost is not).
+//!
+//! foca knows identities by address and only their liveness; the agent needs members by
+//! name, with metadata, with *left* told apart from *failed*, and each change reported
+//! once. So the core keeps a table by name of what the agent was told, and after every
+//! input reconciles it with foca's liveness and the [`Book`](crate::broadcast::Book)'s
+//! metadata and leave intents, emitting only the differences as [`GossipEvent`]s.
+//!
+//! Timers are never cancelled. Each one carries what it was armed for (a member's
+//! generation, say) and does nothing when that no longer holds, which keeps the core free
+//! of timer bookkeeping and makes a late timer harmless.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,16 +46,30 @@ use crate::pushpull::{MAX_PUSHPULL_EVENTS, PushPull};
 use crate::state::{Member, MemberState, MemberStatus, merge, status_of};
 
 /// Version of Cairn's gossip protocol (codec, broadcasts, push/pull).
+///
+/// Published in every member's metadata ([`Member::protocol`]), so a pool running mixed
+/// versions shows in the member list.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// User events kept per member for `events()`.
+///
+/// The most recent of them also ride on every push/pull exchange.
 pub const EVENT_RING: usize = 256;
 
+/// foca with the crate's identity, codec and broadcast handler. foca's random choices
+/// (probe order, gossip targets) need a seed for reproducible runs, not unpredictability,
+/// hence `SmallRng`.
 type FocaCore = Foca<NodeId, WireCodec, SmallRng, Handler>;
 
 /// Something that happened to the cluster, as the agent hears about it.
+///
+/// Each event is a transition: a member's status is reported only when it differs from
+/// what was reported before, however many inputs led to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GossipEvent {
     /// A member became alive (joined, or came back).
+    ///
+    /// Emitted once the member's metadata is known, or after two
+    /// [`Timings::meta_pull_delay`]s without it.
     MemberUp(Member),
     /// A member changed metadata, restarted with a new generation or started leaving.
     MemberUpdate(Member),
@@ -54,12 +78,16 @@ pub enum GossipEvent {
     /// A member left gracefully or was forced out.
     MemberLeft(Member),
     /// A failed or left member was forgotten (reconnect/tombstone timeout or prune).
+    ///
+    /// Nothing more is reported about the name until it is seen again.
     MemberReaped(Member),
     /// A user event arrived (including our own).
     UserEvent(UserEvent),
 }
 
 /// A timer the core asked for; give it back through [`GossipCore::handle_timer`].
+///
+/// Opaque: a caller can only hand back what the core scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreTimer(TimerKind);
 
@@ -70,19 +98,31 @@ impl CoreTimer {
     }
 }
 
+/// What a timer was armed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TimerKind {
+    /// One of foca's own timers, passed through.
     Foca(Timer<NodeId>),
+    /// The periodic push/pull with a random member.
     PushPull,
+    /// Sends custom broadcasts that member updates crowd out of gossip packets.
     BroadcastTick,
+    /// The end of [`Timings::leave_propagate_delay`].
     FinishLeave,
+    /// A member came up without metadata.
     CheckMeta {
         name: Arc<str>,
+        /// The generation that came up: a timer armed for a previous life of the member
+        /// does nothing.
         generation: u64,
+        /// 0 pulls the metadata from the member, 1 reports the member without it.
         attempt: u8,
     },
+    /// Forgets a failed or left member at the end of its timeout.
     Reap {
         name: Arc<str>,
+        /// The generation that went down: a member that came back or restarted since is not
+        /// reaped by its previous life's timer.
         generation: u64,
     },
 }
@@ -92,6 +132,8 @@ enum TimerKind {
 pub enum Output {
     /// Send a foca packet (the driver seals it).
     Send {
+        ///
+        /// An address, not an identity: the driver only needs where to send.
         /// Destination.
         to: SocketAddr,
         /// The packet.
@@ -111,6 +153,9 @@ pub enum Output {
     PushPull {
         /// The member to exchange with.
         to: SocketAddr,
+        ///
+        /// The answer to a join is merged with `we_joined`, so the events it carries are
+        /// marked seen rather than delivered: they predate the joiner.
         /// Whether this is a join.
         join: bool,
     },
@@ -187,10 +232,16 @@ pub struct CoreConfig {
     pub timings: Timings,
     /// Largest foca packet (the datagram budget minus envelope and frame headers).
     pub max_packet_size: usize,
+    ///
+    /// The driver draws it from the operating system unless
+    /// [`GossipConfig::seed`](crate::GossipConfig::seed) is set.
     /// Seed of all randomness (member selection, shuffles).
     pub seed: u64,
 }
 
+/// foca's [`Runtime`]: what foca asks for while it runs. The core cannot react inside a
+/// foca call (foca holds the borrow), so this is drained by `after_input` once the call
+/// returns.
 #[derive(Default)]
 struct Accum {
     sends: Vec<(SocketAddr, Vec<u8>)>,
@@ -203,6 +254,7 @@ impl Runtime<NodeId> for Accum {
         self.notes.push(notification.to_owned());
     }
 
+    /// Only the address is kept: where to send does not depend on the generation.
     fn send_to(&mut self, to: NodeId, data: &[u8]) {
         self.sends.push((Identity::addr(&to), data.to_vec()));
     }
@@ -212,14 +264,26 @@ impl Runtime<NodeId> for Accum {
     }
 }
 
+/// What the core knows and has reported about one member name.
 #[derive(Debug, Clone)]
 struct Record {
+    /// The newest identity seen for the name (its generation and address can change).
     id: NodeId,
+    /// Liveness of `id`, as foca last reported it.
     down: bool,
+    /// Last incarnation a push/pull carried; [`GossipCore::members`] prefers foca's live
+    /// value.
     incarnation: u16,
+    /// The status the agent was last told, `None` before the first report. Reconciling
+    /// compares against it, so every transition is reported once.
     reported: Option<MemberStatus>,
+    /// The metadata rank of the last report: a newer rank is a [`GossipEvent::MemberUpdate`].
     reported_meta: Option<(u64, u64)>,
+    /// The generation of the last report: a restart is an update even before the new
+    /// generation's metadata arrives.
     reported_generation: u64,
+    /// A `CheckMeta` timer is armed: reconciling runs after every input and must not arm
+    /// one each time.
     meta_check_pending: bool,
 }
 
@@ -239,22 +303,43 @@ impl Record {
 
 /// The gossip state machine. See the module documentation.
 pub struct GossipCore {
+    /// SWIM: the liveness of every identity, probing and dissemination.
     foca: FocaCore,
+    /// What foca asked for during the current input.
     rt: Accum,
+    /// Metadata, leave intents and the event clock, shared with foca's broadcast handler.
     book: SharedBook,
+    /// Every member the agent knows of, by name, this one included. Failed members never
+    /// seen alive are listed too (as Consul lists them), until reaped.
     table: BTreeMap<Arc<str>, Record>,
+    /// The last [`EVENT_RING`] user events delivered.
     ring: VecDeque<UserEvent>,
+    /// Outputs not yet polled.
     out: VecDeque<Output>,
     timings: Timings,
+    /// Kept to rebuild foca's configuration when the cluster size changes.
     max_packet_size: usize,
+    /// The core's own choices (push/pull partners, the first push/pull delay). Separate
+    /// from foca's generator, so that the draws of one do not shift the other's.
     rng: SmallRng,
+    /// This member's metadata as last set.
     meta: MemberMeta,
+    /// Counts changes of our metadata within this generation; with the generation it ranks
+    /// the copies we publish.
     meta_version: u64,
+    /// A leave is in progress: an intent for us is expected, not a reason to rejoin, and
+    /// foca going defunct is no cause for a warning.
     leaving: bool,
+    /// The leave finished: foca declared us down, no events are fired, push/pull stops,
+    /// and a join takes a new generation.
     left: bool,
+    /// The cluster size foca's configuration was computed for.
     sized_for: usize,
     stats: CoreStats,
+    /// A member went down during this input: the update is gossiped at once rather than at
+    /// the next gossip tick, which saves up to an interval per hop of the news.
     push_updates: bool,
+    /// A user event arrived during this input: relayed at once, likewise.
     push_broadcasts: bool,
 }
 
@@ -294,6 +379,7 @@ impl GossipCore {
             ring: VecDeque::with_capacity(EVENT_RING),
             out: VecDeque::new(),
             max_packet_size: cfg.max_packet_size,
+            // foca's generator takes `seed` itself; this one must draw a different stream.
             rng: SmallRng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
             meta: cfg.meta,
             meta_version: 1,
@@ -305,6 +391,8 @@ impl GossipCore {
             push_broadcasts: false,
             timings: cfg.timings,
         };
+        // Queued before anyone is known, our metadata rides on the first messages to whoever we
+        // join; publishing also reports ourselves up.
         core.publish_meta()?;
         // Stagger the first exchange so members started together do not sync in lockstep.
         let interval = core.timings.push_pull_interval;
@@ -334,6 +422,9 @@ impl GossipCore {
     }
 
     /// Foca's dissemination backlogs: (member updates, custom broadcasts).
+    ///
+    /// For metrics: a backlog that keeps growing means updates are produced faster than
+    /// gossip spreads them.
     pub fn backlog(&self) -> (usize, usize) {
         (
             self.foca.updates_backlog(),
@@ -348,6 +439,7 @@ impl GossipCore {
 
     /// Handles a foca packet (already opened by the transport).
     pub fn handle_packet(&mut self, data: &[u8]) -> Result<(), CoreError> {
+        // Drained even when foca failed: it may have acted on part of the packet first.
         let r = self.foca.handle_data(data, &mut self.rt);
         self.after_input();
         r.map_err(|e| {
@@ -413,6 +505,9 @@ impl GossipCore {
     }
 
     /// Prepares a join: a member that left takes a new generation so it can come back.
+    ///
+    /// Our identity is down everywhere after a leave, and SWIM never revives a down
+    /// identity; a new generation outranks it.
     pub fn prepare_join(&mut self) -> Result<(), CoreError> {
         if !self.left {
             return Ok(());
@@ -431,6 +526,10 @@ impl GossipCore {
     }
 
     /// Our state for a push/pull exchange.
+    ///
+    /// foca's membership state does not list ourselves, so our entry is added by hand.
+    /// Its incarnation is 0 because foca does not expose ours; the merge keeps whatever
+    /// higher value the receiver holds for the same identity.
     pub fn local_state(&self, join: bool) -> PushPull {
         let book = self.book.lock();
         let mut members: Vec<MemberState> = self
@@ -452,6 +551,7 @@ impl GossipCore {
             leave: book.leave(me.name()),
             meta: book.meta(me.name()).cloned(),
         });
+        // The newest events: the ones a member that missed some gossip most likely lacks.
         let skip = self.ring.len().saturating_sub(MAX_PUSHPULL_EVENTS);
         PushPull {
             join,
@@ -475,9 +575,15 @@ impl GossipCore {
         self.merge_state(state, true, false);
     }
 
+    /// The merge behind [`GossipCore::merge_remote`] and [`GossipCore::restore`]: each remote
+    /// member is merged with our view of its name, foca gets the liveness that changed, the
+    /// book the metadata and leave intents, and the table the failed members it lacks.
+    /// `broadcast` says whether foca should spread what it learns.
     fn merge_state(&mut self, remote: PushPull, we_joined: bool, broadcast: bool) {
         let me = self.foca.identity().clone();
         // Our view of every name, as states (foca holds liveness, the book the rest).
+        // foca may hold several identities for one name (a restart on another address, an old
+        // generation still down); they merge into one state per name, as the remote's list does.
         let mut local: HashMap<Arc<str>, MemberState> = HashMap::new();
         {
             let book = self.book.lock();
@@ -519,6 +625,7 @@ impl GossipCore {
                 None => m,
             };
             let before = local.get(&name);
+            // Only what changes our view goes to foca; the rest of the list is what we knew.
             let liveness_changed = before.is_none_or(|l| {
                 l.id != merged.id || l.incarnation != merged.incarnation || l.state != merged.state
             });
@@ -532,6 +639,8 @@ impl GossipCore {
             {
                 let mut book = self.book.lock();
                 let mut changed = false;
+                // Metadata and leave intents are not foca updates: they go to the book, and the
+                // names that changed are reconciled once everything is applied.
                 if let Some(vm) = &merged.meta {
                     changed |= book.merge_meta(&name, vm);
                 }
@@ -559,6 +668,7 @@ impl GossipCore {
                 rec.incarnation = merged.incarnation;
             }
         }
+        // foca stops at the first update it refuses; the next exchange repairs the rest.
         if let Err(e) = self
             .foca
             .apply_many(updates.into_iter(), broadcast, &mut self.rt)
@@ -569,6 +679,8 @@ impl GossipCore {
         let mut delivered = Vec::new();
         {
             let mut book = self.book.lock();
+            // `witness(t)` moves the clock past `t`: ours becomes at least the remote's, so our
+            // next event orders after every event the remote has seen.
             book.witness(remote.event_clock.saturating_sub(1));
             for ev in remote.events {
                 if book.observe_event(&ev) && !we_joined {
@@ -579,6 +691,7 @@ impl GossipCore {
         for ev in delivered {
             self.deliver_event(ev);
         }
+        // Last, once foca, the book and the table all hold the merged state.
         for name in dirty {
             self.reconcile(&name);
         }
@@ -588,6 +701,9 @@ impl GossipCore {
     /// Starts a graceful leave: gossips a leave intent, then after
     /// [`Timings::leave_propagate_delay`] declares itself down and emits
     /// [`Output::LeaveDone`].
+    ///
+    /// The intent names our generation; receivers that hold it when our `Down` arrives
+    /// report us *left* rather than *failed*.
     pub fn leave(&mut self) -> Result<(), CoreError> {
         if self.left {
             self.out.push_back(Output::LeaveDone);
@@ -610,6 +726,8 @@ impl GossipCore {
             // Alone: nothing to wait for.
             self.schedule(Duration::ZERO, TimerKind::FinishLeave);
         } else {
+            // Sent at once rather than at the next tick: the intent has to reach the others before
+            // the `Down` that follows it.
             let _ = self.foca.broadcast(&mut self.rt);
             self.schedule(self.timings.leave_propagate_delay, TimerKind::FinishLeave);
         }
@@ -617,6 +735,8 @@ impl GossipCore {
         r
     }
 
+    /// Declares ourselves down: foca gossips it to a few members and goes defunct. `left` is
+    /// set whatever foca answered, so that [`Output::LeaveDone`] always follows a leave.
     fn finish_leave(&mut self) -> Result<(), CoreError> {
         if self.left {
             return Ok(());
@@ -637,6 +757,10 @@ impl GossipCore {
 
     /// Forces a failed member out (`consul force-leave`); with `prune` every member forgets
     /// it at once.
+    ///
+    /// Only a failed member: a live one that hears its own leave intent rejoins under a
+    /// new generation (see `on_item`), so forcing it out would only churn it. The intent
+    /// names the failed generation, so a later restart of the member is not affected.
     pub fn force_leave(&mut self, node: &str, prune: bool) -> Result<(), CoreError> {
         if node == self.foca.identity().name() {
             return Err(CoreError::MemberAlive(node.to_string()));
@@ -661,6 +785,9 @@ impl GossipCore {
     }
 
     /// Replaces this member's metadata and gossips it.
+    ///
+    /// Unchanged metadata is not sent again. A change bumps the version, so the new copy
+    /// outranks the old one in every book and in foca's queue, and is broadcast at once.
     pub fn set_meta(&mut self, meta: MemberMeta) -> Result<(), CoreError> {
         meta.validate()?;
         if meta == self.meta {
@@ -681,6 +808,9 @@ impl GossipCore {
 
     /// Fires a user event: stamps its Lamport time, delivers it locally and gossips it.
     /// Returns the event as sent.
+    ///
+    /// The Lamport time comes from our clock, which received events and push/pull keep
+    /// ahead of everything seen, so the event orders after those.
     pub fn fire_event(&mut self, mut ev: UserEvent) -> Result<UserEvent, CoreError> {
         if self.left {
             return Err(CoreError::Left);
@@ -710,6 +840,9 @@ impl GossipCore {
     }
 
     /// Every known member, this one included, sorted by name.
+    ///
+    /// The incarnation is foca's live value when foca knows the identity, else the last
+    /// one a push/pull carried.
     pub fn members(&self) -> Vec<Member> {
         let incarnations: HashMap<&NodeId, u16> = self
             .foca
@@ -738,6 +871,8 @@ impl GossipCore {
         });
     }
 
+    /// Queues an item in foca. The handler sees it first (without a sender), so what the
+    /// core adds is always sent; items are bounded to fit foca's packet budget.
     fn add_broadcast(&mut self, item: &Item) -> Result<(), CoreError> {
         self.foca
             .add_broadcast(&item.encode())
@@ -745,6 +880,8 @@ impl GossipCore {
             .map_err(CoreError::from)
     }
 
+    /// Queues our metadata under `(generation, meta_version)`. Publishing an unchanged copy
+    /// again restarts its transmissions (see `BroadcastKey`'s `invalidates`).
     fn publish_meta(&mut self) -> Result<(), CoreError> {
         let me = self.foca.identity().clone();
         let item = Item::Meta {
@@ -759,6 +896,8 @@ impl GossipCore {
         self.add_broadcast(&item)
     }
 
+    /// After a renewal: the table follows our new identity, and our metadata is published
+    /// again under the new generation, which outranks the copies of the old one.
     fn adopt_own_identity(&mut self, id: NodeId) {
         let name = Arc::clone(id.name_arc());
         let rec = self
@@ -773,6 +912,8 @@ impl GossipCore {
         self.reconcile(&name);
     }
 
+    /// Rearms itself with the period for the current size, then picks a random active member:
+    /// over time every member exchanges with every other.
     fn push_pull_tick(&mut self) {
         let n = self.foca.num_members();
         self.schedule(self.timings.push_pull_period(n + 1), TimerKind::PushPull);
@@ -786,6 +927,8 @@ impl GossipCore {
         }
     }
 
+    /// Runs [`Timings::meta_pull_delay`] after a member came up without metadata, and once
+    /// more after the pull.
     fn check_meta(&mut self, name: &Arc<str>, generation: u64, attempt: u8) {
         let Some(rec) = self.table.get_mut(name) else {
             return;
@@ -796,6 +939,8 @@ impl GossipCore {
         rec.meta_check_pending = false;
         let addr = Identity::addr(&rec.id);
         let missing = self.book.lock().meta(name).is_none();
+        // It arrived meanwhile (and reconciling reported the member), or the member was
+        // reported up another way.
         if !missing
             || rec
                 .reported
@@ -826,6 +971,10 @@ impl GossipCore {
         }
     }
 
+    /// Forgets a member at the end of its reconnect or tombstone timeout, unless it came back
+    /// or restarted since. Its metadata and leave intents go too, so a later member with the
+    /// name starts clean; foca forgets the identity on its own timer, which is at least as
+    /// long.
     fn reap(&mut self, name: &Arc<str>, generation: u64) {
         let Some(rec) = self.table.get(name) else {
             return;
@@ -840,6 +989,7 @@ impl GossipCore {
             .push_back(Output::Event(GossipEvent::MemberReaped(member)));
     }
 
+    /// Hands an event to the agent and keeps it in the ring, dropping the oldest.
     fn deliver_event(&mut self, ev: UserEvent) {
         if self.ring.len() >= EVENT_RING {
             self.ring.pop_front();
@@ -851,7 +1001,9 @@ impl GossipCore {
 
     /// Drains foca's runtime and the book's inbox into outputs and table changes.
     fn after_input(&mut self) {
-        // Foca's outputs can cause more (e.g. a Rejoin publishes metadata), so loop.
+        // Foca's outputs can cause more (e.g. a Rejoin publishes metadata), so loop: sends and
+        // timers become outputs as they are, notifications and items may make foca work again
+        // (publishing metadata, changing identity), and a pass that produces nothing ends it.
         loop {
             let sends = std::mem::take(&mut self.rt.sends);
             let timers = std::mem::take(&mut self.rt.timers);
@@ -891,6 +1043,10 @@ impl GossipCore {
     }
 
     /// Keeps suspicion timeout and retransmissions in line with the cluster size.
+    ///
+    /// Called once per input, after membership settled. foca refuses to change the probe
+    /// period and timeout at runtime; they do not depend on the size, so the new
+    /// configuration is always accepted.
     fn resize(&mut self) {
         let n = self.foca.num_members() + 1;
         if n == self.sized_for {
@@ -903,6 +1059,7 @@ impl GossipCore {
         }
     }
 
+    /// Applies one of foca's notifications to the table.
     fn on_notification(&mut self, note: OwnedNotification<NodeId>) {
         match note {
             OwnedNotification::MemberUp(id) => self.set_liveness(id, false),
@@ -911,6 +1068,8 @@ impl GossipCore {
                 self.set_liveness(id, true);
             }
             OwnedNotification::Rename(old, new) => {
+                // A restart (or renewal) at the same address: the table only moves forward in
+                // generations.
                 if old.name() == new.name() {
                     let name = Arc::clone(new.name_arc());
                     if let Some(rec) = self.table.get_mut(&name)
@@ -934,6 +1093,8 @@ impl GossipCore {
                 }
             }
             OwnedNotification::Idle => tracing::debug!("no other active member"),
+            // Expected after our own leave, when foca goes defunct; otherwise it means `renew`
+            // gave up (the generation reached its maximum).
             OwnedNotification::Defunct => {
                 if !self.leaving {
                     tracing::warn!(
@@ -951,15 +1112,19 @@ impl GossipCore {
         }
     }
 
+    /// Records foca's view of an identity's liveness under its name, then reconciles.
     fn set_liveness(&mut self, id: NodeId, down: bool) {
         let name = Arc::clone(id.name_arc());
         match self.table.get_mut(&name) {
             Some(rec) => {
+                // News about an older life of the member.
                 if id.generation() < rec.id.generation() {
                     return;
                 }
                 if id.generation() == rec.id.generation() && id != rec.id {
                     // Same generation at another address: only the newest address matters.
+                    // The higher one wins, the tie-break of the merge order, so that every
+                    // member settles on the same one.
                     if id.addr() < rec.id.addr() {
                         return;
                     }
@@ -969,7 +1134,8 @@ impl GossipCore {
             }
             None => {
                 if down {
-                    // Unknown and already down: nothing to report.
+                    // Unknown and already down: nothing to report. It is listed quietly as
+                    // failed (as `merge_state` does), unless it was pruned.
                     let pruned = self
                         .book
                         .lock()
@@ -985,10 +1151,14 @@ impl GossipCore {
         self.reconcile(&name);
     }
 
+    /// Reacts to a broadcast item that was news.
     fn on_item(&mut self, item: Item) {
         match item {
             Item::Meta { name, .. } => self.reconcile(&name),
             Item::Leave { name, mark } => {
+                // Our own generation is said to be leaving while we are not: someone forced us out,
+                // or an old intent resurfaced. Staying would mean being listed *left* while alive,
+                // so we take a new generation, which the intent does not cover.
                 if *name == *self.foca.identity().name()
                     && mark.generation == self.foca.identity().generation()
                     && !self.leaving
@@ -1007,6 +1177,8 @@ impl GossipCore {
                     return;
                 }
                 self.reconcile(&name);
+                // A prune forgets the member now instead of at the tombstone timeout (Consul's
+                // `force-leave -prune`).
                 if mark.prune
                     && let Some(rec) = self.table.get(&name)
                     && rec.down
@@ -1025,11 +1197,15 @@ impl GossipCore {
         }
     }
 
+    /// Reports what changed about `name` since the last report.
     fn reconcile(&mut self, name: &Arc<str>) {
         self.reconcile_with(name, false);
     }
 
     /// Compares a member's status with what the agent was told and emits the difference.
+    ///
+    /// At most one event per call. `force_up` is the second metadata check giving up on
+    /// the metadata: the member is reported up without it.
     fn reconcile_with(&mut self, name: &Arc<str>, force_up: bool) {
         let is_self = **name == *self.foca.identity().name();
         let Some(rec) = self.table.get_mut(name) else {
@@ -1046,6 +1222,9 @@ impl GossipCore {
             Some(MemberStatus::Alive | MemberStatus::Leaving)
         );
         let mut schedule = None;
+        // Coming up: reported only with metadata (the agent needs role, datacenter and ports),
+        // except ourselves, whose metadata is local. Otherwise wait for it; `check_meta` pulls
+        // it after a delay.
         let event = if live && !was_live {
             if meta_rank.is_some() || is_self || force_up {
                 Some(GossipEvent::MemberUp as fn(Member) -> GossipEvent)
@@ -1063,11 +1242,14 @@ impl GossipCore {
                 }
                 None
             }
+        // Up already: an update for alive <-> leaving, newer metadata or a new generation.
         } else if live {
             let changed = rec.reported != Some(status)
                 || rec.reported_meta != meta_rank
                 || rec.reported_generation != rec.id.generation();
             changed.then_some(GossipEvent::MemberUpdate as fn(Member) -> GossipEvent)
+        // Down, as failed or left: the reap timer takes the matching Consul timeout. We never
+        // reap ourselves.
         } else if rec.reported != Some(status) {
             let timeout = if status == MemberStatus::Left {
                 self.timings.tombstone_timeout
@@ -1104,12 +1286,15 @@ impl GossipCore {
             let member = member_of(rec, &self.book.lock());
             self.out.push_back(Output::Event(make(member)));
         }
+        // Armed last: `schedule` needs `self` once `rec`'s borrow of the table has ended.
         if let Some((after, kind)) = schedule {
             self.schedule(after, kind);
         }
     }
 }
 
+/// The agent's view of a record: its status from the table and the book, default
+/// metadata until the real one is known.
 fn member_of(rec: &Record, book: &crate::broadcast::Book) -> Member {
     let name = rec.id.name();
     let vm = book.meta(name);
@@ -1140,6 +1325,9 @@ mod tests {
 
     /// The largest broadcast items fit a 1400-byte datagram next to the largest header,
     /// whatever the label.
+    ///
+    /// The `2 + 2` is foca's two-byte count of member updates and the two-byte length it
+    /// puts before each custom broadcast.
     #[test]
     fn limits() {
         let budget = 1400 - overhead(&"l".repeat(MAX_LABEL_LEN)) - FRAME_HEADER_LEN;
