@@ -46,27 +46,42 @@
 //!
 //! [`Filter::validate`] checks selectors, operators and value coercions against a sample
 //! object, as go-bexpr does against a Go type before any data is filtered.
+//!
+//! # Why JSON
+//!
+//! go-bexpr walks Go structs by reflection; Cairn has no such types for every answer, but it
+//! has the exact JSON Consul would send. Filtering that JSON gives the same field names and
+//! types a Consul user filters on, for every endpoint, with one evaluator. The price is that
+//! types come from the data rather than a schema, hence [`Filter::validate`] against a sample.
 
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Number, Value};
 
-/// Longest expression [`Filter::parse`] accepts, in bytes.
+/// Longest expression [`Filter::parse`] accepts, in bytes. Far above any real filter (they fit
+/// in a URL), and small enough that parsing, which may back off and retry, stays cheap.
 pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
 
-/// Deepest nesting of parentheses and `not` that [`Filter::parse`] accepts.
+/// Deepest nesting of parentheses and `not` that [`Filter::parse`] accepts. Evaluation and
+/// validation recurse over the tree, so this bounds their stack use; chains of `and` / `or`
+/// are flat lists and do not count.
 pub const MAX_NESTING: usize = 256;
 
-/// Most `matches` / `not matches` operators one expression may hold: each compiles a regex.
+/// Most `matches` / `not matches` operators one expression may hold: each compiles a regex,
+/// and with [`REGEX_SIZE_LIMIT`] this caps what one request can make the server allocate.
 pub const MAX_REGEXES: usize = 32;
 
 /// Compiled-size limit for one regex, so [`MAX_REGEXES`] bounds a filter's memory (the regex
 /// crate's default, 10 MiB, lets one 64 KiB expression allocate gigabytes).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Lazy-DFA cache limit for one regex.
+/// Lazy-DFA cache limit for one regex: the search-time memory, bounded like the compiled size.
+/// Past it the regex crate falls back to slower engines rather than failing.
 const REGEX_DFA_SIZE_LIMIT: usize = 1 << 20;
 
 /// A parsed filter expression; regular expressions are compiled once, at parse time.
+///
+/// Parsed once per request and evaluated against every object of the answer, so everything
+/// that can fail on the expression alone (syntax, regexes, limits) fails in [`Filter::parse`].
 #[derive(Debug, Clone)]
 pub struct Filter {
     expr: Expr,
@@ -179,11 +194,13 @@ impl Filter {
         parser.opt_ws();
         if let Some(parsed) = parser.expression()? {
             parser.opt_ws();
+            // The whole input must be one expression: trailing text is an error, not ignored.
             if parser.pos == expr.len() {
                 return Ok(Filter { expr: parsed });
             }
             parser.expect(Expect::Class("end of input"));
         }
+        // Reported at the farthest point any alternative reached, with what it expected there.
         Err(parser.no_match())
     }
 
@@ -209,14 +226,20 @@ impl Filter {
 // Syntax tree and evaluation
 // ---------------------------------------------------------------------------------------------
 
+/// The syntax tree. `Or` and `And` hold two terms or more (one term stands alone, see
+/// [`combine`]); a chain of either is one flat node, however long.
 #[derive(Debug, Clone)]
 enum Expr {
     Or(Vec<Expr>),
     And(Vec<Expr>),
     Not(Box<Expr>),
+    // Boxed: a match is much larger than the other variants.
     Match(Box<MatchExpr>),
 }
 
+/// A match operator. `contains` and `in` are one operator written with the operands either
+/// way round: both ask whether the selected field holds the value. Each negated operator is
+/// evaluated as its positive form, then flipped ([`Op::base`], [`Op::negated`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Equal,
@@ -244,6 +267,7 @@ impl Op {
         }
     }
 
+    /// Whether the operator is the negation of its [`Op::base`].
     fn negated(self) -> bool {
         matches!(
             self,
@@ -269,17 +293,22 @@ impl Op {
     }
 }
 
+/// One comparison: a selected field, an operator and a value.
 #[derive(Debug, Clone)]
 struct MatchExpr {
+    /// The path to the field: object keys, or digits that index an array.
     selector: Vec<String>,
     op: Op,
-    /// The value's text; empty for `is empty` / `is not empty`.
+    /// The value's text; empty for `is empty` / `is not empty`. Kept as text, because its type
+    /// is only known once it meets a field (`80` is a string for a tag, a number for a port).
     value: String,
     /// The compiled value of `matches` / `not matches`.
     regex: Option<Regex>,
 }
 
 impl Expr {
+    /// Evaluates left to right and stops at the first term that decides an `and` / `or`: the
+    /// terms after it are not evaluated, so their type errors do not surface either.
     fn eval(&self, item: &Value) -> Result<bool, FilterError> {
         match self {
             Expr::Or(terms) => {
@@ -303,6 +332,8 @@ impl Expr {
         }
     }
 
+    /// Unlike evaluation, validation visits every term: an error anywhere in the expression
+    /// is reported, as go-bexpr reports it before filtering.
     fn validate(&self, schema: &Value) -> Result<(), FilterError> {
         match self {
             Expr::Or(terms) | Expr::And(terms) => {
@@ -314,6 +345,7 @@ impl Expr {
     }
 }
 
+/// The JSON type of a value, as [`FilterError::NotNested`] names it.
 fn kind_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -326,6 +358,9 @@ fn kind_name(value: &Value) -> &'static str {
 }
 
 /// A selector segment made only of digits indexes an array.
+///
+/// `None`: not an index (the segment names a field of every element); `Some(None)`: an index
+/// too large for `usize`, which no array reaches, so it selects nothing.
 fn array_index(segment: &str) -> Option<Option<usize>> {
     if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
         Some(segment.parse().ok())
@@ -335,6 +370,8 @@ fn array_index(segment: &str) -> Option<Option<usize>> {
 }
 
 impl MatchExpr {
+    /// The first `upto` segments, dotted, for error messages (the whole selector when there
+    /// are fewer).
     fn selector_text(&self, upto: usize) -> String {
         self.selector
             .get(..upto)
@@ -357,10 +394,13 @@ impl MatchExpr {
         }
     }
 
+    /// Walks the selector from segment `depth` down `value`, then applies the operator.
     fn eval_at(&self, value: &Value, depth: usize) -> Result<bool, FilterError> {
         let Some(segment) = self.selector.get(depth) else {
             return self.apply(value);
         };
+        // A missing key or a null on the way answers as an absent value; an array is either
+        // indexed or searched; anything else cannot hold fields.
         match value {
             Value::Object(map) => match map.get(segment) {
                 Some(child) => self.eval_at(child, depth + 1),
@@ -373,7 +413,9 @@ impl MatchExpr {
                     None => Ok(self.op.when_absent()),
                 },
                 None => {
-                    // Any element: the whole operator, negation included, per element.
+                    // Any element: the whole operator, negation included, per element. The
+                    // same segment is applied to each element (depth unchanged), so arrays of
+                    // arrays flatten.
                     for item in items {
                         if self.eval_at(item, depth)? {
                             return Ok(true);
@@ -389,7 +431,9 @@ impl MatchExpr {
         }
     }
 
-    /// Applies the operator to the selected value.
+    /// Applies the operator to the selected value. A combination the table below does not list
+    /// (`contains` on a number, `==` on an array) is an error, not `false`: the filter is wrong
+    /// for that field, as go-bexpr says.
     fn apply(&self, value: &Value) -> Result<bool, FilterError> {
         if value.is_null() {
             return Ok(self.op.when_absent());
@@ -403,18 +447,24 @@ impl MatchExpr {
             (Op::Equal, Value::Bool(b)) => {
                 *b == parse_go_bool(raw).map_err(|r| self.coerce_error(r))?
             }
+            // Substring; the empty string is in every string.
             (Op::In, Value::String(s)) => s.contains(raw),
             (Op::In, Value::Object(map)) => map.contains_key(raw),
             (Op::In, Value::Array(items)) => items.iter().any(|item| element_equals(item, raw)),
             (Op::IsEmpty, Value::String(s)) => s.is_empty(),
             (Op::IsEmpty, Value::Array(items)) => items.is_empty(),
             (Op::IsEmpty, Value::Object(map)) => map.is_empty(),
+            // Unanchored, as Go's `MatchString`: `^` and `$` anchor when wanted. The regex is
+            // always there for `matches` (compiled by the parser).
             (Op::Matches, Value::String(s)) => self.regex.as_ref().is_some_and(|re| re.is_match(s)),
             _ => return Err(self.invalid_operator()),
         };
         Ok(positive != self.op.negated())
     }
 
+    /// Walks the selector down the schema as [`MatchExpr::eval_at`] walks data. Where the
+    /// sample knows nothing (a `{}` map, `null`, `[]`), anything below is accepted, since
+    /// data there can have any shape.
     fn validate_at(&self, schema: &Value, depth: usize) -> Result<(), FilterError> {
         let Some(segment) = self.selector.get(depth) else {
             return self.validate_operator(schema);
@@ -429,6 +479,8 @@ impl MatchExpr {
                 Some(child) => self.validate_at(child, depth + 1),
                 None => Err(unknown()),
             },
+            // The first element stands for all of them; an index selects an element, any
+            // other segment is looked up in each element (as evaluation does).
             Value::Array(items) => match items.first() {
                 None => Ok(()),
                 Some(element) if array_index(segment).is_some() => {
@@ -487,6 +539,8 @@ impl MatchExpr {
     }
 }
 
+/// The schema convention: an empty object stands for a map (`Meta`, `NodeMeta`), whose keys
+/// are data, not fields; an object with fields is a struct.
 fn is_map_schema(map: &Map<String, Value>) -> bool {
     map.is_empty()
 }
@@ -506,12 +560,15 @@ fn element_equals(element: &Value, raw: &str) -> bool {
 // Coercion, as Go's strconv reads values
 // ---------------------------------------------------------------------------------------------
 
+/// A value read as a number field's type. `i128` holds both Go readings of an integer, `int64`
+/// and (above its range) `uint64`.
 enum NumberValue {
     Int(i128),
     Float(f64),
 }
 
 /// Reads `raw` as the type of `field`: an integer for integral JSON numbers, a float otherwise.
+/// So `Port == 80.0` is refused (Go cannot read `80.0` as an int), while `Ratio == 1` is fine.
 fn coerce_number(field: &Number, raw: &str) -> Result<NumberValue, String> {
     if field.is_f64() {
         parse_go_float(raw).map(NumberValue::Float)
@@ -520,6 +577,7 @@ fn coerce_number(field: &Number, raw: &str) -> Result<NumberValue, String> {
     }
 }
 
+/// `field == raw`, comparing in the field's type: integers exactly, floats as f64.
 fn number_equals(field: &Number, raw: &str) -> Result<bool, String> {
     Ok(match coerce_number(field, raw)? {
         NumberValue::Float(f) => field.as_f64() == Some(f),
@@ -542,6 +600,7 @@ fn parse_go_int(raw: &str) -> Result<i128, String> {
         Some(b'+') => (false, &raw[1..]),
         _ => (false, raw),
     };
+    // Base 0: the prefix picks the base, in either case; a leading 0 alone means octal.
     let lower = body.to_ascii_lowercase();
     let (radix, digits, prefixed) = if let Some(rest) = lower.strip_prefix("0x") {
         (16, rest, true)
@@ -554,6 +613,7 @@ fn parse_go_int(raw: &str) -> Result<i128, String> {
     } else {
         (10, lower.as_str(), false)
     };
+    // Go's underscore rule: only between digits, or right after a base prefix (`0x_ff`).
     if digits.is_empty()
         || digits.contains("__")
         || digits.ends_with('_')
@@ -572,6 +632,8 @@ fn parse_go_int(raw: &str) -> Result<i128, String> {
     } else {
         i128::try_from(magnitude).ok()
     };
+    // From `int64`'s minimum to `uint64`'s maximum: what `ParseInt` or, above its range,
+    // `ParseUint` accepts.
     match value {
         Some(v) if v >= i128::from(i64::MIN) && v <= i128::from(u64::MAX) => Ok(v),
         _ => Err(format!("parsing {raw:?}: value out of range")),
@@ -584,7 +646,7 @@ fn parse_go_float(raw: &str) -> Result<f64, String> {
         .map_err(|_| format!("parsing {raw:?}: invalid syntax"))
 }
 
-/// `strconv.ParseBool`.
+/// `strconv.ParseBool`: exactly these spellings, so `yes` or `on` are errors, as in Consul.
 fn parse_go_bool(raw: &str) -> Result<bool, String> {
     match raw {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
@@ -598,6 +660,9 @@ fn parse_go_bool(raw: &str) -> Result<bool, String> {
 // point it reached and what it expected there.
 // ---------------------------------------------------------------------------------------------
 
+/// Something the parser expected where it failed: a literal (`"=="`, shown quoted) or a class
+/// of tokens (`selector`, `number`). `Ord` sorts the list in the error message, so it does not
+/// depend on the order the alternatives were tried: literals first, then classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Expect {
     Lit(&'static str),
@@ -647,12 +712,16 @@ impl Frame {
     }
 }
 
+/// Which keyword the operand being read follows.
 #[derive(Clone, Copy)]
 enum Cont {
     And,
     Or,
 }
 
+/// The step [`Parser::expression`] takes next. Each state is a point of the recursive grammar
+/// (`Or := And ("or" And)*`, `And := Not ("and" Not)*`, `Not := "not" Not | "(" Or ")" | Match`)
+/// made explicit, so nesting lives in the frame stack instead of the call stack.
 enum State {
     /// Read an operand: `not`s, then "(" or a match expression.
     Operand,
@@ -666,7 +735,8 @@ enum State {
     Close,
 }
 
-/// One term stays itself; several become an `And` / `Or` node.
+/// One term stays itself; several become an `And` / `Or` node. Keeps the tree as shallow as
+/// the expression: `(A == 1)` is a match, not an `Or` of an `And` of a match.
 fn combine(mut terms: Vec<Expr>, node: fn(Vec<Expr>) -> Expr) -> Expr {
     if terms.len() == 1
         && let Some(only) = terms.pop()
@@ -676,15 +746,22 @@ fn combine(mut terms: Vec<Expr>, node: fn(Vec<Expr>) -> Expr) -> Expr {
     node(terms)
 }
 
+/// The parser's position and its error reporting. A PEG parser tries alternatives and backs
+/// off; the useful error is at the farthest point any alternative reached, with everything
+/// that would have been accepted there (as go-bexpr's generated parser reports it).
 struct Parser<'a> {
     src: &'a str,
+    /// Byte offset of the next character.
     pos: usize,
+    /// The farthest offset where a token was expected and not found.
     fail_pos: usize,
+    /// What was expected at `fail_pos`, each once.
     expected: Vec<Expect>,
     /// `matches` operators seen so far.
     regexes: usize,
 }
 
+/// The grammar's whitespace: ASCII only, as go-bexpr's.
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
@@ -700,6 +777,8 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The next byte; the grammar's tokens are all ASCII, so bytes are enough to recognise them
+    /// (non-ASCII text only appears inside strings, read as `str`).
     fn peek(&self) -> Option<u8> {
         self.src.as_bytes().get(self.pos).copied()
     }
@@ -708,6 +787,8 @@ impl<'a> Parser<'a> {
         self.src.as_bytes().get(self.pos + ahead).copied()
     }
 
+    /// Records that `what` was expected at the current position: a farther position replaces
+    /// the list, the same one adds to it, a nearer one is ignored.
     fn expect(&mut self, what: Expect) {
         if self.pos > self.fail_pos {
             self.fail_pos = self.pos;
@@ -718,6 +799,8 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// 1-based line and column of a byte offset; columns count characters, as an editor shows
+    /// them.
     fn line_column(&self, offset: usize) -> (usize, usize) {
         let before = self.src.get(..offset).unwrap_or(self.src);
         let line = before.matches('\n').count() + 1;
@@ -756,6 +839,7 @@ impl<'a> Parser<'a> {
             .join(", ")
     }
 
+    /// The error when no alternative matched: at the farthest failure, go-bexpr's wording.
     fn no_match(&self) -> FilterError {
         let message = if self.expected.is_empty() {
             "no match found".to_string()
@@ -784,6 +868,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Consumes `text` if it comes next; otherwise records it as expected.
     fn lit(&mut self, text: &'static str) -> bool {
         let found = self
             .src
@@ -800,6 +885,9 @@ impl<'a> Parser<'a> {
 
     /// Matches a sequence of keywords separated by mandatory whitespace, with mandatory
     /// whitespace before (`lead`) and after (`trail`); restores the position on failure.
+    ///
+    /// The mandatory whitespace is what keeps keywords apart from names: `notx` is a
+    /// selector, and `not(A == 1)` is not a negation (go-bexpr refuses it too).
     fn keywords(&mut self, lead: bool, words: &[&'static str], trail: bool) -> bool {
         let start = self.pos;
         let ok = (!lead || self.ws())
@@ -826,7 +914,7 @@ impl<'a> Parser<'a> {
             };
             state = match state {
                 State::Operand => {
-                    // "not" _ Not
+                    // "not" _ Not: each `not` is a level of nesting, like a parenthesis.
                     loop {
                         let start = self.pos;
                         if !self.keywords(false, &["not"], true) {
@@ -848,6 +936,7 @@ impl<'a> Parser<'a> {
                         stack.push(Frame::new(open, depth));
                         State::Operand
                     } else {
+                        // Not a parenthesis: the operand must be a match expression.
                         State::Got(self.match_expr()?)
                     }
                 }
@@ -884,6 +973,8 @@ impl<'a> Parser<'a> {
                         return Ok(None);
                     }
                 }
+                // `and` binds tighter: an operand first joins the current `and` chain, and the
+                // chain joins the `or` list only when no `and` follows.
                 State::TryAnd => {
                     let save = self.pos;
                     if self.keywords(true, &["and"], true) {
@@ -908,6 +999,8 @@ impl<'a> Parser<'a> {
                     let terms = std::mem::take(&mut top.or_terms);
                     let expr = combine(terms, Expr::Or);
                     stack.pop();
+                    // The outermost frame has no parenthesis to close; the caller checks that
+                    // the input ends here.
                     if stack.is_empty() {
                         return Ok(Some(expr));
                     }
@@ -920,12 +1013,15 @@ impl<'a> Parser<'a> {
                         };
                         return Err(self.error_at(self.pos, message));
                     }
+                    // The parenthesised expression is an operand of the enclosing frame.
                     State::Got(Some(expr))
                 }
             };
         }
     }
 
+    /// `Match`: the grammar's three forms, tried in its order, backing off to `start` between
+    /// them. `Ok(None)` if none applies here.
     fn match_expr(&mut self) -> PResult<Expr> {
         let start = self.pos;
         // Selector op Value
@@ -951,12 +1047,15 @@ impl<'a> Parser<'a> {
             if let Some(selector) = self.selector()? {
                 return self.build(start, selector, op, value).map(Some);
             }
+            // After `in`, nothing else can follow: a definite error, go-bexpr's message.
             return Err(self.error_at(selector_pos, "Invalid selector"));
         }
         self.pos = start;
         Ok(None)
     }
 
+    /// Makes the match node, compiling the regex of `matches` now (bounded in number and size),
+    /// so a bad pattern is a parse error and evaluation never compiles anything.
     fn build(
         &mut self,
         start: usize,
@@ -999,6 +1098,8 @@ impl<'a> Parser<'a> {
         })))
     }
 
+    /// An operator that takes a value after it. Symbols need no whitespace around them
+    /// (`A==1`), words do (see [`Parser::keywords`]).
     fn value_operator(&mut self) -> Option<Op> {
         let start = self.pos;
         for (text, op) in [("==", Op::Equal), ("!=", Op::NotEqual)] {
@@ -1021,6 +1122,7 @@ impl<'a> Parser<'a> {
             .map(|(_, op)| op)
     }
 
+    /// `is empty` / `is not empty`: the end of a match, so no whitespace is required after.
     fn empty_operator(&mut self) -> Option<Op> {
         let table: [(&[&'static str], Op); 2] = [
             (&["is", "empty"], Op::IsEmpty),
@@ -1032,6 +1134,7 @@ impl<'a> Parser<'a> {
             .map(|(_, op)| op)
     }
 
+    /// `in` / `not in`, between a value and a selector.
     fn in_operator(&mut self) -> Option<Op> {
         let table: [(&[&'static str], Op); 2] = [(&["in"], Op::In), (&["not", "in"], Op::NotIn)];
         table
@@ -1040,6 +1143,8 @@ impl<'a> Parser<'a> {
             .map(|(_, op)| op)
     }
 
+    /// `Ident`: an ASCII letter, then letters, digits and `_`. Field names outside this (with
+    /// `-` or spaces, common in meta keys) go in brackets: `Meta["rack-id"]`.
     fn identifier(&mut self) -> Option<String> {
         let start = self.pos;
         if !self.peek().is_some_and(|b| b.is_ascii_alphabetic()) {
@@ -1056,6 +1161,7 @@ impl<'a> Parser<'a> {
         self.src.get(start..self.pos).map(str::to_string)
     }
 
+    /// `Selector`: an identifier, then `.name`, `.N` (an array index) or `["key"]` segments.
     fn selector(&mut self) -> PResult<Vec<String>> {
         let Some(first) = self.identifier() else {
             return Ok(None);
@@ -1083,9 +1189,12 @@ impl<'a> Parser<'a> {
                         );
                         continue;
                     }
+                    // A dot followed by neither: not part of the selector; what follows fails
+                    // wherever the dot is not expected.
                     self.pos = dot;
                     break;
                 }
+                // Once "[" is read, only a string key and "]" can follow: definite errors.
                 Some(b'[') => {
                     self.pos += 1;
                     self.opt_ws();
@@ -1109,6 +1218,9 @@ impl<'a> Parser<'a> {
         Ok(Some(path))
     }
 
+    /// `Value`: a bare word (read as a selector and standing for its dotted text, so `== web`
+    /// and `== "web"` are the same), a number, or a string. Numbers and strings stay text;
+    /// their type is settled against the field.
     fn value(&mut self) -> PResult<String> {
         if let Some(path) = self.selector()? {
             return Ok(Some(path.join(".")));
@@ -1119,6 +1231,8 @@ impl<'a> Parser<'a> {
         self.string_literal()
     }
 
+    /// `Number`: no leading zeros, no exponent, no leading `+`, as go-bexpr's grammar has it.
+    /// Written in quotes, a value can take any form the field's type reads (`"0x50"`).
     fn number(&mut self) -> PResult<String> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -1143,6 +1257,8 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
             }
         }
+        // A number must end at a delimiter: `5abc` or `007` is one bad literal, not a number
+        // followed by something else.
         match self.peek() {
             None | Some(b')') => {}
             Some(b) if is_ws(b) => {}
@@ -1151,6 +1267,7 @@ impl<'a> Parser<'a> {
         Ok(self.src.get(start..self.pos).map(str::to_string))
     }
 
+    /// `String`: a raw string in backquotes (no escapes, as in Go) or a double-quoted one.
     fn string_literal(&mut self) -> PResult<String> {
         let start = self.pos;
         match self.peek() {
@@ -1176,6 +1293,9 @@ impl<'a> Parser<'a> {
 
     /// A double-quoted string with Go's escapes (`\n`, `\t`, `\\`, `\"`, `\x41`, `\101`,
     /// `\u00e9`, `\U0001F600`, ...).
+    ///
+    /// Built as bytes, because `\x` and octal escapes are bytes (`"\xc3\xa9"` is `é`, as in
+    /// Go); the result must still be valid UTF-8, since it is compared with JSON text.
     fn quoted_string(&mut self, start: usize) -> Result<String, FilterError> {
         let body_start = start + 1;
         let src: &'a str = self.src;
@@ -1190,6 +1310,7 @@ impl<'a> Parser<'a> {
                         self.error_at(start, "Invalid string literal: not valid UTF-8")
                     });
                 }
+                // A Go interpreted string cannot span lines.
                 '\n' => {
                     return Err(
                         self.error_at(body_start + i, "Invalid string literal: newline in string")
@@ -1199,6 +1320,7 @@ impl<'a> Parser<'a> {
                     let bad = || {
                         self.error_at(body_start + i, "Invalid escape sequence in string literal")
                     };
+                    // A backslash at the very end: the string never closes.
                     let Some((_, e)) = chars.next() else {
                         break;
                     };
@@ -1218,6 +1340,8 @@ impl<'a> Parser<'a> {
                         out.push(byte);
                         continue;
                     }
+                    // Digits still to read after the escape letter; an octal escape is three
+                    // digits, the first being the one already read.
                     let (count, radix) = match e {
                         'x' => (2, 16),
                         'u' => (4, 16),
@@ -1236,6 +1360,9 @@ impl<'a> Parser<'a> {
                         }
                     }
                     let code = u32::from_str_radix(&digits, radix).map_err(|_| bad())?;
+                    // `\u` and `\U` name a code point (surrogates and values past U+10FFFF are
+                    // refused, as Go refuses them); `\x` and octal name a byte (octal above
+                    // `\377` is refused, as in Go).
                     if matches!(e, 'u' | 'U') {
                         let ch = char::from_u32(code).ok_or_else(bad)?;
                         let mut buf = [0u8; 4];
@@ -1260,6 +1387,8 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// A `/v1/catalog/service` entry as Consul writes it: strings, numbers (integral and not),
+    /// booleans, tags, meta maps with keys that need brackets, and a `null` map.
     fn catalog_service() -> Value {
         json!({
             "ID": "b4f64e8c",
@@ -1284,6 +1413,7 @@ mod tests {
         })
     }
 
+    /// The schema of [`catalog_service`]: maps as `{}`, the tag list as one sample string.
     fn catalog_schema() -> Value {
         json!({
             "ID": "", "Node": "", "Address": "", "Datacenter": "",
@@ -1295,6 +1425,8 @@ mod tests {
         })
     }
 
+    /// A `/v1/health/service` entry whose checks have the given statuses: nested objects and an
+    /// array of objects, the shape the "any element" rule is about.
     fn service_entry(statuses: &[&str]) -> Value {
         let checks: Vec<Value> = statuses
             .iter()
@@ -1309,6 +1441,7 @@ mod tests {
         })
     }
 
+    /// The schema of [`service_entry`]: the check list holds one sample check.
     fn entry_schema() -> Value {
         json!({
             "Node": {"Node": "", "Meta": {}},
@@ -1317,6 +1450,7 @@ mod tests {
         })
     }
 
+    /// Parses and evaluates, panicking (with the expression) on any error.
     fn eval(expr: &str, item: &Value) -> bool {
         match Filter::parse(expr) {
             Ok(f) => match f.matches(item) {
@@ -1327,6 +1461,7 @@ mod tests {
         }
     }
 
+    /// An expression that parses but fails on `item`'s types.
     fn eval_err(expr: &str, item: &Value) -> FilterError {
         match Filter::parse(expr).map(|f| f.matches(item)) {
             Ok(Err(e)) => e,
@@ -1334,6 +1469,7 @@ mod tests {
         }
     }
 
+    /// An expression that does not parse.
     fn parse_err(expr: &str) -> FilterError {
         match Filter::parse(expr) {
             Err(e) => e,
@@ -1348,6 +1484,8 @@ mod tests {
         }
     }
 
+    /// Strings compare exactly (case included) whatever the value's quoting, and selectors reach
+    /// into maps by dot or by bracket.
     #[test]
     fn equality_on_strings() {
         let s = catalog_service();
@@ -1368,6 +1506,8 @@ mod tests {
         assert!(eval("ServiceTags contains v1", &s));
     }
 
+    /// Go's string syntax: escapes in double quotes, none in backquotes, and every malformed
+    /// escape or unterminated string a syntax error.
     #[test]
     fn quoting_and_escapes() {
         let item = json!({"S": "a\"b\\c\nd\té", "R": "x\\ny", "Q": "'"});
@@ -1395,6 +1535,9 @@ mod tests {
         }
     }
 
+    /// Values take the field's type as Go's strconv reads it (bases, underscores, signs, float
+    /// forms, `ParseBool`'s spellings); what it cannot read is a coercion error naming value
+    /// and selector.
     #[test]
     fn numbers_and_bools_are_coerced() {
         let s = catalog_service();
@@ -1436,6 +1579,8 @@ mod tests {
         );
     }
 
+    /// `contains` and `in` are membership for arrays, key membership for maps and substring
+    /// for strings, with elements coerced one by one.
     #[test]
     fn contains_and_in() {
         let s = catalog_service();
@@ -1472,6 +1617,7 @@ mod tests {
         ));
     }
 
+    /// `matches` is an unanchored regex search on strings only; a bad pattern fails the parse.
     #[test]
     fn regex_matching() {
         let s = catalog_service();
@@ -1499,6 +1645,8 @@ mod tests {
         assert_eq!(g.matches(&s), Ok(true));
     }
 
+    /// `is empty` holds for empty strings, arrays and maps, `null` and missing fields; numbers
+    /// have no emptiness.
     #[test]
     fn emptiness() {
         let item = json!({
@@ -1523,6 +1671,8 @@ mod tests {
         ));
     }
 
+    /// go-bexpr's missing-key answers: every positive operator false, every negated one true,
+    /// whatever the value; only going below a scalar is an error.
     #[test]
     fn missing_keys_and_nulls() {
         let s = catalog_service();
@@ -1555,6 +1705,8 @@ mod tests {
         );
     }
 
+    /// The "any element" rule, with negated operators per element, which makes `not X != v`
+    /// mean "every element is v" (true for no elements); numeric segments index instead.
     #[test]
     fn arrays_of_objects_match_any_element() {
         let all_passing = service_entry(&["passing", "passing"]);
@@ -1595,6 +1747,7 @@ mod tests {
         assert!(!eval("G.A == 3", &nested));
     }
 
+    /// `not` binds tightest, then `and`, then `or`; parentheses and whitespace as expected.
     #[test]
     fn precedence_and_grouping() {
         let item = json!({"A": "1", "B": "0", "C": "1"});
@@ -1616,6 +1769,7 @@ mod tests {
         assert!(eval("B == 1 or B == 2 or A == 2 or C == 1", &item));
     }
 
+    /// Keywords are only keywords where the grammar wants one: elsewhere they are names.
     #[test]
     fn keywords_as_field_names_and_values() {
         let item = json!({"not": "x", "and": "or", "in": ["is"]});
@@ -1627,6 +1781,7 @@ mod tests {
         assert!(eval("not == x and and == or", &item));
     }
 
+    /// As in go-bexpr, `AND` or `Is Empty` are not keywords, so these do not parse.
     #[test]
     fn keywords_are_case_sensitive() {
         for bad in [
@@ -1645,6 +1800,8 @@ mod tests {
         }
     }
 
+    /// Incomplete, unbalanced or run-together expressions are syntax errors, never panics or
+    /// partial filters.
     #[test]
     fn malformed_expressions() {
         for bad in [
@@ -1689,6 +1846,8 @@ mod tests {
         }
     }
 
+    /// Errors give line, column (in characters) and byte offset, with go-bexpr's wording and the
+    /// sorted list of what was expected.
     #[test]
     fn error_messages_say_where_and_what() {
         assert_eq!(
@@ -1735,6 +1894,8 @@ mod tests {
         );
     }
 
+    /// Every limit holds at its edge (accepted at the maximum, refused one past it), and the
+    /// deepest trees allowed evaluate, validate and drop without exhausting the stack.
     #[test]
     fn limits() {
         let long = format!("A == \"{}\"", "x".repeat(MAX_EXPRESSION_LEN));
@@ -1827,6 +1988,8 @@ mod tests {
         );
     }
 
+    /// Validation against a sample: unknown fields, operators the type does not take and values
+    /// it cannot read are each their own error; map fields accept any key below them.
     #[test]
     fn validation_against_a_schema() {
         let schema = catalog_schema();
@@ -1921,6 +2084,7 @@ mod tests {
         ));
     }
 
+    /// Validation walks arrays of objects through their sample element, as evaluation does.
     #[test]
     fn validation_through_arrays_of_objects() {
         let schema = entry_schema();
@@ -1961,6 +2125,7 @@ mod tests {
         assert_eq!(validate("X.y == 1", &json!({"X": []})), Ok(()));
     }
 
+    /// `strconv.ParseInt(s, 0, 64)`'s forms, and the `uint64` range above `int64`.
     #[test]
     fn go_integer_syntax() {
         assert_eq!(parse_go_int("0"), Ok(0));
@@ -1988,6 +2153,8 @@ mod tests {
         }
     }
 
+    /// Tokens of the language and near-misses (lone quotes, brackets, escapes, non-ASCII), to
+    /// build inputs that get deep into the parser before failing.
     fn token() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
             "(",
@@ -2038,6 +2205,7 @@ mod tests {
         ])
     }
 
+    /// Between tokens: nothing, or whitespace (a space most often).
     fn separator() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec!["", " ", " ", " ", "\t", "\n"])
     }
@@ -2053,6 +2221,7 @@ mod tests {
             let _ = Filter::parse(&s);
         }
 
+        /// Whatever parses also validates and evaluates without panicking, on every sample.
         #[test]
         fn parse_never_panics_on_token_soup(
             parts in prop::collection::vec((token(), separator()), 0..24)
@@ -2067,6 +2236,7 @@ mod tests {
             }
         }
 
+        /// `not contains` is always the negation of `contains`, on every field shape.
         #[test]
         fn well_formed_matches_parse_and_evaluate(
             field in prop::sample::select(vec!["ServiceName", "ServiceMeta.version", "ServiceTags", "NodeMeta", "Missing"]),
