@@ -30,14 +30,15 @@ use serde::{Deserialize, Serialize};
 
 pub use openraft;
 
-/// A Raft member as other servers reach it.
+/// A Raft member as other servers reach it. Stored in membership entries and snapshots, so
+/// a server restarted from its log and snapshot knows every member's address.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServerNode {
     /// Node name.
     pub name: String,
-    /// Server RPC address (`ip:port`).
+    /// Server RPC address (`ip:port`): where Raft's messages to this member go.
     pub addr: String,
-    /// Node UUID.
+    /// Node UUID, from which the member's Raft ID is derived ([`node_id_from_uuid`]).
     pub id: String,
 }
 
@@ -48,14 +49,20 @@ impl fmt::Display for ServerNode {
 }
 
 /// What applying a command produced, carried back to the proposer.
+///
+/// Serializable, as openraft's `serde` feature requires of responses. A command that failed
+/// still has its index: the entry is in the log and consumed its place.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApplyResult {
     /// Index the command was applied at.
     pub index: u64,
-    /// The command's own result.
+    /// The command's own result: an error here is the command's (a failed CAS, a missing
+    /// node), not Raft's.
     pub result: Result<Response, StoreError>,
 }
 
+// Snapshots are whole byte buffers (`Cursor<Vec<u8>>`): the state they encode lives in memory
+// anyway, and the file format is checked as a whole before anything is installed.
 openraft::declare_raft_types!(
     /// Cairn's Raft types: catalog commands in, apply results out, servers identified by a
     /// 64-bit ID derived from their node UUID.
@@ -80,6 +87,10 @@ pub type StorageError = openraft::StorageError<u64>;
 pub type Raft = openraft::Raft<TypeConfig>;
 
 /// The Raft ID of a server: the two halves of its node UUID xor-ed (never 0).
+///
+/// openraft wants a `u64`; a node's identity is its UUID. Deriving one from the other lets
+/// every server compute a peer's Raft ID from the UUID gossip announces, with nothing else to
+/// exchange or store. The same UUID always gives the same ID.
 pub fn node_id_from_uuid(uuid: &str) -> u64 {
     let hex: String = uuid.chars().filter(char::is_ascii_hexdigit).collect();
     let half = |s: &str| u64::from_str_radix(s, 16).unwrap_or(0);
@@ -98,6 +109,8 @@ pub fn node_id_from_uuid(uuid: &str) -> u64 {
 mod tests {
     use super::*;
 
+    /// Same UUID, same ID; a one-digit change, another ID; the all-zero UUID and non-UUID
+    /// names still give usable IDs.
     #[test]
     fn node_ids_are_stable_and_nonzero() {
         let a = node_id_from_uuid("1a870de7-f173-492c-ac2c-90ddb5963313");

@@ -37,13 +37,22 @@ use tokio::sync::oneshot;
 
 use crate::{Entry, LogId, Raft, StorageError, TypeConfig, Vote};
 
+/// Entries by index: redb keeps them sorted, so ranges (catch-up reads, truncation, purge)
+/// are range operations.
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// The vote, the committed log ID, the last purged log ID and the file's format, as JSON.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// First byte of every stored entry: a later encoding can be told apart entry by entry.
 const ENTRY_VERSION: u8 = 1;
+/// Where the file records its format.
 const FORMAT_KEY: &str = "format";
+/// This build's format: a file recording another one (a future layout, another program's
+/// redb file) is refused at open rather than misread.
 const FORMAT: &[u8] = b"cairn-raft-log-v1";
 
-/// Encoded bytes of recent entries a durable log keeps decoded in memory.
+/// Encoded bytes of recent entries a durable log keeps decoded in memory: several append
+/// requests' worth (the network sends about 1 MiB at a time), so followers that keep up are
+/// served from memory.
 pub const DEFAULT_MEMORY_BUDGET: usize = 8 << 20;
 /// redb's page cache for the log file (its default is 1 GiB): the hot entries are in memory
 /// already, so the file is mostly written, and read back only for catch-up.
@@ -74,12 +83,16 @@ pub enum OpenError {
 /// the durable store keeps in memory too.
 pub const IN_MEMORY_BUDGET: usize = DEFAULT_MEMORY_BUDGET;
 
-/// How often [`bound_in_memory`] looks at the log's size.
+/// How often [`bound_in_memory`] looks at the log's size: reading a counter, so cheap; the
+/// log can only outgrow its budget by what is written in that time.
 const COMPACT_CHECK: Duration = Duration::from_millis(250);
 
-/// How long [`bound_in_memory`] waits for a snapshot or a purge it asked for.
+/// How long [`bound_in_memory`] waits for a snapshot or a purge it asked for, before looking
+/// again (a large state takes a while to serialize).
 const COMPACT_WAIT: Duration = Duration::from_secs(30);
 
+/// The log as openraft sees it: recent entries in memory, plus the small records (vote,
+/// committed, purged) read at every step. Shared with the writer thread under one mutex.
 #[derive(Default)]
 struct Cache {
     /// The most recent entries (all of them for the in-memory store). Never empty while the
@@ -89,8 +102,11 @@ struct Cache {
     bytes: usize,
     /// First index in the log (in memory or only on disk).
     first: Option<u64>,
+    /// The last entry removed behind a snapshot: the log's "last ID" once it is empty.
     last_purged: Option<LogId>,
+    /// The vote as saved (on disk first, for the durable store).
     vote: Option<Vote>,
+    /// The last committed log ID openraft reported (a hint to replay less at start).
     committed: Option<LogId>,
 }
 
@@ -106,6 +122,9 @@ struct Slot {
 impl Cache {
     /// Drops the oldest entries beyond `budget`, but only those the writer has committed to
     /// the file, and never the last one.
+    ///
+    /// An entry not yet committed could not be read back from the file; the last one is what
+    /// the log state (`last_log_id`) is read from.
     fn evict(&mut self, budget: usize) {
         while self.bytes > budget && self.entries.len() > 1 {
             if !self
@@ -121,6 +140,7 @@ impl Cache {
         }
     }
 
+    /// Adds (or replaces) the entry at its index, keeping `bytes` and `first` in step.
     fn insert(&mut self, entry: Entry, size: usize, flushed: bool) {
         let idx = entry.get_log_id().index;
         if self.first.is_none_or(|f| idx < f) {
@@ -146,6 +166,10 @@ impl Cache {
     }
 
     /// Marks the entries of a committed append as on disk (unless replaced meanwhile).
+    ///
+    /// Matched by log ID, not index: a truncation and a new leader's entry at the same index
+    /// may come between the append and its commit, and the report about the old entry must
+    /// not let the new one, not yet written, leave memory.
     fn mark_flushed(&mut self, written: &[(LogId, Vec<u8>)]) {
         for (id, _) in written {
             if let Some(slot) = self.entries.get_mut(&id.index)
@@ -156,6 +180,7 @@ impl Cache {
         }
     }
 
+    /// Drops the entries from `since` on (a new leader overwrites them).
     fn truncate(&mut self, since: u64) {
         for (_, slot) in self.entries.split_off(&since) {
             self.bytes -= slot.size;
@@ -165,6 +190,7 @@ impl Cache {
         }
     }
 
+    /// Drops the entries up to `upto` (a snapshot covers them) and remembers it as purged.
     fn purge(&mut self, upto: LogId) {
         let keep = self.entries.split_off(&(upto.index + 1));
         for (_, slot) in std::mem::replace(&mut self.entries, keep) {
@@ -183,11 +209,18 @@ impl Cache {
 /// Called once an append is on disk (or failed).
 type Done = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
 
+/// A change for the writer thread, applied to the file in the order sent (which is the order
+/// openraft made the calls, and the order the cache already reflects).
 enum Op {
+    /// Encoded entries, and what to call once they are on disk.
     Append(Vec<(LogId, Vec<u8>)>, Done),
+    /// Remove the entries from this index on.
     Truncate(u64, oneshot::Sender<Result<(), String>>),
+    /// Remove the entries up to this ID and record it as purged.
     Purge(LogId, oneshot::Sender<Result<(), String>>),
+    /// Save the vote (JSON); answered once durable.
     Vote(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    /// Record the committed log ID (JSON); nobody waits for it.
     Committed(Vec<u8>),
 }
 
@@ -198,7 +231,9 @@ struct Inner {
     db: Option<Arc<Database>>,
     /// Encoded bytes of entries kept in memory (durable store only).
     budget: usize,
+    /// The writer thread's queue; `None` for the in-memory store, which has nothing to write.
     writer: Option<Mutex<mpsc::Sender<Op>>>,
+    /// Joined on drop, so the file is closed when the last clone goes.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -224,10 +259,13 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
+/// A storage error in openraft's terms, which it treats as fatal (see `state_machine`).
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, msg: impl ToString) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(msg.to_string()))
 }
 
+/// An entry as stored: [`ENTRY_VERSION`], then the entry's JSON (its command in the
+/// version-1 wire form, see `cairn_catalog::command::wire`).
 fn encode(entry: &Entry) -> Result<Vec<u8>, StorageError> {
     let mut out = vec![ENTRY_VERSION];
     serde_json::to_writer(&mut out, entry)
@@ -237,6 +275,8 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, StorageError> {
 
 /// What an entry of the in-memory store roughly holds: its command's payload (values, bodies)
 /// plus a little for the rest; membership and blank entries are small.
+/// Only an estimate, so the in-memory store never encodes an entry just to measure it; the
+/// command's size bound is cheap and never below the command's encoded size.
 fn approx_size(entry: &Entry) -> usize {
     match &entry.payload {
         EntryPayload::Normal(cmd) => 64 + cmd.encoded_size_bound(),
@@ -244,6 +284,7 @@ fn approx_size(entry: &Entry) -> usize {
     }
 }
 
+/// Reads a stored entry; errors name the index, which is what an operator needs to act.
 fn decode(index: u64, bytes: &[u8]) -> Result<Entry, String> {
     match bytes.split_first() {
         Some((&ENTRY_VERSION, body)) => {
@@ -255,7 +296,8 @@ fn decode(index: u64, bytes: &[u8]) -> Result<Entry, String> {
 }
 
 impl LogStore {
-    /// A log kept in memory only (`-dev` and tests).
+    /// A log kept in memory only (`-dev` and tests). Nothing is ever evicted (there is no
+    /// file to read it back from): [`bound_in_memory`] keeps it small by purging instead.
     pub fn in_memory() -> LogStore {
         LogStore {
             inner: Arc::new(Inner {
@@ -275,6 +317,10 @@ impl LogStore {
     }
 
     /// [`LogStore::open`] keeping up to `budget` encoded bytes of entries in memory.
+    ///
+    /// Reads the whole file once: every entry is decoded and checked (contiguous indexes, each
+    /// where it claims to be), so damage stops start-up here, naming the entry, instead of
+    /// surfacing later when a follower needs that entry.
     pub fn open_with_budget(path: &Path, budget: usize) -> Result<LogStore, OpenError> {
         let p = path.display().to_string();
         let db_err = |e: Box<dyn std::error::Error + Send + Sync>| OpenError::Database {
@@ -298,6 +344,7 @@ impl LogStore {
                 other => db_err(Box::new(other)),
             })?;
         let mut cache = Cache::default();
+        // A new file gets the format and the tables; an existing one must have this format.
         {
             let w = db.begin_write().map_err(|e| db_err(Box::new(e)))?;
             {
@@ -345,6 +392,7 @@ impl LogStore {
                     serde_json::from_slice(&b).map_err(|e| corrupt(format!("last_purged: {e}")))?;
             }
             let logs = r.open_table(LOGS).map_err(|e| db_err(Box::new(e)))?;
+            // A hole would be a lost entry: Raft cannot go on from a log with a gap.
             let mut expected: Option<u64> = None;
             for item in logs.iter().map_err(|e| db_err(Box::new(e)))? {
                 let (k, v) = item.map_err(|e| db_err(Box::new(e)))?;
@@ -357,6 +405,8 @@ impl LogStore {
                     )));
                 }
                 let entry = decode(index, v.value()).map_err(&corrupt)?;
+                // Not an error (the state machine decides at apply), but worth saying at start:
+                // this server is older than whoever wrote the entry.
                 if let openraft::EntryPayload::Normal(cmd) = &entry.payload {
                     for u in cmd.unknown() {
                         tracing::warn!(
@@ -373,6 +423,7 @@ impl LogStore {
                         entry.get_log_id().index
                     )));
                 }
+                // Evicted as it loads, so start-up stays within the budget too.
                 cache.insert(entry, v.value().len(), true);
                 cache.evict(budget);
                 expected = Some(index + 1);
@@ -401,6 +452,8 @@ impl LogStore {
         self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Queues an operation for the writer thread; the in-memory store has none, so nothing to
+    /// do.
     fn send(&self, op: Op) -> Result<(), StorageError> {
         match &self.inner.writer {
             None => Ok(()),
@@ -412,6 +465,7 @@ impl LogStore {
         }
     }
 
+    /// Queues an operation and waits until the writer committed it (or failed).
     async fn send_and_wait(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op,
@@ -470,6 +524,8 @@ impl LogStore {
         {
             let durable = self.inner.writer.is_some();
             let mut c = self.cache();
+            // In memory at once, so readers (replication to followers) see the entries before
+            // they are on disk; only the acknowledgement waits for the disk.
             for e in entries {
                 if durable {
                     let bytes = encode(&e)?;
@@ -494,7 +550,8 @@ impl LogStore {
         Ok(())
     }
 
-    /// Reads entries `start..end` from the file (those memory no longer holds).
+    /// Reads entries `start..end` from the file (those memory no longer holds). Only entries
+    /// the writer committed ever leave memory, so the file holds every one asked for here.
     fn read_disk(db: &Database, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
         let rerr = |e: &dyn std::fmt::Display| io_err(ErrorSubject::Logs, ErrorVerb::Read, e);
         let r = db.begin_read().map_err(|e| rerr(&e))?;
@@ -512,6 +569,8 @@ impl LogStore {
 /// appended entries as on disk (they may leave memory from then on).
 fn writer_loop(db: &Database, cache: &Mutex<Cache>, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
+        // Everything queued joins the first operation's transaction (up to a cap, so one
+        // transaction stays bounded): concurrent appends share one fsync.
         let mut batch = vec![first];
         while batch.len() < 4096 {
             match rx.try_recv() {
@@ -519,6 +578,7 @@ fn writer_loop(db: &Database, cache: &Mutex<Cache>, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        // One result for the whole batch: the transaction commits or not as a whole.
         let result = write_batch(db, &batch).map_err(|e| e.to_string());
         match &result {
             Err(e) => tracing::error!(error = %e, "raft log write failed"),
@@ -531,6 +591,7 @@ fn writer_loop(db: &Database, cache: &Mutex<Cache>, rx: mpsc::Receiver<Op>) {
                 }
             }
         }
+        // Acknowledged only now, after the commit: an append openraft counts as durable is.
         for op in batch {
             match op {
                 Op::Append(_, done) => done(result.clone().map_err(std::io::Error::other)),
@@ -543,6 +604,8 @@ fn writer_loop(db: &Database, cache: &Mutex<Cache>, rx: mpsc::Receiver<Op>) {
     }
 }
 
+/// Applies a batch to the file in one transaction, in queue order (an append, a truncation
+/// of it and the new leader's append must land in that order).
 fn write_batch(db: &Database, batch: &[Op]) -> Result<(), Box<dyn std::error::Error>> {
     let mut w = db.begin_write()?;
     // The committed index is an optimisation (less replay at start): recording it alone needs
@@ -586,6 +649,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        // openraft passes any kind of range: normalised to `start..end`.
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
             Bound::Excluded(&i) => i.saturating_add(1),
@@ -616,6 +680,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
+    /// From memory: the last entry always stays there, so this never reads the file.
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let c = self.cache();
         Ok(LogState {
@@ -624,10 +689,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
     }
 
+    /// A clone: readers share the cache and the file with the store.
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
     }
 
+    /// Durable before it returns: a server that restarts must not vote again in a term it
+    /// already voted in, or two leaders could be elected in one term.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let b = serde_json::to_vec(vote)
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
@@ -641,6 +709,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cache().vote)
     }
 
+    /// Not waited for: the committed ID only saves replay work at start; losing the last one
+    /// in a crash costs nothing but that.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.cache().committed = committed;
         if self.inner.writer.is_some() {
@@ -655,6 +725,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cache().committed)
     }
 
+    /// Returns at once; `callback` reports the entries durable once the writer has committed
+    /// them, which is when openraft counts them toward a quorum.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -690,6 +762,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
+    /// Memory first (freed at once), then the file. openraft only purges what a snapshot
+    /// covers, so the entries are not needed even if the process dies in between.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.cache().purge(log_id);
         self.send_and_wait(|tx| Op::Purge(log_id, tx), ErrorSubject::Logs)
@@ -725,6 +799,8 @@ pub async fn bound_in_memory(raft: Raft, log: LogStore, budget: usize) {
             (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
         };
         let Some(applied) = applied else { continue };
+        // A snapshot first, unless one already covers everything applied: the log can only be
+        // purged up to a snapshot.
         if snapshot < Some(applied) {
             if raft.trigger().snapshot().await.is_err() {
                 return;
@@ -777,6 +853,7 @@ mod tests {
     use cairn_catalog::command::{KvOp, KvRequest};
     use openraft::CommittedLeaderId;
 
+    /// A KV write of about 1 KB at `index`, so a budget of a few entries is easy to express.
     fn entry(term: u64, index: u64) -> Entry {
         openraft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
@@ -792,6 +869,7 @@ mod tests {
         }
     }
 
+    /// Appends one entry and waits until it is on disk.
     async fn append(log: &LogStore, e: Entry) {
         let (tx, rx) = oneshot::channel();
         log.append_then(
@@ -804,6 +882,7 @@ mod tests {
         rx.await.expect("done").expect("on disk");
     }
 
+    /// A fresh directory per test run (process ID and time), so runs never share a file.
     fn scratch(tag: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "cairn-log-{tag}-{}-{}",
@@ -869,6 +948,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A KV write of a `value_len`-byte value: the large entries `-dev`'s bound is about.
     fn big_entry(index: u64, value_len: usize) -> Entry {
         openraft::Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),

@@ -4,6 +4,14 @@
 //! Snapshot file layout: magic `CAIRNRSN`, format version (u32 BE), length of the metadata
 //! (u32 BE), the Raft snapshot metadata (JSON), the catalog snapshot (itself checksummed), and
 //! a SHA-256 of everything before it. The same bytes travel to followers that install it.
+//!
+//! The metadata (last log ID, membership) travels with the state because a restarted server
+//! or a follower installing the snapshot needs both to go on: the log ID says which entries
+//! the state already holds, the membership who the cluster is if the entries that set it were
+//! purged. The outer checksum covers the metadata, which the catalog snapshot's own does not.
+//!
+//! Only the latest snapshot is kept: the state is in memory and rebuilt at start from it plus
+//! the log entries after it, so older snapshots have no use.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -18,11 +26,18 @@ use sha2::{Digest, Sha256};
 
 use crate::{ApplyResult, Entry, LogId, ServerNode, StorageError, TypeConfig};
 
+/// Distinct from the catalog snapshot's magic (`CAIRNSNP`): a Raft snapshot file is not an
+/// operator archive, and each refuses the other.
 const MAGIC: &[u8; 8] = b"CAIRNRSN";
+/// Version of this file layout; [`decode_snapshot`] refuses any other.
 const VERSION: u32 = 1;
+/// The one snapshot file in the state machine's directory, replaced atomically by each new one.
 const SNAPSHOT_FILE: &str = "state.snap";
 
 /// Told about every change the state machine makes, to wake blocked readers.
+///
+/// Called from the state machine as it applies, between entries: implementations must return
+/// quickly (hand the news on, do not block), or every write waits for them.
 pub trait ApplyObserver: Send + Sync + 'static {
     /// A command was applied.
     fn applied(&self, changes: &Changes);
@@ -44,6 +59,7 @@ impl ApplyObserver for NoObserver {
     fn reset(&self) {}
 }
 
+/// openraft's snapshot metadata: last log ID, last membership, snapshot ID.
 type Meta = SnapshotMeta<u64, ServerNode>;
 
 /// Why a snapshot could not be read.
@@ -76,6 +92,7 @@ pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Result<Vec<u8>, SnapshotF
             meta_json.len()
         ))
     })?;
+    // Header (magic, version, metadata length: 16 bytes), metadata, catalog, checksum.
     let mut out = Vec::with_capacity(16 + meta_json.len() + catalog.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
@@ -88,6 +105,11 @@ pub fn encode_snapshot(meta: &Meta, catalog: &[u8]) -> Result<Vec<u8>, SnapshotF
 }
 
 /// Verifies and splits a snapshot into its metadata and catalog state.
+///
+/// Everything is checked before anything is returned: the checksum first (a damaged file is
+/// named as such rather than by whatever field it breaks), then the version, the lengths, and
+/// finally that the state's index is the one the metadata claims. A state at another index
+/// than its log ID would make the server skip or re-apply entries after installing it.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, cairn_catalog::State), SnapshotFileError> {
     let bad = |s: &str| SnapshotFileError::Invalid(s.to_string());
     if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
@@ -126,6 +148,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, cairn_catalog::State), Sna
 }
 
 /// Writes a file atomically: temporary file, fsync, rename, fsync of the directory.
+///
+/// A crash at any point leaves either the old file or the new one under `name`, never a
+/// part of one: the data is on disk before the rename makes it visible, and the directory's
+/// fsync makes the rename itself survive.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
@@ -141,20 +167,30 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The state machine.
 pub struct StateMachine {
+    /// The catalog store, shared with the readers that serve requests.
     store: Arc<Store>,
+    /// The last entry applied (or installed from a snapshot): what openraft replays after.
     last_applied: Option<LogId>,
+    /// The last membership applied, with its log ID: openraft asks for it at start and it
+    /// goes into every snapshot.
     membership: StoredMembership<u64, ServerNode>,
+    /// Where the snapshot file lives; `None` for an in-memory server (`-dev`, tests).
     dir: Option<PathBuf>,
     /// The latest snapshot (also on disk when `dir` is set), shared with builders.
     current: Current,
     observer: Arc<dyn ApplyObserver>,
 }
 
+/// The latest snapshot and its metadata, shared between the state machine and builders (which
+/// run on tasks of their own and publish what they built here).
 type Current = Arc<std::sync::Mutex<Option<(Meta, Arc<Vec<u8>>)>>>;
 
 impl StateMachine {
     /// A state machine over `store`. With `dir`, the latest snapshot there (if any) is loaded
     /// into the store first, and new snapshots are written there.
+    ///
+    /// A snapshot file that does not verify is an error, not a reason to start empty: starting
+    /// from nothing with a log purged up to the snapshot would silently lose the state.
     pub fn open(
         store: Arc<Store>,
         dir: Option<PathBuf>,
@@ -184,6 +220,7 @@ impl StateMachine {
                     *sm.current.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some((meta, Arc::new(bytes)));
                 }
+                // No snapshot yet: the whole log is replayed from the start.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(SnapshotFileError::Io {
@@ -202,6 +239,8 @@ impl StateMachine {
     }
 }
 
+/// A state machine error in openraft's terms. openraft treats storage errors as fatal: the
+/// node stops rather than go on from a state it cannot trust.
 fn sm_err(verb: ErrorVerb, msg: impl ToString) -> StorageError {
     StorageError::from_io_error(
         ErrorSubject::StateMachine,
@@ -214,10 +253,12 @@ fn sm_err(verb: ErrorVerb, msg: impl ToString) -> StorageError {
 /// a task of its own while later entries are applied, so the state is cloned (O(1)) up front
 /// and always matches `last_applied`.
 pub struct Builder {
+    /// The state at `last_applied`, taken when the builder was made.
     state: Arc<cairn_catalog::State>,
     last_applied: Option<LogId>,
     membership: StoredMembership<u64, ServerNode>,
     dir: Option<PathBuf>,
+    /// Where the built snapshot is published for [`RaftStateMachine::get_current_snapshot`].
     current: Current,
 }
 
@@ -228,6 +269,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let meta = Meta {
             last_log_id: last,
             last_membership: self.membership.clone(),
+            // Term and index: unique per log ID, and readable in logs.
             snapshot_id: format!(
                 "{}-{}",
                 last.map_or(0, |l| l.leader_id.term),
@@ -236,6 +278,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         };
         let dir = self.dir.clone();
         let meta2 = meta.clone();
+        // Serializing the whole state and fsyncing the file are long and blocking: off the
+        // async runtime, whose threads serve Raft's messages meanwhile.
         let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
             let catalog = snapshot::write(&state).map_err(|e| e.to_string())?;
             let bytes = encode_snapshot(&meta2, &catalog).map_err(|e| e.to_string())?;
@@ -252,9 +296,12 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
             bytes = bytes.len(),
             "raft snapshot built"
         );
+        // Published only once the file is written: the snapshot handed to followers is never
+        // newer than the one a restart would load.
         let bytes = Arc::new(bytes);
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((meta.clone(), Arc::clone(&bytes)));
+        // openraft takes the bytes by value; `current` keeps its own copy.
         let bytes = Arc::unwrap_or_clone(bytes);
         Ok(Snapshot {
             meta,
@@ -281,6 +328,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let log_id = *entry.get_log_id();
             let index = log_id.index;
+            // Every entry consumes a catalog index, so Raft index N is catalog index N: blank
+            // entries (a new leader's) and membership changes apply as no-ops.
             let cmd = match entry.payload {
                 EntryPayload::Normal(cmd) => cmd,
                 EntryPayload::Blank => Command::Noop,
@@ -331,6 +380,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 _ => {}
             }
+            // Skippable unknown commands applied as no-ops: said loudly, since this server
+            // now answers without whatever they would have changed.
             for u in cmd.unknown() {
                 tracing::warn!(
                     index,
@@ -341,6 +392,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 self.observer.skipped_unknown(index, &u.tag);
             }
             self.last_applied = Some(log_id);
+            // Only real changes wake readers (a failed command or a no-op changes nothing).
             if !applied.changes.is_empty() {
                 self.observer.applied(&applied.changes);
             }
@@ -352,6 +404,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(out)
     }
 
+    /// Captures the state now (an O(1) clone), not when the build task runs: entries applied
+    /// meanwhile must not end up in a snapshot labelled with an older log ID.
     async fn get_snapshot_builder(&mut self) -> Builder {
         Builder {
             state: self.store.read(),
@@ -362,6 +416,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
+    /// A snapshot from the leader is received into memory and only checked, written and
+    /// installed once complete ([`RaftStateMachine::install_snapshot`]).
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
@@ -371,6 +427,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &Meta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        // Verified in full before anything changes: a bad snapshot leaves this server as it was.
         let bytes = snapshot.into_inner();
         let (file_meta, state) = decode_snapshot(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         if file_meta.last_log_id != meta.last_log_id {
@@ -379,6 +436,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 "installed snapshot does not match its announced metadata",
             ));
         }
+        // On disk before the state is replaced: once installed, openraft may purge the log the
+        // snapshot covers, and a crash then must find the snapshot to restart from.
         if let Some(dir) = &self.dir {
             let dir = dir.clone();
             let b = bytes.clone();
@@ -392,6 +451,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((meta.clone(), Arc::new(bytes)));
+        // Any reader may be affected: all of them are woken to read again.
         self.observer.reset();
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
@@ -400,6 +460,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The latest snapshot, built or installed, for a follower too far behind for the log.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self
             .current
