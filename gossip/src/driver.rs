@@ -30,6 +30,12 @@
 //! For a run to be reproducible the driver's own randomness can be seeded
 //! ([`GossipConfig::seed`]: the core's seed, the frames' instance id and the nonces), and
 //! the owner task polls its inputs in a fixed order rather than tokio's random one.
+//!
+//! The core is never shared: only the owner task touches it, so it needs no lock, and
+//! everything that waits on the network (connects, stream reads, DNS) happens in other
+//! tasks, which report back as commands. What the stream tasks and the handle do need
+//! (keys, sealing, the replay guard, counters) is in the shared `Wire`, behind short std
+//! locks and atomics.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -60,14 +66,31 @@ use crate::transport::{Endpoint, NetTransport, Transport};
 /// Consul's default LAN gossip port.
 pub const DEFAULT_PORT: u16 = 8301;
 /// Default UDP datagram budget (memberlist's `UDPBufferSize`).
+///
+/// Below the 1500-byte Ethernet MTU with room for the IP and UDP headers and some
+/// tunnelling, so datagrams are not fragmented: losing one fragment loses the datagram.
 pub const UDP_PACKET_SIZE: usize = 1400;
 /// Largest TCP frame accepted.
+///
+/// Room for the full state of a pool of many thousands of members. A frame buffer is
+/// allocated before the frame is opened, so this is also what an unauthenticated peer can
+/// make us allocate per connection.
 pub const MAX_TCP_FRAME: usize = 8 << 20;
 /// Concurrent inbound TCP connections served; more are closed at once.
+///
+/// Each connection is a task that may hold a frame buffer, so the bound caps the memory a
+/// flood of connections can take. Refused connections are closed rather than queued: the
+/// peer's exchange fails and it tries again at its next push/pull.
 const MAX_TCP_CONNECTIONS: usize = 64;
 /// Senders remembered by the replay guard.
+///
+/// Far more than the members of a pool, so that only a flood of invented instances can
+/// evict a real sender (see [`ReplayGuard`]).
 const REPLAY_SENDERS: usize = 4096;
 /// Minimum time between two warnings of the same kind.
+///
+/// A misconfigured peer (another key, another pool) sends several packets a second; one
+/// warning per kind every 10 s says what is wrong without flooding the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything [`Gossip::start`] needs.
@@ -76,6 +99,9 @@ pub struct GossipConfig {
     /// Node name (unique in the pool).
     pub name: String,
     /// Address to bind UDP and TCP on; port 0 picks a free port.
+    ///
+    /// One port for both, as Consul's Serf ports: members reach each other's streams at
+    /// the address they gossip with.
     pub bind: SocketAddr,
     /// Address other members reach us at; defaults to the bound address (required when
     /// binding to an unspecified address such as `0.0.0.0`). Port 0 means the bound port.
@@ -85,18 +111,34 @@ pub struct GossipConfig {
     /// Encryption keys; `None` sends plaintext.
     pub keyring: Option<Keyring>,
     /// Refuse plaintext packets when a keyring is set (Consul `encrypt_verify_incoming`).
+    ///
+    /// With both this and `encrypt_verify_outgoing` off, a keyed member sends plaintext and
+    /// takes both forms. Consul's rolling enablement installs the key that way everywhere,
+    /// then turns outgoing on everywhere, then incoming.
     pub encrypt_verify_incoming: bool,
     /// Encrypt outgoing packets when a keyring is set (Consul `encrypt_verify_outgoing`).
     pub encrypt_verify_outgoing: bool,
     /// Pool label, authenticated with every packet (e.g. distinct for LAN and WAN).
+    ///
+    /// Compared on plaintext packets and authenticated on sealed ones (see
+    /// [`crate::envelope`]), so that two pools sharing a network never merge.
     pub label: String,
     /// Protocol timings.
     pub timings: Timings,
     /// UDP datagram budget.
+    ///
+    /// Must leave foca at least 1 KiB once the envelope and frame headers are taken off
+    /// (checked at start).
     pub udp_packet_size: usize,
     /// Start generation; defaults to the wall clock in milliseconds.
+    ///
+    /// The wall clock makes a restart outrank the previous run without stored state, as
+    /// long as the clock does not go back across the restart.
     pub generation: Option<u64>,
     /// Capacity of the event channel; events are dropped (and counted) when it is full.
+    ///
+    /// The owner task never waits on the agent: a slow consumer loses events rather than
+    /// stalling failure detection.
     pub event_buffer: usize,
     /// Seed of the member's own randomness (the SWIM core's choices, the instance id of
     /// its frames and the encryption nonces), mixed with `name` so that members sharing a
@@ -212,6 +254,9 @@ pub struct GossipStats {
     pub push_pull_failures: u64,
 }
 
+/// The counters behind [`GossipStats`]. Atomics, bumped by the owner task and the stream
+/// tasks without a lock; `Relaxed` since each counter stands alone and is only read for
+/// stats.
 #[derive(Default)]
 struct Counters {
     packets_received: AtomicU64,
@@ -249,15 +294,24 @@ fn get(c: &AtomicU64) -> u64 {
 /// The transport state shared by the owner task, TCP tasks and the handle: keys, sealing,
 /// replay detection, counters and rate-limited warnings.
 struct Wire {
+    /// Read for every packet, written only by keyring operations.
     keyring: RwLock<Option<Keyring>>,
     label: String,
+    /// Refuse plaintext when a keyring is set.
     verify_incoming: bool,
+    /// Seal with the primary key when a keyring is set; plaintext otherwise.
     verify_outgoing: bool,
+    /// Random at every start, so that this run's frames never look like replays of the
+    /// previous run's (see [`crate::frame`]).
     instance: u64,
+    /// Shared by everything that seals for this member; `fetch_add` gives each frame its
+    /// own number.
     seq: AtomicU64,
+    /// One guard for datagrams and streams, since senders number both in one sequence.
     replay: Mutex<ReplayGuard>,
     nonces: Nonces,
     counters: Counters,
+    /// When each kind of warning was last logged (see [`Wire::warn`]).
     warned: Mutex<HashMap<&'static str, Instant>>,
 }
 
@@ -285,6 +339,9 @@ impl Nonces {
 }
 
 /// An opened frame: kind plus plaintext (body at `FRAME_HEADER_LEN..`).
+///
+/// The header stays in `plain` and [`Opened::body`] skips it, which saves copying the
+/// body out.
 struct Opened {
     kind: FrameKind,
     plain: Vec<u8>,
@@ -297,6 +354,9 @@ impl Opened {
 }
 
 /// Why an inbound packet was dropped.
+///
+/// An open failure is kept: a stream answers it with a reject notice. The others get
+/// silence.
 #[derive(Debug, Clone, Copy)]
 enum Dropped {
     Open(OpenError),
@@ -314,6 +374,8 @@ impl Wire {
         self.keyring.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Frames and seals a packet: the next sequence number, a fresh nonce, and the primary
+    /// key unless outgoing encryption is off (rolling enablement).
     fn seal(&self, kind: FrameKind, body: &[u8]) -> Vec<u8> {
         let seq = self.seq.fetch_add(1, AtomicOrdering::Relaxed);
         let frame = Frame::encode(kind, self.instance, seq, body);
@@ -326,6 +388,9 @@ impl Wire {
         envelope::seal(ring, &self.label, &frame, self.nonces.next())
     }
 
+    /// Opens an inbound packet and checks it against the replay guard, counting and
+    /// logging whatever is dropped. Bytes and packets are counted first, so drops are in
+    /// the totals too.
     fn open(
         &self,
         packet: &[u8],
@@ -353,6 +418,8 @@ impl Wire {
                 return Err(Dropped::Malformed);
             }
         };
+        // Checked once the frame is open: with encryption only authenticated sequence numbers
+        // enter the window.
         let verdict = self
             .replay
             .lock()
@@ -366,6 +433,8 @@ impl Wire {
         Ok(Opened { kind, plain })
     }
 
+    /// Every drop is counted; those an operator can fix (keys, encryption settings, pool
+    /// labels) are also warned about, rate-limited, and the rest stays at debug level.
     fn count_open_error(&self, e: OpenError, from: SocketAddr, transport: &'static str) {
         let c = &self.counters;
         match e {
@@ -414,12 +483,17 @@ impl Wire {
         }
     }
 
+    /// A rejection notice: in plaintext, since the peer may hold no key or another one, and
+    /// outside the sequence (seq 0), since the peer reads it without its replay guard.
     fn reject_frame(&self, reason: RejectReason) -> Vec<u8> {
         let frame = Frame::encode(FrameKind::Reject, self.instance, 0, &[reason.tag()]);
         envelope::plaintext(&self.label, &frame)
     }
 
     /// Reads a rejection notice from a packet that did not open.
+    ///
+    /// Tried before opening an answer: a notice is plaintext, so a keyed initiator that
+    /// refuses plaintext would otherwise drop it and log a less useful reason.
     fn read_reject(&self, packet: &[u8]) -> Option<RejectReason> {
         let (&version, rest) = packet.split_first()?;
         if version != VERSION_PLAINTEXT {
@@ -454,6 +528,8 @@ impl Wire {
     }
 }
 
+/// The reason a reject notice gives for an open failure; only the mismatches the peer's
+/// operator can fix are named.
 fn reject_reason(e: OpenError) -> RejectReason {
     match e {
         OpenError::WrongKey => RejectReason::WrongKey,
@@ -465,6 +541,9 @@ fn reject_reason(e: OpenError) -> RejectReason {
 }
 
 /// What readers see without asking the owner task.
+///
+/// Replaced after every turn of the owner task that changed something, through a `watch`
+/// channel: reading members or events never waits on the owner task.
 #[derive(Debug, Clone)]
 struct View {
     identity: NodeId,
@@ -472,25 +551,33 @@ struct View {
     events: Vec<UserEvent>,
 }
 
+/// Where the owner task answers a command.
 type Reply<T> = oneshot::Sender<Result<T, GossipError>>;
 
+/// Everything that reaches the owner task: the handle's requests, and the results of the
+/// tasks it spawned, which cannot touch the core themselves.
 enum Command {
     Join {
         addrs: Vec<SocketAddr>,
         reply: Reply<usize>,
     },
+    /// The results of all of a join's exchanges, merged in one turn so that the reply can
+    /// count the members that answered.
     JoinDone {
         results: Vec<(SocketAddr, Result<PushPull, String>)>,
         reply: Reply<usize>,
     },
+    /// The result of a periodic (or metadata) push/pull.
     PushPullDone {
         from: SocketAddr,
         result: Result<PushPull, String>,
     },
+    /// An inbound exchange: the connection task waits for our answer.
     ServePushPull {
         remote: PushPull,
         reply: oneshot::Sender<Vec<u8>>,
     },
+    /// A foca packet that came over a stream.
     Packet {
         data: Vec<u8>,
         from: SocketAddr,
@@ -512,21 +599,26 @@ enum Command {
         reply: Reply<UserEvent>,
     },
     Shutdown {
+        /// `None` when the last handle was dropped.
         reply: Option<oneshot::Sender<()>>,
     },
 }
 
+/// What the clones of a [`Gossip`] share; dropping the last one stops the driver.
 struct Inner {
     cmd: mpsc::Sender<Command>,
     view: watch::Receiver<Arc<View>>,
     wire: Arc<Wire>,
+    /// The bound address (the port is known only after binding port 0).
     local_addr: SocketAddr,
+    /// For the handle's own timeouts.
     timings: Timings,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: stop the driver (abruptly, like a crash).
+        // `try_send`: `drop` cannot wait for room in the channel.
         let _ = self.cmd.try_send(Command::Shutdown { reply: None });
     }
 }
@@ -547,6 +639,9 @@ impl std::fmt::Debug for Gossip {
 
 /// Keyring operations on a running member (local to it, like one member's share of
 /// `consul keyring`; the agent fans them out to every member).
+///
+/// The ring is the one the driver seals and opens with, so a change applies from the
+/// next packet.
 #[derive(Clone)]
 pub struct KeyringHandle {
     wire: Arc<Wire>,
@@ -617,6 +712,9 @@ impl Gossip {
                 envelope::MAX_LABEL_LEN
             )));
         }
+        // foca's packet budget: the datagram minus the largest envelope and the frame header,
+        // so a sealed foca packet always fits one datagram. The 1 KiB floor keeps every bounded
+        // broadcast item (all under 1 KiB) within it, since foca refuses larger items.
         let budget = cfg
             .udp_packet_size
             .checked_sub(envelope::overhead(&cfg.label) + FRAME_HEADER_LEN)
@@ -635,8 +733,10 @@ impl Gossip {
             );
         let local_addr = endpoint.local_addr();
         let advertise = match cfg.advertise {
+            // Port 0 in the advertise address means the bound port, known only now.
             Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local_addr.port()),
             Some(a) => a,
+            // Nobody can reach 0.0.0.0: the identity needs a real address.
             None if local_addr.ip().is_unspecified() => {
                 return Err(GossipError::Config(
                     "an advertise address is required when binding to an unspecified address"
@@ -655,6 +755,8 @@ impl Gossip {
             .seed
             .map(|seed| StdRng::seed_from_u64(member_seed(seed, &cfg.name)));
         let mut draw = || rng.as_mut().map_or_else(rand_010::random, Rng::next_u64);
+        // Drawn in a fixed order (the core's seed, the instance, then the nonces), so that a
+        // seeded member is reproducible.
         let (core_seed, instance) = (draw(), draw());
         let core = GossipCore::new(CoreConfig {
             identity: identity.clone(),
@@ -676,6 +778,7 @@ impl Gossip {
             counters: Counters::default(),
             warned: Mutex::new(HashMap::new()),
         });
+        // Bounded: when the owner task falls behind, senders wait instead of growing a queue.
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (ev_tx, ev_rx) = mpsc::channel(cfg.event_buffer.max(1));
         let (view_tx, view_rx) = watch::channel(Arc::new(View {
@@ -703,6 +806,7 @@ impl Gossip {
             accept,
             udp_packet_size: cfg.udp_packet_size,
             tcp_timeout: cfg.timings.tcp_timeout,
+            // Publishes the first view once the core's start-up outputs are in.
             changed: true,
         };
         tokio::spawn(driver.run(cmd_rx));
@@ -743,6 +847,9 @@ impl Gossip {
 
     /// Joins the pool through the given members (`"host:port"`, `"host"` for port 8301,
     /// or `"[v6]:port"`): a push/pull exchange with each. Returns how many answered.
+    ///
+    /// Names are resolved here, in the caller's task: the owner task never waits on DNS.
+    /// Seeds that fail to resolve or to answer are listed in the error when none answers.
     pub async fn join(&self, addrs: &[String]) -> Result<usize, GossipError> {
         let mut resolved = Vec::new();
         let mut errors = Vec::new();
@@ -755,6 +862,8 @@ impl Gossip {
         if resolved.is_empty() {
             return Err(GossipError::JoinFailed(errors));
         }
+        // The exchanges run in parallel, each bounded by the TCP timeout; this bound only keeps
+        // a wedged driver from hanging the caller.
         let limit = self.inner.timings.tcp_timeout * 2 + Duration::from_secs(1);
         match timeout(
             limit,
@@ -778,6 +887,8 @@ impl Gossip {
     /// Leaves gracefully: gossips a leave intent, waits for it to spread, then declares
     /// itself down. The member stays running (and can `join` again) until `shutdown`.
     pub async fn leave(&self) -> Result<(), GossipError> {
+        // The leave itself takes `leave_propagate_delay`; the margin covers the owner task's
+        // turns.
         let limit = self.inner.timings.leave_propagate_delay + Duration::from_secs(5);
         timeout(limit, self.call(|reply| Command::Leave { reply }))
             .await
@@ -825,6 +936,8 @@ impl Gossip {
 
     /// Stops the driver and closes the sockets, without leaving (others will see this
     /// member fail). Call [`Gossip::leave`] first for a graceful exit.
+    ///
+    /// Waits until the driver task has stopped.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self
@@ -875,6 +988,8 @@ async fn resolve(addr: &str) -> Result<SocketAddr, GossipError> {
         .ok_or_else(|| fail("no address".into()))
 }
 
+/// Writes one packet on a stream: a 4-byte big-endian length, then the packet, since
+/// streams have no message boundaries.
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> io::Result<()> {
     let len = u32::try_from(data.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
@@ -883,6 +998,8 @@ async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> io::
     stream.flush().await
 }
 
+/// Reads one length-prefixed packet. The length is checked against [`MAX_TCP_FRAME`]
+/// before anything is allocated.
 async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
@@ -898,6 +1015,8 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>>
     Ok(buf)
 }
 
+/// Accepts streams and serves each in its own task, at most [`MAX_TCP_CONNECTIONS`] at
+/// once, each bounded by the TCP timeout.
 async fn accept_loop<E: Endpoint>(
     endpoint: Arc<E>,
     wire: Arc<Wire>,
@@ -910,6 +1029,8 @@ async fn accept_loop<E: Endpoint>(
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!(error = %e, "gossip TCP accept failed");
+                // An accept that failed (out of file descriptors, say) tends to fail again at once;
+                // the pause keeps the loop from spinning.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -922,6 +1043,8 @@ async fn accept_loop<E: Endpoint>(
         let cmd = cmd.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // The whole exchange is bounded: a peer that connects and stalls frees its slot after
+            // the TCP timeout.
             if timeout(tcp_timeout, serve_conn(stream, peer, &wire, &cmd))
                 .await
                 .is_err()
@@ -932,6 +1055,7 @@ async fn accept_loop<E: Endpoint>(
     }
 }
 
+/// Serves one inbound stream: one frame in, at most one frame out.
 async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
@@ -950,6 +1074,8 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let opened = match wire.open(&packet, peer, "tcp") {
         Ok(o) => o,
+        // Only open failures get a notice: they are mismatches the peer's operator can fix. A
+        // replayed or malformed frame gets silence.
         Err(Dropped::Open(e)) => {
             let notice = wire.reject_frame(reject_reason(e));
             let _ = write_frame(&mut stream, &notice).await;
@@ -967,6 +1093,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                     return;
                 }
             };
+            // The owner task answers, since it owns the core.
             let (tx, rx) = oneshot::channel();
             if cmd
                 .send(Command::ServePushPull { remote, reply: tx })
@@ -983,6 +1110,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        // A foca packet too large for one datagram (see `Driver::send`).
         FrameKind::Foca => {
             let _ = cmd
                 .send(Command::Packet {
@@ -991,6 +1119,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                 })
                 .await;
         }
+        // Answers are only read by the initiator; unsolicited, they are garbage.
         FrameKind::PushPullResponse | FrameKind::Reject => {
             bump(&wire.counters.dropped_malformed);
         }
@@ -998,6 +1127,8 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Runs one push/pull exchange as the initiator.
+///
+/// Connect, request and answer all fall within one TCP timeout.
 async fn push_pull<E: Endpoint>(
     endpoint: Arc<E>,
     to: SocketAddr,
@@ -1016,6 +1147,8 @@ async fn push_pull<E: Endpoint>(
             .await
             .map_err(|e| format!("send to {to}: {e}"))?;
         let answer = read_frame(&mut stream).await.map_err(|e| {
+            // A peer that closes without answering refused us silently: connection limit, replay,
+            // bad frame.
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 format!("{to} closed the connection without answering")
             } else {
@@ -1041,6 +1174,8 @@ async fn push_pull<E: Endpoint>(
     }
 }
 
+/// One scheduled core timer. `seq` orders timers due at the same instant by scheduling
+/// order, so that runs are reproducible.
 struct TimerEntry {
     at: Instant,
     seq: u64,
@@ -1068,26 +1203,41 @@ impl Ord for TimerEntry {
     }
 }
 
+/// The owner task's state.
 struct Driver<E> {
     core: GossipCore,
+    /// Shared with the accept loop and the tasks running exchanges.
     endpoint: Arc<E>,
     wire: Arc<Wire>,
+    /// Cloned into spawned tasks so they can report back.
     cmd_tx: mpsc::Sender<Command>,
     events: mpsc::Sender<GossipEvent>,
     view: watch::Sender<Arc<View>>,
+    /// The core's timers, earliest first: one sleep for the earliest rather than a task
+    /// per timer.
     timers: BinaryHeap<TimerEntry>,
     timer_seq: u64,
+    /// Outbound exchanges and stream sends, aborted at shutdown.
     tasks: JoinSet<()>,
+    /// Callers waiting for the leave to finish; several may wait on one leave.
     pending_leave: Vec<Reply<()>>,
+    /// The accept loop, aborted at shutdown.
     accept: JoinHandle<()>,
+    /// The datagram budget: larger outgoing packets go over a stream, larger incoming
+    /// datagrams are dropped.
     udp_packet_size: usize,
     tcp_timeout: Duration,
+    /// Whether the view must be published again after this turn.
     changed: bool,
 }
 
 impl<E: Endpoint> Driver<E> {
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        // Larger than any UDP datagram (its length field is 16 bits), so an oversized one
+        // arrives whole and is dropped as oversized rather than truncated into garbage.
         let mut buf = vec![0u8; 65_536];
+        // Some state changes without an output (foca's incarnations, the stale-event counter),
+        // so the view is published again at least once a second.
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
         let mut shutdown_reply = None;
         self.flush().await;
@@ -1117,6 +1267,8 @@ impl<E: Endpoint> Driver<E> {
             }
             self.flush().await;
         }
+        // Stopping: the accept loop and every task go with the owner task, and callers
+        // still waiting for a leave get `Shutdown` rather than hang.
         self.accept.abort();
         self.tasks.abort_all();
         for reply in self.pending_leave.drain(..) {
@@ -1128,6 +1280,7 @@ impl<E: Endpoint> Driver<E> {
         }
     }
 
+    /// The size is checked before opening, so an oversized datagram costs no decryption.
     fn on_datagram(&mut self, packet: &[u8], from: SocketAddr) {
         if packet.len() > self.udp_packet_size {
             bump(&self.wire.counters.dropped_oversized);
@@ -1138,6 +1291,7 @@ impl<E: Endpoint> Driver<E> {
         let Ok(opened) = self.wire.open(packet, from, "udp") else {
             return;
         };
+        // Push/pull only ever travels on streams.
         if opened.kind != FrameKind::Foca {
             bump(&self.wire.counters.dropped_malformed);
             return;
@@ -1145,6 +1299,8 @@ impl<E: Endpoint> Driver<E> {
         self.on_packet(opened.body(), from);
     }
 
+    /// Hands a foca packet to the core. A packet "from ourselves" counts as malformed: our
+    /// own packet echoed back, or a peer using our identity.
     fn on_packet(&mut self, body: &[u8], from: SocketAddr) {
         if let Err(e) = self.core.handle_packet(body) {
             let c = &self.wire.counters;
@@ -1157,6 +1313,7 @@ impl<E: Endpoint> Driver<E> {
         }
     }
 
+    /// Runs every timer already due, earliest first.
     fn fire_timers(&mut self) {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|t| t.at <= now) {
@@ -1169,6 +1326,7 @@ impl<E: Endpoint> Driver<E> {
     }
 
     fn on_command(&mut self, cmd: Command) {
+        // Any command may change what readers see.
         self.changed = true;
         match cmd {
             Command::Join { addrs, reply } => {
@@ -1176,6 +1334,8 @@ impl<E: Endpoint> Driver<E> {
                     let _ = reply.send(Err(e.into()));
                     return;
                 }
+                // Sealed once for every seed: each receiver has its own replay guard, and sending
+                // the same ciphertext again reuses no nonce for different data.
                 let request = self.wire.seal(
                     FrameKind::PushPullRequest,
                     &self.core.local_state(true).encode(),
@@ -1239,6 +1399,8 @@ impl<E: Endpoint> Driver<E> {
                     });
                 }
             },
+            // Our answer is our state before the merge, as memberlist answers: the initiator merges
+            // it with what it has, so echoing its own news back would add bytes, not information.
             Command::ServePushPull { remote, reply } => {
                 let answer = self.wire.seal(
                     FrameKind::PushPullResponse,
@@ -1269,6 +1431,8 @@ impl<E: Endpoint> Driver<E> {
     }
 
     /// Drains the core's outputs and publishes the view when something changed.
+    ///
+    /// Async only because datagrams are sent from here; stream sends run in tasks.
     async fn flush(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
@@ -1290,6 +1454,8 @@ impl<E: Endpoint> Driver<E> {
                         });
                     }
                 }
+                // Sealed now, from the core's state at this instant; the exchange runs in a task
+                // and its result comes back as a command.
                 Output::PushPull { to, join } => {
                     let request = self.wire.seal(
                         FrameKind::PushPullRequest,
@@ -1318,6 +1484,7 @@ impl<E: Endpoint> Driver<E> {
                 .counters
                 .stale_events
                 .store(self.core.stats().stale_events, AtomicOrdering::Relaxed);
+            // `send_replace` stores the view even when no handle is left to read it.
             self.view.send_replace(Arc::new(View {
                 identity: self.core.identity().clone(),
                 members: self.core.members(),
@@ -1326,10 +1493,14 @@ impl<E: Endpoint> Driver<E> {
         }
     }
 
+    /// Seals a foca packet and sends it as a datagram.
     async fn send(&mut self, to: SocketAddr, data: &[u8]) {
         let packet = self.wire.seal(FrameKind::Foca, data);
         if packet.len() > self.udp_packet_size {
             // Too large for one datagram: deliver it over TCP.
+            // Not expected: foca keeps its packets within the budget computed at start, which
+            // leaves room for the largest envelope. Should it happen, the packet goes over a
+            // stream rather than being lost.
             let wire = Arc::clone(&self.wire);
             let endpoint = Arc::clone(&self.endpoint);
             let t = self.tcp_timeout;
@@ -1354,6 +1525,7 @@ impl<E: Endpoint> Driver<E> {
                 add(&self.wire.counters.bytes_sent, n);
                 bump(&self.wire.counters.packets_sent);
             }
+            // A failed send is a lost datagram, which SWIM tolerates.
             Err(e) => tracing::debug!(%to, error = %e, "gossip UDP send failed"),
         }
     }
@@ -1363,6 +1535,7 @@ impl<E: Endpoint> Driver<E> {
 mod tests {
     use super::*;
 
+    /// `join` accepts what Consul's `-join` does: a port is optional, IPv6 may be bracketed.
     #[tokio::test]
     async fn addresses_resolve_with_the_default_port() -> Result<(), GossipError> {
         assert_eq!(
@@ -1380,6 +1553,8 @@ mod tests {
         Ok(())
     }
 
+    /// A seed makes a member's nonces reproducible, and the name keeps members sharing a
+    /// seed apart.
     #[test]
     fn seeded_members_draw_their_own_reproducible_numbers() {
         assert_ne!(member_seed(7, "a"), member_seed(7, "b"));
@@ -1400,6 +1575,7 @@ mod tests {
         assert_ne!(Nonces::Os.next(), Nonces::Os.next());
     }
 
+    /// The operator has to know which address was taken.
     #[tokio::test]
     async fn a_bind_failure_names_the_address() {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -1414,6 +1590,7 @@ mod tests {
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 
+    /// The heap's reversed order gives the earliest deadline first.
     #[test]
     fn timers_pop_earliest_first() {
         let now = Instant::now();
