@@ -50,10 +50,10 @@ const BACKOFF_AFTER: u32 = 3;
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// The parts of a check an alias looks at.
-#[derive(Clone, Debug, Default, PartialEq)]
 ///
 /// A copy rather than the catalog's `HealthCheck`, so that a local view and a remote one
 /// (which come from different structures) evaluate through the same code.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AliasCheck {
     /// Node of the check.
     pub node: String,

@@ -386,8 +386,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
     /// Flags arrive as strings and HCL may give floats: both must read as the typed value.
+    #[test]
     fn weak_typing() {
         assert_eq!(as_bool(&json!("1")), Ok(true));
         assert_eq!(as_bool(&json!("False")), Ok(false));
@@ -400,8 +400,8 @@ mod tests {
         assert!(as_port(&json!(70000)).is_err());
     }
 
-    #[test]
     /// Consul's space-separated address form, refused templates, and recursor normalization.
+    #[test]
     fn addresses_and_recursors() {
         assert_eq!(as_ip_list(&json!("127.0.0.1 ::1")).map(|v| v.len()), Ok(2));
         assert!(
@@ -413,8 +413,8 @@ mod tests {
         assert!(as_recursor(&json!("dns.example")).is_err());
     }
 
-    #[test]
     /// Names are canonicalized (lowercase, trailing dot) and Consul's metadata rules apply.
+    #[test]
     fn names() {
         assert_eq!(as_datacenter(&json!("East-1")), Ok("east-1".into()));
         assert!(as_datacenter(&json!("dc 1")).is_err());

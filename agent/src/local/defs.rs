@@ -1,6 +1,15 @@
 //! Service and check definitions as clients send them (`PUT /v1/agent/service/register`,
 //! `PUT /v1/agent/check/register`, `services[]`/`checks[]` in config files), and their
 //! validation into the agent's local records.
+//!
+//! The structs mirror Consul's JSON field names (`PascalCase`, with Consul's acronyms such as
+//! `HTTP`, `TTL`, `GRPCUseTLS`); other spellings (`http`, `interval`, snake case from HCL) are
+//! folded onto them by `crate::api::decode` before serde sees the body, so one struct serves
+//! the HTTP API, config files and the data directory. Validation uses Consul's error texts,
+//! since clients and scripts written for Consul match on them.
+//!
+//! A check comes out in two parts: the catalog record ([`HealthCheck`], what every server
+//! stores and serves) and the run spec ([`CheckSpec`], what only this agent needs to run it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +25,9 @@ use tracing::warn;
 use crate::api::Error;
 
 /// A duration as clients send it: a Go duration string or nanoseconds.
+///
+/// Go's `time.Duration` encodes as integer nanoseconds, so clients built on Go structs
+/// send numbers; people and most other clients send strings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawDuration {
@@ -26,6 +38,8 @@ pub enum RawDuration {
 }
 
 /// A client's duration; absent or empty is zero. The error names `field`.
+///
+/// An empty string is "not set", as Consul treats it, not a parse error.
 pub(crate) fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, Error> {
     match v {
         None => Ok(Duration::ZERO),
@@ -38,6 +52,9 @@ pub(crate) fn dur(field: &str, v: &Option<RawDuration>) -> Result<Duration, Erro
 }
 
 /// Weights as sent (either field may be missing).
+///
+/// Options, not zeros, so that a missing field can take Consul's default (1) while an
+/// explicit `Passing: 0` is refused.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct WeightsDef {
@@ -65,12 +82,15 @@ pub struct CheckDef {
     /// Notes.
     pub notes: String,
     /// Initial status.
+    /// Empty means critical: a new check does not make its service look healthy before it
+    /// has run once.
     pub status: String,
     /// Script arguments.
     pub args: Vec<String>,
     /// Script arguments (older name).
     pub script_args: Vec<String>,
     /// Legacy shell script.
+    /// Run as `/bin/sh -c <script>`, as Consul ran it before `Args` existed.
     pub script: String,
     /// HTTP URL.
     #[serde(rename = "HTTP")]
@@ -87,6 +107,7 @@ pub struct CheckDef {
     #[serde(rename = "TCP")]
     pub tcp: String,
     /// TLS for TCP.
+    /// Kept in the catalog record; the TCP probe itself only connects.
     #[serde(rename = "TCPUseTLS")]
     pub tcp_use_tls: bool,
     /// UDP address.
@@ -102,6 +123,7 @@ pub struct CheckDef {
     #[serde(rename = "H2PING")]
     pub h2ping: String,
     /// TLS for H2PING.
+    /// An option because Consul's default is `true`: an absent field must not read `false`.
     #[serde(rename = "H2PingUseTLS")]
     pub h2ping_use_tls: Option<bool>,
     /// TLS server name.
@@ -135,6 +157,7 @@ pub struct CheckDef {
     /// Shell for Docker checks.
     pub shell: String,
     /// Output cap.
+    /// 0: [`DEFAULT_OUTPUT_MAX`].
     pub output_max_size: usize,
     /// OS service (systemd unit).
     #[serde(rename = "OSService")]
@@ -225,6 +248,8 @@ pub enum CheckKind {
 
 impl CheckKind {
     /// Consul's `Type` string.
+    ///
+    /// Shown as the check's `Type` in the API, and the name in messages about it.
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Ttl(_) => "ttl",
@@ -260,11 +285,14 @@ pub struct CheckSpec {
     /// Failures needed to turn critical.
     pub failures_before_critical: u32,
     /// Output cap in bytes.
+    /// Applied both to what probes keep and to what is recorded.
     pub output_max_size: usize,
 }
 
 /// Where a registration came from: config files may run local scripts, the API may not
 /// unless `enable_script_checks` is on.
+///
+/// Also decides what a config reload may remove: only config-file entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// `PUT /v1/agent/...`.
@@ -283,12 +311,16 @@ pub struct ScriptPolicy {
 }
 
 impl ScriptPolicy {
+    /// `enable_script_checks` allows scripts from anywhere; `enable_local_script_checks`
+    /// only from config files, which someone with access to the host wrote.
     fn allows(&self, source: Source) -> bool {
         self.any || (self.local && source == Source::Config)
     }
 }
 
 /// Default per-check output cap.
+/// Consul's default: enough for an error message or a short status page, small enough
+/// that thousands of checks do not bloat the catalog every server holds.
 pub const DEFAULT_OUTPUT_MAX: usize = 4096;
 
 /// Consul's `checks.MinInterval`: an interval check runs at most once a second whatever its
@@ -299,6 +331,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl CheckDef {
     /// The check's ID as given (`ID` or `CheckID`).
+    ///
+    /// Consul accepts both spellings; `ID` wins when both are set.
     pub fn given_id(&self) -> &str {
         if self.id.is_empty() {
             &self.check_id
@@ -309,6 +343,9 @@ impl CheckDef {
 
     /// Validates the definition into a catalog check (status and identity) and a run spec.
     /// `node` is this agent's node; `id`/`name` have been defaulted by the caller.
+    ///
+    /// Exactly one kind may be set; error texts are Consul's where Consul has one, since
+    /// clients match on them.
     pub fn validate(
         &self,
         node: &str,
@@ -329,6 +366,7 @@ impl CheckDef {
             "DeregisterCriticalServiceAfter",
             &self.deregister_critical_service_after,
         )?;
+        // `ScriptArgs` is the older name of `Args`; `Args` wins when both are set.
         let args = if self.args.is_empty() {
             self.script_args.clone()
         } else {
@@ -340,6 +378,8 @@ impl CheckDef {
                 "HTTP",
                 CheckKind::Http {
                     url: self.http.clone(),
+                    // Uppercased so that `get` works: HTTP methods are case-sensitive, and servers
+                    // expect them in upper case.
                     method: if self.method.is_empty() {
                         "GET".into()
                     } else {
@@ -384,12 +424,15 @@ impl CheckDef {
                 "H2PING",
                 CheckKind::H2ping {
                     addr: self.h2ping.clone(),
+                    // Consul's default: H2PING goes over TLS unless told otherwise.
                     tls: self.h2ping_use_tls.unwrap_or(true),
                     tls_skip_verify: self.tls_skip_verify,
                     tls_server_name: self.tls_server_name.clone(),
                 },
             ));
         }
+        // `Args` belong to the Docker check when a container is named, to a script check
+        // otherwise.
         if !self.docker_container_id.is_empty() {
             kinds.push((
                 "DockerContainerID",
@@ -427,6 +470,8 @@ impl CheckDef {
         if !ttl.is_zero() {
             kinds.push(("TTL", CheckKind::Ttl(ttl)));
         }
+        // Several kinds in one definition is a mistake; refusing names the conflict instead
+        // of running only one of them.
         if kinds.len() > 1 {
             let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
             return Err(Error::Invalid(format!(
@@ -434,6 +479,8 @@ impl CheckDef {
                 names.join(", ")
             )));
         }
+        // Nothing set: no runner. The API refuses such a check; a config-file check may be
+        // one, and its status then stays as registered.
         let kind = kinds.pop().map(|(_, k)| k).unwrap_or(CheckKind::None);
         let needs_interval = matches!(
             kind,
@@ -462,6 +509,7 @@ impl CheckDef {
         } else {
             interval
         };
+        // An alias follows changes as they happen: there is no interval to set.
         if matches!(kind, CheckKind::Alias { .. }) && !interval.is_zero() {
             return Err(Error::Invalid(
                 "Invalid check: Interval cannot be set for Alias checks".into(),
@@ -474,6 +522,7 @@ impl CheckDef {
                 "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
             ));
         }
+        // 0 for FailuresBeforeCritical means "at once", so any warning threshold fits it.
         if self.failures_before_warning > self.failures_before_critical
             && self.failures_before_critical > 0
         {
@@ -489,6 +538,7 @@ impl CheckDef {
                 ))
             })?,
         };
+        // Consul's defaults: scripts often do real work, probes should answer fast.
         let default_timeout = match kind {
             CheckKind::Script { .. } | CheckKind::Docker { .. } => Duration::from_secs(30),
             _ => Duration::from_secs(10),
@@ -534,6 +584,7 @@ impl CheckDef {
             },
             deregister_critical_service_after: dcsa,
             success_before_passing: self.success_before_passing,
+            // Unset, it equals FailuresBeforeCritical: no warning stage unless asked for.
             failures_before_warning: if self.failures_before_warning == 0 {
                 self.failures_before_critical
             } else {
@@ -580,13 +631,18 @@ pub struct ServiceDef {
     /// Checks.
     pub checks: Vec<CheckDef>,
     /// Connect proxy settings (accepted, not used).
+    /// Accepted so that definitions written for Consul's service mesh register; Cairn has
+    /// no mesh, and the values are dropped.
     pub proxy: Option<serde_json::Value>,
     /// Connect settings (accepted, not used).
     pub connect: Option<serde_json::Value>,
     /// ACL token for the registration.
+    /// Accepted and not used (Consul syncs the service with it).
     pub token: String,
 }
 
+/// Consul's service kinds. `typical` is the explicit spelling of the default (stored as
+/// empty); the gateway and proxy kinds are recorded as given, without mesh behaviour.
 const SERVICE_KINDS: &[&str] = &[
     "",
     "typical",
@@ -621,6 +677,8 @@ pub fn validate_id_len(what: &str, value: &str) -> Result<(), Error> {
 
 /// Consul's metadata rules: at most 64 pairs, keys of `[A-Za-z0-9_-]` up to 128 bytes that do
 /// not start with `consul-`, values up to 512 bytes.
+///
+/// The texts are Consul's, "Node metadata" even for a service, as Consul words it.
 pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), Error> {
     if meta.len() > 64 {
         return Err(Error::Invalid(format!(
@@ -716,9 +774,12 @@ impl ServiceDef {
             create_index: 0,
             modify_index: 0,
         };
+        // `Check` and `Checks` may both be given; `Check` counts first.
         let defs: Vec<&CheckDef> = self.check.iter().chain(self.checks.iter()).collect();
         if defs
             .iter()
+            // Checked for all checks before any is validated, with Consul's (ungrammatical)
+            // message, which clients may match.
             .any(|d| !d.status.is_empty() && HealthStatus::parse(&d.status).is_none())
         {
             return Err(Error::Invalid(
@@ -729,6 +790,8 @@ impl ServiceDef {
         let mut checks = Vec::new();
         for (i, def) in defs.iter().enumerate() {
             let cid = match def.given_id() {
+                // Consul's generated IDs: `service:<id>` for a lone check, numbered from 1 when
+                // there are several.
                 "" if many => format!("service:{id}:{}", i + 1),
                 "" => format!("service:{id}"),
                 given => given.to_string(),
@@ -739,6 +802,8 @@ impl ServiceDef {
                 def.name.clone()
             };
             let mut def = (*def).clone();
+            // A check inside a service definition always belongs to that service, whatever
+            // its own ServiceID says.
             def.service_id = id.clone();
             let (mut check, spec) = def.validate(node, cid, name, scripts, source)?;
             if matches!(spec.kind, CheckKind::None) {
@@ -760,10 +825,13 @@ mod tests {
     use crate::api::decode::decode;
     use serde_json::json;
 
+    /// No scripts allowed.
     fn policy() -> ScriptPolicy {
         ScriptPolicy::default()
     }
 
+    /// Lowercase keys (as python-consul sends) and Consul's Go spellings decode to the same
+    /// definition.
     #[test]
     fn python_and_go_bodies_agree() {
         let py = br#"{"name":"web","id":"web1","port":8080,"tags":["a"],"enabletagoverride":true,
@@ -787,6 +855,7 @@ mod tests {
         );
     }
 
+    /// Several unnamed checks get `service:<id>:<n>` IDs, from 1.
     #[test]
     fn multiple_checks_are_numbered() {
         let body =
@@ -799,6 +868,7 @@ mod tests {
         assert_eq!(ids, vec!["service:web:1", "service:web:2"]);
     }
 
+    /// Each refusal names what is wrong, in Consul's words.
     #[test]
     fn bad_checks_are_refused_with_the_field() {
         let cases: &[(&[u8], &str)] = &[
@@ -839,6 +909,7 @@ mod tests {
         }
     }
 
+    /// `enable_local_script_checks` allows scripts from config files, not from the API.
     #[test]
     fn local_scripts_only_from_config() {
         let body = br#"{"Name":"w","Check":{"Args":["true"],"Interval":"1s"}}"#;

@@ -2,6 +2,11 @@
 //!
 //! Registrations through the agent API and config files land here first; anti-entropy
 //! ([`sync`]) then makes the catalog match. Check runners report results here.
+//!
+//! The agent, not the catalog, owns these records, as in Consul: a registration is accepted
+//! by the agent even while no server is reachable, and the catalog catches up later. The
+//! struct is plain data behind the agent's mutex; every change bumps [`LocalState::version`],
+//! which is what blocking agent endpoints and local alias checks wait on.
 
 pub mod defs;
 pub mod persist;
@@ -15,6 +20,8 @@ use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
 use defs::{CheckSpec, Source};
 
 /// ID of the node maintenance check.
+/// The maintenance IDs and texts are Consul's, so tools that look for (or filter out)
+/// maintenance checks by ID keep working.
 pub const NODE_MAINT_ID: &str = "_node_maintenance";
 /// Prefix of service maintenance check IDs.
 pub const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
@@ -29,6 +36,8 @@ pub struct LocalService {
     /// The record as it should be in the catalog.
     pub service: Service,
     /// Where it came from.
+    /// Config-file entries may run local scripts, and they are the ones a config reload
+    /// removes when their definition is gone.
     pub source: Source,
 }
 
@@ -42,8 +51,12 @@ pub struct LocalCheck {
     /// Where it came from.
     pub source: Source,
     /// Since when it has been critical.
+    /// Reset on every status change, so that only an unbroken critical stretch counts towards
+    /// `DeregisterCriticalServiceAfter`.
     pub critical_since: Option<Instant>,
     /// When its output was last written to the catalog (output-only changes are deferred).
+    /// Without this, a check whose output changes on every run (a timestamp, a counter) would
+    /// cost one catalog write per run on every agent.
     pub output_synced_at: Option<Instant>,
 }
 
@@ -59,6 +72,8 @@ pub struct NodeRecord {
     /// Datacenter.
     pub datacenter: String,
     /// Tagged addresses (`lan`, `wan`, ...).
+    /// Compared by anti-entropy along with the address and metadata: a change here is
+    /// written to the catalog.
     pub tagged_addresses: BTreeMap<String, String>,
     /// Node metadata.
     pub meta: BTreeMap<String, String>,
@@ -74,6 +89,8 @@ pub struct LocalState {
     /// Checks by ID.
     pub checks: BTreeMap<String, LocalCheck>,
     /// Bumped on every change (hash-based blocking on agent endpoints).
+    /// Only real changes bump it: a result that repeats the recorded status and output does
+    /// not, so nothing waiting on it wakes up for nothing.
     pub version: u64,
 }
 
@@ -88,6 +105,9 @@ impl LocalState {
 
     /// Adds or replaces a service and its checks. With `replace_checks`, checks of the service
     /// that are not in `checks` are removed.
+    /// The IDs of removed checks are returned so the caller can stop their runners. The
+    /// maintenance check of the service is never removed this way: it is not part of a service
+    /// definition, and re-registering a service must not take it out of maintenance.
     pub fn add_service(
         &mut self,
         service: Service,
@@ -115,6 +135,8 @@ impl LocalState {
             }
         }
         // Checks bound to the service follow its name and tags.
+        // The catalog stores them on each check (Consul's `ServiceName`/`ServiceTags`), and
+        // anti-entropy would otherwise see every such check as different.
         for c in self.checks.values_mut() {
             if c.check.service_id == id {
                 c.check.service_name = service.service.clone();
@@ -131,6 +153,7 @@ impl LocalState {
 
     /// Removes a service and every check bound to it; returns the removed check IDs, or `None`
     /// when the service was unknown.
+    /// A check cannot outlive its service, as in Consul's catalog.
     pub fn remove_service(&mut self, id: &str) -> Option<Vec<String>> {
         self.services.remove(id)?;
         let bound: Vec<String> = self
@@ -148,6 +171,7 @@ impl LocalState {
 
     /// Adds or replaces a check. A re-registered check keeps its current status unless the
     /// definition sets one explicitly (handled by the caller through `check.status`).
+    /// A check registered critical (the default status) starts its critical stretch now.
     pub fn add_check(&mut self, mut check: HealthCheck, spec: Option<CheckSpec>, source: Source) {
         if let Some(svc) = self.services.get(&check.service_id) {
             check.service_name = svc.service.service.clone();
@@ -178,17 +202,22 @@ impl LocalState {
     }
 
     /// Records a check result. Returns whether the status changed (`None`: unknown check).
+    /// `Some(false)` both when nothing changed and when only the output did (then the version
+    /// is bumped); `Some(true)` tells the caller to log the transition.
     pub fn update_check(&mut self, id: &str, status: HealthStatus, output: &str) -> Option<bool> {
         let c = self.checks.get_mut(id)?;
         let max = c
             .spec
             .as_ref()
             .map_or(defs::DEFAULT_OUTPUT_MAX, |s| s.output_max_size);
+        // Truncated before comparing, so an output that only differs past the cap is no
+        // change.
         let output = truncate_output(output, max);
         let changed = c.check.status != status;
         if !changed && c.check.output == output {
             return Some(false);
         }
+        // A new status starts a new stretch; staying critical keeps the old start.
         if changed {
             c.critical_since = (status == HealthStatus::Critical).then(Instant::now);
         }
@@ -200,6 +229,10 @@ impl LocalState {
 
     /// Turns maintenance on or off for the node (`service` = None) or a service.
     /// Returns false when the service is unknown.
+    ///
+    /// Maintenance is a critical check, as in Consul: everything that filters on health
+    /// (DNS, `?passing`, prepared queries) drops the node or service with no special case.
+    /// It has no runner (`spec` is `None`), so only turning maintenance off clears it.
     pub fn set_maintenance(&mut self, service: Option<&str>, enable: bool, reason: &str) -> bool {
         let (id, name, notes, service_id) = match service {
             None => (
@@ -248,6 +281,10 @@ impl LocalState {
 
     /// Services whose checks have been critical longer than their
     /// `DeregisterCriticalServiceAfter` (never less than `min`).
+    ///
+    /// `min` is the reaper's floor (Consul's is one minute), so a tiny value in a definition
+    /// cannot deregister a service on its first failed run. Each service is listed once, even
+    /// when several of its checks qualify.
     pub fn services_to_reap(&self, now: Instant, min: std::time::Duration) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for c in self.checks.values() {
@@ -267,6 +304,10 @@ impl LocalState {
 }
 
 /// Caps output at `max` bytes on a character boundary, as Consul's OutputMaxSize does.
+///
+/// The ` ...` marker is added beyond the cap, so a cut output is at most `max + 4` bytes
+/// and a reader can tell it was cut. Cutting on a character boundary keeps the output
+/// valid UTF-8 for the JSON it ends up in.
 pub fn truncate_output(output: &str, max: usize) -> String {
     if output.len() <= max {
         return output.to_string();

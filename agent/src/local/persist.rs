@@ -6,6 +6,11 @@
 //! is stored with its deadline and restored only while the TTL has not run out. Maintenance
 //! is stored with its reasons. Files are written atomically (temporary file, rename); a
 //! damaged file is reported and skipped, never fatal.
+//!
+//! Only API registrations are kept: config-file ones are read from the config again at
+//! start-up, so storing them would only let a removed definition come back. Write errors
+//! are logged, not returned: the registration is already live in memory and in the catalog,
+//! and only its survival across a restart is lost.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,8 @@ pub struct SavedService {
     /// Service ID.
     pub id: String,
     /// The definition as registered (canonical JSON).
+    /// Replayed through the registration code at start-up, so a record written by an older
+    /// version is validated by the current rules.
     pub definition: Value,
 }
 
@@ -42,6 +49,7 @@ pub struct SavedTtl {
     /// Output.
     pub output: String,
     /// Unix ms after which the status no longer holds.
+    /// Wall-clock time, since `Instant`s do not survive a restart.
     pub expires_ms: u64,
 }
 
@@ -68,12 +76,20 @@ pub struct Loaded {
 }
 
 /// The local state directory.
+///
+/// Layout, as Consul's: `services/`, `checks/` and `checks/state/` hold one JSON file per
+/// registration, and `maintenance.json` the maintenance reasons.
 #[derive(Clone, Debug)]
 pub struct Persist {
     dir: PathBuf,
 }
 
 /// A stable file name for an ID (IDs may hold any character).
+///
+/// An ID may hold `/`, `..` or characters a file system refuses, so the name is a 64-bit
+/// FNV-1a hash of it; the file holds the ID itself, so loading never depends on the name.
+/// The hash is written out rather than `std`'s `DefaultHasher`, whose output may change
+/// between Rust releases and would orphan the files.
 fn file_name(id: &str) -> String {
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -81,11 +97,15 @@ fn file_name(id: &str) -> String {
     format!("{h:016x}.json")
 }
 
+/// Writes through a temporary file renamed over the target: a crash leaves the old file or
+/// the new one, never a torn one. With `sync`, the data is on disk before the rename, so a
+/// power loss cannot expose an empty file under the final name.
 fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    // Not `.json`: a temporary file left by a crash is skipped by [`Persist::read_all`].
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -165,6 +185,8 @@ impl Persist {
         self.save(self.dir.join("maintenance.json"), m, true);
     }
 
+    /// Every `*.json` file of `dir`; a directory that does not exist (a fresh data dir) is
+    /// empty.
     fn read_all<T: for<'de> Deserialize<'de>>(dir: &Path) -> Vec<T> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
@@ -188,6 +210,7 @@ impl Persist {
 
     /// Loads everything stored.
     pub fn load(&self) -> Loaded {
+        // A missing or unreadable maintenance file means no maintenance.
         let maintenance = std::fs::read(self.dir.join("maintenance.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -209,6 +232,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An ID with a `/` round-trips, a damaged file is skipped, and removals remove.
     #[test]
     fn round_trip_and_damage_is_skipped() {
         let dir = std::env::temp_dir().join(format!("cairn-persist-{}", uuid::Uuid::new_v4()));

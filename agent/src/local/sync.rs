@@ -7,6 +7,10 @@
 //! service with `EnableTagOverride` keeps the catalog's tags (the agent adopts them).
 //! Output-only changes of a check are deferred until `output_interval` has passed since its
 //! output was last written, so a check whose output changes every run does not flood servers.
+//!
+//! The diff is a pure function (local state and catalog view in, writes out) so that every
+//! rule here is tested without servers; the agent's sync loop reads the catalog, applies the
+//! plan's writes in order, then records what was written.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,11 +41,18 @@ pub struct Plan {
     /// Catalog writes to make, in order.
     pub commands: Vec<WriteOp>,
     /// Services whose catalog tags the agent adopts (EnableTagOverride).
+    /// The agent stores them locally so that later syncs compare equal instead of fighting the
+    /// operator who changed the tags in the catalog.
     pub adopt_tags: Vec<(String, Vec<String>)>,
     /// Checks whose output is written by this plan.
+    /// The agent stamps their `output_synced_at` once the writes succeeded, starting their
+    /// deferral window.
     pub output_written: Vec<String>,
 }
 
+/// Whether the catalog's service matches the local one. Raft indexes are the catalog's
+/// own and never differ meaningfully; with `EnableTagOverride` the tags belong to the
+/// catalog and are not compared either.
 fn same_service(local: &Service, remote: &Service) -> bool {
     let mut a = local.clone();
     a.create_index = remote.create_index;
@@ -57,6 +68,8 @@ fn same_check(local: &HealthCheck, remote: &HealthCheck) -> (bool, bool) {
     let mut a = local.clone();
     a.create_index = remote.create_index;
     a.modify_index = remote.modify_index;
+    // Copies of the service's name and tags that the catalog keeps on each check; the
+    // service comparison covers them.
     a.service_name = remote.service_name.clone();
     a.service_tags = remote.service_tags.clone();
     if a == *remote {
@@ -82,9 +95,13 @@ pub fn diff(
         datacenter: n.datacenter.clone(),
         tagged_addresses: n.tagged_addresses.clone(),
         node_meta: n.meta.clone(),
+        // Service and check registrations leave the node record alone: rewriting it would bump
+        // its index (waking every watcher of the node) for no change.
         skip_node_update: true,
         ..RegisterRequest::default()
     };
+    // An agent without a node ID accepts whatever ID the catalog has rather than
+    // rewriting the node on every sync.
     let node_ok = catalog.node.as_ref().is_some_and(|c| {
         (c.id == n.id || n.id.is_empty())
             && c.address == n.address
@@ -92,6 +109,7 @@ pub fn diff(
             && c.meta == n.meta
     });
     if !node_ok {
+        // First in the plan: services and checks are registered on an existing node.
         plan.commands.push(WriteOp::Register(RegisterRequest {
             skip_node_update: false,
             ..base.clone()
@@ -107,6 +125,8 @@ pub fn diff(
             Some(r) => match same_check(&lc.check, r) {
                 (true, _) => false,
                 (false, false) => true,
+                // Only the output differs: written once the deferral window has passed, or
+                // at once if it was never written.
                 (false, true) => lc
                     .output_synced_at
                     .is_none_or(|t| now.duration_since(t) >= output_interval),
@@ -127,6 +147,8 @@ pub fn diff(
             plan.adopt_tags.push((id.clone(), r.tags.clone()));
             svc.tags = r.tags.clone();
         }
+        // A service goes out with its dirty checks in one registration, one Raft entry,
+        // so the catalog never shows the service without its checks.
         let svc_dirty = remote.is_none_or(|r| !same_service(&ls.service, r));
         let checks: Vec<HealthCheck> = dirty_checks
             .iter()
@@ -160,6 +182,8 @@ pub fn diff(
         }));
     }
 
+    // What the catalog has and the agent does not is removed, except the leader's own
+    // entries: the `consul` service of servers here, `serfHealth` below.
     let mut gone_services = BTreeSet::new();
     for r in &catalog.services {
         if r.id == CONSUL_SERVICE || local.services.contains_key(&r.id) {
@@ -175,6 +199,7 @@ pub fn diff(
     for r in &catalog.checks {
         if r.check_id == SERF_CHECK_ID
             || local.checks.contains_key(&r.check_id)
+            // Deregistering a service removes its checks in the catalog; no separate write.
             || gone_services.contains(&r.service_id)
         {
             continue;
@@ -195,6 +220,7 @@ mod tests {
     use crate::local::{LocalCheck, NodeRecord};
     use cairn_catalog::model::HealthStatus;
 
+    /// The agent's node, as the catalog would record it.
     fn node() -> NodeRecord {
         NodeRecord {
             name: "n1".into(),
@@ -227,6 +253,7 @@ mod tests {
         }
     }
 
+    /// A local state with these services and checks, none of them ever synced.
     fn local_with(services: Vec<Service>, checks: Vec<HealthCheck>) -> LocalState {
         let mut l = LocalState::new(node());
         for s in services {
@@ -258,8 +285,10 @@ mod tests {
         })
     }
 
+    /// The output deferral window used by the tests.
     const T: Duration = Duration::from_secs(300);
 
+    /// A node missing from the catalog is registered first, then each service with its checks.
     #[test]
     fn empty_catalog_gets_node_services_and_checks() {
         let local = local_with(
@@ -275,6 +304,7 @@ mod tests {
         assert_eq!(req.checks.len(), 1);
     }
 
+    /// Catalog-assigned indexes and the leader's `serfHealth` do not make a difference.
     #[test]
     fn in_sync_means_no_commands() {
         let local = local_with(vec![svc("web1", &["a"], false)], vec![]);
@@ -295,6 +325,8 @@ mod tests {
         assert_eq!(diff(&local, &catalog, Instant::now(), T), Plan::default());
     }
 
+    /// Entries the agent does not own are removed, except the `consul` service and
+    /// `serfHealth`; the check of a removed service goes with it.
     #[test]
     fn unknown_entries_are_removed_but_leader_entries_kept() {
         let local = local_with(vec![], vec![]);
@@ -332,6 +364,7 @@ mod tests {
         );
     }
 
+    /// With EnableTagOverride the catalog's tags are adopted, without a write.
     #[test]
     fn tag_override_adopts_catalog_tags() {
         let local = local_with(vec![svc("web1", &["a"], true)], vec![]);
@@ -355,6 +388,7 @@ mod tests {
         );
     }
 
+    /// An output change waits for the window; a status change does not.
     #[test]
     fn output_only_changes_are_deferred() {
         let mut local = local_with(
