@@ -28,6 +28,7 @@ pub mod random;
 pub mod rpc;
 pub mod run;
 pub mod server;
+pub mod telemetry;
 pub mod watch;
 
 pub use run::reload;

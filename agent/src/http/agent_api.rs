@@ -751,7 +751,7 @@ async fn metrics_endpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
-    let samples = metrics::collect(&a);
+    let samples = crate::telemetry::collect(&a);
     let prefix = a.config().telemetry.metrics_prefix;
     let prom = p.get("format") == Some("prometheus")
         || headers
