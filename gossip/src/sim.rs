@@ -8,6 +8,11 @@
 //! Push/pull exchanges are performed directly between the two cores (after one network
 //! delay, if both are reachable); packets are not sealed, so byte counts add the
 //! envelope and frame overhead of an encrypted packet.
+//!
+//! Unlike a pool of drivers on [`MemoryNetwork`](crate::transport::memory::MemoryNetwork),
+//! nothing here runs concurrently: events are processed one at a time in `(time, seq)`
+//! order, so thousands of cores run on one thread, and the same inputs always give the
+//! same run, whatever the machine.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -27,14 +32,22 @@ use crate::pushpull::PushPull;
 use crate::state::{MemberState, MemberStatus};
 
 /// Bytes an encrypted envelope and frame add to each packet.
+///
+/// The AES-GCM envelope (version, nonce, tag) plus the frame header.
 pub const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN + FRAME_HEADER_LEN;
 /// The foca packet budget of a 1400-byte datagram.
+///
+/// The budget the driver computes for its default datagram size with encryption and an
+/// empty label, so simulated packets carry what real ones would.
 pub const SIM_PACKET_BUDGET: usize = 1400 - SEALED_OVERHEAD;
 
 /// Network and protocol parameters of a simulation.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Seed of everything random.
+    ///
+    /// The network's draws come from it directly; each node's core gets a seed derived
+    /// from it.
     pub seed: u64,
     /// Protocol timings of every node.
     pub timings: Timings,
@@ -58,22 +71,29 @@ impl Default for SimConfig {
     }
 }
 
+/// What a queued event does. `epoch` is the node's epoch when the event was queued: a
+/// crash or restart bumps it, so what was meant for the previous life (its timers, the
+/// packets in flight to it, its exchanges) is dropped.
 enum EvKind {
+    /// Load a member list into a node (see [`Sim::bootstrap`]).
     Restore {
         node: usize,
         epoch: u32,
         state: Box<PushPull>,
     },
+    /// A packet arrives at a node.
     Deliver {
         to: usize,
         epoch: u32,
         data: Vec<u8>,
     },
+    /// A core timer comes due.
     Timer {
         node: usize,
         epoch: u32,
         timer: CoreTimer,
     },
+    /// An exchange between two cores, performed whole when it comes due.
     PushPull {
         from: usize,
         epoch: u32,
@@ -82,6 +102,8 @@ enum EvKind {
     },
 }
 
+/// A queued event. `seq` breaks ties between events due at the same time in the order
+/// they were queued, which is what makes a run a function of its seed.
 struct Ev {
     at: Duration,
     seq: u64,
@@ -102,6 +124,7 @@ impl PartialOrd for Ev {
     }
 }
 
+// Reversed: `BinaryHeap` is a max-heap and the earliest event comes first.
 impl Ord for Ev {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -121,17 +144,25 @@ pub struct NodeTraffic {
     pub bytes_received: u64,
 }
 
+/// One simulated member.
 struct SimNode {
     core: GossipCore,
+    /// Running; a crashed node neither sends nor receives.
     up: bool,
+    /// Bumped by a crash or a restart, see [`EvKind`].
     epoch: u32,
+    /// Partition group: nodes only reach nodes of their own group.
     group: u8,
+    /// Added to everything the node receives or schedules.
     slow: Duration,
     traffic: NodeTraffic,
+    /// Finished a graceful leave; no longer counted by the `count_*` checks.
     left: bool,
 }
 
+/// Called with `(time, node, event)` for every event a core emits.
 type Recorder = Box<dyn FnMut(Duration, usize, &GossipEvent)>;
+/// Called with `(time, from, to, packet)` for every packet sent.
 type Tap = Box<dyn FnMut(Duration, usize, usize, &[u8])>;
 
 /// The simulation.
@@ -139,9 +170,12 @@ pub struct Sim {
     cfg: SimConfig,
     now: Duration,
     seq: u64,
+    /// The network's draws (delays, loss) and the bootstrap jitter; cores have their own.
     rng: SmallRng,
+    /// Events to come, earliest first.
     queue: BinaryHeap<Ev>,
     nodes: Vec<SimNode>,
+    /// Where a core's `Send` and `PushPull` outputs go.
     by_addr: HashMap<SocketAddr, usize>,
     recorder: Option<Recorder>,
     tap: Option<Tap>,
@@ -159,6 +193,8 @@ impl std::fmt::Debug for Sim {
 }
 
 /// The simulated address of node `i`.
+///
+/// `10.b.c.d` from the low three bytes of `i`: distinct for up to 2^24 nodes.
 pub fn sim_addr(i: usize) -> SocketAddr {
     let i = u32::try_from(i).unwrap_or(u32::MAX);
     let [_, b, c, d] = i.to_be_bytes();
@@ -268,6 +304,7 @@ impl Sim {
             },
             timings: self.cfg.timings.clone(),
             max_packet_size: SIM_PACKET_BUDGET,
+            // Derived per node, so that nodes do not make the same choices in lockstep.
             seed: self
                 .cfg
                 .seed
@@ -290,6 +327,7 @@ impl Sim {
                     .local_state(false)
                     .members
                     .into_iter()
+                    // Each node's own entry, as it advertises it (with its metadata).
                     .filter(|m| m.id == *n.core.identity())
             })
             .collect();
@@ -339,6 +377,8 @@ impl Sim {
     }
 
     /// Stops node `i` abruptly: it neither sends nor receives any more.
+    ///
+    /// The epoch bump drops its pending timers and whatever is in flight to it.
     pub fn crash(&mut self, i: usize) {
         if let Some(n) = self.nodes.get_mut(i) {
             n.up = false;
@@ -347,6 +387,9 @@ impl Sim {
     }
 
     /// Restarts a crashed node `i` with a new generation (it is alone until it joins).
+    ///
+    /// Nothing survives but the address; the generation should exceed the previous one for
+    /// the cluster to accept the new identity over the old.
     pub fn restart(&mut self, i: usize, generation: u64) -> Result<(), CoreError> {
         let core = self.make_core(i, generation)?;
         if let Some(n) = self.nodes.get_mut(i) {
@@ -430,6 +473,8 @@ impl Sim {
     }
 
     /// Runs until simulated time `until`.
+    ///
+    /// Time only moves forward, and reaches `until` even when nothing is queued.
     pub fn run_until(&mut self, until: Duration) {
         while self.queue.peek().is_some_and(|e| e.at <= until) {
             if let Some(ev) = self.queue.pop() {
@@ -488,6 +533,7 @@ impl Sim {
                 let Some(n) = self.nodes.get_mut(node) else {
                     return;
                 };
+                // Only if the node is still in the life the restore was queued for.
                 if n.up && n.epoch == epoch {
                     n.core.restore(*state);
                     self.drain(node);
@@ -502,6 +548,7 @@ impl Sim {
                     return;
                 }
                 n.traffic.packets_received += 1;
+                // Counted as on the wire: the sealed size.
                 n.traffic.bytes_received += (data.len() + SEALED_OVERHEAD) as u64;
                 if n.core.handle_packet(&data).is_err() {
                     self.errors += 1;
@@ -524,6 +571,8 @@ impl Sim {
                 to,
                 join,
             } => {
+                // Reachability is checked once, when the exchange comes due: a stream is not cut
+                // halfway.
                 if self.nodes.get(from).is_none_or(|n| n.epoch != epoch)
                     || !self.reachable(from, to)
                 {
@@ -532,6 +581,9 @@ impl Sim {
                 let (Some(a), Some(b)) = (self.nodes.get(from), self.nodes.get(to)) else {
                     return;
                 };
+                // Both states are taken before either merge, as on the wire: the responder answers
+                // with its state before merging the request. The `+ 4` is the stream's length
+                // prefix.
                 let request = a.core.local_state(join);
                 let answer = b.core.local_state(false);
                 let (req_len, ans_len) = (
@@ -554,6 +606,7 @@ impl Sim {
         }
     }
 
+    /// Turns node `i`'s outputs into queued events.
     fn drain(&mut self, i: usize) {
         let mut outs = Vec::new();
         let (epoch, slow) = match self.nodes.get_mut(i) {
@@ -572,6 +625,8 @@ impl Sim {
                         n.traffic.packets_sent += 1;
                         n.traffic.bytes_sent += (data.len() + SEALED_OVERHEAD) as u64;
                     }
+                    // Counted as sent before the network decides: loss and partitions happen on the
+                    // way, as on a real network.
                     let Some(&j) = self.by_addr.get(&to) else {
                         self.dropped += 1;
                         continue;
@@ -588,6 +643,7 @@ impl Sim {
                         .nodes
                         .get(j)
                         .map_or((0, Duration::ZERO), |n| (n.epoch, n.slow));
+                    // The receiver's slowness delays what it receives.
                     let at = self.now + self.delay() + to_slow;
                     self.push(
                         at,
@@ -616,6 +672,7 @@ impl Sim {
                 }
                 Output::PushPull { to, join } => {
                     if let Some(&j) = self.by_addr.get(&to) {
+                        // A round trip before the exchange completes.
                         let at = self.now + self.delay() * 2;
                         self.push(
                             at,

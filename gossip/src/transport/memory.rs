@@ -45,14 +45,24 @@ use super::{Endpoint, Transport};
 use crate::driver::DEFAULT_PORT;
 
 /// Datagrams waiting in one member's inbox; more are dropped, as by a full socket buffer.
+///
+/// Bounds the memory a member that stopped reading (a stalled or stopped driver) can hold.
 pub const INBOX_CAPACITY: usize = 4096;
 /// Streams waiting to be accepted by one member; more are refused.
 pub const ACCEPT_BACKLOG: usize = 128;
 /// Bytes buffered in each direction of a stream.
+///
+/// A writer beyond it waits for the reader, as with a TCP window.
 const STREAM_BUFFER: usize = 64 * 1024;
 /// First port handed out when a member binds port 0.
+///
+/// Where IANA's dynamic port range starts. Ports are handed out in order, so unlike the
+/// operating system's choice the port a member gets is reproducible.
 const FIRST_EPHEMERAL_PORT: u16 = 49_152;
 /// Extra hold-back of a reordered datagram on top of `max_delay`.
+///
+/// With it, a datagram sent at the same instant overtakes the held-back one even when
+/// drawn the largest delay (a tie would keep the send order).
 const REORDER_MARGIN: Duration = Duration::from_millis(1);
 
 /// How the links of a [`MemoryNetwork`] misbehave. Applies to datagrams; opening a stream
@@ -150,6 +160,7 @@ pub struct NetStats {
 /// A datagram on its way.
 struct Pending {
     at: Instant,
+    /// Send order, breaking ties between equal delivery times.
     seq: u64,
     from: SocketAddr,
     data: Vec<u8>,
@@ -177,6 +188,9 @@ impl Ord for Pending {
 }
 
 /// One member's datagram inbox: the queue plus a wake-up for its single reader.
+///
+/// `Notify::notify_one` stores a permit when nobody waits, so a datagram queued between
+/// the reader's look at the queue and its wait still wakes it.
 #[derive(Default)]
 struct Inbox {
     queue: Mutex<BinaryHeap<Pending>>,
@@ -189,6 +203,7 @@ impl Inbox {
     }
 }
 
+/// A stream waiting to be accepted: the listener's end and the connecting address.
 type Incoming = (DuplexStream, SocketAddr);
 
 /// A bound address.
@@ -196,10 +211,14 @@ struct Host {
     /// Which endpoint holds it (an address can be bound again after release).
     id: u64,
     inbox: Arc<Inbox>,
+    /// The accept queue, [`ACCEPT_BACKLOG`] deep.
     backlog: mpsc::Sender<Incoming>,
 }
 
+/// The network, behind one lock: every send and connect reads the faults and the cuts.
 struct State {
+    /// Every fault decision, drawn in send order: a run is a function of the seed and of
+    /// the order in which members send.
     rng: StdRng,
     faults: LinkFaults,
     hosts: BTreeMap<SocketAddr, Host>,
@@ -207,13 +226,17 @@ struct State {
     cuts: BTreeSet<(SocketAddr, SocketAddr)>,
     /// Addresses cut from everyone else, both ways.
     isolated: BTreeSet<SocketAddr>,
+    /// Ids of bindings, see [`Host::id`].
     next_endpoint: u64,
+    /// Send order of datagrams, see [`Pending`].
     next_seq: u64,
+    /// The last host number [`MemoryNetwork::next_addr`] handed out.
     next_host: u32,
     stats: NetStats,
 }
 
 impl State {
+    /// Whether cuts or isolation block `from -> to`. A member always reaches itself.
     fn blocked(&self, from: SocketAddr, to: SocketAddr) -> bool {
         from != to
             && (self.cuts.contains(&(from, to))
@@ -221,6 +244,7 @@ impl State {
                 || self.isolated.contains(&to))
     }
 
+    /// A one-way delay, uniform between the two bounds.
     fn delay(&mut self) -> Duration {
         let (min, max) = (self.faults.min_delay, self.faults.max_delay);
         if min >= max {
@@ -230,6 +254,8 @@ impl State {
         }
     }
 
+    /// A biased coin. Nothing is drawn when `p` is 0, so a fault that is off does not
+    /// shift the draws of the others.
     fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.rng.random_bool(p)
     }
@@ -249,6 +275,7 @@ impl Shared {
     fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let mut st = self.lock();
         st.stats.sent += 1;
+        // Cuts apply when a datagram is sent: one already in flight still arrives.
         if st.blocked(from, to) {
             st.stats.dropped_cut += 1;
             return;
@@ -257,6 +284,7 @@ impl Shared {
             st.stats.dropped_unbound += 1;
             return;
         };
+        // The draw order (loss, delay, reorder) is part of what a seed reproduces.
         let loss = st.faults.loss;
         if st.chance(loss) {
             st.stats.dropped_loss += 1;
@@ -284,6 +312,7 @@ impl Shared {
             });
         }
         st.stats.queued += 1;
+        // The reader re-checks the head: this datagram may be due before the one it waits for.
         inbox.ready.notify_one();
     }
 }
@@ -329,6 +358,8 @@ impl MemoryNetwork {
     }
 
     /// Replaces the link faults (for datagrams sent from now on).
+    ///
+    /// Datagrams already queued keep the delays they were given.
     pub fn set_faults(&self, faults: LinkFaults) -> Result<(), FaultsError> {
         faults.validate()?;
         self.shared.lock().faults = faults;
@@ -398,6 +429,8 @@ impl Transport for MemoryNetwork {
     type Endpoint = MemoryEndpoint;
 
     async fn bind(self, addr: SocketAddr) -> io::Result<MemoryEndpoint> {
+        // Nothing can be sent to an unspecified address, so a member bound there could not be
+        // reached.
         if addr.ip().is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
@@ -407,6 +440,7 @@ impl Transport for MemoryNetwork {
         }
         let mut st = self.shared.lock();
         let addr = if addr.port() == 0 {
+            // Port 0: the first free port from the start of the dynamic range.
             (FIRST_EPHEMERAL_PORT..=u16::MAX)
                 .map(|port| SocketAddr::new(addr.ip(), port))
                 .find(|a| !st.hosts.contains_key(a))
@@ -456,6 +490,7 @@ pub struct MemoryEndpoint {
     addr: SocketAddr,
     id: u64,
     inbox: Arc<Inbox>,
+    /// A tokio mutex, held across the wait: one accept at a time, as on a listener.
     accept: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
 }
 
@@ -502,6 +537,7 @@ impl Endpoint for MemoryEndpoint {
                 }
             };
             // Popping happens above, without awaiting: cancelling here loses nothing.
+            // Sleep until the head is due, or until a send wakes us: it may queue an earlier one.
             match next {
                 Some(at) => {
                     let _ = timeout_at(at, self.inbox.ready.notified()).await;
@@ -511,6 +547,7 @@ impl Endpoint for MemoryEndpoint {
         }
     }
 
+    // Succeeds whatever happens to the datagram, like UDP: loss and cuts are the network's.
     async fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.net.send(self.addr, to, packet);
         Ok(packet.len())
@@ -527,6 +564,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     async fn connect(&self, to: SocketAddr) -> io::Result<DuplexStream> {
+        // One network delay first, then the cut check: a cut made meanwhile applies.
         let delay = self.net.lock().delay();
         sleep(delay).await;
         let backlog = {
@@ -549,6 +587,7 @@ impl Endpoint for MemoryEndpoint {
             return std::future::pending().await;
         };
         let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+        // A full accept queue refuses the connection, as a listener's full backlog does.
         let accepted = backlog.try_send((theirs, self.addr)).is_ok();
         let mut st = self.net.lock();
         if accepted {
@@ -585,6 +624,7 @@ mod tests {
         (buf[..n].to_vec(), from, start.elapsed())
     }
 
+    /// Equal delays keep the send order, and the first datagram waits the 1 ms hop.
     #[tokio::test(start_paused = true)]
     async fn datagrams_arrive_in_order_after_the_delay() {
         let net = MemoryNetwork::new(1);
@@ -601,6 +641,7 @@ mod tests {
         assert_eq!(net.stats().queued, 3);
     }
 
+    /// A short buffer truncates the datagram, as UDP's `recv_from` does.
     #[tokio::test(start_paused = true)]
     async fn datagrams_are_truncated_to_the_buffer() {
         let net = MemoryNetwork::new(1);
@@ -611,6 +652,7 @@ mod tests {
         assert_eq!((n, buf), (4, [7; 4]));
     }
 
+    /// Reordering changes the order, never the set of datagrams delivered.
     #[tokio::test(start_paused = true)]
     async fn reordering_lets_later_datagrams_overtake() {
         let net = MemoryNetwork::new(7);
@@ -634,6 +676,7 @@ mod tests {
         assert!(net.stats().reordered > 0);
     }
 
+    /// Loss is random but reproducible: the same seed loses the same datagrams.
     #[tokio::test(start_paused = true)]
     async fn loss_follows_the_seed() {
         async fn delivered(seed: u64) -> (Vec<u8>, NetStats) {
@@ -667,6 +710,7 @@ mod tests {
         assert_ne!(delivered(43).await.0, one, "another seed, another run");
     }
 
+    /// A one-way cut keeps the other direction up, blocks streams both ways, and heals.
     #[tokio::test(start_paused = true)]
     async fn one_way_cuts_drop_one_direction_until_healed() {
         let net = MemoryNetwork::new(1);
@@ -684,6 +728,7 @@ mod tests {
         assert_eq!(recv(&b).await.0, b"after");
     }
 
+    /// Partitions cut between groups only; isolation cuts a member from all but itself.
     #[tokio::test(start_paused = true)]
     async fn partitions_and_isolation_cut_both_ways() {
         let net = MemoryNetwork::new(1);
@@ -710,6 +755,7 @@ mod tests {
         assert_eq!(net.stats().dropped_cut, 4);
     }
 
+    /// A stream is a byte pipe each way, and closing one end ends the other's reads.
     #[tokio::test(start_paused = true)]
     async fn streams_carry_bytes_both_ways() {
         let net = MemoryNetwork::new(1);
@@ -729,6 +775,8 @@ mod tests {
         assert_eq!(net.stats().connects, 1);
     }
 
+    /// Binding follows the real network's rules: exclusive addresses, port 0, no unspecified
+    /// address, and a dropped endpoint frees its address for a restart.
     #[tokio::test(start_paused = true)]
     async fn addresses_are_exclusive_and_released_on_drop() {
         let net = MemoryNetwork::new(1);
@@ -765,6 +813,7 @@ mod tests {
         assert_eq!(back.local_addr(), addr(1));
     }
 
+    /// Bad fault settings are refused whole and leave the previous ones in place.
     #[test]
     fn fresh_addresses_differ_and_bad_faults_are_refused() {
         let net = MemoryNetwork::new(1);

@@ -9,6 +9,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use super::{Endpoint, Transport};
 
 /// Attempts at finding a port free for both UDP and TCP when binding port 0.
+///
+/// With port 0 the operating system picks a free UDP port whose TCP side may belong to
+/// another process; each attempt lets it pick again.
 const BIND_ATTEMPTS: usize = 16;
 
 /// The real network (tokio UDP and TCP); what [`Gossip::start`](crate::Gossip::start) uses.
@@ -20,6 +23,7 @@ pub struct NetTransport;
 pub struct NetEndpoint {
     udp: UdpSocket,
     tcp: TcpListener,
+    /// The UDP socket's address, which the TCP listener shares.
     local: SocketAddr,
 }
 
@@ -40,6 +44,7 @@ impl Endpoint for NetEndpoint {
         self.local
     }
 
+    // tokio's `recv_from` and `accept` are cancel safe, as `Endpoint` requires.
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.udp.recv_from(buf).await
     }
@@ -52,6 +57,7 @@ impl Endpoint for NetEndpoint {
         self.tcp.accept().await
     }
 
+    // No timeout here: the driver bounds every connect with its TCP timeout.
     async fn connect(&self, to: SocketAddr) -> io::Result<TcpStream> {
         TcpStream::connect(to).await
     }
@@ -61,10 +67,13 @@ impl Endpoint for NetEndpoint {
 /// for any port and the TCP side of the one picked is taken).
 async fn bind_pair(bind: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     for _ in 0..BIND_ATTEMPTS {
+        // UDP first: with port 0 it picks the port, and TCP follows it.
         let udp = UdpSocket::bind(bind).await?;
         let port = udp.local_addr()?.port();
         match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
             Ok(tcp) => return Ok((udp, tcp)),
+            // Only a picked port is tried again; an explicit port that is taken is the operator's
+            // to fix.
             Err(e) if bind.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(e),
         }
