@@ -191,6 +191,7 @@ mod tests {
         assert_eq!(parse_go_duration("10s"), Ok(ms(10_000)));
         assert_eq!(parse_go_duration("1m30s"), Ok(ms(90_000)));
         assert_eq!(parse_go_duration("1.5h"), Ok(ms(5_400_000)));
+        // A fraction without its integer part, as Go allows.
         assert_eq!(parse_go_duration(".5s"), Ok(ms(500)));
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_go_duration("1us"), Ok(Duration::from_micros(1)));
@@ -198,9 +199,12 @@ mod tests {
         assert_eq!(parse_go_duration("+5ns"), Ok(Duration::from_nanos(5)));
         for bad in [
             "",
+            // A number without a unit is only allowed for zero.
             "10",
             "s",
             "1x",
+            // Negative, a dot with no digit on either side, beyond Go's int64 nanoseconds,
+            // and a space between parts.
             "-1s",
             "1.s.",
             ".s",
@@ -218,9 +222,11 @@ mod tests {
         assert_eq!(format_go_duration(Duration::ZERO), "0s");
         assert_eq!(format_go_duration(ms(10_000)), "10s");
         assert_eq!(format_go_duration(ms(90 * 60_000)), "1h30m0s");
+        // Go writes the zero seconds from a minute up.
         assert_eq!(format_go_duration(ms(60_000)), "1m0s");
         assert_eq!(format_go_duration(ms(1_500)), "1.5s");
         assert_eq!(format_go_duration(ms(250)), "250ms");
+        // Below a second, the largest unit that keeps a whole part.
         assert_eq!(format_go_duration(Duration::from_micros(1500)), "1.5ms");
         assert_eq!(format_go_duration(Duration::from_nanos(10)), "10ns");
     }

@@ -379,6 +379,7 @@ impl MatchExpr {
             .join(".")
     }
 
+    /// go-bexpr's error for an operator the selected field's type does not take.
     fn invalid_operator(&self) -> FilterError {
         FilterError::InvalidOperator {
             operator: self.op.name().to_string(),
@@ -386,6 +387,8 @@ impl MatchExpr {
         }
     }
 
+    /// go-bexpr's error for a value the selected field's type cannot read; `reason` is
+    /// strconv's own message (`parsing "abc": invalid syntax`).
     fn coerce_error(&self, reason: String) -> FilterError {
         FilterError::Coerce {
             value: self.value.clone(),
@@ -440,6 +443,8 @@ impl MatchExpr {
         }
         let raw = self.value.as_str();
         let positive = match (self.op.base(), value) {
+            // Strings compare as text, exactly; numbers and booleans read the value in the
+            // field's type first, which may fail.
             (Op::Equal, Value::String(s)) => s == raw,
             (Op::Equal, Value::Number(n)) => {
                 number_equals(n, raw).map_err(|r| self.coerce_error(r))?
@@ -500,6 +505,7 @@ impl MatchExpr {
     fn validate_operator(&self, schema: &Value) -> Result<(), FilterError> {
         let base = self.op.base();
         let ok = match schema {
+            // A `null` sample says nothing of the type, and strings take every operator.
             Value::Null | Value::String(_) => true,
             Value::Number(n) => {
                 if base == Op::Equal {
@@ -640,7 +646,8 @@ fn parse_go_int(raw: &str) -> Result<i128, String> {
     }
 }
 
-/// `strconv.ParseFloat(raw, 64)` for decimal forms, `Inf` and `NaN`.
+/// `strconv.ParseFloat(raw, 64)` for decimal forms, `Inf` and `NaN`. Go also reads hexadecimal
+/// floats (`0x1p-2`), which are refused here.
 fn parse_go_float(raw: &str) -> Result<f64, String> {
     raw.parse::<f64>()
         .map_err(|_| format!("parsing {raw:?}: invalid syntax"))
@@ -670,6 +677,7 @@ enum Expect {
 }
 
 impl Expect {
+    /// A literal quoted (`"=="`), a class as its name (`number`), as go-bexpr lists them.
     fn render(self) -> String {
         match self {
             Expect::Lit(s) => format!("{s:?}"),
@@ -700,6 +708,7 @@ struct Frame {
 }
 
 impl Frame {
+    /// A frame for a "(" at `open` whose contents sit `depth` levels deep.
     fn new(open: usize, depth: usize) -> Self {
         Frame {
             open,
@@ -757,7 +766,8 @@ struct Parser<'a> {
     fail_pos: usize,
     /// What was expected at `fail_pos`, each once.
     expected: Vec<Expect>,
-    /// `matches` operators seen so far.
+    /// `matches` operators seen so far, across the whole expression: the count, and so
+    /// [`MAX_REGEXES`], does not depend on where they sit.
     regexes: usize,
 }
 
@@ -809,6 +819,8 @@ impl<'a> Parser<'a> {
         (line, column)
     }
 
+    /// A syntax error at `offset` with a message of its own (a definite error, not a failed
+    /// alternative).
     fn error_at(&self, offset: usize, message: impl Into<String>) -> FilterError {
         let (line, column) = self.line_column(offset);
         FilterError::Syntax {
@@ -819,6 +831,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The nesting limit's error, at the `(` or `not` that went one level too deep.
     fn too_deep(&self, offset: usize) -> FilterError {
         let (line, column) = self.line_column(offset);
         FilterError::TooDeep {
@@ -829,6 +842,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// What was expected at the farthest failure, sorted, as the error message lists it.
     fn expected_list(&self) -> String {
         let mut expected = self.expected.clone();
         expected.sort();
@@ -906,9 +920,11 @@ impl<'a> Parser<'a> {
     /// stack, so nesting costs heap, not call stack. The states mirror the PEG's alternatives
     /// and backtracking exactly (see [`State`]).
     fn expression(&mut self) -> PResult<Expr> {
+        // The bottom frame is the whole expression; each "(" pushes one, each ")" pops it.
         let mut stack = vec![Frame::new(self.pos, 0)];
         let mut state = State::Operand;
         loop {
+            // Every step but opening and closing a parenthesis works on the innermost frame.
             let Some(top) = stack.last_mut() else {
                 return Ok(None);
             };
@@ -928,6 +944,7 @@ impl<'a> Parser<'a> {
                     // "(" _? Or _? ")"
                     let open = self.pos;
                     if self.lit("(") {
+                        // Depth counts every enclosing parenthesis and every pending `not`.
                         let depth = top.depth + top.nots.len() + 1;
                         if depth > MAX_NESTING {
                             return Err(self.too_deep(open));
@@ -1176,6 +1193,7 @@ impl<'a> Parser<'a> {
                         path.push(name);
                         continue;
                     }
+                    // `.0`: an array index, kept as its digits (see `array_index`).
                     let digits_start = self.pos;
                     while self.peek().is_some_and(|b| b.is_ascii_digit()) {
                         self.pos += 1;
@@ -1238,6 +1256,7 @@ impl<'a> Parser<'a> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
+        // A lone `-` is not a number: the position goes back for the other alternatives.
         match self.peek() {
             Some(b'0') => self.pos += 1,
             Some(b'1'..=b'9') => {
@@ -1251,6 +1270,8 @@ impl<'a> Parser<'a> {
                 return Ok(None);
             }
         }
+        // The dot belongs to the number only with a digit after it; otherwise it is left, and
+        // the delimiter check below refuses `1.`.
         if self.peek() == Some(b'.') && self.peek_at(1).is_some_and(|b| b.is_ascii_digit()) {
             self.pos += 1;
             while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -1477,6 +1498,7 @@ mod tests {
         }
     }
 
+    /// Parses (which must succeed) and validates against `schema`.
     fn validate(expr: &str, schema: &Value) -> Result<(), FilterError> {
         match Filter::parse(expr) {
             Ok(f) => f.validate(schema),
@@ -1493,6 +1515,7 @@ mod tests {
         assert!(eval("ServiceName == web", &s));
         assert!(eval("ServiceName==web", &s));
         assert!(eval("ServiceName == `web`", &s));
+        // Case matters: no folding.
         assert!(!eval(r#"ServiceName == "Web""#, &s));
         assert!(eval(r#"ServiceName != "db""#, &s));
         assert!(!eval("ServiceName != web", &s));
@@ -1518,12 +1541,19 @@ mod tests {
         assert!(eval(r#"Q == "'""#, &item));
         assert!(eval("Q == `'`", &item));
         for bad in [
+            // No such escape.
             r#"S == "\q""#,
+            // Too few hex digits.
             r#"S == "\x4""#,
+            // Octal above 255.
             r#"S == "\400""#,
+            // A surrogate is not a code point.
             r#"S == "\ud800""#,
+            // A lone byte that is not UTF-8.
             r#"S == "\xff""#,
+            // A newline inside double quotes.
             "S == \"a\nb\"",
+            // Unterminated, plain, raw, and with its closing quote escaped.
             r#"S == "abc"#,
             "S == `abc",
             r#"S == "abc\"#,
@@ -1562,10 +1592,14 @@ mod tests {
         ));
         for bad in [
             "ServicePort == abc",
+            // An integer field does not take a float, even a whole one.
             "ServicePort == 8080.0",
+            // Underscores only between digits.
             r#"ServicePort == "8__080""#,
             r#"ServicePort == "_8080""#,
+            // Beyond `uint64`.
             "ServicePort != 99999999999999999999999",
+            // Not one of `ParseBool`'s spellings.
             "ServiceEnableTagOverride == yes",
             "Ratio == half",
         ] {
@@ -1599,6 +1633,7 @@ mod tests {
         // Strings: substring.
         assert!(eval("ServiceName contains we", &s));
         assert!(eval(r#""eb" in ServiceName"#, &s));
+        // The empty string is in every string, as with Go's `strings.Contains`.
         assert!(eval(r#""" in ServiceName"#, &s));
         assert!(eval("ServiceName not contains db", &s));
         // Numeric and mixed arrays coerce per element; uncoercible elements are skipped.
@@ -1805,12 +1840,14 @@ mod tests {
     #[test]
     fn malformed_expressions() {
         for bad in [
+            // Nothing, or half a match.
             "",
             "   ",
             "ServiceName",
             "ServiceName ==",
             "== web",
             "ServiceName = web",
+            // A dangling or doubled keyword, unbalanced parentheses.
             "ServiceName == web and",
             "ServiceName == web or or x == y",
             "(ServiceName == web",
@@ -1819,21 +1856,27 @@ mod tests {
             "Tags is",
             "Tags is not",
             "Tags contains",
+            // Keywords need whitespace around them.
             "Tagscontains x",
             "Tags contains\"x\"",
+            // `in` needs a selector after it, not a string.
             "x in",
             "x in \"Tags\"",
+            // Bracket keys are quoted strings, right after the selector.
             "Meta[foo] == x",
             "Meta[\"foo\" == x",
             "Meta.[\"foo\"] == x",
+            // Selectors start with a letter; numbers are decimal, without leading zeros.
             "1Meta == x",
             "Port == 1.2.3",
             "Port == 007",
             "Port == 5abc",
             "Port == -",
+            // Keywords run into parentheses or names.
             "not(A == 1)",
             "(A == 1)and(B == 2)",
             "A == 1 andB == 2",
+            // Two values, a selector starting with `_` or ending in a dot, trailing words.
             "A == \"1\" \"2\"",
             "_A == 1",
             "A.b. == 1",
@@ -1906,6 +1949,7 @@ mod tests {
                 ..
             }
         ));
+        // `A == ` and the two backquotes take the other 7 bytes.
         let at_limit = format!("A == `{}`", "x".repeat(MAX_EXPRESSION_LEN - 7));
         assert_eq!(at_limit.len(), MAX_EXPRESSION_LEN);
         assert!(Filter::parse(&at_limit).is_ok());
@@ -1921,6 +1965,7 @@ mod tests {
                 ..
             }
         ));
+        // Refused at the 257th "(", long before the input ends.
         assert!(matches!(
             parse_err(&"(".repeat(60_000)),
             FilterError::TooDeep { .. }
@@ -1944,6 +1989,7 @@ mod tests {
             |n: usize| format!("{}A == 1{}", "not (A == 1 and ".repeat(n), ")".repeat(n));
         for expr in [ands(MAX_NESTING), not_ands(MAX_NESTING / 2)] {
             let f = Filter::parse(&expr).expect("within the limits");
+            // Every level is true; an even number of `not`s cancels out.
             let expected = !expr.starts_with("not") || (MAX_NESTING / 2).is_multiple_of(2);
             assert_eq!(f.matches(&item), Ok(expected));
             assert_eq!(f.validate(&json!({"A": 0})), Ok(()));
@@ -1970,6 +2016,7 @@ mod tests {
                 ..
             }
         ));
+        // A short pattern that compiles huge (200 Unicode word classes) hits the size limit.
         assert!(matches!(
             parse_err(r"A matches `\w{200}`"),
             FilterError::Regex { .. }
@@ -2043,12 +2090,15 @@ mod tests {
             Err(r#"Invalid match operator "Equal" for selector "ServiceTags""#.to_string())
         );
         for bad_op in [
+            // Numbers and booleans take `==` and `!=` only.
             "ServicePort matches `8`",
             "ServicePort contains 8",
             "ServicePort is empty",
             "ServiceEnableTagOverride contains t",
+            // An object with known fields takes no operator at all.
             "ServiceWeights == 1",
             "ServiceWeights is empty",
+            // Maps take `in` and `is empty` only; arrays have no `matches`.
             "ServiceMeta == x",
             "ServiceMeta matches x",
             "ServiceTags matches x",
@@ -2061,6 +2111,8 @@ mod tests {
                 "{bad_op}"
             );
         }
+        // Values are coerced at validation too, so a bad one is refused before any data is
+        // filtered.
         for bad_value in [
             "ServicePort == abc",
             "ServicePort == 1.5",

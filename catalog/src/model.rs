@@ -129,7 +129,8 @@ impl Default for Weights {
     }
 }
 
-/// An address and port for a service's tagged address.
+/// An address and port for a service's tagged address (`lan`, `wan`, ...). A service's tagged
+/// addresses carry a port, a node's are plain strings: the two shapes of Consul's API.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceAddress {
@@ -447,7 +448,8 @@ pub struct PreparedQuery {
     pub id: String,
     /// Name (unique; a template's name is a prefix).
     pub name: String,
-    /// Session whose invalidation deletes the query.
+    /// Session whose invalidation deletes the query (empty: none); it must exist when the
+    /// query is written.
     pub session: String,
     /// Token (ACLs; kept, not checked): stored so that a query reads back as it was written.
     pub token: String,
@@ -483,9 +485,9 @@ pub struct QueryTemplate {
 pub struct QueryService {
     /// Service name (may hold template variables).
     pub service: String,
-    /// Other datacenters to try when none is healthy here.
+    /// Other datacenters to try when no instance is healthy here.
     pub failover: QueryFailover,
-    /// Checks that do not count for health.
+    /// Checks that do not count for health (a check known to flap, say).
     #[serde(rename = "IgnoreCheckIDs")]
     pub ignore_check_ids: Vec<String>,
     /// Only instances whose checks all pass (else warning counts as healthy).
@@ -506,11 +508,12 @@ pub struct QueryService {
     pub namespace: String,
 }
 
-/// Failover settings.
+/// Failover settings: `NearestN` first (by network distance), then the listed datacenters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct QueryFailover {
-    /// Try the N nearest datacenters.
+    /// Try the N nearest datacenters. Signed as Consul's field is, so a negative value reads
+    /// back and is refused by the server's checks rather than by the decoder.
     #[serde(rename = "NearestN")]
     pub nearest_n: i64,
     /// Try these datacenters, in order.

@@ -129,6 +129,7 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
             .values()
             .map(|q| crate::model::PreparedQuery::clone(q))
             .collect(),
+        // Its pieces joined: how the archive was cut into commands does not matter any more.
         staged_restore: st.staged.as_ref().map(|s| StagedPayload {
             id: s.id.clone(),
             data: s.bytes(),

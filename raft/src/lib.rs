@@ -28,6 +28,8 @@ use std::io::Cursor;
 use cairn_catalog::{Command, Response, StoreError};
 use serde::{Deserialize, Serialize};
 
+// Re-exported so that users name the very openraft this crate is built against (it is pinned
+// to one release), not a second copy of another version.
 pub use openraft;
 
 /// A Raft member as other servers reach it. Stored in membership entries and snapshots, so

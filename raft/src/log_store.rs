@@ -185,6 +185,7 @@ impl Cache {
         for (_, slot) in self.entries.split_off(&since) {
             self.bytes -= slot.size;
         }
+        // Truncated from the first entry or before it: nothing is left, on disk either.
         if self.first.is_some_and(|f| f >= since) {
             self.first = None;
         }
@@ -483,7 +484,8 @@ impl LogStore {
         }
     }
 
-    /// Number of entries in the log (in memory or only on disk).
+    /// Number of entries in the log (in memory or only on disk), from the first and last
+    /// indexes: the log has no holes, and older entries are not counted in memory.
     pub fn len(&self) -> usize {
         let c = self.cache();
         match (c.first, c.entries.last_key_value()) {
@@ -492,18 +494,20 @@ impl LogStore {
         }
     }
 
-    /// Whether the log holds no entry.
+    /// Whether the log holds no entry. Memory always holds the last entry, so no entry in
+    /// memory means none at all.
     pub fn is_empty(&self) -> bool {
         self.cache().entries.is_empty()
     }
 
-    /// Number of entries held decoded in memory.
+    /// Number of entries held decoded in memory (metrics and tests: the tail's size).
     pub fn in_memory_len(&self) -> usize {
         self.cache().entries.len()
     }
 
     /// The ID of the last entry, or of the last purged one when nothing is left (what
-    /// openraft's log state reports).
+    /// openraft's log state reports). Public because openraft 0.9 does not expose it, and
+    /// pre-vote compares it with a candidate's.
     pub fn last_log_id(&self) -> Option<LogId> {
         self.cache().last_log_id()
     }
@@ -665,6 +669,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         // Held throughout, so nothing leaves memory between the two parts of the read.
         let c = self.cache();
+        // Entries below the first one in memory come from the file, the rest from memory.
         let in_memory_from = c.entries.first_key_value().map_or(u64::MAX, |(&i, _)| i);
         let mut out = match &self.inner.db {
             Some(db) if start < in_memory_from => {
@@ -739,6 +744,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.append_then(entries, Box::new(move |r| callback.log_io_completed(r)))
     }
 
+    /// Removes the entries from `log_id` on: a new leader's log replaces them. Waits for the
+    /// file, so a restart cannot bring the removed entries back.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let since = log_id.index;
         {
@@ -784,6 +791,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub async fn bound_in_memory(raft: Raft, log: LogStore, budget: usize) {
     let mut metrics = raft.metrics();
     let mut tick = tokio::time::interval(COMPACT_CHECK);
+    // After a long compaction, look again once, not once per missed tick.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
@@ -802,6 +810,7 @@ pub async fn bound_in_memory(raft: Raft, log: LogStore, budget: usize) {
         // A snapshot first, unless one already covers everything applied: the log can only be
         // purged up to a snapshot.
         if snapshot < Some(applied) {
+            // An error here only means Raft has shut down.
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
@@ -815,12 +824,14 @@ pub async fn bound_in_memory(raft: Raft, log: LogStore, budget: usize) {
             match built {
                 Ok(_) => {}
                 Err(openraft::metrics::WaitError::ShuttingDown) => return,
+                // Timed out: tried again at a later tick, while the log keeps its entries.
                 Err(e) => {
                     tracing::warn!(error = %e, "in-memory Raft log: no snapshot to compact to");
                     continue;
                 }
             }
         }
+        // Up to the snapshot actually built, which may be past `applied` by now.
         let Some(upto) = metrics.borrow().snapshot.map(|l| l.index) else {
             continue;
         };
@@ -906,6 +917,7 @@ mod tests {
     async fn a_long_log_keeps_a_bounded_tail_in_memory() {
         let dir = scratch("tail");
         let path = dir.join("raft.db");
+        // A budget of a dozen or so of these entries (each about 1.5 KB encoded).
         let mut log = LogStore::open_with_budget(&path, 20_000).expect("open");
         for i in 1..=100u64 {
             append(&log, entry(1, i)).await;
@@ -916,6 +928,7 @@ mod tests {
             "{} in memory",
             log.in_memory_len()
         );
+        // One read across the boundary: the old part from the file, the tail from memory.
         let all = log.try_get_log_entries(1..=100).await.expect("read");
         let indexes: Vec<u64> = all.iter().map(|e| e.log_id.index).collect();
         assert_eq!(indexes, (1..=100).collect::<Vec<_>>());
@@ -1004,6 +1017,7 @@ mod tests {
         for i in 1..=5 {
             c.insert(entry(1, i), 1000, i <= 2);
         }
+        // Budget 0 evicts all it may: 1 and 2 are on disk, 3 is not, so 3 and after stay.
         c.evict(0);
         assert_eq!(c.entries.keys().copied().collect::<Vec<_>>(), vec![3, 4, 5]);
         c.mark_flushed(&[(LogId::new(CommittedLeaderId::new(1, 1), 3), Vec::new())]);

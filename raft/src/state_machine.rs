@@ -130,6 +130,8 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, cairn_catalog::State), Sna
     word.copy_from_slice(&body[12..16]);
     let meta_len = u32::from_be_bytes(word) as usize;
     let rest = &body[16..];
+    // A length past the end is refused rather than left to panic the slice: the checksum
+    // proves the bytes are as written, not that they were written right.
     if meta_len > rest.len() {
         return Err(bad("snapshot metadata length exceeds the file"));
     }
@@ -214,6 +216,7 @@ impl StateMachine {
                         }
                         other => other,
                     })?;
+                    // openraft then replays the log from the entry after `last_applied`.
                     sm.store.replace(state);
                     sm.last_applied = meta.last_log_id;
                     sm.membership = meta.last_membership.clone();
@@ -255,8 +258,11 @@ fn sm_err(verb: ErrorVerb, msg: impl ToString) -> StorageError {
 pub struct Builder {
     /// The state at `last_applied`, taken when the builder was made.
     state: Arc<cairn_catalog::State>,
+    /// The snapshot's log ID, captured with the state.
     last_applied: Option<LogId>,
+    /// The membership as of `last_applied`, captured with the state.
     membership: StoredMembership<u64, ServerNode>,
+    /// Where to write the file (`None`: in memory only).
     dir: Option<PathBuf>,
     /// Where the built snapshot is published for [`RaftStateMachine::get_current_snapshot`].
     current: Current,
@@ -313,6 +319,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Builder;
 
+    /// Where the state stands: openraft replays committed entries after `last_applied` and
+    /// takes the membership from here at start.
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId>, StoredMembership<u64, ServerNode>), StorageError> {

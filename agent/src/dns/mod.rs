@@ -39,11 +39,13 @@ pub use server::{bind, spawn};
 pub fn settings_from(config: &Config) -> Settings {
     let dns = &config.dns;
     let mut s = Settings::new(&config.domain, &config.datacenter);
+    // An alternative domain equal to the primary adds nothing (and the config refuses it).
     s.alt_domain = parse_domain(&config.alt_domain).filter(|alt| *alt != s.domain);
     s.node_ttl = ttl_secs(dns.node_ttl);
     s.set_service_ttls(dns.service_ttl.iter().map(|(k, v)| (k.as_str(), *v)));
     s.only_passing = dns.only_passing;
     s.enable_truncate = dns.enable_truncate;
+    // The engine caps it at 8 when it answers (see `Settings::udp_answer_cap`).
     s.udp_answer_limit = usize::try_from(dns.udp_answer_limit).unwrap_or(usize::MAX);
     s.a_record_limit = usize::try_from(dns.a_record_limit).unwrap_or(usize::MAX);
     s.disable_compression = dns.disable_compression;
@@ -54,11 +56,17 @@ pub fn settings_from(config: &Config) -> Settings {
         expire: dns.soa.expire,
         min_ttl: dns.soa.min_ttl,
     };
+    // Recursion is advertised (RA) only when a query outside the domain can actually be
+    // answered.
     s.recursion = !recursors(config).is_empty();
     s
 }
 
 /// The recursors of a configuration as socket addresses (port 53 when none is given).
+///
+/// The configuration already checked and normalized them; the parse is repeated because
+/// `Config` keeps them as text. Duplicates are dropped so a dead recursor is not waited
+/// on twice.
 pub fn recursors(config: &Config) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for r in &config.recursors {
@@ -77,6 +85,8 @@ pub fn recursors(config: &Config) -> Vec<SocketAddr> {
 
 /// The addresses the DNS server listens on: `addresses.dns`, else `client_addr`, with
 /// `ports.dns` (none when the port is disabled).
+///
+/// The same per-listener override rule as Consul's `addresses { dns = ... }`.
 pub fn listen_addrs(config: &Config) -> Vec<SocketAddr> {
     let Some(port) = config.ports.dns else {
         return Vec::new();

@@ -3,6 +3,11 @@
 //! TCP frame (16-bit length), the TCP connections (in all and per source address, so one
 //! source holding idle connections cannot shut the others out) and forwarded queries in
 //! flight, and the idle time of a TCP connection.
+//!
+//! A server answers from its own copy of the catalog (a stale read, like Consul's default
+//! `allow_stale`). A client agent has no catalog: it settles locally what needs none (names
+//! for the recursors, packets to drop) and hands the rest to a server over
+//! `/v1/internal/dns`, which answers with the same engine.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,15 +27,22 @@ use crate::config::Config;
 use crate::connlimit::{PerClient, Slot};
 
 /// TCP connections served at once; more are closed at accept.
+/// Each connection holds a task and a buffer; past this, new ones are refused at once
+/// rather than queued behind idle ones.
 const MAX_TCP_CONNECTIONS: usize = 512;
 /// TCP connections one source address may have open; more are closed at accept. An eighth
 /// of the total: a resolver needs a few, and eight sources are needed to fill the server.
 const MAX_TCP_PER_SOURCE: u32 = 64;
 /// Forwarded queries in flight; more are answered SERVFAIL at once.
+/// Each forward holds a socket and waits up to the recursor timeout per recursor; the
+/// bound keeps a flood of outside names from exhausting file descriptors.
 const MAX_FORWARDS: usize = 1024;
 /// A TCP connection idle for this long is closed.
+/// Also bounds a client that sends a length prefix and then nothing.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// How often the settings are re-read from the configuration (reload).
+/// Polled rather than pushed: the agent's reload only swaps its configuration, and a
+/// second of lag on a DNS setting is harmless.
 const SETTINGS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Bound DNS sockets, ready to serve.
@@ -41,6 +53,9 @@ pub struct Listeners {
 }
 
 /// Binds UDP and TCP on every DNS address of the configuration.
+///
+/// Bound before anything is served; an error comes with the address that failed, so a
+/// port in use is reported by address.
 pub async fn bind(config: &Config) -> Result<Listeners, (SocketAddr, io::Error)> {
     let mut out = Listeners::default();
     for addr in super::listen_addrs(config) {
@@ -59,10 +74,13 @@ pub async fn bind(config: &Config) -> Result<Listeners, (SocketAddr, io::Error)>
 /// What the tasks share: the agent, the settings and the memo.
 struct Shared {
     agent: Arc<Agent>,
+    /// Memo of the server's catalog (on a server agent).
     cache: Cache,
     /// Memo for the empty state a client agent screens queries with.
     empty_cache: Cache,
+    /// Swapped whole on refresh; a query keeps the `Arc` it started with.
     runtime: RwLock<Arc<Runtime>>,
+    /// Forwarded queries in flight ([`MAX_FORWARDS`]).
     forwards: Arc<Semaphore>,
 }
 
@@ -70,6 +88,7 @@ struct Shared {
 struct Runtime {
     settings: Settings,
     recursors: Vec<SocketAddr>,
+    /// At least 1 ms: a zero timeout would fail every forward without trying.
     recursor_timeout: Duration,
 }
 
@@ -103,13 +122,16 @@ impl Shared {
     }
 
     /// Answers one packet from the catalog: a server reads its own state; a client agent
-    /// decides locally what needs no catalog (names for the recursors, malformed queries) and
+    /// decides locally what needs no catalog (names for the recursors, packets to drop) and
     /// asks a server for the rest.
     async fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
         if let Some(outcome) = self.answer_here(rt, packet, transport) {
             return outcome;
         }
         let now = unix_now();
+        // An empty catalog gives the engine everything it needs to tell what is local: a
+        // forward, or a packet to drop. Any reply it makes (even NXDOMAIN) needs the real
+        // catalog, so the server is asked.
         let empty = cairn_catalog::State::new();
         let local = {
             let view = View::new(&empty, &self.empty_cache);
@@ -133,7 +155,11 @@ impl Shared {
             Ok(crate::rpc::DnsReply {
                 reply: Some(bytes), ..
             }) => Outcome::Reply(bytes),
+            // The server had nothing to send: it dropped the packet, or it would forward it
+            // (outside names were already forwarded by this agent, above).
             Ok(_) => Outcome::Drop,
+            // No server reachable: silence, so the client retries or tries another resolver,
+            // rather than a SERVFAIL it might cache.
             Err(e) => {
                 debug!(error = %e, "DNS: no server answered a forwarded query");
                 Outcome::Drop
@@ -160,6 +186,8 @@ impl Shared {
 }
 
 /// How often a blocked UDP thread looks at the stop flag.
+/// A blocking receive cannot be woken by the stop signal; this bounds how long a
+/// thread outlives the agent's shutdown.
 const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// A server's UDP loop on a thread of its own: blocking receive, answer, send. Plain
@@ -189,10 +217,13 @@ fn udp_thread(
                 }
             }
             Some(Outcome::Forward(fwd)) => {
+                // The forward runs on the async runtime: it gets its own handle on the socket to
+                // reply from the address the client asked.
                 let Ok(reply_sock) = sock.try_clone() else {
                     continue;
                 };
                 let packet = packet.to_vec();
+                // Past the bound the client gets SERVFAIL at once instead of waiting in a queue.
                 let permit = Arc::clone(&shared.forwards).try_acquire_owned();
                 runtime.spawn(async move {
                     let answer = match permit {
@@ -209,6 +240,7 @@ fn udp_thread(
     }
 }
 
+/// Seconds since the epoch for the SOA serial; 0 if the clock is before 1970.
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -292,10 +324,13 @@ pub fn spawn(agent: &Arc<Agent>, listeners: Listeners) {
             }
         });
     }
+    // One worker per core, between 2 and 8: UDP answers are short CPU work.
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8);
+    // The UDP threads are not tokio tasks: they poll this flag, set by a task that waits
+    // for the agent's shutdown.
     let stop_flag = Arc::new(AtomicBool::new(false));
     {
         let flag = Arc::clone(&stop_flag);
@@ -412,10 +447,12 @@ async fn tcp_acceptor(
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "DNS TCP accept failed");
+                // Accept errors are usually out of file descriptors; retrying at once would spin.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // Dropping the stream closes it: refused connections cost no task.
         let Some(slot) = per_source.try_acquire(peer.ip(), MAX_TCP_PER_SOURCE) else {
             debug!(%peer, "too many DNS TCP connections from this source; closing");
             continue;
@@ -449,6 +486,7 @@ async fn tcp_connection(
             },
             _ = stop.wait_for(|s| *s) => return,
         };
+        // At most 64 KiB (a 16-bit length): the frame size is bounded by the protocol.
         buf.resize(len, 0);
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
@@ -474,6 +512,7 @@ async fn tcp_connection(
                     None => return,
                 }
             }
+            // On TCP, a query not worth answering ends the connection.
             Outcome::Drop => return,
         };
         if write_frame(&mut stream, &answer).await.is_err() {
@@ -482,6 +521,8 @@ async fn tcp_connection(
     }
 }
 
+/// Writes one length-prefixed message (RFC 1035 4.2.2) in a single write, within the idle
+/// timeout so that a client that stops reading cannot hold the task.
 async fn write_frame(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("DNS message too long"))?;
     let mut frame = Vec::with_capacity(msg.len() + 2);
@@ -494,6 +535,9 @@ async fn write_frame(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
 
 /// Asks the recursors in order, each within the recursor timeout; the first usable answer
 /// wins, else SERVFAIL.
+///
+/// The query goes over the transport it came on: a UDP client gets what fits a datagram
+/// (or an empty truncated answer, to retry over TCP), a TCP client the full answer.
 async fn forward(
     rt: &Runtime,
     packet: &[u8],
@@ -521,6 +565,8 @@ async fn forward(
     wire::servfail(fwd, &rt.settings)
 }
 
+/// One query to `recursor` over UDP from a fresh ephemeral port, so answers to different
+/// client queries never share a socket (and a spoofed answer must guess the port too).
 async fn exchange_udp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
     let local: SocketAddr = if recursor.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -530,6 +576,7 @@ async fn exchange_udp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>
     let sock = UdpSocket::bind(local).await?;
     sock.connect(recursor).await?;
     sock.send(packet).await?;
+    // The recursor may answer with EDNS up to 64 KiB.
     let mut buf = vec![0u8; 65_535];
     loop {
         let n = sock.recv(&mut buf).await?;
@@ -541,6 +588,7 @@ async fn exchange_udp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>
     }
 }
 
+/// One query to `recursor` over a fresh TCP connection.
 async fn exchange_tcp(recursor: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(recursor).await?;
     let len = u16::try_from(packet.len()).map_err(|_| io::Error::other("query too long"))?;

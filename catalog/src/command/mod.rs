@@ -591,7 +591,9 @@ pub mod b64_vec {
 }
 
 impl Command {
-    /// The command itself, without the request identity it may travel with.
+    /// The command itself, without the request identity it may travel with: what to look at
+    /// when the kind of command matters (a restore is proposed in an entry of its own, with
+    /// or without an identity).
     pub fn inner(&self) -> &Command {
         match self {
             Command::Request { cmd, .. } => cmd,
@@ -599,7 +601,8 @@ impl Command {
         }
     }
 
-    /// The proposer's clock carried by the command (0 when it carries none).
+    /// The proposer's clock carried by the command (0 when it carries none). A batch carries
+    /// none of its own: each member is applied with its own clock.
     pub fn now_ms(&self) -> u64 {
         match self {
             Command::Register { now_ms, .. }

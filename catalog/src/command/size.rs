@@ -421,6 +421,7 @@ impl EncodedBound for Command {
             Command::SessionDestroy { id, now_ms } => object(&[id.bound(), now_ms.bound()]),
             Command::Txn { ops, now_ms } => object(&[ops.bound(), now_ms.bound()]),
             Command::ReapTombstones { up_to } => object(&[up_to.bound()]),
+            // The array of the members, each with its own tag.
             Command::Batch(cmds) => cmds.bound(),
             Command::Restore { data } => object(&[base64(Some(data))]),
             Command::RestoreChunk { id, offset, data } => {
@@ -435,6 +436,7 @@ impl EncodedBound for Command {
             // Written as the bare tag, sized by `tagged` below.
             Command::Noop => 0,
             Command::Request { id, cmd } => object(&[id.bound(), cmd.bound()]),
+            // Written back as read, its own flag included: sized whole by its own impl.
             Command::Unknown(u) => return u.bound(),
         };
         // The flag's entry, written for a type that says it may be skipped.
@@ -471,7 +473,9 @@ mod tests {
             service_name: "web".into(),
             service_tags: vec![tag.into(), "v2".into()],
             check_type: "http".into(),
+            // Far beyond Go's range: the longest duration strings `format_go_duration` writes.
             interval: Duration::from_secs(u64::MAX / 4),
+            // A fraction: `1.5µs`, with its two-byte `µ`.
             timeout: Duration::from_nanos(1_500),
             exposed_port: u16::MAX,
             create_index: u64::MAX,
@@ -488,6 +492,8 @@ mod tests {
     /// One command of every type (an unknown one included), filled with the awkward cases:
     /// escapes in keys and values, large byte values, extreme integers and floats.
     fn samples() -> Vec<Command> {
+        // Field values chosen for their encodings: control characters in map keys and values,
+        // many short tags (per-element overhead), a maximal port.
         let service = Service {
             kind: "connect-proxy".into(),
             id: "web-1".into(),
@@ -535,6 +541,7 @@ mod tests {
             },
             ..PreparedQuery::default()
         };
+        // Every table of a transaction, with bytes that are not text (base64 of 0xff).
         let txn = Command::Txn {
             ops: vec![
                 TxnOp::Kv(TxnKvOp {
@@ -570,6 +577,7 @@ mod tests {
             },
             now_ms: 1,
         };
+        // A skippable command of an unknown type, whose body is sized as a raw JSON value.
         let unknown: Command = serde_json::from_str(
             r#"{"Future":{"A":[1,2.5,"x\u0001"],"B":{"C":null}},"ignore_unknown":true}"#,
         )
@@ -620,6 +628,7 @@ mod tests {
             txn.clone(),
             Command::ReapTombstones { up_to: u64::MAX },
             Command::Batch(vec![register.clone(), txn, Command::Noop]),
+            // A large byte payload: base64 dominates the size.
             Command::Restore {
                 data: vec![1; 100_000],
             },
@@ -638,6 +647,7 @@ mod tests {
                     node: "node-1".into(),
                     segment: String::new(),
                     coord: Coordinate {
+                        // Floats at their longest shortest-form (sign, 17 digits, exponent).
                         vec: vec![-1.234_567_890_123_456_7e-300; 8],
                         error: 1.5,
                         adjustment: f64::MIN_POSITIVE,
@@ -676,6 +686,7 @@ mod tests {
     #[test]
     fn the_bound_covers_the_encoding_of_every_type() {
         for cmd in samples() {
+            // The command alone, as Raft entries carry it (no envelope).
             let real = serde_json::to_vec(&cmd).expect("encodes").len();
             let bound = cmd.encoded_size_bound();
             assert!(bound >= real, "{}: bound {bound} < {real}", cmd.type_tag());

@@ -267,6 +267,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
         let mut flag: Option<bool> = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == IGNORE_UNKNOWN_KEY {
+                // Twice is refused rather than letting one of the two silently win.
                 if flag.is_some() {
                     return Err(A::Error::duplicate_field(IGNORE_UNKNOWN_KEY));
                 }
@@ -337,6 +338,7 @@ impl<'de, A: MapAccess<'de>> EnumAccess<'de> for VariantDeserializer<'_, A> {
     type Error = A::Error;
     type Variant = Self;
 
+    /// The tag, replayed from the string already read.
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), A::Error> {
         let tag: StrDeserializer<'_, A::Error> = self.tag.as_str().into_deserializer();
         let v = seed.deserialize(tag)?;
@@ -352,14 +354,17 @@ impl<'de, A: MapAccess<'de>> VariantAccess<'de> for VariantDeserializer<'_, A> {
         self.map.next_value()
     }
 
+    /// `Batch(Vec<Command>)`: the body is the variant's one value.
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
         self.map.next_value_seed(seed)
     }
 
+    /// Required by the trait; `Command` has no tuple variant today.
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         self.map.next_value_seed(TupleSeed { len, visitor })
     }
 
+    /// Most commands: the body is an object of the variant's fields.
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
@@ -690,6 +695,7 @@ mod tests {
         assert_eq!(tags, KNOWN_TYPES, "one sample per known type, in order");
         for cmd in &all {
             assert_eq!(written_tag(cmd), cmd.type_tag());
+            // No type known today may be skipped: each is known to every reader of the flag.
             assert!(!cmd.ignore_unknown());
             let bytes = encode(cmd).expect("encodes");
             assert_eq!(&decode(&bytes).expect("decodes"), cmd);
@@ -703,6 +709,7 @@ mod tests {
     #[test]
     fn envelope_bounds() {
         let bytes = encode(&kv_cas()).expect("encodes");
+        // A newer envelope is named as such, not as a malformed command.
         assert!(matches!(
             decode(b"{\"v\":99,\"cmd\":\"Noop\"}"),
             Err(DecodeError::Version(99))
@@ -715,6 +722,7 @@ mod tests {
             decode(&bytes[..bytes.len() / 2]),
             Err(DecodeError::Malformed(_))
         ));
+        // Two type tags in one command.
         assert!(matches!(
             decode(b"{\"v\":1,\"cmd\":{\"Noop\":null,\"Kv\":{}}}"),
             Err(DecodeError::Malformed(_))
@@ -735,6 +743,8 @@ mod tests {
             r#"{"v":1,"cmd":{"Request":{"id":{"client":"c1","seq":2,"floor":1},"cmd":{"SessionDestroy":{"id":"s","now_ms":9}}}}}"#,
             r#"{"v":1,"cmd":{"Batch":[{"ReapTombstones":{"up_to":4}},{"RestoreAbort":{"id":"r"}}]}}"#,
         ];
+        // Byte for byte: an entry read and written back (a server handing entries on to a
+        // follower) must still be what the previous release reads.
         for text in v1 {
             let cmd = decode(text.as_bytes()).expect("version 1 decodes");
             assert_eq!(encode(&cmd).expect("encodes"), text.as_bytes());
@@ -754,6 +764,7 @@ mod tests {
         };
         assert!(matches!(&ops[0], TxnOp::Kv(o) if o.verb == KvVerb::Set));
         assert!(matches!(&ops[1], TxnOp::Unrecognized(u) if u.error.verb == "bogus"));
+        // Written back as it was read, the unknown verb included.
         assert_eq!(
             serde_json::to_value(&cmd).expect("encodes"),
             serde_json::from_str::<Value>(text).expect("json")["cmd"]
@@ -762,6 +773,8 @@ mod tests {
             cmd.validate(),
             Err(crate::command::InvalidCommand::UnknownVerb { op_index: 1, .. })
         ));
+        // Applied as version 1 applied it: rolled back, with every failing operation listed
+        // (the bad verb, and the read of a node that does not exist).
         let mut st = State::new();
         let applied = st.apply(1, &cmd);
         let Ok(Response::Txn { results, errors }) = applied.result else {
@@ -872,6 +885,7 @@ mod tests {
             stop.refused_unknown().map(|u| u.tag.as_str()),
             Some("PeeringWrite")
         );
+        // Neither may be proposed by this version: only a newer one writes them.
         assert!(skip.validate().is_err() && stop.validate().is_err());
 
         let mut st = State::new();
@@ -879,10 +893,12 @@ mod tests {
         assert_eq!(a.result, Ok(Response::Done));
         assert!(a.changes.is_empty());
         assert_eq!(st.last_index(), 1);
+        // In a batch, the skippable member is a no-op and the others apply.
         let batch = Command::Batch(vec![kv_cas(), skip.clone()]);
         let a = st.apply(2, &batch);
         assert!(matches!(a.result, Ok(Response::Batch(ref r)) if r.len() == 2));
 
+        // An unskippable member refuses the whole entry, including the members before it.
         let before = st.kv_get("a/b").1;
         let refused = Command::Batch(vec![
             Command::Kv {

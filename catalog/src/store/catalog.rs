@@ -177,6 +177,8 @@ impl Tx<'_> {
         if svc.service.is_empty() {
             return Err(StoreError::Invalid("Must provide service name".into()));
         }
+        // The ID defaults to the name before anything is looked up, so a registration without
+        // one updates the same instance every time.
         let mut svc = svc.clone();
         if svc.id.is_empty() {
             svc.id = svc.service.clone();
@@ -206,6 +208,8 @@ impl Tx<'_> {
         let name = svc.service.clone();
         let tags = svc.tags.clone();
         self.st.services.insert(key.clone(), Arc::new(svc));
+        // The service list, this name, and the node (whose service list changed). Other
+        // services on the node are not affected.
         self.bump(WatchKey::Services);
         self.bump(WatchKey::Service(name.clone()));
         self.bump(WatchKey::Node(node.to_string()));
@@ -220,6 +224,8 @@ impl Tx<'_> {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        // Rewritten at this index like any change, so readers of checks see the new name and
+        // tags; checks already carrying them are left alone.
         for ck in bound {
             if let Some(c) = self.st.checks.get(&ck) {
                 let mut c = HealthCheck::clone(c);
@@ -259,6 +265,7 @@ impl Tx<'_> {
         if !self.st.nodes.contains_key(&node) {
             return Err(StoreError::NotFound("Missing node registration".into()));
         }
+        // Like a service's ID, a check's defaults to its name.
         if check.check_id.is_empty() {
             if check.name.is_empty() {
                 return Err(StoreError::Invalid("Missing check ID".into()));
@@ -286,6 +293,8 @@ impl Tx<'_> {
             check.service_tags = svc.tags.clone();
             Some(svc.service.clone())
         };
+        // As for nodes and services: indexes copied before comparing, so an identical check
+        // (an agent re-syncing a passing check) changes nothing.
         let key = (node.clone(), check.check_id.clone());
         let old = self.st.checks.get(&key).cloned();
         if let Some(existing) = &old {
@@ -370,6 +379,8 @@ impl Tx<'_> {
             return;
         };
         self.bump(WatchKey::Checks);
+        // The same reach as writing the check: a node-level check's removal changes the health
+        // of every instance on the node.
         if check.service_name.is_empty() {
             self.touch_node(node);
         } else {
@@ -402,6 +413,8 @@ impl Tx<'_> {
         for c in checks {
             self.delete_check(node, &c);
         }
+        // Sessions bound to the node's checks went with the checks above; these are the
+        // node's other sessions.
         let sessions: Vec<String> = self
             .st
             .sessions
@@ -420,6 +433,7 @@ impl Tx<'_> {
             .filter(|(n, _)| n == node)
             .cloned()
             .collect();
+        // Only a node that had coordinates moves the coordinates' index.
         if !coords.is_empty() {
             for k in coords {
                 self.st.coordinates.remove(&k);
@@ -434,7 +448,8 @@ impl Tx<'_> {
 
 /// Catalog and health reads. Each returns the index the answer reflects.
 impl State {
-    /// All nodes, by name.
+    /// All nodes, by name, with the node list's index (which moves when any node record
+    /// changes, not when a node's services or checks do).
     pub fn nodes(&self) -> (u64, Vec<Arc<Node>>) {
         (
             self.index_of(&WatchKey::Nodes),
@@ -447,7 +462,8 @@ impl State {
         self.nodes.get(name).cloned()
     }
 
-    /// Index for reads about one node.
+    /// Index for reads about one node: its record, services and checks. Falls back to the
+    /// node list's index for a node that does not exist (or no longer does).
     pub fn node_index(&self, name: &str) -> u64 {
         self.index_of(&WatchKey::Node(name.to_string()))
     }
@@ -468,7 +484,7 @@ impl State {
         (idx, Some((Arc::clone(node), services)))
     }
 
-    /// Checks of a node (node-level and service-level).
+    /// Checks of a node (node-level and service-level), by check ID.
     pub fn node_checks(&self, name: &str) -> (u64, Vec<Arc<HealthCheck>>) {
         let checks = self
             .checks
@@ -517,7 +533,8 @@ impl State {
         (self.index_of(&WatchKey::Services), out)
     }
 
-    /// Index for reads about one service name.
+    /// Index for reads about one service name: its instances, their nodes and checks. Falls
+    /// back to the service list's index for a name with no instance (left or never there).
     pub fn service_index(&self, name: &str) -> u64 {
         self.index_of(&WatchKey::Service(name.to_string()))
     }
@@ -575,7 +592,8 @@ impl State {
         (self.service_index(name), out)
     }
 
-    /// Checks bound to instances of a service.
+    /// Checks bound to instances of a service (`/v1/health/checks/:service`): the instances'
+    /// own checks only, not their nodes'.
     pub fn service_checks(&self, name: &str) -> (u64, Vec<Arc<HealthCheck>>) {
         let mut out = Vec::new();
         for (node, service) in self.instances(name) {
@@ -601,14 +619,14 @@ impl State {
         (self.index_of(&WatchKey::Checks), out)
     }
 
-    /// One check.
+    /// One check (no index: callers that block use the node's or the service's).
     pub fn check(&self, node: &str, check_id: &str) -> Option<Arc<HealthCheck>> {
         self.checks
             .get(&(node.to_string(), check_id.to_string()))
             .cloned()
     }
 
-    /// One service instance.
+    /// One service instance (no index: callers that block use the node's or the service's).
     pub fn service(&self, node: &str, id: &str) -> Option<Arc<Service>> {
         self.services
             .get(&(node.to_string(), id.to_string()))

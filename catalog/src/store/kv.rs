@@ -91,6 +91,8 @@ impl Tx<'_> {
                 ..KvEntry::default()
             },
         };
+        // Every write moves the ModifyIndex, even one that stores the same value, as in Consul
+        // (unlike catalog registrations, where identical data changes nothing).
         entry.value = req.value.clone().filter(|v| !v.is_empty());
         entry.flags = req.flags;
         entry.modify_index = self.index;
@@ -139,6 +141,7 @@ impl Tx<'_> {
         {
             return Ok(false);
         }
+        // Held by another session: no stealing, whatever the value or index.
         let holder = self.st.kv.get(&req.key).and_then(|e| e.session.clone());
         if holder.is_some_and(|h| h != req.session) {
             return Ok(false);
@@ -235,6 +238,8 @@ impl State {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, e)| Arc::clone(e))
             .collect();
+        // The highest ModifyIndex under the prefix, not the table's: writes elsewhere in the
+        // KV do not end a wait on this prefix.
         let idx = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
         (self.prefix_index(prefix, idx), entries)
     }
@@ -250,6 +255,8 @@ impl State {
             .take_while(|(k, _)| k.starts_with(prefix))
         {
             max = max.max(e.modify_index);
+            // The separator is looked for after the prefix only: the prefix may contain it
+            // (`?keys=a/&separator=/` lists `a/b/` for `a/b/c`).
             let rest = &k[prefix.len()..];
             let key = match (separator.is_empty(), rest.find(separator)) {
                 (false, Some(pos)) => format!("{prefix}{}", &rest[..pos + separator.len()]),

@@ -10,6 +10,28 @@
 //! table) so that a blocking query waits on exactly what it read, and KV tombstones so
 //! that a deleted key still moves the index of the prefixes above it.
 //!
+//! Which writes move which watch keys (a committed transaction moves the union of its
+//! operations'; a failed command moves nothing):
+//!
+//! | write                   | keys moved                                                   |
+//! |-------------------------|--------------------------------------------------------------|
+//! | node record             | `Nodes`, `Node(n)`, `Service(s)` for every service on `n`    |
+//! | service instance        | `Services`, `Service(name)`, `Node(n)`; `Checks` if its      |
+//! |                         | checks were renamed or retagged; the old name if renamed     |
+//! | node-level check        | `Checks`, `Node(n)`, `Service(s)` for every service on `n`   |
+//! | service check           | `Checks`, `Node(n)`, `Service(name)`, and the service it     |
+//! |                         | was bound to before, if any                                  |
+//! | node removal            | all of the above for what it held, `Nodes`, and              |
+//! |                         | `Coordinates` if it had any                                  |
+//! | KV write or delete      | `Kv`, and the key in [`Changes::kv_keys`]                    |
+//! | session create/destroy  | `Sessions`; a destroy also its keys and tied `Queries`       |
+//! | coordinates, autopilot, | `Coordinates`, `Autopilot`, `Queries`                        |
+//! | prepared queries        |                                                              |
+//! | restore                 | every key ([`Changes::all`])                                 |
+//!
+//! A check that turns critical or goes away also destroys the sessions bound to it, with
+//! their effects. Reaping tombstones moves nothing.
+//!
 //! Each command type is applied by a function in the submodule of the table it writes
 //! (`catalog`, `kv`, `session`, `txn`, `restore`, ...); this module holds the state, the
 //! dispatch, and the rules every command shares: all or nothing, an index that only grows, and
@@ -345,10 +367,13 @@ impl Tx<'_> {
             Command::SessionCreate { session } => {
                 self.session_create(session).map(|()| Response::Done)
             }
+            // Destroying a session that is not there succeeds, as in Consul: it may have
+            // expired or been destroyed by another request meanwhile.
             Command::SessionDestroy { id, .. } => {
                 self.session_destroy(id);
                 Ok(Response::Done)
             }
+            // Always `Ok`: a rolled-back transaction answers with its errors (see `txn`).
             Command::Txn { ops, .. } => Ok(self.txn(ops)),
             Command::ReapTombstones { up_to } => Ok(self.reap_tombstones(*up_to)),
             Command::Restore { data } => self.restore(data),

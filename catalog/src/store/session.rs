@@ -33,6 +33,8 @@ impl Tx<'_> {
                 session.node
             )));
         }
+        // Node and service checks alike: both are keyed by (node, check ID), on the session's
+        // node.
         let ids = session
             .node_checks
             .iter()
@@ -52,6 +54,7 @@ impl Tx<'_> {
                 Some(_) => {}
             }
         }
+        // Sessions are never modified, only created and destroyed: both indexes are this one.
         let mut s = session.clone();
         s.create_index = self.index;
         s.modify_index = self.index;
@@ -82,6 +85,7 @@ impl Tx<'_> {
             }
             self.bump(WatchKey::Queries);
         }
+        // The keys it holds, from the derived table rather than a scan of the whole KV.
         let held: Vec<String> = self
             .st
             .session_locks
@@ -116,6 +120,8 @@ impl Tx<'_> {
                 self.st.lock_delays.insert(key, now_ms + delay_ms);
             }
         }
+        // Normally gone already (each release or delete above unlinked its key): no entry
+        // may outlive its session.
         self.st.session_locks.remove(id);
     }
 

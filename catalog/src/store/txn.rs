@@ -36,6 +36,8 @@ impl Tx<'_> {
                 // did when first applied.
                 TxnOp::Unrecognized(u) => Err(StoreError::Invalid(u.error.to_string())),
             };
+            // Results of operations that succeeded are collected even after a failure, then
+            // dropped below: a rolled-back transaction answers its errors only.
             match r {
                 Ok(mut out) => results.append(&mut out),
                 Err(e) => errors.push(TxnError {
@@ -44,6 +46,7 @@ impl Tx<'_> {
                 }),
             }
         }
+        // The changes go back too, or readers would be woken for writes that never happened.
         if !errors.is_empty() {
             *self.st = before;
             self.changes = changes_before;
@@ -56,6 +59,7 @@ impl Tx<'_> {
     /// that does not hold (a stale CAS, a lock held by another) is an error that rolls the
     /// transaction back, not a `false`.
     fn txn_kv(&mut self, op: &TxnKvOp) -> Result<Vec<TxnResult>, StoreError> {
+        // The `/v1/kv` request form, so the writes share `kv_set` and `kv_write`.
         let req = KvRequest {
             key: op.key.clone(),
             value: op.value.clone(),
@@ -108,6 +112,7 @@ impl Tx<'_> {
                 }
                 Ok(stripped(&written(self.st.kv.get(&op.key), "key", &op.key)?))
             }
+            // Reads answer with the value.
             KvVerb::Get => match current {
                 Some(e) => Ok(vec![TxnResult::Kv(KvEntry::clone(&e))]),
                 None => Err(StoreError::NotFound(format!(
@@ -195,6 +200,7 @@ impl Tx<'_> {
                 .map(|n| vec![TxnResult::Node(Node::clone(&n))])
         };
         match op.verb {
+            // `cas` is `set` behind an index check; both answer the node as stored.
             CatalogVerb::Set | CatalogVerb::Cas => {
                 if op.verb == CatalogVerb::Cas {
                     check_cas(
@@ -204,6 +210,7 @@ impl Tx<'_> {
                         current.map(|n| n.modify_index),
                     )?;
                 }
+                // As a registration requires it (there is no `SkipNodeUpdate` here).
                 if op.node.address.is_empty() {
                     return Err(StoreError::Invalid("Must provide address".into()));
                 }

@@ -26,6 +26,8 @@ use super::{Cache, Settings, View};
 /// The catalog every input is resolved against: 40 nodes with a `web` service (spelled `web`
 /// or `Web`, some with their own address) in every health state, node metadata that needs
 /// TXT escaping, a prepared query and a prepared query template.
+///
+/// Built once per process: the fuzzer calls [`fuzz_one`] millions of times.
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
@@ -125,6 +127,7 @@ pub fn fuzz_one(data: &[u8]) -> [Outcome; 2] {
     let cache = Cache::new();
     let view = View::new(state(), &cache);
     let settings = settings_for(data);
+    // The shuffle is seeded from the input, so a crash reproduces from its input alone.
     let seed = u64::from(data.first().copied().unwrap_or(0));
     [
         (Transport::Udp, MAX_UDP_SIZE),
@@ -139,6 +142,9 @@ pub fn fuzz_one(data: &[u8]) -> [Outcome; 2] {
 }
 
 /// The oracle for one outcome.
+///
+/// A reply must fit the transport, decode, be a response and carry the query's ID; a
+/// forward needs recursors and keeps the ID. Dropping is always allowed.
 fn check(data: &[u8], settings: &Settings, transport: Transport, limit: usize, outcome: &Outcome) {
     let id = || {
         assert!(

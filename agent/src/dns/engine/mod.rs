@@ -7,6 +7,10 @@
 //! - [`resolve`]: question + view + settings -> records;
 //! - [`wire`]: validation, size limits, truncation and encoding (hickory-proto);
 //! - `fuzz`: the body of the fuzz target (`agent/fuzz`), kept here so that it always builds.
+//!
+//! Keeping I/O out is what lets the engine be fuzzed and tested byte for byte: the same
+//! function answers a UDP worker, a TCP connection and a client agent's query relayed to a
+//! server (`/v1/internal/dns`), and a test drives it with a seeded random source.
 
 #[doc(hidden)]
 pub mod fuzz;

@@ -5,6 +5,9 @@
 //! `virtual` is the kind; the labels after it are the locality (`<dc>`, or `<dc>.dc`,
 //! `<ns>.ns`, `<ap>.ap`, `<peer>.peer`), the labels before it the query. SRV questions may
 //! leave out `service` in the RFC 2782 form (`_web._tcp.consul`).
+//!
+//! Reading from the right is what lets the front part hold dots: a node name such as
+//! `my.host` or a tag such as `a.b` is everything before the kind label.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -31,6 +34,9 @@ pub enum Zone {
 
 /// Finds the zone of a question name. The longest matching domain wins (an alternative
 /// domain may sit under the primary one).
+///
+/// A reverse name is only recognized as one when it spells out a whole address: a partial
+/// one (`2.0.192.in-addr.arpa.`) names a network, which the catalog knows nothing about.
 pub fn zone_of(name: &Name, settings: &Settings) -> Zone {
     let mut best: Option<&Name> = None;
     for d in std::iter::once(&settings.domain).chain(settings.alt_domain.as_ref()) {
@@ -44,6 +50,8 @@ pub fn zone_of(name: &Name, settings: &Settings) -> Zone {
         let labels = name
             .iter()
             .take(keep)
+            // ASCII lowercase only, as DNS compares names (RFC 4343); a label with other bytes
+            // matches nothing in the catalog anyway.
             .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
             .collect();
         return Zone::Domain {
@@ -53,6 +61,7 @@ pub fn zone_of(name: &Name, settings: &Settings) -> Zone {
     }
     let last = name.iter().next_back();
     if last.is_some_and(|l| l.eq_ignore_ascii_case(b"arpa")) {
+        // `parse_arpa_name` wants a fully qualified name; the question's may not be marked so.
         let mut fqdn = name.clone();
         fqdn.set_fqdn(true);
         let ip = fqdn
@@ -120,11 +129,16 @@ pub enum Lookup {
 }
 
 /// The labels that name a lookup kind.
+/// Consul's kinds, including those Cairn does not serve (`connect`, `ingress`,
+/// `virtual`), which parse as [`Lookup::Unsupported`].
 const KINDS: [&str; 7] = [
     "service", "node", "addr", "query", "connect", "ingress", "virtual",
 ];
 
 /// Reads the labels in front of the domain.
+///
+/// Never fails: anything that does not follow the grammar is [`Lookup::Invalid`] (answered
+/// NXDOMAIN), so a malformed name costs nothing more than an unknown one.
 pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
     let mut split = None;
     for (i, label) in labels.iter().enumerate().rev() {
@@ -133,6 +147,7 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
             break;
         }
         // SRV questions may omit `service` in the RFC 2782 form.
+        // Only for SRV: `_web._tcp.consul` asked for an A record is no name Consul knows.
         if qtype == RecordType::SRV && label.starts_with('_') {
             split = Some((i + 1, "service", i + 1));
             break;
@@ -142,6 +157,7 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
         return Lookup::Invalid;
     };
     let parts = &labels[..parts_end];
+    // With the RFC 2782 form (no kind label) the split is after the last `_` label.
     let suffixes = &labels[suffix_start..];
     if parts.is_empty() {
         return Lookup::Invalid;
@@ -152,6 +168,7 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
     };
     match kind {
         "service" => parse_service(parts, locality),
+        // A node name may contain dots: every label in front is part of it.
         "node" => Lookup::Node {
             name: parts.join("."),
             locality,
@@ -162,6 +179,7 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
         },
         "query" => {
             let name = match parts {
+                // RFC 2782 form of a prepared query: `_<name>._tcp.query`.
                 [n, proto] if n.starts_with('_') && proto.starts_with('_') => {
                     n.trim_start_matches('_').to_string()
                 }
@@ -173,6 +191,7 @@ pub fn parse(labels: &[String], qtype: RecordType) -> Lookup {
     }
 }
 
+/// The service part: `_<name>._<tag>` (RFC 2782) or `[tag.]<name>`.
 fn parse_service(parts: &[String], locality: Locality) -> Lookup {
     if let [svc, tag] = parts
         && let (Some(svc), Some(tag)) = (svc.strip_prefix('_'), tag.strip_prefix('_'))
@@ -205,9 +224,11 @@ fn parse_service(parts: &[String], locality: Locality) -> Lookup {
 fn parse_locality(suffixes: &[String]) -> Result<Locality, Lookup> {
     match suffixes {
         [] => return Ok(Locality::Local),
+        // The short form: one label is the datacenter (`web.service.dc1.consul`).
         [dc] => return Ok(Locality::Datacenter(dc.clone())),
         _ => {}
     }
+    // Past one label, the labels come in `<value>.<key>` pairs.
     if !suffixes.len().is_multiple_of(2) {
         return Err(Lookup::Invalid);
     }
@@ -220,6 +241,8 @@ fn parse_locality(suffixes: &[String]) -> Result<Locality, Lookup> {
             "dc" => locality = Locality::Datacenter(value.clone()),
             // Namespaces and partitions are Enterprise features: only `default` exists.
             "ns" | "ap" if value == "default" => {}
+            // Other namespaces, partitions, peers and segments exist only in Consul Enterprise
+            // or a mesh: the name cannot exist here.
             "ns" | "ap" | "peer" | "sg" => return Err(Lookup::Unsupported),
             _ => return Err(Lookup::Invalid),
         }
@@ -228,6 +251,9 @@ fn parse_locality(suffixes: &[String]) -> Result<Locality, Lookup> {
 }
 
 /// Decodes the hex form of an address: 8 digits for IPv4, 32 for IPv6.
+///
+/// The `.addr` form lets an SRV target carry an address that is not a node's (a service
+/// registered with its own address) in a name, without a catalog look-up to resolve it.
 pub fn parse_hex_ip(hex: &str) -> Option<IpAddr> {
     fn bytes<const N: usize>(hex: &str) -> Option<[u8; N]> {
         let mut out = [0u8; N];
@@ -252,6 +278,7 @@ pub fn hex_ip(ip: IpAddr) -> String {
     use std::fmt::Write;
     let octets: Vec<u8> = match ip {
         IpAddr::V4(v4) => v4.octets().to_vec(),
+        // An IPv4-mapped address is written in the 8-digit form, so it resolves to A.
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.octets().to_vec(),
             None => v6.octets().to_vec(),
@@ -268,6 +295,7 @@ pub fn hex_ip(ip: IpAddr) -> String {
 mod tests {
     use super::*;
 
+    /// The labels of a dotted name, as [`zone_of`] would pass them.
     fn labels(s: &str) -> Vec<String> {
         s.split('.')
             .filter(|l| !l.is_empty())
@@ -283,6 +311,7 @@ mod tests {
         }
     }
 
+    /// Consul's service name forms: tags, the locality forms and Enterprise-only keys.
     #[test]
     fn service_forms() {
         let a = RecordType::A;
@@ -323,6 +352,7 @@ mod tests {
         assert_eq!(parse(&labels("service"), a), Lookup::Invalid);
     }
 
+    /// `_service._tag` names, with `_tcp` meaning no tag.
     #[test]
     fn rfc2782_forms() {
         let srv = RecordType::SRV;
@@ -346,6 +376,7 @@ mod tests {
         assert_eq!(parse(&labels("_web._tcp"), RecordType::A), Lookup::Invalid);
     }
 
+    /// Nodes with dotted names, both address lengths, prepared queries and mesh kinds.
     #[test]
     fn node_addr_and_other_kinds() {
         let a = RecordType::A;
@@ -392,6 +423,7 @@ mod tests {
         assert_eq!(parse(&[], a), Lookup::Invalid);
     }
 
+    /// Hex names decode to the address they encode; mapped IPv6 uses the IPv4 form.
     #[test]
     fn hex_round_trip() {
         for ip in ["192.0.2.10", "2001:db8::1", "::"] {
@@ -401,6 +433,7 @@ mod tests {
         assert_eq!(hex_ip("::ffff:1.2.3.4".parse().expect("ip")), "01020304");
     }
 
+    /// The longest domain wins, reverse names need a whole address, the rest is outside.
     #[test]
     fn zones() {
         let mut s = Settings::new("consul.", "dc1");

@@ -14,6 +14,10 @@
 //!   clients rely on it to fail over, so Cairn does the same; a name that exists but has no
 //!   record of the asked type is NOERROR with no answer and the SOA (RFC 2308 NODATA);
 //! - names outside the domain go to the recursors when there are any, else are REFUSED.
+//!
+//! The resolver builds no more than the transport can carry: `answer_cap` and `size_budget`
+//! come from [`super::wire`], so a service with thousands of instances costs a few dozen
+//! records per query, not thousands that would be trimmed away.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,6 +35,8 @@ use super::settings::Settings;
 use super::view::{Addr, Instance, Rendered, ReverseHit, View};
 
 /// The service servers register, whose instances answer NS and SOA questions.
+/// Only servers register it, so its healthy instances are the agents that can answer for
+/// the zone.
 const CONSUL_SERVICE: &str = "consul";
 
 /// The records of an answer and its header fields.
@@ -39,6 +45,8 @@ pub struct Resolution {
     /// Response code.
     pub rcode: ResponseCode,
     /// The AA flag: the name is in a zone this agent serves.
+    /// Set for answers about the domain and reverse names; not for REFUSED or forwarded
+    /// names, which this agent does not own.
     pub authoritative: bool,
     /// Answer section.
     pub answers: Vec<Record>,
@@ -49,6 +57,7 @@ pub struct Resolution {
     /// More answers existed than `answer_cap` allowed.
     pub capped: bool,
     /// The question belongs to the recursors.
+    /// The socket layer then relays the query itself; the other fields are unused.
     pub forward: bool,
 }
 
@@ -80,19 +89,26 @@ pub struct Context<'a> {
     /// The catalog.
     pub view: &'a View<'a>,
     /// Unix time in seconds (the SOA serial).
+    /// An argument so that tests and the fuzzer get a fixed serial.
     pub now_unix: u64,
     /// Most answer records worth building (the transport's limit); more set `capped`.
     pub answer_cap: usize,
     /// Size of the response: answers that cannot fit in it are not built.
+    /// Only SRV answers use it: their targets vary in length, while address records are
+    /// bounded well enough by `answer_cap`.
     pub size_budget: usize,
 }
 
 /// Length of a name on the wire, uncompressed.
+/// A lower bound of what an SRV target costs, since targets are never compressed.
 fn wire_len(name: &Name) -> usize {
     name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
 }
 
 /// Answers `qname`/`qtype`.
+///
+/// `rng` shuffles the answers; the caller passes the thread's random source, a test a
+/// seeded one.
 pub fn resolve<R: Rng + ?Sized>(
     qname: &Name,
     qtype: RecordType,
@@ -138,12 +154,15 @@ fn reverse(qname: &Name, qtype: RecordType, ip: Option<IpAddr>, ctx: &Context<'_
             ReverseHit::Node(node, dc) => fqdn(&[&node, "node", &dc_or_local(&dc)], domain),
             ReverseHit::Service(svc, dc) => fqdn(&[&svc, "service", &dc_or_local(&dc)], domain),
         });
+    // An address the catalog does not know may still have a PTR record elsewhere: the
+    // recursors get it when there are any.
     let Some(target) = target else {
         if settings.recursion {
             return Resolution::forward();
         }
         return negative(ResponseCode::NXDomain, domain, ctx);
     };
+    // The reverse name exists (it is a catalog address), so another type is NODATA.
     if !matches!(qtype, RecordType::PTR | RecordType::ANY) {
         return negative(ResponseCode::NoError, domain, ctx);
     }
@@ -158,6 +177,8 @@ fn reverse(qname: &Name, qtype: RecordType, ip: Option<IpAddr>, ctx: &Context<'_
 }
 
 /// NXDOMAIN or NODATA (`NoError`) with the SOA in the authority section.
+///
+/// The SOA lets resolvers cache the negative answer for the SOA's minimum TTL (RFC 2308).
 fn negative(rcode: ResponseCode, domain: &Name, ctx: &Context<'_>) -> Resolution {
     let mut res = Resolution::new(rcode, true);
     res.authorities.push(soa_record(domain, ctx));
@@ -169,10 +190,12 @@ pub fn soa_record(domain: &Name, ctx: &Context<'_>) -> Record {
     let s = &ctx.settings.soa;
     let prefixed = |label: &str| fqdn(&[label], domain).unwrap_or_else(|| domain.clone());
     let soa = SOA::new(
+        // `ns.<domain>` and `hostmaster.<domain>`, Consul's fixed names.
         prefixed("ns"),
         prefixed("hostmaster"),
         // The serial is the time of the answer, as in Consul (truncated to 32 bits).
         ctx.now_unix as u32,
+        // hickory types the timers as `i32`; larger configured values saturate.
         i32::try_from(s.refresh).unwrap_or(i32::MAX),
         i32::try_from(s.retry).unwrap_or(i32::MAX),
         i32::try_from(s.expire).unwrap_or(i32::MAX),
@@ -183,6 +206,9 @@ pub fn soa_record(domain: &Name, ctx: &Context<'_>) -> Record {
 
 /// `labels` (each split at dots) followed by `domain`; `None` if a label is empty or too
 /// long, or the name too long.
+///
+/// Catalog names may hold dots (`my.host`) and characters DNS cannot carry; `None` lets
+/// the caller leave out a record rather than answer with a broken name.
 pub fn fqdn(labels: &[&str], domain: &Name) -> Option<Name> {
     let mut parts: Vec<&[u8]> = Vec::with_capacity(labels.len() + 2);
     for l in labels {
@@ -197,12 +223,16 @@ pub fn fqdn(labels: &[&str], domain: &Name) -> Option<Name> {
 }
 
 /// A host name (service or node address that is not an IP) as a fully qualified name.
+///
+/// Consul lets an address be a host name; it is answered as a CNAME (or an SRV target)
+/// for the client to resolve.
 fn host_name(host: &str) -> Option<Name> {
     let mut n = Name::from_ascii(host).ok()?;
     n.set_fqdn(true);
     Some(n)
 }
 
+/// An A or AAAA record; an IPv4-mapped IPv6 address is answered as A.
 fn address_record(name: Name, ttl: u32, ip: IpAddr) -> Record {
     match ip.to_canonical() {
         IpAddr::V4(v4) => Record::from_rdata(name, ttl, RData::A(A(v4))),
@@ -221,6 +251,10 @@ fn wants(qtype: RecordType, ip: IpAddr) -> bool {
 
 /// Escapes a metadata pair as an RFC 1464 TXT string; keys prefixed `rfc1035-` give the
 /// value alone.
+///
+/// In RFC 1464's `key=value`, a backquote escapes `=`, a backquote, and leading or
+/// trailing spaces of the key, so that any key reads back unambiguously. The `rfc1035-`
+/// prefix is Consul's way to publish a TXT string verbatim.
 pub fn meta_txt(key: &str, value: &str) -> String {
     if key.to_ascii_lowercase().starts_with("rfc1035-") {
         return value.to_string();
@@ -264,6 +298,8 @@ fn meta_records(owner: &Name, node: &Node, ttl: u32) -> Vec<Record> {
 }
 
 /// Parses an address as registered.
+///
+/// Parsed once per rendering, not per answer.
 fn parse_addr(addr: &str) -> Addr {
     match addr.parse::<IpAddr>() {
         Ok(ip) => Addr::Ip(ip.to_canonical()),
@@ -272,6 +308,10 @@ fn parse_addr(addr: &str) -> Addr {
 }
 
 /// What answers about an instance need, for `domain` and `dc`.
+///
+/// An explicit service address (one that differs from its node's) makes the SRV target
+/// `<hex>.addr.<dc>.<domain>`, as in Consul: the node's name would resolve to the wrong
+/// address.
 fn render(inst: &Instance, domain: &Name, dc: &str) -> Rendered {
     let svc = &inst.service;
     let node = &inst.node;
@@ -333,6 +373,8 @@ impl Responder<'_, '_> {
                 res.additionals = glue;
                 return res;
             }
+            // Zone transfers: the zone is generated from the catalog, and there is no zone to
+            // hand over.
             RecordType::AXFR | RecordType::IXFR => {
                 return Resolution::new(ResponseCode::NotImp, true);
             }
@@ -352,6 +394,9 @@ impl Responder<'_, '_> {
     }
 
     /// NS records for up to three healthy servers (instances of `consul`), with glue.
+    ///
+    /// Three: enough for a resolver to fail over, few enough to keep the answer small; each
+    /// server node counted once.
     fn name_servers<R: Rng + ?Sized>(&self, rng: &mut R) -> (Vec<Record>, Vec<Record>) {
         let settings = self.settings();
         let sets = self.ctx.view.service(CONSUL_SERVICE);
@@ -403,6 +448,7 @@ impl Responder<'_, '_> {
             return self.nxdomain();
         }
         let only_passing = settings.only_passing;
+        // `serves`: not critical, and not warning with `only_passing`.
         let keep = |i: &Instance| i.status.serves(only_passing) && tag.is_none_or(|t| i.has_tag(t));
         self.instances(name, keep, settings.service_ttl(name), rng)
     }
@@ -433,6 +479,8 @@ impl Responder<'_, '_> {
         }
         // Random order; only the part that can be answered needs shuffling (twice the cap
         // leaves room for duplicates skipped on the way).
+        // `partial_shuffle` leaves its random picks at the end of the slice; the rotation
+        // brings them to the front, where the answer loops start.
         let amount = self.ctx.answer_cap.saturating_mul(2).min(candidates.len());
         candidates.partial_shuffle(rng, amount);
         let len = candidates.len();
@@ -446,6 +494,7 @@ impl Responder<'_, '_> {
             self.service_addresses(&candidates, ttl, &mut res);
         }
         if res.answers.is_empty() {
+            // Candidates exist but none has a record of the asked type (IPv4 only for AAAA, say).
             return self.nodata();
         }
         res
@@ -467,11 +516,14 @@ impl Responder<'_, '_> {
         let Some(q) = crate::server::prepared::resolve_folded(st, name) else {
             return self.nxdomain();
         };
+        // The query's own selection (its tags and health filters) decides which instances
+        // are answered; they are then rendered like any service answer.
         let (_, chosen) = crate::server::prepared::select(st, &q, 0);
         let picked: HashSet<(&str, &str)> = chosen
             .iter()
             .map(|c| (c.node.node.as_str(), c.service.id.as_str()))
             .collect();
+        // The query's `DNS.TTL` when set, else the service's TTL from the configuration.
         let ttl = cairn_catalog::duration::parse_go_duration(&q.dns.ttl)
             .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
             .unwrap_or_else(|_| settings.service_ttl(&q.service.service));
@@ -487,10 +539,14 @@ impl Responder<'_, '_> {
     ) {
         let settings = self.settings();
         let cap = self.ctx.answer_cap.max(1);
+        // `a_record_limit` trims without setting TC: it is a chosen answer size, not a
+        // transport limit.
         let limit = match settings.a_record_limit {
             0 => usize::MAX,
             n => n,
         };
+        // Several instances on one address give one record: an A record has no port to tell
+        // them apart.
         let mut seen: HashSet<IpAddr> = HashSet::new();
         let mut cname: Option<Record> = None;
         for (i, (_, r)) in candidates.iter().enumerate() {
@@ -531,6 +587,8 @@ impl Responder<'_, '_> {
     fn srv_records(&self, candidates: &[(&Instance, &Rendered)], ttl: u32, res: &mut Resolution) {
         let settings = self.settings();
         let cap = self.ctx.answer_cap.max(1);
+        // One SRV per node, address and port: the same endpoint registered twice (two service
+        // IDs) is one target.
         let mut seen: HashSet<(&str, &str, u16)> = HashSet::new();
         let mut extra_names: HashSet<&Name> = HashSet::new();
         let mut meta_nodes: HashSet<&str> = HashSet::new();
@@ -564,6 +622,7 @@ impl Responder<'_, '_> {
             let weight = match inst.status {
                 HealthStatus::Passing => svc.weights.passing,
                 HealthStatus::Warning => svc.weights.warning,
+                // Unreachable: critical instances were filtered out before.
                 HealthStatus::Critical => 0,
             };
             let weight = u16::try_from(weight).unwrap_or(u16::MAX);
@@ -572,6 +631,7 @@ impl Responder<'_, '_> {
                 ttl,
                 RData::SRV(SRV::new(1, weight, svc.port, target.clone())),
             ));
+            // Glue for IP targets only; a host-name target is left for the client to resolve.
             if let Addr::Ip(ip) = r.addr
                 && extra_names.insert(target)
             {
@@ -581,6 +641,7 @@ impl Responder<'_, '_> {
             if settings.node_meta_txt
                 && !r.meta.is_empty()
                 && let Some(owner) = &r.node_name
+                // Once per node, however many of its instances are answered.
                 && meta_nodes.insert(node.node.as_str())
             {
                 res.additionals.extend(
@@ -609,6 +670,7 @@ impl Responder<'_, '_> {
         }
         let ttl = settings.node_ttl;
         let mut res = Resolution::new(ResponseCode::NoError, true);
+        // TXT asks for the node's metadata only, not its address.
         if qtype != RecordType::TXT {
             match node.address.parse::<IpAddr>() {
                 Ok(ip) => {
@@ -617,6 +679,7 @@ impl Responder<'_, '_> {
                             .push(address_record(self.qname.clone(), ttl, ip));
                     }
                 }
+                // A node address that is a host name: a CNAME, as for services.
                 Err(_) => {
                     if let Some(target) = host_name(&node.address) {
                         res.answers.push(Record::from_rdata(
@@ -640,6 +703,9 @@ impl Responder<'_, '_> {
         res
     }
 
+    ///
+    /// The address is in the name itself; nothing is looked up, so any well-formed name
+    /// answers, registered or not, as in Consul.
     fn addr(&self, ip: IpAddr) -> Resolution {
         let qtype = self.qtype;
         let answers = match ip {

@@ -1,5 +1,9 @@
 //! What the DNS engine needs from the configuration, in the form it uses per query: parsed
 //! domains, TTLs in seconds, the service TTL table split into exact names and prefixes.
+//!
+//! Built from the configuration once per reload (see `crate::dns::settings_from`), so that the
+//! per-query path does no parsing: a domain is a [`Name`] to compare labels with, a TTL a
+//! number of seconds ready for the wire.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +20,8 @@ pub struct SoaValues {
     /// Expire (86400).
     pub expire: u32,
     /// Minimum TTL, also the TTL of the SOA record itself (0).
+    /// With 0 (Consul's default), negative answers are not cached by resolvers (RFC 2308 uses
+    /// the SOA's minimum as the negative TTL), so a service that appears is found at once.
     pub min_ttl: u32,
 }
 
@@ -36,12 +42,16 @@ pub struct Settings {
     /// The primary domain, lowercase and fully qualified (`consul.`).
     pub domain: Name,
     /// The alternative domain, if any.
+    /// Answers use the domain the question was asked in, so clients of either domain get
+    /// names they can look up again.
     pub alt_domain: Option<Name>,
     /// The local datacenter, lowercase.
     pub datacenter: String,
     /// TTL of node records, in seconds.
+    /// 0 by default, as Consul: answers are not cached and follow the catalog immediately.
     pub node_ttl: u32,
     /// Service TTLs by exact (lowercase) name.
+    /// Looked up with the lowercase service name of the question.
     pub service_ttl_exact: HashMap<String, u32>,
     /// Service TTLs by prefix (`db*` is stored as `db`, `*` as the empty prefix), longest first.
     pub service_ttl_prefix: Vec<(String, u32)>,
@@ -64,14 +74,21 @@ pub struct Settings {
 }
 
 /// Consul's hard cap on answers in a plain (512-byte) UDP response.
+/// Consul's bound; a client that wants more answers asks with EDNS or over TCP.
 pub const MAX_UDP_ANSWER_LIMIT: usize = 8;
 
 /// Seconds of a duration as a TTL, saturating.
+///
+/// A TTL is a 32-bit count of seconds on the wire; a longer duration is the longest TTL,
+/// and fractions of a second are dropped.
 pub fn ttl_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 /// Parses a domain such as `consul.` or `consul` into a lowercase fully qualified name.
+///
+/// `None` for an empty name or the root: answering for the whole DNS tree would make the
+/// agent authoritative for every name.
 pub fn parse_domain(domain: &str) -> Option<Name> {
     let d = domain.trim().to_ascii_lowercase();
     if d.is_empty() || d == "." {
@@ -87,6 +104,7 @@ impl Settings {
     pub fn new(domain: &str, datacenter: &str) -> Settings {
         Settings {
             domain: parse_domain(domain)
+                // Unreachable with a checked configuration; a usable domain rather than a panic.
                 .or_else(|| parse_domain("consul."))
                 .unwrap_or_else(Name::root),
             alt_domain: None,
@@ -119,6 +137,8 @@ impl Settings {
                 }
             }
         }
+        // Longest prefix first, so the first match is the most specific; ties sorted by name
+        // so the order does not depend on the table's.
         self.service_ttl_prefix
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
     }
@@ -137,6 +157,8 @@ impl Settings {
     }
 
     /// Effective answer cap of a UDP response without EDNS.
+    ///
+    /// At least 1: a limit of 0 would answer nothing at all over plain UDP.
     pub fn udp_answer_cap(&self) -> usize {
         self.udp_answer_limit.clamp(1, MAX_UDP_ANSWER_LIMIT)
     }
@@ -146,6 +168,7 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// Consul's precedence for `service_ttl`: exact name, then the longest `prefix*`, then `*`.
     #[test]
     fn service_ttl_exact_beats_longest_prefix_beats_star() {
         let mut s = Settings::new("consul.", "dc1");
@@ -166,6 +189,7 @@ mod tests {
         assert_eq!(s.service_ttl("db"), 1);
     }
 
+    /// Domains compare with query names in one form; an empty domain falls back to `consul.`.
     #[test]
     fn domains_are_lowercase_and_fully_qualified() {
         let d = parse_domain("Example.COM").expect("valid");
@@ -178,6 +202,7 @@ mod tests {
         assert_eq!(s.datacenter, "dc1");
     }
 
+    /// The configured limit is clamped into Consul's range.
     #[test]
     fn udp_answer_cap_is_between_one_and_eight() {
         let mut s = Settings::new("consul.", "dc1");

@@ -1,5 +1,8 @@
 //! Tests of the engine without sockets: a catalog state built with commands, queries built
 //! and answers read with hickory-proto.
+//!
+//! Queries go through [`handle`] as bytes and answers are decoded back, so each test covers
+//! the wire path too; the random source is seeded, and the time fixed, so answers repeat.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,6 +26,8 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A catalog with one server (`server1`, running the `consul` service), so that NS and
+    /// SOA questions have a name server to answer with.
     fn new() -> Fixture {
         let mut fx = Fixture {
             state: State::new(),
@@ -41,6 +46,7 @@ impl Fixture {
         fx
     }
 
+    /// Applies a registration at the next index, as the Raft log would.
     fn apply(&mut self, req: RegisterRequest) {
         self.index += 1;
         let applied = self
@@ -49,6 +55,7 @@ impl Fixture {
         assert!(applied.result.is_ok(), "{:?}", applied.result);
     }
 
+    /// Registers (or updates) a node in `dc1`.
     fn node(&mut self, name: &str, addr: &str, meta: &[(&str, &str)]) {
         self.apply(RegisterRequest {
             node: name.into(),
@@ -62,6 +69,7 @@ impl Fixture {
         });
     }
 
+    /// Registers a service instance on an existing node.
     #[allow(clippy::too_many_arguments)]
     fn service(
         &mut self,
@@ -89,6 +97,7 @@ impl Fixture {
         });
     }
 
+    /// Registers (or updates) a check; an empty `service_id` makes it a node check.
     fn check(&mut self, node: &str, id: &str, service_id: &str, status: HealthStatus) {
         self.apply(RegisterRequest {
             node: node.into(),
@@ -106,10 +115,12 @@ impl Fixture {
     }
 }
 
+/// Consul's defaults for `consul.` in `dc1`.
 fn settings() -> Settings {
     Settings::new("consul.", "dc1")
 }
 
+/// A query for `name` with ID 4242 and RD set, with an OPT record of `edns` bytes if given.
 fn query_bytes(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     let mut msg = Message::query();
     msg.metadata.id = 4242;
@@ -137,6 +148,7 @@ fn raw(
     handle(packet, transport, s, &view, 1_700_000_000, &mut rng)
 }
 
+/// Asks with a fresh cache and a fixed seed; the decoded answer and its size in bytes.
 fn ask_with(
     fx: &Fixture,
     s: &Settings,
@@ -155,10 +167,12 @@ fn ask_with(
     }
 }
 
+/// Asks over plain UDP with the default settings.
 fn ask(fx: &Fixture, name: &str, qtype: RecordType) -> Message {
     ask_with(fx, &settings(), name, qtype, Transport::Udp, None).0
 }
 
+/// The addresses of the A and AAAA records, sorted (answers are shuffled).
 fn addrs(records: &[Record]) -> Vec<IpAddr> {
     let mut v: Vec<IpAddr> = records
         .iter()
@@ -176,6 +190,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
 }
 
+/// Asserts Consul's negative answer: NXDOMAIN, no answers, and the zone's SOA with the
+/// default timers.
 fn is_nxdomain_with_soa(m: &Message) {
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m}");
     assert!(m.answers.is_empty());
@@ -218,6 +234,8 @@ fn web() -> Fixture {
     fx
 }
 
+/// A service's A answer: healthy instances only, each at its service address or else its
+/// node's, TTL 0, owned by the name as asked.
 #[test]
 fn service_a_answers_healthy_instances_with_service_or_node_address() {
     let fx = web();
@@ -247,6 +265,8 @@ fn service_a_answers_healthy_instances_with_service_or_node_address() {
     }
 }
 
+/// Warning instances are served unless `only_passing`; a critical node check hides every
+/// instance on the node.
 #[test]
 fn health_filtering_follows_consul() {
     let mut fx = web();
@@ -275,6 +295,8 @@ fn health_filtering_follows_consul() {
     is_nxdomain_with_soa(&ask(&fx, "web.service.consul.", RecordType::SRV));
 }
 
+/// Unknown services and nodes, other datacenters and unsupported kinds all read as names
+/// that do not exist.
 #[test]
 fn unknown_names_are_nxdomain_with_soa() {
     let fx = web();
@@ -294,6 +316,7 @@ fn unknown_names_are_nxdomain_with_soa() {
     }
 }
 
+/// RFC 2308 NODATA: the name exists, the type does not, so NOERROR with the SOA.
 #[test]
 fn known_name_without_records_of_the_type_is_nodata() {
     let fx = web();
@@ -314,6 +337,7 @@ fn known_name_without_records_of_the_type_is_nodata() {
     }
 }
 
+/// Tags filter in both the Consul and RFC 2782 forms, case-insensitively.
 #[test]
 fn tags_in_both_forms_filter_instances() {
     let fx = web();
@@ -344,6 +368,8 @@ fn tags_in_both_forms_filter_instances() {
     is_nxdomain_with_soa(&ask(&fx, "v3.web.service.consul.", RecordType::A));
 }
 
+/// SRV weights follow the instance's status, targets use `.addr` for explicit addresses,
+/// and the additional section holds their addresses and the node metadata.
 #[test]
 fn srv_answers_carry_weights_targets_and_additional_records() {
     let mut fx = web();
@@ -398,6 +424,7 @@ fn srv_answers_carry_weights_targets_and_additional_records() {
     );
 }
 
+/// The servers are the zone's name servers; the SOA serial is the time of the answer.
 #[test]
 fn servers_answer_consul_service_ns_and_soa() {
     let fx = web();
@@ -422,6 +449,8 @@ fn servers_answer_consul_service_ns_and_soa() {
     assert_eq!(m.authorities.len(), 1, "NS in the authority section");
 }
 
+/// A node answers its address, and its metadata as TXT (answers for TXT and ANY, extras
+/// otherwise); `node_ttl` applies.
 #[test]
 fn node_lookups() {
     let fx = web();
@@ -455,6 +484,7 @@ fn node_lookups() {
     assert_eq!(m.answers[0].ttl, 30);
 }
 
+/// Names registered in mixed case are found by their lowercase DNS form.
 #[test]
 fn node_names_match_case_insensitively() {
     let mut fx = Fixture::new();
@@ -466,6 +496,7 @@ fn node_names_match_case_insensitively() {
     assert_eq!(addrs(&m.answers), vec![ip("10.9.9.9")]);
 }
 
+/// `.addr` names answer the address they encode.
 #[test]
 fn addr_lookups() {
     let fx = web();
@@ -479,6 +510,7 @@ fn addr_lookups() {
     assert_eq!(addrs(&m.answers), vec![ip("2001:db8::1")]);
 }
 
+/// PTR answers name the node, or the service for an explicit service address.
 #[test]
 fn reverse_lookups() {
     let fx = web();
@@ -502,6 +534,7 @@ fn reverse_lookups() {
     assert_eq!(m.answers[0].data.to_string(), "nodc.node.dc1.consul.");
 }
 
+/// Without recursors outside names are REFUSED; with them they are forwarded, and RA is set.
 #[test]
 fn outside_names_are_refused_or_forwarded() {
     let fx = web();
@@ -536,6 +569,7 @@ fn outside_names_are_refused_or_forwarded() {
     assert!(m.metadata.recursion_available);
 }
 
+/// Answers and the SOA of a question in the alternative domain stay in that domain.
 #[test]
 fn alt_domain_answers_in_the_asked_domain() {
     let fx = web();
@@ -566,6 +600,7 @@ fn alt_domain_answers_in_the_asked_domain() {
     assert_eq!(m.authorities[0].name.to_ascii(), "example.internal.");
 }
 
+/// Service TTLs apply to the answers and to their additional records.
 #[test]
 fn service_ttls() {
     let fx = web();
@@ -595,6 +630,7 @@ fn service_ttls() {
     assert_eq!(m.answers[0].ttl, 5);
 }
 
+/// `n` nodes, each with one `api` instance and one metadata pair.
 fn many(n: usize) -> Fixture {
     let mut fx = Fixture::new();
     for i in 0..n {
@@ -609,6 +645,8 @@ fn many(n: usize) -> Fixture {
     fx
 }
 
+/// Twenty seeds give many different orders: clients that take the first answer spread
+/// their load.
 #[test]
 fn answers_are_shuffled() {
     let fx = many(10);
@@ -638,6 +676,8 @@ fn answers_are_shuffled() {
     assert!(orders.len() > 10, "only {} distinct orders", orders.len());
 }
 
+/// Plain UDP is capped at `udp_answer_limit` (at most 8), with TC only under
+/// `enable_truncate`; EDNS and TCP get every answer.
 #[test]
 fn plain_udp_keeps_udp_answer_limit_and_sets_tc_only_when_enabled() {
     let fx = many(10);
@@ -693,6 +733,7 @@ fn plain_udp_keeps_udp_answer_limit_and_sets_tc_only_when_enabled() {
     assert_eq!(m.answers.len(), 10);
 }
 
+/// `a_record_limit` trims address answers without TC and leaves SRV alone.
 #[test]
 fn a_record_limit_caps_address_answers_but_not_srv() {
     let fx = many(10);
@@ -742,6 +783,8 @@ fn srv_consistent(m: &Message) {
     }
 }
 
+/// A thousand instances are trimmed to the size each client allows, glue staying
+/// consistent with the answers kept.
 #[test]
 fn large_services_fit_the_client_size() {
     let fx = many(1000);
@@ -787,6 +830,7 @@ fn large_services_fit_the_client_size() {
     assert!(!m.metadata.truncation);
 }
 
+/// Without name compression answers are larger, and the trimming accounts for it.
 #[test]
 fn uncompressed_answers_still_fit() {
     let fx = many(50);
@@ -813,6 +857,8 @@ fn uncompressed_answers_still_fit() {
     assert!(compressed <= 1232);
 }
 
+/// One cache across catalog changes: health, a recovery and a node's new address all show
+/// in the next answer.
 #[test]
 fn the_cache_follows_the_catalog() {
     let mut fx = web();
@@ -840,6 +886,7 @@ fn the_cache_follows_the_catalog() {
     assert_eq!(ask_cached(&fx), vec![ip("10.0.1.33"), ip("192.0.2.10")]);
 }
 
+/// The decoded reply of an outcome that must be one.
 fn reply_of(out: Outcome) -> Message {
     match out {
         Outcome::Reply(b) => Message::from_vec(&b).expect("decode"),
@@ -847,6 +894,8 @@ fn reply_of(out: Outcome) -> Message {
     }
 }
 
+/// Each malformed or unsupported query gets the response code of the module docs of
+/// `wire`, or no answer at all.
 #[test]
 fn bad_queries_get_error_codes() {
     let fx = web();
@@ -931,6 +980,7 @@ mod fuzz {
 
     use super::*;
 
+    /// Any reply fits the transport, has at least a header and keeps the query's ID.
     fn check(fx: &Fixture, cache: &Cache, packet: &[u8], transport: Transport) {
         let mut s = settings();
         s.enable_truncate = true;
@@ -987,6 +1037,7 @@ mod fuzz {
     }
 }
 
+/// RFC 1464 escaping of keys, and the `rfc1035-` prefix for raw values.
 #[test]
 fn metadata_txt_follows_rfc_1464() {
     use super::resolve::meta_txt;
@@ -1106,6 +1157,7 @@ fn timing_breakdown() {
     });
 }
 
+/// Prepared queries by name, by ID and through a template, with the query's DNS TTL.
 #[test]
 fn prepared_queries_answer_like_services_with_their_own_ttl() {
     use cairn_catalog::model::{PreparedQuery, QueryDns, QueryService, QueryTemplate};

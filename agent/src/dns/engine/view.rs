@@ -6,6 +6,11 @@
 //! address table). Every entry remembers the catalog index it was built at and is rebuilt when
 //! that index moves, so an answer always reflects the state it is given: a registration or a
 //! health change shows in the next answer.
+//!
+//! The memo is shared by every query (worker threads and tasks alike) behind read-mostly
+//! locks: a query only takes a write lock to store what it had to rebuild. Two queries that
+//! rebuild the same entry at once both store a correct value, so no lock is held while
+//! building.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,11 +30,15 @@ pub struct Instance {
     /// The instance.
     pub service: Arc<Service>,
     /// The worst status among the node's and the instance's checks.
+    /// Folded once per catalog index, since every query of the service needs it.
     pub status: HealthStatus,
 }
 
 impl Instance {
     /// Whether the instance carries `tag` (compared case-insensitively).
+    ///
+    /// The question's tag is lowercase (DNS names are case-insensitive); registered tags may
+    /// not be.
     pub fn has_tag(&self, tag: &str) -> bool {
         self.service
             .tags
@@ -46,10 +55,13 @@ pub struct Rendered {
     pub addr: Addr,
     /// Target of an SRV answer: `<node>.node.<dc>.<domain>`, `<hex>.addr.<dc>.<domain>` or
     /// the host name (`None` when no valid name can be built).
+    /// A service with its own address gets the `.addr` form, so that the additional record
+    /// for the target carries that address rather than the node's.
     pub srv_target: Option<Name>,
     /// `<node>.node.<dc>.<domain>`, owner of the node's metadata records.
     pub node_name: Option<Name>,
     /// The node's metadata as TXT data.
+    /// Encoded once per set rather than for every answer that carries it.
     pub meta: Vec<RData>,
 }
 
@@ -65,8 +77,11 @@ pub enum Addr {
 }
 
 /// Bound on the rendered forms kept per service (one per domain and datacenter asked).
+/// A service is normally rendered for one or two domains and the local datacenter; the
+/// bound keeps a set from growing with every domain spelling ever asked.
 const MAX_RENDERED: usize = 4;
 
+/// A rendering with the domain and datacenter it was made for.
 type RenderedEntry = (Name, String, Arc<Vec<Rendered>>);
 
 /// The instances of one service name at one catalog index.
@@ -78,6 +93,7 @@ pub struct ServiceSet {
     pub instances: Vec<Instance>,
     /// Last state index at which `index` was confirmed current.
     checked: AtomicU64,
+    /// Renderings of `instances`, at most [`MAX_RENDERED`], oldest first.
     rendered: Mutex<Vec<RenderedEntry>>,
 }
 
@@ -99,6 +115,7 @@ impl ServiceSet {
         }
         let r = Arc::new(self.instances.iter().map(render).collect::<Vec<_>>());
         if guard.len() >= MAX_RENDERED {
+            // The oldest goes: the set is short, and the current domains are asked again soon.
             guard.remove(0);
         }
         guard.push((domain.clone(), dc.to_string(), Arc::clone(&r)));
@@ -107,6 +124,8 @@ impl ServiceSet {
 }
 
 /// What a reverse (PTR) lookup found.
+///
+/// Names as registered; the resolver builds the PTR target from them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReverseHit {
     /// A node with this address (name, datacenter).
@@ -121,16 +140,22 @@ struct Folded {
     index: u64,
     /// Last state index at which `index` was confirmed current.
     checked: AtomicU64,
+    /// Several registered names may fold to the same lowercase name (`Web` and `web`); all
+    /// of them answer.
     names: HashMap<String, Vec<String>>,
 }
 
+/// The reverse table: every node and explicit service address, at one pair of indexes.
 #[derive(Debug, Default)]
 struct Reverse {
+    /// The nodes and services indexes it was built at: it depends on both.
     key: (u64, u64),
     hits: HashMap<IpAddr, ReverseHit>,
 }
 
 /// Bound on cached service entries; past it the table starts over.
+/// Starting over is crude but bounded and rarely hit: entries exist only for registered
+/// service names, so only a catalog with more services than this churns.
 const MAX_CACHED_SERVICES: usize = 16_384;
 
 /// Memoized derivations of catalog states (see the module documentation).
@@ -142,6 +167,9 @@ pub struct Cache {
     reverse: RwLock<Option<Arc<Reverse>>>,
 }
 
+/// Clones the value out of `lock` (an `Arc` or an option of one, cheap to clone). A
+/// poisoned lock is read anyway: each value is replaced whole, so a panic cannot leave one
+/// half-written.
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
     match lock.read() {
         Ok(g) => g.clone(),
@@ -149,6 +177,7 @@ fn read<T: Clone>(lock: &RwLock<T>) -> T {
     }
 }
 
+/// Replaces the value in `lock`, poisoned or not (see [`read`]).
 fn write<T>(lock: &RwLock<T>, value: T) {
     match lock.write() {
         Ok(mut g) => *g = value,
@@ -171,6 +200,9 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     /// A view of `state` memoized in `cache`.
+    ///
+    /// The cache must only ever see states of one catalog: its entries are validated by
+    /// index, and indexes of two different catalogs mean nothing to each other.
     pub fn new(state: &'a State, cache: &'a Cache) -> View<'a> {
         View { state, cache }
     }
@@ -192,6 +224,7 @@ impl<'a> View<'a> {
 
     /// A node whose name matches `lower` case-insensitively.
     pub fn node(&self, lower: &str) -> Option<Arc<Node>> {
+        // Most node names are registered lowercase: the direct look-up avoids the table.
         if let Some(n) = self.state.node(lower) {
             return Some(n);
         }
@@ -214,6 +247,8 @@ impl<'a> View<'a> {
         }
         let mut hits = HashMap::new();
         let (_, services) = self.state.all_service_nodes();
+        // Filled in reverse so that, for an address used more than once, the first in catalog
+        // order wins; nodes go in last, so a node wins over a service instance.
         for sn in services.iter().rev() {
             if let Ok(addr) = sn.service.address.parse::<IpAddr>() {
                 hits.insert(
@@ -252,6 +287,8 @@ impl<'a> View<'a> {
         {
             return set;
         }
+        // Rebuilt from the state: the instances with their checks, health folded once here
+        // instead of in every answer.
         let (index, nodes) = self.state.check_service_nodes(name);
         let instances = nodes
             .into_iter()
@@ -310,6 +347,7 @@ impl<'a> View<'a> {
     }
 }
 
+/// The case-folded table of `names`, valid at catalog `index` (confirmed at `last`).
 fn fold(index: u64, last: u64, names: impl Iterator<Item = String>) -> Folded {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for name in names {
@@ -327,6 +365,7 @@ fn fold(index: u64, last: u64, names: impl Iterator<Item = String>) -> Folded {
 /// its catalog index (which costs a few microseconds); otherwise `confirm` decides, and a
 /// confirmation is remembered.
 fn current(checked: &AtomicU64, last: u64, confirm: impl FnOnce() -> bool) -> bool {
+    // Relaxed is enough: `checked` is a hint, and a stale read only costs a `confirm`.
     if checked.load(Ordering::Relaxed) == last {
         return true;
     }

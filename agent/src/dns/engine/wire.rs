@@ -14,6 +14,9 @@
 //!   records that belonged to them. The TC bit is set when answers were removed only with
 //!   `enable_truncate`, as in Consul, and always when not even one answer fits.
 //! - The OPT record of the query is echoed with the client's buffer size.
+//!
+//! The checks run cheapest first: the 12-byte header is read before the rest is decoded, so
+//! a flood of junk or oversized packets costs a header parse each.
 
 use std::collections::HashSet;
 
@@ -32,16 +35,23 @@ use super::view::View;
 /// options); longer ones are REFUSED.
 pub const MAX_QUERY_LEN: usize = 4096;
 /// Most answer, authority and additional records a query may carry.
+/// A query carries at most an OPT record (and perhaps a TSIG) besides its question; the
+/// bound keeps a packet from making the decoder build many records for nothing.
 pub const MAX_QUERY_RECORDS: usize = 8;
 /// Size of a UDP answer without EDNS.
 pub const PLAIN_UDP_SIZE: usize = 512;
 /// Largest UDP answer, whatever the client offers (Consul's `maxUDPDatagramSize`).
+/// 65535 is the largest IP datagram; 68 bytes are the largest IPv4 header (60) and the UDP
+/// header (8).
 pub const MAX_UDP_SIZE: usize = 65_535 - 68;
 /// Largest TCP answer (a DNS message length is 16 bits).
 pub const MAX_TCP_SIZE: usize = 65_535;
 /// Smallest encoded answer record (an A record with a compressed owner name).
+/// 2 (name pointer) + 10 (type, class, TTL, length) + 4 (IPv4 address): no more than
+/// `size / 16` records can fit, so a cap derived from it never cuts an answer that would.
 const MIN_RECORD_SIZE: usize = 16;
 /// Most answer records ever built for one response (Consul's TCP cap).
+/// Bounds the work of one answer, whatever the catalog holds.
 const MAX_ANSWERS: usize = 4096;
 
 /// The transport a query came over.
@@ -57,8 +67,10 @@ pub enum Transport {
 #[derive(Clone, Debug)]
 pub struct Forward {
     /// The decoded query.
+    /// The original ID travels with it, so that the recursor's answer is checked against it.
     pub query: Message,
     /// Largest answer the client accepts.
+    /// The forwarded answer must fit it too, or the client gets an empty truncated one.
     pub max_size: usize,
 }
 
@@ -85,10 +97,13 @@ pub fn handle<R: Rng + ?Sized>(
     let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
         return Outcome::Drop;
     };
+    // Answering a response could start a loop between two servers (or be used to
+    // reflect traffic at a spoofed source).
     if header.metadata.message_type != MessageType::Query {
         return Outcome::Drop;
     }
     let meta = header.metadata;
+    // After the type check, so that an oversized response is still dropped, not answered.
     if packet.len() > MAX_QUERY_LEN {
         return bare_reply(&meta, ResponseCode::Refused, settings);
     }
@@ -97,6 +112,8 @@ pub fn handle<R: Rng + ?Sized>(
     }
     let c = header.counts;
     let others = usize::from(c.answers) + usize::from(c.authorities) + usize::from(c.additionals);
+    // Checked on the header counts, before decoding: a packet claiming thousands of
+    // records is refused without building any.
     if c.queries != 1 || others > MAX_QUERY_RECORDS {
         return bare_reply(&meta, ResponseCode::FormErr, settings);
     }
@@ -108,6 +125,7 @@ pub fn handle<R: Rng + ?Sized>(
     };
     let max_size = max_response_size(transport, request.edns.as_ref());
     if let Some(edns) = &request.edns
+        // RFC 6891: an EDNS version the server does not implement gets BADVERS.
         && edns.version() > 0
     {
         return reply(&request, ResponseCode::BADVERS, settings, max_size);
@@ -115,6 +133,8 @@ pub fn handle<R: Rng + ?Sized>(
     if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
         return reply(&request, ResponseCode::Refused, settings, max_size);
     }
+    // Plain UDP follows Consul's answer limit; with EDNS or TCP the size decides, and the
+    // cap only bounds how many records are worth building.
     let answer_cap = match (transport, &request.edns) {
         (Transport::Udp, None) => settings.udp_answer_cap(),
         _ => (max_size / MIN_RECORD_SIZE).min(MAX_ANSWERS),
@@ -172,6 +192,8 @@ fn response_metadata(request: &Metadata, settings: &Settings) -> Metadata {
     m
 }
 
+/// The OPT record of an answer: sent only when the query had one (RFC 6891), with the
+/// client's buffer size, never below 512 (smaller values mean 512).
 fn response_edns(request: Option<&Edns>) -> Option<Edns> {
     request.map(|e| {
         let mut out = Edns::new();
@@ -182,6 +204,8 @@ fn response_edns(request: Option<&Edns>) -> Option<Edns> {
 }
 
 /// An answer with only a header (the query could not be read, or is refused as a whole).
+///
+/// Without the question: it may be what could not be decoded.
 fn bare_reply(request: &Metadata, rcode: ResponseCode, settings: &Settings) -> Outcome {
     let mut m = response_metadata(request, settings);
     m.response_code = rcode;
@@ -229,6 +253,8 @@ pub fn servfail(fwd: &Forward, settings: &Settings) -> Option<Vec<u8>> {
 /// `None` when the bytes are not an answer to this query.
 pub fn relay(answer: &[u8], fwd: &Forward, settings: &Settings) -> Option<Vec<u8>> {
     let header = Header::read(&mut BinDecoder::new(answer)).ok()?;
+    // A stray answer (another query's, or a forged one) is not relayed: the ID must be
+    // this query's.
     if header.metadata.message_type != MessageType::Response
         || header.metadata.id != fwd.query.metadata.id
     {
@@ -291,6 +317,7 @@ impl Frame<'_> {
         limit: usize,
     ) -> Option<Vec<u8>> {
         let edns = self.edns;
+        // Most answers are small; a TCP limit of 64 KiB is not worth allocating up front.
         let mut buf = Vec::with_capacity(limit.min(4096));
         let mut encoder = BinEncoder::new(&mut buf);
         encoder.set_max_size(u16::try_from(limit).unwrap_or(u16::MAX));
@@ -322,6 +349,9 @@ impl Frame<'_> {
 
 /// The additional records that belong to `answers`: those owned by an answer's name or by
 /// the target of an SRV, CNAME or NS answer.
+///
+/// When answers are trimmed their glue goes with them, so the additional section never
+/// holds addresses for targets the client was not given.
 fn referenced<'r>(answers: &[Record], additionals: &'r [Record]) -> Vec<&'r Record> {
     if additionals.is_empty() {
         return Vec::new();
@@ -378,6 +408,7 @@ fn fit(parts: &Parts, capped: bool, enc: &Encoding) -> Option<Vec<u8>> {
     let model = (n > MODEL_MIN_ANSWERS)
         .then(|| SizeModel::learn(n, |k| encode_k(k, &metadata, MAX_TCP_SIZE).map(|b| b.len())))
         .flatten();
+    // The eighth of slack covers the model's error: only a clear miss skips the full try.
     if model.is_none_or(|m| m.size(n) <= max + max / 8) {
         let full = frame.encode(&metadata, answers, &parts.authorities, &all_extra, max);
         if full.is_some() {
@@ -425,6 +456,7 @@ impl SizeModel {
     /// compression stops remembering new suffixes and answers grow a little, so long lists
     /// are measured past that point.
     fn learn(n: usize, size_of: impl Fn(usize) -> Option<usize>) -> Option<SizeModel> {
+        // Two prefixes far enough apart to average out names of different lengths.
         let (k1, k2) = if n > 100 { (40, 80) } else { (4, 20) };
         let s1 = size_of(k1)?;
         let s2 = size_of(k2)?;
@@ -484,6 +516,7 @@ fn largest_fit(
     if let Some(mut m) = model
         && n > 1
     {
+        // Four steps at most; the binary search below finishes whatever is left.
         let mut guess = m.count(max).clamp(lo, hi - 1);
         for _ in 0..4 {
             // Measure the real size (up to the protocol's limit) at the guess.

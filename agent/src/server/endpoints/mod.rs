@@ -128,6 +128,9 @@ impl Server {
                     tracing::debug!(error = %e, "write not taken yet; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // Out of time while leadership moved: to the caller that is "No cluster
+                // leader", as in Consul, not an internal hop's refusal.
+                Err(Error::NotLeader { .. } | Error::NotReady) => return Err(Error::NoLeader),
                 other => return other,
             }
         }
