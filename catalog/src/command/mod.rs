@@ -762,7 +762,8 @@ pub enum Response {
     /// A boolean outcome (KV writes, autopilot's check-and-set): `false` is a condition that
     /// did not hold, not an error.
     Bool(bool),
-    /// The results of a [`Command::Batch`], in order.
+    /// The results of a [`Command::Batch`], in order: one per member, each member's failure
+    /// its own, so every proposer sharing the entry gets the answer to its command.
     Batch(Vec<Result<Response, crate::StoreError>>),
     /// Transaction results or errors. A rolled-back transaction is still a successful command
     /// (its index is consumed, nothing changed): the errors are its answer.

@@ -203,6 +203,7 @@ fn write_command<S: Serializer>(
 fn write_known_flagged<S: Serializer>(cmd: &Command, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::Error;
     match serde_json::to_value(AsDef(cmd)).map_err(S::Error::custom)? {
+        // A unit command (bare tag), or a command with a body (a map of one key, its tag).
         Value::String(tag) => write_command(s, &tag, None, true),
         Value::Object(m) if m.len() == 1 => match m.into_iter().next() {
             Some((tag, body)) => write_command(s, &tag, Some(&body), true),

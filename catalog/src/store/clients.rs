@@ -218,6 +218,7 @@ mod tests {
     #[test]
     fn a_failed_request_keeps_its_failure() {
         let mut st = State::new();
+        // A session on a node that is not registered: refused with `NotFound`.
         let create = Command::Request {
             id: id("a", 7, 7),
             cmd: Box::new(Command::SessionCreate {

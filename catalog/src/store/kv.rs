@@ -109,6 +109,7 @@ impl Tx<'_> {
                 }
                 entry.session = Some(session);
             }
+            // A release: the key stays and keeps its `LockIndex` (which counts acquisitions).
             Some(None) => {
                 if let Some(old) = entry.session.take() {
                     self.unlink_lock(&old, &req.key);

@@ -280,6 +280,8 @@ impl State {
             match self.request_seen(id) {
                 clients::Seen::New => {}
                 clients::Seen::Done(result) => return result,
+                // Refused, not applied: its client has moved its floor past it, so nobody waits
+                // for this answer, and its first result (if any) is forgotten.
                 clients::Seen::Stale => {
                     return Err(StoreError::Invalid(format!(
                         "request {} of client {} was already given up by its client",
