@@ -1,5 +1,10 @@
 //! The HTTP client the subcommands share: the agent's address, the ACL token, the datacenter
 //! and consistency options, and Consul's error texts (`Unexpected response code: 404 (body)`).
+//!
+//! Plain HTTP only: the agent serves no HTTPS yet, so `https://` addresses and unix sockets
+//! are refused with a message instead of failing later in the connection. Every request has
+//! a timeout, so a hung agent makes a command fail rather than wait forever; only streams
+//! (`monitor`) and blocking queries (`watch`) wait longer, by design.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,18 +17,24 @@ use super::progress::Progress;
 use crate::flags::Parsed;
 
 /// The address used when neither `-http-addr` nor `CONSUL_HTTP_ADDR` is given.
+/// Consul's default: the agent's HTTP API on loopback.
 pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
 
 /// How long to wait for a TCP connection to the agent.
+/// A wrong or firewalled address fails within this, not at the OS's much longer timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a non-blocking request may take.
+/// Generous for one API call; the servers may need a leader election to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a snapshot transfer may take (progress is shown meanwhile).
+/// Snapshots of a large state over a slow link take minutes; an hour still bounds a
+/// transfer that stalled.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Size of the pieces an upload is sent in (and its progress counted by).
+/// Small enough for the progress line to move smoothly, large enough to cost nothing.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// A failed request.
@@ -36,6 +47,7 @@ pub(crate) enum Error {
         /// The URL requested.
         url: String,
         /// What went wrong.
+        /// Go's wording (`dial tcp: connect: connection refused`) where possible.
         message: String,
     },
     /// The agent answered with a non-2xx status.
@@ -58,6 +70,7 @@ impl fmt::Display for Error {
                 message,
             } => {
                 let verb = method.as_str();
+                // Go's `url.Error` writes the method as `Get`, `Put`: Consul's messages show it so.
                 let verb = format!("{}{}", &verb[..1], verb[1..].to_lowercase());
                 write!(f, "{verb} \"{url}\": {message}")
             }
@@ -75,6 +88,7 @@ pub(crate) struct Reply {
     /// The HTTP status.
     pub status: u16,
     /// `X-Consul-Index`, 0 when absent.
+    /// What a blocking query passes back as `index` to wait for the next change.
     pub index: u64,
     /// The body.
     pub body: Bytes,
@@ -90,14 +104,23 @@ impl Reply {
 /// A client of one agent.
 #[derive(Clone, Debug)]
 pub(crate) struct Client {
+    /// One connection pool for the command's requests.
     http: reqwest::Client,
+    /// `http://host:port`, without a trailing slash.
     base: String,
+    /// Sent as `X-Consul-Token`, not in the query string, so it stays out of URLs and
+    /// access logs.
     token: Option<String>,
+    /// `-datacenter`, sent as `?dc=` with every request.
     datacenter: Option<String>,
+    /// `-stale`, sent with reads only.
     stale: bool,
 }
 
 /// Turns an `-http-addr` / `CONSUL_HTTP_ADDR` value into a base URL.
+///
+/// `host:port` gets `http://` as in Consul; with `CONSUL_HTTP_SSL` set it would mean
+/// HTTPS, which this client does not speak, so that is refused too.
 pub(crate) fn base_url(addr: &str, ssl: bool) -> Result<String, String> {
     let addr = addr.trim().trim_end_matches('/');
     if addr.is_empty() {
@@ -122,10 +145,12 @@ pub(crate) fn base_url(addr: &str, ssl: bool) -> Result<String, String> {
     Ok(format!("http://{addr}"))
 }
 
+/// An environment variable; set but empty counts as unset, as in Consul.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The token in a file, without the newline editors add.
 fn read_token_file(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|t| t.trim().to_string())
@@ -133,6 +158,9 @@ fn read_token_file(path: &str) -> Result<String, String> {
 }
 
 /// Percent-encodes a path, keeping `/` and the characters Go's `url.URL` keeps.
+///
+/// KV keys and service IDs go in the path; escaping like Go keeps the URLs identical to
+/// Consul's CLI (`:` and `@` stay as they are, a space becomes `%20`, never `+`).
 pub(crate) fn escape_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
@@ -178,6 +206,8 @@ impl Client {
             .and_then(|v| crate::flags::parse_bool(&v))
             .unwrap_or(false);
         let base = base_url(&addr, ssl)?;
+        // Consul's precedence: `-token`, `-token-file`, `CONSUL_HTTP_TOKEN`, then
+        // `CONSUL_HTTP_TOKEN_FILE`.
         let token = match (p.text("token"), p.text("token-file")) {
             (Some(t), _) if !t.is_empty() => Some(t.to_string()),
             (_, Some(f)) if !f.is_empty() => Some(read_token_file(f)?),
@@ -214,6 +244,7 @@ impl Client {
             q.append_pair("dc", dc);
             any = true;
         }
+        // `stale` only on reads: a write always goes to the leader.
         if read && self.stale {
             q.append_pair("stale", "");
             any = true;
@@ -316,6 +347,8 @@ impl Client {
 
     /// `GET` a streamed body, handing each piece to `each` as it arrives, until the agent
     /// ends it (`/v1/agent/monitor`).
+    ///
+    /// No timeout: the stream runs until the agent ends it or the user interrupts.
     pub(crate) async fn stream(
         &self,
         path: &str,
@@ -360,6 +393,7 @@ impl Client {
             req = req.header("X-Consul-Token", t);
         }
         // The servers take the snapshot before the first byte arrives: say so while waiting.
+        // On stderr, so that scripts reading stdout see only the result.
         let started = std::time::Instant::now();
         let send = req.send();
         tokio::pin!(send);
@@ -421,6 +455,8 @@ impl Client {
             .http
             .put(&url)
             .timeout(TRANSFER_TIMEOUT)
+            // A streamed body would otherwise go chunked; with the length the agent knows the
+            // size before reading it.
             .header(reqwest::header::CONTENT_LENGTH, total)
             .body(reqwest::Body::wrap_stream(stream));
         if let Some(t) = &self.token {
@@ -461,6 +497,9 @@ impl Client {
 }
 
 /// `X-Consul-Index`, 0 when absent.
+///
+/// 0 makes the next blocking query return at once, which is the right fallback for an
+/// endpoint that does not block.
 fn header_index(headers: &reqwest::header::HeaderMap) -> u64 {
     headers
         .get("x-consul-index")
@@ -469,6 +508,8 @@ fn header_index(headers: &reqwest::header::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
+/// The status check of every call; the body of an error is Consul's text, kept for the
+/// message.
 fn check(reply: Reply, allow_404: bool) -> Result<Reply, Error> {
     if (200..300).contains(&reply.status) || (allow_404 && reply.status == 404) {
         Ok(reply)
@@ -501,6 +542,7 @@ fn error_chain(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Bare `host:port` gets `http://`; HTTPS, unix sockets and other schemes are refused.
     #[test]
     fn addresses() {
         assert_eq!(
@@ -517,6 +559,7 @@ mod tests {
         assert!(base_url("ftp://x", false).is_err());
     }
 
+    /// Reserved and non-ASCII bytes are percent-encoded, `/` kept.
     #[test]
     fn paths_are_escaped() {
         assert_eq!(

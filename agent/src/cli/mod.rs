@@ -6,6 +6,11 @@
 //! parser, `crate::flags`), [`client`] is the shared HTTP client
 //! (address, token, datacenter, Consul's error texts) and [`output`] lays results out as
 //! Consul does. The commands run on a small single-threaded tokio runtime.
+//!
+//! Compatibility is the point: scripts, runbooks and muscle memory written for `consul` keep
+//! working with `cairn`, so flag names, the `@file`/`-` conventions, output layouts, error
+//! texts and exit codes (0 success, 1 failure or usage error, 2 where Consul uses it) follow
+//! Consul's commands rather than what a fresh design would pick.
 
 mod catalog;
 mod client;
@@ -37,6 +42,7 @@ use self::spec::Spec;
 use crate::flags::{ParseError, Parsed};
 
 /// The top-level commands and their one-line descriptions, for `cairn` without arguments.
+/// Alphabetical, as Consul lists them; `agent` is dispatched by `main`, not here.
 const COMMANDS: &[(&str, &str)] = &[
     ("agent", "Runs a Cairn agent"),
     ("catalog", "Interact with the catalog"),
@@ -62,6 +68,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("watch", "Watch for changes in the catalog or the KV store"),
 ];
 
+/// The top-level help, printed for `cairn`, `cairn -h` and an unknown command.
 fn usage() -> String {
     group_usage(
         "Usage: cairn [--version] [--help] <command> [<args>]",
@@ -72,6 +79,7 @@ fn usage() -> String {
 
 /// A command group's help: a usage line and its subcommands in a column.
 pub(crate) fn group_usage(first: &str, heading: &str, commands: &[(&str, &str)]) -> String {
+    // Descriptions start in one column, after the longest name.
     let width = commands.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut s = format!("{first}\n\n{heading}\n");
     for (name, what) in commands {
@@ -82,6 +90,8 @@ pub(crate) fn group_usage(first: &str, heading: &str, commands: &[(&str, &str)])
 
 /// Runs a CLI subcommand (`args` excludes the program name).
 pub fn run(args: &[String]) -> ExitCode {
+    // One thread: a command makes one request at a time (or a few), and a small runtime
+    // keeps start-up fast.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,6 +102,7 @@ pub fn run(args: &[String]) -> ExitCode {
     rt.block_on(dispatch(args))
 }
 
+/// Runs the command named by the first argument.
 async fn dispatch(args: &[String]) -> ExitCode {
     let Some(name) = args.first() else {
         err(&usage());
@@ -104,6 +115,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         "version" => version::run(rest),
+        // `cairn --version` as well as `cairn version`, as with Consul.
         "-v" | "-version" | "--version" => version::run(&[]),
         "members" => members::run(rest).await,
         "monitor" => monitor::run(rest).await,
@@ -142,6 +154,7 @@ pub(crate) fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, ExitCode> {
         Err(ParseError::Bad(msg)) => {
             err(&msg);
             err("");
+            // The help goes to stderr with the error, so a script's stdout stays empty.
             err(&spec.help());
             Err(ExitCode::from(1))
         }
@@ -150,6 +163,7 @@ pub(crate) fn parse(spec: &Spec, args: &[String]) -> Result<Parsed, ExitCode> {
 
 /// Builds the HTTP client from the parsed flags, or prints Consul's connection error.
 pub(crate) fn connect(p: &Parsed) -> Result<Client, ExitCode> {
+    // Consul's wording, with the product name changed.
     Client::from_flags(p).map_err(|e| fail(format!("Error connecting to Cairn agent: {e}")))
 }
 
@@ -191,6 +205,9 @@ pub(crate) fn unknown_subcommand(group: &str, name: &str, help: &str) -> ExitCod
 
 /// Reads a `-filter`-style data argument: `@file` reads a file, `-` reads stdin, anything
 /// else is the value itself.
+///
+/// Consul's convention for values that may be long or binary-unfriendly on a command
+/// line (`kv put key @file`, `-filter=@expr.txt`).
 pub(crate) fn load_data(arg: &str) -> Result<String, String> {
     if let Some(path) = arg.strip_prefix('@') {
         return std::fs::read_to_string(path).map_err(|e| format!("Failed to read file: {e}"));
@@ -205,6 +222,9 @@ pub(crate) fn load_data(arg: &str) -> Result<String, String> {
 }
 
 /// `node-meta` query pairs from `-node-meta key=value` flags (`node-meta=key:value`).
+///
+/// Repeated pairs are ANDed by the API; the flag's `=` becomes the query's `:`, the form
+/// the HTTP API expects.
 pub(crate) fn node_meta_query(p: &Parsed) -> Vec<(&'static str, String)> {
     p.map("node-meta")
         .into_iter()

@@ -16,6 +16,8 @@ pub(crate) enum Http {
     Server,
 }
 
+/// The options of every command that talks to an agent, with Consul's names and
+/// environment variables.
 const CLIENT_FLAGS: &[Flag] = &[
     Flag::text(
         "http-addr",
@@ -36,6 +38,8 @@ const CLIENT_FLAGS: &[Flag] = &[
     ),
 ];
 
+/// The options of commands whose reads are served by the servers: agent-local endpoints
+/// have no datacenter or consistency to choose.
 const SERVER_FLAGS: &[Flag] = &[
     Flag::text(
         "datacenter",
@@ -50,6 +54,9 @@ const SERVER_FLAGS: &[Flag] = &[
 ];
 
 /// A command's interface, declared as a `const` next to the command.
+///
+/// Static data, so that `-h` needs no work beyond formatting and every command's interface
+/// can be read in one place in its module.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Spec {
     /// The usage text: a `Usage:` line and a description.
@@ -75,6 +82,8 @@ impl Spec {
         }
     }
 
+    /// A flag this command accepts: its own, then the shared ones. A shared flag the command
+    /// does not take (`-stale` on an agent-local command) is unknown, as in Consul.
     fn find(&self, name: &str) -> Option<&'static Flag> {
         self.flags
             .iter()
@@ -84,6 +93,8 @@ impl Spec {
     }
 
     /// The help text: usage, then the HTTP options, then the command's options.
+    ///
+    /// Consul's layout: `HTTP API Options` first, `Command Options` after.
     pub(crate) fn help(&self) -> String {
         let mut out = self.usage.trim_matches('\n').to_string();
         out.push('\n');
@@ -117,6 +128,7 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The shared options parse with the command's own; `-stale` only where servers answer.
     #[test]
     fn shared_http_options() {
         let p = SPEC
@@ -146,6 +158,7 @@ mod tests {
         assert_eq!(SPEC.parse(&args(&["-h"])).err(), Some(ParseError::Help));
     }
 
+    /// Sections appear in Consul's order and only when the command has such options.
     #[test]
     fn help_sections() {
         let help = SPEC.help();
