@@ -373,3 +373,22 @@ async fn an_encrypted_pool_converges_and_refuses_another_key() {
     stranger.shutdown().await;
     p.shutdown().await;
 }
+
+/// Dropping the last handle stops the member: its address is released (the driver and its
+/// endpoint are gone).
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_stops_the_member() {
+    let net = MemoryNetwork::new(3);
+    let cfg = config(&net, "m0", 3, None);
+    let addr = cfg.bind;
+    let (g, _events) = Gossip::start_with(cfg, net.clone())
+        .await
+        .expect("start on the in-memory network");
+    assert!(net.is_bound(addr));
+    drop(g);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while net.is_bound(addr) {
+        assert!(Instant::now() < deadline, "the member kept running");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
