@@ -1,15 +1,21 @@
 //! Progress lines for long transfers (`cairn snapshot save|restore`): nothing for transfers
 //! that finish within a second, then one line on stderr per second with the amount so far.
+//!
+//! Lines rather than a redrawn bar: the output stays readable when stderr is a log file or a
+//! CI console, and stdout is untouched for scripts.
 
 use std::time::{Duration, Instant};
 
 /// Reports how much of a transfer is done.
 pub(crate) struct Progress {
+    /// What is being done, for the line ("received", "sent").
     verb: &'static str,
+    /// The size when known (`Content-Length`): lines then show a percentage.
     total: Option<u64>,
     done: u64,
     started: Instant,
     last: Instant,
+    /// Whether any line was printed, so that a quick transfer prints nothing at all.
     shown: bool,
 }
 
@@ -56,6 +62,7 @@ impl Progress {
     }
 
     fn line(&self) -> String {
+        // Never 0, so the rate of a zero-length moment is not a division by zero.
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = mib(self.done) / secs;
         match self.total {
@@ -75,6 +82,7 @@ impl Progress {
 mod tests {
     use super::*;
 
+    /// A known total gives a percentage; an unknown one only the amount.
     #[test]
     fn lines_show_percent_when_the_total_is_known() {
         let mut p = Progress::new("sent", Some(4 * 1024 * 1024));
@@ -85,6 +93,7 @@ mod tests {
         assert!(q.line().starts_with("0.0 MiB received"), "{}", q.line());
     }
 
+    /// Nothing is printed within the first second.
     #[test]
     fn quick_transfers_print_nothing() {
         let mut p = Progress::new("sent", None);

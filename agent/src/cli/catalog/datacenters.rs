@@ -1,10 +1,14 @@
 //! `cairn catalog datacenters`: the known datacenters, one per line.
+//!
+//! One name per line, in the order the servers return them, so the output pipes into
+//! other commands as it is.
 
 use std::process::ExitCode;
 
 use crate::cli::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 
+/// Consul's usage text; no options beyond the shared HTTP ones.
 const SPEC: Spec = Spec {
     usage: "
 Usage: cairn catalog datacenters [options]

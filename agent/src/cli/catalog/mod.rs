@@ -1,4 +1,7 @@
 //! `cairn catalog datacenters|nodes|services`: reads of the catalog.
+//!
+//! Consul's `catalog` command group: the same subcommands, flags and output, over the
+//! `/v1/catalog/*` endpoints.
 
 mod datacenters;
 mod nodes;
@@ -6,12 +9,14 @@ mod services;
 
 use std::process::ExitCode;
 
+/// The subcommands with Consul's descriptions, for the group's help.
 const SUBCOMMANDS: &[(&str, &str)] = &[
     ("datacenters", "Lists all known datacenters"),
     ("nodes", "Lists all nodes in the given datacenter"),
     ("services", "Lists all registered services in a datacenter"),
 ];
 
+/// The group's help, printed without a subcommand or with `-h`.
 fn help() -> String {
     super::group_usage(
         "Usage: cairn catalog <subcommand> [options] [args]\n\n  \

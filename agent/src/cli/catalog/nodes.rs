@@ -1,5 +1,8 @@
 //! `cairn catalog nodes`: the nodes of a datacenter as a table (Node, ID, Address, DC, and
 //! with `-detailed` the full ID, tagged addresses and metadata).
+//!
+//! With `-service` the nodes come from `/v1/catalog/service/:s` (the nodes running an
+//! instance), otherwise from `/v1/catalog/nodes`; both are shown the same way.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -10,6 +13,7 @@ use crate::cli::output::{columns, err, fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `catalog nodes`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::bool(
         "detailed",
@@ -73,10 +77,13 @@ struct Node {
     #[serde(default)]
     meta: Option<BTreeMap<String, String>>,
     /// The node metadata in a catalog service entry.
+    /// Service entries call it `NodeMeta`; it is moved into `meta` so one table serves
+    /// both endpoints.
     #[serde(default)]
     node_meta: Option<BTreeMap<String, String>>,
 }
 
+/// A map as `k=v, k=v` in key order, Consul's cell format for tagged addresses and meta.
 fn key_values(m: &Option<BTreeMap<String, String>>) -> String {
     m.iter()
         .flatten()
@@ -128,6 +135,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         },
     };
     if nodes.is_empty() {
+        // Consul's message, on stderr with exit code 0: an empty result is not an error.
         err("No nodes match the given query - try expanding your search.");
         return ExitCode::SUCCESS;
     }

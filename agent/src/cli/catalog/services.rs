@@ -1,5 +1,8 @@
 //! `cairn catalog services`: the service names of a datacenter (or of one node), optionally
 //! with their tags.
+//!
+//! Names are printed sorted, one per line; with `-tags`, each name is followed by the
+//! sorted, deduplicated union of its instances' tags.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -10,6 +13,7 @@ use crate::cli::output::{err, fail, out, pairs};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `catalog services`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::text(
         "node",
@@ -87,6 +91,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
                         .unwrap_or_default()
                         .into_values()
                     {
+                        // A node may run several instances of one service: their tags are merged.
                         map.entry(s.service)
                             .or_default()
                             .extend(s.tags.unwrap_or_default());
@@ -115,12 +120,14 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         let rows: Vec<(String, String)> = services
             .into_iter()
             .map(|(name, tags)| {
+                // Sorted and deduplicated, as Consul prints them.
                 let tags: BTreeSet<String> = tags.into_iter().collect();
                 (name, tags.into_iter().collect::<Vec<_>>().join(","))
             })
             .collect();
         let text = pairs(&rows);
         for line in text.lines() {
+            // A service without tags would otherwise end in padding.
             out(line.trim_end());
         }
     } else {

@@ -1,5 +1,8 @@
 //! `cairn services deregister`: removes services from the local agent, by `-id` or by the
 //! definition files they were registered from.
+//!
+//! Only the local agent's registrations can be removed this way, as with Consul: the agent
+//! owns them, and a catalog-only deregistration would be undone by its anti-entropy.
 
 use std::process::ExitCode;
 
@@ -8,6 +11,7 @@ use crate::cli::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's single flag for `services deregister`.
 const FLAGS: &[Flag] = &[Flag::text(
     "id",
     "id",
@@ -56,6 +60,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
                 Ok(list) => {
                     for s in list {
                         let id = field_str(&s, "ID");
+                        // A definition without an ID was registered under its name.
                         ids.push(if id.is_empty() {
                             field_str(&s, "Name")
                         } else {
@@ -72,6 +77,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // A definition with neither ID nor name cannot have been registered: skipped.
     for id in ids.into_iter().filter(|i| !i.is_empty()) {
         let path = format!("/v1/agent/service/deregister/{id}");
         if let Err(e) = client.put(&path, &[], None).await {

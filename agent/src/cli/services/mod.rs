@@ -1,5 +1,9 @@
 //! `cairn services register|deregister`: services of the local agent, from config files
 //! (JSON or HCL with a `service` or `services` block) or from flags.
+//!
+//! The files are the agent's own config format, so a definition written for the agent's
+//! config directory registers unchanged. The definitions go to the agent as they are, and
+//! the agent validates them as any API registration.
 
 mod deregister;
 mod register;
@@ -9,11 +13,13 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
+/// The subcommands with Consul's descriptions, for the group's help.
 const SUBCOMMANDS: &[(&str, &str)] = &[
     ("deregister", "Deregister services with the local agent"),
     ("register", "Register services with the local agent"),
 ];
 
+/// The group's help, printed without a subcommand or with `-h`.
 fn help() -> String {
     super::group_usage(
         "Usage: cairn services <subcommand> [options] [args]\n\n  \
@@ -44,6 +50,9 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
 
 /// Folds a key as the agent does (case and underscores ignored): `Enable_Tag_Override` and
 /// `enabletagoverride` are the same field.
+///
+/// Needed to read the name and ID out of a definition written in any of the spellings the
+/// agent accepts (`Name`, `name`, HCL's snake case).
 fn fold(key: &str) -> String {
     key.chars()
         .filter(|c| *c != '_')
@@ -66,6 +75,9 @@ pub(crate) fn field_str(obj: &Map<String, Value>, name: &str) -> String {
 
 /// Parses a service definition file into its service objects (request bodies for
 /// `PUT /v1/agent/service/register`).
+///
+/// Every `service` and `services` key of the top level counts, in any spelling, as one
+/// object or a list of them; other keys are ignored, so a full agent config file works too.
 pub(crate) fn services_from_file(path: &str) -> Result<Vec<Map<String, Value>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let ext = Path::new(path).extension().and_then(|e| e.to_str());
@@ -111,6 +123,7 @@ pub(crate) fn services_from_file(path: &str) -> Result<Vec<Map<String, Value>>, 
     Ok(out)
 }
 
+/// HCL into JSON with the `hcl` crate's data model: repeated blocks become a list.
 fn parse_hcl(text: &str) -> Result<Value, String> {
     hcl::from_str::<Value>(text).map_err(|e| format!("invalid HCL: {e}"))
 }
@@ -130,6 +143,7 @@ fn normalize(mut obj: Map<String, Value>) -> Map<String, Value> {
 mod tests {
     use super::*;
 
+    /// Writes a file under a per-process temporary directory; the path.
     fn write(name: &str, text: &str) -> String {
         let dir = std::env::temp_dir().join(format!("cairn-cli-svc-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -138,6 +152,8 @@ mod tests {
         path.to_string_lossy().into_owned()
     }
 
+    /// One service, a list, repeated HCL blocks with a `checks` block, and a file without
+    /// services.
     #[test]
     fn json_and_hcl_files() {
         let p = write(

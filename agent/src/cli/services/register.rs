@@ -1,4 +1,8 @@
 //! `cairn services register`: registers services from definition files or from flags.
+//!
+//! Each service is one `PUT /v1/agent/service/register`; the first failure stops the
+//! command with the agent's message, and the services registered before it stay
+//! registered.
 
 use std::process::ExitCode;
 
@@ -9,6 +13,7 @@ use crate::cli::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::{Flag, Parsed};
 
+/// Consul's flags for `services register`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::text(
         "address",
@@ -70,6 +75,9 @@ Usage: cairn services register [options] [FILE...]
 };
 
 /// Parses `host:port` (or `[v6]:port`, or a bare address) for `-tagged-address`.
+///
+/// Split at the last colon, so a bracketed IPv6 address keeps its own colons; a bare
+/// address gets port 0.
 fn service_addr(v: &str) -> Result<Value, String> {
     let (host, port) = match v.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !p.contains(']') => {
@@ -82,6 +90,9 @@ fn service_addr(v: &str) -> Result<Value, String> {
 }
 
 /// The service the flags describe.
+///
+/// Only what was given goes in: an absent field must not overwrite a file's in
+/// [`combine`].
 fn from_flags(p: &Parsed) -> Result<Map<String, Value>, String> {
     let mut s = Map::new();
     for (flag, field) in [
@@ -140,6 +151,7 @@ fn combine(file: &mut Map<String, Value>, flags: &Map<String, Value>) {
                     }
                 }
             }
+            // Any other field: the flag fills it only when the file left it empty.
             (_, Some(k)) => {
                 let empty = match file.get(&k) {
                     None | Some(Value::Null) => true,
@@ -172,6 +184,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     if p.args.is_empty() && name.is_empty() {
         return fail("Service registration requires at least one argument or flags.");
     }
+    // Consul's message, which names `-id` although `-name` is what is checked.
     if !p.args.is_empty() && !name.is_empty() {
         return fail("Service registration requires arguments or -id, not both.");
     }
@@ -217,6 +230,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// Files win for scalar fields; flags add tags and map entries and fill empty fields.
     #[test]
     fn flags_fill_in_files() {
         let mut file = serde_json::from_value::<Map<String, Value>>(json!({
@@ -235,6 +249,7 @@ mod tests {
         );
     }
 
+    /// `host:port`, bracketed IPv6, a bare host, and a bad port.
     #[test]
     fn tagged_addresses() {
         assert_eq!(
