@@ -120,6 +120,7 @@ pub fn format_go_duration(d: Duration) -> String {
         };
         return format!("{}{}", fmt_frac(ns, scale), unit);
     }
+    // From a second up: whole hours and minutes, and seconds with their fraction.
     let mut out = String::new();
     let hours = ns / 3_600_000_000_000;
     let rem = ns % 3_600_000_000_000;

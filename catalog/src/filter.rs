@@ -67,7 +67,8 @@ pub const MAX_EXPRESSION_LEN: usize = 64 * 1024;
 pub const MAX_NESTING: usize = 256;
 
 /// Most `matches` / `not matches` operators one expression may hold: each compiles a regex,
-/// and with [`REGEX_SIZE_LIMIT`] this caps what one request can make the server allocate.
+/// and with the size limit on each (1 MiB compiled) this caps what one request can make the
+/// server allocate.
 pub const MAX_REGEXES: usize = 32;
 
 /// Compiled-size limit for one regex, so [`MAX_REGEXES`] bounds a filter's memory (the regex
@@ -287,7 +288,8 @@ impl Op {
     }
 
     /// The answer when the selected value is missing or `null`: nothing equals, contains or
-    /// matches it, and it is empty.
+    /// matches it, and it is empty. The negated operators answer the opposite, so `!=` on a
+    /// missing field is true.
     fn when_absent(self) -> bool {
         (self.base() == Op::IsEmpty) != self.negated()
     }
@@ -507,6 +509,8 @@ impl MatchExpr {
         let ok = match schema {
             // A `null` sample says nothing of the type, and strings take every operator.
             Value::Null | Value::String(_) => true,
+            // The value is coerced now, against the sample's type, so a bad one is refused
+            // before any data is seen (and whether or not data would reach this term).
             Value::Number(n) => {
                 if base == Op::Equal {
                     coerce_number(n, &self.value).map_err(|r| self.coerce_error(r))?;
@@ -519,6 +523,8 @@ impl MatchExpr {
                 }
                 base == Op::Equal
             }
+            // A selector that stops at an array (rather than walking into it) asks about the
+            // array itself: its emptiness, or membership, which needs scalar elements.
             Value::Array(items) => match base {
                 Op::IsEmpty => true,
                 Op::In => match items.first() {
@@ -627,10 +633,13 @@ fn parse_go_int(raw: &str) -> Result<i128, String> {
     {
         return Err(invalid());
     }
+    // With the rule checked, underscores are only separators.
     let cleaned: String = digits.chars().filter(|&c| c != '_').collect();
     if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_digit(radix)) {
         return Err(invalid());
     }
+    // Read unsigned and wide, so both `i64::MIN`'s magnitude and `u64::MAX` fit before the
+    // range check below.
     let magnitude = u128::from_str_radix(&cleaned, radix)
         .map_err(|_| format!("parsing {raw:?}: value out of range"))?;
     let value = if negative {
@@ -1081,6 +1090,8 @@ impl<'a> Parser<'a> {
         value: String,
     ) -> Result<Expr, FilterError> {
         let regex = if op.base() == Op::Matches {
+            // Counted before compiling, so the expression that would compile one too many
+            // compiles none beyond the limit.
             self.regexes += 1;
             if self.regexes > MAX_REGEXES {
                 let (line, column) = self.line_column(start);
@@ -1809,9 +1820,11 @@ mod tests {
     fn keywords_as_field_names_and_values() {
         let item = json!({"not": "x", "and": "or", "in": ["is"]});
         assert!(eval("not == x", &item));
+        // `not` applied to the match on the field named `not`.
         assert!(!eval("not not == x", &item));
         assert!(eval("and == or", &item));
         assert!(eval("in contains is", &item));
+        // The bare value `is`, in the field named `in`.
         assert!(eval("is in in", &item));
         assert!(eval("not == x and and == or", &item));
     }
@@ -2182,6 +2195,7 @@ mod tests {
     fn go_integer_syntax() {
         assert_eq!(parse_go_int("0"), Ok(0));
         assert_eq!(parse_go_int("-0"), Ok(0));
+        // A leading 0 alone means octal, as in Go's base-0 parsing.
         assert_eq!(parse_go_int("017"), Ok(15));
         assert_eq!(parse_go_int("0o17"), Ok(15));
         assert_eq!(parse_go_int("0b101"), Ok(5));

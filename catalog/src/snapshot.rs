@@ -106,6 +106,7 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
     let payload = Payload {
         index: st.last_index,
         nodes: st.nodes.values().map(|n| Node::clone(n)).collect(),
+        // The node comes from the table's key; the instance ID is in the record itself.
         services: st
             .services
             .iter()

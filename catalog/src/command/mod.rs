@@ -630,6 +630,8 @@ impl Command {
     /// The stable name of the command's type: its tag on the wire and in the log. Tags never
     /// change meaning and are never reused (see [`KNOWN_TYPES`]).
     pub fn type_tag(&self) -> &str {
+        // The derived wire form writes the variant names; the wire tests check that each
+        // known type is written under exactly this tag.
         match self {
             Command::Register { .. } => "Register",
             Command::Deregister { .. } => "Deregister",
@@ -663,6 +665,7 @@ impl Command {
     /// every read they answer and every later command they apply as right as before (a hint,
     /// a cache, bookkeeping only the newer versions read).
     pub fn ignore_unknown(&self) -> bool {
+        // No catch-all: a new command type must decide.
         match self {
             Command::Register { .. }
             | Command::Deregister { .. }
@@ -719,6 +722,7 @@ impl Command {
             Command::Unknown(u) => Err(InvalidCommand::UnknownType(u.tag.clone())),
             Command::Batch(cmds) => cmds.iter().try_for_each(Command::validate),
             Command::Request { cmd, .. } => cmd.validate(),
+            // The first operation with a bad verb is named, with its position.
             Command::Txn { ops, .. } => {
                 for (op_index, op) in ops.iter().enumerate() {
                     if let TxnOp::Unrecognized(u) = op {

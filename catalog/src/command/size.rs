@@ -182,6 +182,8 @@ macro_rules! struct_bound {
     };
 }
 
+// The records commands carry, then the request types of `command`. Structs with a byte
+// field (base64 on the wire) are sized by hand further down.
 struct_bound!(Node {
     id,
     node,

@@ -115,6 +115,7 @@ enum CommandDef {
         id: String,
         now_ms: u64,
     },
+    // Operations decode through `TxnOp`'s own impl, which keeps an unknown verb as written.
     Txn {
         ops: Vec<TxnOp>,
         now_ms: u64,
@@ -122,6 +123,8 @@ enum CommandDef {
     ReapTombstones {
         up_to: u64,
     },
+    // Members decode through `Command`'s own impl, not this mirror, so a member of an unknown
+    // type is kept too (and the same holds for a request's command below).
     Batch(Vec<Command>),
     Restore {
         #[serde(with = "b64_vec")]
@@ -739,6 +742,8 @@ mod tests {
     #[test]
     fn version_1_entries_decode_and_encode_unchanged() {
         let v1: [&str; 4] = [
+            // A struct variant with base64 bytes; a unit variant as its bare tag; a request
+            // wrapping another command; a batch of two.
             r#"{"v":1,"cmd":{"Kv":{"op":"cas","req":{"Key":"a/b","Value":"aGVsbG8=","Flags":7,"Index":3,"Session":""},"now_ms":42}}}"#,
             r#"{"v":1,"cmd":"Noop"}"#,
             r#"{"v":1,"cmd":{"Request":{"id":{"client":"c1","seq":2,"floor":1},"cmd":{"SessionDestroy":{"id":"s","now_ms":9}}}}}"#,

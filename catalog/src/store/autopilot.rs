@@ -21,6 +21,7 @@ impl Tx<'_> {
         if cas.is_some_and(|want| want != current) {
             return Response::Bool(false);
         }
+        // The first write's index survives replacements, as a record's `CreateIndex` does.
         let mut next = config.clone();
         next.create_index = self
             .st

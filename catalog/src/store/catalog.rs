@@ -88,6 +88,8 @@ impl Tx<'_> {
                     req.id
                 )));
             }
+            // The node record is replaced as a whole by the registration's fields (meta and
+            // tagged addresses included); `ensure_node` sets the indexes.
             self.ensure_node(Node {
                 id: req.id.to_lowercase(),
                 node: req.node.clone(),

@@ -45,6 +45,7 @@ impl Tx<'_> {
 
 impl State {
     /// Every stored network coordinate, by node then segment; with `node`, that node's only.
+    /// One index for the whole table: any update moves it.
     pub fn coordinates(&self, node: Option<&str>) -> (u64, Vec<CoordinateEntry>) {
         let entries = self
             .coordinates

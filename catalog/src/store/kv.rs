@@ -181,6 +181,7 @@ impl Tx<'_> {
 
     /// Deletes every key under `prefix` (all of them for `""`), each with its tombstone.
     pub(crate) fn kv_delete_tree(&mut self, prefix: &str) {
+        // Collected, then deleted one by one: each key gets its tombstone and drops its lock.
         let keys: Vec<String> = self
             .st
             .kv
@@ -290,7 +291,8 @@ impl State {
         }
     }
 
-    /// Number of KV entries.
+    /// Number of KV entries (live keys only, not tombstones): for stats, metrics and the
+    /// snapshot inspector.
     pub fn kv_len(&self) -> usize {
         self.kv.len()
     }

@@ -102,7 +102,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// True when nothing changed.
+    /// True when nothing changed (a failed or no-op command): nobody needs waking.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.kv_keys.is_empty() && !self.all
     }
@@ -203,7 +203,8 @@ impl State {
         State::default()
     }
 
-    /// Index of the last applied command (0 when none).
+    /// Index of the last applied command (0 when none): also the index a snapshot of this
+    /// state is labelled with.
     pub fn last_index(&self) -> u64 {
         self.last_index
     }
@@ -463,6 +464,8 @@ impl Store {
     /// Published even when the command failed: the index was consumed and a request's result
     /// recorded, and readers must see both.
     pub fn apply(&self, index: u64, cmd: &Command) -> Applied {
+        // A writer that panicked left the published state intact (only finished states are
+        // ever swapped in), so a poisoned lock is taken over.
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = State::clone(&self.read());
         let applied = next.apply(index, cmd);

@@ -72,6 +72,7 @@ impl Tx<'_> {
 
     /// `QueryDelete`: deletes a prepared query (nothing if it does not exist).
     pub(crate) fn query_delete(&mut self, id: &str) -> Response {
+        // Only a real deletion moves the index; deleting a missing query still succeeds.
         if self.st.queries.remove(id).is_some() {
             self.bump(WatchKey::Queries);
         }

@@ -97,6 +97,7 @@ impl Tx<'_> {
                 "restore {id}: a piece at offset {offset} does not follow the {} bytes received",
                 s.len
             ))),
+            // Nothing staged, or another restore's pieces.
             _ => Err(not_in_progress(id)),
         }
     }
@@ -121,7 +122,7 @@ impl Tx<'_> {
     }
 
     /// `RestoreAbort`: drops the staged pieces of a restore that failed half way (nothing if
-    /// another one replaced it).
+    /// another one replaced it: a late abort must not drop the newer restore's pieces).
     pub(crate) fn restore_abort(&mut self, id: &str) -> Response {
         if self.st.staged.as_ref().is_some_and(|s| s.id == id) {
             self.st.staged = None;

@@ -128,6 +128,7 @@ impl Tx<'_> {
     /// Invalidates sessions bound to a check that turned critical or went away. A check ID is
     /// only unique on its node, so the session's node must match too.
     pub(crate) fn invalidate_check_sessions(&mut self, node: &str, check_id: &str) {
+        // A scan of every session: there is no index by check.
         let doomed: Vec<String> = self
             .st
             .sessions

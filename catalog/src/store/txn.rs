@@ -266,6 +266,8 @@ impl Tx<'_> {
                         current.map(|s| s.modify_index),
                     )?;
                 }
+                // The node must exist, possibly from an earlier operation of this transaction:
+                // operations see each other's writes.
                 self.ensure_service(&node, &op.service)?;
                 get(self)
             }
@@ -313,6 +315,7 @@ impl Tx<'_> {
                         current.map(|c| c.modify_index),
                     )?;
                 }
+                // As for a registered check: its node, and the instance it names, must exist.
                 self.ensure_check(op.check.clone())?;
                 get(self)
             }
