@@ -430,6 +430,7 @@ impl LogStore {
                 expected = Some(index + 1);
             }
         }
+        // From here on, every change to the file goes through the writer thread.
         let db = Arc::new(db);
         let cache = Arc::new(Mutex::new(cache));
         let (tx, rx) = mpsc::channel();

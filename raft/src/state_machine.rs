@@ -156,6 +156,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, cairn_catalog::State), Sna
 /// fsync makes the rename itself survive.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    // The directory may not exist yet before the first snapshot.
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -332,6 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
+        // One result per entry, in order: openraft hands each back to whoever proposed it.
         let mut out = Vec::new();
         for entry in entries {
             let log_id = *entry.get_log_id();
