@@ -1,4 +1,7 @@
 //! `cairn kv delete`: removes a key, a prefix (`-recurse`), or a key at a known index (`-cas`).
+//!
+//! Deleting a key that does not exist succeeds, as in Consul: the end state is the one asked
+//! for. `-recurse` with no key deletes the whole store.
 
 use std::process::ExitCode;
 
@@ -7,6 +10,7 @@ use crate::cli::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `kv delete`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::bool(
         "cas",
@@ -64,6 +68,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     if key.is_empty() && !recurse {
         return fail("Error! Missing KEY argument");
     }
+    // A delete-CAS at index 0 could only match a key that does not exist.
     if cas && modify_index == 0 {
         return fail(
             "Cannot delete a key that does not exist. Provide a -modify-index greater than 0.",
@@ -96,6 +101,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             .delete(&key_path(&key), &[("cas", modify_index.to_string())])
             .await
         {
+            // The API answers `false` when the key changed since the given index.
             Ok(r) if r.body.as_ref().trim_ascii() == b"true" => {
                 out(&format!("Success! Deleted key: {key}"));
                 ExitCode::SUCCESS

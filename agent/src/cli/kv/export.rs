@@ -1,5 +1,8 @@
 //! `cairn kv export`: a prefix as Consul's JSON export format,
 //! `[{"key": ..., "flags": ..., "value": <base64>}]`, indented with tabs.
+//!
+//! The format is Consul's, byte for byte, so an export moves between Consul and Cairn
+//! clusters in either direction (`consul kv import` reads it).
 
 use std::process::ExitCode;
 
@@ -27,6 +30,9 @@ Usage: cairn kv export [KEY_OR_PREFIX]
 };
 
 /// One exported pair, in Consul's field names and order.
+///
+/// The field order is the serialization order, kept as Consul's so that both tools write
+/// the same document for the same data.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Entry {
     /// The key.
@@ -38,6 +44,9 @@ pub(crate) struct Entry {
     #[serde(default)]
     pub value: String,
     /// Enterprise namespace (kept when present, ignored on import).
+    ///
+    /// Consul Enterprise exports carry it and `partition`; accepting both lets such an export
+    /// be imported here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Enterprise partition (kept when present, ignored on import).

@@ -1,5 +1,8 @@
 //! `cairn kv get`: one value, a recursive listing (`key:value`), keys only, or the detailed
 //! metadata of each pair.
+//!
+//! The output shapes are Consul's: a value alone is written raw (no quoting, no encoding,
+//! any bytes), a listing as `key:value` lines, and `-detailed` as the aligned field list.
 
 use std::process::ExitCode;
 
@@ -11,6 +14,7 @@ use crate::cli::output::{fail, out, out_bytes, pairs};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `kv get`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::bool(
         "base64",
@@ -57,6 +61,7 @@ Usage: cairn kv get [options] [KEY_OR_PREFIX]
     http: Http::Server,
 };
 
+/// The `-detailed` block of one pair, in Consul's field order; `-` for no session.
 fn detailed(pair: &Pair, value: &[u8], b64: bool) -> String {
     let value = if b64 {
         STANDARD.encode(value)
@@ -101,6 +106,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         p.bool("base64"),
         p.bool("detailed"),
     );
+    // An empty key is the root: fine for a listing, meaningless for a single read.
     if key.is_empty() && !(recurse || keys) {
         return fail("Error! Missing KEY argument");
     }
@@ -111,6 +117,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
 
     if keys {
         let mut query = vec![("keys", String::new())];
+        // With a separator the API lists keys up to the next separator only, like a directory
+        // listing; `-separator=""` lists every key.
         let sep = p.text("separator").unwrap_or("/");
         if !sep.is_empty() {
             query.push(("separator", sep.to_string()));
@@ -119,6 +127,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             Ok(r) => r,
             Err(e) => return fail(format!("Error querying Cairn agent: {e}")),
         };
+        // No key under the prefix: nothing to print, and not an error (Consul's behaviour).
         if reply.status == 404 {
             return ExitCode::SUCCESS;
         }
@@ -145,12 +154,14 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             };
             if detail {
                 out(&detailed(pair, &value, b64));
+                // Blocks are separated by an empty line, with none after the last.
                 if i + 1 < n {
                     out("");
                 }
             } else if b64 {
                 out(&format!("{}:{}", pair.key, STANDARD.encode(&value)));
             } else {
+                // Raw bytes after the colon, as Consul prints them: a value may not be UTF-8.
                 let mut line = format!("{}:", pair.key).into_bytes();
                 line.extend_from_slice(&value);
                 out_bytes(&line);

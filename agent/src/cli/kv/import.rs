@@ -1,5 +1,9 @@
 //! `cairn kv import`: writes the pairs of a `kv export` document (`@file`, `-` for stdin, or
 //! the JSON itself).
+//!
+//! One write per key, in the document's order, as Consul's import does: not a transaction,
+//! so a failure stops the import with the keys before it already written. Running the same
+//! import again is harmless, since every write sets the value outright.
 
 use std::process::ExitCode;
 
@@ -55,6 +59,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // `null` is taken as an empty document.
     let entries: Vec<Entry> = match serde_json::from_slice::<Option<Vec<Entry>>>(&data) {
         Ok(e) => e.unwrap_or_default(),
         Err(e) => return fail(format!("Cannot unmarshal data: {e}")),

@@ -1,4 +1,8 @@
 //! `cairn kv get|put|delete|export|import`: the key/value store.
+//!
+//! Consul's `kv` command group over `/v1/kv/*`. Values are bytes, not text: they are read
+//! from files and stdin, written to stdout and sent to the agent unchanged, so binary values
+//! (certificates, archives) survive a round trip.
 
 mod delete;
 mod export;
@@ -12,6 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+/// The subcommands with Consul's descriptions, for the group's help.
 const SUBCOMMANDS: &[(&str, &str)] = &[
     ("delete", "Removes data from the KV store"),
     ("export", "Exports a tree from the KV store as JSON"),
@@ -20,6 +25,7 @@ const SUBCOMMANDS: &[(&str, &str)] = &[
     ("put", "Sets or updates data in the KV store"),
 ];
 
+/// The group's help, printed without a subcommand or with `-h`.
 fn help() -> String {
     super::group_usage(
         "Usage: cairn kv <subcommand> [options] [args]\n\n  \
@@ -53,6 +59,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
 }
 
 /// One entry of a `/v1/kv` read.
+///
+/// Only the fields the commands print; unknown fields of the answer are ignored.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Pair {
@@ -72,6 +80,7 @@ pub(crate) struct Pair {
     #[serde(default)]
     pub flags: u64,
     /// The value, base64 (`null` when empty).
+    /// The API carries values as base64 inside JSON; `bytes` decodes them.
     #[serde(default)]
     pub value: Option<String>,
     /// The session holding the lock.
@@ -92,11 +101,16 @@ impl Pair {
 }
 
 /// The API path of a key.
+///
+/// The key is escaped with the rest of the path when the request is made, so a key with
+/// spaces or `?` addresses that key, not a query string.
 pub(crate) fn key_path(key: &str) -> String {
     format!("/v1/kv/{key}")
 }
 
 /// Strips one leading `/`: keys never start with one, but users type `/foo`.
+///
+/// Consul's CLI does the same, so `kv get /foo` reads `foo`.
 pub(crate) fn clean_key(key: &str) -> String {
     key.strip_prefix('/').unwrap_or(key).to_string()
 }
@@ -110,6 +124,8 @@ pub(crate) async fn list(
         .get_allow_404(&key_path(prefix), &[("recurse", String::new())])
         .await
         .map_err(|e| e.to_string())?;
+    // The API answers 404 when nothing is under the prefix; for a listing that is just
+    // empty.
     if reply.status == 404 {
         return Ok(Vec::new());
     }
@@ -120,6 +136,9 @@ pub(crate) async fn list(
 }
 
 /// Reads a DATA argument: `@file` reads a file, `-` reads stdin, anything else is the data.
+///
+/// Read as bytes, so a binary file is stored as it is; [`crate::cli::load_data`] is the
+/// text version for filters.
 pub(crate) fn data_arg(data: &str) -> Result<Vec<u8>, String> {
     if let Some(path) = data.strip_prefix('@') {
         return std::fs::read(path).map_err(|e| format!("Failed to read file: {e}"));

@@ -1,5 +1,9 @@
 //! `cairn kv put`: writes a value (literal, `@file` or `-` for stdin), with check-and-set,
 //! flags and session locks.
+//!
+//! The API answers a conditional write (`cas`, `acquire`, `release`) with `true` or `false`
+//! in the body rather than with an error status; the command turns `false` into Consul's
+//! failure message and exit code 1.
 
 use std::process::ExitCode;
 
@@ -11,6 +15,7 @@ use crate::cli::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `kv put`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::bool(
         "acquire",
@@ -91,6 +96,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     let (key, data) = match p.args.as_slice() {
         [] => return fail("Error! Missing KEY argument"),
         [k] => (k.clone(), Vec::new()),
+        // An explicit empty argument writes an empty value, as with no DATA at all.
         [k, d] if d.is_empty() => (k.clone(), Vec::new()),
         [k, d] => match data_arg(d) {
             Ok(data) => (k.clone(), data),
@@ -106,6 +112,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     let key = clean_key(&key);
     let data = if p.bool("base64") {
         let text = String::from_utf8_lossy(&data);
+        // Trimmed: `echo` and files end the data with a newline that is not base64.
         match STANDARD.decode(text.trim()) {
             Ok(d) => d,
             Err(e) => return fail(format!("Error! Cannot base 64 decode data: {e}")),
@@ -119,6 +126,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         return fail("Error! Missing -session (required with -acquire and -release)");
     }
     let modify_index = p.uint("modify-index");
+    // An index of 0 would mean "only if the key does not exist"; like Consul's, the
+    // command asks for an explicit index with `-cas`.
     if cas && modify_index == 0 {
         return fail("Must specify -modify-index with -cas!");
     }
@@ -128,9 +137,11 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     };
     let mut query = Vec::new();
     let flags = p.uint("flags");
+    // 0 is the API's default; sending it would change nothing.
     if flags != 0 {
         query.push(("flags", flags.to_string()));
     }
+    // One condition per write: `-cas` wins over the lock flags.
     if cas {
         query.push(("cas", modify_index.to_string()));
     } else if acquire {
