@@ -1,4 +1,8 @@
 //! `cairn event`: fires a user event across the cluster.
+//!
+//! The event is gossiped, not stored: agents that are down when it fires never see it, and
+//! delivery is best effort, as with Consul's events. The command returns once the agent has
+//! sent it, printing the event's ID.
 
 use std::process::ExitCode;
 
@@ -50,6 +54,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     if p.args.len() > 1 {
         return fail(format!("Too many command line arguments\n{}", SPEC.usage));
     }
+    // The payload is sent as given; its size limit is enforced by the agent.
     let payload = p.args.first().map(|a| a.as_bytes().to_vec());
     let mut q = Vec::new();
     for f in ["node", "service", "tag"] {
@@ -61,6 +66,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The name is escaped on its own, so a `/` in it cannot reach another endpoint.
     let path = format!("/v1/event/fire/{}", super::client::escape_path(&name));
     let reply = match client.put(&path, &q, payload).await {
         Ok(r) => r,

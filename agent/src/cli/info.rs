@@ -1,5 +1,8 @@
 //! `cairn info`: the agent's `Stats` from `/v1/agent/self`, grouped and sorted as
 //! `consul info` prints them.
+//!
+//! Sorting both levels (the JSON object has no order of its own) gives a stable output, so
+//! two runs can be diffed.
 
 use std::process::ExitCode;
 
@@ -18,6 +21,7 @@ Usage: cairn info [options]
     http: Http::Client,
 };
 
+/// A stat as printed: strings without quotes, anything else as JSON.
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -1,4 +1,7 @@
 //! `cairn join`: asks the agent to join other agents (LAN, or WAN with `-wan`).
+//!
+//! Each address is a separate request, as Consul's command makes them: one unreachable
+//! address does not stop the others, and the command fails only when none was joined.
 
 use std::process::ExitCode;
 
@@ -6,6 +9,7 @@ use super::output::{err, fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's single flag for `join`.
 const FLAGS: &[Flag] = &[Flag::bool(
     "wan",
     "Joins a server to another server in the WAN pool.",
@@ -50,6 +54,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             .await
         {
             Ok(_) => joined += 1,
+            // Reported and skipped: the join counts as done if any address answered.
             Err(e) => err(&format!("Error joining address '{addr}': {e}")),
         }
     }

@@ -1,4 +1,8 @@
 //! `cairn leave`: asks the agent to leave the cluster gracefully and shut down.
+//!
+//! A graceful leave tells the other members before the agent stops, so they mark it `left`
+//! at once instead of `failed` after a timeout. The agent answers at once and then shuts
+//! down on its own, so the command returns before the leave is complete.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,10 @@
 //! `cairn members`: the cluster members the agent knows, as Consul's table
 //! (Node, Address, Status, Type, Build, Protocol, DC, Partition, Segment).
+//!
+//! The member list is the agent's gossip view (`/v1/agent/members`), not the catalog, so it
+//! shows what this agent believes about each member right now, failed ones included. The
+//! Partition and Segment columns are Consul Enterprise concepts, filled with Consul's
+//! defaults so that scripts that pick columns by position keep working.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -11,6 +16,7 @@ use super::output::{columns, fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Consul's flags for `members`, with its help texts.
 const FLAGS: &[Flag] = &[
     Flag::bool("detailed", "Provides detailed information about nodes."),
     Flag::bool(
@@ -44,6 +50,9 @@ Usage: cairn members [options]
 };
 
 /// One entry of `/v1/agent/members`.
+///
+/// The gossip tags carry what the table shows besides name, address and status: `role`,
+/// `build`, `vsn`, `dc`, `ap`, `segment`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Member {
@@ -55,11 +64,14 @@ struct Member {
     port: u16,
     #[serde(default)]
     tags: Option<BTreeMap<String, String>>,
+    /// Serf's numeric member status (see [`status_name`]).
     #[serde(default)]
     status: i64,
 }
 
 /// Serf's member status names.
+///
+/// The numbering of Serf's `MemberStatus`, which the API exposes as a number.
 fn status_name(status: i64) -> &'static str {
     match status {
         0 => "none",
@@ -71,6 +83,7 @@ fn status_name(status: i64) -> &'static str {
     }
 }
 
+/// `addr:port`, with an IPv6 address in brackets as Go's `JoinHostPort` writes it.
 fn address(addr: &str, port: u16) -> String {
     match addr.parse::<IpAddr>() {
         Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
@@ -78,6 +91,7 @@ fn address(addr: &str, port: u16) -> String {
     }
 }
 
+/// Whether a partition is the default one (empty means default).
 fn is_default(partition: &str) -> bool {
     partition.is_empty() || partition == "default"
 }
@@ -91,6 +105,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     if let Err(code) = super::no_args(&p) {
         return code;
     }
+    // Compiled before connecting, so a bad expression fails without a request.
     let status_re = match regex::Regex::new(p.text("status").unwrap_or(".*")) {
         Ok(r) => r,
         Err(e) => return fail(format!("Failed to compile status regexp: {e}")),
@@ -126,6 +141,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         let server = tags.get("role").map(String::as_str) == Some("consul");
         if default_partition {
             let segment = tags.entry("segment".to_string()).or_default();
+            // Consul's placeholders: a server serves every segment, a client without one is in
+            // the default segment.
             if all_segments && server {
                 *segment = "<all>".to_string();
             } else if segment.is_empty() {
@@ -139,6 +156,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         }
     }
     if rows.is_empty() {
+        // Consul's exit code for "no member matched", distinct from a failure (1), so that
+        // scripts can test for it.
         return ExitCode::from(2);
     }
     // Servers first, then the default partition, then by segment, partition and name.
@@ -198,7 +217,9 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             let tag = |k: &str| tags.get(k).cloned().unwrap_or_default();
             let mut build = tag("build");
             if build.is_empty() {
+                // Consul's text for a member too old to advertise its build.
                 build = "< 0.3".to_string();
+            // `1.2.3:abcdef`: the version without the commit.
             } else if let Some((b, _)) = build.split_once(':') {
                 build = b.to_string();
             }
@@ -213,6 +234,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
                 status_name(m.status).to_string(),
                 kind.to_string(),
             ];
+            // Not a Consul-style member: only what gossip itself knows is shown.
             if kind == "unknown" {
                 row.extend(std::iter::repeat_n(String::new(), 5));
             } else {
@@ -229,6 +251,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// IPv6 addresses get brackets; statuses map to Serf's names.
     #[test]
     fn addresses_and_statuses() {
         assert_eq!(address("127.0.0.1", 8301), "127.0.0.1:8301");

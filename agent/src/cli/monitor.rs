@@ -1,4 +1,8 @@
 //! `cairn monitor`: streams the agent's log lines until interrupted or the agent stops.
+//!
+//! The agent filters by level before sending, so a quiet `-log-level` also costs less on the
+//! wire. Lines are written as they arrive and flushed, so `cairn monitor | grep` sees each
+//! one at once.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -37,6 +41,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     let mut q = vec![(
+        // Consul's default level for `monitor`.
         "loglevel",
         p.text("log-level").unwrap_or("info").to_string(),
     )];

@@ -1,4 +1,8 @@
 //! `cairn reload`: asks the agent to reload its configuration files.
+//!
+//! The same as sending the agent SIGHUP, for when the agent runs elsewhere or under another
+//! user. The agent re-reads its config files with its original flags and applies what can
+//! change while it runs.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,7 @@
 //! `cairn version`: the build's version, and the Consul API level it implements.
+//!
+//! Also reached as `cairn --version`. No agent is contacted: this is the binary's own version,
+//! which may differ from a running agent's.
 
 use std::process::ExitCode;
 
@@ -41,6 +44,7 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
                 "Consul API compatibility: v{CONSUL_COMPAT_VERSION}"
             ));
             out(
+                // Consul's third line, kept word for word for scripts that read it.
                 "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically \
                  use protocol >2 when speaking to compatible agents)",
             );
@@ -49,6 +53,7 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         "json" => {
             let v = json!({
                 "Version": crate::VERSION,
+                // Consul's JSON fields; the build records no revision or date, so they are empty.
                 "Revision": "",
                 "Prerelease": "",
                 "FullVersion": crate::VERSION,
