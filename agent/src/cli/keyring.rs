@@ -1,4 +1,9 @@
 //! `cairn keygen` and `cairn keyring`: gossip encryption keys.
+//!
+//! Rotating the gossip key is Consul's three steps, each applied by every member before the
+//! next is safe: `-install` the new key (members then accept it), `-use` it (members send
+//! with it), `-remove` the old one. `-list` shows, per pool, how many members hold each key,
+//! which is how an operator knows a step has reached everyone.
 
 use std::process::ExitCode;
 
@@ -20,6 +25,9 @@ Usage: cairn keygen
 };
 
 /// Runs `cairn keygen`.
+///
+/// No agent is contacted: the key comes from a cryptographically secure random source,
+/// and a 32-byte key selects AES-256, the strongest the gossip layer accepts.
 pub(crate) fn keygen(args: &[String]) -> ExitCode {
     let p = match super::parse(&KEYGEN, args) {
         Ok(p) => p,
@@ -77,6 +85,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     .into_iter()
     .filter(|(_, v)| v.is_some())
     .collect();
+    // Exactly one operation: several in one call would leave the keyring in an order the
+    // operator did not choose if one of them failed.
     let [(op, Some(key))] = ops.as_slice() else {
         return fail(format!(
             "Exactly one of -list, -install, -use, or -remove must be provided\n{}",
@@ -100,6 +110,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
                 "\n{} ({dc}):",
                 if pool["WAN"] == true { "WAN" } else { "LAN" }
             ));
+            // During a rotation different members may have different primaries: every key that is
+            // primary somewhere is marked.
             let primaries = pool["PrimaryKeys"].as_object().cloned().unwrap_or_default();
             for (k, n) in pool["Keys"].as_object().into_iter().flatten() {
                 let mark = if primaries.contains_key(k) {
@@ -107,6 +119,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
                 } else {
                     ""
                 };
+                // `[holders/total]`: a key is fully installed when the two numbers match.
                 out(&format!(
                     "  {k} [{}/{total}]{mark}",
                     n.as_u64().unwrap_or(0)
@@ -115,6 +128,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // Consul's keyring API: the operation is the HTTP method.
     let (method, verb) = match *op {
         "install" => (
             reqwest::Method::POST,

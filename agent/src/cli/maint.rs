@@ -1,5 +1,8 @@
 //! `cairn maint`: node or service maintenance mode (a critical `_node_maintenance` or
 //! `_service_maintenance:<id>` check); without flags, lists what is in maintenance.
+//!
+//! Maintenance is state of the local agent (its own node and services), so the command
+//! always talks to the agent it is pointed at, and it persists across the agent's restarts.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -47,6 +50,8 @@ Usage: cairn maint [options]
 };
 
 /// A check of `/v1/agent/checks`.
+///
+/// Only the fields the listing needs: maintenance checks are recognized by their IDs.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Check {
@@ -73,6 +78,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
     if enable && disable {
         return fail("Only one of -enable or -disable may be provided");
     }
+    // Consul's rules: a reason only makes sense when turning maintenance on, and `-service`
+    // needs to be told which way.
     if !enable && !reason.is_empty() {
         return fail("Reason may only be provided with -enable");
     }
@@ -83,6 +90,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // The node's name is not in its maintenance check's fields: it comes from the agent's
+    // configuration.
     let node_name = match client
         .get_json::<serde_json::Value>("/v1/agent/self", &[])
         .await
@@ -116,6 +125,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // An empty reason is sent as such: the agent then uses Consul's default text.
     let mut query = vec![("enable", enable.to_string())];
     if enable {
         query.push(("reason", reason));

@@ -1,5 +1,10 @@
 //! `cairn operator raft list-peers|remove-peer|transfer-leader` and `cairn operator autopilot
 //! get-config|set-config`: the servers' Raft configuration and autopilot's settings.
+//!
+//! These act on the servers as a group, through whichever agent the command reaches, which
+//! forwards to the servers. They are the tools for repairing a cluster (a server that
+//! will never return, a leader to move before maintenance), so their output is Consul's, as
+//! runbooks expect.
 
 use std::process::ExitCode;
 
@@ -9,6 +14,7 @@ use super::output::{columns, fail, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// Both levels of subcommands in one list, as the group's help shows them.
 const SUBCOMMANDS: &[(&str, &str)] = &[
     (
         "autopilot get-config",
@@ -100,6 +106,7 @@ async fn list_peers(args: &[String]) -> ExitCode {
     ]];
     for s in cfg["Servers"].as_array().into_iter().flatten() {
         let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+        // Consul's columns; `State` comes from the `Leader` flag.
         rows.push(vec![
             text("Node"),
             text("ID"),
@@ -136,12 +143,15 @@ Usage: cairn operator raft remove-peer [options]
     http: Http::Client,
 };
 
+/// Removes a server from the Raft configuration: meant for one that is gone for good,
+/// whose vote would otherwise keep counting towards the quorum.
 async fn remove_peer(args: &[String]) -> ExitCode {
     let p = match super::parse(&REMOVE, args) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let (id, address) = (p.text_or_empty("id"), p.text_or_empty("address"));
+    // Exactly one: naming both could name two different servers.
     if id.is_empty() == address.is_empty() {
         return fail("Error: exactly one of -id or -address is required");
     }
@@ -190,6 +200,8 @@ Usage: cairn operator raft transfer-leader [options]
     http: Http::Client,
 };
 
+/// Asks the leader to hand over leadership, for example before restarting it, so that
+/// the cluster does not wait for an election timeout.
 async fn transfer_leader(args: &[String]) -> ExitCode {
     let p = match super::parse(&TRANSFER, args) {
         Ok(p) => p,
@@ -232,6 +244,8 @@ Usage: cairn operator autopilot get-config [options]
 };
 
 /// The settings in the order and spelling `consul operator autopilot get-config` prints.
+/// The last three are Consul Enterprise settings: shown with their values (defaults
+/// here), so the output lines up with Consul's.
 const AUTOPILOT_FIELDS: &[&str] = &[
     "CleanupDeadServers",
     "LastContactThreshold",
@@ -268,6 +282,7 @@ async fn autopilot_get(args: &[String]) -> ExitCode {
     };
     for f in AUTOPILOT_FIELDS {
         let v = match &cfg[*f] {
+            // An empty string is printed quoted, as Consul does, so the line does not look cut.
             Value::String(s) if s.is_empty() => "\"\"".to_string(),
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -311,6 +326,10 @@ Usage: cairn operator autopilot set-config [options]
     http: Http::Client,
 };
 
+///
+/// A read-modify-write: the current settings are read, the given flags change them, and
+/// the write carries `cas=<ModifyIndex>`, so a change made meanwhile by someone else is
+/// not overwritten (the command then fails and asks to retry, as Consul's does).
 async fn autopilot_set(args: &[String]) -> ExitCode {
     let p = match super::parse(&AUTOPILOT_SET, args) {
         Ok(p) => p,
@@ -336,6 +355,7 @@ async fn autopilot_set(args: &[String]) -> ExitCode {
         ("server-stabilization-time", "ServerStabilizationTime"),
     ] {
         if let Some(v) = p.text(flag) {
+            // Checked here so the error names the flag; the servers would refuse it too.
             if let Err(e) = cairn_catalog::duration::parse_go_duration(v) {
                 return fail(format!("Error parsing -{flag}: {e}"));
             }
