@@ -1,4 +1,9 @@
 //! `cairn snapshot save|restore|inspect`: point-in-time copies of the cluster's state.
+//!
+//! Cairn's snapshot format is its own (the servers' state with a SHA-256 checksum), not
+//! Consul's archive, so a snapshot moves between Cairn clusters only. Every file is verified
+//! before it is trusted: after a download, before an upload, and by `inspect`, so a truncated
+//! or corrupted file is caught by the command that handles it rather than by the servers.
 
 use std::process::ExitCode;
 
@@ -7,6 +12,7 @@ use cairn_catalog::snapshot;
 use super::output::{fail, out};
 use crate::cli::spec::{Http, Spec};
 
+/// The subcommands with their descriptions, for the group's help.
 const SUBCOMMANDS: &[(&str, &str)] = &[
     (
         "inspect",
@@ -54,6 +60,7 @@ Usage: cairn snapshot save [options] FILE
     http: Http::Server,
 };
 
+/// The single FILE argument every subcommand takes, or the usage error.
 fn one_file(p: &crate::flags::Parsed, usage: &str) -> Result<String, ExitCode> {
     match p.args.as_slice() {
         [f] => Ok(f.clone()),
@@ -85,6 +92,8 @@ async fn save(args: &[String]) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(format!("Error verifying snapshot: {e}")),
     };
+    // Written next to the target and renamed over it: an interrupted save never leaves a
+    // half-written file under the name, nor destroys the previous snapshot there.
     let tmp = format!("{file}.tmp");
     if let Err(e) = std::fs::write(&tmp, &reply.body).and_then(|()| std::fs::rename(&tmp, &file)) {
         return fail(format!("Error writing snapshot file {file}: {e}"));
@@ -121,6 +130,8 @@ async fn restore(args: &[String]) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("Error opening snapshot file {file}: {e}")),
     };
+    // Checked before the upload: a bad file is refused here, with its name, instead of
+    // after sending it whole.
     if let Err(e) = snapshot::index_of(&bytes) {
         return fail(format!("Error verifying snapshot file {file}: {e}"));
     }
@@ -149,6 +160,8 @@ Usage: cairn snapshot inspect FILE
     http: Http::None,
 };
 
+/// Reads and verifies a snapshot offline: no agent is needed, so a backup can be checked
+/// where it is stored.
 fn inspect(args: &[String]) -> ExitCode {
     let p = match super::parse(&INSPECT, args) {
         Ok(p) => p,

@@ -5,6 +5,10 @@
 //! The loop is Consul's watch plan: query with the last index; an unchanged index or an
 //! unchanged result is not reported; an index that goes backwards resets to 0; errors retry
 //! with a growing back-off. SIGINT or SIGTERM stops the watch with exit code 0.
+//!
+//! Blocking queries make a watch cheap: each request parks on the server until the view's
+//! index moves (or the wait ends), so a watch costs one open request, not a poll loop, and
+//! reacts as soon as the change is applied.
 
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -18,6 +22,7 @@ use super::output::{err, fail, json_indent, out};
 use crate::cli::spec::{Http, Spec};
 use crate::flags::{Flag, Parsed};
 
+/// Consul's flags for `watch`, with its help texts; `-once` is Cairn's addition.
 const FLAGS: &[Flag] = &[
     Flag::text(
         "type",
@@ -103,6 +108,9 @@ Usage: cairn watch [options] [child...]
 };
 
 /// How a response becomes the watched value.
+///
+/// Consul's watch handlers receive these shapes; a handler written for `consul watch`
+/// reads the same JSON here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
     /// One KV pair: the first element, `null` when the key is missing.
@@ -118,12 +126,17 @@ enum Shape {
 /// What to query.
 #[derive(Debug)]
 struct Plan {
+    /// The endpoint of the watched view.
     path: String,
+    /// Its parameters, without `index` (added per request).
     query: Vec<(&'static str, String)>,
     shape: Shape,
 }
 
 /// The watch parameters each type accepts (besides the HTTP options).
+///
+/// Consul refuses a parameter the type does not use rather than ignoring it, since a
+/// misplaced `-key` on a `keyprefix` watch would otherwise watch something else.
 fn allowed(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "key" => &["key"],
@@ -219,6 +232,7 @@ fn plan(p: &Parsed) -> Result<Plan, String> {
                 shape: Shape::Plain,
             }
         }
+        // One of service, state or node selects the endpoint; without any, every check.
         "checks" => {
             let (service, state, node) = (text("service"), text("state"), text("node"));
             let set = [&service, &state, &node]
@@ -268,9 +282,12 @@ async fn fetch(
     last: Option<u64>,
 ) -> Result<(u64, Value), Error> {
     let reply = client.get_blocking(&plan.path, &plan.query, index).await?;
+    // Never 0: an index of 0 would make the next request return at once, a busy loop on
+    // an endpoint that reports none.
     let idx = reply.index.max(1);
     if reply.status == 404 {
         return match plan.shape {
+            // A missing key or empty prefix is a value (`null`) a watch reports, not an error.
             Shape::Key | Shape::KeyPrefix => Ok((idx, Value::Null)),
             _ => Err(Error::Status {
                 status: 404,
@@ -287,6 +304,8 @@ async fn fetch(
                 items.swap_remove(0)
             }
         }
+        // The event list holds the recent events; only those after the last one seen are
+        // new. When the last one has rotated out of the list, all are reported.
         (Shape::Event, Value::Array(items)) => {
             let start = last.and_then(|last| {
                 items.iter().position(|e| {
@@ -306,6 +325,9 @@ async fn fetch(
 }
 
 /// Runs the handler command with `data` as JSON on its stdin.
+///
+/// Consul's handler contract: the view's JSON on stdin, the index in `CONSUL_INDEX`, and
+/// the handler's own output going to the watch's stdout and stderr.
 async fn run_handler(args: &[String], shell: bool, index: u64, data: &Value) -> Result<(), String> {
     let mut cmd = if shell {
         let sh = std::env::var("SHELL")
@@ -313,6 +335,7 @@ async fn run_handler(args: &[String], shell: bool, index: u64, data: &Value) -> 
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "/bin/sh".to_string());
         let mut c = tokio::process::Command::new(sh);
+        // Joined into one command line, as Consul does, so `watch ... "echo $X | jq"` works.
         c.arg("-c").arg(args.join(" "));
         c
     } else {
@@ -348,6 +371,9 @@ async fn run_handler(args: &[String], shell: bool, index: u64, data: &Value) -> 
 }
 
 /// SIGINT and SIGTERM, installed once so that no signal is missed between queries.
+///
+/// Registered before the first query: a signal that arrives while a query or a handler
+/// runs is then waited on, not lost.
 struct Stop {
     int: Option<Signal>,
     term: Option<Signal>,
@@ -405,10 +431,12 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Fails fast when the agent is unreachable, instead of entering the retry loop.
     if let Err(e) = client.get_json::<Value>("/v1/agent/self", &[]).await {
         return fail(format!("Error querying Cairn agent: {e}"));
     }
     let handler = p.args.clone();
+    // A shell unless `-shell=false` was given explicitly.
     let shell = !p.is_set("shell") || p.bool("shell");
     let once = p.bool("once");
     let mut stop = Stop::new();
@@ -425,12 +453,16 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 failures += 1;
+                // Consul's back-off: 5 s times the square of the consecutive failures, at most 3
+                // min.
                 let retry = Duration::from_secs(5 * u64::from(failures * failures))
                     .min(Duration::from_secs(180));
                 err(&format!(
                     "Watch errored: {e} (type {}), retry in {retry:?}",
                     p.text_or_empty("type")
                 ));
+                // The next request reads at once: the index may no longer mean anything (a server
+                // restored from a snapshot, another server answering).
                 index = None;
                 tokio::select! {
                     _ = tokio::time::sleep(retry) => continue,
@@ -439,6 +471,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             }
         };
         failures = 0;
+        // The wait ended without a change.
         if index == Some(new_index) {
             continue;
         }
@@ -448,6 +481,8 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             Some(prev) if prev > new_index => 0,
             _ => new_index,
         });
+        // The index moved but the view did not (another key under the same index, say):
+        // nothing to report, as in Consul.
         if old.is_some() && last.as_ref() == Some(&value) {
             continue;
         }
@@ -478,6 +513,7 @@ mod tests {
         SPEC.parse(&args).expect("parse")
     }
 
+    /// Each type maps to Consul's endpoint and parameters.
     #[test]
     fn plans() {
         let p = plan(&parsed(&["-type", "key", "-key", "/a/b"])).expect("key");
@@ -501,6 +537,7 @@ mod tests {
         assert_eq!(p.path, "/v1/health/node/n1");
     }
 
+    /// Missing required parameters, unknown types, foreign parameters and bad booleans.
     #[test]
     fn bad_plans() {
         assert!(plan(&parsed(&["-type=key"])).is_err());
