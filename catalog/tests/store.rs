@@ -723,3 +723,34 @@ fn prepared_queries_are_unique_and_survive_snapshots() {
         .expect("delete");
     assert!(log.st.queries().1.is_empty());
 }
+
+/// A check written by a transaction without a CheckID is stored under its name, as a
+/// registered one is, and the transaction answers it (it used to roll back, looking the check
+/// up under the empty ID it was not stored under).
+#[test]
+fn a_txn_check_without_an_id_is_stored_under_its_name() {
+    use cairn_catalog::command::{CatalogVerb, TxnCheckOp, TxnResult};
+    let mut log = Log::new();
+    log.apply(reg("n1", None, vec![])).expect("node");
+    let r = log
+        .apply(Command::Txn {
+            ops: vec![TxnOp::Check(TxnCheckOp {
+                verb: CatalogVerb::Set,
+                check: HealthCheck {
+                    node: "n1".into(),
+                    name: "disk".into(),
+                    ..HealthCheck::default()
+                },
+            })],
+            now_ms: 0,
+        })
+        .expect("txn");
+    let Response::Txn { results, errors } = r else {
+        panic!("txn response")
+    };
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        matches!(&results[..], [TxnResult::Check(c)] if c.check_id == "disk"),
+        "{results:?}"
+    );
+}

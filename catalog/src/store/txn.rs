@@ -298,7 +298,13 @@ impl Tx<'_> {
     /// critical invalidates the sessions bound to it here too.
     fn txn_check(&mut self, op: &TxnCheckOp) -> Result<Vec<TxnResult>, StoreError> {
         let node = op.check.node.clone();
-        let id = op.check.check_id.clone();
+        // The ID the check is stored under: like a registered check's, its name when none is
+        // given (`ensure_check` defaults it the same way).
+        let id = if op.check.check_id.is_empty() {
+            op.check.name.clone()
+        } else {
+            op.check.check_id.clone()
+        };
         let key = (node.clone(), id.clone());
         let current = self.st.checks.get(&key).cloned();
         let get = |tx: &Self| {
