@@ -22,8 +22,15 @@
 //! The pieces: [`config`] (flags to settings, the registration body), [`probe`] (health
 //! probes), [`report`] (talking to the agent) and [`supervise`] (the process, the signals
 //! and the main loop). Logs go to stderr; `CAIRN_LOG` sets the filter (target `sidecar`).
+//!
+//! Why a TTL check fed from outside rather than an agent-run check: the sidecar knows things
+//! the agent cannot see (the process it started is running, it is restarting, it is being
+//! stopped), and a TTL makes the sidecar's own death visible, since the check goes critical
+//! by itself when the updates stop.
 
 /// Logs at info level under the `sidecar` target.
+/// One fixed target, so `CAIRN_LOG=sidecar=debug` selects the sidecar's lines without those
+/// of the libraries it uses.
 macro_rules! log_info {
     ($($t:tt)*) => { tracing::info!(target: "sidecar", $($t)*) };
 }
@@ -51,6 +58,7 @@ use super::output::fail;
 use crate::cli::spec::{Http, Spec};
 use crate::flags::Flag;
 
+/// The sidecar's flags, in alphabetical order (the order of `-h`).
 const FLAGS: &[Flag] = &[
     Flag::text(
         "address",
@@ -181,6 +189,8 @@ Usage: cairn sidecar [options] [--] [command [args...]]
 };
 
 /// Sends the sidecar's log lines to stderr, with `CAIRN_LOG` as the filter.
+///
+/// Installed only once the flags are valid, so that usage errors print plainly.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sidecar=info"));
@@ -205,6 +215,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // For the log line only: which agent this sidecar talks to.
     let agent = p
         .text("http-addr")
         .map(str::to_string)

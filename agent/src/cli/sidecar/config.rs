@@ -11,6 +11,8 @@ use crate::cli::services::{field_str, find_key, services_from_file};
 use crate::flags::Parsed;
 
 /// The TTL of the sidecar's check when `-ttl` is not given.
+/// With the default interval (a third of it), two updates in a row may be lost before the
+/// check expires.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// The longest default probe timeout (Consul's check timeout).
@@ -30,6 +32,7 @@ pub(crate) enum Restart {
 impl Restart {
     fn parse(s: &str) -> Result<Restart, String> {
         match s {
+            // `no` as well, the word Docker's restart policies use.
             "never" | "no" => Ok(Restart::Never),
             "on-failure" => Ok(Restart::OnFailure),
             "always" => Ok(Restart::Always),
@@ -73,6 +76,8 @@ pub(crate) enum Target {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     /// The service registration body, without the sidecar's check (`Name` and `ID` set).
+    /// The file's definition with the flags applied; `Check` and `Checks` are taken out and
+    /// rebuilt by [`Config::registration`].
     pub service: Map<String, Value>,
     /// Checks of the service definition file, registered beside the sidecar's TTL check.
     pub extra_checks: Vec<Value>,
@@ -105,6 +110,7 @@ pub(crate) struct Config {
 }
 
 /// Parses a duration flag (Go syntax: `10s`, `1m30s`, `500ms`).
+/// `None` when the flag is not given, so each caller picks its own default.
 fn duration(p: &Parsed, flag: &str) -> Result<Option<Duration>, String> {
     match p.text(flag) {
         None => Ok(None),
@@ -115,6 +121,9 @@ fn duration(p: &Parsed, flag: &str) -> Result<Option<Duration>, String> {
 }
 
 /// Replaces field `name` (whatever its spelling in the file) with `value`.
+///
+/// The file's spelling is removed first, so the body never carries the same field twice
+/// (`name` and `Name`), which the agent would have to choose between.
 fn set(service: &mut Map<String, Value>, name: &str, value: Value) {
     if let Some(k) = find_key(service, name) {
         service.remove(&k);
@@ -123,6 +132,9 @@ fn set(service: &mut Map<String, Value>, name: &str, value: Value) {
 }
 
 /// Takes the `Check` and `Checks` fields out of a service definition.
+///
+/// They are registered after the sidecar's own check, which must come first (see
+/// [`Config::registration`]).
 fn take_checks(service: &mut Map<String, Value>) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for field in ["Check", "Checks"] {
@@ -158,6 +170,7 @@ fn probe(p: &Parsed) -> Result<Option<Probe>, String> {
                 reqwest::Url::parse(u).map_err(|e| format!("invalid -health-url {u:?}: {e}"))?;
             match parsed.scheme() {
                 "http" => Ok(Some(Probe::Http(u.to_string()))),
+                // The probe's HTTP client is built without TLS.
                 "https" => Err(format!(
                     "invalid -health-url {u:?}: HTTPS is not supported by this build; use http://"
                 )),
@@ -166,6 +179,7 @@ fn probe(p: &Parsed) -> Result<Option<Probe>, String> {
                 )),
             }
         }
+        // Checked now, so a typo fails at start instead of turning the check critical.
         (None, Some(t), None) => match t.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(Some(Probe::Tcp(t.to_string())))
@@ -243,11 +257,13 @@ impl Config {
             return Err("-ttl must be greater than 0".into());
         }
         // A third of the TTL, to the millisecond (3.333s rather than 3.333333333s).
+        // A third leaves room for two missed updates before the TTL runs out.
         let third = Duration::from_millis(u64::try_from((ttl / 3).as_millis()).unwrap_or(u64::MAX));
         let interval = duration(p, "interval")?.unwrap_or(third);
         if interval.is_zero() {
             return Err("-interval must be greater than 0".into());
         }
+        // An update every `interval` could never keep a TTL this short alive.
         if interval >= ttl {
             return Err(format!(
                 "-interval ({}) must be shorter than -ttl ({}), or the check expires between updates",
@@ -255,6 +271,7 @@ impl Config {
                 format_go_duration(ttl)
             ));
         }
+        // By default a probe ends before the next one is due.
         let timeout = duration(p, "timeout")?.unwrap_or(interval.min(MAX_DEFAULT_TIMEOUT));
         if timeout.is_zero() {
             return Err("-timeout must be greater than 0".into());
@@ -288,6 +305,7 @@ impl Config {
         };
 
         let restart = Restart::parse(p.text("restart").unwrap_or("never"))?;
+        // Restarting needs a process the sidecar started itself.
         if restart != Restart::Never && !matches!(target, Target::Command(_)) {
             return Err("-restart needs a command to supervise".into());
         }
@@ -313,6 +331,9 @@ impl Config {
     }
 
     /// The ID of the sidecar's TTL check.
+    ///
+    /// `service:<id>` is the ID the agent itself gives a service's single check, so tools
+    /// that look for a service's check by that ID find this one.
     pub(crate) fn check_id(&self) -> String {
         format!("service:{}", self.id)
     }
@@ -333,6 +354,11 @@ impl Config {
 
     /// The body of `PUT /v1/agent/service/register`: the service with the sidecar's TTL check
     /// first (ID `service:<id>`, initial status `status`), then the file's own checks.
+    ///
+    /// The whole service is registered in one request, checks included, so the agent never
+    /// holds the service without its TTL check. The initial status is given explicitly, so a
+    /// re-registration after an agent restart resumes with the current verdict rather than
+    /// critical.
     pub(crate) fn registration(&self, status: Status) -> Value {
         let mut body = self.service.clone();
         let mut check = json!({

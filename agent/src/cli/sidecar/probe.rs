@@ -1,6 +1,9 @@
 //! Health probes with Consul's result mapping: an HTTP GET (2xx passing, 429 warning, anything
 //! else critical), a TCP connect (connected passing, else critical) and a shell command (exit 0
 //! passing, 1 warning, anything else critical). Outputs are capped at 4 KB, as the agent's.
+//!
+//! The mappings are Consul's so that a service's health means the same whether the agent
+//! runs the check or the sidecar feeds it.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -96,6 +99,8 @@ pub(crate) fn exit_status(code: Option<i32>) -> Status {
 }
 
 /// Cuts `s` to at most [`OUTPUT_MAX`] bytes on a character boundary.
+///
+/// A character boundary keeps the output valid UTF-8 for the JSON it is sent in.
 pub(crate) fn truncate(mut s: String) -> String {
     if s.len() > OUTPUT_MAX {
         let mut end = OUTPUT_MAX;
@@ -117,6 +122,9 @@ pub(crate) struct Prober {
 impl Prober {
     /// A prober whose runs time out after `timeout`. HTTP redirects are not followed and no
     /// proxy from the environment is used: the target is a local endpoint.
+    ///
+    /// Without `no_proxy`, an `HTTP_PROXY` in the environment would send a probe of
+    /// `127.0.0.1` through the proxy and test the proxy instead of the service.
     pub(crate) fn new(timeout: Duration) -> Result<Prober, String> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -140,6 +148,8 @@ impl Prober {
         let sent = self
             .http
             .get(url)
+            // Its own User-Agent, so the service's logs tell the sidecar's probes from the agent's
+            // checks.
             .header("User-Agent", "Cairn Sidecar Health Check")
             .header("Accept", "text/plain, text/*, */*")
             .timeout(self.timeout)
@@ -164,6 +174,8 @@ impl Prober {
         let mut body = Vec::new();
         while body.len() < OUTPUT_MAX {
             match tokio::time::timeout(self.timeout, resp.chunk()).await {
+                // Each read is bounded too: a stalled body ends the read, and what arrived is
+                // kept for the output.
                 Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
                 _ => break,
             }
@@ -196,6 +208,7 @@ impl Prober {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group, so that a timeout kills what the shell started along with it.
             .process_group(0)
             .kill_on_drop(true)
             .spawn();

@@ -3,6 +3,10 @@
 //! when the agent comes back without the service (an agent restart, a deregistration behind
 //! the sidecar's back). Errors never stop the sidecar: they are logged and retried with
 //! backoff.
+//!
+//! The reporter runs on its own task so that a slow or unreachable agent never delays the
+//! supervision: the main loop only publishes its verdict on a `watch` channel, whose latest
+//! value is what the reporter sends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +21,15 @@ use super::supervise::Backoff;
 use crate::cli::client::{Client, Error};
 
 /// The most one agent call may take.
+/// Bounds a hung call; the reporter then retries.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first delay between registration attempts.
 const RETRY_MIN: Duration = Duration::from_millis(500);
 
 /// The longest delay between registration attempts.
+/// Small: while the agent is away the check is not being fed, and it should be fed again
+/// soon after the agent returns.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The sidecar's verdict: what the TTL check should say.
@@ -80,6 +87,9 @@ pub(crate) async fn register(
 }
 
 /// Why a TTL update failed.
+///
+/// A lost check means the agent no longer has the registration (it restarted without it,
+/// or someone deregistered the service): the fix is to register again.
 enum UpdateError {
     /// The agent does not know the check (or it is no longer a TTL check).
     Lost(String),
@@ -87,6 +97,8 @@ enum UpdateError {
     Failed(String),
 }
 
+/// Sets the TTL check's status and output (`PUT /v1/agent/check/update/:id`), which also
+/// restarts its TTL.
 async fn update(client: &Client, check_id: &str, report: &Report) -> Result<(), UpdateError> {
     let body = json!({"Status": report.status.as_str(), "Output": report.output});
     let body = serde_json::to_vec(&body).map_err(|e| UpdateError::Failed(e.to_string()))?;
@@ -110,6 +122,7 @@ async fn update(client: &Client, check_id: &str, report: &Report) -> Result<(), 
 pub(crate) async fn deregister(client: &Client, id: &str) -> Result<(), String> {
     let path = format!("/v1/agent/service/deregister/{id}");
     match tokio::time::timeout(CALL_TIMEOUT, client.put(&path, &[], None)).await {
+        // Already gone is what was asked for.
         Ok(Ok(_)) | Ok(Err(Error::Status { status: 404, .. })) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
@@ -147,6 +160,7 @@ pub(crate) async fn feed(
         if *stop.borrow() {
             return;
         }
+        // The current verdict goes into the registration itself.
         if !registered {
             let status = rx.borrow().status;
             match register(&client, &cfg, status, CALL_TIMEOUT).await {
@@ -200,6 +214,8 @@ pub(crate) async fn feed(
                 log_warn!(
                     "updating check {check_id:?} failed: {why}; will register again once the agent answers"
                 );
+                // The agent may have restarted meanwhile and lost the service: registering again
+                // is harmless if it did not.
                 registered = false;
                 failures += 1;
                 if !pause(backoff.next_delay(), &mut stop).await {
@@ -214,6 +230,7 @@ pub(crate) async fn feed(
                     return;
                 }
             }
+            // No change: refresh the TTL anyway.
             _ = tokio::time::sleep(cfg.interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }

@@ -3,6 +3,10 @@
 //! verdict ([`verdict`]) that a second task ([`super::report::feed`]) keeps pushing into the
 //! agent's TTL check. The process runs in its own process group, so a terminal's Ctrl-C
 //! reaches it once, through the sidecar.
+//!
+//! Everything that changes state happens on the one task, in `select!` branches, so the
+//! liveness, the probe results and the restart bookkeeping need no locks; the probe runs on
+//! a task of its own so that a slow probe never delays a signal or an exit.
 
 use std::io::IsTerminal;
 use std::os::unix::process::ExitStatusExt;
@@ -27,15 +31,21 @@ use crate::cli::client::Client;
 use crate::cli::output::fail;
 
 /// How long the first registration attempt may take before the command starts anyway.
+/// The service must not wait for discovery to start: past this, registration continues in
+/// the background.
 const FIRST_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The probe cadence after a (re)start until the first passing result.
+/// So that a freshly started service turns passing within half a second of being ready,
+/// not a whole interval later.
 const FAST_PROBE: Duration = Duration::from_millis(500);
 
 /// How often a watched PID (`-pid`) is checked, at most.
+/// There is no portable way to wait for a process that is not a child: it is polled.
 const PID_POLL: Duration = Duration::from_secs(1);
 
 /// A run at least this long resets the restart backoff.
+/// A crash after a long healthy run is a new incident, not part of a crash loop.
 const STABLE_RUN: Duration = Duration::from_secs(30);
 
 /// The longest restart delay (unless `-restart-delay` is longer).
@@ -45,9 +55,11 @@ const RESTART_MAX_DELAY: Duration = Duration::from_secs(30);
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
 
 /// How long the reporter may take to finish its current agent call on exit.
+/// Bounds shutdown when the agent hangs; each agent call is bounded too.
 const REPORTER_STOP: Duration = Duration::from_secs(5);
 
 /// Deregistration attempts on exit.
+/// A restarting agent may miss the first; if all fail, the TTL expiry covers it.
 const DEREGISTER_ATTEMPTS: u32 = 3;
 
 /// Exponential backoff: `min`, then doubling up to `max`.
@@ -69,6 +81,9 @@ impl Backoff {
     }
 
     /// The next delay.
+    ///
+    /// The first delay is `min` itself, even 0 (an immediate first restart); later ones are
+    /// at least [`BACKOFF_FLOOR`].
     pub(crate) fn next_delay(&mut self) -> Duration {
         let next = match self.current {
             None => self.min,
@@ -151,6 +166,10 @@ fn signal_name(n: i32) -> String {
 }
 
 /// Whether a process exists (and is not a zombie). A process of another user counts.
+///
+/// `kill(pid, 0)` tests for existence without sending anything; `EPERM` means the process
+/// exists but belongs to someone else. A zombie has exited and only waits for its parent
+/// to collect it, so it counts as gone.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
@@ -163,6 +182,9 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 }
 
 /// Linux: a zombie has state `Z` in `/proc/<pid>/stat` (after the parenthesized name).
+///
+/// The name is skipped by the last `)`, since a process name may itself hold spaces and
+/// parentheses.
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -189,12 +211,17 @@ fn send_group(pid: u32, sig: Signal) {
     let Ok(raw) = i32::try_from(pid) else {
         return;
     };
+    // The group may be gone or the process may have left it (`setsid`); the process
+    // alone still gets the signal.
     if killpg(Pid::from_raw(raw), sig).is_err() {
         send(pid, sig);
     }
 }
 
 /// The signals the sidecar handles.
+///
+/// Installed before the command starts, so that a signal arriving early is handled
+/// rather than killing the sidecar with its default action.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
@@ -219,12 +246,16 @@ struct Proc {
 }
 
 /// A forwarded SIGINT/SIGTERM the process has yet to obey.
+///
+/// While it exists the process is reported down (stopping), and an exit ends the sidecar
+/// instead of triggering a restart.
 struct Stop {
     signal: Signal,
     deadline: Instant,
     killed: bool,
 }
 
+/// The main loop's state, owned by its one task.
 struct Sidecar {
     cfg: Arc<Config>,
     client: Client,
@@ -244,13 +275,16 @@ struct Sidecar {
     generation: u64,
     probe_task: Option<JoinHandle<(u64, Outcome)>>,
     last: Option<Outcome>,
+    /// Whether the current run has passed once: until then probes run at [`FAST_PROBE`].
     seen_pass: bool,
     next_probe: Instant,
     run_started: Instant,
     next_pid_poll: Instant,
+    /// Beside mode: the watched PID was found gone.
     pid_gone: bool,
 }
 
+/// The process's exit, or never when none runs (a `select!` branch that stays idle).
 async fn wait_proc(proc: &mut Option<Proc>) -> std::io::Result<ExitStatus> {
     match proc {
         Some(p) => p.child.wait().await,
@@ -258,6 +292,7 @@ async fn wait_proc(proc: &mut Option<Proc>) -> std::io::Result<ExitStatus> {
     }
 }
 
+/// The running probe's result, or never when none runs.
 async fn join_probe(task: &mut Option<JoinHandle<(u64, Outcome)>>) -> Option<(u64, Outcome)> {
     match task {
         Some(t) => t.await.ok(),
@@ -265,6 +300,7 @@ async fn join_probe(task: &mut Option<JoinHandle<(u64, Outcome)>>) -> Option<(u6
     }
 }
 
+/// Sleeps until `at`, or forever when there is no deadline.
 async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -294,6 +330,8 @@ pub(crate) async fn run(cfg: Config, client: Client, agent: &str) -> ExitCode {
         cfg.source()
     );
 
+    // Until the first result the check is not passing: a service must prove itself before
+    // it receives traffic (warning when a grace period allows a slow start).
     let initial = Report {
         status: if cfg.grace.is_zero() {
             Status::Critical
@@ -313,6 +351,8 @@ pub(crate) async fn run(cfg: Config, client: Client, agent: &str) -> ExitCode {
             );
             true
         }
+        // A definition the agent refuses will be refused again: a configuration error,
+        // reported before anything is started.
         Err(RegisterError::Rejected(e)) => {
             return fail(format!("Error registering service {:?}: {e}", cfg.id));
         }
@@ -401,6 +441,7 @@ impl Sidecar {
                 _ = sleep_opt(stop_deadline) => self.kill_now(),
                 _ = tokio::time::sleep_until(self.next_probe), if probe_due => self.start_probe(),
                 res = join_probe(&mut self.probe_task) => self.on_probe(res),
+                // Wakes the loop when the grace period ends, so the verdict is recomputed at once.
                 _ = sleep_opt(grace_end) => {}
                 _ = tokio::time::sleep_until(self.next_pid_poll), if watch_pid => {
                     if let Some(code) = self.poll_pid() {
@@ -451,6 +492,7 @@ impl Sidecar {
                 s => log_warn!("check {check:?} is now {}: {}", s.as_str(), new.output),
             }
         }
+        // Only a real change wakes the reporter; the periodic refresh is its own timer.
         self.tx.send_if_modified(|cur| {
             if *cur == new {
                 false
@@ -461,6 +503,8 @@ impl Sidecar {
         });
     }
 
+    /// Probes run while there is something to probe, and not while the process is being
+    /// stopped.
     fn should_probe(&self) -> bool {
         self.cfg.probe.is_some()
             && self.stop.is_none()
@@ -501,6 +545,8 @@ impl Sidecar {
     }
 
     /// Starts a new run: probe results so far no longer count, the grace period restarts.
+    /// A probe in flight describes the previous process: it is abandoned, and its result
+    /// would be ignored anyway (see `generation`).
     fn new_run(&mut self, now: Instant) {
         self.generation += 1;
         if let Some(t) = self.probe_task.take() {
@@ -523,6 +569,10 @@ impl Sidecar {
             return Err(1);
         };
         let mut cmd = Command::new(program);
+        // Its own process group: a terminal's Ctrl-C goes to the foreground group (the
+        // sidecar), which forwards it once instead of the process getting it twice.
+        // `kill_on_drop`: should the sidecar's state be dropped without `finish` (a panic),
+        // the process is killed rather than left unsupervised.
         cmd.args(args).process_group(0).kill_on_drop(true);
         if std::io::stdin().is_terminal() {
             // Outside the terminal's foreground group, reading it would stop the process.
@@ -551,6 +601,7 @@ impl Sidecar {
             }
             Err(e) => {
                 let code = match e.kind() {
+                    // A shell's codes: 127 not found, 126 not executable.
                     std::io::ErrorKind::NotFound => 127,
                     std::io::ErrorKind::PermissionDenied => 126,
                     _ => 1,
@@ -640,6 +691,7 @@ impl Sidecar {
                 deadline: Instant::now() + self.cfg.stop_timeout,
                 killed: false,
             });
+            // A stop request cancels a pending restart.
             self.restart_at = None;
         }
         None
@@ -664,6 +716,7 @@ impl Sidecar {
                 format_go_duration(self.cfg.stop_timeout),
                 stop.signal.as_str()
             );
+            // The whole group: helpers the process started would otherwise survive it.
             send_group(p.pid, Signal::SIGKILL);
             stop.killed = true;
         }
@@ -680,6 +733,7 @@ impl Sidecar {
         }
         self.pid_gone = true;
         log_warn!("process {pid} is gone");
+        // The watched process ending is the normal end of beside mode.
         Some(0)
     }
 
@@ -736,6 +790,7 @@ impl Sidecar {
             );
         }
         log_info!("exiting with code {code}");
+        // Exit codes are 8 bits, as the shell sees them.
         ExitCode::from(u8::try_from(code.rem_euclid(256)).unwrap_or(1))
     }
 }

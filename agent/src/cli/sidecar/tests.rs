@@ -17,11 +17,13 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// The configuration `a` parses to, or the error it is refused with.
 fn config(a: &[&str]) -> Result<Config, String> {
     let p = SPEC.parse(&args(a)).expect("flags parse");
     Config::from_flags(&p)
 }
 
+/// Writes a file in a per-process temporary directory; its path.
 fn temp_file(name: &str, text: &str) -> String {
     let dir = std::env::temp_dir().join(format!("cairn-sidecar-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -30,6 +32,8 @@ fn temp_file(name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The registration body carries the flags' fields and the TTL check first, with its
+/// status, TTL and deregistration delay.
 #[test]
 fn flags_build_the_registration() {
     let c = config(&[
@@ -79,6 +83,7 @@ fn flags_build_the_registration() {
     assert_eq!(checks[0]["DeregisterCriticalServiceAfter"], "1h30m0s");
 }
 
+/// The defaults derived from other settings.
 #[test]
 fn id_defaults_to_name_and_intervals_to_a_third_of_the_ttl() {
     let c = config(&["-name", "api", "-health-tcp", "127.0.0.1:1"]).expect("config");
@@ -95,6 +100,8 @@ fn id_defaults_to_name_and_intervals_to_a_third_of_the_ttl() {
     );
 }
 
+/// A service file gives the base; flags override scalars, add tags and merge meta; the
+/// file's checks follow the sidecar's.
 #[test]
 fn service_file_with_flags_on_top() {
     let file = temp_file(
@@ -149,6 +156,7 @@ fn service_file_with_flags_on_top() {
     );
 }
 
+/// Each inconsistent combination is refused before anything starts.
 #[test]
 fn bad_flags_are_refused() {
     let err = |a: &[&str]| config(a).expect_err("should fail");
@@ -184,6 +192,7 @@ fn bad_flags_are_refused() {
     assert!(err(&["-name", "x", "-health-tcp", "nohost"]).contains("host:port"));
 }
 
+/// Which exits each policy restarts after.
 #[test]
 fn restart_policies() {
     assert!(!Restart::Never.wants(false));
@@ -194,6 +203,7 @@ fn restart_policies() {
     assert!(Restart::Always.wants(false));
 }
 
+/// The restart delays double, stop at the cap, and start over after a reset.
 #[test]
 fn backoff_doubles_up_to_the_cap_and_resets() {
     let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(3));
@@ -208,6 +218,7 @@ fn backoff_doubles_up_to_the_cap_and_resets() {
     assert_eq!(z.next_delay(), Duration::from_millis(200));
 }
 
+/// A probe result.
 fn outcome(status: Status, output: &str) -> Outcome {
     Outcome {
         status,
@@ -215,6 +226,7 @@ fn outcome(status: Status, output: &str) -> Outcome {
     }
 }
 
+/// Liveness first, then the probe, with the grace period softening failures to warning.
 #[test]
 fn verdicts() {
     let up = Liveness::Up("process 7 running".into());
@@ -258,6 +270,7 @@ fn verdicts() {
     assert_eq!(verdict(&down, true, None, grace).status, Status::Critical);
 }
 
+/// Consul's HTTP and exit-code mappings, and the output cap.
 #[test]
 fn status_mappings() {
     assert_eq!(http_status(200), Status::Passing);
@@ -275,6 +288,7 @@ fn status_mappings() {
     assert!(cut.chars().all(|c| c == 'é'));
 }
 
+/// An exit code passes through; a death by signal gives 128 + the signal.
 #[test]
 fn exit_codes_like_a_shell() {
     let exited = ExitStatus::from_raw(3 << 8);
@@ -285,6 +299,7 @@ fn exit_codes_like_a_shell() {
     assert_eq!(describe_exit(killed), "was killed by SIGKILL");
 }
 
+/// This process is alive; a PID far above the kernel's limit is not.
 #[test]
 fn own_pid_is_alive() {
     assert!(pid_alive(std::process::id()));
@@ -319,6 +334,7 @@ async fn http_target(status: u16, body: &'static str) -> String {
     format!("http://{addr}/health")
 }
 
+/// Status classes and the output line of the HTTP probe.
 #[tokio::test]
 async fn http_probe() {
     let prober = Prober::new(Duration::from_secs(2)).expect("prober");
@@ -348,6 +364,7 @@ async fn http_probe() {
     assert!(o.output.starts_with("Get "), "{o:?}");
 }
 
+/// A loopback port with nothing listening (bound, then released).
 async fn free_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -355,6 +372,7 @@ async fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A listening port passes, a closed one is critical.
 #[tokio::test]
 async fn tcp_probe() {
     let prober = Prober::new(Duration::from_secs(2)).expect("prober");
@@ -371,6 +389,7 @@ async fn tcp_probe() {
     assert!(o.output.starts_with("dial tcp"), "{o:?}");
 }
 
+/// Exit codes map to statuses, the output is kept, and a timeout kills the command.
 #[tokio::test]
 async fn cmd_probe() {
     let prober = Prober::new(Duration::from_secs(2)).expect("prober");
@@ -390,6 +409,7 @@ async fn cmd_probe() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// The help shows the sidecar's own flags and the shared HTTP ones.
 #[test]
 fn help_lists_the_flags() {
     let help = SPEC.help();
