@@ -137,6 +137,7 @@ impl GrpcProbe {
             let _ = conn.await;
         }));
         let mut client = client
+            // Waits until the connection may open a stream (the server's SETTINGS arrived).
             .ready()
             .await
             .map_err(|e| unavailable(&e.to_string()))?;
@@ -158,6 +159,7 @@ impl GrpcProbe {
             )
             .body(())
             .map_err(|e| internal(&e.to_string()))?;
+        // The headers go first with the stream left open; the message follows and ends it.
         let (response, mut send) = client
             .send_request(req, false)
             .map_err(|e| unavailable(&e.to_string()))?;
@@ -165,6 +167,8 @@ impl GrpcProbe {
             .map_err(|e| unavailable(&e.to_string()))?;
         let response = response.await.map_err(|e| unavailable(&e.to_string()))?;
         let (parts, mut body) = response.into_parts();
+        // gRPC always answers HTTP 200; anything else is a proxy or a server that is not
+        // speaking gRPC, reported with grpc-go's mapping.
         if parts.status != StatusCode::OK {
             return Err(format!(
                 "rpc error: code = {} desc = unexpected HTTP status code received from server: {}",
@@ -203,6 +207,7 @@ impl GrpcProbe {
                     ));
                 }
             }
+            // A trailers-only answer already carried its (OK) status in the headers.
             None if parts.headers.contains_key("grpc-status") => {}
             None => {
                 return Err(internal(

@@ -96,6 +96,7 @@ impl HttpProbe {
                     "{op} {url:?}: unsupported protocol scheme {other:?}"
                 ));
             }
+            // A URL without a scheme (`localhost:8080/health`) gets Go's message for it.
             None => return Err(format!("{op} {url:?}: unsupported protocol scheme \"\"")),
         };
         let Some(authority) = uri.authority() else {
@@ -143,6 +144,7 @@ impl HttpProbe {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .filter(|p| !p.is_empty())
+            // An HTTP/1.1 request target is never empty: `http://host` asks for `/`.
             .unwrap_or_else(|| "/".into());
         Ok(HttpProbe {
             method,
@@ -171,6 +173,7 @@ impl HttpProbe {
                 return (
                     HealthStatus::Critical,
                     format!(
+                        // Go's text when the timeout hits before the response headers.
                         "{op} {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                     ),
                 );
@@ -252,6 +255,7 @@ impl HttpProbe {
             .body(Full::new(self.body.clone()))
             .map_err(|e| e.to_string())?;
         let headers = req.headers_mut();
+        // Prepared once per probe; each run clones them into its request.
         headers.clone_from(&self.headers);
         if let Ok(h) = HeaderValue::from_str(&self.host_header) {
             headers.insert(HOST, h);

@@ -876,6 +876,7 @@ fn unknown_keys_warn() {
 /// Script checks without ACLs, and a node name DNS cannot serve, are warned about.
 #[test]
 fn risky_settings_warn() {
+    // `_` is not valid in a DNS name: the node works but DNS cannot find it.
     let c = ok(&["-dev", "-enable-script-checks", "-node", "bad_name"]);
     let all = c.warnings.join("\n");
     assert!(all.contains("enable_script_checks"), "{all}");
@@ -927,6 +928,7 @@ fn invalid_port() {
         &["ports.server", "cannot be disabled"],
     );
     assert_names(
+        // DNS on the HTTP port: the message names both keys.
         &err(&["-dev", "-dns-port=8500"]),
         &["ports.dns", "ports.http", "8500"],
     );
@@ -955,6 +957,7 @@ fn invalid_durations() {
         &["retry_interval", "10x"],
     );
     assert_names(
+        // A bare number has no unit: refused, as Go's ParseDuration does.
         &json_err(r#"{"dns_config": {"node_ttl": 10}}"#, &["-dev"]),
         &["dns_config.node_ttl"],
     );
@@ -1002,6 +1005,7 @@ fn invalid_addresses() {
         &["-recursor", "dns.google"],
     );
     assert_names(
+        // Fine to bind to, but not an address other agents can dial.
         &err(&["-dev", "-advertise", "0.0.0.0"]),
         &["advertise_addr"],
     );
@@ -1028,6 +1032,7 @@ fn invalid_bootstrap_combinations() {
         &["bootstrap", "server"],
     );
     assert_names(
+        // A -dev agent bootstraps itself alone.
         &err(&["-dev", "-bootstrap-expect=3"]),
         &["bootstrap_expect", "-dev"],
     );
@@ -1040,6 +1045,7 @@ fn invalid_datacenter() {
         &json_err(r#"{"datacenter": "dc 1"}"#, &["-dev"]),
         &["datacenter", "dc 1"],
     );
+    // A dot would split the datacenter into two DNS labels.
     assert_names(&err(&["-dev", "-datacenter", "dc.1"]), &["-datacenter"]);
     assert_eq!(
         ok(&["-dev", "-datacenter", "DC_East-2"]).datacenter,
@@ -1073,6 +1079,7 @@ fn data_dir_required_outside_dev() {
     assert_names(&err(&["-node", "c"]), &["data_dir", "-data-dir"]);
     assert_names(&err(&["-server", "-bootstrap-expect=3"]), &["data_dir"]);
     let dir = TempDir::new("notdir");
+    // A file where the data directory should be.
     let file = dir.file("file", "x");
     assert_names(
         &err(&["-data-dir", &file]),
@@ -1153,6 +1160,7 @@ fn reload_rereads_files_with_the_same_flags() {
     assert_eq!(second.services.len(), 2);
     assert_eq!(second.node_name, "r1");
     assert_eq!(second.args, first.args);
+    // A broken file on reload is an error; the caller keeps running the old configuration.
     dir.file("agent.json", r#"{"log_level": "loud"}"#);
     assert!(reload(&second).is_err());
 }

@@ -222,6 +222,8 @@ fn udp_thread(
                 let Ok(reply_sock) = sock.try_clone() else {
                     continue;
                 };
+                // The receive buffer is reused at once by the next datagram: the forward gets a
+                // copy.
                 let packet = packet.to_vec();
                 // Past the bound the client gets SERVFAIL at once instead of waiting in a queue.
                 let permit = Arc::clone(&shared.forwards).try_acquire_owned();
@@ -477,6 +479,7 @@ async fn tcp_connection(
     _held: (OwnedSemaphorePermit, Slot),
     mut stop: watch::Receiver<bool>,
 ) {
+    // Reused across the queries of the connection.
     let mut buf = Vec::new();
     loop {
         let len = tokio::select! {
@@ -502,6 +505,7 @@ async fn tcp_connection(
                             if write_frame(&mut stream, &b).await.is_err() {
                                 return;
                             }
+                            // The connection stays open: the client may have more queries.
                             continue;
                         }
                         None => return,

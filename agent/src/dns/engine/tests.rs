@@ -242,10 +242,13 @@ fn service_a_answers_healthy_instances_with_service_or_node_address() {
     let m = ask(&fx, "web.service.consul.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative);
+    // No recursors configured, so RA stays clear while RD is echoed.
     assert!(!m.metadata.recursion_available);
     assert!(m.metadata.recursion_desired);
     assert_eq!(m.metadata.id, 4242);
+    // web1 at its own address, web2 at its node's; web3 is critical and left out.
     assert_eq!(addrs(&m.answers), vec![ip("10.0.1.2"), ip("192.0.2.10")]);
+    // No `service_ttl`: TTL 0, as Consul answers by default.
     assert!(m.answers.iter().all(|r| r.ttl == 0));
     assert!(m.answers.iter().all(|r| r.dns_class == DNSClass::IN));
     assert_eq!(m.queries.len(), 1);
@@ -385,6 +388,8 @@ fn srv_answers_carry_weights_targets_and_additional_records() {
         })
         .collect();
     srvs.sort();
+    // web2 is warning: its Warning weight (1). web1 is passing with Passing weight 10, and
+    // its own address gives an `.addr` target.
     assert_eq!(
         srvs,
         vec![
@@ -406,6 +411,7 @@ fn srv_answers_carry_weights_targets_and_additional_records() {
         .filter(|r| r.record_type() == RecordType::TXT)
         .map(|r| r.data.to_string())
         .collect();
+    // n1's two metadata pairs; n2 has none.
     assert_eq!(txt.len(), 2, "{m}");
     let mut s = settings();
     s.node_meta_txt = false;
@@ -445,6 +451,7 @@ fn servers_answer_consul_service_ns_and_soa() {
     let RData::SOA(soa) = &m.answers[0].data else {
         panic!("{m}");
     };
+    // The serial is the time of the answer (the fixed clock of `raw`).
     assert_eq!(soa.serial, 1_700_000_000);
     assert_eq!(m.authorities.len(), 1, "NS in the authority section");
 }
@@ -467,6 +474,7 @@ fn node_lookups() {
         .map(|r| r.data.to_string())
         .collect();
     txt.sort();
+    // The `rfc1035-` key gives its value alone.
     assert_eq!(txt, vec!["rack=r1".to_string(), "x=y".to_string()]);
     let m = ask(&fx, "n1.node.consul.", RecordType::TXT);
     assert_eq!(m.answers.len(), 2);
@@ -517,8 +525,10 @@ fn reverse_lookups() {
     let m = ask(&fx, "1.1.0.10.in-addr.arpa.", RecordType::PTR);
     assert_eq!(m.answers[0].data.to_string(), "n1.node.dc1.consul.");
     assert!(m.metadata.authoritative);
+    // 192.0.2.10 is web1's own address: the PTR names the service.
     let m = ask(&fx, "10.2.0.192.in-addr.arpa.", RecordType::PTR);
     assert_eq!(m.answers[0].data.to_string(), "web.service.dc1.consul.");
+    // An address the catalog does not know, and no recursors: NXDOMAIN.
     let m = ask(&fx, "9.9.9.9.in-addr.arpa.", RecordType::PTR);
     is_nxdomain_with_soa(&m);
     let m = ask(&fx, "1.1.0.10.in-addr.arpa.", RecordType::A);
@@ -553,6 +563,7 @@ fn outside_names_are_refused_or_forwarded() {
             Transport::Udp,
             1,
         ) {
+            // The relayed answer must fit what the client accepts: 512 bytes without EDNS.
             Outcome::Forward(f) => assert_eq!(f.max_size, PLAIN_UDP_SIZE),
             other => panic!("{other:?}"),
         }
@@ -627,6 +638,7 @@ fn service_ttls() {
         Transport::Udp,
         None,
     );
+    // `consul` matches no prefix: the `*` default.
     assert_eq!(m.answers[0].ttl, 5);
 }
 
@@ -673,6 +685,8 @@ fn answers_are_shuffled() {
                 .collect::<Vec<_>>(),
         );
     }
+    // Ten answers have 10! orders: twenty seeds rarely repeat one, and a fixed order would
+    // give a single one.
     assert!(orders.len() > 10, "only {} distinct orders", orders.len());
 }
 
@@ -689,6 +703,7 @@ fn plain_udp_keeps_udp_answer_limit_and_sets_tc_only_when_enabled() {
         Transport::Udp,
         None,
     );
+    // Consul's default `udp_answer_limit`; no TC, since `enable_truncate` is off.
     assert_eq!(m.answers.len(), 3);
     assert!(!m.metadata.truncation);
     assert!(len <= PLAIN_UDP_SIZE);
@@ -794,6 +809,7 @@ fn large_services_fit_the_client_size() {
         (Transport::Udp, None, PLAIN_UDP_SIZE),
         (Transport::Udp, Some(1232), 1232),
         (Transport::Udp, Some(4096), 4096),
+        // An EDNS buffer below 512 counts as 512 (RFC 6891).
         (Transport::Udp, Some(100), PLAIN_UDP_SIZE),
         (Transport::Tcp, None, MAX_TCP_SIZE),
     ] {
@@ -882,6 +898,7 @@ fn the_cache_follows_the_catalog() {
     assert_eq!(ask_cached(&fx), vec![ip("192.0.2.10")]);
     fx.check("n3", "service:web3", "web3", HealthStatus::Passing);
     assert_eq!(ask_cached(&fx), vec![ip("10.0.1.3"), ip("192.0.2.10")]);
+    // Moving a node moves the service's index too, so the memo is rebuilt.
     fx.node("n3", "10.0.1.33", &[]);
     assert_eq!(ask_cached(&fx), vec![ip("10.0.1.33"), ip("192.0.2.10")]);
 }
@@ -1048,6 +1065,7 @@ fn metadata_txt_follows_rfc_1464() {
 }
 
 /// CPU time of this thread in nanoseconds (Linux), so timings hold on a busy machine.
+/// 0 where the file does not exist: the timing tests then report nonsense, not fail.
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -1120,6 +1138,8 @@ fn timing_of_resolution() {
     }
 }
 
+/// Where the time of a small answer goes: view look-ups, decoding and the whole path
+/// (run with `--release --ignored --nocapture`).
 #[test]
 #[ignore]
 fn timing_breakdown() {
