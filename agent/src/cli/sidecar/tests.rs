@@ -61,6 +61,7 @@ fn flags_build_the_registration() {
     ])
     .expect("config");
     assert_eq!(c.id, "web-1");
+    // A third of the 6s TTL; the probe timeout defaults to the interval.
     assert_eq!(c.interval, Duration::from_secs(2));
     assert_eq!(c.timeout, Duration::from_secs(2));
     assert_eq!(
@@ -80,6 +81,7 @@ fn flags_build_the_registration() {
     assert_eq!(checks[0]["CheckID"], "service:web-1");
     assert_eq!(checks[0]["TTL"], "6s");
     assert_eq!(checks[0]["Status"], "critical");
+    // Sent as Go formats durations, which the agent parses back.
     assert_eq!(checks[0]["DeregisterCriticalServiceAfter"], "1h30m0s");
 }
 
@@ -90,6 +92,7 @@ fn id_defaults_to_name_and_intervals_to_a_third_of_the_ttl() {
     assert_eq!(c.id, "api");
     assert_eq!(c.check_id(), "service:api");
     assert_eq!(c.ttl, config::DEFAULT_TTL);
+    // A third of the default 10s, cut to the millisecond.
     assert_eq!(c.interval, Duration::from_millis(3333));
     assert_eq!(c.target, Target::Endpoint);
     assert_eq!(c.registration(Status::Warning)["ID"], "api");
@@ -129,6 +132,7 @@ fn service_file_with_flags_on_top() {
     let body = c.registration(Status::Passing);
     assert_eq!(body["ID"], "db-b");
     assert!(body.get("id").is_none(), "the file's spelling is replaced");
+    // A field no flag touches keeps the file's spelling.
     assert_eq!(body["port"], 5432);
     assert_eq!(body["Tags"], json!(["primary", "extra"]));
     assert_eq!(body["Meta"], json!({"a": "1", "b": "2"}));
@@ -164,6 +168,7 @@ fn bad_flags_are_refused() {
     assert!(err(&["-name", "x"]).contains("Nothing to watch"));
     assert!(err(&["-name", "x", "-pid", "1", "--", "true"]).contains("cannot be combined"));
     assert!(err(&["-name", "x", "-pid", "0"]).contains("invalid -pid"));
+    // A duration needs a unit, as in Go.
     assert!(err(&["-name", "x", "-ttl", "10", "--", "true"]).contains("invalid duration"));
     assert!(err(&["-name", "x", "-ttl", "0s", "--", "true"]).contains("-ttl"));
     assert!(
@@ -172,6 +177,7 @@ fn bad_flags_are_refused() {
     );
     assert!(err(&["-name", "x", "-restart", "sometimes", "--", "true"]).contains("-restart"));
     assert!(
+        // Nothing to restart without a command.
         err(&["-name", "x", "-restart", "always", "-health-tcp", "h:1"])
             .contains("needs a command")
     );
