@@ -96,6 +96,7 @@ pub struct CheckDef {
     #[serde(rename = "HTTP")]
     pub http: String,
     /// HTTP headers.
+    /// A list per name, since HTTP allows a header more than once; sent in order.
     pub header: BTreeMap<String, Vec<String>>,
     /// HTTP method.
     pub method: String,
@@ -136,22 +137,28 @@ pub struct CheckDef {
     #[serde(rename = "TTL")]
     pub ttl: Option<RawDuration>,
     /// Interval.
+    /// Raised to [`MIN_INTERVAL`] for running; kept as given in the catalog record.
     pub interval: Option<RawDuration>,
     /// Timeout.
+    /// Per run; unset means 10s, or 30s for scripts.
     pub timeout: Option<RawDuration>,
     /// Deregister the service after it stayed critical this long.
+    /// The agent's reaper applies it, never sooner than its one-minute floor (none in -dev).
     pub deregister_critical_service_after: Option<RawDuration>,
     /// Successes needed to turn passing.
+    /// Counts warnings as successes too (see `crate::checks::Thresholds`).
     pub success_before_passing: u32,
     /// Failures needed to turn warning.
     pub failures_before_warning: u32,
     /// Failures needed to turn critical.
     pub failures_before_critical: u32,
     /// Alias: node.
+    /// Empty: the service is looked up on this agent, without a server round trip.
     pub alias_node: String,
     /// Alias: service ID.
     pub alias_service: String,
     /// Docker container (script in a container).
+    /// Accepted so that the definition registers; the check reports that Cairn cannot run it.
     #[serde(rename = "DockerContainerID")]
     pub docker_container_id: String,
     /// Shell for Docker checks.
@@ -160,6 +167,7 @@ pub struct CheckDef {
     /// 0: [`DEFAULT_OUTPUT_MAX`].
     pub output_max_size: usize,
     /// OS service (systemd unit).
+    /// Consul runs these on Windows only; Cairn asks systemd.
     #[serde(rename = "OSService")]
     pub os_service: String,
 }
@@ -168,6 +176,7 @@ pub struct CheckDef {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckKind {
     /// Updated by clients; critical when no update comes within the TTL.
+    /// No runner polls anything: the deadline is pushed forward by each update.
     Ttl(Duration),
     /// HTTP request.
     Http {
@@ -231,6 +240,7 @@ pub enum CheckKind {
         args: Vec<String>,
     },
     /// Mirrors another service or node.
+    /// No interval: it follows changes as they happen.
     Alias {
         /// Node.
         node: String,
