@@ -15,6 +15,11 @@
 //!
 //! Shutdown is graceful: once the stop signal fires, the loop stops accepting and every
 //! connection finishes its request in flight before closing.
+//!
+//! Only HTTP/1 is served: Consul's API is plain HTTP/1.1 (Go's server speaks HTTP/2 only over
+//! TLS), so no client of the plain-text port expects more. The loop is generic over the
+//! service so that the tests below run it with a trivial one; the agent passes the API of
+//! `super::service`.
 
 use std::convert::Infallible;
 use std::io;
@@ -52,13 +57,15 @@ const TOO_MANY_CONNECTIONS: &str =
     "Your IP is issuing too many concurrent connections, please rate limit your calls\n";
 
 /// How long writing the 429 to a refused connection, and reading what it sent, may take.
+/// Short, because a refused client is by definition one that already holds many connections.
 const REFUSE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Refused connections being answered at once; more are closed without an answer, so a flood
 /// of refused connections cannot pile up descriptors either.
 const MAX_REFUSING: usize = 256;
 
-/// How the listener treats connections.
+/// How the listener treats connections. One per listener; every listener of the agent reads
+/// the same configuration.
 #[derive(Clone)]
 pub struct Limits {
     /// The per-client connection limit, read at each accept (so a reload applies);
@@ -70,6 +77,10 @@ pub struct Limits {
 
 /// Serves `service` on `listener` until `stop` turns true, then waits for the connections
 /// to finish their requests in flight.
+///
+/// Every connection, served or refused, is a task in one `JoinSet`, so the wait at the end
+/// covers them all; the caller bounds how long it is willing to wait (a blocking query in
+/// flight may take minutes to answer).
 pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
@@ -99,9 +110,12 @@ pub async fn serve<S, F>(
                 continue;
             }
         };
+        // Counted per client IP; the slot goes with the connection's task and is given back
+        // when the task ends, however it ends.
         let limit = (limits.per_client)();
         let Some(slot) = clients.try_acquire(peer.ip(), limit) else {
             debug!(%peer, limit, "too many HTTP connections from this client; refusing");
+            // Without a permit the stream is dropped here: closed without an answer.
             if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
                 conns.spawn(async move {
                     refuse(stream).await;
@@ -110,6 +124,8 @@ pub async fn serve<S, F>(
             }
             continue;
         };
+        // No Nagle delay on small responses (Go's net package sets the same on every TCP
+        // connection); a failure only costs latency.
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let stop = stop.clone();
@@ -119,6 +135,8 @@ pub async fn serve<S, F>(
             drop(slot);
         });
     }
+    // Closing the socket first makes new connection attempts fail at once instead of waiting
+    // in the backlog for a loop that no longer accepts.
     drop(listener);
     while conns.join_next().await.is_some() {}
 }
@@ -133,6 +151,9 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {
         stream.write_all(answer.as_bytes()).await?;
+        // Our side is done: the FIN tells the client no more comes. Then what it sent is read
+        // and dropped, because closing a socket with unread data makes the kernel reset the
+        // connection, and a reset can destroy the 429 before the client has read it.
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         let mut seen = 0usize;
@@ -147,6 +168,9 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
+/// Runs hyper's HTTP/1 server on one connection until it closes: the client goes away, the
+/// header-read timeout fires, hyper refuses a request, or `stop` turns true (then the request
+/// in flight finishes first).
 async fn serve_connection<S, F>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -160,6 +184,8 @@ async fn serve_connection<S, F>(
     let progress = Arc::new(Progress::default());
     let io = TokioIo::new(Io::new(stream, Arc::clone(&progress)));
     let hyper_service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+        // Counted before the service runs, so that from now on until the response body is
+        // done, [`Io`] knows that what hyper writes is the API's answer.
         progress.calls.fetch_add(1, Ordering::Relaxed);
         let fut = service(req.map(Body::new));
         let progress = Arc::clone(&progress);
@@ -174,6 +200,9 @@ async fn serve_connection<S, F>(
             }))
         }
     });
+    // `max_buf_size` lets hyper buffer a head as large as Go would read (its default is about
+    // 400 KB); `max_header_size` states the same bound for the head itself. The timer is
+    // required for the header-read timeout to run at all.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -187,6 +216,8 @@ async fn serve_connection<S, F>(
         let _ = stop.wait_for(|s| *s).await;
     };
     tokio::pin!(stopped);
+    // On stop, hyper closes an idle connection at once and lets a busy one finish its
+    // response, then close.
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = &mut stopped => {
@@ -194,6 +225,7 @@ async fn serve_connection<S, F>(
             conn.as_mut().await
         }
     };
+    // Clients that vanish, time out or send garbage are routine: not worth more than debug.
     if let Err(e) = result {
         debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
@@ -201,16 +233,22 @@ async fn serve_connection<S, F>(
 
 /// What the API service has produced on one connection, for [`Io`]: requests handed to it,
 /// and responses whose bodies hyper is done with.
+/// Counts rather than flags: [`Io`] records `calls` at a clean flush, so a later call to the
+/// service shows as a change without anyone having to reset anything.
 #[derive(Debug, Default)]
 struct Progress {
+    /// Requests handed to the service.
     calls: AtomicU64,
+    /// Responses whose body hyper has dropped (written out, or abandoned).
     done: AtomicU64,
 }
 
 /// A response body that reports when hyper is done with it (all of it encoded, or dropped
 /// unread as for `HEAD`).
 struct TrackedBody {
+    /// The API's response body, passed through unchanged.
     inner: Body,
+    /// Where the end of this body is reported.
     progress: Arc<Progress>,
 }
 
@@ -220,6 +258,8 @@ impl Drop for TrackedBody {
     }
 }
 
+/// Pure delegation: size hints included, so hyper still sends `Content-Length` for bodies of
+/// known size instead of switching to chunked encoding.
 impl hyper::body::Body for TrackedBody {
     type Data = Bytes;
     type Error = axum::Error;
@@ -253,7 +293,9 @@ impl hyper::body::Body for TrackedBody {
 /// the condition does not hold and hyper's bytes pass unchanged: the failure mode is an empty
 /// body, never a changed API answer.
 struct Io {
+    /// The client's connection.
     stream: TcpStream,
+    /// What the API service has produced on this connection.
     progress: Arc<Progress>,
     /// `calls` when a flush last left nothing of the API's output unwritten, if it did.
     clean_at: Option<u64>,
@@ -291,7 +333,8 @@ impl Io {
 }
 
 /// The message for one of hyper's automatic answers, in the form of Go's server
-/// (`<code> <reason>: <detail>`).
+/// (`<code> <reason>: <detail>`). Only the statuses hyper produces on its own are listed; any
+/// other status is never rewritten.
 fn refusal_message(status: u16) -> Option<&'static str> {
     Some(match status {
         400 => "400 Bad Request: malformed request line or headers",
@@ -305,6 +348,10 @@ fn refusal_message(status: u16) -> Option<&'static str> {
 
 /// hyper's answer `head` rewritten with a message, if it is one of those [`refusal_message`]
 /// knows and carries no body.
+///
+/// Deliberately strict: a write that is not one complete, bodiless `HTTP/1.1` head (a partial
+/// write, a body chunk) is left alone. The new head says `Connection: close`, which is what
+/// hyper does after these answers.
 fn with_message(head: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(head).ok()?;
     let rest = text.strip_prefix("HTTP/1.1 ")?;
@@ -345,7 +392,9 @@ impl AsyncWrite for Io {
         {
             self.clean_at = None;
             self.pending = answer;
-            // hyper's bytes are consumed whole; ours go out from `pending`.
+            // hyper's bytes are consumed whole; ours go out from `pending`. What the socket does
+            // not take now goes out on the next write, flush or shutdown, which all drain
+            // `pending` first (and hyper flushes after its answer).
             let _ = self.poll_pending(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
@@ -372,6 +421,8 @@ impl AsyncWrite for Io {
         self.stream.is_write_vectored()
     }
 
+    /// The one place `clean_at` is set: a completed flush with every response body finished
+    /// means the API's output is all on the wire.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         std::task::ready!(self.poll_pending(cx))?;
         std::task::ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
@@ -401,6 +452,7 @@ mod tests {
         ))))
     }
 
+    /// A listener on a free loopback port; keep the sender alive, or the loop stops.
     async fn start(per_client: u32, timeout: Duration) -> (SocketAddr, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -413,7 +465,8 @@ mod tests {
         (addr, tx)
     }
 
-    /// Connects from `source` (any 127/8 address is local on Linux).
+    /// Connects from `source` (any 127/8 address is local on Linux), so that one test can play
+    /// several clients: the limit is per source IP.
     async fn connect(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
         let sock = tokio::net::TcpSocket::new_v4().expect("socket");
         sock.bind(SocketAddr::from((source, 0)))
@@ -469,6 +522,8 @@ mod tests {
         }
     }
 
+    /// The header-read timeout covers a connection that never speaks, one that never finishes
+    /// its head (slowloris) and a kept-alive one left idle after a request.
     #[tokio::test]
     async fn idle_and_slow_header_connections_are_closed() {
         let (addr, _stop) = start(0, Duration::from_millis(300)).await;
@@ -487,6 +542,8 @@ mod tests {
         }
     }
 
+    /// The limit is per client: the fourth connection from one address gets Consul's text,
+    /// another address is unaffected, and closing a connection frees a place.
     #[tokio::test]
     async fn one_client_over_its_limit_gets_consuls_429_and_others_are_served() {
         let (addr, _stop) = start(3, Duration::from_secs(30)).await;
@@ -512,6 +569,8 @@ mod tests {
         .await;
     }
 
+    /// Polls `f` until it holds (5 s at most): a closed connection's slot comes back only once
+    /// the server notices the close, a moment after the client's drop.
     async fn common_eventually<F, Fut>(mut f: F)
     where
         F: FnMut() -> Fut,
@@ -524,6 +583,8 @@ mod tests {
         }
     }
 
+    /// Each refusal hyper makes on its own (400, 414, 431) gets a body, on a fresh connection
+    /// and after a served request alike, while the service's own answers pass byte for byte.
     #[tokio::test]
     async fn hypers_own_refusals_carry_a_message_and_api_answers_are_untouched() {
         let (addr, _stop) = start(0, Duration::from_secs(30)).await;
@@ -567,6 +628,7 @@ mod tests {
         }
     }
 
+    /// The rewrite needs all three: a status hyper produces, `content-length: 0`, a whole head.
     #[test]
     fn only_bodiless_known_refusals_are_rewritten() {
         let head = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";

@@ -3,6 +3,21 @@
 //!
 //! Every route has an explicit method list; a wrong method gets 405 with an `Allow` header,
 //! and `OPTIONS` is answered with `Allow` (as Consul does).
+//!
+//! How a request travels: [`listener`] accepts the connection and runs hyper; [`service`]
+//! reads the body and fixes up Consul's method answers; the [`router`] picks the area's
+//! handler under [`common_layer`]; the handler parses the query into the service layer's
+//! typed request (`crate::api`), calls the agent's local state or `agent.backend` (this
+//! agent's server role, or a server of the pool), and renders the answer
+//! ([`render`], [`json_response`], [`set_meta`]). Errors travel as `crate::api::Error` up to
+//! the handler and become statuses and texts only in [`error`].
+//!
+//! Two kinds of endpoints live side by side, and the difference shows in the helpers each uses:
+//! - Server-backed reads (catalog, health, KV, sessions, ...) go through [`run_read`] or
+//!   [`serve_read`] and carry the `X-Consul-*` read metadata that clients use to block.
+//! - Agent-local endpoints (`/v1/agent/*`, events, host, monitor) answer from this agent's own
+//!   state (its services and checks, gossip, the host), without read metadata; most of them
+//!   keep working without a leader.
 
 pub mod acl;
 pub mod agent_api;
@@ -42,16 +57,26 @@ use crate::server::query::{Answer, Read};
 use error::ApiError;
 use params::{Params, QueryOptions};
 
-/// Shared handler state.
+/// Shared handler state: the whole agent, since handlers reach its local state, its
+/// configuration, its gossip pool and its backend alike.
 pub type AppState = Arc<Agent>;
 
 /// Largest request body accepted outside KV and txn (which have their own limits).
+/// Registrations and definitions are small; the bound only keeps one request from holding
+/// much memory.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// `-dev` answers every JSON response indented, as Consul's dev mode does.
+/// A process-wide flag rather than router state because the JSON helpers are free functions
+/// called from every handler; one process runs one agent, whose `-dev` cannot change.
 static ALWAYS_PRETTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Builds the router of the whole API.
+///
+/// Paths no area claims fall to [`not_found`]. [`common_layer`] wraps every route and the
+/// fallback, so 404s and axum's own rejections get the ACL policy header and count in the
+/// metrics too. The body limit set here is the default; KV, txn and snapshot routes set
+/// their own.
 pub fn router(agent: AppState) -> Router {
     ALWAYS_PRETTY.store(agent.config().dev, std::sync::atomic::Ordering::Relaxed);
     Router::new()
@@ -83,6 +108,8 @@ pub fn router(agent: AppState) -> Router {
         .with_state(agent)
 }
 
+/// Go's `http.NotFound` text, which Consul answers for paths it does not serve (the
+/// unimplemented `/v1/config/*`, `/v1/connect/*`, ... included).
 async fn not_found() -> ApiError {
     ApiError::not_found("404 page not found")
 }
@@ -94,12 +121,17 @@ tokio::task_local! {
 
 /// The ACL token of the request this task handles, as [`token`] found it: every handler's
 /// reads and writes carry it to the service layer without each handler parsing it again.
+/// `None` outside a request's task: a task a handler spawns does not inherit it.
 pub fn request_token() -> Option<crate::api::Token> {
     TOKEN.try_with(Clone::clone).ok().flatten()
 }
 
 /// Counts requests, finds the request's token, and adds the ACL policy header Consul always
 /// sends.
+///
+/// `X-Consul-Default-ACL-Policy: allow` is what Consul (1.9 and later) sends with ACLs
+/// disabled; clients read it from every response. Requests are counted once answered, by
+/// status class, for `/v1/agent/metrics`.
 async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -> Response {
     let tok = token(req.headers(), &Params::parse(req.uri().query()));
     let mut resp = TOKEN.scope(tok, next.run(req)).await;
@@ -162,6 +194,8 @@ pub fn service(
     Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
 > + Clone
 + Send {
+    // The limits in force when the service is built; the routers' own body limits come from
+    // the same configuration.
     let limits = agent.config().limits;
     // One byte over the largest route limit: enough for every route to see an oversized body.
     // Only a snapshot restore may send a very large body.
@@ -188,6 +222,7 @@ pub fn service(
             } else {
                 keep
             };
+            // A body that breaks off mid-way is answered here, before any handler sees a part.
             let body = match read_body(body, limit).await {
                 Ok(b) => b,
                 Err(e) => return Ok(e.into_response()),
@@ -199,6 +234,10 @@ pub fn service(
     })
 }
 
+/// Turns axum's 405 into Consul's: `Allow` lists `OPTIONS` first and then the route's own
+/// methods, without the `HEAD` that axum adds to every `GET` route (Consul serves no `HEAD`);
+/// an `OPTIONS` request gets 200 with that header instead. The response is built anew, so the
+/// ACL policy header that [`common_layer`] put on axum's answer is set again here.
 fn fix_method_not_allowed(resp: Response, method: &Method) -> Response {
     if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
         return resp;
@@ -235,7 +274,9 @@ fn fix_method_not_allowed(resp: Response, method: &Method) -> Response {
     out
 }
 
-/// JSON body response.
+/// A JSON body response, compact unless `pretty` (`?pretty`) or `-dev` asks for indentation.
+/// `Content-Type: application/json`, as Consul's `marshalJSON`; an encoding failure, which
+/// only a bug can cause, is a 500 rather than a partial body.
 pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
     let body = if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
         serde_json::to_vec_pretty(value)
@@ -256,6 +297,11 @@ pub fn json_response<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response
 }
 
 /// Adds the `X-Consul-*` headers of a read.
+///
+/// `X-Consul-Index` is never 0: clients pass it back as `?index`, where 0 means "answer at
+/// once", so a 0 would turn their next blocking read into a busy loop. It is always present,
+/// as py-consul fails on a read without it. `X-Consul-LastContact` is whole milliseconds,
+/// which Go's client parses as an unsigned integer.
 pub fn set_meta(headers: &mut HeaderMap, meta: &QueryMeta) {
     let put = |h: &mut HeaderMap, k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -280,7 +326,8 @@ pub fn set_meta(headers: &mut HeaderMap, meta: &QueryMeta) {
     );
 }
 
-/// A JSON response carrying read metadata.
+/// A JSON response carrying read metadata, for answers a handler builds itself instead of
+/// rendering the typed reply (an empty list, an envelope, a shape of its own).
 pub fn read_response(meta: &QueryMeta, value: &serde_json::Value, pretty: bool) -> Response {
     let mut resp = json_response(value, pretty);
     set_meta(resp.headers_mut(), meta);
@@ -289,10 +336,15 @@ pub fn read_response(meta: &QueryMeta, value: &serde_json::Value, pretty: bool) 
 
 /// A read's answer as a response: its shared compact encoding (rendered once per answer, for
 /// every reader it is shared with) unless indentation is asked for.
+///
+/// The sharing matters for blocking queries: one change wakes every reader blocked on it, and
+/// they all get the same `Answer`, so the JSON is encoded once rather than once per reader.
+/// Indented answers are rare and are rendered per request instead.
 pub fn answer_response(meta: &QueryMeta, read: &Read, answer: &Answer, pretty: bool) -> Response {
     if pretty || ALWAYS_PRETTY.load(std::sync::atomic::Ordering::Relaxed) {
         return read_response(meta, &render::render(read, &answer.reply), true);
     }
+    // An encoding failure would be a bug; `null` keeps the shared bytes well-formed JSON.
     let bytes = answer.encoded(|reply| {
         serde_json::to_vec(&render::render(read, reply))
             .map(bytes::Bytes::from)
@@ -310,8 +362,11 @@ pub fn answer_response(meta: &QueryMeta, read: &Read, answer: &Answer, pretty: b
     resp
 }
 
-/// The request's ACL token, from Consul's three places in its order of precedence: the
+/// The request's ACL token, from Consul's three places, looked at in this order: the
 /// `X-Consul-Token` header, an `Authorization: Bearer` header, the `?token=` parameter.
+/// (Consul's `parseTokenInternal` lets `?token=` win over the headers; the two orders differ
+/// only for a request that carries two different tokens.) Empty values count as absent, so
+/// an empty header does not hide a token given elsewhere.
 pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
     let header = |name: &str| {
         headers
@@ -334,6 +389,8 @@ pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
 }
 
 /// Refuses requests for another datacenter (federation arrives later) with Consul's error.
+/// For handlers whose answer is made on this agent (status, operator, events, ...): reads and
+/// writes sent to the backend carry `?dc` instead, and the server checks it.
 pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     match dc {
         // Consul's `structs.ErrNoDCPath`, answered as a 500.
@@ -344,7 +401,8 @@ pub fn check_dc(agent: &Agent, dc: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// Runs a server read with the request's options and answers it.
+/// Runs a server read with the request's options and answers it: the common path of every
+/// read whose Consul shape is the typed reply as [`render`] draws it.
 pub async fn serve_read(
     agent: &Agent,
     read: Read,
@@ -354,13 +412,16 @@ pub async fn serve_read(
     Ok(answer_response(&meta, &read, &answer, opts.pretty))
 }
 
-/// Runs a server read with the request's options.
+/// Runs a server read with the request's options, for handlers that look at the reply
+/// before answering (a 404 on empty, a different envelope). The token comes from
+/// [`request_token`], the consistency and blocking from `opts`.
 pub async fn run_read(
     agent: &Agent,
     read: Read,
     opts: &QueryOptions,
 ) -> Result<(QueryMeta, Arc<Answer>), ApiError> {
     if opts.read.min_index > 0 {
+        // Counted when asked for, whether or not the read ends up waiting.
         agent.metrics.blocking_queries.inc();
     }
     let q = crate::api::Query {
@@ -393,14 +454,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Req {
     }
 }
 
-/// Parses the query string and the common read options.
+/// Parses the query string and the common read options; for handlers that take the raw
+/// query (`RawQuery`) rather than [`Req`].
 pub fn query(raw: Option<&str>) -> Result<(Params, QueryOptions), ApiError> {
     let p = Params::parse(raw);
     let o = QueryOptions::from_params(&p)?;
     Ok((p, o))
 }
 
-/// The selection part of a catalog/health read.
+/// The selection part of a catalog/health read: `?tag` (repeatable, all must match),
+/// `?node-meta` (repeatable) and `?filter`. The agent's datacenter goes with it because
+/// rendered nodes and instances carry a `Datacenter` field that the stored records lack.
 pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::query::Selection {
     crate::server::query::Selection {
         filter: o.read.filter.clone(),
@@ -422,7 +486,8 @@ pub async fn serve_selected(
     serve_read(agent, make(sel), &o).await
 }
 
-/// A `true` JSON answer, as Consul's write endpoints return.
+/// A `true` JSON answer, as Consul's write endpoints return (catalog register and deregister,
+/// session destroy).
 pub fn json_true() -> Response {
     json_response(&true, false)
 }

@@ -1,6 +1,12 @@
 //! Query-string parsing with Consul's rules: repeated parameters, Go `strconv.ParseBool`
 //! booleans where a present-but-empty flag means true, Go durations for `wait`, and the
 //! blocking and consistency options every read accepts.
+//!
+//! Clients disagree on how to spell the same thing: Go's client sends flags as empty values
+//! (`stale=`) and `wait` in milliseconds (`wait=120000ms`), py-consul sends `stale=1`,
+//! `passing=1` and `keys=True`, Spring sends `wait=<n>s`. Everything here accepts all of them,
+//! which is why booleans follow Go's `strconv.ParseBool` and durations Go's
+//! `time.ParseDuration` rather than Rust's parsers.
 
 use cairn_catalog::duration::parse_go_duration;
 
@@ -8,14 +14,16 @@ use super::error::ApiError;
 pub use crate::api::options::{DEFAULT_WAIT, MAX_WAIT};
 use crate::api::{Consistency, ReadOptions};
 
-/// The decoded query string, keeping order and repeats.
+/// The decoded query string, keeping order and repeats: `?tag=a&tag=b` means both tags, and
+/// single-valued lookups take the first value, as Go's `url.Values.Get` does.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
 }
 
 impl Params {
-    /// Parses a raw query string (`a=1&b&tag=x&tag=y`).
+    /// Parses a raw query string (`a=1&b&tag=x&tag=y`). Never fails: percent-decoding is
+    /// lossy rather than strict, and a key without `=` is present with an empty value.
     pub fn parse(raw: Option<&str>) -> Params {
         let pairs = raw
             .map(|q| {
@@ -50,6 +58,8 @@ impl Params {
     }
 
     /// A boolean flag: absent is false, present-but-empty is true, else Go's ParseBool.
+    /// Consul's `getBoolQueryParam` (used for `?passing`): anything else is a 400, so a typo
+    /// does not silently change the answer.
     pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {
             None => Ok(false),
@@ -61,6 +71,8 @@ impl Params {
 
     /// A flag that is true when present with any value that is not a false boolean
     /// (Consul treats `?recurse`, `?keys`, `?raw`, `?pretty` as presence flags).
+    /// Never an error, as Consul never refuses these; but an explicit false (`?recurse=false`)
+    /// is off here, where Consul, which only looks for the key, would still recurse.
     pub fn presence(&self, key: &str) -> bool {
         match self.get(key) {
             None => false,
@@ -68,7 +80,7 @@ impl Params {
         }
     }
 
-    /// An unsigned integer parameter.
+    /// An unsigned integer parameter (`?cas`, `?flags`); an empty value counts as absent.
     pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
@@ -78,7 +90,8 @@ impl Params {
         }
     }
 
-    /// `node-meta=key:value` pairs.
+    /// `node-meta=key:value` pairs, split at the first `:` (values may contain more); a pair
+    /// without one selects the key with an empty value.
     pub fn node_meta(&self) -> Vec<(String, String)> {
         self.all("node-meta")
             .into_iter()
@@ -90,7 +103,8 @@ impl Params {
     }
 }
 
-/// Go's `strconv.ParseBool`.
+/// Go's `strconv.ParseBool`: exactly these spellings, so `yes` or `on` are not booleans, as
+/// for Consul.
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
@@ -106,16 +120,17 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 pub struct QueryOptions {
     /// `?index`, `?wait`, `?stale`/`?consistent`, `?max_stale`, `?filter`.
     pub read: ReadOptions,
-    /// `?dc`.
+    /// `?dc`; `None` for this agent's datacenter (an empty value included).
     pub dc: Option<String>,
-    /// `?pretty`.
+    /// `?pretty`, with any value (`-dev` indents regardless).
     pub pretty: bool,
-    /// `?hash` for hash-based blocking on agent-local endpoints.
+    /// `?hash` for hash-based blocking on agent-local endpoints: those have no Raft index, so
+    /// a client passes back the `X-Consul-ContentHash` it last saw instead of `?index`.
     pub hash: Option<String>,
 }
 
 impl QueryOptions {
-    /// Extracts the common read options.
+    /// Extracts the common read options, with Consul's 400 texts for malformed ones.
     pub fn from_params(p: &Params) -> Result<QueryOptions, ApiError> {
         let min_index = match p.get("index") {
             None | Some("") => 0,
@@ -123,6 +138,8 @@ impl QueryOptions {
                 .parse()
                 .map_err(|_| ApiError::bad_request("Invalid index"))?,
         };
+        // Go durations need a unit (`wait=10` is refused, as by Consul); a longer wait is
+        // clamped to Consul's `max_query_time` rather than refused.
         let wait = match p.get("wait") {
             None | Some("") => DEFAULT_WAIT,
             Some(v) => parse_go_duration(v)
@@ -144,6 +161,8 @@ impl QueryOptions {
         } else {
             Consistency::Leader
         };
+        // Passed along as given; the server applies it to `?stale` reads only
+        // (`ReadOptions::max_stale`).
         let max_stale = match p.get("max_stale") {
             None | Some("") => None,
             Some(v) => Some(
@@ -157,6 +176,7 @@ impl QueryOptions {
                 wait,
                 consistency,
                 max_stale,
+                // An empty `?filter=` filters nothing, as in Consul (and would not parse).
                 filter: p
                     .get("filter")
                     .filter(|f| !f.is_empty())
@@ -174,6 +194,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// `stale=` is how Go's client sends a flag, `passing=1` how py-consul does.
     #[test]
     fn flags_follow_go_rules() {
         let p = Params::parse(Some("stale=&passing=1&a=True&b=bogus&c=false"));
@@ -185,6 +206,8 @@ mod tests {
         assert_eq!(p.flag("missing").ok(), Some(false));
     }
 
+    /// Go's client repeats `tag` for several tags and encodes spaces as `+`
+    /// (`url.Values.Encode`).
     #[test]
     fn repeated_and_encoded_params() {
         let p = Params::parse(Some(
@@ -195,6 +218,7 @@ mod tests {
         assert_eq!(p.get("filter"), Some("Service.Port == 80"));
     }
 
+    /// `120000ms` is Go's client's spelling of a two-minute wait.
     #[test]
     fn wait_and_index() {
         let q = |s| QueryOptions::from_params(&Params::parse(Some(s)));

@@ -1,6 +1,13 @@
 //! Typed read replies in Consul's JSON: which shape each endpoint answers, where Consul
 //! answers `null` (a missing key or node, an empty key list), and the envelopes around
 //! records (`{"Node": ..., "Services": ...}`, a prepared query's execution).
+//!
+//! Rendering is a pure function of the read and its reply, so that one answer shared by many
+//! blocked readers is encoded once (see `super::answer_response`). The record shapes
+//! themselves live in `crate::api::shapes`, because `?filter` evaluates against the same
+//! JSON the client sees; this file only arranges them per endpoint. Lists are `[]` when
+//! empty, as Consul's endpoints replace nil slices with empty ones; the `null`s below are
+//! the exceptions Consul makes.
 
 use serde_json::{Map, Value, json};
 
@@ -10,17 +17,23 @@ use crate::api::shapes::{
 use crate::api::{Read, Reply};
 
 /// The JSON answer of `read`, given its typed reply.
+///
+/// The read is needed besides the reply because one reply kind has several shapes (a node's
+/// services are a map under `/v1/catalog/node`, a list under `/v1/catalog/node-services`) and
+/// because the read's selection carries the datacenter that rendered nodes report.
 pub fn render(read: &Read, reply: &Reply) -> Value {
     match (read, reply) {
         (Read::CatalogNodes(sel), Reply::Nodes(nodes)) => {
             Value::Array(nodes.iter().map(|n| node_json(n, &sel.dc)).collect())
         }
+        // `/v1/catalog/services`: `{"name": [tags...]}`, not a list.
         (_, Reply::ServiceTags(names)) => to_value(names),
         (Read::CatalogService { sel, .. }, Reply::ServiceNodes(sns)) => Value::Array(
             sns.iter()
                 .map(|sn| catalog_service_json(&sn.node, &sn.service, &sel.dc))
                 .collect(),
         ),
+        // Consul's `NodeServices`: services keyed by instance ID.
         (Read::CatalogNode { sel, .. }, Reply::NodeServices(Some(ns))) => {
             let services: Map<String, Value> = ns
                 .services
@@ -29,10 +42,13 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
                 .collect();
             json!({"Node": node_json(&ns.node, &sel.dc), "Services": services})
         }
+        // Consul's `NodeServiceList`: the same services as a list (the newer endpoint's shape).
         (Read::CatalogNodeServices { sel, .. }, Reply::NodeServices(Some(ns))) => json!({
             "Node": node_json(&ns.node, &sel.dc),
             "Services": ns.services.iter().map(|s| service_json(s)).collect::<Vec<_>>(),
         }),
+        // An unknown node: `null` with 200 under `/v1/catalog/node`; the node-services handler
+        // answers its own empty envelope before this is reached.
         (_, Reply::NodeServices(_)) => Value::Null,
         (_, Reply::Checks(checks)) => Value::Array(checks.iter().map(|c| check_json(c)).collect()),
         (Read::HealthService { sel, .. }, Reply::ServiceHealth(entries)) => Value::Array(
@@ -41,7 +57,10 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
                 .map(|e| service_entry_json(e, &sel.dc))
                 .collect(),
         ),
+        // A single key is still a one-element list, as Consul's KV GET always answers a list.
         (_, Reply::Kv(Some(e))) => json!([to_value(&**e)]),
+        // Empty KV answers: the KV handler answers 404 (or `[]` for the root's key list) before
+        // rendering, so these `null`s are a fallback, not what clients see.
         (_, Reply::Kv(None)) => Value::Null,
         (_, Reply::KvList(entries)) if entries.is_empty() => Value::Null,
         (_, Reply::KvList(entries)) => {
@@ -50,15 +69,19 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
         (_, Reply::KvKeys(keys)) if keys.is_empty() => Value::Null,
         (_, Reply::KvKeys(keys)) => to_value(keys),
         (_, Reply::Sessions(all)) => Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
+        // Consul's `TxnResponse`: `Results` on commit, `Errors` on rollback, the other `null`.
         (_, Reply::Txn(t)) if t.errors.is_empty() => {
             json!({"Results": t.results, "Errors": null})
         }
         (_, Reply::Txn(t)) => json!({"Results": null, "Errors": t.errors}),
+        // Not an HTTP read (it is anti-entropy's view of this node); rendered so that the match
+        // stays total.
         (_, Reply::NodeView(v)) => json!({
             "Node": v.node.as_ref().map(|n| node_json(n, "")),
             "Services": v.services.iter().map(|s| to_value(&**s)).collect::<Vec<_>>(),
             "Checks": v.checks.iter().map(|c| to_value(&**c)).collect::<Vec<_>>(),
         }),
+        // One datacenter's counts; `/v1/operator/usage` puts them under the datacenter's name.
         (_, Reply::Usage(u)) => json!({
             "Services": u.services,
             "ServiceInstances": u.service_instances,
@@ -67,6 +90,8 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
             "Nodes": u.nodes,
         }),
         (_, Reply::Queries(all)) => Value::Array(all.iter().map(|q| to_value(&**q)).collect()),
+        // Consul's `PreparedQueryExecuteResponse`; instances render as `/v1/health/service`
+        // entries, in the datacenter the query ran in.
         (_, Reply::QueryResult(r)) => json!({
             "Service": r.service,
             "Nodes": r.nodes.iter().map(|c| service_entry_json(c, &r.datacenter)).collect::<Vec<_>>(),
@@ -75,6 +100,8 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
             "Failovers": r.failovers,
         }),
         (_, Reply::QueryExplain(q)) => json!({"Query": to_value(q)}),
+        // `null` until a leader has written the settings; the operator handler answers the
+        // agent's configured settings then.
         (_, Reply::Autopilot(c)) => c.as_ref().map_or(Value::Null, |c| to_value(&**c)),
         (_, Reply::Coordinates(entries)) => to_value(entries),
         // Replies rendered by their own handlers, or a reply of the wrong kind for the read
