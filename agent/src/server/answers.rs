@@ -1,6 +1,11 @@
 //! Answers shared between requests: the latest answer of each cacheable read, with the index it
 //! reflects, so every reader woken by one change (and every poller between changes) is served
 //! from one evaluation and one JSON encoding.
+//!
+//! Correct only because each cacheable read's index moves whenever its answer changes (see
+//! `Read::cache_index`), and the cache is emptied when the whole state is replaced. Only the latest
+//! answer per read is kept: readers ask for the current state, so an older index is never asked for
+//! again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,11 +13,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::query::Answer;
 
 /// Distinct reads whose answers are kept; the cache is emptied when it fills.
+///
+/// Emptied rather than evicted one by one: the cache only saves work, so losing it costs one
+/// evaluation per read, and a full clear needs no bookkeeping per entry. 4096 distinct reads is far
+/// more than the hot set of pollers and watchers it serves.
 const CAPACITY: usize = 4096;
 
 /// Latest answers by read (keyed by the read's JSON form).
 #[derive(Default)]
 pub struct Answers {
+    /// A plain mutex: each access is one lookup or insert, and the answer is computed outside the
+    /// lock, so readers never wait on one another's evaluation.
     map: Mutex<HashMap<String, (u64, Arc<Answer>)>>,
 }
 
@@ -22,6 +33,8 @@ impl Answers {
     }
 
     /// The answer kept for `read` if it was computed at `index`.
+    ///
+    /// An answer filed under another index is not returned: the state has moved since.
     pub fn get(&self, read: &str, index: u64) -> Option<Arc<Answer>> {
         match self.map().get(read) {
             Some((i, a)) if *i == index => Some(Arc::clone(a)),
@@ -30,6 +43,9 @@ impl Answers {
     }
 
     /// Keeps an answer computed at `index`.
+    ///
+    /// Replaces what was kept for the same read: two readers racing at the same index computed
+    /// equal answers, so either may win.
     pub fn put(&self, read: String, index: u64, answer: Arc<Answer>) {
         let mut map = self.map();
         if map.len() >= CAPACITY {

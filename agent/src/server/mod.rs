@@ -10,6 +10,17 @@
 //!   server lags more than `?max_stale`);
 //! - `?consistent` on the leader after it confirmed its leadership with a quorum
 //!   (openraft's linearizable read).
+//!
+//! Why the pieces are shaped so:
+//! - Every command passes through one batcher ([`Server::propose`]): commands that queue while
+//!   earlier entries commit share the next entry, so concurrent writes cost one Raft round and one
+//!   fsync instead of one each.
+//! - A leader serves no leader or consistent read, and runs no duty, before it has committed a
+//!   barrier in its own term (see [`Server::barrier`]), and serves nothing while its lease has
+//!   lapsed ([`Server::lease_ok`]): openraft 0.9 gives neither guarantee on its own.
+//! - openraft's election timer is off; [`prevote`] starts elections after a pre-vote round.
+//! - A fatal Raft error stops the whole role ([`Server::failure`]): answering from a state machine
+//!   that no longer follows the log would be worse than answering nothing.
 
 mod answers;
 pub mod endpoints;
@@ -40,6 +51,10 @@ use crate::rpc;
 use crate::watch::WatchHub;
 
 /// Unix time in milliseconds, the clock carried inside commands.
+///
+/// Wall-clock time on purpose: the value travels in a command and every server applies the same
+/// number, so only the proposer reads a clock. A clock set before 1970 reads 0 rather than failing
+/// a write.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -49,9 +64,15 @@ pub fn now_ms() -> u64 {
 
 /// Wakes blocked readers when the state machine applies something, and forgets shared answers
 /// when the state is replaced.
+///
+/// The first field wakes readers, the second is the shared-answer cache. Cached answers are keyed
+/// by (read, index); rather than trust indexes across a replaced state (a restore, an installed
+/// snapshot), the cache is emptied then.
 struct HubObserver(Arc<WatchHub>, Arc<answers::Answers>);
 
 impl ApplyObserver for HubObserver {
+    // Runs inside the state machine between entries: both calls only take a short lock and signal,
+    // never wait.
     fn applied(&self, changes: &Changes) {
         if changes.all {
             self.1.clear();
@@ -74,10 +95,16 @@ pub struct ServerOptions {
     /// Datacenter.
     pub datacenter: String,
     /// Where Raft keeps its log and snapshots; `None` keeps everything in memory (`-dev`).
+    /// In-process test clusters use memory too: nothing survives the process, and no fsync is on
+    /// the write path.
     pub raft_dir: Option<PathBuf>,
     /// Timing multiplier (`performance.raft_multiplier`).
+    /// Scales heartbeat (40 ms) and election timeouts (120-240 ms); clamped to 1..=10, the range
+    /// Consul accepts. Consul's default 5 gives a 200 ms heartbeat and 600-1200 ms elections.
     pub raft_multiplier: u32,
     /// How long writes wait for a leader (`performance.rpc_hold_timeout`).
+    /// Reads waiting for a leader's barrier, forwarded reads and writes waiting for a leader all
+    /// give up after it, so an election shorter than this is invisible to clients.
     pub hold_timeout: Duration,
     /// Take a snapshot after this many log entries.
     pub snapshot_threshold: u64,
@@ -87,6 +114,8 @@ pub struct ServerOptions {
     pub autopilot: crate::config::Autopilot,
     /// A fixed election timeout instead of a random one in Raft's range (reproducible test
     /// runs draw it from their seed).
+    /// `None` in production: openraft's configured range, with the pre-vote loop drawing a random
+    /// timeout in it for each attempt.
     pub election_timeout_ms: Option<u64>,
 }
 
@@ -103,13 +132,21 @@ pub enum ServerError {
 
 /// A server's state, Raft node and write path.
 pub struct Server {
+    /// The applied state, published as one `Arc<State>` per applied command: readers take a
+    /// snapshot and never hold a lock while they compute an answer.
     store: Arc<Store>,
+    /// Blocked readers, woken by the state machine's observer on every applied change.
     hub: Arc<WatchHub>,
     raft: Raft,
+    /// This server's Raft ID, derived from its node UUID (`node_id_from_uuid`), so every server
+    /// computes the same ID for a peer from its gossip metadata.
     node_id: u64,
     me: ServerNode,
+    /// Typed calls to other servers (forwarding, pre-votes, transfers); shared with the Raft
+    /// network.
     rpc: rpc::Client,
     datacenter: String,
+    /// See [`ServerOptions::hold_timeout`].
     hold_timeout: Duration,
     /// When this server last heard from the leader (append or heartbeat); monotonic (and
     /// virtual in whole-cluster tests).
@@ -119,8 +156,12 @@ pub struct Server {
     /// Autopilot settings.
     pub autopilot: crate::config::Autopilot,
     /// Commands waiting to be committed (see [`Server::propose`]).
+    /// Bounded: past 16 384 queued commands a proposer waits for room, which slows writers instead
+    /// of growing memory without bound while a quorum is slow.
     proposals: tokio::sync::mpsc::Sender<Proposal>,
     /// The latest answer of each cacheable read.
+    /// Only sound because every change that alters an answer moves that answer's index (see
+    /// `query::Read::cache_index`); emptied whenever the state is replaced.
     answers: Arc<answers::Answers>,
     /// The term in which this server, as leader, committed its barrier (0: none): only then
     /// does its state hold every acknowledged write, so only then does it serve leader reads.
@@ -128,11 +169,15 @@ pub struct Server {
     /// Identities of the writes this server proposes (exactly-once across forwarding retries).
     requests: Arc<requests::Requests>,
     /// Resolves tokens to permissions for the endpoints.
+    /// Every token resolves to allow-all until ACLs exist; the endpoints already ask for what they
+    /// need, so enforcing ACLs changes only this.
     acl: crate::acl::Acl,
     /// Why the Raft node stopped for good, once it has: the server then serves nothing and
     /// the agent exits (see [`Server::failure`]).
     failed: tokio::sync::watch::Sender<Option<String>>,
     /// When a quorum last acknowledged this server as leader (`None`: never, or not leading).
+    /// Written by `watch_metrics` from openraft's `millis_since_quorum_ack`, converted to an
+    /// instant so the lease check is a subtraction on the read path, not a metrics borrow.
     quorum_acked_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// How long a quorum's acknowledgement keeps this leader's lease: the shortest election
     /// timeout, so a leader cut off from its quorum stops serving before another can be
@@ -146,6 +191,8 @@ pub struct Server {
 /// A command waiting to be committed, and where its result goes.
 struct Proposal {
     cmd: Command,
+    /// Answered by the batcher with the entry's index and this command's own result (a batch entry
+    /// answers each command separately). Dropped unanswered only at shutdown.
     reply: tokio::sync::oneshot::Sender<Result<(u64, Response), Error>>,
 }
 
@@ -155,22 +202,32 @@ struct Proposal {
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most commands in one batch entry.
+/// Bounds the number of callers a single failed entry answers with an error, and the work of one
+/// apply between two wake-ups of readers.
 const MAX_BATCH: usize = 256;
 /// Rough bound on the bytes of one batch entry: an entry must reach the followers within
 /// openraft's append timeout (one heartbeat interval), so entries stay small.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Batch entries being committed at once.
+/// More than one, so a batch can be collected while others replicate (pipelining), few enough that
+/// a slow quorum pushes back on proposers through the bounded queue instead of piling up entries in
+/// openraft.
 const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Takes proposals as they come and commits them in batches: whatever queued while earlier
 /// entries were being committed goes in the next entry.
 async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
+    // The server is held weakly: the batcher must not keep a shut-down server alive. Each loop
+    // upgrades it only for as long as it submits.
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         let mut size = first.cmd.encoded_size_bound();
+        // A whole-archive restore replaces the state: batched with other commands, their results
+        // would depend on whether they sort before or after it, and its size already fills an
+        // entry.
         let alone = matches!(first.cmd.inner(), Command::Restore { .. });
         let mut batch = vec![first];
         while !alone && batch.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
@@ -191,6 +248,9 @@ async fn batcher(server: std::sync::Weak<Server>, mut rx: tokio::sync::mpsc::Rec
             }
         }
         let Some(s) = server.upgrade() else { return };
+        // Committed in its own task, holding a slot until done, so the next batch can be collected
+        // while this one replicates. Batches in flight together may reach the log in either order:
+        // none of their callers has been answered yet, so the writes are concurrent anyway.
         tokio::spawn(async move {
             s.commit_batch(batch).await;
             drop(permit);
@@ -221,9 +281,13 @@ async fn watch_metrics(server: std::sync::Weak<Server>) {
             s.fail(&why);
             return;
         }
+        // openraft reports an age, not an instant: converted at each metrics change, so the lease
+        // starts from when the quorum answered, not from when the metrics were read. `None` (not
+        // leading, or never acknowledged) clears the lease.
         let acked_at = acked_ms_ago
             .and_then(|ms| tokio::time::Instant::now().checked_sub(Duration::from_millis(ms)));
         *s.quorum_acked_at.lock().unwrap_or_else(|p| p.into_inner()) = acked_at;
+        // Not held across the await: a server waiting on metrics must still be droppable.
         drop(s);
         if rx.changed().await.is_err() {
             return;
@@ -260,13 +324,20 @@ impl Server {
                 (log, sm)
             }
         };
+        // Consul's timings, scaled the same way: heartbeat 40 ms, election 120-240 ms per
+        // multiplier unit. A fixed timeout (reproducible tests) becomes the one-millisecond range
+        // [t, t+1), since openraft requires max > min.
         let m = u64::from(opts.raft_multiplier.clamp(1, 10));
         let config = openraft::Config {
             cluster_name: format!("cairn-{}", opts.datacenter),
             heartbeat_interval: 40 * m,
             election_timeout_min: opts.election_timeout_ms.unwrap_or(120 * m),
             election_timeout_max: opts.election_timeout_ms.map_or(240 * m, |t| t + 1),
+            // A snapshot chunk may be large and written to disk on arrival: far longer than an
+            // append.
             install_snapshot_timeout: 30_000,
+            // An upper bound only: the RPC client also cuts appends to about 1 MiB
+            // (`rpc::cap_entries`).
             max_payload_entries: 512,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_threshold),
             max_in_snapshot_log_to_keep: opts.trailing_logs,
@@ -283,9 +354,12 @@ impl Server {
         let network = rpc::Network {
             client: rpc.clone(),
         };
+        // The shortest election timeout: no other server can have been elected sooner after the
+        // last quorum acknowledgement, so a lease this long never overlaps a new leader's term.
         let lease = Duration::from_millis(config.election_timeout_min);
         // `-dev`: openraft compacts by entry count only; keep the in-memory log bounded in bytes.
         let memory_log = opts.raft_dir.is_none().then(|| log.clone());
+        // Kept for `last_log_id` (pre-votes), which openraft 0.9 does not expose.
         let log_reader = log.clone();
         let raft = Raft::new(node_id, config, network, log, sm)
             .await
@@ -329,6 +403,7 @@ impl Server {
     /// request gets from now on.
     fn fail(&self, why: &dyn std::fmt::Display) -> Error {
         let why = why.to_string();
+        // Only the first reason is kept and logged: later failures are consequences of the first.
         let first = self.failed.send_if_modified(|f| {
             if f.is_none() {
                 *f = Some(why.clone());
@@ -384,6 +459,10 @@ impl Server {
 
     /// Bootstraps a cluster of the given servers (idempotent: a cluster that has a configuration
     /// already is left alone).
+    ///
+    /// `Ok(true)` when this call formed the cluster. Every server of `-bootstrap-expect` calls it
+    /// with the same set; openraft refuses a second initialization as an API error, taken here as
+    /// "already done" rather than a failure.
     pub async fn bootstrap(&self, members: Vec<ServerNode>) -> Result<bool, ServerError> {
         if self
             .raft
@@ -409,11 +488,17 @@ impl Server {
     }
 
     /// The ID of the last entry in this server's Raft log (purged or not).
+    ///
+    /// A pre-vote compares it, as Raft's vote does: a candidate behind a voter's log would lose the
+    /// election anyway.
     pub fn last_log_id(&self) -> Option<cairn_raft::LogId> {
         self.log.last_log_id()
     }
 
     /// Records contact from the leader (called by the Raft RPC handlers).
+    ///
+    /// Not called for votes: a candidate is not a leader, and counting it would keep voters from
+    /// granting pre-votes while no leader exists.
     pub fn touch_leader_contact(&self) {
         *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(tokio::time::Instant::now());
@@ -426,6 +511,8 @@ impl Server {
         }
         match *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(at) => u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            // Never heard from a leader: "very long ago", halved so adding a timeout to it cannot
+            // overflow.
             None => u64::MAX / 2,
         }
     }
@@ -435,11 +522,16 @@ impl Server {
         self.store.read()
     }
 
+    /// A copy of openraft's latest metrics, for callers that look at several fields; hot paths
+    /// borrow in place instead (see `leading_in_term`).
     fn metrics(&self) -> openraft::RaftMetrics<u64, ServerNode> {
         self.raft.metrics().borrow().clone()
     }
 
     /// The leader's Raft ID and node, if known.
+    ///
+    /// From this server's view: a follower cut off from the leader keeps reporting it until an
+    /// election changes its term.
     pub fn leader_node(&self) -> Option<(u64, ServerNode)> {
         let m = self.metrics();
         let id = m.current_leader?;
@@ -498,6 +590,8 @@ impl Server {
     pub async fn propose(&self, cmd: Command) -> Result<(u64, Response), Error> {
         self.check_running()?;
         cmd.validate()?;
+        // Commands from the leader's own duties get an identity here; endpoint commands already
+        // carry the write's. The ticket keeps the floor below this request until it is answered.
         let (cmd, _in_flight) = self.requests.identify(cmd);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.proposals
@@ -536,6 +630,8 @@ impl Server {
     async fn commit_batch(&self, batch: Vec<Proposal>) {
         let (cmds, replies): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        // A single command goes as itself, not as a one-element batch: its entry then reads the
+        // same as one written by a server that does not batch.
         let single = cmds.len() == 1;
         let entry = if single {
             cmds.into_iter().next().unwrap_or(Command::Noop)
@@ -544,6 +640,8 @@ impl Server {
         };
         let outcome = self.submit(&entry).await;
         let results: Vec<Result<(u64, Response), Error>> = match outcome {
+            // The entry did not commit (lost leadership, fatal error): every command in it failed
+            // alike. Their identities make a retry safe if it did commit after all.
             Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
             Ok(r) => match (single, r.result) {
                 (true, result) => vec![result.map(|resp| (r.index, resp)).map_err(Error::from)],
@@ -551,6 +649,9 @@ impl Server {
                     .into_iter()
                     .map(|x| x.map(|resp| (r.index, resp)).map_err(Error::from))
                     .collect(),
+                // A batch entry always answers a `Batch` response with one result per command;
+                // anything else means the state machine and the batcher disagree, so no caller is
+                // told it succeeded.
                 (false, other) => replies
                     .iter()
                     .map(|_| {
@@ -572,9 +673,13 @@ impl Server {
     /// acknowledged (always so for a leader that restarted and resumed its term, which openraft
     /// 0.9 allows without a new entry), so reads wait for this, as Consul's do.
     pub async fn barrier(&self) -> Result<(), Error> {
+        // Not through `propose`: the barrier needs the term of its own entry, which `propose` does
+        // not return, and must not queue behind the batcher's pending commands.
         match self.raft.client_write(Command::Noop).await {
             Ok(resp) => {
                 let term = resp.log_id.leader_id.term;
+                // Release pairs with the Acquire in `ready_for_reads`: a reader that sees the term
+                // also sees the state the barrier's apply published.
                 self.ready_term.store(term, Ordering::Release);
                 tracing::debug!(term, index = resp.log_id.index, "leader barrier committed");
                 Ok(())
@@ -634,6 +739,8 @@ impl Server {
                     Error::NoLeader
                 });
             }
+            // Polling: barrier commits and lease changes arrive through openraft's metrics, and a 5
+            // ms step is short next to an election while costing little for the rare waiter.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -658,6 +765,8 @@ impl Server {
         if !local_ok || !self.wait_ready().await? {
             return Box::pin(self.forward_read(q)).await;
         }
+        // `?consistent`: openraft's linearizable read confirms leadership with a heartbeat round to
+        // a quorum and waits for the state machine to reach the commit index it saw.
         if consistency == Consistency::Consistent {
             Box::pin(self.raft.ensure_linearizable())
                 .await
@@ -669,6 +778,9 @@ impl Server {
         self.read_local(read, opts).await
     }
 
+    /// Sends a read to the leader, waiting up to the hold timeout for one to be known and retrying
+    /// transient failures. Serves it here instead when this server became the leader in the
+    /// meantime.
     async fn forward_read(
         &self,
         q: &crate::api::Query,
@@ -681,6 +793,8 @@ impl Server {
                     return self.read_local(read, opts).await;
                 }
                 let mut fwd = q.clone();
+                // A stale read handed to the leader is served there in leader mode: the leader
+                // neither forwards it again nor applies a staleness bound to itself.
                 if fwd.opts.consistency == Consistency::Stale {
                     fwd.opts.consistency = Consistency::Leader;
                 }
@@ -705,6 +819,8 @@ impl Server {
     ) -> Result<(QueryMeta, Arc<query::Answer>), Error> {
         let consistency = opts.consistency;
         let meta = |index: u64| QueryMeta {
+            // Never 0, as Consul: a client passing 0 back as `?index` would not block and would
+            // poll in a tight loop.
             index: index.max(1),
             known_leader: self.leader_node().is_some(),
             last_contact_ms: if consistency == Consistency::Stale {
@@ -717,6 +833,8 @@ impl Server {
         let target = read.target();
         let deadline = tokio::time::Instant::now() + opts.wait_with_jitter();
         loop {
+            // Subscribe and enable the wake-up before reading: a change applied between the read
+            // and the wait then still wakes this reader instead of being missed until the timeout.
             let sub = self.hub.subscribe(&target);
             let changed = sub.notified();
             tokio::pin!(changed);
@@ -731,6 +849,8 @@ impl Server {
             }
             tokio::select! {
                 () = &mut changed => {}
+                // The wait expired: answer with the current state whatever its index, as Consul
+                // does, so the client sees the index it should block on next.
                 () = tokio::time::sleep_until(deadline) => {
                     let st = self.state();
                     let (index, answer) = self.answer(read, &st)?;
@@ -743,6 +863,9 @@ impl Server {
     /// The answer to a read on a state view, reused from the cache when the same read was
     /// answered at the same index (every reader woken by one change shares one answer).
     fn answer(&self, read: &query::Read, st: &State) -> Result<(u64, Arc<query::Answer>), Error> {
+        // The read's JSON form is the key: two requests share an answer only when they ask exactly
+        // the same thing. Reads without a cache index (filters over data their index does not
+        // cover, lists) are computed every time.
         let key = read
             .cache_index(st)
             .and_then(|i| serde_json::to_string(read).ok().map(|k| (k, i)));
@@ -754,6 +877,8 @@ impl Server {
         let (index, reply) = read.execute(st)?;
         let answer = Arc::new(query::Answer::new(reply));
         if let Some((k, i)) = key
+            // Kept only when the computed answer reflects the index it is filed under: otherwise a
+            // later reader at that index could get an answer from a different state.
             && i == index
         {
             self.answers.put(k, index, Arc::clone(&answer));
@@ -762,6 +887,9 @@ impl Server {
     }
 
     /// Resets a session's TTL timer on the leader (forwarding when this server is not it).
+    ///
+    /// TTL timers live only on the leader (they are not replicated state): a renewal that reaches a
+    /// follower must be forwarded or it would be lost.
     pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), Error> {
         if self.is_leader() {
             self.session_timers.reset(id, ttl);
@@ -812,6 +940,7 @@ impl Server {
                 req.id, req.address
             )));
         };
+        // `RemoveVoters` covers voters only: a learner is removed from the nodes instead.
         let ids: std::collections::BTreeSet<u64> = [id].into_iter().collect();
         let change = if voter {
             openraft::ChangeMembers::RemoveVoters(ids)
@@ -820,6 +949,8 @@ impl Server {
         };
         info!(server = %node.name, "removing a peer from the Raft configuration");
         self.raft
+            // `retain = false`: a removed voter leaves the configuration entirely instead of
+            // staying on as a learner that would still receive every entry.
             .change_membership(change, false)
             .await
             .map_err(|e| Error::Internal(format!("failed to remove peer: {e}")))?;
@@ -855,6 +986,8 @@ impl Server {
             })
             .map(|(id, n, _)| (id, n))
             .collect();
+        // The follower with the highest matched index: its log is at least as recent as any other
+        // voter's, so none refuses it a vote for being behind.
         let target = candidates.into_iter().max_by_key(|(id, _)| {
             replication
                 .get(id)
@@ -880,6 +1013,8 @@ impl Server {
                     Duration::from_secs(5),
                 )
                 .await;
+            // Asked again until it leads: voters still within their leader lease refuse its votes,
+            // and a later campaign wins once those leases have lapsed.
             tokio::time::sleep(Duration::from_millis(300)).await;
             if self.metrics().current_leader == Some(target_id) {
                 return Ok(node.addr);
@@ -894,6 +1029,8 @@ impl Server {
     }
 
     /// Starts an election on this server (the target of a leadership transfer).
+    ///
+    /// No pre-vote here: the leader asked for it, and the old leader's vote is what makes it win.
     pub async fn campaign(&self) -> Result<(), Error> {
         self.raft
             .trigger()
@@ -927,6 +1064,9 @@ impl Server {
     }
 
     /// Stops Raft.
+    ///
+    /// The batcher and metrics watcher end on their own once the last `Arc<Server>` is gone (they
+    /// hold it weakly).
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown failed");
@@ -935,6 +1075,9 @@ impl Server {
 }
 
 /// Metrics of the write path.
+///
+/// Process-wide atomics rather than fields of `Server`: the state machine's observer counts into
+/// them and is built before the `Server` it reports for. On a client agent they stay 0.
 pub mod metrics {
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -972,9 +1115,15 @@ pub mod metrics {
 }
 
 /// How long the leader keeps a session alive past its TTL (Consul's session TTL multiplier).
+///
+/// The TTL is a lower bound, as in Consul: a renewal that arrives late (a slow network, timers
+/// restarted by a new leader) still finds the session alive.
 pub const SESSION_TTL_MULTIPLIER: u32 = 2;
 
 /// Parses a session TTL, enforcing Consul's bounds (10s to 24h).
+///
+/// `Ok(None)`: no TTL (empty or zero), so the session lives until destroyed or invalidated by its
+/// checks. The error text prints the duration in nanoseconds because Consul's does.
 pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
     if ttl.is_empty() {
         return Ok(None);

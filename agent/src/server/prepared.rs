@@ -1,23 +1,37 @@
 //! Prepared queries: finding the query a name or ID means, rendering a template for that name,
 //! and selecting the healthy instances it asks for. Pure functions of the state, shared by the
 //! HTTP API (`/v1/query/:id/execute`, `explain`) and DNS (`<name>.query.consul`).
+//!
+//! Resolution and rendering happen at read time, on the server that answers, against one state
+//! view: a template's definition is stored as written, so changing it takes effect for every name
+//! at once, as in Consul.
 
 use cairn_catalog::State;
 use cairn_catalog::model::{HealthStatus, PreparedQuery};
 use cairn_catalog::store::CheckServiceNode;
 
 /// The only template type Consul defines.
+///
+/// The empty type is a plain query; any other type is refused when the query is written.
 pub const NAME_PREFIX_MATCH: &str = "name_prefix_match";
 
 /// Finds the query `key` names: by ID, else by exact name, else the template with the longest
 /// name that prefixes `key` (an unnamed template matches everything). Templates come back
 /// rendered for `key`.
+///
+/// Exact IDs and names win over templates, so a plain query named `web` is not shadowed by a
+/// template whose prefix also matches `web`; among templates the longest prefix is the most
+/// specific, as in Consul.
 pub fn resolve(st: &State, key: &str) -> Option<PreparedQuery> {
     find(st, key, false)
 }
 
 /// [`resolve`] for a name that arrived lowercased (DNS): an exact match first, then IDs, names
 /// and template prefixes compared case-insensitively.
+///
+/// DNS names are case-insensitive and resolvers may lowercase them, so a query created as `Web`
+/// must still answer `web.query.consul`; an exact match goes first so that two queries differing
+/// only in case still resolve as written.
 pub fn resolve_folded(st: &State, key: &str) -> Option<PreparedQuery> {
     find(st, key, false).or_else(|| find(st, key, true))
 }
@@ -37,6 +51,8 @@ fn find(st: &State, key: &str, fold: bool) -> Option<PreparedQuery> {
     {
         return Some(render(q, key));
     }
+    // The boundary check keeps slicing `key` from panicking when a template's prefix ends inside a
+    // multi-byte character of the key.
     let prefixed = |q: &PreparedQuery| {
         key.len() >= q.name.len()
             && key.is_char_boundary(q.name.len())
@@ -56,6 +72,8 @@ pub fn render(q: &PreparedQuery, name: &str) -> PreparedQuery {
     if q.template.kind != NAME_PREFIX_MATCH {
         return q.clone();
     }
+    // Capture 0 is the whole match, as in Go's regexp. An invalid regexp cannot be stored (it is
+    // refused when written); should one be found anyway, it captures nothing.
     let captures: Vec<String> = regex::Regex::new(&q.template.regexp)
         .ok()
         .filter(|_| !q.template.regexp.is_empty())
@@ -73,6 +91,8 @@ pub fn render(q: &PreparedQuery, name: &str) -> PreparedQuery {
             .replace("${name.full}", name)
             .replace("${name.prefix}", &q.name)
             .replace("${name.suffix}", suffix)
+            // Network segments are an Enterprise feature: the variable renders empty, as on Consul
+            // CE.
             .replace("${agent.segment}", "");
         for (i, c) in captures.iter().enumerate() {
             out = out.replace(&format!("${{match({i})}}"), c);
@@ -93,6 +113,8 @@ pub fn render(q: &PreparedQuery, name: &str) -> PreparedQuery {
         .tags
         .iter()
         .map(|t| fill(t))
+        // `RemoveEmptyTags`: a tag that rendered empty (an unmatched capture) would otherwise
+        // require instances to carry the empty tag.
         .filter(|t| !(q.template.remove_empty_tags && t.is_empty()))
         .collect();
     r.service.node_meta = q
@@ -114,6 +136,9 @@ pub fn render(q: &PreparedQuery, name: &str) -> PreparedQuery {
 /// index of the service they belong to. Healthy means no critical check, and no warning either
 /// with `OnlyPassing`; checks in `IgnoreCheckIDs` do not count. Tags are required, `!tag`
 /// excluded (case-insensitively); node and service meta must match.
+///
+/// Shuffled so that callers which take the first instance (DNS clients, most libraries) spread
+/// their load; `Near` sorting by coordinates is not applied.
 pub fn select(st: &State, q: &PreparedQuery, limit: usize) -> (u64, Vec<CheckServiceNode>) {
     let svc = &q.service;
     let (idx, all) = st.check_service_nodes(&svc.service);
@@ -141,6 +166,8 @@ pub fn select(st: &State, q: &PreparedQuery, limit: usize) -> (u64, Vec<CheckSer
             HealthStatus::worst(
                 c.checks
                     .iter()
+                    // `IgnoreCheckIDs` lets an operator keep instances whose, say, maintenance
+                    // check is critical.
                     .filter(|k| !svc.ignore_check_ids.contains(&k.check_id))
                     .map(|k| k.status),
             )

@@ -42,14 +42,22 @@ use tracing::{debug, info};
 use crate::server::Server;
 
 /// The route a server answers pre-votes on (server RPC port).
+///
+/// Under `/v1/internal/`, so it travels with the other server RPCs (version header, body limit) and
+/// the HTTP API never serves it.
 pub const PATH: &str = "/v1/internal/raft/prevote";
 
 /// "Would you vote for me if I started an election now?"
+///
+/// Asking changes nothing on either side: the candidate's term is raised only by openraft's real
+/// election, after a majority said yes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PreVoteRequest {
     /// The asking server's Raft ID.
     pub candidate: u64,
     /// The term its election would have.
+    /// Logged by the voter only: a pre-vote changes no term, so a voter never adopts it (the whole
+    /// point is that asking does not disturb a healthy leader's term).
     pub term: u64,
     /// Its last log ID (a vote goes only to a log at least as recent as the voter's).
     pub last_log_id: Option<cairn_raft::LogId>,
@@ -65,6 +73,9 @@ pub struct PreVoteReply {
 }
 
 /// Election timing from openraft's configuration, in milliseconds.
+///
+/// Read from openraft's configuration rather than kept separately, so the pre-vote timer and
+/// openraft's vote-refusal lease always use the same numbers.
 #[derive(Clone, Copy, Debug)]
 struct Timing {
     min: u64,
@@ -76,6 +87,7 @@ impl Timing {
         let c = server.raft().config();
         Timing {
             min: c.election_timeout_min,
+            // Guards the random draw below against an inverted range.
             max: c.election_timeout_max.max(c.election_timeout_min),
         }
     }
@@ -90,6 +102,10 @@ impl Timing {
 /// is not the leader, has heard from none for a whole lease (`election_timeout_max`), and the
 /// candidate's log is at least as recent as its own (Raft's vote rule, which openraft's real
 /// vote applies too: a candidate that would lose it does not get to raise the term).
+///
+/// The silence threshold is `election_timeout_max`, the same lease during which openraft's voters
+/// refuse real votes: a pre-vote granted here is one the real vote will not refuse for lack of
+/// silence. `None` log IDs (empty logs) compare below every real one.
 pub fn would_vote(server: &Server, candidate_log: Option<cairn_raft::LogId>) -> bool {
     !server.is_leader()
         && server.last_contact_ms() >= Timing::of(server).max
@@ -97,6 +113,9 @@ pub fn would_vote(server: &Server, candidate_log: Option<cairn_raft::LogId>) -> 
 }
 
 /// Answers a pre-vote (the handler of [`PATH`]).
+///
+/// Answered from the server's own view, without openraft: a pre-vote changes no Raft state. A
+/// malformed request gets the typed `Invalid` error the RPC client decodes.
 pub async fn handle(State(server): State<Arc<Server>>, body: Bytes) -> Response {
     let req: PreVoteRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -128,6 +147,9 @@ type Configs = Vec<BTreeSet<u64>>;
 type Peers = Vec<(u64, String)>;
 
 /// The voters' configurations and the other voters' addresses, if `server` is a voter.
+///
+/// `None` for a learner: it has no vote, so it must never start an election, however long it has
+/// not heard from a leader.
 fn voters(server: &Server) -> Option<(Configs, Peers)> {
     let m = server.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
@@ -151,8 +173,14 @@ fn majority(configs: &[BTreeSet<u64>], granted: &BTreeSet<u64>) -> bool {
 }
 
 /// Asks the other voters; whether a majority of every configuration would vote.
+///
+/// All voters are asked at once and the answer is known as soon as a majority said yes; a voter
+/// that does not answer counts as no. The wait is bounded by `election_timeout_max` (at least 100
+/// ms), so an unreachable voter cannot hold the next attempt back for longer than one election
+/// timeout.
 async fn pre_vote(server: &Server, configs: &[BTreeSet<u64>], peers: Peers) -> bool {
     let timing = Timing::of(server);
+    // The term the election would have; the voter only logs it.
     let term = server.raft().metrics().borrow().current_term + 1;
     let req = PreVoteRequest {
         candidate: server.node_id(),
@@ -179,8 +207,10 @@ async fn pre_vote(server: &Server, configs: &[BTreeSet<u64>], peers: Peers) -> b
                 debug!(peer = id, term = reply.term, "pre-vote refused");
             }
             Ok((id, Err(e))) => debug!(peer = id, error = %e, "pre-vote not answered"),
+            // The asking task panicked or was cancelled: counts as no answer.
             Err(_) => {}
         }
+        // Decided early: the remaining asks are dropped with the `JoinSet`, which aborts them.
         if majority(configs, &granted) {
             return true;
         }
@@ -193,6 +223,8 @@ async fn pre_vote(server: &Server, configs: &[BTreeSet<u64>], peers: Peers) -> b
 /// majority would vote. openraft's own election timer must be off (`enable_elect = false`).
 pub async fn run(server: Arc<Server>, mut stop: watch::Receiver<bool>) {
     let timing = Timing::of(&server);
+    // Polls the silence a few times per election timeout: the election starts at most a quarter of
+    // the shortest timeout late, which is well within Raft's randomized spread.
     let tick = Duration::from_millis((timing.min / 4).max(10));
     let mut timeout = timing.random();
     // With other voters, a first attempt only after a random timeout too, so servers started
@@ -206,17 +238,22 @@ pub async fn run(server: Arc<Server>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = Instant::now();
+        // `not_before` spaces attempts by a fresh random timeout, so two servers that lost a round
+        // together do not retry in step.
         if now < not_before || server.is_leader() {
             continue;
         }
         let Some((configs, peers)) = voters(&server) else {
             continue;
         };
+        // The same silence openraft waits: its lease (`max`) plus a random timeout, counted from
+        // the last contact with a leader.
         if !peers.is_empty() && (now < first || server.last_contact_ms() < timing.max + timeout) {
             continue;
         }
         if pre_vote(&server, &configs, peers).await {
             info!("no leader heard by a majority: starting an election");
+            // An error here means the Raft node has stopped: no election can ever run again.
             if server.raft().trigger().elect().await.is_err() {
                 return;
             }
@@ -232,6 +269,8 @@ pub async fn run(server: Arc<Server>, mut stop: watch::Receiver<bool>) {
 mod tests {
     use super::*;
 
+    // Joint consensus: during a membership change a candidate needs a majority of the old and of
+    // the new voters, as Raft's real vote does.
     #[test]
     fn a_majority_of_every_configuration_is_needed() {
         let three: BTreeSet<u64> = [1, 2, 3].into();

@@ -1,6 +1,11 @@
 //! How a server answers a [`Read`]: what it waits on (its watch target, for blocking), when
 //! an earlier answer can be shared, and the typed [`Reply`] computed from one consistent view
 //! of the state, with Consul's tag, node-metadata and `?filter` selection applied.
+//!
+//! Everything here is a pure function of one `State` view: the same read on the same state gives
+//! the same reply on any server, which is what lets a follower forward a typed read and lets the
+//! server share one answer between readers (`Read::cache_index`). Filters select on the records'
+//! Consul JSON shapes (`api::shapes`), so `?filter` sees the field names clients see.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,18 +23,26 @@ pub use crate::api::{Read, Reply, Selection};
 use crate::watch::Target;
 
 impl Selection {
+    /// `?node-meta`: every pair must match exactly (keys and values are case-sensitive, as in
+    /// Consul).
     fn node_ok(&self, node: &Node) -> bool {
         self.node_meta
             .iter()
             .all(|(k, v)| node.meta.get(k) == Some(v))
     }
 
+    /// `?tag`: the instance must carry every tag asked for, compared case-insensitively as Consul's
+    /// catalog does.
     fn tags_ok(&self, svc: &Service) -> bool {
         self.tags
             .iter()
             .all(|t| svc.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
     }
 
+    /// Parses `?filter` and checks it against the shape it will run on, before any item is looked
+    /// at: a selector naming a field the shape lacks is a 400 even when the result is empty, as in
+    /// Consul. Both failures use Consul's message prefix. The schema is built only when there is a
+    /// filter.
     fn compile(&self, schema: impl FnOnce() -> Value) -> Result<Option<Filter>, Error> {
         let Some(expr) = &self.filter else {
             return Ok(None);
@@ -49,6 +62,9 @@ impl Selection {
 }
 
 /// Keeps the items whose JSON shape matches the filter (all when there is none).
+///
+/// The shape is built per item only when there is a filter; an evaluation error (a value of the
+/// wrong type for an operator) fails the whole read rather than dropping the item.
 fn keep<T>(
     items: Vec<T>,
     filter: Option<&Filter>,
@@ -74,6 +90,8 @@ fn keep<T>(
 pub struct Answer {
     /// The reply.
     pub reply: Reply,
+    /// Encoded by the first reader that renders it; every later reader of the same answer sends the
+    /// same bytes. `Bytes` clones share the buffer.
     encoded: std::sync::OnceLock<bytes::Bytes>,
 }
 
@@ -98,6 +116,13 @@ impl Read {
     /// answer computed at the same index can be reused); `None` for reads that must run every
     /// time.
     pub fn cache_index(&self, st: &State) -> Option<u64> {
+        // The rule for each arm: the answer must change only when the chosen index moves. A node
+        // change moves the key of every service on it, so service reads may use the service's own
+        // index whatever their filters select. The service list's index does not move for node
+        // changes, so a filtered or node-meta list is not shared; nor is `HealthState` with node
+        // meta (the check index does not cover nodes), nor are KV lists and key lists: once a
+        // deletion's tombstone is reaped, a prefix's index can fall back to a value it had when the
+        // prefix held other keys.
         let plain = |sel: &Selection| sel.filter.is_none() && sel.node_meta.is_empty();
         match self {
             Read::CatalogNodes(_) => Some(st.index_of(&WatchKey::Nodes)),
@@ -111,6 +136,8 @@ impl Read {
             Read::HealthState { sel, .. } if sel.node_meta.is_empty() => {
                 Some(st.index_of(&WatchKey::Checks))
             }
+            // The entry's ModifyIndex (or the deletion's index): exactly what the answer depends
+            // on.
             Read::KvGet { key } => Some(st.kv_get(key).0),
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Some(st.index_of(&WatchKey::Sessions))
@@ -121,6 +148,9 @@ impl Read {
     }
 
     /// What a blocking read of this waits on.
+    ///
+    /// The target must move whenever the answer's index can: a reader woken needlessly costs one
+    /// evaluation, a reader never woken waits out its whole timeout.
     pub fn target(&self) -> Target {
         match self {
             Read::CatalogNodes(_) => Target::Key(WatchKey::Nodes),
@@ -132,6 +162,8 @@ impl Read {
             | Read::CatalogNodeServices { node, .. }
             | Read::HealthNode { node, .. } => Target::Key(WatchKey::Node(node.clone())),
             Read::HealthState { .. } => Target::Key(WatchKey::Checks),
+            // A single key is its own prefix: writes to `a/b` wake readers of `a/b` and of `a/`,
+            // not of `a/c`.
             Read::KvGet { key } => Target::KvPrefix(key.clone()),
             Read::KvList { prefix } | Read::KvKeys { prefix, .. } => {
                 Target::KvPrefix(prefix.clone())
@@ -139,17 +171,30 @@ impl Read {
             Read::SessionInfo { .. } | Read::SessionList | Read::SessionNode { .. } => {
                 Target::Key(WatchKey::Sessions)
             }
+            // The HTTP edge never lets these block (it clears `?index`); the table key only gives
+            // them a valid target.
             Read::Txn { .. } | Read::Snapshot => Target::Key(WatchKey::Kv),
             Read::NodeView { node } => Target::Key(WatchKey::Node(node.clone())),
             Read::Coordinates { .. } => Target::Key(WatchKey::Coordinates),
+            // Instance counts move with the service list; node-only changes do not wake a blocked
+            // reader (its wait then ends on the timeout, with fresh counts).
             Read::Usage => Target::Key(WatchKey::Services),
             Read::Autopilot => Target::Key(WatchKey::Autopilot),
             Read::Queries { .. } | Read::QueryExplain { .. } => Target::Key(WatchKey::Queries),
+            // The service a query selects is known only once the query is resolved (a template
+            // renders it from the name), so the read waits on the service list. That key moves when
+            // instances come and go, not on a check's status change, so a blocked execute may learn
+            // of health changes only when its wait ends.
             Read::QueryExecute { .. } => Target::Key(WatchKey::Services),
         }
     }
 
     /// Computes the reply and the index it reflects.
+    ///
+    /// The index is the one of the data read (the service's, the node's, the table's), not the
+    /// state's last index, so that a blocked reader wakes for what it reads and not for any write.
+    /// Catalog and health reads compile their filter before touching the state, so a bad filter
+    /// fails the same way whatever the state holds.
     pub fn execute(&self, st: &State) -> Result<(u64, Reply), Error> {
         match self {
             Read::CatalogNodes(sel) => {
@@ -162,6 +207,8 @@ impl Read {
                 Ok((idx, Reply::Nodes(kept)))
             }
             Read::CatalogServices(sel) => {
+                // The plain list comes precomputed from the state; only a filter or node meta needs
+                // the instances themselves.
                 if sel.filter.is_none() && sel.node_meta.is_empty() {
                     let (idx, names) = st.service_names();
                     return Ok((idx, Reply::ServiceTags(names)));
@@ -172,6 +219,8 @@ impl Read {
                 let kept = keep(all, f.as_ref(), |sn: &ServiceNode| {
                     shapes::catalog_service_json(&sn.node, &sn.service, &sel.dc)
                 })?;
+                // Consul's shape: each name with the union of its kept instances' tags, sorted and
+                // without duplicates.
                 let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
                 for sn in kept {
                     out.entry(sn.service.service.clone())
@@ -200,6 +249,8 @@ impl Read {
                 let f = sel.compile(schema::service)?;
                 let (idx, found) = st.node_services(node);
                 let Some((n, services)) = found else {
+                    // No such node: `null` with the node's index (which falls back to the node
+                    // list's), so a reader can block until the node appears.
                     return Ok((idx, Reply::NodeServices(None)));
                 };
                 let services = keep(services, f.as_ref(), |s: &Arc<Service>| {
@@ -235,6 +286,8 @@ impl Read {
                 let csns = csns
                     .into_iter()
                     .filter(|c| sel.node_ok(&c.node) && sel.tags_ok(&c.service))
+                    // `?passing`: every check of the instance and of its node must pass (an
+                    // instance without checks passes).
                     .filter(|c| !passing || c.aggregate() == HealthStatus::Passing)
                     .collect();
                 let kept = keep(csns, f.as_ref(), |c| shapes::service_entry_json(c, &sel.dc))?;
@@ -281,6 +334,8 @@ impl Read {
                 let (sidx, instances) = st.all_service_nodes();
                 let (nidx, nodes) = st.nodes();
                 let mut names = BTreeSet::new();
+                // Every Connect kind is listed, zeros included, so the reply's shape does not
+                // depend on what is registered.
                 let mut kinds: BTreeMap<String, u64> = [
                     "connect-native",
                     "connect-proxy",
@@ -308,6 +363,7 @@ impl Read {
                     billable_instances: billable,
                     nodes: nodes.len() as u64,
                 };
+                // Counts come from two tables: the answer reflects the later of their indexes.
                 Ok((sidx.max(nidx), Reply::Usage(usage)))
             }
             Read::Queries { id } => {
@@ -316,6 +372,7 @@ impl Read {
                     .into_iter()
                     .filter(|q| id.as_ref().is_none_or(|want| &q.id == want))
                     .collect();
+                // A list answers empty; a named query that does not exist is a 404, as Consul's.
                 if id.is_some() && list.is_empty() {
                     return Err(Error::NotFound("Query not found".into()));
                 }
@@ -332,6 +389,7 @@ impl Read {
                         nodes: chosen,
                         dns: q.dns.clone(),
                         datacenter: dc.clone(),
+                        // No WAN federation yet: the local datacenter always answers.
                         failovers: 0,
                     }),
                 ))
@@ -339,6 +397,7 @@ impl Read {
             Read::QueryExplain { key } => {
                 let q = super::prepared::resolve(st, key)
                     .ok_or_else(|| Error::NotFound("Query not found".into()))?;
+                // Depends on the query definitions only, not on the instances it would select.
                 Ok((st.queries().0, Reply::QueryExplain(q)))
             }
             Read::Autopilot => {
@@ -350,6 +409,10 @@ impl Read {
                 Ok((idx, Reply::Coordinates(entries)))
             }
             Read::Txn { ops } => {
+                // A read-only transaction runs through the same code as a write, on a throwaway
+                // copy (O(1), the state is persistent maps) at the next index: results and errors
+                // are exactly what the same operations would give in a write, and the copy is
+                // dropped. Reads stamp no time, so the clock is 0.
                 let mut scratch = State::clone(st);
                 let cmd = cairn_catalog::Command::Txn {
                     ops: ops.clone(),
@@ -366,12 +429,16 @@ impl Read {
                 }
             }
             Read::Snapshot => {
+                // An operator archive: without the exactly-once client table and any half-received
+                // restore, which belong to this cluster's Raft snapshots only.
                 let bytes = cairn_catalog::snapshot::write_archive(st)
                     .map_err(|e| Error::Internal(format!("Failed to create snapshot: {e}")))?;
                 Ok((st.last_index(), Reply::Snapshot(bytes)))
             }
             Read::NodeView { node } => {
                 let (idx, found) = st.node_services(node);
+                // The same state view as the services: the agent's anti-entropy diffs all three at
+                // once and must not see services and checks from different moments.
                 let (_, checks) = st.node_checks(node);
                 let (n, services) = match found {
                     Some((n, s)) => (Some(n), s),

@@ -5,6 +5,10 @@
 //!
 //! The floor sent with each request is the lowest sequence number this process still waits
 //! for: the state machine may forget every result below it, and refuses late copies of them.
+//!
+//! One `Requests` per process role that proposes: the server's endpoints and duties, and a client
+//! agent's backend. A process restart draws a new client ID, so sequence numbers never need to
+//! survive a restart.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +20,13 @@ use cairn_catalog::command::RequestId;
 /// Hands out request identities and tracks which are still in flight.
 #[derive(Debug)]
 pub struct Requests {
+    /// A random UUID drawn at start (seeded in reproducible tests): unique across processes and
+    /// runs, so two processes never share a client table entry in the state machine.
     client: String,
+    /// Starts at 1 and only grows: the state machine refuses a sequence below the floor it has
+    /// seen, so numbers must never be reused within a run.
     next: AtomicU64,
+    /// Ordered, so the floor (the lowest sequence still waiting) is its first element.
     in_flight: Mutex<BTreeSet<u64>>,
 }
 
@@ -28,6 +37,8 @@ pub struct Ticket {
     seq: u64,
 }
 
+// Dropping the ticket, on success, error or cancellation alike, is what lets the floor rise: a
+// write abandoned by its caller must not pin the state machine's memory of its client.
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.owner
@@ -52,6 +63,7 @@ impl Requests {
     /// A new identity, in flight until the ticket is dropped.
     pub fn next(self: &Arc<Self>) -> (RequestId, Ticket) {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        // The floor is computed with this request already in flight, so it is never above `seq`.
         let floor = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             in_flight.insert(seq);
@@ -73,6 +85,8 @@ impl Requests {
     /// another agent keeps the identity its proposer gave it). The ticket, if any, must live
     /// until the write's outcome is known or given up.
     pub fn identify(self: &Arc<Self>, cmd: Command) -> (Command, Option<Ticket>) {
+        // A batch is never given an identity of its own: each command in it carries its own, and
+        // the state machine deduplicates per command.
         if matches!(cmd, Command::Request { .. } | Command::Batch(_)) {
             return (cmd, None);
         }

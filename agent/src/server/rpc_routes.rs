@@ -2,6 +2,10 @@
 //! (forwarded by followers and client agents), status and operator calls. They decode the
 //! request, call the server and encode its typed reply or error; the transport underneath is
 //! `crate::rpc::transport`.
+//!
+//! Every route is a POST of JSON under `/v1/internal/`, guarded by the protocol version header and
+//! a body limit. Replies are the typed value with 200, or a serialized `api::Error` with 500: the
+//! client decides on the error's variant, never on the status or a message text.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use super::Server;
 use crate::api::{Error, Write};
 use crate::rpc::{MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, RenewRequest, ServerStatus};
 
+/// The router's state: every handler works on the shared server role.
 type S = Arc<Server>;
 
 /// The RPC router of a server; `dns` answers the DNS queries client agents hand over.
@@ -46,6 +51,9 @@ pub fn router(server: S, dns: crate::rpc::DnsFn) -> Router {
             post(crate::server::prevote::handle),
         )
         .route("/v1/internal/raft/snapshot", post(snapshot))
+        // Two write routes: `write` may forward to the leader, `write-leader` never does, so a
+        // forwarded write makes at most one hop and two servers that disagree about the leader
+        // cannot bounce it between them.
         .route("/v1/internal/write", post(write))
         .route("/v1/internal/write-leader", post(write_leader))
         .route("/v1/internal/read", post(read))
@@ -54,11 +62,17 @@ pub fn router(server: S, dns: crate::rpc::DnsFn) -> Router {
         .route("/v1/internal/raft/remove-peer", post(remove_peer))
         .route("/v1/internal/raft/transfer", post(transfer))
         .route("/v1/internal/raft/campaign", post(campaign))
+        // Raised from axum's 2 MiB default: snapshot installs and appends carry up to
+        // `MAX_RPC_BODY`.
         .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        // Outermost: a request of another protocol version is refused before its body is read or
+        // decoded.
         .layer(middleware::from_fn(check_version))
         .with_state(server)
 }
 
+/// Refuses requests without this build's `X-Cairn-Rpc` version: servers of incompatible versions
+/// must fail loudly rather than misread each other's messages.
 async fn check_version(req: Request, next: Next) -> Response {
     let ok = req.headers().get(RPC_HEADER).and_then(|v| v.to_str().ok()) == Some(RPC_VERSION);
     if !ok {
@@ -78,6 +92,7 @@ fn fail(e: &Error) -> Response {
     }
 }
 
+/// A success reply: the typed value as JSON under 200.
 fn ok<T: Serialize>(v: &T) -> Response {
     match serde_json::to_vec(v) {
         Ok(b) => (StatusCode::OK, b).into_response(),
@@ -85,23 +100,30 @@ fn ok<T: Serialize>(v: &T) -> Response {
     }
 }
 
+/// Decodes a request body; a malformed one is answered with `Invalid`. The error response is boxed
+/// only to keep the `Result` small (clippy's `result_large_err`).
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
         .map_err(|e| Box::new(fail(&Error::Invalid(format!("malformed RPC request: {e}")))))
 }
 
+/// Raft's append (entries and heartbeats). openraft's own result, error included, is the reply
+/// body: the Raft network on the other side decodes it as openraft expects.
 async fn append(State(s): State<S>, body: Bytes) -> Response {
     let req: AppendEntriesRequest<TypeConfig> = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let res = s.raft().append_entries(req).await;
+    // Leader contact feeds `?stale`'s `LastContact`, `?max_stale` and the pre-vote silence check;
+    // counted only once openraft has processed the message.
     if res.is_ok() {
         s.touch_leader_contact();
     }
     ok(&res)
 }
 
+/// Raft's vote. A vote request does not count as leader contact.
 async fn vote(State(s): State<S>, body: Bytes) -> Response {
     let req: VoteRequest<u64> = match parse(&body) {
         Ok(r) => r,
@@ -110,6 +132,9 @@ async fn vote(State(s): State<S>, body: Bytes) -> Response {
     ok(&s.raft().vote(req).await)
 }
 
+/// A chunk of a snapshot the leader installs on this follower: only a leader sends one, so it
+/// counts as contact even before the chunk is installed (a long transfer must not look like silence
+/// and start an election).
 async fn snapshot(State(s): State<S>, body: Bytes) -> Response {
     let req: InstallSnapshotRequest<TypeConfig> = match parse(&body) {
         Ok(r) => r,
@@ -144,6 +169,8 @@ async fn write_leader(State(s): State<S>, body: Bytes) -> Response {
     }
 }
 
+/// A read forwarded with its options: this server blocks as asked (the caller's timeout covers the
+/// wait), then sends the typed reply, not its rendering.
 async fn read(State(s): State<S>, body: Bytes) -> Response {
     let q: crate::api::Query = match parse(&body) {
         Ok(r) => r,
@@ -158,11 +185,14 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
     }
 }
 
+/// What this server knows of Raft; used by `-bootstrap-expect` to learn whether a peer already
+/// belongs to a cluster, and by client agents for `/v1/status` and operator views.
 async fn status(State(s): State<S>) -> Response {
     let status: ServerStatus = s.status().await;
     ok(&status)
 }
 
+/// A session renewal: TTL timers live on the leader, which this server is or forwards to.
 async fn renew(State(s): State<S>, body: Bytes) -> Response {
     let req: RenewRequest = match parse(&body) {
         Ok(r) => r,
@@ -177,6 +207,7 @@ async fn renew(State(s): State<S>, body: Bytes) -> Response {
     }
 }
 
+/// `operator raft remove-peer`, run on (or forwarded to) the leader.
 async fn remove_peer(State(s): State<S>, body: Bytes) -> Response {
     let req: crate::rpc::PeerRequest = match parse(&body) {
         Ok(r) => r,
@@ -188,6 +219,7 @@ async fn remove_peer(State(s): State<S>, body: Bytes) -> Response {
     }
 }
 
+/// `operator raft transfer-leader`: answers the new leader's RPC address once it leads.
 async fn transfer(State(s): State<S>, body: Bytes) -> Response {
     let req: crate::rpc::PeerRequest = match parse(&body) {
         Ok(r) => r,
@@ -199,6 +231,7 @@ async fn transfer(State(s): State<S>, body: Bytes) -> Response {
     }
 }
 
+/// Sent by a leader transferring leadership to this server: start an election now.
 async fn campaign(State(s): State<S>) -> Response {
     match s.campaign().await {
         Ok(()) => ok(&()),

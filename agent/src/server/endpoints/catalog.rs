@@ -1,5 +1,8 @@
 //! Catalog registrations and deregistrations (`/v1/catalog/register`, `/deregister`, and
 //! every agent's anti-entropy).
+//!
+//! Anti-entropy writes come through here too, so an agent's own registrations get exactly the
+//! checks and defaults of `/v1/catalog/register`.
 
 use cairn_catalog::Command;
 use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
@@ -16,6 +19,8 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
         return Err(Error::Invalid("Must provide node".into()));
     }
     // Nothing registered here may be unreachable by URL afterwards.
+    // The same 8 KiB bound as the agent endpoints (`local::defs`): an ID longer than a URI can
+    // carry could never be deregistered.
     validate_id_len("Node name", &req.node)?;
     if let Some(s) = &req.service {
         validate_id_len("Service ID", &s.id)?;
@@ -26,16 +31,21 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
         validate_id_len("Check name", &c.name)?;
         validate_id_len("Check ServiceID", &c.service_id)?;
     }
+    // `SkipNodeUpdate` registers a service or check on an existing node without rewriting the node,
+    // so it may omit the address, as in Consul.
     if req.address.is_empty() && !req.skip_node_update {
         return Err(Error::Invalid("Must provide address".into()));
     }
     validate_meta("Node", &req.node_meta)?;
+    // `node:write` for the node, plus `service:write` for a service, as Consul asks of a
+    // registration.
     ctx.authz.require(Access::NodeWrite(&req.node))?;
     if let Some(s) = &mut req.service {
         if s.service.is_empty() {
             return Err(Error::Invalid("Must provide service name".into()));
         }
         validate_meta("Service", &s.meta)?;
+        // Consul's default: an instance registered without an ID is identified by its name.
         if s.id.is_empty() {
             s.id = s.service.clone();
         }
@@ -44,6 +54,8 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
     if req.datacenter.is_empty() {
         req.datacenter = ctx.server.datacenter().to_string();
     }
+    // Checks may omit their node (Consul fills it from the registration); the state machine then
+    // finds every check under the node it belongs to.
     for c in req.check.iter_mut().chain(req.checks.iter_mut()) {
         if c.node.is_empty() {
             c.node = req.node.clone();
@@ -59,6 +71,9 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
 }
 
 /// Validates a deregistration of a node, a service instance or a check.
+///
+/// What is removed depends on the IDs given (a service ID, else a check ID, else the whole node),
+/// decided by the state machine; removing what does not exist changes nothing and succeeds.
 pub(super) fn deregister(ctx: &Ctx<'_>, req: DeregisterRequest) -> Result<Built, Error> {
     if req.node.is_empty() {
         return Err(Error::Invalid("Must provide node".into()));

@@ -6,6 +6,11 @@
 //!
 //! Forwarding waits up to `rpc_hold_timeout` for a leader, and retries a forward that failed in
 //! transit: the write's identity makes every retry safe (it is applied once).
+//!
+//! Why the leader builds commands, not the agent that received the request: defaults, validation
+//! against the current state, the clock and generated IDs then come from one place and one moment,
+//! and an older client agent cannot put a command into the log that the servers' version would not
+//! have built.
 
 mod catalog;
 mod kv;
@@ -27,6 +32,10 @@ use crate::acl::Authorizer;
 use crate::api::{Error, Write, WriteOp, Written};
 
 /// A command ready to propose, and how to read its result.
+///
+/// Kept apart from `Written` because the same command response reads differently per endpoint: a KV
+/// set's `Bool` is the answer, a session create's answer is the ID the endpoint chose, whatever the
+/// command returned.
 struct Built {
     cmd: Command,
     reply: Reply,
@@ -45,6 +54,8 @@ enum Reply {
 }
 
 impl Reply {
+    /// A response of the wrong kind is an internal error, never a guessed answer: it means the
+    /// endpoint and the state machine disagree.
     fn answer(self, r: Response) -> Result<Written, Error> {
         match (self, r) {
             (Reply::Done, _) => Ok(Written::Done),
@@ -65,6 +76,8 @@ struct Ctx<'a> {
     server: &'a Server,
     authz: Authorizer,
     id: &'a RequestId,
+    /// Read once per write on the leader and put in the command, so every server applies the same
+    /// time.
     now_ms: u64,
 }
 
@@ -77,6 +90,10 @@ impl Ctx<'_> {
 }
 
 /// A version-4-shaped UUID from a hash of a write's identity and `purpose`.
+///
+/// `purpose` keeps IDs of different kinds distinct even for one write. Only the client and the
+/// sequence number go in: they alone identify the write. Version and variant bits are set by
+/// `from_random_bytes`, so clients that validate UUIDs accept it.
 fn derived_uuid(id: &RequestId, purpose: &str) -> String {
     let mut h = Sha256::new();
     h.update(id.client.as_bytes());
@@ -108,6 +125,8 @@ impl Server {
     pub async fn write(&self, mut w: Write) -> Result<(u64, Written), Error> {
         self.check_running()?;
         self.check_dc(w.dc.as_deref())?;
+        // A write from this server's own edge gets its identity here, before the first attempt; one
+        // forwarded by a client agent arrives with it and keeps it.
         let _in_flight = match w.id {
             Some(_) => None,
             None => {
@@ -120,12 +139,16 @@ impl Server {
         loop {
             let attempt = match self.leader_node() {
                 Some((id, _)) if id == self.node_id => self.write_here(&w).await,
+                // Straight to the leader's `write-leader` route: it runs the write or refuses it,
+                // never forwards it again.
                 Some((_, node)) => self.rpc.write_on_leader(&node.addr, &w).await,
                 None => Err(Error::NoLeader),
             };
             match attempt {
                 Err(e) if e.is_transient() && tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "write not taken yet; retrying");
+                    // Short, fixed pause: elections take a few hundred milliseconds, and the retry
+                    // is safe because the write keeps its identity.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 // Out of time while leadership moved: to the caller that is "No cluster
@@ -151,6 +174,8 @@ impl Server {
             // caller retries until a leader that can takes it).
             return Err(Error::NoLeader);
         }
+        // Every path that reaches here gives the write an identity first; a write without one would
+        // lose exactly-once, so it is refused rather than given a fresh identity here.
         let Some(id) = &w.id else {
             return Err(Error::Invalid(
                 "a write reached the leader without its request identity".into(),
@@ -162,6 +187,8 @@ impl Server {
             id,
             now_ms: now_ms(),
         };
+        // Validation and authorization happen on the leader's current state, just before the
+        // proposal: a refusal costs no log entry.
         let built = build(&ctx, &w.op)?;
         let (index, response) = self
             .propose(Command::Request {
@@ -170,12 +197,17 @@ impl Server {
             })
             .await?;
         let written = built.reply.answer(response)?;
+        // After the commit, never before: a TTL timer must not exist for a session the log never
+        // created.
         session::after(self, &w.op, &written);
         Ok((index, written))
     }
 }
 
 /// Validates a write, checks its permissions and builds its command.
+///
+/// One arm per `WriteOp`, with no catch-all: a new write operation does not compile until it has an
+/// endpoint.
 fn build(ctx: &Ctx<'_>, op: &WriteOp) -> Result<Built, Error> {
     match op {
         WriteOp::Register(req) => catalog::register(ctx, req.clone()),

@@ -11,6 +11,9 @@ use crate::server::prepared::NAME_PREFIX_MATCH;
 
 /// Checks a definition: a service to query (unless a template fills it), a valid template
 /// and regular expression, a valid DNS TTL and a non-negative `NearestN`.
+///
+/// Everything that could fail later, at execute time on every server, is refused here once: a
+/// regexp that does not compile, a TTL DNS could not use.
 fn check(q: &PreparedQuery) -> Result<(), Error> {
     match q.template.kind.as_str() {
         "" => {
@@ -20,6 +23,8 @@ fn check(q: &PreparedQuery) -> Result<(), Error> {
                 ));
             }
         }
+        // A template may leave the service empty: it is rendered from the name (`${name.full}` and
+        // friends) when the query runs.
         NAME_PREFIX_MATCH => {
             if !q.template.regexp.is_empty() {
                 regex::Regex::new(&q.template.regexp).map_err(|e| {
@@ -56,6 +61,9 @@ pub(super) fn create(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
 }
 
 /// Replaces the definition of an existing query.
+///
+/// `create: false`: the state machine refuses the update when no query has that ID, rather than
+/// creating one under an ID the caller chose.
 pub(super) fn update(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
     check(q)?;
     ctx.authz.require(Access::QueryWrite(&q.name))?;
@@ -70,6 +78,8 @@ pub(super) fn update(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
 
 /// Deletes a query (nothing if it does not exist).
 pub(super) fn delete(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
+    // Authorized by the name of the query being deleted (Consul's `query:write` is per name);
+    // deleting an unknown ID needs write on the empty name and changes nothing.
     let name = ctx
         .server
         .state()

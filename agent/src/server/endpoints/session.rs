@@ -14,8 +14,13 @@ use crate::server::leader::SERF_CHECK_ID;
 use crate::server::{Server, parse_session_ttl};
 
 /// Default lock delay.
+///
+/// Consul's default: after a session holding a lock is invalidated, the lock cannot be taken again
+/// for this long, so the old holder has time to notice it lost the lock before a new holder acts.
 const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
 /// Largest lock delay.
+///
+/// Consul's bound: a longer delay would keep a lock unusable for too long after its holder died.
 const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// Validates a session and fills its defaults (lock delay 15 s, behavior `release`, the
@@ -30,6 +35,7 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
             )));
         }
     };
+    // Checked, then kept as the client wrote it, which is what session reads show.
     let ttl = parse_session_ttl(&spec.ttl)?;
     let lock_delay = spec
         .lock_delay_ns
@@ -44,6 +50,8 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
         return Err(Error::Invalid("Missing node name".into()));
     }
     ctx.authz.require(Access::SessionWrite(&spec.node))?;
+    // Derived from the write's identity: a create retried after a lost reply names the same
+    // session, and the state machine answers the first result instead of making a second one.
     let id = ctx.derived_uuid("session");
     let session = Session {
         id: id.clone(),
@@ -56,11 +64,14 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
         } else {
             String::new()
         },
+        // A session is tied to its node's health by default, as in Consul: when the node fails, its
+        // sessions are invalidated and their locks released or deleted, as their behavior says.
         node_checks: spec
             .node_checks
             .clone()
             .unwrap_or_else(|| vec![SERF_CHECK_ID.to_string()]),
         service_checks: spec.service_checks.clone(),
+        // Set by the state machine at apply time.
         create_index: 0,
         modify_index: 0,
     };
@@ -73,6 +84,8 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
 /// Invalidates a session (its locks are released or deleted, with its lock delay).
 pub(super) fn destroy(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
     let (_, found) = ctx.server.state().session(id);
+    // Destroying an unknown session is not an error (Consul answers `true`), and needs no
+    // permission since nothing is changed.
     if let Some(s) = &found {
         ctx.authz.require(Access::SessionWrite(&s.node))?;
     }
@@ -86,6 +99,9 @@ pub(super) fn destroy(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
 }
 
 /// The leader's TTL timers follow what a session write did.
+///
+/// Runs on the leader after the commit; timers are leader-local and not replicated, and a new
+/// leader rebuilds them from the state (`SessionTimers::sync_with`).
 pub(super) fn after(server: &Server, op: &WriteOp, written: &Written) {
     match (op, written) {
         (WriteOp::SessionCreate(spec), Written::Id(id)) => {

@@ -11,6 +11,8 @@ use crate::api::Error;
 /// Restores from a whole archive.
 pub(super) fn restore(ctx: &Ctx<'_>, data: &[u8]) -> Result<Built, Error> {
     ctx.authz.require(Access::OperatorWrite)?;
+    // Decoded and checksummed on the leader before it reaches the log: a damaged archive is a 400
+    // now rather than a failed apply on every server.
     archive::read(data).map_err(|e| Error::Invalid(format!("Invalid snapshot: {e}")))?;
     Ok(Built {
         cmd: Command::Restore {
@@ -21,6 +23,9 @@ pub(super) fn restore(ctx: &Ctx<'_>, data: &[u8]) -> Result<Built, Error> {
 }
 
 /// Stages one piece.
+///
+/// Pieces are staged in the replicated state, so a Raft snapshot taken halfway carries them; the
+/// state machine refuses a piece out of order or for a restore that another superseded.
 pub(super) fn piece(ctx: &Ctx<'_>, id: &str, offset: u64, data: &[u8]) -> Result<Built, Error> {
     ctx.authz.require(Access::OperatorWrite)?;
     Ok(Built {
@@ -34,6 +39,9 @@ pub(super) fn piece(ctx: &Ctx<'_>, id: &str, offset: u64, data: &[u8]) -> Result
 }
 
 /// Swaps in the staged archive (the state machine checks it is whole and valid).
+///
+/// The length guards against a lost piece: every server checks the staged archive (length, then
+/// decoding and checksum) as it applies this command.
 pub(super) fn finish(ctx: &Ctx<'_>, id: &str, len: u64) -> Result<Built, Error> {
     ctx.authz.require(Access::OperatorWrite)?;
     Ok(Built {

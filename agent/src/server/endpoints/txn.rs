@@ -1,5 +1,9 @@
 //! Transactions with writes (`PUT /v1/txn`): all-or-nothing over KV, nodes, services and
 //! checks, stamped with the leader's clock.
+//!
+//! Read-only transactions never get here: the HTTP edge runs them as a `Read::Txn` on any server.
+//! Verbs were typed by the edge; anything unknown stays `Unrecognized` and is refused by
+//! `Command::validate` in `propose`, before the log.
 
 use cairn_catalog::Command;
 use cairn_catalog::command::TxnOp;
@@ -10,6 +14,9 @@ use crate::api::Error;
 
 /// Checks the permissions of every operation and builds the transaction.
 pub(super) fn apply(ctx: &Ctx<'_>, ops: &[TxnOp]) -> Result<Built, Error> {
+    // Every operation is authorized before any is proposed: a transaction is all or nothing, so one
+    // refused operation refuses it all. Reads inside a write transaction are checked as writes, the
+    // stricter permission.
     for op in ops {
         match op {
             TxnOp::Kv(kv) => ctx.authz.require(Access::KeyWrite(&kv.key))?,
