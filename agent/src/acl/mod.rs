@@ -9,6 +9,8 @@
 use crate::api::{Error, Token};
 
 /// What a request touches, in Consul's rule vocabulary (`<resource>:<level>`).
+///
+/// Borrowed names: an endpoint names the resource it already holds, with no allocation per check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access<'a> {
     /// `node:write` on a node.
@@ -38,6 +40,9 @@ pub enum Access<'a> {
 }
 
 /// The permissions of one resolved token.
+///
+/// Resolved once per request, before any check: a request sees one consistent set of permissions
+/// even if the token's policies change meanwhile.
 #[derive(Clone, Debug)]
 pub struct Authorizer {
     allow_all: bool,
@@ -50,6 +55,9 @@ impl Authorizer {
     }
 
     /// Whether `access` is allowed.
+    ///
+    /// Lists use this to drop what the token may not see, where `require` would refuse the whole
+    /// read.
     pub fn allows(&self, access: Access<'_>) -> bool {
         let _ = access;
         self.allow_all
@@ -68,6 +76,9 @@ impl Authorizer {
 }
 
 /// Resolves tokens to authorizers.
+///
+/// Empty for now: the place where tokens, policies and their cache will live, so the server already
+/// holds one and the endpoints already call it.
 #[derive(Clone, Debug, Default)]
 pub struct Acl {}
 

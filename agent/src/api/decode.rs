@@ -2,6 +2,11 @@
 //! with or without underscores (`DeregisterCriticalServiceAfter`, `deregistercriticalserviceafter`
 //! and `deregister_critical_service_after` are the same key), except inside free-form maps
 //! (`Meta`, `NodeMeta`, `Header`, `TaggedAddresses`) whose keys are user data.
+//!
+//! Why: Consul decodes bodies with Go's `encoding/json`, which matches field names
+//! case-insensitively, and with `mapstructure` hooks that accept snake_case; clients and config
+//! files written for Consul rely on both. Folding keys once, before serde sees them, lets every
+//! request type keep one set of PascalCase serde names.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -12,6 +17,10 @@ use serde_json::{Map, Value};
 use super::Error;
 
 /// Every field name the API decodes, in its canonical spelling.
+///
+/// A key whose folded form is not listed is kept as written, so serde then sees it as unknown
+/// (ignored, or refused by types that deny unknown fields). Adding a field to a request type means
+/// adding its name here, or only its exact spelling decodes.
 const CANONICAL: &[&str] = &[
     "ID",
     "Node",
@@ -152,6 +161,9 @@ const CANONICAL: &[&str] = &[
 ];
 
 /// Fields whose object value is a user map: its keys are kept as written.
+///
+/// Only their own keys are kept: values inside are still normalized, so a nested record (a tagged
+/// address's `address`/`port`) decodes like any other.
 const FREE_FORM: &[&str] = &[
     "Meta",
     "NodeMeta",
@@ -162,6 +174,8 @@ const FREE_FORM: &[&str] = &[
     "Config",
 ];
 
+/// The spelling-insensitive form of a key: lowercase, without `_` or `-`, so `ServiceID`,
+/// `service_id` and `service-id` meet.
 fn fold(key: &str) -> String {
     key.chars()
         .filter(|c| *c != '_' && *c != '-')
@@ -169,6 +183,7 @@ fn fold(key: &str) -> String {
         .collect()
 }
 
+/// Folded name to canonical name, built once on first use.
 fn table() -> &'static HashMap<String, &'static str> {
     static TABLE: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     TABLE.get_or_init(|| CANONICAL.iter().map(|k| (fold(k), *k)).collect())

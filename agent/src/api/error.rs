@@ -15,6 +15,9 @@ pub const NO_SERVERS: &str = "No known Consul servers";
 pub const NO_DC_PATH: &str = "No path to datacenter";
 
 /// Why a service-layer operation failed.
+///
+/// Serializable: errors cross the server RPC typed, so a forwarder decides on the variant the
+/// answering server chose, and a client agent's edge renders it as if it were local.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Error {
     /// No leader is known (an election is under way or a quorum is lost).
@@ -50,6 +53,10 @@ pub enum Error {
     #[error("{NO_DC_PATH}")]
     NoPathToDatacenter(String),
     /// A server could not be reached or did not answer in time; another may.
+    ///
+    /// The only variant that sends a client agent's call on to another server of its pool: any
+    /// other error is the answer of a server that was reached (which already waited for a
+    /// leader where waiting helps).
     #[error("{0}")]
     Unavailable(String),
     /// The server role stopped for good (its Raft node failed): it serves nothing more.
@@ -63,6 +70,9 @@ pub enum Error {
 impl Error {
     /// Whether the same request may succeed on another server or after an election: the
     /// errors that make a forwarder wait and retry rather than answer.
+    ///
+    /// `Unavailable` counts even for writes, whose outcome is then unknown (the reply may have been
+    /// lost after the commit): a retry is safe because the write keeps its identity.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -77,6 +87,8 @@ impl From<StoreError> for Error {
             // The state machine's refusals are the request's fault; Consul answers its RPC
             // errors with 400 whether a referenced object is missing or the request is wrong.
             StoreError::Invalid(m) | StoreError::NotFound(m) => Error::Invalid(m),
+            // An index going back means the state machine and the log disagree: nothing this server
+            // answers can be trusted any more.
             StoreError::IndexRegression { .. } => Error::Fatal(e.to_string()),
             // A command this server cannot apply (written by a newer version): not the
             // request's fault, and the state machine stops on it.

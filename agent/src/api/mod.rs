@@ -20,6 +20,9 @@ pub use write::{Token, Write, WriteOp, Written};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// ID of the gossip health check the leader keeps on every node.
+///
+/// Consul's name, in this module because the server, the agent's anti-entropy (which must not
+/// remove it) and the edges all need it, and none of them may depend on another for a name.
 pub const SERF_CHECK_ID: &str = "serfHealth";
 /// ID and name of the service every server registers.
 pub const CONSUL_SERVICE: &str = "consul";

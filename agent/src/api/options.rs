@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Default blocking wait (Consul's `default_query_time`).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Longest blocking wait (Consul's `max_query_time`).
+///
+/// Longer requests are clamped, not refused, as Consul does; the RPC client's timeout for a
+/// forwarded read is derived from the clamped wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Read consistency, as Consul's three modes.
@@ -37,6 +40,9 @@ impl Consistency {
 }
 
 /// How to run a read.
+///
+/// Travels with a forwarded read, so the server that answers blocks as the client asked instead of
+/// the forwarder polling it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadOptions {
     /// Block until the answer's index is past this (0: answer at once).
@@ -77,6 +83,9 @@ impl ReadOptions {
 
     /// The wait plus up to wait/16 of random jitter, as Consul spreads the wake-ups of many
     /// blocked readers.
+    ///
+    /// Without it, readers that started together (one change wakes them all) would time out
+    /// together and come back as a herd.
     pub fn wait_with_jitter(&self) -> Duration {
         let jitter_max = self.wait.as_millis() as u64 / 16;
         let jitter = if jitter_max == 0 {
@@ -94,6 +103,7 @@ pub struct QueryMeta {
     /// Index the answer reflects (never 0).
     pub index: u64,
     /// Whether the serving server knows a leader.
+    /// (`X-Consul-KnownLeader`: clients of stale reads use it to judge the answer.)
     pub known_leader: bool,
     /// Milliseconds since the serving server last heard from the leader (0 on the leader).
     pub last_contact_ms: u64,
@@ -111,11 +121,15 @@ pub struct Indexed<T> {
 }
 
 /// `Duration` as whole milliseconds.
+///
+/// Whole milliseconds: sub-millisecond precision means nothing for these waits, and an integer
+/// reads plainly in RPC bodies.
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        // Saturates instead of failing: no wait is anywhere near `u64::MAX` milliseconds.
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 

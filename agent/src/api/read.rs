@@ -15,6 +15,9 @@ use cairn_catalog::store::{CheckServiceNode, ServiceNode};
 use serde::{Deserialize, Serialize};
 
 /// A read of the replicated state.
+///
+/// Its JSON form is also the key of the server's shared answers: two requests share an answer only
+/// when every field, filters included, is the same.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Read {
     /// `/v1/catalog/nodes`.
@@ -144,6 +147,9 @@ pub enum Read {
 }
 
 /// Filters common to catalog and health reads.
+///
+/// Part of the read rather than applied by the edge, so the server filters before the answer is
+/// shared or forwarded and a client agent never receives what it would throw away.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     /// `?filter` expression.
@@ -153,6 +159,8 @@ pub struct Selection {
     /// `?node-meta` pairs (all must match).
     pub node_meta: Vec<(String, String)>,
     /// Datacenter to report on nodes without one.
+    /// Filled by the edge with the local datacenter's name: shown on nodes stored without one,
+    /// where filters may select on it.
     pub dc: String,
 }
 
@@ -242,6 +250,9 @@ pub struct TxnOutcome {
 
 /// The typed answer of a [`Read`]; each read answers one variant.
 // Short-lived reply data: boxing the larger variants would only add allocations.
+///
+/// Records are `Arc`s shared with the state view they came from: building or cloning a reply copies
+/// pointers, not records.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {

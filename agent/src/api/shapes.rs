@@ -16,6 +16,7 @@ pub fn to_value<T: Serialize>(v: &T) -> Value {
 /// A node as the API shows it, with its datacenter filled in.
 pub fn node_json(node: &Node, dc: &str) -> Value {
     let mut v = to_value(node);
+    // A node stored without a datacenter shows the serving one: Consul's answers always carry it.
     if node.datacenter.is_empty() {
         v["Datacenter"] = json!(dc);
     }
@@ -25,6 +26,8 @@ pub fn node_json(node: &Node, dc: &str) -> Value {
 /// A service instance as `/v1/health/service` and `/v1/catalog/node` show it.
 pub fn service_json(svc: &Service) -> Value {
     let mut v = to_value(svc);
+    // As in Consul's answers, a plain service has no `Kind` at all; only Connect proxies and
+    // gateways show one.
     if let Value::Object(m) = &mut v
         && svc.kind.is_empty()
     {
@@ -34,6 +37,10 @@ pub fn service_json(svc: &Service) -> Value {
 }
 
 /// A `CatalogService` element of `/v1/catalog/service/:name`.
+///
+/// Built field by field rather than from a struct: Consul flattens node and instance into one
+/// record with `Service`-prefixed names, and includes Connect fields Cairn does not model (empty,
+/// in the shape Consul returns for a service without them).
 pub fn catalog_service_json(node: &Node, svc: &Service, dc: &str) -> Value {
     json!({
         "ID": node.id,
@@ -66,6 +73,9 @@ pub fn check_json(c: &HealthCheck) -> Value {
 }
 
 /// A `ServiceEntry` of `/v1/health/service/:name`: node, instance and checks.
+///
+/// Built from the same per-record shapes, so a filter on `Service.Tags` and one on `Tags` of
+/// `/v1/catalog/node` see the same field names.
 pub fn service_entry_json(csn: &CheckServiceNode, dc: &str) -> Value {
     json!({
         "Node": node_json(&csn.node, dc),
@@ -76,6 +86,9 @@ pub fn service_entry_json(csn: &CheckServiceNode, dc: &str) -> Value {
 
 /// Sample objects describing what a filter may select, per result type (a filter naming a
 /// field none of them has is refused, as Consul refuses it).
+///
+/// Built from default records through the same functions as real answers, so the schema can never
+/// list a field the answers lack, or miss one they have.
 pub mod schema {
     use super::*;
 

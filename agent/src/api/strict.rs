@@ -21,16 +21,23 @@ use serde_json::Value;
 
 /// Decodes `value` into `T`, refusing a JSON array wherever `T` (or anything inside it)
 /// expects an object.
+///
+/// Errors are serde_json's own, so callers word them as they would a plain decode failure.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
     T::deserialize(Strict(value))
 }
 
 /// A deserializer whose structs must come from objects.
+///
+/// Every method forwards to the wrapped deserializer with its visitor wrapped in turn: the check
+/// travels down with each nested value rather than being done once at the top.
 struct Strict<D>(D);
 
 /// A visitor that refuses sequences when it visits a struct (`object_of` names it).
 struct Wrap<V> {
     inner: V,
+    /// The struct's name when this visitor decodes a struct (`None` for anything else): only then
+    /// is an array refused.
     object_of: Option<&'static str>,
 }
 
@@ -43,6 +50,8 @@ impl<V> Wrap<V> {
     }
 }
 
+// The `Deserializer` methods whose visitor only needs wrapping; the ones that take a name or fields
+// are written out below.
 macro_rules! forward_deserialize {
     ($($method:ident)*) => {
         $(
@@ -99,6 +108,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
             .deserialize_tuple_struct(name, len, Wrap::any(visitor))
     }
 
+    // The one place a struct is announced: the visitor learns it must refuse an array here.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -121,11 +131,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
         self.0.deserialize_enum(name, variants, Wrap::any(visitor))
     }
 
+    // Forwarded so types that encode differently for humans and machines (addresses, times) keep
+    // their JSON forms.
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
     }
 }
 
+// Scalar visits carry no nested value: passed through as they are.
 macro_rules! forward_visit {
     ($($method:ident($ty:ty))*) => {
         $(
@@ -167,6 +180,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
         self.inner.visit_newtype_struct(Strict(d))
     }
 
+    // serde's derived struct visitors accept a sequence (fields in order); this is the one place
+    // the wrapper says no, with the struct's name so the message points at the offending value.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         if let Some(name) = self.object_of {
             return Err(de::Error::custom(format_args!(
@@ -186,6 +201,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
 }
 
 /// A sequence whose elements decode strictly.
+///
+/// Needed for lists of structs (`Checks`, `Upstreams`): each element is decoded through [`Strict`]
+/// again.
 struct Seq<A>(A);
 
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<A> {
@@ -237,6 +255,8 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
 }
 
 /// An enum whose payload decodes strictly.
+///
+/// Enums with struct payloads (`{"Variant": {...}}`) must not accept a sequence either.
 struct Enum<A>(A);
 
 impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Enum<A> {
@@ -278,6 +298,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<A> {
     ) -> Result<V::Value, A::Error> {
         let visitor = Wrap {
             inner: visitor,
+            // A struct variant has no type name of its own to report.
             object_of: Some("struct variant"),
         };
         self.0.struct_variant(fields, visitor)

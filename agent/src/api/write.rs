@@ -63,6 +63,9 @@ impl Write {
 }
 
 /// How a KV write treats the key's current state.
+///
+/// One value of the four mutually exclusive query parameters (`?cas`, `?acquire`, `?release`,
+/// none); the HTTP edge refuses a request that gives more than one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvSetMode {
     /// Write unconditionally.
@@ -94,6 +97,7 @@ pub struct SessionSpec {
     /// Node the session belongs to (empty: the node of the agent that received the request).
     pub node: String,
     /// Lock delay (already parsed; the endpoint checks the bound).
+    /// (`None`: Consul's 15 s default, applied by the endpoint.)
     pub lock_delay_ns: Option<u64>,
     /// `release` (default) or `delete`.
     pub behavior: String,
@@ -203,6 +207,9 @@ pub enum WriteOp {
 }
 
 /// What a write answers.
+///
+/// The few shapes every endpoint's answer fits in: the HTTP edge renders each as Consul does
+/// (`true`/`false`, `{"ID": ...}`, a transaction's results).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Written {
     /// Done, nothing to report.

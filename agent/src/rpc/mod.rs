@@ -28,16 +28,27 @@ use crate::api::{Error, QueryMeta, Write, Written};
 pub use transport::Transport;
 
 /// Version of the RPC protocol spoken by this build.
+///
+/// Raised whenever a message changes shape incompatibly: servers of different versions then refuse
+/// each other outright instead of misreading each other. Version 2 carries typed `api::Error`s.
 pub const RPC_VERSION: &str = "2";
 /// Header carrying the protocol version.
 pub const RPC_HEADER: &str = "x-cairn-rpc";
 /// Largest RPC body (snapshot chunks included).
+///
+/// A bound on memory per request rather than a working size: appends are cut to about 1 MiB and
+/// write batches stay near that, so only an unusually large single command or snapshot chunk comes
+/// near it.
 pub const MAX_RPC_BODY: usize = 64 * 1024 * 1024;
 
 /// The answer to a write: the index it was applied at and what it answered.
 pub type WriteReply = (u64, Written);
 
 /// How long a forwarded write may take, the leader's own wait for the log included.
+///
+/// The same 30 s as the leader's commit timeout (`COMMIT_TIMEOUT`), which bounds how long the
+/// leader itself holds a write. A timeout leaves the outcome unknown; the write's identity makes
+/// the retry safe.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answer to a forwarded read.
@@ -50,6 +61,9 @@ pub struct ReadReply {
 }
 
 /// Identifies a Raft peer by node UUID or RPC address (either may be empty).
+///
+/// Either field identifies the peer: operators know addresses, tools know node IDs (Consul's
+/// `remove-peer -address` / `-id`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PeerRequest {
     /// Node UUID.
@@ -102,11 +116,15 @@ pub struct RaftServer {
 }
 
 /// A DNS query a client agent hands to a server.
+///
+/// Handed over whole (the packet as received) so the server parses and answers it exactly as it
+/// would its own, with the catalog it holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DnsRequest {
     /// The query as received.
     pub packet: Vec<u8>,
     /// Whether it came over TCP.
+    /// Decides the size limit the answer must fit (512 bytes or the EDNS size over UDP).
     pub tcp: bool,
 }
 
@@ -123,6 +141,8 @@ pub struct DnsReply {
 }
 
 /// An RPC client: typed calls to servers over a [`Transport`].
+///
+/// Cheap to clone: every clone shares the transport and so its pooled connections.
 #[derive(Clone)]
 pub struct Client {
     transport: Arc<dyn Transport>,
@@ -162,6 +182,8 @@ impl Client {
             .post(addr, path, body, timeout)
             .await
             .map_err(|reason| Error::Unavailable(format!("server {addr} unreachable: {reason}")))?;
+        // A server answers errors as a serialized `api::Error` with a non-success status; anything
+        // else (a proxy's page, an older server) becomes `Internal` with the text, for the logs.
         if !status.is_success() {
             return Err(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                 Error::Internal(format!(
@@ -194,6 +216,8 @@ impl Client {
         q: &crate::api::Query,
     ) -> Result<(QueryMeta, crate::api::Reply), Error> {
         // Longest wait plus its jitter plus slack for the network.
+        // The server may legitimately hold the request for the whole blocking wait, so a shorter
+        // timeout would cut healthy blocking queries and retry them on another server.
         let timeout = q.opts.wait + q.opts.wait / 16 + Duration::from_secs(10);
         let reply: ReadReply = self.call(addr, "/v1/internal/read", q, timeout).await?;
         Ok((reply.meta, reply.reply))
@@ -201,12 +225,17 @@ impl Client {
 
     /// A server's status.
     pub async fn status(&self, addr: &str) -> Result<ServerStatus, Error> {
+        // Short: callers poll status in loops (`-bootstrap-expect`, operator views) and a missing
+        // server should not stall them.
         self.call(addr, "/v1/internal/status", &(), Duration::from_secs(3))
             .await
     }
 }
 
 /// openraft's network: one connection object per peer, all sharing the pooled client.
+///
+/// openraft asks its factory for a connection per peer; since the transport pools connections
+/// itself, a "connection" is only the peer's address.
 #[derive(Clone)]
 pub struct Network {
     /// The client.
@@ -248,9 +277,14 @@ impl PeerConn {
             .await;
         match reply {
             Ok(Ok(r)) => Ok(r),
+            // The peer answered with openraft's own error: handed back as a remote error. The
+            // peer's Raft ID is not kept per connection (`new_client` ignores it), hence 0; it only
+            // labels the error.
             Ok(Err(e)) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(
                 0, e,
             ))),
+            // Unreachable lets openraft back off from that peer (it cannot answer at all); other
+            // failures are plain network errors.
             Err(Error::Unavailable(reason)) => Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other(reason),
             ))),
@@ -273,6 +307,7 @@ const MAX_APPEND_BYTES: usize = 1024 * 1024;
 fn entry_weight(e: &cairn_raft::Entry) -> usize {
     let payload = match &e.payload {
         openraft::EntryPayload::Normal(cmd) => cmd.encoded_size_bound(),
+        // Blank and membership entries: small, with room for a large membership.
         _ => 1024,
     };
     payload + 256
@@ -285,6 +320,8 @@ fn cap_entries(entries: &mut Vec<cairn_raft::Entry>) -> Option<cairn_raft::LogId
     let mut keep = 0usize;
     for e in entries.iter() {
         let w = entry_weight(e);
+        // The first entry always goes, even over the bound: a request with nothing in it would make
+        // no progress at all.
         if keep > 0 && total + w > MAX_APPEND_BYTES {
             break;
         }
@@ -309,6 +346,8 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             .raft_call("/v1/internal/raft/append", &rpc, &option)
             .await?;
         // The follower took everything sent: that is a prefix of what openraft asked for.
+        // Telling openraft about the cut (`PartialSuccess` with the last entry sent) makes it send
+        // the rest in the next request instead of believing the follower holds everything.
         Ok(match (resp, cut) {
             (AppendEntriesResponse::Success, Some(last)) => {
                 AppendEntriesResponse::PartialSuccess(Some(last))
@@ -355,6 +394,8 @@ mod tests {
         }
     }
 
+    // The bound is what lets a lagging follower catch up: each request fits in a heartbeat interval
+    // whatever the entries owed.
     #[test]
     fn append_requests_are_cut_to_a_bounded_prefix() {
         // Small entries all go.

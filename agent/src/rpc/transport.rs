@@ -24,9 +24,15 @@ use rand::{Rng, SeedableRng};
 use super::{RPC_HEADER, RPC_VERSION};
 
 /// A boxed future, as a dyn-compatible trait returns it.
+///
+/// Boxed because the trait is used as `dyn Transport` (one client type for HTTP and memory), and an
+/// `async fn` in a trait is not dyn-compatible.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a post returns: the answer's status and body, or why no answer came.
+///
+/// An error string, not `api::Error`: at this level the only failure is that no answer came; the
+/// client turns it into `Error::Unavailable`.
 pub type PostResult = Result<(StatusCode, Bytes), String>;
 
 /// Carries RPC requests to servers.
@@ -50,9 +56,17 @@ impl Http {
     /// A transport with pooled connections.
     pub fn new() -> Http {
         let client = reqwest::Client::builder()
+            // Long-lived pooled connections: Raft heartbeats and forwarded requests reuse them, so
+            // a heartbeat does not pay for a TCP handshake.
             .pool_idle_timeout(Duration::from_secs(90))
+            // Enough idle connections per server for bursts of forwarded writes and parked blocking
+            // reads, without holding hundreds of descriptors per peer.
             .pool_max_idle_per_host(32)
+            // A dead server is found out within 2 s at connection time, so failover to another
+            // server does not wait for the request's own (possibly minutes long) timeout.
             .connect_timeout(Duration::from_secs(2))
+            // Small request/response messages: Nagle's algorithm would add delay to every
+            // heartbeat.
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
@@ -104,15 +118,20 @@ pub struct Faults {
     pub delay: (Duration, Duration),
     /// Only messages to paths starting with this get the faults above (`None`: every
     /// message, Raft's included).
+    /// Lets a test lose forwarded writes' replies, say, without also breaking Raft's heartbeats and
+    /// the election it would cause.
     pub only: Option<String>,
 }
 
+/// Behind one mutex: on the tests' single-threaded runtime every draw from `rng` happens in the
+/// same order for a given run, which is what makes a seed replay the same faults.
 struct NetState {
     servers: BTreeMap<String, axum::Router>,
     /// (from, to) pairs that cannot talk.
     cuts: BTreeSet<(String, String)>,
     faults: Faults,
     rng: StdRng,
+    /// Messages given a fate, those then lost included.
     delivered: u64,
 }
 
@@ -204,6 +223,9 @@ impl MemoryNet {
     }
 
     /// Decides the fate of one message to `path`, or `None` when `from` cannot reach `to`.
+    ///
+    /// All random draws for a message happen here, at send time, under the lock: the draws' order
+    /// is the order messages are sent, not the order they are delivered.
     fn fate(&self, from: &str, to: &str, path: &str) -> Option<(axum::Router, Fate)> {
         let mut st = self.state();
         if st.cuts.contains(&(from.to_string(), to.to_string())) {
@@ -218,6 +240,8 @@ impl MemoryNet {
         let lose_reply = f.lose_reply > 0.0 && st.rng.random_bool(f.lose_reply.min(1.0));
         let (lo, hi) = f.delay;
         let delay = if hi > lo {
+            // Microsecond steps: fine enough for virtual-time delays, within `u64` for any sane
+            // range.
             let span = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
             lo + Duration::from_micros(st.rng.random_range(0..=span))
         } else {
@@ -255,6 +279,8 @@ impl Transport for Memory {
                 tokio::time::sleep(timeout.min(Duration::from_secs(2))).await;
                 return Err(format!("{addr}: connection refused or timed out"));
             };
+            // The request vanished: the caller sees only its timeout run out, as with a dropped
+            // packet.
             if fate.lose_request {
                 tokio::time::sleep(timeout).await;
                 return Err(format!("{addr}: request timed out"));
@@ -281,6 +307,9 @@ impl Transport for Memory {
             };
             match tokio::time::timeout(timeout, call).await {
                 Ok(Ok(r)) => Ok(r),
+                // The reply was lost after the server acted: the caller still waits out its
+                // timeout, as it would for a reply that never arrives over TCP, so it cannot tell
+                // the two apart.
                 Ok(Err(e)) => {
                     tokio::time::sleep(timeout).await;
                     Err(e)
