@@ -9,7 +9,8 @@ use axum::routing::{any, put};
 use super::AppState;
 use super::error::ApiError;
 
-/// Routes of this area.
+/// Routes of this area. `any` for `/v1/acl/*`: every ACL method and path gets the same answer,
+/// so a client learns that ACLs are off rather than that a route is missing.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/acl", any(disabled))
@@ -17,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agent/token/{*kind}", put(disabled))
 }
 
+/// Consul's `ErrDisabled`, with the 401 that Consul answers it with.
 async fn disabled() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "ACL support disabled")
 }

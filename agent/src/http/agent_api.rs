@@ -1,5 +1,19 @@
 //! `/v1/agent/*`: the local agent's services, checks, maintenance, membership, self
 //! description, metrics and lifecycle.
+//!
+//! These endpoints answer from this agent, not from the catalog: the services and checks it
+//! owns (`crate::local`), its gossip view and its configuration. That is Consul's model: an
+//! agent is the authority for its own registrations, and anti-entropy copies them into the
+//! catalog. So a registration here answers once the local state has changed and a catalog
+//! sync was attempted (bounded in time, see `Agent::register_service`); it works without a
+//! leader, and the catalog catches up later.
+//!
+//! No answer here carries `X-Consul-Index`: there is no Raft index for local state. The one
+//! blocking endpoint, `GET /v1/agent/service/:id`, blocks on a content hash instead.
+//!
+//! Where Consul's handler checks something itself before calling the agent (a 404 for an
+//! unknown ID, the order of its 400s), the handler here does the same check first, so that
+//! the status and text are Consul's even where `Agent`'s own methods are more lenient.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -26,7 +40,8 @@ use crate::metrics;
 
 use crate::CONSUL_COMPAT_VERSION;
 
-/// Routes of this area.
+/// Routes of this area. IDs are matched with `{*id}` (the rest of the path) because service
+/// and check IDs may contain `/`, as Consul takes everything after the prefix.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/agent/self", get(agent_self))
@@ -60,7 +75,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agent/metrics", get(metrics_endpoint))
 }
 
-/// A local service as `/v1/agent/services` shows it.
+/// A local service as `/v1/agent/services` shows it: Consul's `AgentService`, which is not the
+/// catalog's shape (no node fields, `Service` for the name). `TaggedAddresses` and `Kind` are
+/// left out when empty, as Consul's `omitempty` does; `Datacenter` is this agent's, as Consul
+/// fills it in for the answer. Also the `?filter` schema of the agent's service endpoints.
 pub fn agent_service_json(s: &Service, dc: &str) -> Value {
     let mut v = json!({
         "ID": s.id,
@@ -82,10 +100,14 @@ pub fn agent_service_json(s: &Service, dc: &str) -> Value {
     v
 }
 
+/// A local check in Consul's `HealthCheck` shape (the same record the catalog stores).
 fn check_json(c: &HealthCheck) -> Value {
     serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
+/// Parses `?filter` and checks it against `schema`, a record of the answer's shape. The check
+/// runs before anything is filtered, so a misspelt selector is a 400 even when there is
+/// nothing to filter; the text is Consul's.
 fn compile_filter(expr: Option<&str>, schema: Value) -> Result<Option<Filter>, ApiError> {
     let Some(expr) = expr else { return Ok(None) };
     let f = Filter::parse(expr).map_err(|e| {
@@ -101,6 +123,8 @@ fn compile_filter(expr: Option<&str>, schema: Value) -> Result<Option<Filter>, A
     Ok(Some(f))
 }
 
+/// Whether `v` passes the filter (no filter: everything does). An error here comes from the
+/// data (a value the selector's type cannot take) and is a 400, as Consul's.
 fn keep(f: Option<&Filter>, v: &Value) -> Result<bool, ApiError> {
     match f {
         None => Ok(true),
@@ -110,10 +134,15 @@ fn keep(f: Option<&Filter>, v: &Value) -> Result<bool, ApiError> {
     }
 }
 
+/// The agent's local state, locked. A poisoned lock is taken anyway: the state is plain data,
+/// and refusing every later request would be worse than reading what a panic left. Handlers
+/// copy out what they need and drop the guard before any `.await`.
 fn local(agent: &AppState) -> std::sync::MutexGuard<'_, LocalState> {
     agent.local.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `GET /v1/agent/services`: this agent's services keyed by ID (`?filter` applies to each).
+/// Not blocking, as in Consul.
 async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
@@ -132,12 +161,19 @@ async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     Ok(json_response(&out, o.pretty))
 }
 
+/// The `ContentHash` of an answer: a hash of its JSON text. `DefaultHasher::new()` has fixed
+/// keys, so equal content hashes equally for as long as this binary runs; a hash that stops
+/// matching (after an upgrade) only costs the client one immediate answer.
 fn content_hash(v: &Value) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.to_string().hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
+/// `GET /v1/agent/service/:id`: one local service, with Consul's hash-based blocking. With
+/// `?hash` equal to the current `ContentHash`, the request waits (`?wait`, plus jitter) for a
+/// local change that alters the answer; otherwise, or at the deadline, it answers at once.
+/// The hash is in the body and in `X-Consul-ContentHash`, where Go's client reads it.
 async fn service_get(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -148,6 +184,8 @@ async fn service_get(
     let dc = a.backend.datacenter().to_string();
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
+        // Registered before the state is read: a change landing between the read and the
+        // wait still wakes this request (`notify_waiters` only wakes registered waiters).
         let changed = a.local_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
@@ -157,6 +195,8 @@ async fn service_get(
                 .get(&id)
                 .map(|s| agent_service_json(&s.service, &dc))
         };
+        // Consul's text for this endpoint, which differs from the deregister/maintenance one.
+        // A service removed while a request waits answers 404 too.
         let Some(mut v) = v else {
             return Err(ApiError::not_found(format!("unknown service ID: {id}")));
         };
@@ -171,6 +211,8 @@ async fn service_get(
             }
             return Ok(resp);
         }
+        // Any local change wakes every waiter; the loop re-hashes, so a change to another
+        // service just goes back to waiting.
         tokio::select! {
             () = &mut changed => {}
             () = tokio::time::sleep_until(deadline) => {}
@@ -178,12 +220,18 @@ async fn service_get(
     }
 }
 
+/// `PUT /v1/agent/service/register`: adds or replaces a service (and its checks) on this
+/// agent. The body is a service definition, decoded case-insensitively as Consul's
+/// (py-consul sends lowercase and snake_case keys). `?replace-existing-checks` drops the
+/// service's checks that the new definition no longer has (never its maintenance check).
+/// Answers an empty 200, as Consul.
 async fn service_register(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
+    // Parsed as a Go boolean; a value that is not one is a 400 rather than a silent "no".
     let replace = p.flag("replace-existing-checks")?;
     let def: ServiceDef = decode(&body)?;
     a.register_service(def, replace).await?;
@@ -204,6 +252,9 @@ fn unknown_check(id: &str) -> ApiError {
     ))
 }
 
+/// `PUT /v1/agent/service/deregister/:id`: removes a service and its checks. Consul vets the
+/// ID first, so an unknown one is a 404 here, although `Agent::deregister_service` itself
+/// treats it as a no-op.
 async fn service_deregister(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -215,6 +266,8 @@ async fn service_deregister(
     Ok(StatusCode::OK.into_response())
 }
 
+/// The required `?enable` of the maintenance endpoints, with Consul's two texts. Not a presence
+/// flag: Consul parses the value with `ParseBool`, so a bare `?enable` is a 400, not "true".
 fn enable_param(p: &Params) -> Result<bool, ApiError> {
     match p.get("enable") {
         None => Err(ApiError::bad_request("Missing value for enable")),
@@ -223,6 +276,10 @@ fn enable_param(p: &Params) -> Result<bool, ApiError> {
     }
 }
 
+/// `PUT /v1/agent/service/maintenance/:id?enable=..&reason=..`: puts a service in or out of
+/// maintenance, a critical `_service_maintenance:<id>` check whose notes are the reason
+/// (Consul's default sentence when none is given). Critical means the instance drops out of
+/// DNS and `?passing` until maintenance ends. Checks in Consul's order: `enable`, then the ID.
 async fn service_maintenance(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -233,11 +290,15 @@ async fn service_maintenance(
     if !local(&a).services.contains_key(&id) {
         return Err(unknown_service(&id));
     }
+    // Empty means "no reason given": the local state then writes Consul's default notes.
     let reason = p.get("reason").unwrap_or_default().to_string();
     a.set_maintenance(Some(&id), enable, &reason).await?;
     Ok(StatusCode::OK.into_response())
 }
 
+/// `PUT /v1/agent/maintenance?enable=..&reason=..`: the same for the whole node, with a
+/// `_node_maintenance` check; since node checks count for every service on the node, all of
+/// this agent's instances become critical.
 async fn node_maintenance(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
@@ -250,7 +311,8 @@ async fn node_maintenance(
 }
 
 /// Consul's aggregation for agent health endpoints: maintenance, then critical, warning,
-/// passing.
+/// passing. (Go's `HealthChecks.AggregatedStatus`: a maintenance check outranks everything,
+/// even though it is itself critical; no checks at all is passing.)
 fn aggregate(checks: &[&HealthCheck]) -> &'static str {
     if checks
         .iter()
@@ -261,6 +323,9 @@ fn aggregate(checks: &[&HealthCheck]) -> &'static str {
     HealthStatus::worst(checks.iter().map(|c| c.status)).as_str()
 }
 
+/// The status code for an aggregated status, as Consul's `agentHealthService`: load balancers
+/// probe these endpoints and act on the code alone, so warning gets its own (429) and
+/// everything not passing or warning, maintenance included, is 503.
 fn health_code(status: &str) -> StatusCode {
     match status {
         "passing" => StatusCode::OK,
@@ -269,7 +334,8 @@ fn health_code(status: &str) -> StatusCode {
     }
 }
 
-/// Consul's `returnTextPlain`: `Accept: text/plain...` or `?format=text`.
+/// Consul's `returnTextPlain`: `Accept: text/plain...` or `?format=text`. The text answer is
+/// the bare status word, for probes that compare the body.
 fn wants_text(p: &Params, headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -278,6 +344,9 @@ fn wants_text(p: &Params, headers: &HeaderMap) -> bool {
         || p.get("format") == Some("text")
 }
 
+/// One local service's health: its aggregated status and Consul's `AgentServiceChecksInfo`.
+/// The node's own checks (empty `ServiceID`) count too, as Consul's
+/// `ChecksForService(id, true)`: a node in maintenance takes every service down with it.
 fn service_health(l: &LocalState, id: &str, dc: &str) -> Option<(&'static str, Value)> {
     let s = l.services.get(id)?;
     let checks: Vec<&HealthCheck> = l
@@ -297,6 +366,9 @@ fn service_health(l: &LocalState, id: &str, dc: &str) -> Option<(&'static str, V
 
 /// An agent health answer: Consul's status code, the reason in `X-Consul-Reason`, and the
 /// body as text or JSON.
+///
+/// The body goes with every code, 429 and 503 included, as Consul sends it. The reason is the
+/// status word, or the not-found text.
 fn health_response(
     code: StatusCode,
     reason: &str,
@@ -321,6 +393,9 @@ fn health_response(
     r
 }
 
+/// `GET /v1/agent/health/service/id/:id`: one instance's health. An unknown ID is a 404 whose
+/// JSON body still has Consul's shape (`AggregatedStatus: critical`, `Service` and `Checks`
+/// null), as Consul's.
 async fn health_by_id(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -329,6 +404,8 @@ async fn health_by_id(
 ) -> Response {
     let p = Params::parse(q.as_deref());
     let dc = a.backend.datacenter().to_string();
+    // Only `?pretty` and `?format` are read: no other option applies here, so a malformed one
+    // is ignored rather than refused.
     let found = service_health(&local(&a), &id, &dc);
     let text = wants_text(&p, &headers);
     match found {
@@ -345,6 +422,8 @@ async fn health_by_id(
     }
 }
 
+/// `GET /v1/agent/health/service/name/:name`: every local instance of a service, as a list,
+/// with the code of the worst one; 404 (and an empty list) when this agent has none.
 async fn health_by_name(
     State(a): State<AppState>,
     Path(name): Path<String>,
@@ -378,6 +457,8 @@ async fn health_by_name(
     health_response(code, &reason, text, &json!(list), p.has("pretty"))
 }
 
+/// `GET /v1/agent/checks`: this agent's checks keyed by check ID, maintenance checks included
+/// (`?filter` applies to each). Not blocking, as in Consul.
 async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
@@ -395,15 +476,19 @@ async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Resp
     Ok(json_response(&out, o.pretty))
 }
 
+/// `PUT /v1/agent/check/register`: adds a check to this agent, bound to a local service when
+/// it names one. A check without an ID takes its name as ID, as in Consul.
 async fn check_register(State(a): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let def: CheckDef = decode(&body)?;
-    // Consul's checks and texts, in its order, before the definition itself is validated.
+    // Consul's checks and texts, in its order, before the definition itself is validated
+    // (a name, a known status, then the service it names).
     if def.name.is_empty() {
         return Err(ApiError::bad_request("Missing check name"));
     }
     if !def.status.is_empty() && HealthStatus::parse(&def.status).is_none() {
         return Err(ApiError::bad_request("Bad check status"));
     }
+    // A 404 in Consul's handler; `Agent::register_check` would call it invalid (400).
     if !def.service_id.is_empty() && !local(&a).services.contains_key(&def.service_id) {
         return Err(ApiError::not_found(format!(
             "ServiceID {:?} does not exist",
@@ -414,6 +499,8 @@ async fn check_register(State(a): State<AppState>, body: Bytes) -> Result<Respon
     Ok(StatusCode::OK.into_response())
 }
 
+/// `PUT /v1/agent/check/deregister/:id`: removes a check. Unknown IDs are Consul's 404 (its
+/// handler vets the ID first), although the agent's own removal would be a no-op.
 async fn check_deregister(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -425,6 +512,9 @@ async fn check_deregister(
     Ok(StatusCode::OK.into_response())
 }
 
+/// The shared body of `check/pass|warn|fail/:id`: sets a TTL check's status and restarts its
+/// TTL; `?note` becomes the check's `Output`. An unknown ID is Consul's 404 text, a check
+/// without a TTL a 400 (the agent's errors).
 async fn ttl_update(
     a: AppState,
     id: String,
@@ -437,6 +527,8 @@ async fn ttl_update(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `PUT /v1/agent/check/pass/:id`, what heartbeat clients call periodically (Spring Cloud
+/// Consul passes its `service:<id>` check this way).
 async fn check_pass(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -445,6 +537,7 @@ async fn check_pass(
     ttl_update(a, id, q, HealthStatus::Passing).await
 }
 
+/// `PUT /v1/agent/check/warn/:id`.
 async fn check_warn(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -453,6 +546,7 @@ async fn check_warn(
     ttl_update(a, id, q, HealthStatus::Warning).await
 }
 
+/// `PUT /v1/agent/check/fail/:id`.
 async fn check_fail(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -461,29 +555,43 @@ async fn check_fail(
     ttl_update(a, id, q, HealthStatus::Critical).await
 }
 
+/// The body of `PUT /v1/agent/check/update/:id` (Consul's `checkUpdate`).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct CheckUpdate {
+    /// `passing`, `warning` or `critical`, exactly; anything else (an absent one included)
+    /// is Consul's 400.
     status: String,
+    /// Becomes the check's `Output`, as `?note` does for the other three.
     output: String,
 }
 
+/// `PUT /v1/agent/check/update/:id`: the body form of pass/warn/fail, used by Go's client
+/// (`UpdateTTL`); the output travels in the body instead of `?note`.
 async fn check_update(
     State(a): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let u: CheckUpdate = decode(&body)?;
+    // Exact lowercase, as Consul compares against its constants (`Passing` is refused).
     let status = HealthStatus::parse(&u.status)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid check status: '{}'", u.status)))?;
     a.update_ttl(&id, status, &u.output).await?;
     Ok(StatusCode::OK.into_response())
 }
 
+/// This agent as a member of the pool, built from its configuration rather than taken from
+/// gossip, for `/v1/agent/self` (`Member`) and the one-member WAN list. The tags follow what
+/// Consul's serf members carry and what `crate::cluster::member_json` shows for the others
+/// (servers are told apart by `role=consul`, with their RPC `port`); the protocol numbers
+/// are those Consul's serf reports.
 fn member_json(a: &AppState) -> Value {
     let c = a.config();
     let addr = a.node.address.clone();
+    // Sorted, so the JSON is stable from one call to the next.
     let mut tags = BTreeMap::new();
+    // `<Consul API level>:cairn-<version>`, the shape of Consul's `<version>:<revision>`.
     tags.insert(
         "build",
         format!("{CONSUL_COMPAT_VERSION}:cairn-{}", crate::VERSION),
@@ -494,6 +602,8 @@ fn member_json(a: &AppState) -> Value {
     tags.insert("vsn", "2".into());
     tags.insert("vsn_min", "2".into());
     tags.insert("vsn_max", "3".into());
+    // A server advertises its RPC port and bootstrap settings, as Consul's servers do; a
+    // client is `role=node` with nothing more.
     if c.server {
         tags.insert("role", "consul".into());
         tags.insert("port", c.ports.server.to_string());
@@ -508,6 +618,7 @@ fn member_json(a: &AppState) -> Value {
     } else {
         tags.insert("role", "node".into());
     }
+    // `Status: 1` is serf's "alive": an agent answering is alive by definition.
     json!({
         "Name": a.node.name,
         "Addr": addr,
@@ -523,10 +634,13 @@ fn member_json(a: &AppState) -> Value {
     })
 }
 
+/// `GET /v1/agent/members`: the LAN pool as this agent's gossip sees it (eventually
+/// consistent, as in Consul), or with `?wan` the WAN pool.
 async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     if p.flag("wan")? {
-        // The WAN pool arrives with federation; until then a server is alone in it.
+        // The WAN pool arrives with federation; until then a server is alone in it. WAN
+        // members are named `<node>.<dc>`, as in Consul's WAN pool.
         let mut m = member_json(&a);
         m["Name"] = json!(format!("{}.{}", a.node.name, a.backend.datacenter()));
         if let Some(port) = a.config().ports.serf_wan {
@@ -537,6 +651,10 @@ async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
     Ok(json_response(&a.members_json(), p.has("pretty")))
 }
 
+/// `GET /v1/agent/self`: this agent's configuration, member, coordinate and stats in Consul's
+/// shape, a subset of Consul's: tools read a few fields only (Prometheus and Fabio take
+/// `Config.Datacenter` when they are not given a datacenter). Answers without a leader: the
+/// leader's address is then empty.
 async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let p = Params::parse(q.as_deref());
     let c = a.config();
@@ -565,7 +683,13 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         .and_then(|s| s.leader)
         .unwrap_or_default();
     let is_leader = a.server.as_ref().is_some_and(|s| s.is_leader());
+    // `Config.Version` is the Consul API level Cairn implements (clients gate features on
+    // it); Cairn's own version is in `Revision` and `CairnVersion`. `Coord` is a new node's
+    // coordinate in serf's default configuration (8 dimensions, error 1.5, minimum height),
+    // since Cairn computes none. `Stats` values are strings, as Consul's
+    // `map[string]map[string]string`. Ports that are off are -1, Consul's convention.
     let mut v = json!({
+        // What the dashboard's agent view shows, and `cairn maint` reads `NodeName` from.
         "Config": {
             "Datacenter": c.datacenter,
             "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
@@ -580,6 +704,8 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             "Product": "cairn",
             "CairnVersion": crate::VERSION,
         },
+        // Consul's whole runtime configuration lives here; Cairn gives the fields the
+        // dashboard shows (addresses, ports, data directory, ...), under Consul's names.
         "DebugConfig": {
             "Datacenter": c.datacenter,
             "NodeName": a.node.name,
@@ -607,6 +733,7 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
         "Member": member_json(&a),
+        // `cairn info` prints these sections the way `consul info` does.
         "Stats": {
             "agent": {"checks": local_checks.to_string(), "services": local_services.to_string()},
             "build": {"version": CONSUL_COMPAT_VERSION, "cairn": crate::VERSION},
@@ -630,14 +757,18 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             },
         },
         "Meta": c.node_meta,
+        // No service mesh: no proxy is supported and the xDS ports are off.
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });
+    // Clients have no Raft: the section is absent rather than empty, as on a Consul client.
     if let Some(server) = &a.server {
         v["Stats"]["raft"] = raft_stats(server);
     }
     json_response(&v, p.has("pretty"))
 }
 
+/// `GET /v1/agent/version`: the Consul API level with Cairn's version in `HumanVersion`. No
+/// build SHA or date is embedded in the binary, so those are empty.
 async fn version(State(_a): State<AppState>) -> Response {
     json_response(
         &json!({
@@ -655,6 +786,7 @@ async fn version(State(_a): State<AppState>) -> Response {
 fn raft_stats(server: &crate::server::Server) -> Value {
     let m = server.raft().metrics().borrow().clone();
     let index = |l: Option<openraft::LogId<u64>>| l.map_or(0, |l| l.index).to_string();
+    // Consul's (hashicorp/raft's) state names; openraft's `Shutdown` reads as a follower.
     let state = match m.state {
         openraft::ServerState::Leader => "Leader",
         openraft::ServerState::Candidate => "Candidate",
@@ -671,6 +803,9 @@ fn raft_stats(server: &crate::server::Server) -> Value {
     })
 }
 
+/// `PUT /v1/agent/join/:addr`: joins this agent's LAN pool to the member at `addr`. The
+/// address is checked before anything is tried, so a malformed one is a 400 rather than a
+/// failed join.
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
     check_join_address(&addr)?;
     a.join(&[addr]).await?;
@@ -692,6 +827,7 @@ fn check_join_address(addr: &str) -> Result<(), ApiError> {
     {
         return Ok(());
     }
+    // Only names (and `name:port`) are left; a bare IPv6 address would have parsed above.
     let host = match addr.rsplit_once(':') {
         Some((host, port)) => {
             if port.parse::<u16>().is_err() {
@@ -705,6 +841,8 @@ fn check_join_address(addr: &str) -> Result<(), ApiError> {
         return Err(bad("invalid IPv6 address"));
     }
     let name = host.strip_suffix('.').unwrap_or(host);
+    // DNS name rules (a label of 1 to 63 letters, digits or `-`, at most 253 in all), with
+    // `_` allowed as well, since container and VM host names often carry one.
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -717,6 +855,9 @@ fn check_join_address(addr: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `PUT /v1/agent/force-leave/:node`: moves a failed member to `left`; with `?prune` every
+/// member forgets it. Forcing this agent itself is a 400 and an unknown node a 404 (the
+/// agent's errors).
 async fn force_leave(
     State(a): State<AppState>,
     Path(node): Path<String>,
@@ -728,6 +869,9 @@ async fn force_leave(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `PUT /v1/agent/leave`: answers, then starts the shutdown; the run loop then leaves the
+/// cluster gracefully (a server hands over leadership and leaves the Raft configuration) and
+/// drains the API. As in Consul, the agent process stops afterwards.
 async fn leave(State(a): State<AppState>) -> Response {
     tracing::info!("leave requested through the API: shutting down gracefully");
     let agent = a.clone();
@@ -739,12 +883,19 @@ async fn leave(State(a): State<AppState>) -> Response {
     StatusCode::OK.into_response()
 }
 
+/// `PUT /v1/agent/reload`: re-reads the configuration files (services, checks and the
+/// settings that may change at run time), then runs an anti-entropy pass so that the
+/// catalog shows the reloaded definitions by the time the caller gets its 200.
 async fn reload(State(a): State<AppState>) -> Result<Response, ApiError> {
     crate::reload(&a).map_err(|e| ApiError::internal(format!("Failed reloading: {e}")))?;
     a.sync_now().await;
     Ok(StatusCode::OK.into_response())
 }
 
+/// `GET /v1/agent/metrics`: the agent's metrics as Consul's JSON (`Gauges`, `Counters`, ...),
+/// or in Prometheus' text format with `?format=prometheus` or an OpenMetrics `Accept` (how
+/// Prometheus itself asks). As in Consul, the Prometheus form must be enabled with a positive
+/// `telemetry.prometheus_retention_time`; otherwise it is Consul's 415.
 async fn metrics_endpoint(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
@@ -752,6 +903,8 @@ async fn metrics_endpoint(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let samples = crate::telemetry::collect(&a);
+    // `consul` unless configured, so that dashboards and alerts written for Consul's metric
+    // names work unchanged.
     let prefix = a.config().telemetry.metrics_prefix;
     let prom = p.get("format") == Some("prometheus")
         || headers
@@ -765,6 +918,7 @@ async fn metrics_endpoint(
                 "Prometheus is not enabled since its retention time is not positive",
             ));
         }
+        // The classic Prometheus text format (0.0.4), which every Prometheus version reads.
         return Ok((
             [(
                 header::CONTENT_TYPE,
@@ -796,6 +950,8 @@ fn accepts_openmetrics(accept: &str) -> bool {
 mod tests {
     use super::check_join_address;
 
+    /// Host names (with `_`, with a trailing dot) and every IP form pass; what cannot be an
+    /// address at all is a 400 with the address quoted.
     #[test]
     fn join_addresses_that_are_not_addresses_are_refused() {
         for ok in [

@@ -1,6 +1,10 @@
 //! `GET /v1/agent/host`: the host the agent runs on, in the shape Consul reports it (memory,
 //! CPUs, host, the data directory's disk), read from `/proc` and `statvfs`. What cannot be read
 //! is listed in `Errors` instead of failing the request, as Consul does.
+//!
+//! The keys are lowerCamelCase (`usedPercent`, `modelName`), unlike the rest of the API:
+//! Consul serializes the structs of its host-statistics library as they are. Parsing is split
+//! from reading so that the parsers are tested on fixed text.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,7 +24,8 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/agent/host", get(host))
 }
 
-/// `key: value` lines (`/proc/meminfo`, one block of `/proc/cpuinfo`).
+/// `key: value` lines (`/proc/meminfo`, one block of `/proc/cpuinfo`). Keys and values are
+/// trimmed, since `/proc/cpuinfo` pads keys with tabs; lines without `:` are skipped.
 fn fields(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once(':'))
@@ -28,9 +33,12 @@ fn fields(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Memory from `/proc/meminfo` (kB figures) in bytes.
+/// Memory from `/proc/meminfo` (kB figures) in bytes. "Used" is what is not available:
+/// `MemAvailable` already counts the caches the kernel can reclaim, so memory held only by the
+/// page cache does not look used. A missing line reads as 0.
 pub fn memory(meminfo: &str) -> Value {
     let f = fields(meminfo);
+    // The kernel writes "kB" and means KiB.
     let kb = |k: &str| -> u64 {
         f.get(k)
             .and_then(|v| v.split_whitespace().next())
@@ -58,7 +66,9 @@ pub fn memory(meminfo: &str) -> Value {
     })
 }
 
-/// One entry per processor from `/proc/cpuinfo`.
+/// One entry per processor from `/proc/cpuinfo`: blocks separated by blank lines, each
+/// starting with `processor`. Architectures without x86's fields (aarch64's `/proc/cpuinfo`
+/// has no `model name` or `cpu MHz`) get empty strings and zeros rather than an error.
 pub fn cpus(cpuinfo: &str) -> Vec<Value> {
     cpuinfo
         .split("\n\n")
@@ -72,6 +82,8 @@ pub fn cpus(cpuinfo: &str) -> Vec<Value> {
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0.0)
             };
+            // `cacheSize` is the kernel's KB figure as a number; `cores` is per physical
+            // package (`cpu cores`), not the machine's total.
             json!({
                 "cpu": num("processor") as u64,
                 "vendorId": get("vendor_id"),
@@ -91,7 +103,8 @@ pub fn cpus(cpuinfo: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A value of `/etc/os-release` (unquoted).
+/// A value of `/etc/os-release` (unquoted). `ID` gives `platform`, `ID_LIKE` the family,
+/// `VERSION_ID` the version.
 fn os_release(text: &str, key: &str) -> String {
     text.lines()
         .filter_map(|l| l.split_once('='))
@@ -100,6 +113,8 @@ fn os_release(text: &str, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A whole file, or an empty string with the failure recorded in `errors`, so that one
+/// unreadable file blanks its own fields rather than failing the whole answer.
 fn read(path: &str, errors: &mut Vec<String>) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| {
         errors.push(format!("{path}: {e}"));
@@ -107,6 +122,9 @@ fn read(path: &str, errors: &mut Vec<String>) -> String {
     })
 }
 
+/// Usage of the file system holding `path`, computed as `df` does: sizes in fragment-size
+/// units (what POSIX counts blocks in), `free` as what an unprivileged user may still use,
+/// and the percentage over used plus that, so blocks reserved for root count neither way.
 fn disk(path: &str, errors: &mut Vec<String>) -> Value {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
@@ -137,12 +155,16 @@ fn disk(path: &str, errors: &mut Vec<String>) -> Value {
     }
 }
 
+/// `GET /v1/agent/host`. The data directory's file system is the disk reported (the root
+/// when there is none, as in `-dev`), since that is the disk the agent fills.
 async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     let data_dir = a
         .config()
         .data_dir
         .clone()
         .map_or_else(|| "/".to_string(), |d| d.display().to_string());
+    // File reads and `statvfs` are blocking calls: off the async workers, where a slow file
+    // system would stall other requests.
     let body = tokio::task::spawn_blocking(move || {
         let mut errors = Vec::new();
         let meminfo = read("/proc/meminfo", &mut errors);
@@ -152,10 +174,12 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
             .next()
             .and_then(|u| u.parse().ok())
             .unwrap_or(0.0);
+        // Optional: minimal images have no `/etc/os-release`, which is no error worth listing.
         let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // Processes are the numeric entries of `/proc`.
         let procs = std::fs::read_dir("/proc").map_or(0, |d| {
             d.filter_map(Result::ok)
                 .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
@@ -174,6 +198,7 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
             "kernelArch": std::env::consts::ARCH,
             "virtualizationSystem": "",
             "virtualizationRole": "",
+            // The kernel's boot ID: unique per boot, and readable without privileges.
             "hostId": read("/proc/sys/kernel/random/boot_id", &mut errors).trim(),
         });
         let disk = disk(&data_dir, &mut errors);
@@ -182,6 +207,7 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
             "CPU": cpus(&cpuinfo),
             "Host": host,
             "Disk": disk,
+            // Nanoseconds since the epoch, as Go's `UnixNano`.
             "CollectionTime": now.as_nanos() as u64,
             "Errors": if errors.is_empty() { Value::Null } else { json!(errors) },
         })
@@ -195,6 +221,7 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
 mod tests {
     use super::*;
 
+    /// Figures are converted to bytes, x86 `cpuinfo` padding is handled, quotes are dropped.
     #[test]
     fn proc_files_are_read_into_consuls_shape() {
         let m = memory("MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 250 kB\n");

@@ -9,6 +9,10 @@
 //!
 //! Any other path under `/ui/` (a deep link such as `/ui/dc1/services/web`) answers with
 //! `index.html`, whose router then shows that view: reloading a page works.
+//!
+//! The dashboard uses only the public `/v1` API (no `/v1/internal/ui/*` as Consul's has), so
+//! it sees exactly what any client sees. Everything is compiled in, so the binary needs no
+//! files at run time and a dashboard can never be out of step with its agent.
 
 use std::sync::LazyLock;
 
@@ -28,7 +32,7 @@ struct Asset {
     body: &'static [u8],
 }
 
-/// Embeds `web-ui/<path>`.
+/// Embeds `web-ui/<path>`; a listed file that does not exist fails the build.
 macro_rules! asset {
     ($path:literal) => {
         Asset {
@@ -41,7 +45,8 @@ macro_rules! asset {
 /// The HTML shell; `{{ASSETS}}` is replaced by the versioned asset prefix.
 const INDEX_TEMPLATE: &str = include_str!("../../../web-ui/index.html");
 
-/// Every asset the page loads (everything in `web-ui/` except `index.html`).
+/// Every asset the page loads (everything in `web-ui/` except `index.html`). A file added to
+/// `web-ui/` must be listed here too, or it answers 404.
 const ASSETS: &[Asset] = &[
     asset!("style.css"),
     asset!("favicon.svg"),
@@ -59,10 +64,13 @@ const ASSETS: &[Asset] = &[
     asset!("js/views/agent.js"),
 ];
 
-/// Cache policy of versioned assets.
+/// Cache policy of versioned assets: a year, and `immutable` so that browsers do not even
+/// revalidate on reload. Safe because a changed file gets a new URL.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Hash of every embedded file (FNV-1a, 64 bits, hex): the asset URL version.
+/// Paths are hashed too, each with a separator, so that renaming or moving a file changes the
+/// version even when the bytes do not.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut h = Fnv::new();
     h.write(INDEX_TEMPLATE.as_bytes());
@@ -79,13 +87,17 @@ static INDEX: LazyLock<String> =
     LazyLock::new(|| INDEX_TEMPLATE.replace("{{ASSETS}}", &format!("/ui/assets/{}", *VERSION)));
 
 /// FNV-1a: tiny, stable across builds and platforms, good enough to tell versions apart.
+/// (Not `DefaultHasher`, whose algorithm may change between Rust releases; nothing here needs
+/// resistance to crafted input.)
 struct Fnv(u64);
 
 impl Fnv {
+    /// FNV's 64-bit offset basis.
     fn new() -> Fnv {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
 
+    /// XOR then multiply by FNV's 64-bit prime, per byte (the "1a" order).
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u64::from(*b);
@@ -94,7 +106,9 @@ impl Fnv {
     }
 }
 
-/// The `Content-Type` of a file, by extension.
+/// The `Content-Type` of a file, by extension. It must be right: assets are served with
+/// `nosniff`, and browsers then refuse a script or stylesheet of any other type. Hence the
+/// test that every embedded asset has a known one.
 fn content_type(path: &str) -> &'static str {
     match path.rsplit_once('.').map(|(_, ext)| ext) {
         Some("html") => "text/html; charset=utf-8",
@@ -109,7 +123,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// Routes of this area.
+/// Routes of this area: outside `/v1`, so none of Consul's API conventions apply here.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(to_ui))
@@ -124,6 +138,12 @@ async fn to_ui() -> Response {
 }
 
 /// The HTML shell, never cached without revalidation (it names the asset version).
+///
+/// The content security policy allows scripts, styles and API calls from this origin only,
+/// and no inline script: a KV value or a service name shown in the page cannot run as code
+/// even if it slipped past escaping. `frame-ancestors 'none'` keeps the page out of other
+/// sites' frames (clickjacking), and `same-origin` keeps the dashboard's URLs, which name keys
+/// and services, out of `Referer` headers sent to other sites.
 async fn index() -> Response {
     (
         [
@@ -166,6 +186,7 @@ async fn ui_path(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.path == file) else {
         return not_found();
     };
+    // One ETag for every asset of a build: the version already says whether the file changed.
     let current = version == VERSION.as_str();
     let etag = format!("\"{}\"", *VERSION);
     if current
@@ -207,6 +228,7 @@ async fn ui_path(Path(path): Path<String>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// Go's 404 text, not cached: a file missing during an upgrade may exist a moment later.
 fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
