@@ -1,5 +1,11 @@
 //! The running agent: composition of the server role, the local state and its anti-entropy
 //! loop, check runners, user events and the HTTP API, with start-up and graceful shutdown.
+//!
+//! The agent owns what belongs to this node (its services, checks, maintenance and their
+//! persistence) and reaches the replicated catalog only through its [`Backend`]: the same code runs
+//! on a server (its own server role) and on a client agent (a server of the pool). Local state
+//! changes first and the catalog follows through anti-entropy, so a registration survives a
+//! leaderless cluster and reaches the catalog once one is back, as in Consul.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,10 +33,17 @@ use crate::watch::WatchHub;
 use cairn_raft::ServerNode;
 
 /// How long a registration waits for its catalog sync before answering anyway.
+///
+/// Long enough that a client reading the catalog right after registering usually sees its write;
+/// short enough that a registration does not hang while no leader exists (the local state already
+/// holds it and the sync loop keeps trying).
 const SYNC_WAIT: Duration = Duration::from_secs(2);
 /// Periodic full anti-entropy interval (Consul's `ae_interval` for clusters up to 128 nodes).
 const AE_INTERVAL: Duration = Duration::from_secs(60);
 /// Output-only changes of a check reach the catalog at most this often (`check_update_interval`).
+///
+/// A status change syncs at once; a check whose output changes on every run but whose status does
+/// not would otherwise write to the log at each interval on every node.
 const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The periodic anti-entropy interval for a pool of `nodes`, as Consul scales it: one minute up
@@ -43,6 +56,7 @@ pub fn ae_interval(nodes: usize) -> Duration {
         ((nodes as f64).log2() - 128f64.log2()).ceil() as u32 + 1
     };
     let base = AE_INTERVAL * scale;
+    // Drawn from the agent's random source, so reproducible in seeded tests.
     let stagger_ms = crate::random::up_to(base.as_millis() as u64 / 10);
     base + Duration::from_millis(stagger_ms)
 }
@@ -66,13 +80,19 @@ pub struct MemoryNetworks {
     /// LAN gossip.
     pub gossip: cairn_gossip::transport::memory::MemoryNetwork,
     /// Seeds this agent's randomness (gossip, Raft election timeouts).
+    /// Mixed with each agent's name (see [`MemoryNetworks::draw`]), so agents sharing a test seed
+    /// still draw differently.
     pub seed: u64,
     /// Gossip generation of this start (higher on every restart of a node).
+    /// Lets gossip tell a restarted node from its previous incarnation without a wall clock.
     pub generation: u64,
 }
 
 impl MemoryNetworks {
     /// A number drawn from the seed for one purpose of this agent.
+    ///
+    /// Each purpose gets its own stream: adding a draw for one purpose does not shift the values
+    /// every other purpose gets, which keeps recorded seeds meaningful.
     pub fn draw(&self, name: &str, purpose: &str) -> u64 {
         // FNV-1a over the seed, the node and the purpose: stable across runs and builds.
         let mut h = 0xcbf2_9ce4_8422_2325u64 ^ self.seed;
@@ -96,12 +116,16 @@ pub struct Agent {
     /// Blocking-query wake-ups.
     pub hub: Arc<WatchHub>,
     /// Services and checks owned by this agent.
+    /// A std mutex, never held across an await: every change is a quick in-memory edit, and the
+    /// catalog sync that follows works on a copy of what it needs.
     pub local: Mutex<LocalState>,
     /// Signalled on every local change (agent endpoints block on it).
     pub local_changed: Notify,
     /// Check runners.
     pub runners: Runners,
     /// Session TTL timers (leader duty).
+    /// The server role's own timers on a server (an empty set on a client agent), read by the
+    /// metrics endpoint.
     pub session_timers: Arc<SessionTimers>,
     /// User events received by this agent.
     pub events: EventLog,
@@ -116,11 +140,19 @@ pub struct Agent {
     /// Where local registrations are kept across restarts (`None` in `-dev`).
     persist: Option<Persist>,
     /// Gossip membership as the leader reads it.
+    /// Reads the gossip pool's current members; the leader reconciles them into the catalog.
     pub membership: leader::MemberSource,
+    /// Taken by [`Agent::start`]: events are consumed only once the agent is fully built, and by
+    /// exactly one task.
     gossip_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
+    /// One anti-entropy pass at a time: two passes diffing the same state would send the same
+    /// writes twice.
     sync_lock: tokio::sync::Mutex<()>,
     /// Local-state version the last successful anti-entropy pass started from.
+    /// A caller whose change has a version at or below this knows the catalog has it.
     synced_version: std::sync::atomic::AtomicU64,
+    /// Asks the sync loop for a pass soon (check results, a changed catalog entry), without waiting
+    /// for the periodic interval.
     sync_kick: Notify,
     shutdown: watch::Sender<bool>,
 }
@@ -157,6 +189,11 @@ pub enum StartError {
 
 /// Finds the address to advertise when bound to a wildcard: the source address of the default
 /// route, else loopback.
+///
+/// Connecting a UDP socket sends nothing: it only makes the kernel choose the source address it
+/// would route through, which is the address other machines can reach this one at. Any address
+/// works as a destination as long as it is routed; loopback is the fallback for a machine without a
+/// default route.
 fn detect_private_ip() -> IpAddr {
     std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
@@ -167,6 +204,12 @@ fn detect_private_ip() -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// This node's ID: configured, else the one saved in the data dir, else a new one saved there.
+///
+/// Kept across restarts because servers' Raft IDs are derived from it and gossip and the catalog
+/// know the node by it: a node that changed ID on restart would look like a new member (and a
+/// server like a new peer). Lowercased like the IDs the catalog stores. An agent without a data dir
+/// gets a fresh one each run.
 fn node_id(config: &Config) -> Result<String, StartError> {
     if !config.node_id.is_empty() {
         return Ok(config.node_id.to_lowercase());
@@ -199,6 +242,9 @@ impl Agent {
 
     /// Builds the agent over the given networks. In memory, the Raft log and the agent's own
     /// registrations stay in memory too, and Raft's election timeout is drawn from the seed.
+    ///
+    /// Nothing is announced yet: gossip is started but has joined no one, and the server role has
+    /// not bootstrapped. [`Agent::start`] does that once the HTTP listeners are bound.
     pub async fn new_on(config: Config, networks: Networks) -> Result<Arc<Agent>, StartError> {
         let memory = match &networks {
             Networks::Memory(m) => Some(m.clone()),
@@ -211,6 +257,8 @@ impl Agent {
                 config.bind_addr
             }
         });
+        // Consul's tagged addresses for the node: `lan`/`wan` and their family-specific forms,
+        // which DNS and clients choosing an address read.
         let wan = config.advertise_addr_wan.unwrap_or(advertise).to_string();
         let lan = advertise.to_string();
         let mut tagged = BTreeMap::new();
@@ -249,6 +297,8 @@ impl Agent {
         // A timeout drawn per node within Raft's range, fixed for the run.
         let election_timeout_ms = memory.as_ref().map(|m| {
             let m_ = u64::from(config.performance.raft_multiplier.clamp(1, 10));
+            // Inside openraft's range [120, 240) ms times the multiplier, as a random draw would
+            // be.
             120 * m_ + m.draw(&node.name, "election") % (120 * m_)
         });
         let server = if config.server {
@@ -278,6 +328,7 @@ impl Agent {
             .as_ref()
             .map(|s| Arc::clone(&s.session_timers))
             .unwrap_or_default();
+        // Gossip starts before the backend exists: a client agent finds its servers through it.
         let (gossip, gossip_rx) =
             crate::cluster::start(&config, &node.name, &node.id, advertise, memory.as_ref())
                 .await
@@ -301,6 +352,8 @@ impl Agent {
             }),
             changed: Notify::new(),
         });
+        // Check runners report here; the queue absorbs a burst (many checks due at once) without
+        // blocking them.
         let (results_tx, results_rx) = mpsc::channel(1024);
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
@@ -333,6 +386,8 @@ impl Agent {
         tokio::spawn(Arc::clone(&agent).consume_results(results_rx));
         agent
             .runners
+            // Set before any check is loaded: alias checks started without a source report that
+            // they cannot run.
             .set_alias_source(Arc::new(crate::checks::AgentAliasSource::new(&agent)));
         Ok(agent)
     }
@@ -369,6 +424,8 @@ impl Agent {
     pub async fn start(self: &Arc<Agent>) -> Result<(), StartError> {
         let config = self.config();
         if let Some(server) = &self.server
+            // A cluster of one: formed at once, before anything needs a leader. Larger clusters
+            // form through `-bootstrap-expect` once their servers have found each other in gossip.
             && (config.bootstrap || config.dev || config.bootstrap_expect == 1)
         {
             server
@@ -384,6 +441,8 @@ impl Agent {
         if let Some(rx) = rx {
             tokio::spawn(crate::cluster::consume(Arc::clone(self), rx));
         }
+        // `-join` must succeed (Consul exits when it fails); `-retry-join` keeps trying in the
+        // background.
         if !config.start_join.is_empty() {
             let n = crate::cluster::join(&self.gossip, &config.start_join)
                 .await
@@ -418,11 +477,14 @@ impl Agent {
                 self.shutdown_signal(),
             ));
         }
+        // Saved registrations first, then the configuration's: a definition present in both ends up
+        // as the configuration says.
         self.restore_local_state();
         self.load_config_definitions()?;
         // The first sync needs a leader; a single server elects itself within milliseconds,
         // a cluster may take longer, and then the sync loop keeps retrying.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sync_now()).await;
+        // Publishes this member's key fingerprints in gossip, so keyring listings count it.
         self.keyring_publish().await;
         tokio::spawn(Arc::clone(self).sync_loop());
         tokio::spawn(Arc::clone(self).node_watch_loop());
@@ -432,6 +494,11 @@ impl Agent {
 
     /// Registers the `services[]` and `checks[]` of the configuration (source: config).
     /// Services and checks previously loaded from config but no longer present are removed.
+    ///
+    /// Each definition is decoded and validated before the local state is touched, so a malformed
+    /// one changes nothing; only a check naming a missing service is found later, once the services
+    /// are in. Definitions registered through the API are never removed here, whatever the
+    /// configuration says.
     pub fn load_config_definitions(&self) -> Result<(), StartError> {
         let config = self.config();
         let scripts = self.script_policy();
@@ -502,12 +569,16 @@ impl Agent {
                 .iter()
                 .map(|(c, s)| (c.check_id.clone(), s.clone()))
                 .collect();
+            // `true`: the definition replaces the service's checks, so a check removed from the
+            // file goes away on reload.
             local.add_service(svc, svc_checks, Source::Config, true);
             for (id, spec) in specs {
                 self.runners.start(&id, &spec);
             }
         }
         for (check, spec) in checks {
+            // Services are all in by now, so a check may name any service of the configuration,
+            // whatever the order of the file.
             if !check.service_id.is_empty() && !local.services.contains_key(&check.service_id) {
                 return Err(StartError::Definition(format!(
                     "check {:?}: ServiceID {:?} does not exist",
@@ -518,12 +589,16 @@ impl Agent {
             local.add_check(check, Some(spec.clone()), Source::Config);
             self.runners.start(&id, &spec);
         }
+        // Released before waking watchers, which will lock the local state to read it.
         drop(local);
         self.local_changed.notify_waiters();
         Ok(())
     }
 
     /// Registers a service with its checks on this agent.
+    ///
+    /// The definition is saved as received, not as validated: on restart it goes through the same
+    /// validation again, under the rules of the version then running.
     pub async fn register_service(
         &self,
         def: ServiceDef,
@@ -575,6 +650,8 @@ impl Agent {
             }
             if let Some(p) = &self.persist {
                 p.remove_service(id);
+                // The service's maintenance reason goes with it: a service registered again later
+                // under the same ID must not come back in maintenance.
                 self.save_maintenance(p);
             }
             self.changed().await;
@@ -582,6 +659,8 @@ impl Agent {
     }
 
     /// Registers a check on this agent.
+    ///
+    /// Saved as received, like services, so a restart validates it again.
     pub async fn register_check(&self, def: CheckDef) -> Result<(), Error> {
         let id = self.add_check_local(&def)?;
         if let Some(p) = &self.persist {
@@ -611,6 +690,7 @@ impl Agent {
             self.script_policy(),
             Source::Api,
         )?;
+        // Consul's text: a check must have something to run or a TTL to be fed.
         if matches!(spec.kind, CheckKind::None) {
             return Err(Error::Invalid(
                 "Must provide TTL or Script/DockerContainerID/HTTP/TCP/UDP/GRPC/H2PING/AliasNode/AliasService and Interval".into(),
@@ -684,13 +764,19 @@ impl Agent {
                 }
             }
         };
+        // A restored status keeps only the TTL time it had left when the agent stopped: a restart
+        // must not extend a TTL that a dead service can no longer feed.
         let arm = remaining.unwrap_or(ttl);
+        // The timer is re-armed even when the status is unchanged: feeding a TTL check with the
+        // same status is what keeps it alive.
         self.runners.reset_ttl_with_output(id, arm, output);
         let changed = {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.update_check(id, status, output)
         };
         if let Some(p) = &self.persist
+            // A restored status is already on disk with its original expiry; saving it again would
+            // push that expiry out.
             && remaining.is_none()
         {
             p.save_ttl(&SavedTtl {
@@ -704,6 +790,9 @@ impl Agent {
     }
 
     /// Turns maintenance on or off for the node or a service.
+    ///
+    /// Maintenance is a local critical check (`_node_maintenance` or `_service_maintenance:<id>`),
+    /// synced like any other, as in Consul; it is saved so a restart does not silently end it.
     pub async fn set_maintenance(
         &self,
         service: Option<&str>,
@@ -728,6 +817,9 @@ impl Agent {
     }
 
     /// Writes the current maintenance reasons.
+    ///
+    /// Rebuilt from the maintenance checks in the local state each time, so the file cannot drift
+    /// from what the agent actually serves.
     fn save_maintenance(&self, p: &Persist) {
         let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = SavedMaintenance::default();
@@ -748,6 +840,9 @@ impl Agent {
 
     /// Restores the registrations saved by a previous run: services, checks, TTL statuses
     /// still within their TTL, and maintenance.
+    ///
+    /// Anything that no longer validates is skipped with a warning rather than stopping the agent:
+    /// one bad saved file must not keep a node out of service.
     pub fn restore_local_state(&self) {
         let Some(p) = &self.persist else { return };
         let loaded = p.load();
@@ -766,6 +861,8 @@ impl Agent {
             }
         }
         let now = now_ms();
+        // After the checks they belong to (a status for a check that is gone fails and is skipped).
+        // An expired one is dropped: the check starts as a newly registered one does.
         for t in loaded.ttl.values() {
             let Some(status) = HealthStatus::parse(&t.status) else {
                 continue;
@@ -799,6 +896,8 @@ impl Agent {
     async fn changed(&self) {
         self.local_changed.notify_waiters();
         self.metrics.local_changes.inc();
+        // The local state's version after this caller's change: any pass that started at or after
+        // it carries the change.
         let mine = self.local.lock().unwrap_or_else(|p| p.into_inner()).version;
         let wait = async {
             loop {
@@ -809,6 +908,8 @@ impl Agent {
                 {
                     return;
                 }
+                // A failed pass ends the wait: the caller answers now and the sync loop retries
+                // later.
                 if !self.sync_now().await {
                     return;
                 }
@@ -821,7 +922,11 @@ impl Agent {
 
     /// Runs one anti-entropy pass now; false when a catalog update failed.
     pub async fn sync_now(&self) -> bool {
+        // Callers queue here; each pass diffs the local state as it is when the pass starts, so one
+        // pass covers every change made before it.
         let _guard = self.sync_lock.lock().await;
+        // Read before the catalog: a change made while the pass runs has a higher version and is
+        // not counted as synced by it.
         let started_at = self.local.lock().unwrap_or_else(|p| p.into_inner()).version;
         let view = match self.catalog_view().await {
             Ok(v) => v,
@@ -830,17 +935,22 @@ impl Agent {
                 return false;
             }
         };
+        // One instant for the diff and the stamps below, so a deferred output's window starts when
+        // it was decided.
         let now = Instant::now();
         let plan = {
             let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             sync::diff(&local, &view, now, CHECK_UPDATE_INTERVAL)
         };
+        // Nothing to do: the catalog already matches, which is a successful pass.
         if plan.commands.is_empty() && plan.adopt_tags.is_empty() {
             self.synced_version
                 .fetch_max(started_at, std::sync::atomic::Ordering::AcqRel);
             return true;
         }
         let mut ok = true;
+        // One write per command, in the plan's order; a failure is logged and the rest still go, so
+        // one bad entry does not hold every other one back.
         for op in plan.commands {
             let done = synced_line(&op);
             match self.backend.write(crate::api::Write::new(op)).await {
@@ -852,12 +962,16 @@ impl Agent {
             }
         }
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        // EnableTagOverride: tags changed in the catalog by someone else become the local tags, so
+        // the next diff agrees instead of writing the agent's tags back.
         for (id, tags) in plan.adopt_tags {
             if let Some(s) = local.services.get_mut(&id) {
                 s.service.tags = tags;
             }
         }
         if ok {
+            // Only after every write succeeded: a failed write must not start an output deferral
+            // for a check whose output never reached the catalog.
             for id in plan.output_written {
                 if let Some(c) = local.checks.get_mut(&id) {
                     c.output_synced_at = Some(now);
@@ -876,6 +990,8 @@ impl Agent {
     async fn catalog_view(&self) -> Result<CatalogView, Error> {
         let v = self
             .backend
+            // Default consistency, so from the leader: diffing against a lagging follower would
+            // send writes that are already in the log, or miss what is not.
             .node_view(&self.node.name, &crate::api::ReadOptions::default())
             .await?
             .value;
@@ -891,10 +1007,14 @@ impl Agent {
     /// next periodic pass. The agent's own writes wake it too; the diff is then empty.
     async fn node_watch_loop(self: Arc<Agent>) {
         let mut shutdown = self.shutdown_signal();
+        // 0 until the first answer: that answer only records the index; a pass then runs on each
+        // later change.
         let mut index = 0u64;
         loop {
             let opts = crate::api::ReadOptions {
                 min_index: index,
+                // Stale is enough: a wake-up is only a hint, and the pass it triggers reads from
+                // the leader.
                 consistency: crate::api::Consistency::Stale,
                 ..crate::api::ReadOptions::default()
             };
@@ -909,6 +1029,7 @@ impl Agent {
                     }
                     index = view.meta.index;
                 }
+                // No server or leader for now: retry after a pause rather than spin.
                 Err(_) => {
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -919,11 +1040,16 @@ impl Agent {
         }
     }
 
+    /// Runs anti-entropy: when kicked (check results, a changed catalog entry), at the periodic
+    /// interval, and sooner after a failure.
     async fn sync_loop(self: Arc<Agent>) {
         let mut shutdown = self.shutdown_signal();
         // After a failed pass, retry sooner: 1 s doubling up to the full interval.
+        // Starts as a retry: the start-up sync may have failed (no leader yet), and waiting a full
+        // interval before the first real pass would leave the node out of the catalog that long.
         let mut retry: Option<Duration> = Some(Duration::from_secs(1));
         loop {
+            // The interval is recomputed each time: it scales with the pool size, which changes.
             let wait = retry.unwrap_or_else(|| ae_interval(self.gossip.members().len()));
             tokio::select! {
                 () = self.sync_kick.notified() => {
@@ -941,8 +1067,11 @@ impl Agent {
         }
     }
 
+    /// Applies check results to the local state and kicks the sync loop when something changed.
     async fn consume_results(self: Arc<Agent>, mut rx: mpsc::Receiver<CheckResult>) {
         while let Some(r) = rx.recv().await {
+            // A result from a runner that has since been replaced (the check re-registered) or
+            // stopped is stale: applying it could overwrite a newer status.
             if !self.runners.is_current(&r.check_id, r.generation) {
                 continue;
             }
@@ -964,6 +1093,8 @@ impl Agent {
     async fn reap_loop(self: Arc<Agent>) {
         let dev = self.config().dev;
         // Consul: reaper every 30 s, minimum 1 m; -dev: every 1 s, no minimum.
+        // The minimum is Consul's floor on `DeregisterCriticalServiceAfter`; `-dev` drops it so the
+        // behaviour can be tried without waiting.
         let (every, min) = if dev {
             (Duration::from_secs(1), Duration::ZERO)
         } else {
@@ -987,6 +1118,9 @@ impl Agent {
     }
 
     /// Gossip membership changed: the leader reconciles at once.
+    ///
+    /// `notify_one` stores a permit: an event that arrives while the leader is busy reconciling
+    /// still triggers the next pass.
     pub fn membership_changed(&self) {
         self.membership.changed.notify_one();
     }
@@ -1006,6 +1140,7 @@ impl Agent {
             .await
             .map_err(|e| {
                 Error::Internal(format!(
+                    // Consul's multi-error text, which clients show verbatim.
                     "1 error occurred:\n\t* Failed to join {}: {e}",
                     addrs.join(", ")
                 ))
@@ -1028,6 +1163,7 @@ impl Agent {
             .force_leave(node, prune)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
+        // The leader deregisters the node at once instead of at its next periodic pass.
         self.membership_changed();
         Ok(())
     }
@@ -1046,6 +1182,8 @@ impl Agent {
             ltime: sent.ltime,
             ..ev
         };
+        // Delivered here at once, so `/v1/event/list` on this agent shows it in the answer's wake;
+        // gossip hands it back later too, and the log drops that copy by its ID.
         crate::cluster::deliver(self, ev.clone());
         Ok(ev)
     }
@@ -1055,6 +1193,9 @@ impl Agent {
     pub async fn leave(&self) {
         if let Some(server) = &self.server
             && server.is_leader()
+            // Only the leader changes the configuration; a follower that leaves gossip is removed
+            // by the leader's autopilot once gossip reports it left. A lone server keeps its
+            // configuration: it is the last voter, which cannot be removed.
             && server.members().len() > 1
         {
             info!("leaving: removing this server from the Raft configuration");
@@ -1073,6 +1214,8 @@ impl Agent {
     }
 
     /// Final work before exit: stop checks, gossip and Raft.
+    ///
+    /// Checks first: nothing then reports into an agent that is stopping.
     pub async fn stop(&self) {
         self.runners.stop_all();
         self.gossip.shutdown().await;

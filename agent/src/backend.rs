@@ -3,6 +3,10 @@
 //!
 //! A client agent keeps one preferred server and moves to another when it stops answering,
 //! as Consul's client agents do; every server forwards to the leader when it must.
+//!
+//! Only a server that cannot be reached sends a call to the next one; an error a server answered (a
+//! refusal, "No cluster leader" after its own hold) is the answer. Servers hold and forward for a
+//! leader themselves, so a client agent never needs to know who leads.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +24,8 @@ pub struct ServerPool {
     gossip: Gossip,
     datacenter: String,
     rpc: rpc::Client,
+    /// The server that answered last: calls go there first, so a client agent's requests keep using
+    /// the same server and its pooled connections until it stops answering.
     preferred: Mutex<Option<String>>,
     /// Identities of the writes this agent proposes: a write retried on another server after
     /// a failure in transit is still applied once.
@@ -39,6 +45,10 @@ impl ServerPool {
     }
 
     /// RPC addresses of alive servers, the preferred one first.
+    ///
+    /// Read from gossip at each call, so servers that joined or failed are taken into account at
+    /// once. Shuffled, so the client agents of a pool spread over the servers instead of all
+    /// failing over to the same one.
     pub fn servers(&self) -> Vec<String> {
         let mut all: Vec<String> = self
             .gossip
@@ -48,6 +58,7 @@ impl ServerPool {
                 m.status == MemberStatus::Alive
                     && m.meta.role == Role::Server
                     && m.meta.datacenter == self.datacenter
+                    // A server advertising no RPC port cannot be called.
                     && m.meta.ports.server_rpc != 0
             })
             .map(|m| std::net::SocketAddr::new(m.addr, m.meta.ports.server_rpc).to_string())
@@ -84,6 +95,8 @@ impl ServerPool {
                     *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
                     return Ok(v);
                 }
+                // Sequential, not in parallel: a write sent to two servers at once would be
+                // proposed twice (applied once thanks to its identity, but at twice the cost).
                 Err(Error::Unavailable(why)) => {
                     tracing::debug!(server = %addr, error = %why, "server unreachable; trying another");
                     last = Some(why);
@@ -99,6 +112,8 @@ impl ServerPool {
 }
 
 /// Reads and writes of an agent.
+///
+/// Cheap to clone: both variants are an `Arc`.
 #[derive(Clone)]
 pub enum Backend {
     /// This agent is a server.
@@ -163,6 +178,8 @@ impl Backend {
         match self {
             Backend::Server(s) => s.query(q).await,
             Backend::Client(p) => {
+                // Boxed: a parked blocking query holds this future for minutes, and the RPC state
+                // would otherwise be inlined into every caller's future.
                 let (meta, reply): (QueryMeta, crate::api::Reply) = Box::pin(p.call(|c, addr| {
                     let q = q.clone();
                     async move { c.read(&addr, &q).await }
@@ -194,6 +211,9 @@ impl Backend {
 
     /// Pieces of an archive larger than this go in separate writes (entries): one piece must
     /// replicate within a heartbeat interval.
+    ///
+    /// The same 1 MiB the RPC client caps appends at: a piece is one entry, so a follower catching
+    /// up receives it within one request.
     pub const RESTORE_PIECE: usize = 1024 * 1024;
 
     /// Restores an operator archive through `backend`: checked first, then in one write, or piece
@@ -205,6 +225,8 @@ impl Backend {
         dc: Option<&str>,
         token: Option<crate::api::Token>,
     ) -> Result<(), Error> {
+        // Checked before anything is written: a damaged archive fails here, without staging pieces
+        // that would then need dropping.
         cairn_catalog::snapshot::read(data)
             .map_err(|e| Error::Invalid(format!("Invalid snapshot: {e}")))?;
         let write = |op| Write::new(op).in_dc(dc).with_token(token.clone());
@@ -215,6 +237,8 @@ impl Backend {
             .await?;
             return Ok(());
         }
+        // Names the staged pieces: a second restore started meanwhile supersedes this one instead
+        // of mixing its pieces in.
         let id = uuid::Uuid::new_v4().to_string();
         let pieces = data.len().div_ceil(Self::RESTORE_PIECE);
         tracing::info!(restore = %id, bytes = data.len(), pieces, "restoring a snapshot in pieces");
@@ -250,6 +274,8 @@ impl Backend {
                 Ok(())
             }
             Err(e) => {
+                // Pieces staged in the replicated state would otherwise stay there (and in every
+                // Raft snapshot) until another restore replaced them.
                 if let Err(abort) = self
                     .write(write(crate::api::WriteOp::RestoreAbort {
                         restore: id.clone(),
@@ -287,6 +313,8 @@ impl Backend {
                             &addr,
                             "/v1/internal/session/renew",
                             &req,
+                            // Longer than a server's own 5 s forward to the leader, so a renewal
+                            // forwarded through a follower is not cut short.
                             Duration::from_secs(10),
                         )
                         .await
@@ -344,6 +372,8 @@ impl Backend {
     /// Answers a DNS query from the catalog (a client agent asks a server).
     pub async fn dns(&self, req: &rpc::DnsRequest) -> Result<rpc::DnsReply, Error> {
         match self {
+            // A server's DNS answers from its own state and never asks another server; reaching
+            // here is a bug.
             Backend::Server(_) => Err(Error::Internal(
                 "a server answers DNS from its own state".into(),
             )),

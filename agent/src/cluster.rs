@@ -24,6 +24,10 @@ use crate::events::{EventLog, Recipient, UserEvent};
 use crate::server::leader::{MemberInfo, MemberStatus};
 
 /// The metadata this agent publishes in gossip.
+///
+/// What other agents need before talking to this one: its role and datacenter (client agents pick
+/// their servers by them), its ports, its node ID (the Raft ID of a server is derived from it) and,
+/// on servers, the bootstrap tags Consul's members show.
 pub fn local_meta(config: &Config, node_id: &str) -> MemberMeta {
     let mut tags = BTreeMap::new();
     if config.server {
@@ -41,8 +45,11 @@ pub fn local_meta(config: &Config, node_id: &str) -> MemberMeta {
             Role::Client
         },
         datacenter: config.datacenter.clone(),
+        // Consul's build tag shape (`<version>:<revision>`): tools that parse it read the API level
+        // Cairn implements.
         build: format!("{CONSUL_COMPAT_VERSION}:cairn-{}", crate::VERSION),
         ports: Ports {
+            // 0 marks a client: only servers answer server RPC.
             server_rpc: if config.server {
                 config.ports.server
             } else {
@@ -71,11 +78,14 @@ pub async fn start(
     let mut g = GossipConfig::new(node_name, bind);
     g.advertise = Some(SocketAddr::new(advertise, config.ports.serf_lan));
     g.meta = local_meta(config, node_id);
+    // `-dev` runs on loopback, like Consul's `-dev` gossip: fast probes cost nothing there and
+    // detect failures sooner.
     g.timings = if config.dev {
         Timings::local()
     } else {
         Timings::lan()
     };
+    // No pool label: Consul's default, so the pool accepts members without one.
     g.label = String::new();
     // A keyring saved by a previous run wins over -encrypt, so rotated keys survive restarts.
     let saved = config
@@ -120,6 +130,8 @@ pub fn member_info(m: &Member) -> MemberInfo {
         server_port: (m.meta.role == Role::Server && m.meta.ports.server_rpc != 0)
             .then_some(m.meta.ports.server_rpc),
         status: match m.status {
+            // A leaving member still answers until it has left: it keeps its catalog entry until
+            // then.
             GStatus::Alive | GStatus::Leaving => MemberStatus::Alive,
             GStatus::Failed => MemberStatus::Failed,
             GStatus::Left => MemberStatus::Left,
@@ -140,6 +152,9 @@ pub fn server_node(m: &Member) -> Option<ServerNode> {
 }
 
 /// A member as `/v1/agent/members` shows it.
+///
+/// Consul's shape, with the Serf tags and protocol numbers a Consul agent reports: tools such as
+/// `consul members` and dashboards read the role and version from them.
 pub fn member_json(m: &Member) -> Value {
     let meta = &m.meta;
     let mut tags: BTreeMap<&str, String> = BTreeMap::new();
@@ -152,6 +167,7 @@ pub fn member_json(m: &Member) -> Value {
     tags.insert("vsn_max", "3".into());
     match meta.role {
         Role::Server => {
+            // Consul calls servers `consul` and clients `node` in this tag.
             tags.insert("role", "consul".into());
             tags.insert("port", meta.ports.server_rpc.to_string());
             tags.insert("raft_vsn", "3".into());
@@ -170,6 +186,7 @@ pub fn member_json(m: &Member) -> Value {
         "Addr": m.addr.to_string(),
         "Port": m.port,
         "Tags": tags,
+        // Consul's numeric member status: the gossip crate numbers its statuses the same way.
         "Status": m.status as u8,
         "ProtocolMin": 1,
         "ProtocolMax": 5,
@@ -181,6 +198,8 @@ pub fn member_json(m: &Member) -> Value {
 }
 
 /// Converts a gossip user event to the API's form.
+///
+/// An empty payload is `null` in the API, as Consul shows it.
 fn api_event(ev: &cairn_gossip::UserEvent) -> UserEvent {
     UserEvent {
         id: ev.id.to_string(),
@@ -198,6 +217,8 @@ fn api_event(ev: &cairn_gossip::UserEvent) -> UserEvent {
 pub fn gossip_event(ev: &UserEvent) -> cairn_gossip::UserEvent {
     let mut g =
         cairn_gossip::UserEvent::new(ev.name.clone(), ev.payload.clone().unwrap_or_default());
+    // The ID the event log gave it: the copy gossip hands back is then recognised as the same event
+    // and not listed twice.
     if let Ok(id) = uuid::Uuid::parse_str(&ev.id) {
         g.id = id;
     }
@@ -209,6 +230,9 @@ pub fn gossip_event(ev: &UserEvent) -> cairn_gossip::UserEvent {
 }
 
 /// Delivers an event to this agent if its filters select it.
+///
+/// Filters are matched against this agent's own node name and local services, so every member
+/// decides for itself, as in Consul.
 pub fn deliver(agent: &Agent, ev: UserEvent) {
     let services = {
         let l = agent.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,9 +251,13 @@ pub fn deliver(agent: &Agent, ev: UserEvent) {
 }
 
 /// Consumes gossip events for the life of the agent.
+///
+/// Every membership event makes the leader reconcile at once; updates and reaps included, since
+/// both change what the catalog should say.
 pub async fn consume(agent: Arc<Agent>, mut rx: mpsc::Receiver<GossipEvent>) {
     while let Some(ev) = rx.recv().await {
         match ev {
+            // Internal: applied, never listed as a user event.
             GossipEvent::UserEvent(e) if e.name == crate::keyring::KEYRING_EVENT => {
                 agent.keyring_event(&e.payload).await;
             }
@@ -282,6 +310,11 @@ pub async fn retry_join(gossip: Gossip, addrs: Vec<String>, interval: Duration, 
 /// `-bootstrap-expect=N`: once N servers of this datacenter are alive in gossip and none of
 /// them already belongs to a Raft cluster, every one of them bootstraps the same cluster
 /// (the N servers with the lowest node IDs, so all choose the same set).
+///
+/// Each server checks first that none of the chosen ones is already initialized, so a server
+/// restarted with `-bootstrap-expect` next to a running cluster waits to be added by its autopilot
+/// instead of forming a second cluster. Only a server among the chosen set bootstraps; the others
+/// join through autopilot too.
 pub async fn bootstrap_expect(
     agent: Arc<Agent>,
     server: Arc<crate::server::Server>,
@@ -301,6 +334,8 @@ pub async fn bootstrap_expect(
             .filter_map(server_node)
             .collect();
         if servers.len() >= expect as usize {
+            // Every server sorts the same members the same way, so all choose the same set without
+            // talking to each other, and all bootstrap with the same configuration.
             servers.sort_by(|a, b| a.id.cmp(&b.id));
             servers.truncate(expect as usize);
             let mut already = false;
@@ -333,6 +368,8 @@ pub async fn bootstrap_expect(
             );
         }
         tokio::select! {
+            // Polls gossip: cheap, and a cluster forms within half a second of its last server
+            // appearing.
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,
         }

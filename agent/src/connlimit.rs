@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 /// Open connections per client address, shared by the accept loops of one kind of listener.
 #[derive(Debug, Default)]
 pub struct PerClient {
+    /// A plain mutex: taken once per accept and once per close, never across an await.
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
@@ -35,9 +36,12 @@ impl PerClient {
     /// open (`0`: no limit, as Consul's `http_max_conns_per_client = 0`). IPv4 clients reaching
     /// a dual-stack socket (`::ffff:a.b.c.d`) count as their IPv4 address.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<Slot> {
+        // Without this, one client could hold twice its share through both address forms.
         let ip = ip.to_canonical();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = counts.entry(ip).or_insert(0);
+        // Refused without taking a place: the client's existing slots still hold its count, and
+        // their release frees the entry.
         if limit > 0 && *n >= limit {
             return None;
         }

@@ -1,5 +1,6 @@
 //! User events this agent received: the last 256, with Consul's JSON fields and the
-//! Lamport clock. Until gossip carries them, an event fired here is delivered here only.
+//! Lamport clock. Events travel through gossip (`cluster`); each member keeps those whose
+//! filters select it, so `/v1/event/list` differs from one agent to the next, as in Consul.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,8 +12,14 @@ use tokio::sync::Notify;
 use crate::api::Error;
 
 /// Events kept per agent.
+///
+/// Consul's size: the list is a recent window, not a history, and watchers that fall further behind
+/// lose events as they would with Consul.
 pub const EVENT_BUFFER: usize = 256;
 /// Largest payload accepted (Serf's user event limit).
+///
+/// An event is broadcast to every member in gossip messages; the bound keeps each broadcast small,
+/// and Consul refuses larger payloads with the same limit.
 pub const MAX_PAYLOAD: usize = 512;
 
 /// A user event, as `/v1/event/fire` and `/v1/event/list` show it.
@@ -41,6 +48,10 @@ pub struct UserEvent {
 }
 
 /// Consul's `IDToIndex`: the index a client passes back to block for newer events.
+///
+/// Events have no Raft index, so Consul derives one from the newest event's UUID: any new event
+/// changes it, which is all a blocking client needs. Not ordered: a blocked list returns when the
+/// index differs from the client's, not when it is greater.
 pub fn id_to_index(id: &str) -> u64 {
     let hex: String = id.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 {
@@ -51,6 +62,8 @@ pub fn id_to_index(id: &str) -> u64 {
     lower ^ upper
 }
 
+/// The buffer and this agent's Lamport clock, under one lock so an event's time and its place in
+/// the list agree.
 #[derive(Default)]
 struct Inner {
     events: VecDeque<UserEvent>,
@@ -73,6 +86,7 @@ pub struct Recipient<'a> {
     pub services: Vec<(String, Vec<String>)>,
 }
 
+/// An empty filter matches everything (`None`); others are regular expressions, as in Consul.
 fn compile(what: &str, re: &str) -> Result<Option<Regex>, Error> {
     if re.is_empty() {
         return Ok(None);
@@ -89,6 +103,9 @@ impl EventLog {
     }
 
     /// Validates and stamps a new event (ID and Lamport time).
+    ///
+    /// Filters are compiled here only to refuse a bad one with a 400 before the event is sent; each
+    /// receiver compiles them again to match.
     pub fn create(
         &self,
         name: &str,
@@ -100,6 +117,8 @@ impl EventLog {
         if name.is_empty() {
             return Err(Error::Invalid("Missing name".into()));
         }
+        // `_cairn*` names carry internal operations: the keyring event is created here by the agent
+        // itself, every other such name is refused (the HTTP edge refuses them all).
         if name.starts_with("_cairn") && name != crate::keyring::KEYRING_EVENT {
             return Err(Error::Invalid(format!(
                 "Event name {name:?} is reserved for internal use"
@@ -137,6 +156,9 @@ impl EventLog {
     }
 
     /// Whether an event's filters select this recipient.
+    ///
+    /// A filter that does not compile selects no one, rather than everyone: an event from a newer
+    /// or foreign sender is then dropped, not delivered too widely.
     pub fn matches(ev: &UserEvent, to: &Recipient<'_>) -> bool {
         let Ok(node_re) = compile("node", &ev.node_filter) else {
             return false;
@@ -152,6 +174,8 @@ impl EventLog {
         };
         match svc_re {
             None => true,
+            // The tag filter applies to the services the service filter selected: one service must
+            // match both.
             Some(svc_re) => to.services.iter().any(|(name, tags)| {
                 svc_re.is_match(name)
                     && tag_re
@@ -168,6 +192,8 @@ impl EventLog {
             if g.events.iter().any(|e| e.id == ev.id) {
                 return;
             }
+            // Lamport rule: the clock never goes behind an event seen, so events fired here later
+            // are ordered after it.
             g.ltime = g.ltime.max(ev.ltime);
             if g.events.len() == EVENT_BUFFER {
                 g.events.pop_front();
@@ -186,6 +212,7 @@ impl EventLog {
             .filter(|e| name.is_none_or(|n| e.name == n))
             .cloned()
             .collect();
+        // Never 0 (a 0 index makes a blocking client poll without waiting).
         let index = events.last().map_or(1, |e| id_to_index(&e.id).max(1));
         (index, events)
     }

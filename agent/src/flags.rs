@@ -15,6 +15,10 @@
 use std::fmt::Write as _;
 
 /// What a flag holds; decides whether it takes an argument and how the argument is checked.
+///
+/// Values are kept as the text given (checked, not converted) and read back typed by [`Parsed`]:
+/// the agent maps them onto config keys, where the config layer converts them like values from a
+/// file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A switch: `-recurse` or `-recurse=false`.
@@ -39,6 +43,7 @@ pub(crate) struct Flag {
     /// The value kind.
     pub kind: Kind,
     /// The placeholder shown in help (`-name=<value>`).
+    /// Consul's help shows the kind of value (`-http-port=<int>`), not the default; so does this.
     pub value: &'static str,
     /// One or two sentences of help.
     pub help: &'static str,
@@ -106,6 +111,9 @@ impl Flag {
     }
 
     /// Checks one argument of this flag, with Go's messages.
+    ///
+    /// Checked while parsing, as Go's `flag` does, so a bad value is reported with its flag name
+    /// before the command does anything.
     fn check(&self, value: &str) -> Result<(), ParseError> {
         let ok = match self.kind {
             Kind::Bool => {
@@ -118,6 +126,8 @@ impl Flag {
                 true
             }
             Kind::Text | Kind::List => true,
+            // Decimal only, unlike Go's `flag`, which also reads `0x`, `0o` and `0b` prefixes (and
+            // refuses a leading `+`, which this accepts).
             Kind::Uint => value.parse::<u64>().is_ok(),
             Kind::Int => value.parse::<i64>().is_ok(),
             Kind::Map => {
@@ -157,6 +167,8 @@ pub(crate) fn parse(
 ) -> Result<Parsed, ParseError> {
     let mut given = Vec::new();
     let mut i = 0;
+    // Go's rules, in order: `--` ends the flags (and is consumed), a non-flag or a lone `-` ends
+    // them (and is kept), anything else must be a known flag.
     while i < args.len() {
         let arg = &args[i];
         if arg == "--" {
@@ -170,6 +182,7 @@ pub(crate) fn parse(
             .strip_prefix("--")
             .or_else(|| arg.strip_prefix('-'))
             .unwrap_or(arg);
+        // `---x`, `-=x`: Go's "bad flag syntax", refused rather than guessed at.
         if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
             return Err(ParseError::Bad(format!("bad flag syntax: {arg}")));
         }
@@ -177,6 +190,7 @@ pub(crate) fn parse(
             Some((n, v)) => (n, Some(v)),
             None => (body, None),
         };
+        // Help only when the command defines no `h`/`help` flag of its own, as in Go.
         let Some(flag) = find(name) else {
             if name == "h" || name == "help" {
                 return Err(ParseError::Help);
@@ -188,7 +202,11 @@ pub(crate) fn parse(
         i += 1;
         let value = match (inline, flag.kind) {
             (Some(v), _) => v.to_string(),
+            // A bare boolean never takes the next argument: `-dev true` leaves `true` positional,
+            // as Go does, so boolean flags cannot swallow what follows them.
             (None, Kind::Bool) => "true".to_string(),
+            // The next argument is the value even when it starts with `-` (`-key -b` sets `key` to
+            // `-b`), as in Go.
             (None, _) => {
                 let v = args
                     .get(i)
@@ -207,6 +225,9 @@ pub(crate) fn parse(
 }
 
 /// Go's `strconv.ParseBool`.
+///
+/// Exactly its spellings and no others (`yes`, `on` are errors), so scripts behave as they do with
+/// Consul.
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
@@ -218,6 +239,8 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 /// The flags that were given, in order, and the positional arguments after them.
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
+    /// In command-line order: repeated flags keep every value, and the last one wins for a single
+    /// value, as in Go.
     given: Vec<(&'static Flag, String)>,
     /// The arguments after the flags.
     pub args: Vec<String>,
@@ -231,6 +254,8 @@ impl Parsed {
     }
 
     /// Every value of the flag `name`, in order.
+    /// Looked up by name at each access: commands read a handful of flags once, so a scan beats
+    /// building a map.
     fn values<'s>(&'s self, name: &str) -> Vec<&'s str> {
         self.given
             .iter()
@@ -239,6 +264,7 @@ impl Parsed {
             .collect()
     }
 
+    /// The last value given for `name`: a later flag overrides an earlier one, as in Go.
     fn last(&self, name: &str) -> Option<&str> {
         self.given
             .iter()
@@ -268,6 +294,8 @@ impl Parsed {
     }
 
     /// An unsigned flag's value (0 when absent).
+    ///
+    /// The value was checked while parsing, so the fallback to 0 only covers an absent flag.
     pub(crate) fn uint(&self, name: &str) -> u64 {
         self.last(name).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
@@ -309,6 +337,7 @@ pub(crate) fn help_section<'a>(
         }
         let mut line = String::new();
         for word in f.help.split_whitespace() {
+            // 74 columns of text after the 5-column indent: lines stay within 80 columns.
             if !line.is_empty() && line.len() + 1 + word.len() > 74 {
                 let _ = writeln!(out, "     {line}");
                 line.clear();

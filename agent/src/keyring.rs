@@ -24,6 +24,10 @@ pub const KEYRING_EVENT: &str = "_cairn-keyring";
 /// Gossip tag holding `<primary fingerprint>;<fingerprint>,<fingerprint>...`.
 pub const KEYRING_TAG: &str = "kr";
 /// How long an operation waits for every member to report it.
+///
+/// Gossip spreads an event to every member in a few gossip rounds and tags follow the same way: 10
+/// s leaves a wide margin on a healthy pool, and past it the operation names the members that did
+/// not report.
 const CONVERGE: Duration = Duration::from_secs(10);
 
 /// A keyring operation.
@@ -38,6 +42,8 @@ pub enum Op {
     Remove,
 }
 
+/// The payload of [`KEYRING_EVENT`]. It carries the key itself: gossip is encrypted with the
+/// current keyring, so only members that already hold a valid key can read it.
 #[derive(Serialize, Deserialize)]
 struct OpEvent {
     op: Op,
@@ -59,6 +65,9 @@ pub fn file(data_dir: &Path) -> PathBuf {
 }
 
 /// Reads the keyring file, if any.
+///
+/// A damaged file is ignored (with a warning) rather than stopping the agent: it falls back to
+/// `-encrypt`, and the pool's keys can be installed again.
 pub fn load(data_dir: &Path) -> Option<SavedKeyring> {
     let bytes = std::fs::read(file(data_dir)).ok()?;
     match serde_json::from_slice(&bytes) {
@@ -70,12 +79,15 @@ pub fn load(data_dir: &Path) -> Option<SavedKeyring> {
     }
 }
 
+/// A key's fingerprint, what members publish in gossip instead of the key: the tags are readable by
+/// anyone in the pool, the keys must not be.
 fn fingerprint(key: &str) -> Result<String, Error> {
     Key::from_base64(key)
         .map(|k| k.fingerprint())
         .map_err(|e| Error::Invalid(format!("Invalid key: {e}")))
 }
 
+/// Keyring operations need a keyring: an agent started without `-encrypt` has none.
 fn not_enabled() -> Error {
     Error::Internal(
         "Gossip encryption is not enabled on this agent (start it with -encrypt)".into(),
@@ -83,6 +95,9 @@ fn not_enabled() -> Error {
 }
 
 /// Parses a member's keyring tag into (primary, all) fingerprints.
+///
+/// A member without the tag (one that has not published yet) parses as holding nothing: it lags
+/// behind an install or a use, and agrees with a remove.
 fn parse_tag(tag: &str) -> (String, Vec<String>) {
     let (primary, rest) = tag.split_once(';').unwrap_or((tag, ""));
     (
@@ -96,6 +111,10 @@ fn parse_tag(tag: &str) -> (String, Vec<String>) {
 
 impl Agent {
     /// Publishes this agent's key fingerprints in gossip and saves the keyring.
+    ///
+    /// Rebuilds the whole metadata from the configuration and adds the tag, so the published
+    /// metadata stays what `cluster::local_meta` describes. The file is written to a temporary name
+    /// and renamed, so a crash leaves the old keyring or the new one, never half of one.
     pub async fn keyring_publish(&self) {
         let Ok(keys) = self.gossip.keyring().list() else {
             return;
@@ -142,6 +161,8 @@ impl Agent {
         }
     }
 
+    /// Applies an operation to this agent's keyring; the keyring itself refuses what would break
+    /// the pool (removing the primary key, using a key not installed).
     fn apply_local(&self, op: Op, key: &str) -> Result<(), Error> {
         let ring = self.gossip.keyring();
         ring.list().map_err(|_| not_enabled())?;
@@ -154,6 +175,10 @@ impl Agent {
     }
 
     /// Applies a keyring event received from another member.
+    ///
+    /// The member that started the operation receives it too, already applied: applying it again is
+    /// harmless, and a refusal (a key already removed) is only logged. The tag is published either
+    /// way, so the starter sees this member's true state.
     pub async fn keyring_event(&self, payload: &[u8]) {
         let Ok(ev) = serde_json::from_slice::<OpEvent>(payload) else {
             warn!("ignoring a malformed keyring event");
@@ -169,6 +194,7 @@ impl Agent {
     /// Installs, uses or removes a key on every member.
     pub async fn keyring_op(&self, op: Op, key: &str) -> Result<(), Error> {
         let fp = fingerprint(key)?;
+        // Locally first: a key the local keyring refuses is refused before anything is sent.
         self.apply_local(op, key)?;
         self.keyring_publish().await;
         let payload = serde_json::to_vec(&OpEvent {
@@ -176,11 +202,14 @@ impl Agent {
             key: key.to_string(),
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
+        // Through the event log's checks (size, name), with no filter: every member must apply it.
         let ev = self.events.create(KEYRING_EVENT, payload, "", "", "")?;
         self.gossip
             .fire_event(crate::cluster::gossip_event(&ev))
             .await
             .map_err(|e| Error::Internal(format!("failed to spread the keyring change: {e}")))?;
+        // Done only when every alive member's published fingerprints show the change: an operation
+        // that answered before the pool agreed would let an operator remove a key still in use.
         let deadline = Instant::now() + CONVERGE;
         loop {
             let lagging: Vec<String> = self
@@ -219,6 +248,10 @@ impl Agent {
     }
 
     /// `GET /v1/operator/keyring`: the keys of the LAN pool and how many members hold each.
+    ///
+    /// Counts come from the members' published fingerprints, not from this agent's keyring, so a
+    /// member that missed an operation shows up as a key held by fewer nodes than `NumNodes`. Only
+    /// keys this agent holds are listed.
     pub fn keyring_list(&self) -> Result<Value, Error> {
         let local = self.gossip.keyring().list().map_err(|_| not_enabled())?;
         let members: Vec<_> = self

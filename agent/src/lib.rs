@@ -4,6 +4,11 @@
 //! `cairn agent ...` runs an agent ([`run`]); every other subcommand is a client of a running
 //! agent's HTTP API ([`cli`]). Flags follow Consul's Go style (`-dev`, `-http-port=8500`), and
 //! the GNU style (`--dev`) works too.
+//!
+//! Layers (see `docs/architecture.md`): edges ([`http`], [`dns`], [`cli`], the server's RPC routes)
+//! speak the typed vocabulary of [`api`]; [`backend`] sends it to this agent's [`server`] role or
+//! to a server of the pool over [`rpc`]; the server's endpoints build replicated commands, and the
+//! catalog crate applies them.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +23,8 @@ pub mod config;
 pub mod connlimit;
 pub mod dns;
 pub mod events;
+// Crate-private: its tables are shared by the agent's configuration and the CLI, and nothing
+// outside this crate parses Cairn's command lines.
 mod flags;
 pub mod http;
 pub mod keyring;
@@ -31,6 +38,7 @@ pub mod server;
 pub mod telemetry;
 pub mod watch;
 
+// At the crate root for `PUT /v1/agent/reload`, which reloads as SIGHUP does.
 pub use run::reload;
 
 /// The version this build reports (`cairn version`, `/v1/agent/self`).

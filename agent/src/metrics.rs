@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 /// A monotonically increasing counter.
+///
+/// Relaxed atomics: counters are read for display only and need no ordering with other memory.
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
 
@@ -39,6 +41,9 @@ pub struct Metrics {
 }
 
 /// One sample for rendering.
+///
+/// One list of samples feeds both renderings, so the JSON and Prometheus views cannot list
+/// different metrics.
 pub struct Sample {
     /// Name without prefix, dotted (`raft.apply`).
     pub name: &'static str,
@@ -66,6 +71,8 @@ pub fn rss_bytes() -> u64 {
                 .nth(1)
                 .and_then(|p| p.parse::<u64>().ok())
         })
+        // Assumes 4 KiB pages, the usual Linux page size; on other page sizes the figure is off by
+        // that factor.
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -73,6 +80,7 @@ pub fn rss_bytes() -> u64 {
 pub fn render_prometheus(prefix: &str, samples: &[Sample]) -> String {
     let mut out = String::new();
     for s in samples {
+        // Prometheus names allow only `[a-zA-Z0-9_:]`: Consul's dotted names become underscored.
         let name = format!("{prefix}_{}", s.name.replace(['.', '-'], "_"));
         let kind = if s.counter { "counter" } else { "gauge" };
         out.push_str(&format!(
@@ -94,6 +102,8 @@ pub fn render_json(prefix: &str, samples: &[Sample], timestamp: &str) -> Value {
         .iter()
         .filter(|s| s.counter)
         .map(|s| {
+            // Consul reports counters as aggregates over an interval; a monotonic count fills every
+            // field with the total, so clients that read `Count` or `Sum` both get it.
             json!({"Name": format!("{prefix}.{}", s.name), "Count": s.value, "Sum": s.value,
                    "Min": s.value, "Max": s.value, "Mean": s.value, "Stddev": 0.0, "Labels": {}})
         })

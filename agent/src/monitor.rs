@@ -30,8 +30,13 @@ pub struct Line {
 }
 
 /// Lines buffered per monitor before the slowest one starts losing lines.
+///
+/// A monitor that falls this far behind loses the oldest lines instead of slowing down the agent's
+/// logging.
 const BUFFER: usize = 1024;
 
+/// One process-wide channel: the tracing layer is installed once per process, and every monitor
+/// subscribes to it.
 fn channel() -> &'static broadcast::Sender<Arc<Line>> {
     static TX: OnceLock<broadcast::Sender<Arc<Line>>> = OnceLock::new();
     TX.get_or_init(|| broadcast::channel(BUFFER).0)
@@ -43,8 +48,12 @@ pub fn subscribe() -> broadcast::Receiver<Arc<Line>> {
 }
 
 /// The layer that feeds monitors.
+///
+/// It sits after the log-level filter, so monitors see exactly what the agent logs.
 pub struct MonitorLayer;
 
+/// The event's fields as text: `message` apart, the others in the order they were recorded, as
+/// hclog prints them.
 #[derive(Default)]
 struct Fields {
     message: String,
@@ -74,12 +83,14 @@ impl Visit for Fields {
 impl<S: Subscriber> Layer<S> for MonitorLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let tx = channel();
+        // The common case: nobody watching, so no formatting and no allocation.
         if tx.receiver_count() == 0 {
             return;
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let line = Line {
+            // Wall-clock time: log lines are read by people and compared with other logs.
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis()),
@@ -88,6 +99,7 @@ impl<S: Subscriber> Layer<S> for MonitorLayer {
             message: fields.message,
             fields: fields.rest,
         };
+        // `Arc`: every monitor gets the same line without a copy each.
         let _ = tx.send(Arc::new(line));
     }
 }
@@ -116,6 +128,8 @@ fn level_name(l: Level) -> &'static str {
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.
+///
+/// Hand-written to avoid a date-time dependency for one format.
 fn timestamp(unix_ms: u128) -> String {
     let secs = u64::try_from(unix_ms / 1000).unwrap_or(0);
     let ms = unix_ms % 1000;
@@ -141,6 +155,8 @@ fn timestamp(unix_ms: u128) -> String {
 
 impl Line {
     /// Whether the line is at `max` or more severe.
+    ///
+    /// `tracing` orders levels from most to least verbose (`TRACE > ERROR`), hence `<=`.
     pub fn within(&self, max: Level) -> bool {
         self.level <= max
     }

@@ -10,11 +10,16 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+// Per thread, not global: tests run in parallel on separate threads, each with its own seed, and
+// must not interleave each other's draws.
 thread_local! {
     static SEEDED: RefCell<Option<StdRng>> = const { RefCell::new(None) };
 }
 
 /// Makes every later draw on this thread come from a generator seeded with `seed`.
+///
+/// For tests only: a seeded generator is predictable, which request client IDs, for one, must not
+/// be in production.
 pub fn seed_thread(seed: u64) {
     SEEDED.with(|s| *s.borrow_mut() = Some(StdRng::seed_from_u64(seed)));
 }
@@ -23,6 +28,7 @@ pub fn seed_thread(seed: u64) {
 fn with<T>(f: impl FnOnce(&mut dyn rand::RngCore) -> T) -> T {
     SEEDED.with(|s| match s.borrow_mut().as_mut() {
         Some(rng) => f(rng),
+        // The thread's OS-seeded generator: unpredictable, which production draws need.
         None => f(&mut rand::rng()),
     })
 }
@@ -38,6 +44,8 @@ pub fn shuffle<T>(items: &mut [T]) {
 }
 
 /// A random (version 4) UUID.
+///
+/// Through this module rather than `Uuid::new_v4`, so that seeded runs get the same IDs.
 pub fn uuid() -> uuid::Uuid {
     let mut bytes = [0u8; 16];
     with(|r| r.fill_bytes(&mut bytes));

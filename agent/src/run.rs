@@ -14,8 +14,13 @@ use crate::config::Config;
 use crate::{config, dns, http, monitor};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
+///
+/// Requests being served may include blocking queries parked for minutes: shutdown waits this long
+/// for them, then closes them, so a stop never hangs on a client.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Installs the process's one tracing subscriber: the text or JSON formatter on stderr and the
+/// layer feeding `/v1/agent/monitor`, behind one level filter.
 fn init_logging(config: &Config) {
     let level = match config.log_level.as_str() {
         "trace" | "debug" | "info" | "warn" | "error" => config.log_level.clone(),
@@ -27,11 +32,14 @@ fn init_logging(config: &Config) {
     } else {
         format!("warn,cairn={level},cairn_catalog={level},cairn_gossip={level}")
     };
+    // `CAIRN_LOG` (an `EnvFilter` directive) overrides the configured level entirely, for debugging
+    // one module without drowning in the rest.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let fmt = tracing_subscriber::fmt::layer()
+        // Colours only on a terminal: logs redirected to a file or a journal stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry()
@@ -59,10 +67,13 @@ pub fn run_agent(args: &[String]) -> ExitCode {
         }
     };
     init_logging(&config);
+    // Before any socket is opened, so listeners and pooled connections all get the raised limit.
     raise_fd_limit();
     for w in &config.warnings {
         warn!("{w}");
     }
+    // Built after configuration and logging: a bad flag or file is reported without starting a
+    // thread.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cairn")
@@ -117,6 +128,8 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// Where the HTTP API listens: `addresses.http` when set, else `client_addr`, as in Consul; none
+/// when the HTTP port is disabled.
 fn http_addrs(config: &Config) -> Vec<SocketAddr> {
     let Some(port) = config.ports.http else {
         return Vec::new();
@@ -129,13 +142,18 @@ fn http_addrs(config: &Config) -> Vec<SocketAddr> {
     ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
 }
 
+/// Starts every listener and the agent, waits for a reason to stop, then shuts down in order: leave
+/// the cluster (if the reason says so), drain HTTP, stop checks, gossip and Raft.
 async fn serve(config: Config) -> Result<(), agent::StartError> {
     let pid_file = config.pid_file.clone();
     let addrs = http_addrs(&config);
     let dev = config.dev;
+    // DNS sockets are bound before the agent is built: a DNS port in use stops start-up before any
+    // Raft storage is opened or gossip started.
     let dns_listeners = dns::bind(&config)
         .await
         .map_err(|(addr, source)| agent::StartError::Bind { addr, source })?;
+    // Server RPC listens on the bind address; peers reach it at the advertised one.
     let rpc_addr = SocketAddr::new(config.bind_addr, config.ports.server);
     let agent = Agent::new(config).await?;
     // Bind before announcing readiness, so "running" means reachable.
@@ -168,6 +186,8 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
             }
         });
     }
+    // Only now does the agent join the cluster and register itself: every listener is bound, so
+    // whatever the cluster learns about this node is reachable.
     agent.start().await?;
     if let Some(path) = &pid_file
         && let Err(e) = std::fs::write(path, std::process::id().to_string())
@@ -201,6 +221,9 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     );
     let why = wait_for_signals(&agent).await;
     let config = agent.config();
+    // Consul's rules: an interrupt leaves unless `skip_leave_on_interrupt`, a terminate leaves only
+    // with `leave_on_terminate`; an API leave or a failed server role always leaves, so peers do
+    // not wait for a failure timeout.
     let leave = match &why {
         Stop::Api | Stop::Failed(_) => true,
         Stop::Interrupt => !config.skip_leave_on_interrupt,
@@ -211,6 +234,8 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
         agent.leave().await;
     }
     info!("shutting down: draining HTTP requests");
+    // After leaving, not before: the HTTP API keeps answering while the node hands over, and only
+    // then do the listeners stop.
     agent.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         for s in servers {
@@ -246,6 +271,8 @@ enum Stop {
 }
 
 /// Resolves with the reason once the server role (if any) fails for good.
+///
+/// Pending forever on a client agent, so the `select!` that waits on it never picks it.
 async fn server_failure(agent: &Agent) -> String {
     let Some(server) = &agent.server else {
         return std::future::pending().await;
@@ -275,10 +302,13 @@ async fn wait_for_signals(agent: &Arc<Agent>) -> Stop {
         tokio::select! {
             _ = int.recv() => { info!("caught SIGINT"); return Stop::Interrupt; }
             _ = term.recv() => { info!("caught SIGTERM"); return Stop::Terminate; }
+            // SIGHUP reloads in place and keeps waiting, as Consul does.
             _ = hup.recv() => {
                 info!("caught SIGHUP");
                 match reload(agent) {
                     Ok(()) => {
+                        // Reloaded definitions reach the catalog at once rather than at the next
+                        // periodic pass.
                         agent.sync_now().await;
                     }
                     Err(e) => error!("reload failed: {e}"),

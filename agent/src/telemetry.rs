@@ -7,13 +7,17 @@ use crate::metrics::{Sample, rss_bytes};
 /// Every metric of the agent, read now: its own counters, the server's apply counters, gossip
 /// statistics and gauges derived from the local and replicated state.
 pub fn collect(a: &crate::agent::Agent) -> Vec<Sample> {
+    // A client agent holds no replicated state: its catalog gauges read from an empty state (0)
+    // rather than asking a server for each metrics request.
     let st = a.server.as_ref().map_or_else(
         || std::sync::Arc::new(cairn_catalog::State::new()),
         |s| s.state(),
     );
+    // Process-wide counters: zeros on a client agent.
     let (applied, refused) = crate::server::metrics::applied();
     let gs = a.gossip.stats();
     let m = &a.metrics;
+    // One lock for the three local counts, so they describe the same moment.
     let (local_services, local_checks, critical) = {
         let l = a.local.lock().unwrap_or_else(|p| p.into_inner());
         (

@@ -13,6 +13,9 @@ use cairn_catalog::{Changes, WatchKey};
 use tokio::sync::Notify;
 
 /// What a blocking query waits on.
+///
+/// Coarse keys keep the registry small (one entry per watched node, service, table or prefix); a
+/// reader woken by a change that did not move its answer's index checks and waits again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// A catalog watch key.
@@ -21,11 +24,15 @@ pub enum Target {
     KvPrefix(String),
 }
 
+/// Weak references: a target stays registered only while some reader holds its [`Subscription`],
+/// and dead entries are dropped when a notification finds them or a sweep runs.
 #[derive(Default)]
 struct Maps {
     keys: HashMap<WatchKey, Weak<Notify>>,
     kv: HashMap<String, Weak<Notify>>,
     /// Size at the last sweep of dead entries.
+    /// Sweeping again only once the map has doubled keeps the cost amortized: a burst of
+    /// short-lived subscriptions cannot make every subscribe walk the whole map.
     swept_at: usize,
 }
 
@@ -35,15 +42,16 @@ pub struct WatchHub {
     maps: Mutex<Maps>,
 }
 
-/// A subscription: holds the target alive; `wait` resolves on the next change after it was
-/// created.
+/// A subscription: holds the target alive; [`Subscription::notified`] resolves on the next
+/// change after it was enabled.
 pub struct Subscription {
     notify: Arc<Notify>,
 }
 
 impl Subscription {
-    /// A future that resolves on the next change. Create it (and call `enable` through
-    /// `wait_for`) before reading, then await it after.
+    /// A future that resolves on the next change. Create it and call `enable` on it (pinned)
+    /// before reading, then await it after: `notify_waiters` only wakes futures that are
+    /// already enabled, so a change between the read and the first poll is otherwise missed.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.notify.notified()
     }
@@ -62,6 +70,7 @@ impl WatchHub {
             Target::Key(k) => Self::get_or_insert(&mut m.keys, k.clone()),
             Target::KvPrefix(p) => Self::get_or_insert(&mut m.kv, p.clone()),
         };
+        // Small maps are never swept: a few dead entries cost less than walking them.
         let total = m.keys.len() + m.kv.len();
         if total > 1024 && total > 2 * m.swept_at {
             m.keys.retain(|_, w| w.strong_count() > 0);
@@ -71,6 +80,8 @@ impl WatchHub {
         Subscription { notify }
     }
 
+    /// The live `Notify` of a target, or a new one: all readers of a target share one, so a change
+    /// wakes them with one call.
     fn get_or_insert<K: std::hash::Hash + Eq>(
         map: &mut HashMap<K, Weak<Notify>>,
         key: K,
@@ -92,6 +103,8 @@ impl WatchHub {
             self.notify_all();
             return;
         }
+        // Collected under the lock, woken after it: a woken reader that subscribes again must not
+        // wait for this writer to finish.
         let mut wake: Vec<Arc<Notify>> = Vec::new();
         {
             let mut m = self.maps.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,6 +117,7 @@ impl WatchHub {
                     None => {}
                 }
             }
+            // A KV write wakes readers of the key itself and of every prefix of it.
             if !m.kv.is_empty() {
                 for key in &changes.kv_keys {
                     Self::collect_prefixes(&m.kv, key, &mut wake);
@@ -122,6 +136,8 @@ impl WatchHub {
         key: &str,
         out: &mut Vec<Arc<Notify>>,
     ) {
+        // A key of length n has n+1 prefixes: probing them costs O(n) lookups, scanning costs
+        // O(subscriptions); whichever is smaller.
         if map.len() <= key.len() {
             out.extend(
                 map.iter()
