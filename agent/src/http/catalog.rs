@@ -1,4 +1,13 @@
 //! `/v1/catalog/*`: registration of nodes, services and checks, and the catalog reads.
+//!
+//! Unlike `/v1/agent/*`, these go straight to the replicated catalog. Catalog writes are for
+//! nodes without an agent (external services): a service written here for a node whose agent
+//! is alive is removed again by that agent's next anti-entropy pass, as in Consul, since the
+//! agent is the authority for its node.
+//!
+//! Every read accepts Consul's selection (`?tag`, repeatable; `?node-meta`; `?filter`) and the
+//! blocking and consistency options; `?near` is accepted and has no effect, as Cairn has no
+//! coordinates to sort by.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +36,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/catalog/node-services/{*node}", get(node_services))
 }
 
+/// `PUT /v1/catalog/register`: a node with, optionally, one service and its checks, as
+/// Consul's `RegisterRequest`. Validation, defaults and the write happen on the leader's
+/// endpoint; the handler only decodes. Answers `true`.
 async fn register(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -34,6 +46,8 @@ async fn register(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: RegisterRequest = decode(&body)?;
+    // `?dc` wins over the body's `Datacenter`; either one names another datacenter only to be
+    // refused by the server, as there is no federation yet.
     let dc = o.dc.clone().or(Some(req.datacenter.clone()));
     a.backend
         .write(
@@ -45,6 +59,8 @@ async fn register(
     Ok(json_true())
 }
 
+/// `PUT /v1/catalog/deregister`: a node, or one of its services (`ServiceID`) or checks
+/// (`CheckID`). Answers `true`.
 async fn deregister(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -63,18 +79,25 @@ async fn deregister(
     Ok(json_true())
 }
 
+/// `GET /v1/catalog/datacenters`: the known datacenters, this one only until federation
+/// exists. Answered by the agent itself, so it works without a leader, as Consul's does.
 async fn datacenters(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     Ok(json_response(&[a.backend.datacenter()], o.pretty))
 }
 
+/// `GET /v1/catalog/nodes`: every node (`?node-meta`, `?filter`).
 async fn nodes(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     serve_selected(&a, q.as_deref(), Read::CatalogNodes).await
 }
 
+/// `GET /v1/catalog/services`: service names with the union of their instances' tags, the
+/// read Prometheus and Traefik block on to notice new services.
 async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     serve_selected(&a, q.as_deref(), Read::CatalogServices).await
 }
 
+/// `GET /v1/catalog/service/:name`: the instances of a service with their nodes, whatever
+/// their health (use `/v1/health/service` for health).
 async fn service(
     State(a): State<AppState>,
     Path(name): Path<String>,
@@ -83,6 +106,8 @@ async fn service(
     serve_selected(&a, q.as_deref(), |sel| Read::CatalogService { name, sel }).await
 }
 
+/// `GET /v1/catalog/node/:node`: a node and its services keyed by ID; `null` for an unknown
+/// node.
 async fn node(
     State(a): State<AppState>,
     Path(node): Path<String>,
@@ -91,6 +116,7 @@ async fn node(
     serve_selected(&a, q.as_deref(), |sel| Read::CatalogNode { node, sel }).await
 }
 
+/// `GET /v1/catalog/node-services/:node`: the same, with the services as a list.
 async fn node_services(
     State(a): State<AppState>,
     Path(node): Path<String>,

@@ -31,6 +31,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The servers of each known datacenter with their coordinates (only this one: no WAN yet).
+///
+/// Consul's shape for the WAN area: servers named `<node>.<dc>` as in the WAN pool, and only
+/// coordinates of the default segment. The servers are the members gossip knows as servers
+/// of this datacenter.
 async fn datacenters(
     State(a): State<AppState>,
     RawQuery(q): RawQuery,
@@ -47,6 +51,8 @@ async fn datacenters(
     // Works without a leader, as Consul's does.
     o.read.consistency = crate::api::Consistency::Stale;
     o.read.min_index = 0;
+    // A failed read (no server reachable) is a list without coordinates, not an error: the
+    // datacenter itself is still known.
     let coords = match run_read(&a, Read::Coordinates { node: None }, &o).await {
         Ok((_, answer)) => entries(&answer.reply),
         Err(_) => Vec::new(),
@@ -62,6 +68,7 @@ async fn datacenters(
     ))
 }
 
+/// The coordinates of a reply; a reply of another kind (which would be a bug) reads as none.
 fn entries(reply: &Reply) -> Vec<CoordinateEntry> {
     match reply {
         Reply::Coordinates(c) => c.clone(),
@@ -70,12 +77,14 @@ fn entries(reply: &Reply) -> Vec<CoordinateEntry> {
 }
 
 /// Every node's coordinate (`?segment` narrows to one segment); blocking.
+/// `?segment=` with an empty value selects the default segment, whose name is empty.
 async fn nodes(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     let read = Read::Coordinates { node: None };
     let (meta, answer) = run_read(&a, read.clone(), &o).await?;
     match p.get("segment") {
         None => Ok(answer_response(&meta, &read, &answer, o.pretty)),
         Some(seg) => {
+            // The read has no segment: the list is narrowed here and rendered per request.
             let list: Vec<CoordinateEntry> = entries(&answer.reply)
                 .into_iter()
                 .filter(|c| c.segment == seg)
@@ -87,7 +96,8 @@ async fn nodes(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Respo
     }
 }
 
-/// One node's coordinates (one per segment); 404 when it has none.
+/// One node's coordinates (one per segment); 404 when it has none, with the read metadata so
+/// that a client can block until one is written.
 async fn node(
     State(a): State<AppState>,
     Path(node): Path<String>,
@@ -103,7 +113,8 @@ async fn node(
     Ok(answer_response(&meta, &read, &answer, o.pretty))
 }
 
-/// Sets a node's coordinate.
+/// Sets a node's coordinate (`{Node, Segment, Coord}`); an empty 200. The coordinate goes
+/// into the replicated catalog and is dropped with its node.
 async fn update(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,

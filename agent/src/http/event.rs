@@ -1,4 +1,9 @@
 //! `/v1/event/*`: user events (fire and list, with blocking on new events).
+//!
+//! Events are not in the catalog: they spread by gossip, and each agent keeps the last 256 it
+//! received. So both endpoints answer from this agent, and the list's `X-Consul-Index` is not
+//! a Raft index but Consul's `IDToIndex` of the newest event, an opaque value that only says
+//! whether the list changed.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/event/list", get(list))
 }
 
+/// `PUT /v1/event/fire/:name`: the body is the payload (at most 512 bytes, else 413);
+/// `?node`, `?service` and `?tag` are regular expressions that choose which agents act on it.
+/// Answers the event as stored, with its ID and Lamport time.
 async fn fire(
     State(a): State<AppState>,
     Path(name): Path<String>,
@@ -26,6 +34,8 @@ async fn fire(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
+    // Cairn's internal events (the keyring's) use this prefix. Refused here even for the name
+    // `EventLog::create` lets through for the agent's own use: no client may fire one.
     if name.starts_with("_cairn") {
         return Err(ApiError::bad_request(format!(
             "Event name {name:?} is reserved for internal use"
@@ -42,6 +52,9 @@ async fn fire(
     Ok(json_response(&ev, o.pretty))
 }
 
+/// The list's filters: `?name` selects events by name; `?node`, `?service` and `?tag` select
+/// events fired with exactly that filter (the filter strings are compared, nothing is
+/// matched as a regular expression). An empty parameter filters nothing.
 fn keep(ev: &UserEvent, p: &Params) -> bool {
     let field = |want: Option<&str>, have: &str| want.is_none_or(|w| w.is_empty() || w == have);
     field(p.get("name"), &ev.name)
@@ -50,10 +63,14 @@ fn keep(ev: &UserEvent, p: &Params) -> bool {
         && field(p.get("tag"), &ev.tag_filter)
 }
 
+/// `GET /v1/event/list`: the events this agent holds, oldest first, blocking on `?index`
+/// until the newest one (after filtering) is another.
 async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
+        // Registered before the events are read, so an event arriving in between is not
+        // missed (`notify_waiters` wakes registered waiters only).
         let changed = a.events.notify.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
@@ -62,6 +79,7 @@ async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Respon
         let index = events
             .last()
             .map_or(1, |e| crate::events::id_to_index(&e.id).max(1));
+        // `!=`, not `>`: the index is a hash of the newest event's ID, not a counter.
         if o.read.min_index == 0
             || index != o.read.min_index
             || tokio::time::Instant::now() >= deadline

@@ -1,5 +1,13 @@
 //! `/v1/kv/*`: the key/value store (get, list, keys, raw; put with flags, CAS and locks;
 //! delete, recursive and CAS).
+//!
+//! Consul's KV API is the part clients lean on hardest for exact behaviour: locks and leader
+//! election (`?acquire`/`?release` with sessions), create-only writes (`?cas=0`), config
+//! watches that block on a prefix (Spring, consul-template). The quirks kept here are those
+//! they depend on: a missing key is a 404 that still carries `X-Consul-Index` (so a client can
+//! block until the key appears), the store's root key list is `[]` rather than a 404,
+//! `?recurse`, `?keys` and `?raw` are presence flags, and the 413 and conflicting-flags texts
+//! are Consul's.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +24,9 @@ use crate::api::{Reply, Write, WriteOp, Written};
 use crate::server::query::Read;
 
 /// Routes of this area. `max_value` is `limits.kv_max_value_size`.
+///
+/// The root has its own route because `{*key}` does not match an empty rest: `/v1/kv/` is
+/// where `?recurse` and `?keys` over the whole store are asked.
 pub fn routes_with_limit(max_value: usize) -> axum::Router<AppState> {
     Router::new()
         .route("/v1/kv/", get(get_root).put(put_root).delete(delete_root))
@@ -24,12 +35,16 @@ pub fn routes_with_limit(max_value: usize) -> axum::Router<AppState> {
             get(get_key).put(put_key).delete(delete_key),
         )
         // Read one byte more than allowed so that an oversized value gets Consul's 413.
+        // (A value just over the limit reaches `kv_put` and gets Consul's text; a body past
+        // this layer's limit is refused by axum, also with 413, with axum's text.)
         .layer(DefaultBodyLimit::max(max_value.saturating_add(1)))
 }
 
+/// `GET /v1/kv/`: the root, meaningful with `?recurse` or `?keys`.
 async fn get_root(s: State<AppState>, r: Req) -> Result<Response, ApiError> {
     kv_get(s, String::new(), r).await
 }
+/// `GET /v1/kv/:key`.
 async fn get_key(
     s: State<AppState>,
     Path(key): Path<String>,
@@ -37,6 +52,7 @@ async fn get_key(
 ) -> Result<Response, ApiError> {
     kv_get(s, key, r).await
 }
+/// `PUT /v1/kv/`: the empty key, which the server refuses with Consul's `Missing key name`.
 async fn put_root(
     s: State<AppState>,
     q: RawQuery,
@@ -45,6 +61,7 @@ async fn put_root(
 ) -> Result<Response, ApiError> {
     kv_put(s, String::new(), q, h, b).await
 }
+/// `PUT /v1/kv/:key`.
 async fn put_key(
     s: State<AppState>,
     Path(key): Path<String>,
@@ -54,9 +71,11 @@ async fn put_key(
 ) -> Result<Response, ApiError> {
     kv_put(s, key, q, h, b).await
 }
+/// `DELETE /v1/kv/`: with `?recurse`, the whole store (without it, `Missing key name`).
 async fn delete_root(s: State<AppState>, q: RawQuery, h: HeaderMap) -> Result<Response, ApiError> {
     kv_delete(s, String::new(), q, h).await
 }
+/// `DELETE /v1/kv/:key`.
 async fn delete_key(
     s: State<AppState>,
     Path(key): Path<String>,
@@ -66,6 +85,9 @@ async fn delete_key(
     kv_delete(s, key, q, h).await
 }
 
+/// Every KV read: one key, the entries under a prefix (`?recurse`), or only their names
+/// (`?keys`, grouped at `?separator`). `?keys` wins over `?recurse`, as Consul checks it
+/// first; `?raw` applies to a single key only.
 async fn kv_get(
     State(a): State<AppState>,
     key: String,
@@ -74,6 +96,7 @@ async fn kv_get(
     let recurse = p.presence("recurse");
     let keys = p.presence("keys");
     let raw = p.presence("raw");
+    // Consul's 400, before any read: the root is not a key.
     if key.is_empty() && !recurse && !keys {
         return Err(ApiError::bad_request("Missing key name"));
     }
@@ -103,11 +126,16 @@ async fn kv_get(
             o.pretty,
         ));
     }
+    // An empty 404 with the read metadata: the index lets a client block until the key is
+    // created (py-consul's `kv.get` returns `(index, None)` from it).
     if empty {
         let mut r = StatusCode::NOT_FOUND.into_response();
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
+    // The value's bytes as they are, with Consul's headers against a browser running them:
+    // `text/plain` with `nosniff` so no other type is guessed, and a sandboxing CSP should the
+    // value still be rendered. A value stored empty answers an empty body.
     if let (true, Reply::Kv(Some(entry))) = (raw, &answer.reply) {
         let mut r = (
             [
@@ -149,6 +177,8 @@ fn conflicting_flags(p: &Params, raw: Option<&str>, flags: &[&str]) -> Result<()
     )))
 }
 
+/// Consul's 413 for a value over `kv_max_value_size`, link to the setting included (clients
+/// show the text as it is).
 fn too_large(size: u64, max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -158,6 +188,10 @@ fn too_large(size: u64, max: u64) -> ApiError {
     )
 }
 
+/// Every KV write: the body is the value, raw bytes of any content type. `?flags` is an opaque
+/// number kept with the key; `?cas`, `?acquire` and `?release` make the write conditional and
+/// at most one may be given. Answers `true` or `false` (a CAS that lost, a lock held by
+/// another session), as Consul does.
 async fn kv_put(
     State(a): State<AppState>,
     key: String,
@@ -167,6 +201,8 @@ async fn kv_put(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(q.as_deref())?;
     let max = a.config().limits.kv_max_value_size;
+    // Consul's message quotes the request's `Content-Length`; the bytes read stand in for a
+    // chunked request, which declares none.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -185,6 +221,7 @@ async fn kv_put(
         (None, None, Some(i)) => KvSetMode::Cas(i),
         (None, None, None) => KvSetMode::Set,
     };
+    // An empty body stores no value, which reads back as `"Value": null`, as in Consul.
     let op = WriteOp::KvSet {
         key,
         value: (!body.is_empty()).then(|| body.to_vec()),
@@ -198,6 +235,9 @@ async fn kv_put(
     Ok(json_response(&matches!(r, Written::Bool(true)), false))
 }
 
+/// Every KV delete: one key, a whole prefix (`?recurse`; at the root, the whole store), or
+/// one key if unchanged since `?cas=<ModifyIndex>`. Answers `true` or `false` as the store
+/// decides (a CAS delete that lost is `false`).
 async fn kv_delete(
     State(a): State<AppState>,
     key: String,

@@ -1,5 +1,12 @@
 //! `/v1/operator/*`: Raft configuration, autopilot (health, state, settings) and usage, as the
 //! servers see them.
+//!
+//! Two sources meet here: the Raft view of a server (`Backend::status`: leader, voters, last
+//! index) and this agent's gossip view (which members are alive). The autopilot health
+//! reported here is their combination, computed on each request. Fields of Consul's shapes
+//! that Cairn does not track (per-server last contact and term, stability times, the
+//! Enterprise parts) are present with neutral values, so the shapes are complete for clients
+//! that expect every field.
 
 use std::time::Duration;
 
@@ -33,7 +40,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Autopilot's settings: the replicated ones, or this agent's configuration before the first
-/// leader wrote them.
+/// leader wrote them. A read like any other (blocking, consistency, metadata headers).
 async fn autopilot_get(
     State(a): State<AppState>,
     Req { o, .. }: Req,
@@ -52,6 +59,9 @@ async fn autopilot_get(
 }
 
 /// Autopilot's settings as clients send them (durations as Go strings or nanoseconds).
+/// Every field is optional: a missing one takes its zero value (or, for the two durations,
+/// the default). `cairn operator autopilot set-config` sends the whole object: it reads the
+/// settings, changes what its flags say and writes them back with `?cas`.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct AutopilotBody {
@@ -66,6 +76,7 @@ struct AutopilotBody {
 }
 
 /// Replaces autopilot's settings (`?cas=<ModifyIndex>` for check-and-set); `true`/`false`.
+/// The indexes are set by the server when the write is applied.
 async fn autopilot_set(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -123,6 +134,8 @@ async fn usage(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response
         a.backend.datacenter().to_string(),
         super::render::render(&read, &answer.reply),
     );
+    // `Backend` is Consul's query-backend enum (0: blocking query); no ACLs, so nothing is
+    // ever filtered out.
     let body = json!({
         "Usage": per_dc,
         "Index": meta.index,
@@ -142,6 +155,9 @@ async fn usage(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response
     Ok(r)
 }
 
+/// `GET /v1/operator/raft/configuration`: the Raft servers with their roles and the index
+/// of the configuration. `ProtocolVersion` is Raft protocol 3, what current Consul servers
+/// report.
 async fn raft_configuration(
     State(a): State<AppState>,
     Req { o, .. }: Req,
@@ -171,12 +187,18 @@ async fn raft_configuration(
 /// Autopilot's view of the servers: per server (Raft member, gossip status), whether the
 /// cluster is healthy and how many failures it tolerates.
 struct AutopilotView {
+    /// The Raft view: servers, leader, last index.
     status: crate::rpc::ServerStatus,
+    /// Node names gossip sees alive.
     alive: Vec<String>,
+    /// A quorum of voters is alive and a leader is known.
     healthy: bool,
+    /// How many more alive voters may fail before the quorum is lost.
     tolerance: usize,
 }
 
+/// Builds the view. A voter counts as healthy when gossip sees its node alive;
+/// `LastContactThreshold` is stored with the settings but not applied here.
 async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
     let status = a.backend.status().await?;
     let alive: Vec<String> = a
@@ -201,7 +223,8 @@ async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
     })
 }
 
-/// What health and state report alike for one server.
+/// What health and state report alike for one server. `Version` is the Consul API level (a
+/// server's Cairn version is not known remotely); the untracked fields are zero or empty.
 fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Value {
     json!({
         "ID": s.id,
@@ -216,6 +239,8 @@ fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Val
     })
 }
 
+/// `GET /v1/operator/autopilot/health`: 200 when healthy, 429 when not, as Consul, so that a
+/// probe can act on the code alone; the body is the same either way.
 async fn autopilot_health(
     State(a): State<AppState>,
     Req { o, .. }: Req,
@@ -293,6 +318,8 @@ async fn autopilot_state(
         .filter(|s| s.voter)
         .map(|s| s.id.as_str())
         .collect();
+    // Without redundancy zones, the optimistic tolerance is the plain one; the Enterprise
+    // parts (read replicas, zones, upgrades) are `null`.
     Ok(json_response(
         &json!({
             "Healthy": v.healthy,
@@ -309,6 +336,8 @@ async fn autopilot_state(
     ))
 }
 
+/// `?id` (server ID) and `?address` (`ip:port` of its Raft RPC), as Consul's operator
+/// endpoints take them.
 fn peer_request(p: &super::params::Params) -> crate::rpc::PeerRequest {
     crate::rpc::PeerRequest {
         id: p.get("id").unwrap_or_default().to_string(),
@@ -316,6 +345,9 @@ fn peer_request(p: &super::params::Params) -> crate::rpc::PeerRequest {
     }
 }
 
+/// `DELETE /v1/operator/raft/peer`: removes a server from the Raft configuration, named by
+/// exactly one of `?id` or `?address` (Consul's 400 text otherwise). For a server that is
+/// gone for good; a live one would rejoin.
 async fn remove_peer(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -331,6 +363,8 @@ async fn remove_peer(
     Ok(axum::http::StatusCode::OK.into_response())
 }
 
+/// `POST /v1/operator/raft/transfer-leader`: moves leadership to `?id`, or to a voter the
+/// leader picks; answers Consul's `{"Success": true}`.
 async fn transfer_leader(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,

@@ -1,6 +1,11 @@
 //! `/v1/query`: prepared queries, stored in the replicated catalog, executed by ID or name
 //! (templates by name prefix). Failover to other datacenters needs WAN federation, which Cairn
 //! does not have yet: `Failovers` is always 0.
+//!
+//! Definitions are only decoded here; the leader's endpoint validates them (a service name or
+//! a template, its regular expression, the DNS TTL, ...). Execution is a read: it follows the
+//! request's consistency options like any catalog read, and DNS `*.query.consul` lookups
+//! select instances with the same code (`crate::server::prepared`).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,13 +45,17 @@ fn without_nulls(v: Value) -> Value {
     }
 }
 
-/// Decodes a query definition (the leader's endpoint checks it).
+/// Decodes a query definition (the leader's endpoint checks it). Through a `Value` first, so
+/// that the `null`s are dropped before the typed decode, which would refuse a `null` where a
+/// list or object is expected; the typed decode is then Consul's case-insensitive one.
 fn definition(body: &[u8]) -> Result<PreparedQuery, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
     Ok(decode_value(without_nulls(v))?)
 }
 
+/// `POST /v1/query`: stores a new query, answering `{"ID": "<uuid>"}` (the server picks the
+/// ID).
 async fn create(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -64,10 +73,13 @@ async fn create(
     Ok(json_response(&json!({"ID": id}), o.pretty))
 }
 
+/// `GET /v1/query`: every stored query (blocking).
 async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     serve_read(&a, Read::Queries { id: None }, &o).await
 }
 
+/// `GET /v1/query/:id`: a one-element list, as Consul answers; 404 when unknown. By ID only:
+/// names are resolved by `execute` and `explain`.
 async fn read(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -76,6 +88,8 @@ async fn read(
     serve_read(&a, Read::Queries { id: Some(id) }, &o).await
 }
 
+/// `PUT /v1/query/:id`: replaces a query's definition; the path's ID wins over any `ID` in
+/// the body. An empty 200.
 async fn update(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -92,6 +106,7 @@ async fn update(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `DELETE /v1/query/:id`: an empty 200.
 async fn remove(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -105,6 +120,10 @@ async fn remove(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `GET /v1/query/:id-or-name/execute`: the instances the query selects (never critical ones,
+/// warning ones unless `OnlyPassing`), found by ID, exact name, then the longest matching
+/// template prefix. `?limit` caps the instances (0 or absent: all); `?near` is accepted and
+/// ignored, as there are no coordinates to sort by.
 async fn execute(
     State(a): State<AppState>,
     Path(key): Path<String>,
@@ -116,6 +135,8 @@ async fn execute(
             .parse()
             .map_err(|_| ApiError::bad_request(format!("Bad limit: {l}")))?,
     };
+    // The datacenter goes with the read because the answer names it (`Datacenter`) and its
+    // instances' nodes carry it.
     let read = Read::QueryExecute {
         key,
         limit,
@@ -124,6 +145,8 @@ async fn execute(
     serve_read(&a, read, &o).await
 }
 
+/// `GET /v1/query/:id-or-name/explain`: the query as it would run for this name, a
+/// template's interpolations done: how to debug a template without executing it.
 async fn explain(
     State(a): State<AppState>,
     Path(key): Path<String>,

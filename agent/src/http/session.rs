@@ -1,4 +1,9 @@
 //! `/v1/session/*`: sessions, the liveness handles behind KV locks.
+//!
+//! A session ties locks to the health of a node (its `serfHealth` by default), to chosen
+//! checks, and optionally to a TTL that its holder must renew; when any of them fails, the
+//! session is invalidated and its locks released (or its keys deleted). Creation and
+//! destruction are replicated writes; a renewal is not (see [`renew`]).
 
 use std::time::Duration;
 
@@ -32,17 +37,28 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/session/list", get(list))
 }
 
+/// The body of `PUT /v1/session/create`, as Consul's clients send it. Absent and empty are
+/// told apart where Consul tells them apart: no `NodeChecks` means `serfHealth`, while
+/// `"NodeChecks": []` means none.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateBody {
+    /// A label for people; not unique.
     name: String,
+    /// The node whose health the session follows; empty for the agent's own.
     node: String,
+    /// How long a lock released by this session's end stays unavailable to others.
     lock_delay: Option<RawDuration>,
+    /// `release` (Consul's default) or `delete`, checked by the server.
     behavior: String,
+    /// A Go duration between 10s and 24h, or empty for no TTL.
     #[serde(rename = "TTL")]
     ttl: String,
+    /// Node checks the session depends on.
     node_checks: Option<Vec<String>>,
+    /// Consul's older name of `NodeChecks`, still accepted.
     checks: Option<Vec<String>>,
+    /// Service checks the session depends on.
     service_checks: Option<Vec<ServiceCheckRef>>,
 }
 
@@ -60,6 +76,8 @@ fn lock_delay(v: &Option<RawDuration>) -> Result<Option<u64>, ApiError> {
     Ok(Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
 }
 
+/// `PUT /v1/session/create`: answers `{"ID": "<uuid>"}`. The body is optional: an empty one
+/// takes every default, as in Consul.
 async fn create(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -82,6 +100,7 @@ async fn create(
         lock_delay_ns: lock_delay(&b.lock_delay)?,
         behavior: b.behavior,
         ttl: b.ttl,
+        // The current name wins when a client sends both.
         node_checks: b.node_checks.or(b.checks),
         service_checks: b.service_checks.unwrap_or_default(),
     };
@@ -95,6 +114,8 @@ async fn create(
     Ok(json_response(&json!({"ID": id}), o.pretty))
 }
 
+/// `PUT /v1/session/destroy/:id`: ends a session and applies its behaviour to its locks.
+/// Answers `true`, for an unknown session too, as Consul.
 async fn destroy(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -108,6 +129,13 @@ async fn destroy(
     Ok(json_true())
 }
 
+/// `PUT /v1/session/renew/:id`: restarts a session's TTL, answering the session as a
+/// one-element list (Consul's shape) or Consul's 404 text.
+///
+/// TTL timers are the leader's in-memory duty, not replicated state, so a renewal is no Raft
+/// write: the session is read (to know it exists and its TTL), then the leader's timer is
+/// reset. A session without a TTL has nothing to reset and is just answered. The datacenter
+/// is checked here because the renewal call itself does not carry it.
 async fn renew(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -128,6 +156,7 @@ async fn renew(
     Ok(json_response(&vec![&*s], o.pretty))
 }
 
+/// `GET /v1/session/info/:id`: a list of the one session, or `[]` when unknown (blocking).
 async fn info(
     State(a): State<AppState>,
     Path(id): Path<String>,
@@ -136,6 +165,7 @@ async fn info(
     serve_read(&a, Read::SessionInfo { id }, &o).await
 }
 
+/// `GET /v1/session/node/:node`: the sessions of a node (blocking).
 async fn node(
     State(a): State<AppState>,
     Path(node): Path<String>,
@@ -144,6 +174,7 @@ async fn node(
     serve_read(&a, Read::SessionNode { node }, &o).await
 }
 
+/// `GET /v1/session/list`: every session (blocking).
 async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     serve_read(&a, Read::SessionList, &o).await
 }

@@ -16,6 +16,8 @@ use super::{AppState, Req, query, run_read, set_meta, token};
 use crate::server::query::Read;
 
 /// Largest snapshot accepted by `PUT` (the request is held in memory while it is applied).
+/// The only route allowed a body this large: `super::service` reads up to this much for
+/// `/v1/snapshot` and no more than the usual limits elsewhere.
 pub const MAX_SNAPSHOT: usize = 1024 * 1024 * 1024;
 
 /// Routes of this area.
@@ -25,6 +27,9 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SNAPSHOT + 1))
 }
 
+/// `GET /v1/snapshot`: the archive as `application/octet-stream`, with the read metadata
+/// (`X-Consul-Index` is the state's index). Never blocks: `?index` is dropped. `?stale` lets
+/// any server answer, which is how to save a snapshot without a leader, as in Consul.
 async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (_, mut o) = query(q.as_deref())?;
     o.read.min_index = 0;
@@ -45,6 +50,10 @@ async fn save(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Respon
     Ok(r)
 }
 
+/// `PUT /v1/snapshot`: the body is an archive from `GET`. It is checked (magic, version,
+/// checksum) before anything is written, then replaces the whole state on every server
+/// (`Backend::restore_archive`). An empty 200, as Consul. A disaster-recovery tool: indexes
+/// may go backwards afterwards, which blocking clients handle by starting over from 0.
 async fn restore(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,

@@ -1,4 +1,8 @@
 //! `/v1/status/*`: the Raft leader and peers.
+//!
+//! Addresses are servers' Raft RPC addresses (`ip:8300`), as Consul's. Clients use these to
+//! tell whether the cluster has a leader, so both answer from the Raft view of this agent's
+//! server role, or of a server of the pool on a client agent.
 
 use axum::Router;
 use axum::extract::State;
@@ -16,12 +20,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/status/peers", get(peers))
 }
 
+/// `GET /v1/status/leader`: the leader's address as a JSON string, `""` while there is none.
 async fn leader(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let leader = a.backend.status().await?.leader.unwrap_or_default();
     Ok(json_response(&leader, o.pretty))
 }
 
+/// `GET /v1/status/peers`: the voters' addresses (non-voters are not peers here, as in
+/// Consul).
 async fn peers(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let peers = a.backend.status().await?.voters;

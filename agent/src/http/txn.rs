@@ -24,7 +24,8 @@ use crate::api::decode::decode;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
-/// Most operations in one transaction.
+/// Most operations in one transaction: Consul's `maxTxnOps` (its documented limit), so a
+/// transaction Consul takes is taken here and one it refuses is refused with the same 413.
 pub const MAX_OPS: usize = 128;
 
 /// Routes of this area.
@@ -34,7 +35,9 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
 }
 
-/// One operation as the body spells it, its verb still text.
+/// One operation as the body spells it, its verb still text. Consul's `TxnOp` JSON is an
+/// object with exactly one of `KV`, `Node`, `Service` or `Check`, which is serde's externally
+/// tagged form.
 #[derive(Deserialize)]
 #[allow(clippy::large_enum_variant)] // short-lived: typed at once
 enum BodyOp {
@@ -45,37 +48,55 @@ enum BodyOp {
     Check(BodyCheckOp),
 }
 
+/// A `KV` operation. Fields a verb does not use may be absent.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyKvOp {
+    /// `set`, `cas`, `lock`, `get`, `delete-tree`, ... (Consul's KV verbs).
     verb: String,
+    /// The key, or the prefix for the `-tree` verbs.
     key: String,
+    /// The value, base64 as in every Consul KV JSON.
     #[serde(with = "cairn_catalog::model::b64_opt")]
     value: Option<Vec<u8>>,
+    /// Opaque client flags stored with the key.
     flags: u64,
+    /// The `ModifyIndex` that `cas`, `delete-cas` and `check-index` compare with.
     index: u64,
+    /// The session for `lock`, `unlock` and `check-session`.
     session: String,
 }
 
+/// A `Node` operation: a verb and the node record it applies to.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyNodeOp {
+    /// `set`, `cas`, `get`, `delete` or `delete-cas`.
     verb: String,
+    /// The node; `ModifyIndex` is the compared index for the CAS verbs.
     node: Node,
 }
 
+/// A `Service` operation: unlike checks, a service record does not name its node, so the
+/// node comes beside it.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyServiceOp {
+    /// As for nodes.
     verb: String,
+    /// The node the instance is on.
     node: String,
+    /// The instance.
     service: Service,
 }
 
+/// A `Check` operation (the check names its node and service itself).
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyCheckOp {
+    /// As for nodes.
     verb: String,
+    /// The check.
     check: HealthCheck,
 }
 
@@ -109,6 +130,8 @@ impl BodyOp {
 }
 
 /// Types every operation; the errors of those whose verb is unknown, by position, otherwise.
+/// All of them are reported, not just the first, each with its `OpIndex`, so a client sees
+/// every bad operation in one answer.
 fn typed_ops(ops: Vec<BodyOp>) -> Result<Vec<TxnOp>, Vec<TxnError>> {
     let mut typed = Vec::with_capacity(ops.len());
     let mut errors = Vec::new();
@@ -128,13 +151,17 @@ fn typed_ops(ops: Vec<BodyOp>) -> Result<Vec<TxnOp>, Vec<TxnError>> {
     }
 }
 
-/// A rolled-back transaction's answer: 409 with the errors and no results.
+/// A rolled-back transaction's answer: 409 with the errors and no results. Clients tell a
+/// rollback (a check that failed, a CAS that lost) from a bad request by this status.
 fn rolled_back(errors: &[TxnError], pretty: bool) -> Response {
     let mut r = json_response(&json!({"Results": null, "Errors": errors}), pretty);
     *r.status_mut() = StatusCode::CONFLICT;
     r
 }
 
+/// `PUT /v1/txn`. In order: the datacenter, the size (Consul's 413 with the setting's link),
+/// the body's form (400), the operation count (413), the verbs (409); then a read-only
+/// transaction is read and any other one written.
 async fn txn(
     State(a): State<AppState>,
     Req { p, o, .. }: Req,
@@ -168,6 +195,8 @@ async fn txn(
     };
     if ops.iter().all(TxnOp::is_read) {
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
+        // It honours `?stale`/`?consistent` and answers the read metadata, as Consul's
+        // read-only transactions do; it never blocks, so `?index` is dropped.
         let mut o = o;
         o.read.min_index = 0;
         let read = Read::Txn { ops };
@@ -183,6 +212,7 @@ async fn txn(
         set_meta(r.headers_mut(), &meta);
         return Ok(r);
     }
+    // Anything that writes goes through Raft as one command: all or nothing.
     let w = Write::new(WriteOp::Txn { ops })
         .in_dc(o.dc.as_deref())
         .with_token(token(&headers, &p));
