@@ -84,7 +84,8 @@ pub struct MemoryNetworks {
     /// still draw differently.
     pub seed: u64,
     /// Gossip generation of this start (higher on every restart of a node).
-    /// Lets gossip tell a restarted node from its previous incarnation without a wall clock.
+    /// Given instead of gossip's wall-clock default, which would make two runs of one seed
+    /// differ.
     pub generation: u64,
 }
 
@@ -393,6 +394,9 @@ impl Agent {
     }
 
     /// The current configuration.
+    ///
+    /// A copy: callers never hold the lock across an await, and a reload swaps the whole value at
+    /// once, so a caller sees either the old configuration or the new one.
     pub fn config(&self) -> Config {
         self.config
             .read()
@@ -401,6 +405,9 @@ impl Agent {
     }
 
     /// Script-check permissions.
+    ///
+    /// Read at each registration, so a reload that changes `enable_script_checks` applies to the
+    /// next one; checks already running keep going.
     pub fn script_policy(&self) -> ScriptPolicy {
         let c = self.config.read().unwrap_or_else(|p| p.into_inner());
         ScriptPolicy {
@@ -415,6 +422,9 @@ impl Agent {
     }
 
     /// Starts a graceful shutdown (idempotent).
+    ///
+    /// `send_replace` stores the value even when nobody listens yet: a receiver created later
+    /// reads it, and `wait_for` then returns at once.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }
@@ -726,6 +736,9 @@ impl Agent {
     }
 
     /// Sets a TTL check's status (`check/pass|warn|fail|update`) and resets its timer.
+    ///
+    /// Only a change (status or output) reaches the catalog; feeding the same status again just
+    /// re-arms the timer, so a service heartbeating every second does not write to the log.
     pub async fn update_ttl(
         &self,
         id: &str,
@@ -1148,6 +1161,10 @@ impl Agent {
     }
 
     /// `PUT /v1/agent/force-leave/:node`.
+    ///
+    /// Moves a failed member to left, so the leader deregisters it now instead of after gossip's
+    /// reap timeout; `prune` also makes every member forget it. Refused for this agent itself,
+    /// which must leave gracefully instead.
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), Error> {
         if node == self.node.name {
             return Err(Error::Invalid(
@@ -1264,6 +1281,8 @@ fn synced_line(op: &crate::api::WriteOp) -> Box<dyn FnOnce() + Send> {
 mod tests {
     use super::*;
 
+    // The bounds include the 10 % stagger: one minute up to 128 nodes, then one more minute per
+    // doubling of the pool.
     #[test]
     fn anti_entropy_interval_scales_with_the_pool() {
         let within = |d: Duration, mins: u64| {

@@ -290,6 +290,9 @@ impl Backend {
     }
 
     /// The Raft view of the cluster: leader, voters, members.
+    ///
+    /// From a client agent this is the view of whichever server answers, which is the view of the
+    /// cluster as long as that server follows a leader.
     pub async fn status(&self) -> Result<ServerStatus, Error> {
         match self {
             Backend::Server(s) => Ok(s.status().await),

@@ -142,6 +142,9 @@ pub fn member_info(m: &Member) -> MemberInfo {
 }
 
 /// A server member as a Raft peer.
+///
+/// Requires the node ID: a server's Raft ID is derived from it, so without one every server would
+/// compute a different ID for the same peer.
 pub fn server_node(m: &Member) -> Option<ServerNode> {
     (m.meta.role == Role::Server && m.meta.ports.server_rpc != 0 && !m.meta.node_id.is_empty())
         .then(|| ServerNode {
@@ -214,6 +217,9 @@ fn api_event(ev: &cairn_gossip::UserEvent) -> UserEvent {
 }
 
 /// Converts an API event to gossip's form (a new ID is kept as given).
+///
+/// The Lamport time is carried over only for the record: gossip stamps a fired event with its own
+/// clock (see `Agent::fire_event`, which keeps that stamp).
 pub fn gossip_event(ev: &UserEvent) -> cairn_gossip::UserEvent {
     let mut g =
         cairn_gossip::UserEvent::new(ev.name.clone(), ev.payload.clone().unwrap_or_default());
@@ -282,11 +288,16 @@ pub async fn consume(agent: Arc<Agent>, mut rx: mpsc::Receiver<GossipEvent>) {
 }
 
 /// Joins the given addresses once; returns how many were contacted.
+///
+/// Joining one member is enough: gossip then learns every other member from it.
 pub async fn join(gossip: &Gossip, addrs: &[String]) -> Result<usize, String> {
     gossip.join(addrs).await.map_err(|e| e.to_string())
 }
 
 /// `-retry-join`: keeps trying until one address answers (or `max` attempts, 0 = forever).
+///
+/// Runs in the background so the agent serves its local API while the cluster is not reachable yet,
+/// as Consul's `-retry-join` does.
 pub async fn retry_join(gossip: Gossip, addrs: Vec<String>, interval: Duration, max: u32) {
     let mut attempt = 0u32;
     loop {
@@ -339,6 +350,8 @@ pub async fn bootstrap_expect(
             servers.sort_by(|a, b| a.id.cmp(&b.id));
             servers.truncate(expect as usize);
             let mut already = false;
+            // Asked over RPC rather than read from gossip: whether a server holds a Raft
+            // configuration is not published in its tags.
             for s in &servers {
                 if let Ok(st) = server.rpc().status(&s.addr).await
                     && st.initialized

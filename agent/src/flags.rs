@@ -43,7 +43,6 @@ pub(crate) struct Flag {
     /// The value kind.
     pub kind: Kind,
     /// The placeholder shown in help (`-name=<value>`).
-    /// Consul's help shows the kind of value (`-http-port=<int>`), not the default; so does this.
     pub value: &'static str,
     /// One or two sentences of help.
     pub help: &'static str,

@@ -25,9 +25,9 @@ pub const KEYRING_EVENT: &str = "_cairn-keyring";
 pub const KEYRING_TAG: &str = "kr";
 /// How long an operation waits for every member to report it.
 ///
-/// Gossip spreads an event to every member in a few gossip rounds and tags follow the same way: 10
-/// s leaves a wide margin on a healthy pool, and past it the operation names the members that did
-/// not report.
+/// Gossip spreads an event to every member in a few gossip rounds and tags follow the same way:
+/// ten seconds leave a wide margin on a healthy pool, and past them the operation names the
+/// members that did not report.
 const CONVERGE: Duration = Duration::from_secs(10);
 
 /// A keyring operation.

@@ -70,6 +70,8 @@ impl Visit for Fields {
         }
     }
 
+    // Every other field type arrives here: numbers, booleans and `%`/`?` values are rendered once,
+    // as text, since lines are only ever shown.
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = format!("{value:?}");
         if field.name() == "message" {

@@ -1,6 +1,9 @@
 //! The catalogue of what the agent reports at `/v1/agent/metrics`: its own counters, the server's
 //! apply counters, gossip statistics and gauges derived from the local and replicated state,
 //! read at the moment of the request. The registry and the renderings are in `metrics`.
+//!
+//! Gauges are computed when asked for rather than updated on every change: the write path carries
+//! no metrics bookkeeping, and a scrape pays for the counting instead.
 
 use crate::metrics::{Sample, rss_bytes};
 

@@ -224,6 +224,8 @@ mod tests {
         );
     }
 
+    // Enough dead subscriptions to pass the 1024-entry threshold and trigger sweeps; only the
+    // one still held must survive.
     #[test]
     fn forgets_dropped_targets() {
         let hub = WatchHub::new();

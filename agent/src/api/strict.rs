@@ -319,6 +319,8 @@ mod tests {
         b: String,
     }
 
+    // Every kind of nesting the API's bodies use: an optional struct, a list and a map of structs,
+    // a list of strings and a tuple (which must still accept an array).
     #[derive(Debug, Default, Deserialize, PartialEq)]
     #[serde(default)]
     struct Outer {

@@ -5,9 +5,9 @@
 //!
 //! Messages are JSON bodies posted to paths under `/v1/internal/` through a [`Transport`]:
 //! HTTP/1.1 (hyper) in production, whose framing, keep-alive pooling and body bounds come from
-//! a well-tested stack, or an in-memory network with seeded faults in tests. Every request carries the protocol version
-//! in `X-Cairn-Rpc`; a server refuses versions it does not speak. Paths live under
-//! `/v1/internal/`, which the HTTP API does not serve.
+//! a well-tested stack, or an in-memory network with seeded faults in tests. Every request
+//! carries the protocol version in `X-Cairn-Rpc`; a server refuses versions it does not speak.
+//! Paths live under `/v1/internal/`, which the HTTP API does not serve.
 
 pub mod transport;
 
@@ -124,7 +124,8 @@ pub struct DnsRequest {
     /// The query as received.
     pub packet: Vec<u8>,
     /// Whether it came over TCP.
-    /// Decides the size limit the answer must fit (512 bytes or the EDNS size over UDP).
+    /// Decides the size the answer must fit: the EDNS size (512 bytes without EDNS) over UDP,
+    /// up to 64 KiB over TCP.
     pub tcp: bool,
 }
 

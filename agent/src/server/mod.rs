@@ -324,9 +324,9 @@ impl Server {
                 (log, sm)
             }
         };
-        // Consul's timings, scaled the same way: heartbeat 40 ms, election 120-240 ms per
-        // multiplier unit. A fixed timeout (reproducible tests) becomes the one-millisecond range
-        // [t, t+1), since openraft requires max > min.
+        // Scaled by the multiplier as Consul scales its timings: heartbeat 40 ms, election
+        // 120-240 ms per unit. A fixed timeout (reproducible tests) becomes the one-millisecond
+        // range [t, t+1), since openraft requires max > min.
         let m = u64::from(opts.raft_multiplier.clamp(1, 10));
         let config = openraft::Config {
             cluster_name: format!("cairn-{}", opts.datacenter),
@@ -739,8 +739,8 @@ impl Server {
                     Error::NoLeader
                 });
             }
-            // Polling: barrier commits and lease changes arrive through openraft's metrics, and a 5
-            // ms step is short next to an election while costing little for the rare waiter.
+            // Polling: barrier commits and lease changes arrive through openraft's metrics, and
+            // 5 ms is short next to an election while costing little for the rare waiter.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

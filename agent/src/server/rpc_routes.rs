@@ -4,8 +4,8 @@
 //! `crate::rpc::transport`.
 //!
 //! Every route is a POST of JSON under `/v1/internal/`, guarded by the protocol version header and
-//! a body limit. Replies are the typed value with 200, or a serialized `api::Error` with 500: the
-//! client decides on the error's variant, never on the status or a message text.
+//! a body limit. Replies are the typed value with 200, or a serialized `api::Error` under an error
+//! status: the client decides on the error's variant, never on the status or a message text.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -84,8 +84,8 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
 /// Invalidates a session (its locks are released or deleted, with its lock delay).
 pub(super) fn destroy(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
     let (_, found) = ctx.server.state().session(id);
-    // Destroying an unknown session is not an error (Consul answers `true`), and needs no
-    // permission since nothing is changed.
+    // Destroying an unknown session is not an error, and needs no permission since nothing is
+    // changed.
     if let Some(s) = &found {
         ctx.authz.require(Access::SessionWrite(&s.node))?;
     }

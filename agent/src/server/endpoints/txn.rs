@@ -1,7 +1,7 @@
 //! Transactions with writes (`PUT /v1/txn`): all-or-nothing over KV, nodes, services and
 //! checks, stamped with the leader's clock.
 //!
-//! Read-only transactions never get here: the HTTP edge runs them as a `Read::Txn` on any server.
+//! Read-only transactions never get here: the HTTP edge runs them as a `Read::Txn`, a read.
 //! Verbs were typed by the edge; anything unknown stays `Unrecognized` and is refused by
 //! `Command::validate` in `propose`, before the log.
 
