@@ -182,6 +182,8 @@ async fn service_get(
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
     let dc = a.backend.datacenter().to_string();
+    // With jitter, as for index-based blocking: many clients waiting with the same `?wait`
+    // do not all come back at the same moment.
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
         // Registered before the state is read: a change landing between the read and the
@@ -434,6 +436,7 @@ async fn health_by_name(
     let dc = a.backend.datacenter().to_string();
     let results: Vec<(&'static str, Value)> = {
         let l = local(&a);
+        // Names compare exactly, case included.
         l.services
             .values()
             .filter(|s| s.service.service == name)
@@ -643,6 +646,7 @@ async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
         // members are named `<node>.<dc>`, as in Consul's WAN pool.
         let mut m = member_json(&a);
         m["Name"] = json!(format!("{}.{}", a.node.name, a.backend.datacenter()));
+        // The WAN gossip port when one is configured; otherwise the LAN one stays.
         if let Some(port) = a.config().ports.serf_wan {
             m["Port"] = json!(port);
         }
@@ -671,10 +675,13 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
         }
         None => Default::default(),
     };
+    // What this agent owns, maintenance checks included.
     let (local_services, local_checks) = {
         let l = local(&a);
         (l.services.len(), l.checks.len())
     };
+    // Asked of the backend, so a client agent reports the leader its servers know; an error
+    // (no server reachable) leaves it empty rather than failing the request.
     let leader = a
         .backend
         .status()
@@ -808,6 +815,8 @@ fn raft_stats(server: &crate::server::Server) -> Value {
 /// failed join.
 async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
     check_join_address(&addr)?;
+    // A failure to reach the address is the agent's 500, in Consul's
+    // `1 error occurred: ... Failed to join` form.
     a.join(&[addr]).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -946,6 +955,8 @@ fn accepts_openmetrics(accept: &str) -> bool {
     })
 }
 
+/// The address check alone; the endpoints themselves are tested through the API in
+/// `agent/tests/`.
 #[cfg(test)]
 mod tests {
     use super::check_join_address;

@@ -57,6 +57,8 @@ async fn datacenters(
         Ok((_, answer)) => entries(&answer.reply),
         Err(_) => Vec::new(),
     };
+    // WAN coordinates are the servers' coordinates of the default segment; a server without
+    // one is left out.
     let list: Vec<Value> = coords
         .into_iter()
         .filter(|c| c.segment.is_empty() && servers.contains(&c.node))

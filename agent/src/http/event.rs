@@ -41,6 +41,8 @@ async fn fire(
             "Event name {name:?} is reserved for internal use"
         )));
     }
+    // The event log validates the rest: a missing name, the payload's size, a tag filter
+    // without a service filter, filters that are not regular expressions.
     let ev = a.events.create(
         &name,
         body.to_vec(),

@@ -128,6 +128,8 @@ fn read(path: &str, errors: &mut Vec<String>) -> String {
 fn disk(path: &str, errors: &mut Vec<String>) -> Value {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
+            // `free` counts the blocks available to unprivileged users; `blocks_free` also
+            // counts those reserved for root, which are therefore not "used".
             let block = s.fragment_size();
             let total = s.blocks() * block;
             let free = s.blocks_available() * block;
@@ -169,6 +171,7 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
         let mut errors = Vec::new();
         let meminfo = read("/proc/meminfo", &mut errors);
         let cpuinfo = read("/proc/cpuinfo", &mut errors);
+        // Seconds since boot, the first of the two figures (the second is idle time).
         let uptime: f64 = read("/proc/uptime", &mut errors)
             .split_whitespace()
             .next()
@@ -185,6 +188,9 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
                 .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
                 .count()
         });
+        // `os` and `kernelArch` use Rust's names, which on Linux match what Consul reports
+        // (`linux`; `x86_64` or `aarch64`, as `uname -m` says). Virtualization is not
+        // detected: both fields stay empty.
         let host = json!({
             "hostname": read("/proc/sys/kernel/hostname", &mut errors).trim(),
             "uptime": uptime as u64,
@@ -217,6 +223,7 @@ async fn host(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response,
     Ok(json_response(&body, o.pretty))
 }
 
+/// The parsers on fixed text, so the tests do not depend on the machine running them.
 #[cfg(test)]
 mod tests {
     use super::*;

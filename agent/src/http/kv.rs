@@ -101,6 +101,8 @@ async fn kv_get(
         return Err(ApiError::bad_request("Missing key name"));
     }
     let root_keys = keys && key.is_empty();
+    // `?separator` only means something with `?keys`: the names are cut after the first
+    // separator past the prefix, so a "directory" shows once, with its trailing separator.
     let read = if keys {
         Read::KvKeys {
             prefix: key,
@@ -116,6 +118,7 @@ async fn kv_get(
         Reply::Kv(e) => e.is_none(),
         Reply::KvList(l) => l.is_empty(),
         Reply::KvKeys(k) => k.is_empty(),
+        // Another kind of reply would be a bug in the read's dispatch: a 500 that names it.
         other => return Err(crate::api::read::unexpected("KV", other).into()),
     };
     if empty && root_keys {
@@ -164,6 +167,8 @@ fn conflicting_flags(p: &Params, raw: Option<&str>, flags: &[&str]) -> Result<()
     if flags.iter().filter(|f| p.has(f)).count() < 2 {
         return Ok(());
     }
+    // Go's `url.Values.Encode` sorts by key and keeps each key's values in their order: a
+    // stable sort on the key alone does the same. The trailing newline is Consul's too.
     let mut pairs: Vec<(String, String)> =
         form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -210,6 +215,7 @@ async fn kv_put(
     if body.len() as u64 > max {
         return Err(too_large(declared.unwrap_or(body.len() as u64), max));
     }
+    // The three conditions exclude each other, so the order of the match below is moot.
     conflicting_flags(&p, q.as_deref(), &["cas", "acquire", "release"])?;
     let flags = p.u64("flags")?.unwrap_or(0);
     let acquire = p.get("acquire").map(str::to_string);

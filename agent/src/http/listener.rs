@@ -10,8 +10,8 @@
 //!   a request being handled (a blocking query, a stream) is not affected.
 //! - **Messages on hyper's own refusals**: hyper answers requests it cannot parse (malformed
 //!   request line or headers: 400, a URI over 64 KiB: 414, a head too large: 431) by itself,
-//!   with an empty body. [`Io`] gives those a plain-text message, as Go's server and therefore
-//!   Consul do (see [`Io`] for how they are told apart from the API's own answers).
+//!   with an empty body. `Io` gives those a plain-text message, as Go's server and therefore
+//!   Consul do (see `Io` for how they are told apart from the API's own answers).
 //!
 //! Shutdown is graceful: once the stop signal fires, the loop stops accepting and every
 //! connection finishes its request in flight before closing.
@@ -252,6 +252,9 @@ struct TrackedBody {
     progress: Arc<Progress>,
 }
 
+/// Counted on drop rather than at the last frame: hyper also drops bodies it never reads to
+/// the end (a `HEAD` answer, a connection closing mid-response), and those end the API's
+/// output as well.
 impl Drop for TrackedBody {
     fn drop(&mut self) {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
@@ -370,6 +373,7 @@ fn with_message(head: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
+/// Reads pass through untouched: only what hyper writes is looked at.
 impl AsyncRead for Io {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -380,6 +384,8 @@ impl AsyncRead for Io {
     }
 }
 
+/// Every method writes out what is pending first, so a rewritten answer is never overtaken
+/// by later bytes.
 impl AsyncWrite for Io {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -417,6 +423,8 @@ impl AsyncWrite for Io {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
+    /// The socket's own answer, so hyper keeps using vectored writes where they help; the
+    /// check above copes with a head split over several buffers by passing it through.
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
@@ -439,6 +447,9 @@ impl AsyncWrite for Io {
     }
 }
 
+/// Real sockets on loopback: what is tested is how hyper and the kernel behave on the wire
+/// (timeouts, refusals, resets), which an in-memory stream would not reproduce. Every wait
+/// is bounded, so a regression fails instead of hanging.
 #[cfg(test)]
 mod tests {
     use super::*;

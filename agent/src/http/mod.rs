@@ -6,7 +6,7 @@
 //!
 //! How a request travels: [`listener`] accepts the connection and runs hyper; [`service`]
 //! reads the body and fixes up Consul's method answers; the [`router`] picks the area's
-//! handler under [`common_layer`]; the handler parses the query into the service layer's
+//! handler under `common_layer`; the handler parses the query into the service layer's
 //! typed request (`crate::api`), calls the agent's local state or `agent.backend` (this
 //! agent's server role, or a server of the pool), and renders the answer
 //! ([`render`], [`json_response`], [`set_meta`]). Errors travel as `crate::api::Error` up to
@@ -73,7 +73,7 @@ static ALWAYS_PRETTY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 
 /// Builds the router of the whole API.
 ///
-/// Paths no area claims fall to [`not_found`]. [`common_layer`] wraps every route and the
+/// Paths no area claims fall to `not_found`. `common_layer` wraps every route and the
 /// fallback, so 404s and axum's own rejections get the ACL policy header and count in the
 /// metrics too. The body limit set here is the default; KV, txn and snapshot routes set
 /// their own.
@@ -184,7 +184,7 @@ async fn read_body(mut body: Body, keep: usize) -> Result<bytes::Bytes, ApiError
 /// The API as a service: the router plus Consul's method handling, which must sit outside
 /// the router because axum only knows a route's methods (the `Allow` header) at its top level.
 /// A wrong method gets 405 with `Allow: OPTIONS,<methods>`; `OPTIONS` gets 200 with `Allow`.
-/// Request bodies are read in full before routing (see [`read_body`]).
+/// Request bodies are read in full before routing (see `read_body`).
 pub fn service(
     agent: AppState,
 ) -> impl tower::Service<
@@ -443,6 +443,8 @@ pub struct Req {
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Req {
+    // `ApiError` as the rejection, so a malformed option is Consul's 400 text rather than
+    // one of axum's.
     type Rejection = ApiError;
 
     async fn from_request_parts(

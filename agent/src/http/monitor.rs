@@ -61,6 +61,8 @@ async fn stream(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Resp
                 Ok(_) => continue,
                 // A slow reader loses lines rather than holding the agent back.
                 Err(RecvError::Lagged(n)) => format!("[WARN] monitor: {n} log lines dropped\n"),
+                // The sender is process-wide and never dropped; ending the stream is the only
+                // sensible answer should it ever be.
                 Err(RecvError::Closed) => break,
             };
             if tx.send(Ok(Bytes::from(text))).await.is_err() {

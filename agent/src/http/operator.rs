@@ -47,6 +47,8 @@ async fn autopilot_get(
 ) -> Result<Response, ApiError> {
     let read = crate::server::query::Read::Autopilot;
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
+    // Until a leader has recorded its `autopilot {}` block, the settings that will apply are
+    // this agent's configured ones, so those are shown rather than `null`.
     let value = match &answer.reply {
         crate::api::Reply::Autopilot(None) => {
             serde_json::to_value(a.config().autopilot.to_model()).unwrap_or_default()
@@ -109,6 +111,7 @@ async fn autopilot_set(
         create_index: 0,
         modify_index: 0,
     };
+    // Stricter than `Params::u64`: an empty `?cas=` is a 400 here, not "no CAS".
     let cas = match p.get("cas") {
         None => None,
         Some(c) => Some(
@@ -141,6 +144,7 @@ async fn usage(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response
         "Index": meta.index,
         "LastContact": meta.last_contact_ms,
         "KnownLeader": meta.known_leader,
+        // The mode asked for; the mode used is in `X-Consul-Effective-Consistency`.
         "ConsistencyLevel": match o.read.consistency {
             crate::api::Consistency::Stale => "stale",
             crate::api::Consistency::Consistent => "consistent",
@@ -208,6 +212,7 @@ async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
         .filter(|m| m.status == cairn_gossip::MemberStatus::Alive)
         .map(|m| m.name.clone())
         .collect();
+    // Raft's arithmetic: a quorum is a majority of the voters, non-voters count for nothing.
     let voters = status.servers.iter().filter(|s| s.voter).count();
     let healthy_voters = status
         .servers
@@ -253,6 +258,7 @@ async fn autopilot_health(
         .iter()
         .map(|s| {
             let mut j = server_json(&v, s);
+            // Gossip's view only: a server that left or that gossip never saw reads as failed.
             let serf = if v.alive.contains(&s.node) {
                 "alive"
             } else {
@@ -283,6 +289,7 @@ async fn autopilot_state(
     check_dc(&a, o.dc.as_deref())?;
     let v = autopilot_view(&a).await?;
     let mut servers = serde_json::Map::new();
+    // Consul's `Status` values: the leader, then voters, then non-voters (Raft learners).
     for s in &v.status.servers {
         let role = if s.leader {
             "leader"
@@ -297,6 +304,7 @@ async fn autopilot_state(
         } else {
             "failed"
         };
+        // Read replicas are an Enterprise feature: none here.
         j["NodeStatus"] = json!(node);
         j["ReadReplica"] = json!(false);
         j["Status"] = json!(role);
@@ -354,6 +362,7 @@ async fn remove_peer(
 ) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let req = peer_request(&p);
+    // Both or neither.
     if req.id.is_empty() == req.address.is_empty() {
         return Err(ApiError::bad_request(
             "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",

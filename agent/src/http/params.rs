@@ -52,7 +52,8 @@ impl Params {
             .collect()
     }
 
-    /// True when the parameter is present (with any value).
+    /// True when the parameter is present (with any value): how Consul reads `?stale`,
+    /// `?consistent` and `?pretty`, so `?stale=false` still asks for a stale read.
     pub fn has(&self, key: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == key)
     }
@@ -189,6 +190,7 @@ impl QueryOptions {
     }
 }
 
+/// The spellings real clients send, one test per rule.
 #[cfg(test)]
 mod tests {
     use super::*;

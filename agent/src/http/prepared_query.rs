@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Drops `null` members (clients send `"Tags": null` for an empty list), recursively.
+/// Recursively, because the nulls sit deep (`Service.Tags`, `Service.Failover.Datacenters`).
 fn without_nulls(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(

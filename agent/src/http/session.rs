@@ -3,7 +3,7 @@
 //! A session ties locks to the health of a node (its `serfHealth` by default), to chosen
 //! checks, and optionally to a TTL that its holder must renew; when any of them fails, the
 //! session is invalidated and its locks released (or its keys deleted). Creation and
-//! destruction are replicated writes; a renewal is not (see [`renew`]).
+//! destruction are replicated writes; a renewal is not (see `renew`).
 
 use std::time::Duration;
 
@@ -67,6 +67,8 @@ struct CreateBody {
 fn lock_delay(v: &Option<RawDuration>) -> Result<Option<u64>, ApiError> {
     let d = match v {
         None => return Ok(None),
+        // Consul's threshold (`lockDelayMinThreshold`): a bare number this small is taken for
+        // seconds, since a client sending `5` means five seconds, not five nanoseconds.
         Some(RawDuration::Num(n)) if *n < 1000 => Duration::from_secs(*n),
         Some(RawDuration::Num(n)) => Duration::from_nanos(*n),
         Some(RawDuration::Str(s)) if s.is_empty() => return Ok(None),
@@ -150,6 +152,8 @@ async fn renew(
     let Some(s) = session else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
+    // The TTL was checked when the session was created; one that does not parse now is
+    // treated like no TTL.
     if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
         a.backend.renew_session(&id, ttl).await?;
     }

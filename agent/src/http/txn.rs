@@ -112,6 +112,7 @@ impl BodyOp {
                 index: o.index,
                 session: o.session,
             }),
+            // The table's name goes into the error: `unknown Node verb "x"`.
             BodyOp::Node(o) => TxnOp::Node(TxnNodeOp {
                 verb: CatalogVerb::parse(&o.verb, "Node")?,
                 node: o.node,
@@ -169,6 +170,7 @@ async fn txn(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
+    // The length of the body as read; `Content-Length` is not consulted.
     let max = a.config().limits.txn_max_req_len;
     if body.len() as u64 > max {
         return Err(ApiError::new(
@@ -193,6 +195,8 @@ async fn txn(
         Ok(ops) => ops,
         Err(errors) => return Ok(rolled_back(&errors, o.pretty)),
     };
+    // One write makes the whole transaction a write: its reads then run as the command is
+    // applied, in order, and see what the transaction's earlier operations changed.
     if ops.iter().all(TxnOp::is_read) {
         // Read-only: evaluated by a server on a private copy of its state, nothing written.
         // It honours `?stale`/`?consistent` and answers the read metadata, as Consul's

@@ -1,6 +1,6 @@
 //! The web dashboard at `/ui/`, embedded in the binary, and the redirect from `/`.
 //!
-//! Every file of `web-ui/` is compiled in with `include_bytes!` and listed in [`ASSETS`].
+//! Every file of `web-ui/` is compiled in with `include_bytes!` and listed in `ASSETS`.
 //! Assets are served under a versioned prefix, `/ui/assets/<version>/<path>`, where the
 //! version is a hash of all embedded files: a new build gets new URLs, so assets can be
 //! cached for a year (`immutable`) while `index.html`, which names the current version, is
@@ -132,7 +132,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/{*path}", get(ui_path))
 }
 
-/// Consul answers `/` with a 301 to the dashboard.
+/// Consul answers `/` with a 301 to the dashboard. `/ui` without the slash is redirected too,
+/// since the dashboard's own URLs all live under `/ui/`.
 async fn to_ui() -> Response {
     (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/ui/")]).into_response()
 }
@@ -244,6 +245,8 @@ fn not_found() -> Response {
         .into_response()
 }
 
+/// The embedded set is checked without serving it: every asset must have a type browsers
+/// accept under `nosniff`, and the index must name the current version.
 #[cfg(test)]
 mod tests {
     use super::*;
