@@ -139,7 +139,24 @@ async fn cut_off_a_follower(seed: u64) {
     let leader = c.wait_leader(&servers, Duration::from_secs(30)).await;
     let cut = (leader + 1) % 3;
     let others: Vec<usize> = servers.iter().copied().filter(|i| *i != cut).collect();
+    let w = c.put(leader, "/v1/kv/before", "cut").await;
+    assert_eq!((w.status, w.text.trim()), (200, "true"), "seed {seed}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.get(cut, "/v1/kv/before?stale&raw").await.status != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: not replicated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.partition(&[cut], &others);
+    // A stale read is the cut-off server's own to answer, from what it has.
+    let stale = c.get(cut, "/v1/kv/before?stale&raw").await;
+    assert_eq!(
+        (stale.status, stale.text.as_str()),
+        (200, "cut"),
+        "seed {seed}: a stale read went to the unreachable leader"
+    );
     let refused = c.put(cut, "/v1/kv/minority", "x").await;
     assert_eq!(
         refused.status, 500,

@@ -362,11 +362,10 @@ pub fn answer_response(meta: &QueryMeta, read: &Read, answer: &Answer, pretty: b
     resp
 }
 
-/// The request's ACL token, from Consul's three places, looked at in this order: the
-/// `X-Consul-Token` header, an `Authorization: Bearer` header, the `?token=` parameter.
-/// (Consul's `parseTokenInternal` lets `?token=` win over the headers; the two orders differ
-/// only for a request that carries two different tokens.) Empty values count as absent, so
-/// an empty header does not hide a token given elsewhere.
+/// The request's ACL token, from Consul's three places in the order its `parseTokenInternal`
+/// looks at them: the `?token=` parameter, the `X-Consul-Token` header, an
+/// `Authorization: Bearer` header. Empty values count as absent, so an empty one does not hide
+/// a token given elsewhere.
 pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
     let header = |name: &str| {
         headers
@@ -376,7 +375,10 @@ pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    header("x-consul-token")
+    p.get("token")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .or_else(|| header("x-consul-token"))
         .or_else(|| {
             header("authorization").and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -384,7 +386,6 @@ pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
                     .map(|t| t.trim().to_string())
             })
         })
-        .or_else(|| p.get("token").filter(|t| !t.is_empty()).map(str::to_string))
         .map(crate::api::Token)
 }
 
@@ -492,4 +493,22 @@ pub async fn serve_selected(
 /// session destroy).
 pub fn json_true() -> Response {
     json_response(&true, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_the_query_then_the_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-consul-token", HeaderValue::from_static("header"));
+        h.insert("authorization", HeaderValue::from_static("Bearer bearer"));
+        let t = |h: &HeaderMap, q: Option<&str>| token(h, &Params::parse(q)).map(|t| t.0);
+        assert_eq!(t(&h, Some("token=query")).as_deref(), Some("query"));
+        assert_eq!(t(&h, Some("token=")).as_deref(), Some("header"));
+        h.remove("x-consul-token");
+        assert_eq!(t(&h, None).as_deref(), Some("bearer"));
+        assert_eq!(t(&HeaderMap::new(), None), None);
+    }
 }

@@ -754,15 +754,19 @@ impl Server {
         let (read, opts) = (&q.read, &q.opts);
         let consistency = opts.consistency;
         self.check_running()?;
+        // Stale reads are served by any server close enough to the leader; leader and
+        // consistent reads only by a leader that committed its barrier and holds its lease.
         let local_ok = match consistency {
             Consistency::Stale => opts
                 .max_stale
                 .is_none_or(|max| u128::from(self.last_contact_ms()) <= max.as_millis()),
-            Consistency::Leader | Consistency::Consistent => self.is_leader(),
+            Consistency::Leader | Consistency::Consistent => {
+                self.is_leader() && self.wait_ready().await?
+            }
         };
         // The rarer paths are boxed so that a parked blocking query (many thousands of them)
         // only holds the state of the local read, not that of an RPC or a quorum check.
-        if !local_ok || !self.wait_ready().await? {
+        if !local_ok {
             return Box::pin(self.forward_read(q)).await;
         }
         // `?consistent`: openraft's linearizable read confirms leadership with a heartbeat round to
