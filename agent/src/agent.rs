@@ -138,6 +138,10 @@ pub struct Agent {
     pub http_addrs: Mutex<Vec<SocketAddr>>,
     /// The LAN gossip pool.
     pub gossip: cairn_gossip::Gossip,
+    /// The WAN pool, on servers (see `crate::wan`).
+    pub wan: Option<cairn_gossip::Gossip>,
+    /// The WAN pool's events, taken by [`Agent::start`].
+    wan_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
     /// Where local registrations are kept across restarts (`None` in `-dev`).
     persist: Option<Persist>,
     /// Gossip membership as the leader reads it.
@@ -278,7 +282,7 @@ impl Agent {
             address: lan,
             datacenter: config.datacenter.clone(),
             tagged_addresses: tagged,
-            meta: config.node_meta.clone(),
+            meta: agent_node_meta(&config),
         };
         let hub = Arc::new(WatchHub::new());
         let me = ServerNode {
@@ -302,6 +306,7 @@ impl Agent {
             // be.
             120 * m_ + m.draw(&node.name, "election") % (120 * m_)
         });
+        let router = crate::wan::Router::new(&config.datacenter);
         let server = if config.server {
             Some(
                 Server::start(
@@ -315,6 +320,7 @@ impl Agent {
                         trailing_logs: u64::from(config.raft_trailing_logs),
                         autopilot: config.autopilot.clone(),
                         election_timeout_ms,
+                        router: Arc::clone(&router),
                     },
                     Arc::clone(&hub),
                     rpc.clone(),
@@ -334,6 +340,17 @@ impl Agent {
             crate::cluster::start(&config, &node.name, &node.id, advertise, memory.as_ref())
                 .await
                 .map_err(StartError::Unsupported)?;
+        // Servers only (and not with `ports.serf_wan = -1`).
+        let wan = crate::wan::start(&config, &node.name, &node.id, advertise, memory.as_ref())
+            .await
+            .map_err(StartError::Unsupported)?;
+        let (wan, wan_rx) = match wan {
+            Some((g, rx)) => {
+                router.set_pool(g.clone());
+                (Some(g), Some(rx))
+            }
+            None => (None, None),
+        };
         let backend = match &server {
             Some(s) => Backend::Server(Arc::clone(s)),
             None => Backend::Client(Arc::new(ServerPool::new(
@@ -376,6 +393,8 @@ impl Agent {
                 .filter(|_| !config.dev && memory.is_none())
                 .map(|d| Persist::new(d)),
             gossip,
+            wan,
+            wan_events: Mutex::new(wan_rx),
             membership,
             gossip_events: Mutex::new(Some(gossip_rx)),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -466,6 +485,35 @@ impl Agent {
                 config.retry_interval,
                 config.retry_max,
             ));
+        }
+        if let Some(wan) = &self.wan {
+            let rx = self
+                .wan_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(rx) = rx {
+                tokio::spawn(crate::wan::consume(rx));
+            }
+            tokio::spawn(crate::wan::flood(
+                self.gossip.clone(),
+                wan.clone(),
+                config.datacenter.clone(),
+                self.shutdown_signal(),
+            ));
+            // `-join-wan` / `retry_join_wan`: retried in the background, as Consul does.
+            if !config.retry_join_wan.is_empty() {
+                tokio::spawn(crate::cluster::retry_join(
+                    wan.clone(),
+                    config.retry_join_wan.clone(),
+                    config.retry_interval_wan,
+                    config.retry_max_wan,
+                ));
+            }
+        } else if !config.retry_join_wan.is_empty() {
+            warn!(
+                "retry_join_wan is set but this agent has no WAN pool (not a server, or ports.serf_wan = -1)"
+            );
         }
         if let Some(server) = &self.server {
             if config.bootstrap_expect > 1 {
@@ -982,6 +1030,17 @@ impl Agent {
                 s.service.tags = tags;
             }
         }
+        // The catalog now has what was registered here: from now on, with EnableTagOverride, tags
+        // changed in the catalog are adopted. Not if the tags changed again meanwhile (a
+        // registration during this pass), whose tags still have to go out.
+        for (id, tags) in plan.tags_written {
+            if let Some(s) = local.services.get_mut(&id)
+                && s.service.tags == tags
+                && ok
+            {
+                s.tags_pending = false;
+            }
+        }
         if ok {
             // Only after every write succeeded: a failed write must not start an output deferral
             // for a check whose output never reached the catalog.
@@ -1149,15 +1208,35 @@ impl Agent {
 
     /// `PUT /v1/agent/join/:addr`.
     pub async fn join(&self, addrs: &[String]) -> Result<usize, Error> {
-        crate::cluster::join(&self.gossip, addrs)
-            .await
-            .map_err(|e| {
-                Error::Internal(format!(
-                    // Consul's multi-error text, which clients show verbatim.
-                    "1 error occurred:\n\t* Failed to join {}: {e}",
-                    addrs.join(", ")
-                ))
-            })
+        self.join_pool(&self.gossip, addrs).await
+    }
+
+    /// Joins the WAN pool (`-wan`): servers only, Consul's errors otherwise.
+    pub async fn join_wan(&self, addrs: &[String]) -> Result<usize, Error> {
+        if self.server.is_none() {
+            return Err(Error::Internal(
+                "Must be a server to join WAN cluster".into(),
+            ));
+        }
+        let Some(wan) = &self.wan else {
+            return Err(Error::Internal("WAN Federation is disabled".into()));
+        };
+        self.join_pool(wan, addrs).await
+    }
+
+    /// Joins `pool` through `addrs`.
+    async fn join_pool(
+        &self,
+        pool: &cairn_gossip::Gossip,
+        addrs: &[String],
+    ) -> Result<usize, Error> {
+        crate::cluster::join(pool, addrs).await.map_err(|e| {
+            Error::Internal(format!(
+                // Consul's multi-error text, which clients show verbatim.
+                "1 error occurred:\n\t* Failed to join {}: {e}",
+                addrs.join(", ")
+            ))
+        })
     }
 
     /// `PUT /v1/agent/force-leave/:node`.
@@ -1166,12 +1245,9 @@ impl Agent {
     /// reap timeout; `prune` also makes every member forget it. Refused for this agent itself,
     /// which must leave gracefully instead.
     pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), Error> {
-        if node == self.node.name {
-            return Err(Error::Invalid(
-                "Cannot force leave this agent itself".into(),
-            ));
-        }
-        if !self.gossip.members().iter().any(|m| m.name == node) {
+        // This agent's own name and alive members are accepted, as in Consul (whose leave
+        // intent they refute): gossip leaves them as they are.
+        if node != self.node.name && !self.gossip.members().iter().any(|m| m.name == node) {
             return Err(Error::NotFound(format!(
                 "agent: No node found with name '{node}'"
             )));
@@ -1183,6 +1259,25 @@ impl Agent {
         // The leader deregisters the node at once instead of at its next periodic pass.
         self.membership_changed();
         Ok(())
+    }
+
+    /// `force-leave -wan`: the same in the WAN pool, where members are `<node>.<dc>`. An agent
+    /// without a WAN pool knows no WAN member.
+    pub async fn force_leave_wan(&self, node: &str, prune: bool) -> Result<(), Error> {
+        let Some(wan) = &self.wan else {
+            return Err(Error::NotFound(format!(
+                "agent: No node found with name '{node}'"
+            )));
+        };
+        let me = crate::wan::member_name(&self.node.name, &self.config().datacenter);
+        if node != me && !wan.members().iter().any(|m| m.name == node) {
+            return Err(Error::NotFound(format!(
+                "agent: No node found with name '{node}'"
+            )));
+        }
+        wan.force_leave(node, prune)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Fires a user event: delivered here at once and to every member through gossip.
@@ -1225,6 +1320,12 @@ impl Agent {
                 warn!(error = %e, "failed to leave the Raft configuration");
             }
         }
+        // The WAN pool first: the other datacenters then see this server leave rather than fail.
+        if let Some(wan) = &self.wan
+            && let Err(e) = wan.leave().await
+        {
+            warn!(error = %e, "failed to leave the WAN pool");
+        }
         if let Err(e) = self.gossip.leave().await {
             warn!(error = %e, "failed to leave the gossip pool");
         }
@@ -1235,6 +1336,9 @@ impl Agent {
     /// Checks first: nothing then reports into an agent that is stopping.
     pub async fn stop(&self) {
         self.runners.stop_all();
+        if let Some(wan) = &self.wan {
+            wan.shutdown().await;
+        }
         self.gossip.shutdown().await;
         if let Some(server) = &self.server {
             server.shutdown().await;
@@ -1275,6 +1379,19 @@ fn synced_line(op: &crate::api::WriteOp) -> Box<dyn FnOnce() + Send> {
         }
         _ => Box::new(|| {}),
     }
+}
+
+/// The agent's node metadata: the configured `node_meta` plus the keys Consul's agents add,
+/// which clients read (`consul-version` to tell agents' versions apart, the network segment,
+/// empty outside Enterprise).
+fn agent_node_meta(config: &Config) -> BTreeMap<String, String> {
+    let mut meta = config.node_meta.clone();
+    meta.insert("consul-network-segment".into(), String::new());
+    meta.insert(
+        "consul-version".into(),
+        crate::CONSUL_COMPAT_VERSION.to_string(),
+    );
+    meta
 }
 
 #[cfg(test)]

@@ -300,6 +300,41 @@ impl Backend {
         }
     }
 
+    /// The known datacenters, the local one first: a server's own view of the WAN pool, or a
+    /// server's for a client agent (which is in no WAN pool).
+    pub async fn datacenters(&self) -> Result<Vec<String>, Error> {
+        match self {
+            Backend::Server(s) => Ok(s.router.datacenters()),
+            Backend::Client(p) => {
+                p.call(|c, addr| async move { c.datacenters(&addr).await })
+                    .await
+            }
+        }
+    }
+
+    /// Fires a user event in another datacenter `dc` (a client agent hands it to one of its
+    /// servers, which sends it on).
+    pub async fn fire_event_in(
+        &self,
+        dc: &str,
+        event: crate::events::UserEvent,
+    ) -> Result<crate::events::UserEvent, Error> {
+        match self {
+            Backend::Server(s) => s.event_remote(dc, event).await,
+            Backend::Client(p) => {
+                let req = rpc::EventRequest {
+                    dc: Some(dc.to_string()),
+                    event,
+                };
+                p.call(|c, addr| {
+                    let req = req.clone();
+                    async move { c.fire_event(&addr, &req).await }
+                })
+                .await
+            }
+        }
+    }
+
     /// Resets a session's TTL timer on the leader.
     pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), Error> {
         match self {
@@ -383,10 +418,7 @@ impl Backend {
             Backend::Client(p) => {
                 p.call(|c, addr| {
                     let req = req.clone();
-                    async move {
-                        c.call(&addr, "/v1/internal/dns", &req, Duration::from_secs(5))
-                            .await
-                    }
+                    async move { c.dns(&addr, &req).await }
                 })
                 .await
             }

@@ -37,6 +37,10 @@ pub fn local_meta(config: &Config, node_id: &str) -> MemberMeta {
         if config.bootstrap_expect > 0 {
             tags.insert("expect".to_string(), config.bootstrap_expect.to_string());
         }
+        // Where the other servers of this datacenter WAN-join this one (see `crate::wan`).
+        if let Some(p) = config.ports.serf_wan {
+            tags.insert("wan_join_port".to_string(), p.to_string());
+        }
     }
     MemberMeta {
         role: if config.server {
@@ -87,7 +91,23 @@ pub async fn start(
     };
     // No pool label: Consul's default, so the pool accepts members without one.
     g.label = String::new();
-    // A keyring saved by a previous run wins over -encrypt, so rotated keys survive restarts.
+    g.keyring = keyring(config)?;
+    let started = match memory {
+        None => Gossip::start(g).await,
+        Some(m) => {
+            g.seed = Some(m.draw(node_name, "gossip"));
+            g.generation = Some(m.generation);
+            Gossip::start_with(g, m.gossip.clone()).await
+        }
+    };
+    started.map_err(|e| format!("gossip on {bind}: {e}"))
+}
+
+/// The gossip keyring of this agent (`None`: plaintext), shared by the LAN and WAN pools as in
+/// Consul.
+///
+/// A keyring saved by a previous run wins over `-encrypt`, so rotated keys survive restarts.
+pub fn keyring(config: &Config) -> Result<Option<Keyring>, String> {
     let saved = config
         .data_dir
         .as_ref()
@@ -100,25 +120,16 @@ pub async fn start(
             .map(String::as_str)
             .filter(|x| *x != k.primary)
             .collect();
-        g.keyring = Some(
-            Keyring::from_base64(&k.primary, &others)
-                .map_err(|e| format!("saved keyring is invalid: {e}"))?,
-        );
-    } else if let Some(key) = &config.encrypt {
-        g.keyring = Some(
-            Keyring::from_base64(key, &[])
-                .map_err(|e| format!("encrypt: invalid gossip key: {e}"))?,
-        );
+        return Keyring::from_base64(&k.primary, &others)
+            .map(Some)
+            .map_err(|e| format!("saved keyring is invalid: {e}"));
     }
-    let started = match memory {
-        None => Gossip::start(g).await,
-        Some(m) => {
-            g.seed = Some(m.draw(node_name, "gossip"));
-            g.generation = Some(m.generation);
-            Gossip::start_with(g, m.gossip.clone()).await
-        }
-    };
-    started.map_err(|e| format!("gossip on {bind}: {e}"))
+    match &config.encrypt {
+        Some(key) => Keyring::from_base64(key, &[])
+            .map(Some)
+            .map_err(|e| format!("encrypt: invalid gossip key: {e}")),
+        None => Ok(None),
+    }
 }
 
 /// A gossip member as the leader reconciles it.
@@ -175,7 +186,7 @@ pub fn member_json(m: &Member) -> Value {
             tags.insert("port", meta.ports.server_rpc.to_string());
             tags.insert("raft_vsn", "3".into());
             for (k, v) in &meta.tags {
-                if k == "bootstrap" || k == "expect" {
+                if k == "bootstrap" || k == "expect" || k == "wan_join_port" {
                     tags.insert(k.as_str(), v.clone());
                 }
             }

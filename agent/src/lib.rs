@@ -36,6 +36,7 @@ pub mod rpc;
 pub mod run;
 pub mod server;
 pub mod telemetry;
+pub mod wan;
 pub mod watch;
 
 // At the crate root for `PUT /v1/agent/reload`, which reloads as SIGHUP does.

@@ -104,7 +104,9 @@ pub fn render_json(prefix: &str, samples: &[Sample], timestamp: &str) -> Value {
         .map(|s| {
             // Consul reports counters as aggregates over an interval; a monotonic count fills every
             // field with the total, so clients that read `Count` or `Sum` both get it.
-            json!({"Name": format!("{prefix}.{}", s.name), "Count": s.value, "Sum": s.value,
+            // `Count` is an integer in Consul's (go-metrics') shape; clients decode it into one.
+            let count = s.value.max(0.0).round() as u64;
+            json!({"Name": format!("{prefix}.{}", s.name), "Count": count, "Sum": s.value,
                    "Min": s.value, "Max": s.value, "Mean": s.value, "Stddev": 0.0, "Labels": {}})
         })
         .collect();

@@ -175,10 +175,7 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
                 addr: rpc_addr,
                 source,
             })?;
-        let rpc_app = crate::server::rpc_routes::router(
-            Arc::clone(server),
-            dns::server::rpc_responder(&agent),
-        );
+        let rpc_app = server_rpc(&agent, server);
         info!(addr = %rpc_addr, "server RPC listening");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
@@ -331,4 +328,17 @@ pub fn reload(agent: &Agent) -> Result<(), String> {
     }
     *agent.config.write().unwrap_or_else(|p| p.into_inner()) = next;
     agent.load_config_definitions().map_err(|e| e.to_string())
+}
+
+/// The server RPC routes of a server agent, with the agent's own duties they need: answering
+/// DNS questions client agents hand over, and firing user events other datacenters send.
+pub fn server_rpc(agent: &Arc<Agent>, server: &Arc<crate::server::Server>) -> axum::Router {
+    let fire: crate::rpc::EventFn = {
+        let agent = Arc::clone(agent);
+        Arc::new(move |ev| {
+            let agent = Arc::clone(&agent);
+            Box::pin(async move { agent.fire_event(ev).await })
+        })
+    };
+    crate::server::rpc_routes::router(Arc::clone(server), dns::server::rpc_responder(agent), fire)
 }

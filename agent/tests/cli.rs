@@ -270,11 +270,19 @@ async fn usage_help_and_bad_usage() {
     );
     assert!(out.stderr.contains("connect"), "{out:?}");
 
+    // Tools read Consul's first line and compare the version in it: the API level implemented.
     let out = cairn_alone(&["version"]).await.ok();
-    assert!(out.stdout.starts_with("Cairn v"), "{out:?}");
+    let first = out.stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("Consul v{}", cairn::CONSUL_COMPAT_VERSION),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("\nCairn v"), "{out:?}");
     let out = cairn_alone(&["version", "-format=json"]).await.ok();
     let v: Value = serde_json::from_str(&out.stdout).expect("version JSON");
-    assert!(v["Version"].is_string());
+    assert_eq!(v["Version"], cairn::CONSUL_COMPAT_VERSION);
+    assert!(v["CairnVersion"].is_string());
 }
 
 #[tokio::test]

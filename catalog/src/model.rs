@@ -520,12 +520,38 @@ pub struct QueryFailover {
     pub datacenters: Vec<String>,
 }
 
-/// Connect settings of a prepared query.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+/// Connect setting of a prepared query: only Connect-capable instances.
+///
+/// On the wire it is Consul's `"Connect": true|false`. Entries written before this matched
+/// Consul carry `{"Enabled": bool}`, so both forms decode (logs and snapshots stay readable).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryConnect {
     /// Only Connect-capable instances.
     pub enabled: bool,
+}
+
+impl Serialize for QueryConnect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(self.enabled)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryConnect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The two accepted shapes.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Flag(bool),
+            Legacy {
+                #[serde(rename = "Enabled", default)]
+                enabled: bool,
+            },
+        }
+        Ok(match Shape::deserialize(d)? {
+            Shape::Flag(enabled) | Shape::Legacy { enabled } => QueryConnect { enabled },
+        })
+    }
 }
 
 /// DNS settings of a prepared query.

@@ -178,9 +178,6 @@ pub enum CoreError {
     /// An operation on an unknown member.
     #[error("no member named {0:?}")]
     UnknownMember(String),
-    /// `force_leave` of a member that is alive.
-    #[error("member {0:?} is alive; only failed members can be forced to leave")]
-    MemberAlive(String),
     /// Metadata or an event beyond its bounds.
     #[error(transparent)]
     Limit(#[from] LimitError),
@@ -762,14 +759,18 @@ impl GossipCore {
     /// new generation (see `on_item`), so forcing it out would only churn it. The intent
     /// names the failed generation, so a later restart of the member is not affected.
     pub fn force_leave(&mut self, node: &str, prune: bool) -> Result<(), CoreError> {
+        // An alive member (this one included) is accepted, as Serf accepts it: the leave
+        // intent Serf broadcasts is refuted by the member itself, which is alive, so the
+        // outcome is no change. Nothing is broadcast here, since the refutation would win
+        // anyway and the intent would only cost a round of gossip.
         if node == self.foca.identity().name() {
-            return Err(CoreError::MemberAlive(node.to_string()));
+            return Ok(());
         }
         let Some(rec) = self.table.get(node) else {
             return Err(CoreError::UnknownMember(node.to_string()));
         };
         if !rec.down {
-            return Err(CoreError::MemberAlive(node.to_string()));
+            return Ok(());
         }
         let item = Item::Leave {
             name: Arc::clone(rec.id.name_arc()),

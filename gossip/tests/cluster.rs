@@ -170,8 +170,15 @@ async fn an_abruptly_stopped_member_is_seen_as_failed() {
     })
     .await;
     assert!(ok, "force-leave not seen by all");
+    // An alive member is accepted and stays alive (it would refute the intent); an unknown
+    // one is an error.
+    nodes[0]
+        .force_leave("fail-1", false)
+        .await
+        .expect("alive member accepted");
+    assert_eq!(status_of(&nodes[0], "fail-1"), Some(MemberStatus::Alive));
     assert!(matches!(
-        nodes[0].force_leave("fail-1", false).await,
+        nodes[0].force_leave("nobody", false).await,
         Err(GossipError::Core(_))
     ));
     shutdown_all(others).await;

@@ -13,6 +13,8 @@ pub const NOT_READY: &str = "Not ready to serve consistent reads";
 pub const NO_SERVERS: &str = "No known Consul servers";
 /// Consul's message for a datacenter no server knows a route to (`structs.ErrNoDCPath`).
 pub const NO_DC_PATH: &str = "No path to datacenter";
+/// Consul's text when a known datacenter has no server that answers.
+pub const NO_REMOTE_SERVER: &str = "Remote DC has no server currently reachable";
 
 /// Why a service-layer operation failed.
 ///
@@ -52,6 +54,11 @@ pub enum Error {
     /// No server knows a route to this datacenter.
     #[error("{NO_DC_PATH}")]
     NoPathToDatacenter(String),
+    /// The datacenter is known but none of its servers answered (the server that tried them
+    /// all reports it; not transient for the client agent that asked, which would only get the
+    /// same answer from another of its servers).
+    #[error("{NO_REMOTE_SERVER}")]
+    NoRemoteServer(String),
     /// A server could not be reached or did not answer in time; another may.
     ///
     /// The only variant that sends a client agent's call on to another server of its pool: any

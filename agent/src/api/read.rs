@@ -132,6 +132,16 @@ pub enum Read {
         /// This datacenter's name.
         dc: String,
     },
+    /// A prepared query's definition run here on behalf of another datacenter (failover): the
+    /// definition travels with the read, since this datacenter does not store it.
+    QueryRun {
+        /// The definition, already resolved and rendered where it is stored.
+        query: Box<cairn_catalog::model::PreparedQuery>,
+        /// Most instances to return (0: all).
+        limit: usize,
+        /// This (the answering) datacenter's name.
+        dc: String,
+    },
     /// `/v1/query/:id-or-name/explain`: the query as resolved and rendered for the name.
     QueryExplain {
         /// ID or name.

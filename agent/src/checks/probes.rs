@@ -28,7 +28,7 @@ use crate::local::defs::CheckKind;
 #[derive(Debug)]
 pub enum Probe {
     /// HTTP or HTTPS request.
-    Http(HttpProbe),
+    Http(Box<HttpProbe>),
     /// TCP connect.
     Tcp {
         /// Address (`host:port`).
@@ -83,6 +83,7 @@ impl Probe {
                 body,
                 tls_skip_verify,
                 tls_server_name,
+                disable_redirects,
             } => match HttpProbe::new(
                 url,
                 method,
@@ -90,10 +91,11 @@ impl Probe {
                 body,
                 *tls_skip_verify,
                 tls_server_name,
+                !*disable_redirects,
                 timeout,
                 max_output,
             ) {
-                Ok(p) => Probe::Http(p),
+                Ok(p) => Probe::Http(Box::new(p)),
                 Err(e) => Probe::Fixed(HealthStatus::Critical, e),
             },
             CheckKind::Tcp { addr } => Probe::Tcp {

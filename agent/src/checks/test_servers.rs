@@ -191,6 +191,39 @@ async fn serve_http1<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = sock.shutdown().await;
 }
 
+/// An HTTP/1.1 server answering every request with `status` and `Location: <location>`
+/// (`{addr}` in it is replaced by the server's own address, for loops), after reading the
+/// request head; it counts the requests.
+pub async fn redirector(status: u16, location: &str) -> (SocketAddr, Arc<AtomicU16>, Task) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let location = location.replace("{addr}", &addr.to_string());
+    let hits = Arc::new(AtomicU16::new(0));
+    let hits2 = Arc::clone(&hits);
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            hits2.fetch_add(1, Ordering::SeqCst);
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut data = Vec::new();
+                while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (addr, hits, Task(task))
+}
+
 /// A UDP socket that echoes every datagram back.
 pub async fn udp_echo() -> (SocketAddr, Task) {
     let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");

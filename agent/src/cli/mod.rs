@@ -15,6 +15,7 @@
 mod catalog;
 mod client;
 mod event;
+mod force_leave;
 mod info;
 mod join;
 mod keyring;
@@ -52,6 +53,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("keygen", "Generates a new encryption key"),
     ("keyring", "Manages gossip layer encryption keys"),
     ("kv", "Interact with the key-value store"),
+    (
+        "force-leave",
+        "Forces a member of the cluster to enter the \"left\" state",
+    ),
     ("leave", "Gracefully leaves the cluster and shuts down"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a cluster"),
@@ -129,6 +134,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "sidecar" => sidecar::run(rest).await,
         "snapshot" => snapshot::run(rest).await,
         "leave" => leave::run(rest).await,
+        "force-leave" => force_leave::run(rest).await,
         "join" => join::run(rest).await,
         "reload" => reload::run(rest).await,
         "maint" => maint::run(rest).await,

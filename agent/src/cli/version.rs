@@ -39,12 +39,14 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
     }
     match p.text("format").unwrap_or("pretty") {
         "pretty" => {
+            // Consul's layout: tools read the version from the first line (`Consul v1.x.y`) and
+            // compare it against the API level they need, so that line carries the Consul
+            // level Cairn implements; Cairn's own version is the revision line.
+            out(&format!("Consul v{CONSUL_COMPAT_VERSION}"));
+            out(&format!("Revision cairn-v{}", crate::VERSION));
             out(&format!("Cairn v{}", crate::VERSION));
-            out(&format!(
-                "Consul API compatibility: v{CONSUL_COMPAT_VERSION}"
-            ));
             out(
-                // Consul's third line, kept word for word for scripts that read it.
+                // Consul's last line, kept word for word for scripts that read it.
                 "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically \
                  use protocol >2 when speaking to compatible agents)",
             );
@@ -52,13 +54,14 @@ pub(crate) fn run(args: &[String]) -> ExitCode {
         }
         "json" => {
             let v = json!({
-                "Version": crate::VERSION,
-                // Consul's JSON fields; the build records no revision or date, so they are empty.
-                "Revision": "",
+                // What tools compare: the Consul API level, as `/v1/agent/self` reports it.
+                "Version": CONSUL_COMPAT_VERSION,
+                "Revision": format!("cairn-v{}", crate::VERSION),
                 "Prerelease": "",
-                "FullVersion": crate::VERSION,
+                "FullVersion": CONSUL_COMPAT_VERSION,
+                // The build records no date.
                 "BuildDate": "",
-                "ConsulCompatVersion": CONSUL_COMPAT_VERSION,
+                "CairnVersion": crate::VERSION,
             });
             out(&json_indent(&v, "  "));
             ExitCode::SUCCESS

@@ -283,6 +283,13 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     // Bootstrap rules (Consul's builder).
     // `bootstrap` lets a server elect itself with no peers; `bootstrap_expect` waits for
     // that many servers. Combining them, or asking a client for either, is an error.
+    // One expected server is plain bootstrap, converted before any rule applies, as Consul
+    // does: so `-dev -bootstrap-expect 1` and `-server -bootstrap -bootstrap-expect 1` start.
+    if bootstrap_expect == 1 {
+        warnings.push("BootstrapExpect is set to 1; this is the same as Bootstrap mode.".into());
+        bootstrap = true;
+        bootstrap_expect = 0;
+    }
     if bootstrap_expect > 0 {
         if dev {
             errors.push(
@@ -304,15 +311,7 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     // and an even number adds a server without adding a tolerated failure (a majority
     // of 4 is 3, so 4 servers tolerate 1 failure, like 3).
     if errors.is_empty() && server && !dev {
-        if bootstrap_expect == 1 {
-            warnings.push(
-                "bootstrap_expect = 1 is the same as bootstrap = true; bootstrapping this \
-                 server alone"
-                    .into(),
-            );
-            bootstrap = true;
-            bootstrap_expect = 0;
-        } else if bootstrap_expect == 2 {
+        if bootstrap_expect == 2 {
             warnings
                 .push("bootstrap_expect = 2: a cluster of 2 servers tolerates no failure".into());
         } else if bootstrap_expect > 2 && bootstrap_expect % 2 == 0 {
@@ -439,6 +438,19 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
             .unwrap_or(lim_defaults.txn_max_req_len),
     };
 
+    // Cloud auto-join (`provider=aws tag_key=...`) is go-discover's: not built in. Refused by
+    // name, since retried as a host name it would fail forever with a confusing DNS error.
+    for key in ["start_join", "retry_join", "retry_join_wan"] {
+        for entry in v.list(key)? {
+            if let Some(provider) = cloud_provider(&entry) {
+                errors.push(format!(
+                    "{key}: cloud auto-join (provider={provider}) is not supported; list the \
+                     servers' addresses or DNS names instead"
+                ));
+            }
+        }
+    }
+
     if !errors.is_empty() {
         return Err(ConfigError(errors.join("\n")));
     }
@@ -555,4 +567,11 @@ fn read_dns(v: &View<'_>) -> Result<DnsConfig, ConfigError> {
             min_ttl: num("soa.min_ttl", d.soa.min_ttl)?,
         },
     })
+}
+
+/// The provider of a go-discover auto-join string (`provider=aws region=... tag_key=...`).
+fn cloud_provider(entry: &str) -> Option<&str> {
+    entry
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("provider="))
 }

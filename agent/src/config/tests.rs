@@ -414,8 +414,24 @@ fn bootstrap_expect_one_means_bootstrap() {
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("bootstrap_expect = 1"))
+            .any(|w| w == "BootstrapExpect is set to 1; this is the same as Bootstrap mode.")
     );
+    // With -dev (a server that bootstraps itself anyway) and with -bootstrap, as in Consul.
+    let c = ok(&["-dev", "-bootstrap-expect", "1"]);
+    assert!(c.bootstrap && c.server);
+    assert_eq!(c.bootstrap_expect, 0);
+    let c = ok(&[
+        "-server",
+        "-bootstrap",
+        "-bootstrap-expect=1",
+        "-data-dir=/tmp/cairn-b1",
+    ]);
+    assert!(c.bootstrap);
+    // From a file too.
+    let c = ok(&["-dev", "-hcl", "bootstrap_expect = 1"]);
+    assert!(c.bootstrap);
+    // More than one still refuses -dev.
+    assert!(err(&["-dev", "-bootstrap-expect=3"]).contains("bootstrap_expect"));
 }
 
 // ---------------------------------------------------------------- files
@@ -1163,4 +1179,26 @@ fn reload_rereads_files_with_the_same_flags() {
     // A broken file on reload is an error; the caller keeps running the old configuration.
     dir.file("agent.json", r#"{"log_level": "loud"}"#);
     assert!(reload(&second).is_err());
+}
+
+#[test]
+fn cloud_auto_join_is_refused_by_provider_name() {
+    let e = err(&[
+        "-server",
+        "-data-dir=/tmp/cairn-cloud",
+        "-retry-join",
+        "provider=aws tag_key=consul tag_value=server",
+    ]);
+    assert!(
+        e.contains("retry_join: cloud auto-join (provider=aws)"),
+        "{e}"
+    );
+    let e = err(&["-dev", "-retry-join-wan", "provider=gce project_name=p"]);
+    assert!(
+        e.contains("retry_join_wan: cloud auto-join (provider=gce)"),
+        "{e}"
+    );
+    // A host name is still a host name.
+    let c = ok(&["-dev", "-retry-join", "consul.example.com"]);
+    assert_eq!(c.retry_join, vec!["consul.example.com".to_string()]);
 }

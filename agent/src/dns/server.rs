@@ -125,6 +125,9 @@ impl Shared {
     /// decides locally what needs no catalog (names for the recursors, packets to drop) and
     /// asks a server for the rest.
     async fn answer(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Outcome {
+        if let Some(dc) = self.remote_dc(rt, packet) {
+            return self.answer_remote(rt, &dc, packet, transport).await;
+        }
         if let Some(outcome) = self.answer_here(rt, packet, transport) {
             return outcome;
         }
@@ -169,9 +172,50 @@ impl Shared {
 }
 
 impl Shared {
+    /// On a server, the other datacenter a question names, when this server has a route to it.
+    fn remote_dc(&self, rt: &Runtime, packet: &[u8]) -> Option<String> {
+        let server = self.agent.server.as_ref()?;
+        wire::remote_datacenter(packet, &rt.settings).filter(|dc| server.knows_remote(dc))
+    }
+
+    /// A server's answer to a question about another datacenter: a server there answers it.
+    async fn answer_remote(
+        &self,
+        rt: &Runtime,
+        dc: &str,
+        packet: &[u8],
+        transport: Transport,
+    ) -> Outcome {
+        let Some(server) = &self.agent.server else {
+            return Outcome::Drop;
+        };
+        let req = crate::rpc::DnsRequest {
+            packet: packet.to_vec(),
+            tcp: transport == Transport::Tcp,
+        };
+        match server.dns_remote(dc, &req).await {
+            Ok(crate::rpc::DnsReply {
+                reply: Some(bytes), ..
+            }) => Outcome::Reply(bytes),
+            Ok(_) => Outcome::Drop,
+            // Consul's SERVFAIL for a datacenter that is known but does not answer.
+            Err(e) => {
+                debug!(%dc, error = %e, "DNS: the remote datacenter did not answer");
+                match wire::servfail_for(packet, transport, &rt.settings) {
+                    Some(b) => Outcome::Reply(b),
+                    None => Outcome::Drop,
+                }
+            }
+        }
+    }
+
     /// A server's answer from its own state (`None` on a client agent).
     fn answer_here(&self, rt: &Runtime, packet: &[u8], transport: Transport) -> Option<Outcome> {
         let server = self.agent.server.as_ref()?;
+        // Another datacenter's question is not answered from this state (see `answer`).
+        if self.remote_dc(rt, packet).is_some() {
+            return None;
+        }
         let state = server.state();
         let view = View::new(&state, &self.cache);
         Some(handle(
@@ -210,6 +254,24 @@ fn udp_thread(
         };
         let packet = &buf[..n];
         let rt = shared.runtime();
+        if let Some(dc) = shared.remote_dc(&rt, packet) {
+            // Another datacenter answers: on the runtime, like forwards to recursors, so this
+            // thread goes on serving local questions meanwhile.
+            let Ok(reply_sock) = sock.try_clone() else {
+                continue;
+            };
+            let packet = packet.to_vec();
+            let shared = Arc::clone(&shared);
+            runtime.spawn(async move {
+                if let Outcome::Reply(bytes) = shared
+                    .answer_remote(&rt, &dc, &packet, Transport::Udp)
+                    .await
+                {
+                    let _ = reply_sock.send_to(&bytes, peer);
+                }
+            });
+            continue;
+        }
         match shared.answer_here(&rt, packet, Transport::Udp) {
             Some(Outcome::Reply(bytes)) => {
                 if let Err(e) = sock.send_to(&bytes, peer) {
@@ -255,45 +317,70 @@ fn unix_now() -> u64 {
 pub fn rpc_responder(agent: &Arc<Agent>) -> crate::rpc::DnsFn {
     let agent = Arc::clone(agent);
     let cache = Arc::new(Cache::new());
-    Arc::new(move |req: &crate::rpc::DnsRequest| {
-        let none = crate::rpc::DnsReply {
-            reply: None,
-            forward: false,
-        };
-        let Some(server) = &agent.server else {
-            return none;
-        };
-        // Borrowed, not cloned: the configuration is large and this runs per query.
-        let settings = {
-            let cfg = agent.config.read().unwrap_or_else(|p| p.into_inner());
-            super::settings_from(&cfg)
-        };
-        let state = server.state();
-        let view = View::new(&state, &cache);
-        let transport = if req.tcp {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        match handle(
-            &req.packet,
-            transport,
-            &settings,
-            &view,
-            unix_now(),
-            &mut rand::rng(),
-        ) {
-            Outcome::Reply(b) => crate::rpc::DnsReply {
-                reply: Some(b),
-                forward: false,
-            },
-            Outcome::Forward(_) => crate::rpc::DnsReply {
-                reply: None,
-                forward: true,
-            },
-            Outcome::Drop => none,
-        }
+    Arc::new(move |req: crate::rpc::DnsRequest| {
+        let agent = Arc::clone(&agent);
+        let cache = Arc::clone(&cache);
+        Box::pin(async move { respond(&agent, &cache, &req).await })
     })
+}
+
+/// One forwarded query: answered here, or by a server of the datacenter it names.
+async fn respond(
+    agent: &Agent,
+    cache: &Cache,
+    req: &crate::rpc::DnsRequest,
+) -> crate::rpc::DnsReply {
+    let none = crate::rpc::DnsReply {
+        reply: None,
+        forward: false,
+    };
+    let Some(server) = &agent.server else {
+        return none;
+    };
+    // Borrowed, not cloned: the configuration is large and this runs per query.
+    let settings = {
+        let cfg = agent.config.read().unwrap_or_else(|p| p.into_inner());
+        super::settings_from(&cfg)
+    };
+    let transport = if req.tcp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    if let Some(dc) = wire::remote_datacenter(&req.packet, &settings)
+        && server.knows_remote(&dc)
+    {
+        return match server.dns_remote(&dc, req).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                debug!(%dc, error = %e, "DNS: the remote datacenter did not answer");
+                crate::rpc::DnsReply {
+                    reply: wire::servfail_for(&req.packet, transport, &settings),
+                    forward: false,
+                }
+            }
+        };
+    }
+    let state = server.state();
+    let view = View::new(&state, cache);
+    match handle(
+        &req.packet,
+        transport,
+        &settings,
+        &view,
+        unix_now(),
+        &mut rand::rng(),
+    ) {
+        Outcome::Reply(b) => crate::rpc::DnsReply {
+            reply: Some(b),
+            forward: false,
+        },
+        Outcome::Forward(_) => crate::rpc::DnsReply {
+            reply: None,
+            forward: true,
+        },
+        Outcome::Drop => none,
+    }
 }
 
 /// Starts serving on `listeners`; the tasks end when the agent shuts down.

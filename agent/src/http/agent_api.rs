@@ -559,7 +559,7 @@ async fn check_fail(
 }
 
 /// The body of `PUT /v1/agent/check/update/:id` (Consul's `checkUpdate`).
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct CheckUpdate {
     /// `passing`, `warning` or `critical`, exactly; anything else (an absent one included)
@@ -642,15 +642,16 @@ fn member_json(a: &AppState) -> Value {
 async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     if p.flag("wan")? {
-        // The WAN pool arrives with federation; until then a server is alone in it. WAN
-        // members are named `<node>.<dc>`, as in Consul's WAN pool.
-        let mut m = member_json(&a);
-        m["Name"] = json!(format!("{}.{}", a.node.name, a.backend.datacenter()));
-        // The WAN gossip port when one is configured; otherwise the LAN one stays.
-        if let Some(port) = a.config().ports.serf_wan {
-            m["Port"] = json!(port);
-        }
-        return Ok(json_response(&vec![m], p.has("pretty")));
+        // The WAN pool's members (`<node>.<dc>`), on servers; Consul's `null` elsewhere.
+        let Some(wan) = &a.wan else {
+            return Ok(json_response(&Value::Null, p.has("pretty")));
+        };
+        let members: Vec<Value> = wan
+            .members()
+            .iter()
+            .map(crate::cluster::member_json)
+            .collect();
+        return Ok(json_response(&members, p.has("pretty")));
     }
     Ok(json_response(&a.members_json(), p.has("pretty")))
 }
@@ -723,6 +724,18 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             "BootstrapExpect": c.bootstrap_expect,
             "BindAddr": c.bind_addr.to_string(),
             "AdvertiseAddrLAN": a.node.address,
+            "AdvertiseAddrWAN": a.node.tagged_addresses.get("wan").cloned().unwrap_or_else(|| a.node.address.clone()),
+            // Go's `net.TCPAddr` strings, as Consul's runtime configuration shows them.
+            "SerfAdvertiseAddrLAN": format!("{}:{}", a.node.address, c.ports.serf_lan),
+            "SerfBindAddrLAN": std::net::SocketAddr::new(c.bind_addr, c.ports.serf_lan).to_string(),
+            "SerfPortWAN": c.ports.serf_wan.map_or(-1, i32::from),
+            "SerfAdvertiseAddrWAN": c.ports.serf_wan.map(|p| format!("{}:{p}", a.node.tagged_addresses.get("wan").cloned().unwrap_or_else(|| a.node.address.clone()))),
+            "SerfBindAddrWAN": c.ports.serf_wan.map(|p| std::net::SocketAddr::new(c.bind_addr, p).to_string()),
+            "RPCAdvertiseAddr": format!("{}:{}", a.node.address, c.ports.server),
+            "RPCBindAddr": std::net::SocketAddr::new(c.bind_addr, c.ports.server).to_string(),
+            "TaggedAddresses": a.node.tagged_addresses,
+            "PrimaryDatacenter": if c.primary_datacenter.is_empty() { &c.datacenter } else { &c.primary_datacenter },
+            "RetryJoinWAN": c.retry_join_wan,
             "ClientAddrs": c.client_addrs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
             "DataDir": c.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "DNSDomain": c.domain,
@@ -739,7 +752,14 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             "ACLsEnabled": c.acl.enabled,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
-        "Member": member_json(&a),
+        // The agent's own entry of `/v1/agent/members` (same tags, same status), so the two
+        // agree as in Consul; the locally built one only before gossip lists this member.
+        "Member": a
+            .gossip
+            .members()
+            .iter()
+            .find(|m| m.name == a.node.name)
+            .map_or_else(|| member_json(&a), crate::cluster::member_json),
         // `cairn info` prints these sections the way `consul info` does.
         "Stats": {
             "agent": {"checks": local_checks.to_string(), "services": local_services.to_string()},
@@ -748,7 +768,11 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
                 "server": c.server.to_string(),
                 "leader": is_leader.to_string(),
                 "leader_addr": leader,
-                "known_datacenters": "1",
+                "known_datacenters": a
+                    .server
+                    .as_ref()
+                    .map_or(1, |s| s.router.datacenters().len())
+                    .to_string(),
                 "bootstrap": c.bootstrap.to_string(),
             },
             "catalog": {
@@ -763,7 +787,8 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
                 "rss_bytes": metrics::rss_bytes().to_string(),
             },
         },
-        "Meta": c.node_meta,
+        // The node's metadata as the catalog has it, the keys Consul's agents add included.
+        "Meta": a.node.meta,
         // No service mesh: no proxy is supported and the xDS ports are off.
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });
@@ -813,11 +838,20 @@ fn raft_stats(server: &crate::server::Server) -> Value {
 /// `PUT /v1/agent/join/:addr`: joins this agent's LAN pool to the member at `addr`. The
 /// address is checked before anything is tried, so a malformed one is a 400 rather than a
 /// failed join.
-async fn join(State(a): State<AppState>, Path(addr): Path<String>) -> Result<Response, ApiError> {
+async fn join(
+    State(a): State<AppState>,
+    Path(addr): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     check_join_address(&addr)?;
+    let p = Params::parse(q.as_deref());
     // A failure to reach the address is the agent's 500, in Consul's
     // `1 error occurred: ... Failed to join` form.
-    a.join(&[addr]).await?;
+    if p.flag("wan")? {
+        a.join_wan(&[addr]).await?;
+    } else {
+        a.join(&[addr]).await?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -865,8 +899,9 @@ fn check_join_address(addr: &str) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/agent/force-leave/:node`: moves a failed member to `left`; with `?prune` every
-/// member forgets it. Forcing this agent itself is a 400 and an unknown node a 404 (the
-/// agent's errors).
+/// member forgets it. An alive member, this agent included, is accepted and stays alive (it
+/// refutes the intent in Consul); an unknown node is a 404. `?wan` acts on the WAN pool
+/// (`<node>.<dc>` names; servers only).
 async fn force_leave(
     State(a): State<AppState>,
     Path(node): Path<String>,
@@ -874,7 +909,11 @@ async fn force_leave(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let prune = p.flag("prune")?;
-    a.force_leave(&node, prune).await?;
+    if p.flag("wan")? {
+        a.force_leave_wan(&node, prune).await?;
+    } else {
+        a.force_leave(&node, prune).await?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 
@@ -937,7 +976,11 @@ async fn metrics_endpoint(
         )
             .into_response());
     }
-    let ts = format!("{:?}", std::time::SystemTime::now());
+    // Go's `time.Time.String()` of the interval start, rounded to the second, in UTC, as
+    // go-metrics writes it (`2026-12-07 20:40:00 +0000 UTC`).
+    let ts = chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+        .to_string();
     Ok(json_response(
         &metrics::render_json(&prefix, &samples, &ts),
         p.has("pretty"),
@@ -959,6 +1002,14 @@ fn accepts_openmetrics(accept: &str) -> bool {
 /// `agent/tests/`.
 #[cfg(test)]
 mod tests {
+    /// `null` in a TTL update body is absent.
+    #[test]
+    fn check_update_null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<super::CheckUpdate>(serde_json::json!({
+            "Status": "passing", "Output": "ok"
+        }));
+    }
+
     use super::check_join_address;
 
     /// Host names (with `_`, with a trailing dot) and every IP form pass; what cannot be an

@@ -79,10 +79,11 @@ async fn deregister(
     Ok(json_true())
 }
 
-/// `GET /v1/catalog/datacenters`: the known datacenters, this one only until federation
-/// exists. Answered by the agent itself, so it works without a leader, as Consul's does.
+/// `GET /v1/catalog/datacenters`: the known datacenters, this one first (see
+/// `crate::wan::Router::datacenters`). A server answers from its WAN pool, a client agent asks
+/// one of its servers; no leader is needed, as in Consul.
 async fn datacenters(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
-    Ok(json_response(&[a.backend.datacenter()], o.pretty))
+    Ok(json_response(&a.backend.datacenters().await?, o.pretty))
 }
 
 /// `GET /v1/catalog/nodes`: every node (`?node-meta`, `?filter`).
@@ -125,10 +126,39 @@ async fn node_services(
     let sel = selection(&a, &p, &o);
     let read = Read::CatalogNodeServices { node, sel };
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
-    // An unknown node is Consul's empty `NodeServiceList`, with 200 as the Go client expects.
-    if matches!(answer.reply, crate::api::Reply::NodeServices(None)) {
+    // An unknown node is Consul's empty `NodeServiceList`, with 200 as the Go client expects;
+    // so is any node of a `?peer` (no peering: every peer is unknown).
+    let peer = p.get("peer").is_some_and(|v| !v.is_empty());
+    if peer || matches!(answer.reply, crate::api::Reply::NodeServices(None)) {
         let empty = serde_json::json!({"Node": null, "Services": null});
         return Ok(super::read_response(&meta, &empty, o.pretty));
     }
     Ok(super::answer_response(&meta, &read, &answer, o.pretty))
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    /// What Go's `CatalogRegistration` sends: `null` for every empty list and map.
+    #[test]
+    fn null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<RegisterRequest>(serde_json::json!({
+            "ID": "11111111-2222-3333-4444-555555555555", "Node": "n", "Address": "1.2.3.4",
+            "Datacenter": "dc1", "TaggedAddresses": {"lan": "1.2.3.4", "wan": "5.6.7.8"},
+            "NodeMeta": {"k": "v"}, "SkipNodeUpdate": false,
+            "Service": {"ID": "s", "Service": "web", "Tags": ["a"], "Address": "1.2.3.4",
+                "Meta": {"m": "v"}, "Port": 80, "Weights": {"Passing": 2, "Warning": 1},
+                "TaggedAddresses": {"lan": {"Address": "1.2.3.4", "Port": 80}},
+                "EnableTagOverride": true},
+            "Check": {"Node": "n", "CheckID": "c", "Name": "c", "Status": "passing",
+                "Notes": "x", "Output": "o", "ServiceID": "s", "ServiceName": "web",
+                "ServiceTags": ["a"], "Definition": {"HTTP": "http://x", "Header": {"X": ["y"]},
+                "Interval": "10s"}},
+            "Checks": [{"Node": "n", "CheckID": "c2", "Name": "c2", "Status": "warning"}]
+        }));
+        crate::api::decode::assert_null_is_absent::<DeregisterRequest>(serde_json::json!({
+            "Node": "n", "Datacenter": "dc1", "ServiceID": "s", "CheckID": "c"
+        }));
+    }
 }

@@ -130,3 +130,16 @@ async fn update(
     a.backend.write(w).await?;
     Ok(StatusCode::OK.into_response())
 }
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    #[test]
+    fn null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<CoordinateEntry>(serde_json::json!({
+            "Node": "n", "Segment": "",
+            "Coord": {"Vec": [0.1, 0.2], "Error": 1.5, "Adjustment": 0.0, "Height": 0.0001}
+        }));
+    }
+}

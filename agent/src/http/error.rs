@@ -98,6 +98,7 @@ impl From<crate::api::Error> for ApiError {
             | Error::NotReady
             | Error::NoServers
             | Error::NoPathToDatacenter(_)
+            | Error::NoRemoteServer(_)
             | Error::Unavailable(_)
             | Error::Fatal(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -33,7 +33,10 @@ async fn fire(
     Req { p, o, .. }: Req,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
+    // Another datacenter's event is fired there, by one of its servers.
+    let remote =
+        o.dc.as_deref()
+            .filter(|dc| !dc.is_empty() && !dc.eq_ignore_ascii_case(a.backend.datacenter()));
     // Cairn's internal events (the keyring's) use this prefix. Refused here even for the name
     // `EventLog::create` lets through for the agent's own use: no client may fire one.
     if name.starts_with("_cairn") {
@@ -50,25 +53,58 @@ async fn fire(
         p.get("service").unwrap_or_default(),
         p.get("tag").unwrap_or_default(),
     )?;
-    let ev = a.fire_event(ev).await?;
+    let ev = match remote {
+        Some(dc) => a.backend.fire_event_in(dc, ev).await?,
+        None => a.fire_event(ev).await?,
+    };
     Ok(json_response(&ev, o.pretty))
 }
 
-/// The list's filters: `?name` selects events by name; `?node`, `?service` and `?tag` select
-/// events fired with exactly that filter (the filter strings are compared, nothing is
-/// matched as a regular expression). An empty parameter filters nothing.
-fn keep(ev: &UserEvent, p: &Params) -> bool {
-    let field = |want: Option<&str>, have: &str| want.is_none_or(|w| w.is_empty() || w == have);
-    field(p.get("name"), &ev.name)
-        && field(p.get("node"), &ev.node_filter)
-        && field(p.get("service"), &ev.service_filter)
-        && field(p.get("tag"), &ev.tag_filter)
+/// The list's filters: `?name` selects events by exact name; `?node`, `?service` and `?tag`
+/// are regular expressions (Consul's documented form, unanchored as Go's `MatchString`)
+/// matched against the filter each event was fired with, so `?service=web` lists the events
+/// aimed at `web`, `web-api`, .... An empty parameter filters nothing.
+struct ListFilter {
+    name: Option<String>,
+    node: Option<regex::Regex>,
+    service: Option<regex::Regex>,
+    tag: Option<regex::Regex>,
+}
+
+impl ListFilter {
+    /// Compiles the parameters; a pattern that is not a regular expression is a 400.
+    fn parse(p: &Params) -> Result<ListFilter, ApiError> {
+        let re = |key: &str| -> Result<Option<regex::Regex>, ApiError> {
+            match p.get(key).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => regex::Regex::new(v).map(Some).map_err(|e| {
+                    ApiError::bad_request(format!("Invalid regular expression for ?{key}: {e}"))
+                }),
+            }
+        };
+        Ok(ListFilter {
+            name: p.get("name").filter(|v| !v.is_empty()).map(str::to_string),
+            node: re("node")?,
+            service: re("service")?,
+            tag: re("tag")?,
+        })
+    }
+
+    fn keep(&self, ev: &UserEvent) -> bool {
+        let matches =
+            |re: &Option<regex::Regex>, have: &str| re.as_ref().is_none_or(|r| r.is_match(have));
+        self.name.as_ref().is_none_or(|n| *n == ev.name)
+            && matches(&self.node, &ev.node_filter)
+            && matches(&self.service, &ev.service_filter)
+            && matches(&self.tag, &ev.tag_filter)
+    }
 }
 
 /// `GET /v1/event/list`: the events this agent holds, oldest first, blocking on `?index`
 /// until the newest one (after filtering) is another.
 async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
+    let filter = ListFilter::parse(&p)?;
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
         // Registered before the events are read, so an event arriving in between is not
@@ -77,7 +113,7 @@ async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Respon
         tokio::pin!(changed);
         changed.as_mut().enable();
         let (_, all) = a.events.list(None);
-        let events: Vec<UserEvent> = all.into_iter().filter(|e| keep(e, &p)).collect();
+        let events: Vec<UserEvent> = all.into_iter().filter(|e| filter.keep(e)).collect();
         let index = events
             .last()
             .map_or(1, |e| crate::events::id_to_index(&e.id).max(1));

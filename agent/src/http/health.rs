@@ -12,7 +12,7 @@ use axum::routing::get;
 use cairn_catalog::model::HealthStatus;
 
 use super::error::ApiError;
-use super::{AppState, Req, selection, serve_read, serve_selected};
+use super::{AppState, Req, selection, serve_read_peer, serve_selected};
 use crate::server::query::Read;
 
 /// Routes of this area. `{state}` is one segment: states are single words.
@@ -56,7 +56,7 @@ async fn service(
         .flag("passing")
         .map_err(|_| ApiError::bad_request("Invalid value for ?passing"))?;
     let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::HealthService { name, passing, sel }, &o).await
+    serve_read_peer(&a, Read::HealthService { name, passing, sel }, &p, &o).await
 }
 
 /// `GET /v1/health/state/:state`: every check in a state, or all of them with `any` (what
@@ -77,5 +77,5 @@ async fn state(
         })?),
     };
     let sel = selection(&a, &p, &o);
-    serve_read(&a, Read::HealthState { state, sel }, &o).await
+    serve_read_peer(&a, Read::HealthState { state, sel }, &p, &o).await
 }

@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The body of the three writes: `{"Key": "<base64>"}`.
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct KeyBody {
     /// The base64 key; empty when the body has none, which is refused below.

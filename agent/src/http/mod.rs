@@ -50,6 +50,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::agent::Agent;
 use crate::api::QueryMeta;
@@ -473,7 +474,12 @@ pub fn selection(agent: &Agent, p: &Params, o: &QueryOptions) -> crate::server::
         filter: o.read.filter.clone(),
         tags: p.all("tag").into_iter().map(str::to_string).collect(),
         node_meta: p.node_meta(),
-        dc: agent.backend.datacenter().to_string(),
+        // The datacenter the read runs in: records there are shown with its name.
+        dc: o
+            .dc
+            .clone()
+            .filter(|dc| !dc.is_empty())
+            .unwrap_or_else(|| agent.backend.datacenter().to_string()),
     }
 }
 
@@ -486,7 +492,29 @@ pub async fn serve_selected(
 ) -> Result<Response, ApiError> {
     let (p, o) = query(raw_query)?;
     let sel = selection(agent, &p, &o);
-    serve_read(agent, make(sel), &o).await
+    serve_read_peer(agent, make(sel), &p, &o).await
+}
+
+/// Serves a catalog or health read, honouring `?peer=`: Cairn has no cluster peering, so every
+/// named peer is unknown and its answer is empty (`[]`, `{}` for the services map, `null` for
+/// one node), never the local catalog a client would mistake for the peer's. The local index
+/// still goes out, so a blocking client blocks instead of spinning.
+pub async fn serve_read_peer(
+    agent: &Agent,
+    read: Read,
+    p: &Params,
+    o: &QueryOptions,
+) -> Result<Response, ApiError> {
+    if p.get("peer").is_none_or(str::is_empty) {
+        return serve_read(agent, read, o).await;
+    }
+    let (meta, answer) = run_read(agent, read.clone(), o).await?;
+    let empty = match (&read, render::render(&read, &answer.reply)) {
+        (_, Value::Array(_)) => Value::Array(Vec::new()),
+        (Read::CatalogServices(_), _) => Value::Object(serde_json::Map::new()),
+        _ => Value::Null,
+    };
+    Ok(read_response(&meta, &empty, o.pretty))
 }
 
 /// A `true` JSON answer, as Consul's write endpoints return (catalog register and deregister,

@@ -64,7 +64,7 @@ async fn autopilot_get(
 /// Every field is optional: a missing one takes its zero value (or, for the two durations,
 /// the default). `cairn operator autopilot set-config` sends the whole object: it reads the
 /// settings, changes what its flags say and writes them back with `?cas`.
-#[derive(serde::Deserialize, Default)]
+#[derive(Debug, serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct AutopilotBody {
     cleanup_dead_servers: bool,
@@ -183,7 +183,8 @@ async fn raft_configuration(
         })
         .collect();
     Ok(json_response(
-        &json!({"Servers": servers, "Index": st.last_index}),
+        // The configuration's own log index, as Consul's (not the last index).
+        &json!({"Servers": servers, "Index": st.config_index}),
         o.pretty,
     ))
 }
@@ -228,6 +229,27 @@ async fn autopilot_view(a: &AppState) -> Result<AutopilotView, ApiError> {
     })
 }
 
+/// Since when each server has been in its current health, as this agent saw it: Consul's
+/// `StableSince`. Keyed by (this agent, server) so that agents sharing a process (tests) keep
+/// their own views; updated whenever autopilot's view is built.
+fn stable_since(agent: &str, server: &str, healthy: bool) -> String {
+    type Seen = std::collections::HashMap<(String, String), (bool, chrono::DateTime<chrono::Utc>)>;
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<Seen>> = std::sync::OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let now = chrono::Utc::now();
+    let entry = seen
+        .entry((agent.to_string(), server.to_string()))
+        .or_insert((healthy, now));
+    if entry.0 != healthy {
+        *entry = (healthy, now);
+    }
+    // Go's `time.Time` JSON: RFC 3339 with nanoseconds.
+    entry.1.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
 /// What health and state report alike for one server. `Version` is the Consul API level (a
 /// server's Cairn version is not known remotely); the untracked fields are zero or empty.
 fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Value {
@@ -240,7 +262,7 @@ fn server_json(v: &AutopilotView, s: &crate::rpc::RaftServer) -> serde_json::Val
         "LastTerm": 0,
         "LastIndex": v.status.last_index,
         "Healthy": v.alive.contains(&s.node),
-        "StableSince": "",
+        "StableSince": stable_since(&v.status.node, &s.node, v.alive.contains(&s.node)),
     })
 }
 
@@ -381,4 +403,18 @@ async fn transfer_leader(
     check_dc(&a, o.dc.as_deref())?;
     a.backend.transfer_leader(&peer_request(&p)).await?;
     Ok(json_response(&json!({"Success": true}), o.pretty))
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    #[test]
+    fn null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<AutopilotBody>(serde_json::json!({
+            "CleanupDeadServers": true, "LastContactThreshold": "200ms", "MaxTrailingLogs": 250,
+            "MinQuorum": 3, "ServerStabilizationTime": "10s", "RedundancyZoneTag": "az",
+            "DisableUpgradeMigration": true, "UpgradeVersionTag": "v"
+        }));
+    }
 }

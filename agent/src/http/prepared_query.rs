@@ -1,6 +1,6 @@
 //! `/v1/query`: prepared queries, stored in the replicated catalog, executed by ID or name
-//! (templates by name prefix). Failover to other datacenters needs WAN federation, which Cairn
-//! does not have yet: `Failovers` is always 0.
+//! (templates by name prefix), failing over to other datacenters when no instance is healthy
+//! here (see `Server::query`).
 //!
 //! Definitions are only decoded here; the leader's endpoint validates them (a service name or
 //! a template, its regular expression, the DNS TTL, ...). Execution is a read: it follows the
@@ -14,11 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_catalog::model::PreparedQuery;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::ApiError;
 use super::{AppState, Req, json_response, serve_read, token};
-use crate::api::decode::decode_value;
+use crate::api::decode::decode;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
 
@@ -31,28 +31,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/query/{id}/explain", get(explain))
 }
 
-/// Drops `null` members (clients send `"Tags": null` for an empty list), recursively.
-/// Recursively, because the nulls sit deep (`Service.Tags`, `Service.Failover.Datacenters`).
-fn without_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
-        other => other,
-    }
-}
-
-/// Decodes a query definition (the leader's endpoint checks it). Through a `Value` first, so
-/// that the `null`s are dropped before the typed decode, which would refuse a `null` where a
-/// list or object is expected; the typed decode is then Consul's case-insensitive one.
+/// Decodes a query definition (the leader's endpoint checks it), with Consul's
+/// case-insensitive keys and `null` as absent (see `crate::api::decode`).
 fn definition(body: &[u8]) -> Result<PreparedQuery, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
-    Ok(decode_value(without_nulls(v))?)
+    Ok(decode(body)?)
 }
 
 /// `POST /v1/query`: stores a new query, answering `{"ID": "<uuid>"}` (the server picks the
@@ -141,7 +123,12 @@ async fn execute(
     let read = Read::QueryExecute {
         key,
         limit,
-        dc: a.backend.datacenter().to_string(),
+        // The datacenter the query runs in (`?dc=` sends it there).
+        dc: o
+            .dc
+            .clone()
+            .filter(|dc| !dc.is_empty())
+            .unwrap_or_else(|| a.backend.datacenter().to_string()),
     };
     serve_read(&a, read, &o).await
 }
@@ -154,4 +141,35 @@ async fn explain(
     Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
     serve_read(&a, Read::QueryExplain { key }, &o).await
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    /// Go's `PreparedQueryDefinition`, `Connect` as Consul's bool included.
+    #[test]
+    fn null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<PreparedQuery>(serde_json::json!({
+            "Name": "q", "Session": "", "Token": "",
+            "Template": {"Type": "name_prefix_match", "Regexp": "^q-(.*)$", "RemoveEmptyTags": true},
+            "Service": {"Service": "web", "Failover": {"NearestN": 1, "Datacenters": ["dc2"]},
+                "IgnoreCheckIDs": ["x"], "OnlyPassing": true, "Near": "_agent", "Tags": ["a"],
+                "NodeMeta": {"k": "v"}, "ServiceMeta": {"k": "v"}, "Connect": false, "Peer": ""},
+            "DNS": {"TTL": "10s"}
+        }));
+        let q =
+            definition(br#"{"Service": {"Service": "web", "Connect": true}}"#).expect("decodes");
+        assert!(q.service.connect.enabled);
+        let back = serde_json::to_value(&q).expect("encodes");
+        assert_eq!(
+            back["Service"]["Connect"],
+            serde_json::json!(true),
+            "Consul's bool on the way out"
+        );
+        // The shape written before Consul's was matched still reads.
+        let q = definition(br#"{"Service": {"Service": "web", "Connect": {"Enabled": true}}}"#)
+            .expect("decodes");
+        assert!(q.service.connect.enabled);
+    }
 }

@@ -68,7 +68,7 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
         }
         (_, Reply::KvKeys(keys)) if keys.is_empty() => Value::Null,
         (_, Reply::KvKeys(keys)) => to_value(keys),
-        (_, Reply::Sessions(all)) => Value::Array(all.iter().map(|s| to_value(&**s)).collect()),
+        (_, Reply::Sessions(all)) => Value::Array(all.iter().map(|s| session_json(s)).collect()),
         // Consul's `TxnResponse`: `Results` on commit, `Errors` on rollback, the other `null`.
         (_, Reply::Txn(t)) if t.errors.is_empty() => {
             json!({"Results": t.results, "Errors": null})
@@ -117,4 +117,24 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
             Value::Array(entries.iter().map(|e| service_entry_json(e, "")).collect())
         }
     }
+}
+
+/// A session as Consul shows it: besides `NodeChecks` and `ServiceChecks`, the pre-1.7
+/// `Checks` list (every check the session follows, node checks first), which older clients
+/// still read; `ServiceChecks` is `null` when there are none, as Go writes a nil slice.
+pub fn session_json(s: &cairn_catalog::model::Session) -> Value {
+    let mut v = to_value(s);
+    if let Value::Object(m) = &mut v {
+        let legacy: Vec<&str> = s
+            .node_checks
+            .iter()
+            .map(String::as_str)
+            .chain(s.service_checks.iter().map(|c| c.id.as_str()))
+            .collect();
+        m.insert("Checks".into(), json!(legacy));
+        if s.service_checks.is_empty() {
+            m.insert("ServiceChecks".into(), Value::Null);
+        }
+    }
+    v
 }

@@ -15,11 +15,11 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use cairn_catalog::model::ServiceCheckRef;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{AppState, Req, check_dc, json_response, json_true, serve_read, token};
-use crate::api::decode::decode;
+use crate::api::decode::decode_value;
 use crate::api::write::SessionSpec;
 use crate::api::{Write, WriteOp, Written};
 use crate::local::defs::RawDuration;
@@ -40,7 +40,7 @@ pub fn routes() -> Router<AppState> {
 /// The body of `PUT /v1/session/create`, as Consul's clients send it. Absent and empty are
 /// told apart where Consul tells them apart: no `NodeChecks` means `serfHealth`, while
 /// `"NodeChecks": []` means none.
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct CreateBody {
     /// A label for people; not unique.
@@ -78,6 +78,25 @@ fn lock_delay(v: &Option<RawDuration>) -> Result<Option<u64>, ApiError> {
     Ok(Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
 }
 
+/// The body with `"NodeChecks": null` or `"Checks": null` turned into `[]`.
+///
+/// Elsewhere `null` is absent (see `crate::api::decode`), but Consul's handler pre-fills these
+/// two with `serfHealth` before decoding, and Go's decoder sets a slice to nil on `null`: so
+/// `null` here means "no checks", not "the default".
+fn checks_null_is_none(body: &[u8]) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decode failed: {e}")))?;
+    if let Value::Object(m) = &mut v {
+        for (k, val) in m.iter_mut() {
+            let folded = crate::api::decode::fold(k);
+            if val.is_null() && (folded == "nodechecks" || folded == "checks") {
+                *val = Value::Array(Vec::new());
+            }
+        }
+    }
+    Ok(v)
+}
+
 /// `PUT /v1/session/create`: answers `{"ID": "<uuid>"}`. The body is optional: an empty one
 /// takes every default, as in Consul.
 async fn create(
@@ -89,7 +108,7 @@ async fn create(
     let b: CreateBody = if body.is_empty() {
         CreateBody::default()
     } else {
-        decode(&body)?
+        decode_value(checks_null_is_none(&body)?)?
     };
     let spec = SessionSpec {
         name: b.name,
@@ -157,7 +176,10 @@ async fn renew(
     if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
         a.backend.renew_session(&id, ttl).await?;
     }
-    Ok(json_response(&vec![&*s], o.pretty))
+    Ok(json_response(
+        &vec![super::render::session_json(&s)],
+        o.pretty,
+    ))
 }
 
 /// `GET /v1/session/info/:id`: a list of the one session, or `[]` when unknown (blocking).
@@ -181,4 +203,28 @@ async fn node(
 /// `GET /v1/session/list`: every session (blocking).
 async fn list(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
     serve_read(&a, Read::SessionList, &o).await
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    /// `null` is absent, except in `NodeChecks` and `Checks`, where it is "no checks" (Consul
+    /// pre-fills them with `serfHealth` and Go's decoder sets them to nil).
+    #[test]
+    fn null_members_are_absent_but_null_checks_are_none() {
+        crate::api::decode::assert_null_is_absent::<CreateBody>(serde_json::json!({
+            "Name": "lock", "Node": "n", "LockDelay": "15s", "Behavior": "delete", "TTL": "30s",
+            "ServiceChecks": [{"ID": "c", "Namespace": ""}]
+        }));
+        for body in [&br#"{"NodeChecks": null}"#[..], br#"{"checks": null}"#] {
+            let b: CreateBody =
+                decode_value(checks_null_is_none(body).expect("json")).expect("decodes");
+            let checks = b.node_checks.or(b.checks);
+            assert_eq!(checks, Some(Vec::new()));
+        }
+        let b: CreateBody =
+            decode_value(checks_null_is_none(b"{}").expect("json")).expect("decodes");
+        assert_eq!(b.node_checks, None, "absent: the default (serfHealth)");
+    }
 }

@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
 /// One operation as the body spells it, its verb still text. Consul's `TxnOp` JSON is an
 /// object with exactly one of `KV`, `Node`, `Service` or `Check`, which is serde's externally
 /// tagged form.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[allow(clippy::large_enum_variant)] // short-lived: typed at once
 enum BodyOp {
     #[serde(rename = "KV")]
@@ -49,7 +49,7 @@ enum BodyOp {
 }
 
 /// A `KV` operation. Fields a verb does not use may be absent.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyKvOp {
     /// `set`, `cas`, `lock`, `get`, `delete-tree`, ... (Consul's KV verbs).
@@ -68,7 +68,7 @@ struct BodyKvOp {
 }
 
 /// A `Node` operation: a verb and the node record it applies to.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyNodeOp {
     /// `set`, `cas`, `get`, `delete` or `delete-cas`.
@@ -79,7 +79,7 @@ struct BodyNodeOp {
 
 /// A `Service` operation: unlike checks, a service record does not name its node, so the
 /// node comes beside it.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyServiceOp {
     /// As for nodes.
@@ -91,7 +91,7 @@ struct BodyServiceOp {
 }
 
 /// A `Check` operation (the check names its node and service itself).
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct BodyCheckOp {
     /// As for nodes.
@@ -231,4 +231,28 @@ async fn txn(
         &json!({"Results": results, "Errors": null}),
         o.pretty,
     ))
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    /// Go's client sends every op as a `TxnOp` struct, the three unused kinds as `null`.
+    #[test]
+    fn null_members_are_absent() {
+        crate::api::decode::assert_null_is_absent::<Vec<BodyOp>>(serde_json::json!([
+            {"KV": {"Verb": "set", "Key": "k", "Value": "dg==", "Flags": 1, "Index": 2, "Session": "s"}},
+            {"Node": {"Verb": "set", "Node": {"ID": "", "Node": "n", "Address": "1.2.3.4",
+                "TaggedAddresses": {"lan": "1.2.3.4"}, "Meta": {"k": "v"}}}},
+            {"Service": {"Verb": "set", "Node": "n", "Service": {"ID": "s", "Service": "web",
+                "Tags": ["a"], "Meta": {"k": "v"}, "Port": 80}}},
+            {"Check": {"Verb": "set", "Check": {"Node": "n", "CheckID": "c", "Name": "c",
+                "ServiceTags": ["a"], "Definition": {"HTTP": "http://x", "Header": {"X": ["y"]}}}}}
+        ]));
+        let ops: Vec<BodyOp> = crate::api::decode::decode(
+            br#"[{"KV": {"Verb": "get", "Key": "k"}, "Node": null, "Service": null, "Check": null}]"#,
+        )
+        .expect("Go's TxnOp shape");
+        assert!(matches!(ops.as_slice(), [BodyOp::Kv(_)]));
+    }
 }

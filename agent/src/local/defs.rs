@@ -102,7 +102,7 @@ pub struct CheckDef {
     pub method: String,
     /// HTTP body.
     pub body: String,
-    /// Do not follow redirects (Cairn never follows them; accepted for compatibility).
+    /// Do not follow redirects (followed by default, up to 10, as Consul does).
     pub disable_redirects: bool,
     /// TCP address.
     #[serde(rename = "TCP")]
@@ -192,6 +192,8 @@ pub enum CheckKind {
         tls_skip_verify: bool,
         /// TLS server name.
         tls_server_name: String,
+        /// Do not follow redirects (`DisableRedirects`).
+        disable_redirects: bool,
     },
     /// TCP connect.
     Tcp {
@@ -399,6 +401,7 @@ impl CheckDef {
                     body: self.body.clone(),
                     tls_skip_verify: self.tls_skip_verify,
                     tls_server_name: self.tls_server_name.clone(),
+                    disable_redirects: self.disable_redirects,
                 },
             ));
         }
@@ -690,6 +693,20 @@ pub fn validate_id_len(what: &str, value: &str) -> Result<(), Error> {
 ///
 /// The texts are Consul's, "Node metadata" even for a service, as Consul words it.
 pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), Error> {
+    validate_meta_allowing(what, meta, &[])
+}
+
+/// The node metadata keys agents set on their own node, as Consul's agents do: allowed in
+/// catalog registrations despite the reserved `consul-` prefix.
+pub const AGENT_NODE_META: &[&str] = &["consul-network-segment", "consul-version"];
+
+/// [`validate_meta`], with `allowed` keys exempt from the reserved prefix (Consul's
+/// `allowedConsulKeys`).
+pub fn validate_meta_allowing(
+    what: &str,
+    meta: &BTreeMap<String, String>,
+    allowed: &[&str],
+) -> Result<(), Error> {
     if meta.len() > 64 {
         return Err(Error::Invalid(format!(
             "Invalid {what} Meta: Node metadata cannot contain more than 64 key/value pairs"
@@ -714,7 +731,7 @@ pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), 
                 "Invalid {what} Meta: Key contains invalid characters: {k:?}"
             )));
         }
-        if k.starts_with("consul-") {
+        if k.starts_with("consul-") && !allowed.contains(&k.as_str()) {
             return Err(Error::Invalid(format!(
                 "Invalid {what} Meta: Key prefix 'consul-' is reserved for internal use"
             )));
@@ -834,6 +851,29 @@ mod tests {
     use super::*;
     use crate::api::decode::decode;
     use serde_json::json;
+
+    /// What Go's `AgentServiceRegistration` and `AgentCheckRegistration` send: `null` for every
+    /// empty list and map (`Checks`, `Meta`, `TaggedAddresses`, `Header`, `Args`, ...).
+    #[test]
+    fn null_members_are_absent() {
+        let check = json!({"CheckID": "c", "Name": "c", "Notes": "n", "Status": "passing",
+            "HTTP": "http://127.0.0.1/", "Header": {"X": ["y"]}, "Method": "GET", "Body": "b",
+            "Interval": "10s", "Timeout": "1s", "TLSServerName": "x", "TLSSkipVerify": true,
+            "DeregisterCriticalServiceAfter": "1m", "SuccessBeforePassing": 1,
+            "FailuresBeforeCritical": 2, "OutputMaxSize": 100, "DisableRedirects": true});
+        crate::api::decode::assert_null_is_absent::<ServiceDef>(json!({
+            "ID": "web1", "Name": "web", "Tags": ["a"], "Address": "10.0.0.1", "Port": 80,
+            "TaggedAddresses": {"lan": {"Address": "10.0.0.1", "Port": 80}},
+            "Meta": {"k": "v"}, "EnableTagOverride": true,
+            "Weights": {"Passing": 3, "Warning": 1},
+            "Check": {"TTL": "10s", "Notes": "n"},
+            "Checks": [check.clone(), {"Name": "s", "Args": ["/bin/true"], "Interval": "5s"}]
+        }));
+        let mut with_service = check;
+        with_service["ServiceID"] = json!("web1");
+        with_service["ID"] = json!("c");
+        crate::api::decode::assert_null_is_absent::<CheckDef>(with_service);
+    }
 
     /// No scripts allowed.
     fn policy() -> ScriptPolicy {

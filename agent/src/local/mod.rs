@@ -39,6 +39,11 @@ pub struct LocalService {
     /// Config-file entries may run local scripts, and they are the ones a config reload
     /// removes when their definition is gone.
     pub source: Source,
+    /// The tags come from a registration on this agent and have not reached the catalog yet.
+    /// With `EnableTagOverride` the catalog's tags win over the agent's, but only over tags
+    /// the agent already wrote: a re-registration replaces the definition, tags included, as
+    /// in Consul (a database manager moving its `master` tag relies on it).
+    pub tags_pending: bool,
 }
 
 /// A check registered on this agent.
@@ -143,7 +148,14 @@ impl LocalState {
                 c.check.service_tags = service.tags.clone();
             }
         }
-        self.services.insert(id, LocalService { service, source });
+        self.services.insert(
+            id,
+            LocalService {
+                service,
+                source,
+                tags_pending: true,
+            },
+        );
         for (check, spec) in checks {
             self.add_check(check, Some(spec), source);
         }

@@ -44,6 +44,10 @@ pub struct Plan {
     /// The agent stores them locally so that later syncs compare equal instead of fighting the
     /// operator who changed the tags in the catalog.
     pub adopt_tags: Vec<(String, Vec<String>)>,
+    /// Services whose registered tags this plan writes over the catalog's (EnableTagOverride
+    /// after a re-registration), with the tags written: once the writes succeed the agent
+    /// clears `tags_pending` if its tags are still these.
+    pub tags_written: Vec<(String, Vec<String>)>,
     /// Checks whose output is written by this plan.
     /// The agent stamps their `output_synced_at` once the writes succeeded, starting their
     /// deferral window.
@@ -140,16 +144,24 @@ pub fn diff(
     for (id, ls) in &local.services {
         let remote = catalog.services.iter().find(|s| s.id == *id);
         let mut svc = ls.service.clone();
+        let mut svc_dirty = remote.is_none_or(|r| !same_service(&ls.service, r));
         if let Some(r) = remote
             && svc.enable_tag_override
             && r.tags != svc.tags
         {
-            plan.adopt_tags.push((id.clone(), r.tags.clone()));
-            svc.tags = r.tags.clone();
+            if ls.tags_pending {
+                // A registration on this agent set these tags: they replace the catalog's.
+                svc_dirty = true;
+            } else {
+                plan.adopt_tags.push((id.clone(), r.tags.clone()));
+                svc.tags = r.tags.clone();
+            }
+        }
+        if ls.tags_pending && svc_dirty {
+            plan.tags_written.push((id.clone(), svc.tags.clone()));
         }
         // A service goes out with its dirty checks in one registration, one Raft entry,
         // so the catalog never shows the service without its checks.
-        let svc_dirty = remote.is_none_or(|r| !same_service(&ls.service, r));
         let checks: Vec<HealthCheck> = dirty_checks
             .iter()
             .filter(|c| c.service_id == *id)
@@ -364,15 +376,28 @@ mod tests {
         );
     }
 
-    /// With EnableTagOverride the catalog's tags are adopted, without a write.
+    /// With EnableTagOverride the catalog's tags are adopted, without a write, once the
+    /// agent's own registration reached the catalog.
     #[test]
     fn tag_override_adopts_catalog_tags() {
-        let local = local_with(vec![svc("web1", &["a"], true)], vec![]);
+        let mut local = local_with(vec![svc("web1", &["a"], true)], vec![]);
         let catalog = CatalogView {
             node: Some(catalog_node()),
             services: vec![Arc::new(svc("web1", &["b"], true))],
             checks: vec![],
         };
+        // Just registered: the registration's tags replace the catalog's.
+        let plan = diff(&local, &catalog, Instant::now(), T);
+        assert_eq!(plan.commands.len(), 1, "a re-registration writes its tags");
+        assert!(plan.adopt_tags.is_empty());
+        assert_eq!(
+            plan.tags_written,
+            vec![("web1".to_string(), vec!["a".to_string()])]
+        );
+        // Written: tags changed in the catalog afterwards are the catalog's to keep.
+        if let Some(s) = local.services.get_mut("web1") {
+            s.tags_pending = false;
+        }
         let plan = diff(&local, &catalog, Instant::now(), T);
         assert!(plan.commands.is_empty());
         assert_eq!(

@@ -98,6 +98,10 @@ pub struct ServerStatus {
     pub last_index: u64,
     /// Raft members as `/v1/operator/raft/configuration` lists them.
     pub servers: Vec<RaftServer>,
+    /// Log index of the current Raft configuration: the `Index` Consul's raft configuration
+    /// reports (0 from a server that predates the field).
+    #[serde(default)]
+    pub config_index: u64,
 }
 
 /// One Raft member.
@@ -130,7 +134,32 @@ pub struct DnsRequest {
 }
 
 /// How a server answers forwarded DNS queries.
-pub type DnsFn = std::sync::Arc<dyn Fn(&DnsRequest) -> DnsReply + Send + Sync>;
+/// Asynchronous, because a question about another datacenter is passed on to a server there.
+pub type DnsFn = std::sync::Arc<
+    dyn Fn(DnsRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = DnsReply> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A user event to fire in a datacenter (`?dc=` on `/v1/event/fire`): a server of that
+/// datacenter spreads it through its LAN pool.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventRequest {
+    /// The target datacenter (`None`: the answering server's).
+    pub dc: Option<String>,
+    /// The event, as the receiving agent created and checked it.
+    pub event: crate::events::UserEvent,
+}
+
+/// How a server fires an event in its own datacenter (its agent's gossip pool).
+pub type EventFn = std::sync::Arc<
+    dyn Fn(
+            crate::events::UserEvent,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<crate::events::UserEvent, Error>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// The server's answer to a forwarded DNS query.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -222,6 +251,33 @@ impl Client {
         let timeout = q.opts.wait + q.opts.wait / 16 + Duration::from_secs(10);
         let reply: ReadReply = self.call(addr, "/v1/internal/read", q, timeout).await?;
         Ok((reply.meta, reply.reply))
+    }
+
+    /// Asks a server to answer a DNS query from its catalog.
+    pub async fn dns(&self, addr: &str, req: &DnsRequest) -> Result<DnsReply, Error> {
+        self.call(addr, "/v1/internal/dns", req, Duration::from_secs(5))
+            .await
+    }
+
+    /// Asks a server to fire a user event (in the datacenter the request names).
+    pub async fn fire_event(
+        &self,
+        addr: &str,
+        req: &EventRequest,
+    ) -> Result<crate::events::UserEvent, Error> {
+        self.call(addr, "/v1/internal/event", req, Duration::from_secs(10))
+            .await
+    }
+
+    /// The datacenters a server knows, its own first.
+    pub async fn datacenters(&self, addr: &str) -> Result<Vec<String>, Error> {
+        self.call(
+            addr,
+            "/v1/internal/datacenters",
+            &(),
+            Duration::from_secs(5),
+        )
+        .await
     }
 
     /// A server's status.

@@ -117,6 +117,8 @@ pub struct ServerOptions {
     /// `None` in production: openraft's configured range, with the pre-vote loop drawing a random
     /// timeout in it for each attempt.
     pub election_timeout_ms: Option<u64>,
+    /// Where other datacenters' servers are (the WAN pool, once it runs).
+    pub router: Arc<crate::wan::Router>,
 }
 
 /// Why a server could not start.
@@ -146,6 +148,8 @@ pub struct Server {
     /// network.
     rpc: rpc::Client,
     datacenter: String,
+    /// Other datacenters' servers: requests for them are forwarded there.
+    pub router: Arc<crate::wan::Router>,
     /// See [`ServerOptions::hold_timeout`].
     hold_timeout: Duration,
     /// When this server last heard from the leader (append or heartbeat); monotonic (and
@@ -380,6 +384,7 @@ impl Server {
             me: opts.me,
             rpc,
             datacenter: opts.datacenter,
+            router: opts.router,
             hold_timeout: opts.hold_timeout,
             last_contact: std::sync::Mutex::new(None),
             ready_term: AtomicU64::new(0),
@@ -1053,6 +1058,11 @@ impl Server {
             leader: self.leader().map(|a| a.to_string()),
             voters: self.peers().iter().map(ToString::to_string).collect(),
             last_index: self.state().last_index(),
+            config_index: self
+                .metrics()
+                .membership_config
+                .log_id()
+                .map_or(0, |l| l.index),
             servers: self
                 .members()
                 .into_iter()

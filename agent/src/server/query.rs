@@ -185,7 +185,7 @@ impl Read {
             // renders it from the name), so the read waits on the service list. That key moves when
             // instances come and go, not on a check's status change, so a blocked execute may learn
             // of health changes only when its wait ends.
-            Read::QueryExecute { .. } => Target::Key(WatchKey::Services),
+            Read::QueryExecute { .. } | Read::QueryRun { .. } => Target::Key(WatchKey::Services),
         }
     }
 
@@ -389,7 +389,20 @@ impl Read {
                         nodes: chosen,
                         dns: q.dns.clone(),
                         datacenter: dc.clone(),
-                        // No WAN federation yet: the local datacenter always answers.
+                        // Failover to other datacenters is the endpoint's (`Server::query`).
+                        failovers: 0,
+                    }),
+                ))
+            }
+            Read::QueryRun { query, limit, dc } => {
+                let (idx, chosen) = super::prepared::select(st, query, *limit);
+                Ok((
+                    idx,
+                    Reply::QueryResult(QueryResult {
+                        service: query.service.service.clone(),
+                        nodes: chosen,
+                        dns: query.dns.clone(),
+                        datacenter: dc.clone(),
                         failovers: 0,
                     }),
                 ))

@@ -29,16 +29,41 @@ use crate::rpc::{MAX_RPC_BODY, RPC_HEADER, RPC_VERSION, ReadReply, RenewRequest,
 /// The router's state: every handler works on the shared server role.
 type S = Arc<Server>;
 
-/// The RPC router of a server; `dns` answers the DNS queries client agents hand over.
-pub fn router(server: S, dns: crate::rpc::DnsFn) -> Router {
+/// The RPC router of a server; `dns` answers the DNS queries client agents hand over, `event`
+/// fires user events in this datacenter's LAN pool.
+pub fn router(server: S, dns: crate::rpc::DnsFn, event: crate::rpc::EventFn) -> Router {
+    let fire = {
+        let server = Arc::clone(&server);
+        move |body: Bytes| {
+            let event = Arc::clone(&event);
+            let server = Arc::clone(&server);
+            async move {
+                let req = match parse::<crate::rpc::EventRequest>(&body) {
+                    Ok(r) => r,
+                    Err(r) => return *r,
+                };
+                let fired = match req.dc.as_deref() {
+                    Some(dc) if !server.router.is_local(dc) => {
+                        server.event_remote(dc, req.event).await
+                    }
+                    _ => event(req.event).await,
+                };
+                match fired {
+                    Ok(ev) => ok(&ev),
+                    Err(e) => fail(&e),
+                }
+            }
+        }
+    };
     Router::new()
+        .route("/v1/internal/event", post(fire))
         .route(
             "/v1/internal/dns",
             post(move |body: Bytes| {
                 let dns = std::sync::Arc::clone(&dns);
                 async move {
                     match parse::<crate::rpc::DnsRequest>(&body) {
-                        Ok(req) => ok(&dns(&req)),
+                        Ok(req) => ok(&dns(req).await),
                         Err(r) => *r,
                     }
                 }
@@ -58,6 +83,7 @@ pub fn router(server: S, dns: crate::rpc::DnsFn) -> Router {
         .route("/v1/internal/write-leader", post(write_leader))
         .route("/v1/internal/read", post(read))
         .route("/v1/internal/status", post(status))
+        .route("/v1/internal/datacenters", post(datacenters))
         .route("/v1/internal/session/renew", post(renew))
         .route("/v1/internal/raft/remove-peer", post(remove_peer))
         .route("/v1/internal/raft/transfer", post(transfer))
@@ -190,6 +216,11 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
 async fn status(State(s): State<S>) -> Response {
     let status: ServerStatus = s.status().await;
     ok(&status)
+}
+
+/// The datacenters this server knows from its WAN pool (client agents' `/v1/catalog/datacenters`).
+async fn datacenters(State(s): State<S>) -> Response {
+    ok(&s.router.datacenters())
 }
 
 /// A session renewal: TTL timers live on the leader, which this server is or forwards to.

@@ -104,6 +104,8 @@ impl InProc {
                 "1s".into(),
                 "-log-level".into(),
                 "warn".into(),
+                // One datacenter: no WAN pool.
+                "-serf-wan-port=-1".into(),
             ];
             if server {
                 args.push("-server".into());
@@ -170,10 +172,7 @@ impl InProc {
         });
         let agent = Agent::new_on(config, networks).await.expect("agent");
         if let Some(server) = &agent.server {
-            let router = cairn::server::rpc_routes::router(
-                Arc::clone(server),
-                cairn::dns::server::rpc_responder(&agent),
-            );
+            let router = cairn::run::server_rpc(&agent, server);
             self.rpc.serve(&m.rpc_addr(), router);
         }
         agent.start().await.expect("start");

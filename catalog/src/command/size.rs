@@ -289,7 +289,12 @@ struct_bound!(QueryFailover {
     nearest_n,
     datacenters,
 });
-struct_bound!(QueryConnect { enabled });
+// A bare bool on the wire (Consul's shape), not an object.
+impl EncodedBound for QueryConnect {
+    fn bound(&self) -> usize {
+        self.enabled.bound()
+    }
+}
 struct_bound!(QueryDns { ttl });
 struct_bound!(QueryService {
     service,

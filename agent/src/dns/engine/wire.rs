@@ -559,3 +559,43 @@ fn largest_fit(
     }
     best
 }
+
+/// The datacenter a query names when it is not this one (`web.service.dc2.consul`,
+/// `n1.node.dc2.consul`, `q.query.dc2.consul`); `None` for anything else, malformed packets
+/// included (the normal path answers those).
+///
+/// Such a question is answered by a server of that datacenter, which gets the packet as it came.
+pub fn remote_datacenter(packet: &[u8], settings: &Settings) -> Option<String> {
+    let request = Message::from_vec(packet).ok()?;
+    let query = request.queries.first()?;
+    let super::name::Zone::Domain { labels, .. } = super::name::zone_of(query.name(), settings)
+    else {
+        return None;
+    };
+    let locality = match super::name::parse(&labels, query.query_type()) {
+        super::name::Lookup::Service { locality, .. }
+        | super::name::Lookup::Node { locality, .. }
+        | super::name::Lookup::Query { locality, .. } => locality,
+        _ => return None,
+    };
+    match locality {
+        super::name::Locality::Datacenter(dc) if !dc.eq_ignore_ascii_case(&settings.datacenter) => {
+            Some(dc)
+        }
+        _ => None,
+    }
+}
+
+/// A SERVFAIL answer to `packet` (a remote datacenter that could not answer), or `None` when
+/// the packet is not a query that can be answered.
+pub fn servfail_for(packet: &[u8], transport: Transport, settings: &Settings) -> Option<Vec<u8>> {
+    let request = Message::from_vec(packet).ok()?;
+    let max_size = max_response_size(transport, request.edns.as_ref());
+    servfail(
+        &Forward {
+            query: request,
+            max_size,
+        },
+        settings,
+    )
+}

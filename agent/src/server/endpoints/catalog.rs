@@ -10,7 +10,7 @@ use cairn_catalog::command::{DeregisterRequest, RegisterRequest};
 use super::{Built, Ctx, Reply};
 use crate::acl::Access;
 use crate::api::Error;
-use crate::local::defs::{validate_id_len, validate_meta};
+use crate::local::defs::{AGENT_NODE_META, validate_id_len, validate_meta, validate_meta_allowing};
 
 /// Validates a registration and fills its defaults: the service ID is its name, the
 /// datacenter this one, and every check names the node.
@@ -36,7 +36,7 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
     if req.address.is_empty() && !req.skip_node_update {
         return Err(Error::Invalid("Must provide address".into()));
     }
-    validate_meta("Node", &req.node_meta)?;
+    validate_meta_allowing("Node", &req.node_meta, AGENT_NODE_META)?;
     // `node:write` for the node, plus `service:write` for a service, as Consul asks of a
     // registration.
     ctx.authz.require(Access::NodeWrite(&req.node))?;

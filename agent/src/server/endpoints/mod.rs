@@ -108,23 +108,99 @@ fn derived_uuid(id: &RequestId, purpose: &str) -> String {
 }
 
 impl Server {
-    /// Fails unless `dc` is this server's datacenter (or unset). Other datacenters are not
-    /// reachable until WAN federation exists.
+    /// Fails unless `dc` is this server's datacenter (or unset): for the calls that never cross
+    /// datacenters (a write sent to a leader, status and operator calls).
     pub fn check_dc(&self, dc: Option<&str>) -> Result<(), Error> {
         match dc {
-            Some(dc) if !dc.is_empty() && !dc.eq_ignore_ascii_case(&self.datacenter) => {
-                Err(Error::NoPathToDatacenter(dc.to_string()))
-            }
+            Some(dc) if !self.router.is_local(dc) => Err(Error::NoPathToDatacenter(dc.to_string())),
             _ => Ok(()),
         }
     }
 
+    /// The servers of `dc` when it is another datacenter (`None`: the request is for this one).
+    ///
+    /// Consul's errors: an unknown datacenter has no path; a known one whose servers all failed
+    /// has none reachable.
+    fn remote_servers(&self, dc: Option<&str>) -> Result<Option<(String, Vec<String>)>, Error> {
+        let Some(dc) = dc.filter(|dc| !self.router.is_local(dc)) else {
+            return Ok(None);
+        };
+        match self.router.servers(dc) {
+            None => Err(Error::NoPathToDatacenter(dc.to_string())),
+            Some(servers) if servers.is_empty() => Err(Error::NoRemoteServer(dc.to_string())),
+            Some(servers) => Ok(Some((dc.to_string(), servers))),
+        }
+    }
+
+    /// Sends a call for another datacenter to its servers, one after the other until one
+    /// answers: only a server that cannot be reached passes the call on (an error a server
+    /// answered is the answer, as for client agents).
+    async fn to_remote<T, F, Fut>(&self, dc: &str, servers: Vec<String>, f: F) -> Result<T, Error>
+    where
+        F: Fn(crate::rpc::Client, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut last = String::new();
+        for addr in servers {
+            match f(self.rpc.clone(), addr.clone()).await {
+                Err(Error::Unavailable(why)) => {
+                    tracing::debug!(%dc, server = %addr, error = %why, "remote server unreachable; trying another");
+                    last = why;
+                }
+                other => return other,
+            }
+        }
+        tracing::debug!(%dc, error = %last, "no server of the datacenter answered");
+        Err(Error::NoRemoteServer(dc.to_string()))
+    }
+
+    /// Whether `dc` is another datacenter this server has a route to (its DNS questions go
+    /// there).
+    pub fn knows_remote(&self, dc: &str) -> bool {
+        !self.router.is_local(dc) && self.router.servers(dc).is_some()
+    }
+
+    /// Hands a DNS question about another datacenter to a server there, which answers it from
+    /// its own catalog with its own DNS settings.
+    pub async fn dns_remote(
+        &self,
+        dc: &str,
+        req: &crate::rpc::DnsRequest,
+    ) -> Result<crate::rpc::DnsReply, Error> {
+        let Some((dc, servers)) = self.remote_servers(Some(dc))? else {
+            return Err(Error::Internal(format!("{dc} is this server's datacenter")));
+        };
+        self.to_remote(&dc, servers, |c, addr| {
+            let req = req.clone();
+            async move { c.dns(&addr, &req).await }
+        })
+        .await
+    }
+
+    /// Fires a user event in another datacenter, through a server there.
+    pub async fn event_remote(
+        &self,
+        dc: &str,
+        event: crate::events::UserEvent,
+    ) -> Result<crate::events::UserEvent, Error> {
+        let Some((dc, servers)) = self.remote_servers(Some(dc))? else {
+            return Err(Error::Internal(format!("{dc} is this server's datacenter")));
+        };
+        let req = crate::rpc::EventRequest { dc: None, event };
+        self.to_remote(&dc, servers, |c, addr| {
+            let req = req.clone();
+            async move { c.fire_event(&addr, &req).await }
+        })
+        .await
+    }
+
     /// Runs a write: here when this server leads, else forwarded to the leader; waits up to
     /// the hold timeout for a leader and retries forwards that failed in transit. Returns the
-    /// index the write was applied at and its answer.
+    /// index the write was applied at and its answer. A write for another datacenter goes to a
+    /// server there, with its identity, so the remote leader applies it once.
     pub async fn write(&self, mut w: Write) -> Result<(u64, Written), Error> {
         self.check_running()?;
-        self.check_dc(w.dc.as_deref())?;
+        let remote = self.remote_servers(w.dc.as_deref())?;
         // A write from this server's own edge gets its identity here, before the first attempt; one
         // forwarded by a client agent arrives with it and keeps it.
         let _in_flight = match w.id {
@@ -135,6 +211,14 @@ impl Server {
                 Some(ticket)
             }
         };
+        if let Some((dc, servers)) = remote {
+            return self
+                .to_remote(&dc, servers, |c, addr| {
+                    let w = w.clone();
+                    async move { c.write(&addr, &w).await }
+                })
+                .await;
+        }
         let deadline = tokio::time::Instant::now() + self.hold_timeout;
         loop {
             let attempt = match self.leader_node() {
