@@ -1272,3 +1272,46 @@ async fn monitor_prints_log_lines_as_they_come() {
     assert!(found.contains("[INFO]"), "{found}");
     let _ = child.kill().await;
 }
+
+/// `cairn validate`: Consul's messages and exit codes, for files and directories; a key Consul
+/// knows but Cairn lacks warns, a key nobody knows fails.
+#[tokio::test]
+async fn validate_checks_files_and_directories() {
+    let good = temp_path("good.hcl");
+    std::fs::write(
+        &good,
+        "datacenter = \"dc1\"\ndata_dir = \"/tmp/cairn-validate\"\nserver = true\n\
+         bootstrap_expect = 3\naudit {\n  enabled = false\n}\n",
+    )
+    .expect("write");
+    let out = cairn_alone(&["validate", good.to_str().expect("path")])
+        .await
+        .ok();
+    assert_eq!(out.stdout, "Configuration is valid!\n");
+    assert!(out.stderr.contains("\"audit\""), "{out:?}");
+    let dir = good
+        .parent()
+        .expect("dir")
+        .to_str()
+        .expect("path")
+        .to_string();
+    let out = cairn_alone(&["validate", "-quiet", &dir]).await.ok();
+    assert_eq!(out.stdout, "");
+
+    let bad = temp_path("bad.json");
+    std::fs::write(&bad, r#"{"data_dir": "/tmp/x", "datacentre": "dc1"}"#).expect("write");
+    let out = cairn_alone(&["validate", bad.to_str().expect("path")])
+        .await
+        .code(1);
+    assert!(
+        out.stderr.starts_with("Config validation failed: ")
+            && out.stderr.contains("invalid config key datacentre"),
+        "{out:?}"
+    );
+    let out = cairn_alone(&["validate"]).await.code(1);
+    assert!(
+        out.stderr
+            .contains("Must specify at least one config file or directory"),
+        "{out:?}"
+    );
+}

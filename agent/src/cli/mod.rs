@@ -32,6 +32,7 @@ mod services;
 mod sidecar;
 mod snapshot;
 mod spec;
+mod validate;
 mod version;
 mod watch;
 
@@ -69,6 +70,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "snapshot",
         "Saves, restores and inspects snapshots of the servers' state",
     ),
+    ("validate", "Validate config files/directories"),
     ("version", "Prints the Cairn version"),
     ("watch", "Watch for changes in the catalog or the KV store"),
 ];
@@ -120,6 +122,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         "version" => version::run(rest),
+        "validate" => validate::run(rest),
         // `cairn --version` as well as `cairn version`, as with Consul.
         "-v" | "-version" | "--version" => version::run(&[]),
         "members" => members::run(rest).await,

@@ -22,6 +22,7 @@
 //! first one, so a broken config is fixed in one round instead of one error per restart.
 
 mod build;
+mod consul_keys;
 mod file;
 mod flags;
 mod schema;

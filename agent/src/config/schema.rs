@@ -10,9 +10,10 @@
 //! whatever must be replaced by a later source (an address list, a disabled port) is kept as
 //! a scalar, and only what Consul appends (`retry_join`, `services`, ...) is an array.
 //!
-//! Unknown keys warn instead of failing, so that a config written for a newer Consul, or with
-//! a typo in an optional key, still starts the agent; Consul options that Cairn knows but does
-//! not implement are named as such, which tells a missing feature from a typo.
+//! A key Consul knows but Cairn does not implement warns by name and is ignored, so a
+//! configuration written for Consul starts; a key nobody knows fails start-up with Consul's
+//! `invalid config key` (as `consul validate` and Consul's agent do), since ignoring a typo
+//! would run another configuration than the one written.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -429,6 +430,13 @@ impl Checker<'_, '_> {
         self.report.errors.push(text);
     }
 
+    /// Records an error about a key that is not Cairn's nor Consul's, in Consul's words,
+    /// prefixed with the source.
+    fn error_plain(&mut self, text: String) {
+        let place = self.place();
+        self.report.errors.push(format!("{place}{text}"));
+    }
+
     fn warn(&mut self, text: String) {
         let place = self.place();
         self.report.warnings.push(format!("{place}{text}"));
@@ -449,7 +457,17 @@ impl Checker<'_, '_> {
                 format!("{path}.{key}")
             };
             let Some(field) = fields.iter().find(|fl| fl.name == key) else {
-                self.warn(format!("unknown config key {sub:?} (ignored)"));
+                // A key Consul has is a feature Cairn lacks: named, and the agent still starts.
+                // Any other key is a mistake (a typo, a misplaced block), refused as Consul
+                // refuses it: silently ignoring it would run a configuration other than the
+                // one written.
+                if super::consul_keys::known(&sub) {
+                    self.warn(format!(
+                        "config key {sub:?} is not supported by Cairn yet (ignored)"
+                    ));
+                } else {
+                    self.error_plain(format!("invalid config key {sub}"));
+                }
                 continue;
             };
             match field.kind {

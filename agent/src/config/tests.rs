@@ -873,20 +873,28 @@ fn weakly_typed_values() {
 /// agent.
 #[test]
 fn unknown_keys_warn() {
+    // Keys Consul has but Cairn does not implement: a warning naming each, and the agent starts.
     let c = with_json(
-        r#"{"frobnicate": 1, "ports": {"htp": 1}, "tls": {"defaults": {}}, "dns_config": {"use_cache": true}}"#,
+        r#"{"tls": {"defaults": {}}, "dns_config": {"use_cache": true}, "audit": {"enabled": false},
+            "enable_central_service_config": true, "telemetry": {"statsd_address": "127.0.0.1:8125"}}"#,
         &["-dev"],
     )
-    .expect("unknown keys are not fatal");
+    .expect("Consul's keys are not fatal");
     let all = c.warnings.join("\n");
-    assert!(all.contains("\"frobnicate\""), "{all}");
-    assert!(all.contains("\"ports.htp\""), "{all}");
     assert!(
         all.contains("\"tls\"") && all.contains("not supported"),
         "{all}"
     );
     assert!(all.contains("\"dns_config.use_cache\""), "{all}");
+    assert!(all.contains("\"audit\""), "{all}");
+    assert!(all.contains("\"enable_central_service_config\""), "{all}");
+    assert!(all.contains("\"telemetry.statsd_address\""), "{all}");
     assert!(all.contains("agent.json"), "warnings name the file: {all}");
+    // Keys nobody knows: Consul's error, naming the file and every key.
+    let e = json_err(r#"{"frobnicate": 1, "ports": {"htp": 1}}"#, &["-dev"]);
+    assert!(e.contains("invalid config key frobnicate"), "{e}");
+    assert!(e.contains("invalid config key ports.htp"), "{e}");
+    assert!(e.contains("agent.json"), "{e}");
 }
 
 /// Script checks without ACLs, and a node name DNS cannot serve, are warned about.

@@ -134,7 +134,13 @@ pub fn request_token() -> Option<crate::api::Token> {
 /// disabled; clients read it from every response. Requests are counted once answered, by
 /// status class, for `/v1/agent/metrics`.
 async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -> Response {
-    let tok = token(req.headers(), &Params::parse(req.uri().query()));
+    // Only `token=` is looked for here: the handler's `Req` parses the whole query string.
+    let from_query = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let tok = token_from(req.headers(), from_query.as_deref());
     let mut resp = TOKEN.scope(tok, next.run(req)).await;
     agent.metrics.http_requests.inc();
     let status = resp.status();
@@ -161,6 +167,10 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// A body longer than `keep` stays longer than every route's limit, so it is refused there.
 async fn read_body(mut body: Body, keep: usize) -> Result<bytes::Bytes, ApiError> {
     use hyper::body::Body as _;
+    // Most requests (every GET) have none: nothing to poll.
+    if body.is_end_stream() {
+        return Ok(bytes::Bytes::new());
+    }
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) =
@@ -368,6 +378,11 @@ pub fn answer_response(meta: &QueryMeta, read: &Read, answer: &Answer, pretty: b
 /// `Authorization: Bearer` header. Empty values count as absent, so an empty one does not hide
 /// a token given elsewhere.
 pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
+    token_from(headers, p.get("token"))
+}
+
+/// [`token`] with the `token=` parameter already found (the first one, as Go's `Get`).
+fn token_from(headers: &HeaderMap, query: Option<&str>) -> Option<crate::api::Token> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -376,7 +391,7 @@ pub fn token(headers: &HeaderMap, p: &Params) -> Option<crate::api::Token> {
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    p.get("token")
+    query
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .or_else(|| header("x-consul-token"))
