@@ -294,9 +294,17 @@ impl Backend {
     /// From a client agent this is the view of whichever server answers, which is the view of the
     /// cluster as long as that server follows a leader.
     pub async fn status(&self) -> Result<ServerStatus, Error> {
+        self.status_in(None).await
+    }
+
+    /// The status of `dc`'s servers (`None`: this datacenter's), as a server there reports it.
+    pub async fn status_in(&self, dc: Option<&str>) -> Result<ServerStatus, Error> {
         match self {
-            Backend::Server(s) => Ok(s.status().await),
-            Backend::Client(p) => p.call(|c, addr| async move { c.status(&addr).await }).await,
+            Backend::Server(s) => s.status_in(dc).await,
+            Backend::Client(p) => {
+                p.call(|c, addr| async move { c.status_in(&addr, dc).await })
+                    .await
+            }
         }
     }
 
@@ -336,27 +344,23 @@ impl Backend {
     }
 
     /// Resets a session's TTL timer on the leader.
-    pub async fn renew_session(&self, id: &str, ttl: Duration) -> Result<(), Error> {
+    pub async fn renew_session(
+        &self,
+        dc: Option<&str>,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         match self {
-            Backend::Server(s) => s.renew_session(id, ttl).await,
+            Backend::Server(s) => s.renew_session_in(dc, id, ttl).await,
             Backend::Client(p) => {
                 let req = rpc::RenewRequest {
                     id: id.to_string(),
-                    ttl_ms: ttl.as_millis() as u64,
+                    ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                    dc: dc.map(str::to_string),
                 };
                 p.call(|c, addr| {
                     let req = req.clone();
-                    async move {
-                        c.call::<_, ()>(
-                            &addr,
-                            "/v1/internal/session/renew",
-                            &req,
-                            // Longer than a server's own 5 s forward to the leader, so a renewal
-                            // forwarded through a follower is not cut short.
-                            Duration::from_secs(10),
-                        )
-                        .await
-                    }
+                    async move { c.renew(&addr, &req).await }
                 })
                 .await
             }

@@ -205,6 +205,49 @@ async fn two_datacenters_federate_over_the_wan_pool() {
     })
     .await;
 
+    // Status, Raft configuration, transactions and session renewals for dc2 through dc1.
+    let leader2: Value = dc2.get("/v1/status/leader").await.body;
+    let leader_via1: Value = dc1
+        .get("/v1/status/leader?dc=dc2")
+        .await
+        .expect_status(200)
+        .body;
+    assert_eq!(leader_via1, leader2);
+    assert_ne!(leader_via1, dc1.get("/v1/status/leader").await.body);
+    let peers: Value = dc1.get("/v1/status/peers?dc=dc2").await.body;
+    assert_eq!(peers, json!([leader2]));
+    let raft: Value = dc1
+        .get("/v1/operator/raft/configuration?dc=dc2")
+        .await
+        .expect_status(200)
+        .body;
+    assert_eq!(raft["Servers"][0]["Node"], dc2.node.as_str(), "{raft}");
+    let r = dc1
+        .put_json(
+            "/v1/txn?dc=dc2",
+            &json!([{"KV": {"Verb": "set", "Key": "txn-key", "Value": "eA=="}}]),
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(r.body["Errors"], Value::Null, "{r:?}");
+    dc2.get("/v1/kv/txn-key").await.expect_status(200);
+    let sid = dc2
+        .put("/v1/session/create", r#"{"TTL": "30s"}"#)
+        .await
+        .body["ID"]
+        .as_str()
+        .expect("session")
+        .to_string();
+    let renewed: Value = dc1
+        .put_empty(&format!("/v1/session/renew/{sid}?dc=dc2"))
+        .await
+        .expect_status(200)
+        .body;
+    assert_eq!(renewed[0]["ID"], sid.as_str());
+    dc1.put_empty(&format!("/v1/session/renew/{sid}"))
+        .await
+        .expect_status(404);
+
     // Unknown datacenters: Consul's error, at once.
     let r = dc1
         .get("/v1/kv/app/greeting?dc=nowhere")

@@ -166,8 +166,7 @@ async fn raft_configuration(
     State(a): State<AppState>,
     Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
-    let st = a.backend.status().await?;
+    let st = a.backend.status_in(o.dc.as_deref()).await?;
     let servers: Vec<_> = st
         .servers
         .iter()

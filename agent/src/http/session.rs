@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::{AppState, Req, check_dc, json_response, json_true, serve_read, token};
+use super::{AppState, Req, json_response, json_true, serve_read, token};
 use crate::api::decode::decode_value;
 use crate::api::write::SessionSpec;
 use crate::api::{Write, WriteOp, Written};
@@ -155,14 +155,13 @@ async fn destroy(
 ///
 /// TTL timers are the leader's in-memory duty, not replicated state, so a renewal is no Raft
 /// write: the session is read (to know it exists and its TTL), then the leader's timer is
-/// reset. A session without a TTL has nothing to reset and is just answered. The datacenter
-/// is checked here because the renewal call itself does not carry it.
+/// reset. A session without a TTL has nothing to reset and is just answered. With `?dc=` both
+/// happen in that datacenter.
 async fn renew(
     State(a): State<AppState>,
     Path(id): Path<String>,
     Req { o, .. }: Req,
 ) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
     let (_, found) = super::run_read(&a, Read::SessionInfo { id: id.clone() }, &o).await?;
     let session = match &found.reply {
         crate::api::Reply::Sessions(s) => s.first().cloned(),
@@ -174,7 +173,7 @@ async fn renew(
     // The TTL was checked when the session was created; one that does not parse now is
     // treated like no TTL.
     if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
-        a.backend.renew_session(&id, ttl).await?;
+        a.backend.renew_session(o.dc.as_deref(), &id, ttl).await?;
     }
     Ok(json_response(
         &vec![super::render::session_json(&s)],

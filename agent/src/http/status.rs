@@ -11,7 +11,7 @@ use axum::routing::get;
 
 use super::Req;
 use super::error::ApiError;
-use super::{AppState, check_dc, json_response};
+use super::{AppState, json_response};
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -22,15 +22,18 @@ pub fn routes() -> Router<AppState> {
 
 /// `GET /v1/status/leader`: the leader's address as a JSON string, `""` while there is none.
 async fn leader(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
-    let leader = a.backend.status().await?.leader.unwrap_or_default();
+    let leader = a
+        .backend
+        .status_in(o.dc.as_deref())
+        .await?
+        .leader
+        .unwrap_or_default();
     Ok(json_response(&leader, o.pretty))
 }
 
 /// `GET /v1/status/peers`: the voters' addresses (non-voters are not peers here, as in
 /// Consul).
 async fn peers(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
-    let peers = a.backend.status().await?.voters;
+    let peers = a.backend.status_in(o.dc.as_deref()).await?.voters;
     Ok(json_response(&peers, o.pretty))
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{AppState, Req, check_dc, json_response, set_meta, token};
+use super::{AppState, Req, json_response, set_meta, token};
 use crate::api::decode::decode;
 use crate::api::{Write, WriteOp, Written};
 use crate::server::query::Read;
@@ -169,8 +169,8 @@ async fn txn(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_dc(&a, o.dc.as_deref())?;
-    // The length of the body as read; `Content-Length` is not consulted.
+    // The length of the body as read; `Content-Length` is not consulted. (The datacenter is
+    // checked where the transaction runs: `?dc=` sends it there.)
     let max = a.config().limits.txn_max_req_len;
     if body.len() as u64 > max {
         return Err(ApiError::new(

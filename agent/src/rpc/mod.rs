@@ -79,6 +79,9 @@ pub struct RenewRequest {
     pub id: String,
     /// Its TTL in milliseconds.
     pub ttl_ms: u64,
+    /// The session's datacenter (`None`: the answering server's).
+    #[serde(default)]
+    pub dc: Option<String>,
 }
 
 /// What a server reports about itself and its view of Raft.
@@ -102,6 +105,15 @@ pub struct ServerStatus {
     /// reports (0 from a server that predates the field).
     #[serde(default)]
     pub config_index: u64,
+}
+
+/// Which datacenter's status a status call asks for. The route also takes an empty or `null`
+/// body (the answering server's own), as older callers send.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatusRequest {
+    /// Another datacenter, answered by one of its servers.
+    #[serde(default)]
+    pub dc: Option<String>,
 }
 
 /// One Raft member.
@@ -276,6 +288,29 @@ impl Client {
             "/v1/internal/datacenters",
             &(),
             Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// The status of `dc`'s servers as a server there reports it (`None`: `addr`'s own).
+    pub async fn status_in(&self, addr: &str, dc: Option<&str>) -> Result<ServerStatus, Error> {
+        let req = StatusRequest {
+            dc: dc.map(str::to_string),
+        };
+        self.call(addr, "/v1/internal/status", &req, Duration::from_secs(5))
+            .await
+    }
+
+    /// Asks a server to reset a session's TTL timer (forwarded to the leader of the session's
+    /// datacenter).
+    pub async fn renew(&self, addr: &str, req: &RenewRequest) -> Result<(), Error> {
+        // Longer than a server's own 5 s forward to the leader, so a renewal forwarded through
+        // a follower is not cut short.
+        self.call(
+            addr,
+            "/v1/internal/session/renew",
+            req,
+            Duration::from_secs(10),
         )
         .await
     }

@@ -915,6 +915,7 @@ impl Server {
                 &rpc::RenewRequest {
                     id: id.to_string(),
                     ttl_ms: ttl.as_millis() as u64,
+                    dc: None,
                 },
                 Duration::from_secs(5),
             )

@@ -213,9 +213,13 @@ async fn read(State(s): State<S>, body: Bytes) -> Response {
 
 /// What this server knows of Raft; used by `-bootstrap-expect` to learn whether a peer already
 /// belongs to a cluster, and by client agents for `/v1/status` and operator views.
-async fn status(State(s): State<S>) -> Response {
-    let status: ServerStatus = s.status().await;
-    ok(&status)
+async fn status(State(s): State<S>, body: Bytes) -> Response {
+    // `()` (JSON `null`) from callers that ask for this server's own status.
+    let req: crate::rpc::StatusRequest = serde_json::from_slice(&body).unwrap_or_default();
+    match s.status_in(req.dc.as_deref()).await {
+        Ok(status) => ok::<ServerStatus>(&status),
+        Err(e) => fail(&e),
+    }
 }
 
 /// The datacenters this server knows from its WAN pool (client agents' `/v1/catalog/datacenters`).
@@ -230,7 +234,11 @@ async fn renew(State(s): State<S>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match s
-        .renew_session(&req.id, Duration::from_millis(req.ttl_ms))
+        .renew_session_in(
+            req.dc.as_deref(),
+            &req.id,
+            Duration::from_millis(req.ttl_ms),
+        )
         .await
     {
         Ok(()) => ok(&()),

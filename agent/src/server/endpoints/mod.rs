@@ -177,6 +177,44 @@ impl Server {
         .await
     }
 
+    /// The status of `dc`'s servers: this server's own, or a server's of that datacenter.
+    pub async fn status_in(&self, dc: Option<&str>) -> Result<crate::rpc::ServerStatus, Error> {
+        match self.remote_servers(dc)? {
+            None => Ok(self.status().await),
+            Some((dc, servers)) => {
+                self.to_remote(&dc, servers, |c, addr| async move {
+                    c.status_in(&addr, None).await
+                })
+                .await
+            }
+        }
+    }
+
+    /// Resets a session's TTL timer in its datacenter: here (or on this datacenter's leader),
+    /// or through a server of another one.
+    pub async fn renew_session_in(
+        &self,
+        dc: Option<&str>,
+        id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), Error> {
+        match self.remote_servers(dc)? {
+            None => self.renew_session(id, ttl).await,
+            Some((dc, servers)) => {
+                let req = crate::rpc::RenewRequest {
+                    id: id.to_string(),
+                    ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                    dc: None,
+                };
+                self.to_remote(&dc, servers, |c, addr| {
+                    let req = req.clone();
+                    async move { c.renew(&addr, &req).await }
+                })
+                .await
+            }
+        }
+    }
+
     /// Fires a user event in another datacenter, through a server there.
     pub async fn event_remote(
         &self,
