@@ -3,7 +3,7 @@
 //!
 //! Only servers join it (port `ports.serf_wan`, 8302; `-1` turns it off), under the member name
 //! `<node>.<datacenter>`, with memberlist's WAN timings (slower probes, longer suspicion) and the
-//! LAN pool's gossip key. A server learns every other datacenter's servers from it: their RPC
+//! configured gossip key (`encrypt`). A server learns every other datacenter's servers from it: their RPC
 //! address is the member's address with the server port from its metadata.
 //!
 //! Joining one server of a datacenter brings in the whole datacenter: every server periodically
@@ -148,7 +148,16 @@ pub async fn start(
         Timings::wan()
     };
     g.label = String::new();
-    g.keyring = crate::cluster::keyring(config)?;
+    // The configured key, not the LAN pool's saved keyring: `cairn keyring` rotations apply
+    // to the LAN pool only for now (Consul fans them out to every datacenter's WAN pool), so
+    // every server's WAN pool keeps the key it was started with, restarted or not.
+    g.keyring = match &config.encrypt {
+        Some(key) => Some(
+            cairn_gossip::Keyring::from_base64(key, &[])
+                .map_err(|e| format!("encrypt: invalid gossip key: {e}"))?,
+        ),
+        None => None,
+    };
     let started = match memory {
         None => Gossip::start(g).await,
         Some(m) => {

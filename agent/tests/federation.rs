@@ -23,7 +23,10 @@ async fn server(dc: &str, wan: u16, dns: u16, join: Option<u16>) -> Agent {
         .flag("-serf-wan-port")
         .flag(&wan.to_string())
         .flag("-dns-port")
-        .flag(&dns.to_string());
+        .flag(&dns.to_string())
+        // Both pools encrypted with the one configured key.
+        .flag("-encrypt")
+        .flag("pUqJrVyVRj5jsiYEkM/tFQ==");
     if let Some(port) = join {
         b = b.flag("-retry-join-wan").flag(&format!("127.0.0.1:{port}"));
     }
