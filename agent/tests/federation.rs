@@ -296,4 +296,24 @@ async fn two_datacenters_federate_over_the_wan_pool() {
     // dc2 answers its own name with its datacenter spelled out too.
     let m = ask(dns2, "web.service.dc2.consul.", RecordType::A).await;
     assert_eq!(m.answers.len(), 1, "{m:?}");
+
+    // dc2 goes away (killed, not left): requests for it fail in bounded time, with Consul's
+    // texts, and dc1's own requests are unaffected.
+    drop(dc2);
+    let text = eventually("dc2 seen unreachable", Duration::from_secs(60), || async {
+        let started = std::time::Instant::now();
+        let r = dc1.get("/v1/kv/app/greeting?dc=dc2").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a read for a dead datacenter took {:?}",
+            started.elapsed()
+        );
+        (r.status == 500
+            && r.text()
+                .contains("Remote DC has no server currently reachable"))
+        .then(|| r.text())
+    })
+    .await;
+    assert_eq!(text, "Remote DC has no server currently reachable");
+    dc1.get("/v1/catalog/services").await.expect_status(200);
 }

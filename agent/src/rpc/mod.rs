@@ -260,7 +260,14 @@ impl Client {
         // Longest wait plus its jitter plus slack for the network.
         // The server may legitimately hold the request for the whole blocking wait, so a shorter
         // timeout would cut healthy blocking queries and retry them on another server.
-        let timeout = q.opts.wait + q.opts.wait / 16 + Duration::from_secs(10);
+        // A read that does not block has no wait to cover: a server that took the request and
+        // went silent (a partition) is given up on after the slack alone.
+        let wait = if q.opts.min_index > 0 {
+            q.opts.wait + q.opts.wait / 16
+        } else {
+            Duration::ZERO
+        };
+        let timeout = wait + Duration::from_secs(10);
         let reply: ReadReply = self.call(addr, "/v1/internal/read", q, timeout).await?;
         Ok((reply.meta, reply.reply))
     }
