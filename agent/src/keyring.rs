@@ -281,7 +281,7 @@ impl Agent {
                 primaries.insert(k.key.clone(), primary_holders);
             }
         }
-        Ok(json!([{
+        let lan = json!({
             "WAN": false,
             "Datacenter": self.backend.datacenter(),
             "Segment": "",
@@ -289,7 +289,35 @@ impl Agent {
             "Keys": keys,
             "PrimaryKeys": primaries,
             "NumNodes": members.len(),
-        }]))
+        });
+        // A server's WAN pool answers too, first, as Consul lists it. Its members all hold the
+        // configured key (rotations do not reach the WAN pool yet, see `crate::wan`), so each
+        // of its keys counts every alive member.
+        let Some(wan) = &self.wan else {
+            return Ok(json!([lan]));
+        };
+        let wan_keys = wan.keyring().list().map_err(|_| not_enabled())?;
+        let alive = wan
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count();
+        let keys: BTreeMap<String, usize> =
+            wan_keys.iter().map(|k| (k.key.clone(), alive)).collect();
+        let primaries: BTreeMap<String, usize> = wan_keys
+            .iter()
+            .filter(|k| k.primary)
+            .map(|k| (k.key.clone(), alive))
+            .collect();
+        Ok(json!([{
+            "WAN": true,
+            "Datacenter": self.backend.datacenter(),
+            "Segment": "",
+            "Partition": "",
+            "Keys": keys,
+            "PrimaryKeys": primaries,
+            "NumNodes": alive,
+        }, lan]))
     }
 }
 

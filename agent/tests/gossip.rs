@@ -250,9 +250,26 @@ async fn keys_rotate_across_the_pool_without_downtime() {
         async move {
             let r = common::client().get(url).send().await.expect("list");
             assert_eq!(r.status().as_u16(), 200);
-            r.json::<Value>().await.expect("json")
+            let all = r.json::<Value>().await.expect("json");
+            // The LAN pool's answer (a server lists its WAN pool's first), as a one-element
+            // list.
+            let lan = all
+                .as_array()
+                .and_then(|l| l.iter().find(|p| p["WAN"] == false))
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!([lan])
         }
     };
+    // A server also answers for its WAN pool, with the configured key.
+    let r = common::client()
+        .get(c.url(0, "/v1/operator/keyring"))
+        .send()
+        .await
+        .expect("list");
+    let all: Value = r.json().await.expect("json");
+    assert_eq!(all[0]["WAN"], true, "{all}");
+    assert_eq!(all[0]["PrimaryKeys"][OLD], 1, "{all}");
     let op = |c: &Cluster, i: usize, method: reqwest::Method, key: &str| {
         let url = c.url(i, "/v1/operator/keyring");
         let body = json!({ "Key": key }).to_string();
