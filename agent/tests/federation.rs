@@ -18,6 +18,8 @@ use tokio::net::UdpSocket;
 /// WAN-joining `join`.
 async fn server(dc: &str, wan: u16, dns: u16, join: Option<u16>) -> Agent {
     let mut b = Agent::builder()
+        // dc1 answers about other datacenters with their WAN addresses.
+        .config(json!({"translate_wan_addrs": dc == "dc1"}))
         .flag("-datacenter")
         .flag(dc)
         .flag("-serf-wan-port")
@@ -250,6 +252,41 @@ async fn two_datacenters_federate_over_the_wan_pool() {
     dc1.put_empty(&format!("/v1/session/renew/{sid}"))
         .await
         .expect_status(404);
+
+    // translate_wan_addrs (on in dc1): answers about dc2 carry WAN addresses; dc2's own
+    // answers, and dc1's about itself, do not.
+    dc2.put_json(
+        "/v1/catalog/register",
+        &json!({"Node": "ext", "Address": "127.0.0.50",
+                "TaggedAddresses": {"lan": "127.0.0.50", "wan": "127.0.0.99"},
+                "Service": {"Service": "ext", "Address": "127.0.0.51", "Port": 80,
+                            "TaggedAddresses": {"wan": {"Address": "127.0.0.98", "Port": 9999}}}}),
+    )
+    .await
+    .expect_status(200);
+    let r = dc1
+        .get("/v1/health/service/ext?dc=dc2")
+        .await
+        .expect_status(200);
+    assert_eq!(
+        r.header("x-consul-translate-addresses").as_deref(),
+        Some("true")
+    );
+    assert_eq!(r.body[0]["Node"]["Address"], "127.0.0.99", "{:?}", r.body);
+    assert_eq!(
+        r.body[0]["Service"]["Address"], "127.0.0.98",
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body[0]["Service"]["Port"], 9999, "{:?}", r.body);
+    let r = dc1.get("/v1/catalog/service/ext?dc=dc2").await.body;
+    assert_eq!(
+        (&r[0]["Address"], &r[0]["ServiceAddress"]),
+        (&json!("127.0.0.99"), &json!("127.0.0.98"))
+    );
+    let own = dc2.get("/v1/health/service/ext").await;
+    assert_eq!(own.body[0]["Node"]["Address"], "127.0.0.50");
+    assert_eq!(own.header("x-consul-translate-addresses"), None);
 
     // Unknown datacenters: Consul's error, at once.
     let r = dc1

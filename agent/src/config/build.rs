@@ -510,6 +510,7 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         // Consul's role-dependent defaults: a server does not leave on a signal, so that a
         // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
+        translate_wan_addrs: v.read("translate_wan_addrs", as_bool)?.unwrap_or(false),
         skip_leave_on_interrupt: v
             .read("skip_leave_on_interrupt", as_bool)?
             .unwrap_or(server),

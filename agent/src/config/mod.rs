@@ -146,6 +146,8 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// `limits {}`.
     pub limits: Limits,
+    /// `translate_wan_addrs`: answers about other datacenters carry their WAN addresses.
+    pub translate_wan_addrs: bool,
     /// `leave_on_terminate` (default: false for servers, true for clients).
     /// The defaults differ by role as in Consul: a server that left on every signal would shrink
     /// the Raft configuration and could cost the cluster its quorum during a rolling restart.

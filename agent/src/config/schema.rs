@@ -319,6 +319,7 @@ pub(crate) const TOP: &[Field] = &[
     f("telemetry", Kind::Object(TELEMETRY)),
     f("limits", Kind::Object(LIMITS)),
     f("leave_on_terminate", Kind::Bool),
+    f("translate_wan_addrs", Kind::Bool),
     f("skip_leave_on_interrupt", Kind::Bool),
     f(
         "reconnect_timeout",
@@ -356,7 +357,6 @@ pub(crate) const TOP: &[Field] = &[
     f("enable_syslog", Kind::Unsupported),
     f("syslog_facility", Kind::Unsupported),
     f("http_config", Kind::Unsupported),
-    f("translate_wan_addrs", Kind::Unsupported),
     f("serf_lan", Kind::Unsupported),
     f("serf_wan", Kind::Unsupported),
     f("enable_debug", Kind::Unsupported),

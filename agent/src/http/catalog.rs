@@ -133,7 +133,7 @@ async fn node_services(
         let empty = serde_json::json!({"Node": null, "Services": null});
         return Ok(super::read_response(&meta, &empty, o.pretty));
     }
-    Ok(super::answer_response(&meta, &read, &answer, o.pretty))
+    Ok(super::agent_answer(&a, &meta, &read, &answer, o.pretty))
 }
 
 #[cfg(test)]

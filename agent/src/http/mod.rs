@@ -153,6 +153,13 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
         HeaderName::from_static("x-consul-default-acl-policy"),
         HeaderValue::from_static("allow"),
     );
+    // Consul marks every answer of an agent that translates WAN addresses.
+    if agent.config.read().is_ok_and(|c| c.translate_wan_addrs) {
+        resp.headers_mut().insert(
+            HeaderName::from_static("x-consul-translate-addresses"),
+            HeaderValue::from_static("true"),
+        );
+    }
     resp
 }
 
@@ -426,7 +433,45 @@ pub async fn serve_read(
     opts: &QueryOptions,
 ) -> Result<Response, ApiError> {
     let (meta, answer) = run_read(agent, read.clone(), opts).await?;
-    Ok(answer_response(&meta, &read, &answer, opts.pretty))
+    Ok(agent_answer(agent, &meta, &read, &answer, opts.pretty))
+}
+
+/// [`answer_response`], with the answering agent's `translate_wan_addrs` applied to answers
+/// about another datacenter (their encoding is then this request's own, not the shared one).
+pub fn agent_answer(
+    agent: &Agent,
+    meta: &QueryMeta,
+    read: &Read,
+    answer: &Answer,
+    pretty: bool,
+) -> Response {
+    let translate = agent
+        .config
+        .read()
+        .map(|c| c.translate_wan_addrs)
+        .unwrap_or(false);
+    if translate
+        && let Some(dc) = answered_in(read, &answer.reply)
+        && !dc.eq_ignore_ascii_case(agent.backend.datacenter())
+    {
+        let mut v = render::render(read, &answer.reply);
+        render::translate_wan(read, &mut v);
+        return read_response(meta, &v, pretty);
+    }
+    answer_response(meta, read, answer, pretty)
+}
+
+/// The datacenter an answer is about, for the reads whose answers carry addresses.
+fn answered_in<'a>(read: &'a Read, reply: &'a crate::api::Reply) -> Option<&'a str> {
+    match (read, reply) {
+        (_, crate::api::Reply::QueryResult(r)) => Some(&r.datacenter),
+        (Read::CatalogNodes(sel), _)
+        | (Read::CatalogService { sel, .. }, _)
+        | (Read::CatalogNode { sel, .. }, _)
+        | (Read::CatalogNodeServices { sel, .. }, _)
+        | (Read::HealthService { sel, .. }, _) => Some(&sel.dc),
+        _ => None,
+    }
 }
 
 /// Runs a server read with the request's options, for handlers that look at the reply

@@ -138,3 +138,72 @@ pub fn session_json(s: &cairn_catalog::model::Session) -> Value {
     }
     v
 }
+
+/// `translate_wan_addrs`: rewrites an answer about another datacenter to its WAN addresses,
+/// as Consul's answering agent does (`agent/translate_addr.go`): a node's `Address` becomes
+/// its `wan` tagged address, an instance's address and port its `wan` service address, when
+/// they are set. Answers about the local datacenter are never rewritten (the caller decides).
+pub fn translate_wan(read: &Read, v: &mut Value) {
+    /// A node object with `Address` and `TaggedAddresses`.
+    fn node(n: &mut Value) {
+        let wan = n["TaggedAddresses"]["wan"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !wan.is_empty() {
+            n["Address"] = json!(wan);
+        }
+    }
+    /// A service object (`Address`, `Port`, `TaggedAddresses`).
+    fn service(s: &mut Value) {
+        let wan = s["TaggedAddresses"]["wan"].clone();
+        if let Some(addr) = wan["Address"].as_str().filter(|a| !a.is_empty()) {
+            s["Address"] = json!(addr);
+        }
+        if let Some(port) = wan["Port"].as_u64().filter(|p| *p != 0) {
+            s["Port"] = json!(port);
+        }
+    }
+    /// A `ServiceEntry` (health and prepared-query answers).
+    fn entry(e: &mut Value) {
+        node(&mut e["Node"]);
+        service(&mut e["Service"]);
+    }
+    let each = |v: &mut Value, f: &dyn Fn(&mut Value)| {
+        if let Value::Array(items) = v {
+            items.iter_mut().for_each(f);
+        }
+    };
+    match read {
+        Read::CatalogNodes(_) => each(v, &node),
+        Read::CatalogService { .. } => each(v, &|e: &mut Value| {
+            let wan = e["TaggedAddresses"]["wan"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !wan.is_empty() {
+                e["Address"] = json!(wan);
+            }
+            let swan = e["ServiceTaggedAddresses"]["wan"].clone();
+            if let Some(addr) = swan["Address"].as_str().filter(|a| !a.is_empty()) {
+                e["ServiceAddress"] = json!(addr);
+            }
+            if let Some(port) = swan["Port"].as_u64().filter(|p| *p != 0) {
+                e["ServicePort"] = json!(port);
+            }
+        }),
+        Read::CatalogNode { .. } => {
+            node(&mut v["Node"]);
+            if let Value::Object(services) = &mut v["Services"] {
+                services.values_mut().for_each(service);
+            }
+        }
+        Read::CatalogNodeServices { .. } => {
+            node(&mut v["Node"]);
+            each(&mut v["Services"], &service);
+        }
+        Read::HealthService { .. } => each(v, &entry),
+        Read::QueryExecute { .. } | Read::QueryRun { .. } => each(&mut v["Nodes"], &entry),
+        _ => {}
+    }
+}
