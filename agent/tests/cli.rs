@@ -1315,3 +1315,32 @@ async fn validate_checks_files_and_directories() {
         "{out:?}"
     );
 }
+
+/// `cairn operator autopilot state`: Consul's layout, and its JSON with `-format=json`.
+#[tokio::test]
+async fn operator_autopilot_state_prints_consuls_layout() {
+    let a = Agent::start().await;
+    let out = cairn(&a, &["operator", "autopilot", "state"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "Healthy:                      true", "{out:?}");
+    assert_eq!(lines[1], "Failure Tolerance:            0", "{out:?}");
+    assert!(
+        lines[3].starts_with("Leader:                       "),
+        "{out:?}"
+    );
+    assert_eq!(lines[4], "Voters:", "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("      Name:            {}\n", a.node)),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("      Status:          leader\n"),
+        "{out:?}"
+    );
+    let out = cairn(&a, &["operator", "autopilot", "state", "-format=json"])
+        .await
+        .ok();
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["Healthy"], true);
+}

@@ -24,6 +24,7 @@ const SUBCOMMANDS: &[(&str, &str)] = &[
         "autopilot set-config",
         "Modifies the current autopilot configuration",
     ),
+    ("autopilot state", "Displays the current autopilot state"),
     (
         "raft list-peers",
         "Displays the current Raft peer configuration",
@@ -63,6 +64,7 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
         [area, cmd, rest @ ..] if area == "autopilot" => match cmd.as_str() {
             "get-config" => autopilot_get(rest).await,
             "set-config" => autopilot_set(rest).await,
+            "state" => autopilot_state(rest).await,
             other => super::unknown_subcommand("operator autopilot", other, &help()),
         },
         [area, ..] => super::unknown_subcommand("operator", area, &help()),
@@ -269,6 +271,111 @@ async fn autopilot_config(
         Ok(v) => Ok((client, v)),
         Err(e) => Err(fail(format!("Error querying Autopilot configuration: {e}"))),
     }
+}
+
+const AUTOPILOT_STATE: Spec = Spec {
+    usage: "
+Usage: cairn operator autopilot state [options]
+
+  Displays the current autopilot state: health, failure tolerance, the leader, the voters
+  and each server's status.
+",
+    flags: &[Flag::text(
+        "format",
+        "pretty|json",
+        "Output format: pretty (default) or json.",
+    )],
+    http: Http::Server,
+};
+
+/// `cairn operator autopilot state`: Consul's layout (its `prettyFormatter`), or the state's
+/// JSON indented with four spaces as Consul prints it.
+async fn autopilot_state(args: &[String]) -> ExitCode {
+    let p = match super::parse(&AUTOPILOT_STATE, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let format = p.text("format").unwrap_or("pretty").to_string();
+    if format != "pretty" && format != "json" {
+        return fail(format!("Error parsing arguments: Unknown format: {format}"));
+    }
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let state = match client.get_json("/v1/operator/autopilot/state", &[]).await {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error reading Autopilot state: {e}")),
+    };
+    if format == "json" {
+        out(&super::output::json_indent(&state, "    "));
+    } else {
+        out(autopilot_pretty(&state).trim_end());
+    }
+    ExitCode::SUCCESS
+}
+
+/// The pretty form of `/v1/operator/autopilot/state`.
+fn autopilot_pretty(state: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Healthy:                      {}\n",
+        text(&state["Healthy"])
+    ));
+    s.push_str(&format!(
+        "Failure Tolerance:            {}\n",
+        text(&state["FailureTolerance"])
+    ));
+    s.push_str(&format!(
+        "Optimistic Failure Tolerance: {}\n",
+        text(&state["OptimisticFailureTolerance"])
+    ));
+    s.push_str(&format!(
+        "Leader:                       {}\n",
+        text(&state["Leader"])
+    ));
+    s.push_str("Voters:\n");
+    for v in state["Voters"].as_array().into_iter().flatten() {
+        s.push_str(&format!("   {}\n", text(v)));
+    }
+    s.push_str("Servers:\n");
+    // Sorted by ID, as Consul sorts them.
+    let mut servers: Vec<(&String, &Value)> = state["Servers"]
+        .as_object()
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    servers.sort_by(|a, b| a.0.cmp(b.0));
+    for (id, srv) in servers {
+        s.push_str(&format!("   {id}\n"));
+        for (label, key) in [
+            ("Name:            ", "Name"),
+            ("Address:         ", "Address"),
+            ("Version:         ", "Version"),
+            ("Status:          ", "Status"),
+            ("Node Type:       ", "NodeType"),
+            ("Node Status:     ", "NodeStatus"),
+            ("Healthy:         ", "Healthy"),
+            ("Last Contact:    ", "LastContact"),
+            ("Last Term:       ", "LastTerm"),
+            ("Last Index:      ", "LastIndex"),
+        ] {
+            s.push_str(&format!("      {label}{}\n", text(&srv[key])));
+        }
+        if let Some(meta) = srv["Meta"].as_object().filter(|m| !m.is_empty()) {
+            s.push_str("      Meta\n");
+            let mut pairs: Vec<_> = meta.iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in pairs {
+                s.push_str(&format!("         {k:?}: {:?}\n", text(v)));
+            }
+        }
+    }
+    s
 }
 
 async fn autopilot_get(args: &[String]) -> ExitCode {
