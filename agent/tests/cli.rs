@@ -1344,3 +1344,71 @@ async fn operator_autopilot_state_prints_consuls_layout() {
     let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(v["Healthy"], true);
 }
+
+/// `cairn lock`: the child runs under the lock in Consul's KV layout, a second holder waits
+/// (and gives up at `-timeout`), `-n` makes a semaphore, and the child's failure is reported
+/// only with `-child-exit-code`.
+#[tokio::test]
+async fn lock_runs_the_child_under_a_lock_or_semaphore() {
+    let a = Agent::start().await;
+    let out = cairn(&a, &["lock", "app/l1", "echo hello"]).await.ok();
+    assert_eq!(out.stdout, "hello\n");
+    // Released and the session gone.
+    let e = kv_entry(&a, "app/l1/.lock").await;
+    assert_eq!(e["Flags"], 0x2ddc_cbc0_58a5_0c18_u64, "{e}");
+    assert!(e.get("Session").is_none() || e["Session"].is_null(), "{e}");
+    let sessions: Value = a.get("/v1/session/list").await.body;
+    assert_eq!(sessions, serde_json::json!([]));
+
+    // While one holds the lock, another waits and gives up at its timeout.
+    let (first, second) = tokio::join!(cairn(&a, &["lock", "app/l2", "sleep 2"]), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cairn(&a, &["lock", "-timeout", "500ms", "app/l2", "echo second"]).await
+    });
+    first.ok();
+    let second = second.code(1);
+    assert!(second.stdout.is_empty(), "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("Shutdown triggered or timeout during lock acquisition"),
+        "{second:?}"
+    );
+
+    // A semaphore of two: two holders at once, a third waits.
+    let (h1, h2, third) = tokio::join!(
+        cairn(&a, &["lock", "-n", "2", "app/sem", "sleep 2"]),
+        cairn(&a, &["lock", "-n", "2", "app/sem", "sleep 2"]),
+        async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cairn(
+                &a,
+                &[
+                    "lock",
+                    "-n",
+                    "2",
+                    "-timeout",
+                    "500ms",
+                    "app/sem",
+                    "echo third",
+                ],
+            )
+            .await
+        }
+    );
+    h1.ok();
+    h2.ok();
+    third.code(1);
+
+    // The child's exit status.
+    cairn(&a, &["lock", "app/l3", "exit 3"]).await.ok();
+    cairn(&a, &["lock", "-child-exit-code", "app/l3", "exit 3"])
+        .await
+        .code(2);
+    let out = cairn(&a, &["lock", "app/only-prefix"]).await.code(1);
+    assert!(
+        out.stderr
+            .contains("Key prefix and child command must be specified"),
+        "{out:?}"
+    );
+}

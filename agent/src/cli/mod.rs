@@ -21,6 +21,7 @@ mod join;
 mod keyring;
 mod kv;
 mod leave;
+mod lock;
 mod maint;
 mod members;
 mod monitor;
@@ -59,6 +60,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "Forces a member of the cluster to enter the \"left\" state",
     ),
     ("leave", "Gracefully leaves the cluster and shuts down"),
+    ("lock", "Execute a command holding a lock"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a cluster"),
     ("monitor", "Stream logs from a Cairn agent"),
@@ -138,6 +140,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "snapshot" => snapshot::run(rest).await,
         "leave" => leave::run(rest).await,
         "force-leave" => force_leave::run(rest).await,
+        "lock" => lock::run(rest).await,
         "join" => join::run(rest).await,
         "reload" => reload::run(rest).await,
         "maint" => maint::run(rest).await,
