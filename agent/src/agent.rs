@@ -828,6 +828,7 @@ impl Agent {
         // A restored status keeps only the TTL time it had left when the agent stopped: a restart
         // must not extend a TTL that a dead service can no longer feed.
         let arm = remaining.unwrap_or(ttl);
+        let output = if self.discards_output() { "" } else { output };
         // The timer is re-armed even when the status is unchanged: feeding a TTL check with the
         // same status is what keeps it alive.
         self.runners.reset_ttl_with_output(id, arm, output);
@@ -1140,6 +1141,12 @@ impl Agent {
     }
 
     /// Applies check results to the local state and kicks the sync loop when something changed.
+    /// `discard_check_output`: check outputs are dropped before they are stored, so only
+    /// status changes cost catalog writes (Consul applies it to every check, TTL ones included).
+    fn discards_output(&self) -> bool {
+        self.config.read().is_ok_and(|c| c.discard_check_output)
+    }
+
     async fn consume_results(self: Arc<Agent>, mut rx: mpsc::Receiver<CheckResult>) {
         while let Some(r) = rx.recv().await {
             // A result from a runner that has since been replaced (the check re-registered) or
@@ -1147,9 +1154,16 @@ impl Agent {
             if !self.runners.is_current(&r.check_id, r.generation) {
                 continue;
             }
+            // `discard_check_output`: only statuses reach the catalog, so a check whose output
+            // changes on every run costs no write.
+            let output = if self.discards_output() {
+                ""
+            } else {
+                r.output.as_str()
+            };
             let changed = {
                 let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-                local.update_check(&r.check_id, r.status, &r.output)
+                local.update_check(&r.check_id, r.status, output)
             };
             if let Some(status_changed) = changed {
                 if status_changed {

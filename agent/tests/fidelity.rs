@@ -247,3 +247,37 @@ async fn event_list_filters_are_regular_expressions() {
     assert_eq!(count("/v1/event/list?service=nothing".into()).await, 0);
     a.get("/v1/event/list?service=(").await.expect_status(400);
 }
+
+/// `http_config.response_headers` go on every answer; `discard_check_output` keeps outputs
+/// out of the agent and the catalog.
+#[tokio::test]
+async fn response_headers_and_discarded_check_output() {
+    let a = Agent::builder()
+        .config(json!({
+            "http_config": {"response_headers": {"Access-Control-Allow-Origin": "*"}},
+            "discard_check_output": true
+        }))
+        .start()
+        .await;
+    let r = a.get("/v1/agent/self").await.expect_status(200);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let r = a.get("/v1/kv/missing").await.expect_status(404);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    a.register_check(&json!({"ID": "t", "Name": "t", "TTL": "30s"}))
+        .await;
+    a.put_empty("/v1/agent/check/pass/t?note=hello")
+        .await
+        .expect_status(200);
+    let c = eventually("passing", Duration::from_secs(5), || async {
+        let c = a.check("t").await;
+        (c["Status"] == "passing").then_some(c)
+    })
+    .await;
+    assert_eq!(c["Output"], "", "{c}");
+}

@@ -511,6 +511,14 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
         translate_wan_addrs: v.read("translate_wan_addrs", as_bool)?.unwrap_or(false),
+        http_response_headers: match v.get("http_config.response_headers") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect(),
+            _ => BTreeMap::new(),
+        },
+        discard_check_output: v.read("discard_check_output", as_bool)?.unwrap_or(false),
         skip_leave_on_interrupt: v
             .read("skip_leave_on_interrupt", as_bool)?
             .unwrap_or(server),

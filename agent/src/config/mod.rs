@@ -146,6 +146,10 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// `limits {}`.
     pub limits: Limits,
+    /// `http_config.response_headers`: added to every HTTP API response (CORS headers, say).
+    pub http_response_headers: BTreeMap<String, String>,
+    /// `discard_check_output`: checks report no output (saves catalog writes).
+    pub discard_check_output: bool,
     /// `translate_wan_addrs`: answers about other datacenters carry their WAN addresses.
     pub translate_wan_addrs: bool,
     /// `leave_on_terminate` (default: false for servers, true for clients).

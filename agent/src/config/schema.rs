@@ -53,6 +53,8 @@ pub(crate) enum Kind {
     NodeMeta,
     /// A map of durations (`service_ttl`).
     DurationMap,
+    /// A map of strings (`http_config.response_headers`).
+    StrMap,
     /// One of a few words.
     OneOf(&'static [&'static str]),
     /// A datacenter name (lowercased).
@@ -264,6 +266,15 @@ const LIMITS: &[Field] = &[
     f("request_limits", Kind::Unsupported),
 ];
 
+/// `http_config {}`.
+const HTTP_CONFIG: &[Field] = &[
+    f("response_headers", Kind::StrMap),
+    f("allow_write_http_from", Kind::Unsupported),
+    f("block_endpoints", Kind::Unsupported),
+    f("max_header_bytes", Kind::Unsupported),
+    f("use_cache", Kind::Unsupported),
+];
+
 /// Every top-level key.
 ///
 /// Both spellings of a few keys are accepted (`ui` and `ui_config.enabled`, `service` and
@@ -356,7 +367,9 @@ pub(crate) const TOP: &[Field] = &[
     f("log_rotate_max_files", Kind::Unsupported),
     f("enable_syslog", Kind::Unsupported),
     f("syslog_facility", Kind::Unsupported),
-    f("http_config", Kind::Unsupported),
+    f("http_config", Kind::Object(HTTP_CONFIG)),
+    f("check_output_max_size", Kind::Unsupported),
+    f("discard_check_output", Kind::Bool),
     f("serf_lan", Kind::Unsupported),
     f("serf_wan", Kind::Unsupported),
     f("enable_debug", Kind::Unsupported),
@@ -527,6 +540,7 @@ impl Checker<'_, '_> {
             }),
             Kind::NodeMeta => return self.str_map(path, v),
             Kind::DurationMap => return self.duration_map(path, v),
+            Kind::StrMap => return self.plain_map(path, v),
             Kind::OneOf(allowed) => values::as_one_of(&v, allowed).map(Value::String),
             Kind::Datacenter => values::as_datacenter(&v).map(Value::String),
             Kind::Domain => values::as_domain(&v).map(Value::String),
@@ -616,6 +630,30 @@ impl Checker<'_, '_> {
                     out.insert(key, value);
                 }
                 Err(msg) => self.error(&format!("{path}.{key}"), msg),
+            }
+        }
+        Some(Value::Object(out))
+    }
+
+    /// A map of strings, kept with its keys as written (no rules on the keys).
+    fn plain_map(&mut self, path: &str, v: Value) -> Option<Value> {
+        let Value::Object(map) = v else {
+            self.error(
+                path,
+                format!("invalid value {}: expected a map of strings", show(&v)),
+            );
+            return None;
+        };
+        let mut out = Map::new();
+        for (key, value) in map {
+            match value {
+                Value::String(_) => {
+                    out.insert(key, value);
+                }
+                other => self.error(
+                    &format!("{path}.{key}"),
+                    format!("invalid value {}: expected a string", show(&other)),
+                ),
             }
         }
         Some(Value::Object(out))

@@ -153,6 +153,25 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
         HeaderName::from_static("x-consul-default-acl-policy"),
         HeaderValue::from_static("allow"),
     );
+    // `http_config.response_headers` (CORS headers, say), on every answer as in Consul.
+    let extra: Vec<(HeaderName, HeaderValue)> = agent
+        .config
+        .read()
+        .map(|c| {
+            c.http_response_headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        HeaderName::from_bytes(k.as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in extra {
+        resp.headers_mut().insert(k, v);
+    }
     // Consul marks every answer of an agent that translates WAN addresses.
     if agent.config.read().is_ok_and(|c| c.translate_wan_addrs) {
         resp.headers_mut().insert(
