@@ -281,3 +281,28 @@ async fn response_headers_and_discarded_check_output() {
     .await;
     assert_eq!(c["Output"], "", "{c}");
 }
+
+/// `default_query_time` applies to blocking queries without `?wait`, `max_query_time` caps
+/// the ones with a longer one (Consul's defaults are 5 and 10 minutes).
+#[tokio::test]
+async fn query_time_settings_bound_blocking_queries() {
+    let a = Agent::builder()
+        .config(json!({"default_query_time": "1s", "max_query_time": "2s"}))
+        .start()
+        .await;
+    a.put("/v1/kv/q", "1").await.expect_status(200);
+    let index = a.get("/v1/kv/q").await.index();
+    for path in [
+        format!("/v1/kv/q?index={index}"),
+        format!("/v1/kv/q?index={index}&wait=1h"),
+    ] {
+        let started = std::time::Instant::now();
+        let r = a.get(&path).await.expect_status(200);
+        assert_eq!(r.index(), index);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path} waited {:?}",
+            started.elapsed()
+        );
+    }
+}

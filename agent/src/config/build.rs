@@ -511,6 +511,13 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
         translate_wan_addrs: v.read("translate_wan_addrs", as_bool)?.unwrap_or(false),
+        default_query_time: v
+            .read("default_query_time", as_duration)?
+            .unwrap_or(crate::api::options::DEFAULT_WAIT),
+        max_query_time: v
+            .read("max_query_time", as_duration)?
+            .unwrap_or(crate::api::options::MAX_WAIT)
+            .min(crate::api::options::MAX_WAIT),
         http_response_headers: match v.get("http_config.response_headers") {
             Some(Value::Object(m)) => m
                 .iter()

@@ -150,6 +150,10 @@ pub struct Config {
     pub http_response_headers: BTreeMap<String, String>,
     /// `discard_check_output`: checks report no output (saves catalog writes).
     pub discard_check_output: bool,
+    /// `default_query_time`: how long a blocking query waits without `?wait` (5 min).
+    pub default_query_time: Duration,
+    /// `max_query_time`: the longest a blocking query waits (10 min, the most Cairn allows).
+    pub max_query_time: Duration,
     /// `translate_wan_addrs`: answers about other datacenters carry their WAN addresses.
     pub translate_wan_addrs: bool,
     /// `leave_on_terminate` (default: false for servers, true for clients).

@@ -331,6 +331,8 @@ pub(crate) const TOP: &[Field] = &[
     f("limits", Kind::Object(LIMITS)),
     f("leave_on_terminate", Kind::Bool),
     f("translate_wan_addrs", Kind::Bool),
+    f("default_query_time", Kind::Duration),
+    f("max_query_time", Kind::Duration),
     f("skip_leave_on_interrupt", Kind::Bool),
     f(
         "reconnect_timeout",

@@ -505,9 +505,17 @@ pub async fn run_read(
         // Counted when asked for, whether or not the read ends up waiting.
         agent.metrics.blocking_queries.inc();
     }
+    let mut read_opts = opts.read.clone();
+    // `default_query_time` without `?wait`, and `max_query_time` as the longest wait.
+    if let Ok(c) = agent.config.read() {
+        if !opts.wait_given {
+            read_opts.wait = c.default_query_time;
+        }
+        read_opts.wait = read_opts.wait.min(c.max_query_time);
+    }
     let q = crate::api::Query {
         read,
-        opts: opts.read.clone(),
+        opts: read_opts,
         dc: opts.dc.clone(),
         token: request_token(),
     };

@@ -128,6 +128,8 @@ pub struct QueryOptions {
     /// `?hash` for hash-based blocking on agent-local endpoints: those have no Raft index, so
     /// a client passes back the `X-Consul-ContentHash` it last saw instead of `?index`.
     pub hash: Option<String>,
+    /// Whether `?wait` was given: without it the agent's `default_query_time` applies.
+    pub wait_given: bool,
 }
 
 impl QueryOptions {
@@ -186,6 +188,7 @@ impl QueryOptions {
             dc: p.get("dc").filter(|d| !d.is_empty()).map(str::to_string),
             pretty: p.has("pretty"),
             hash: p.get("hash").filter(|h| !h.is_empty()).map(str::to_string),
+            wait_given: p.get("wait").is_some_and(|w| !w.is_empty()),
         })
     }
 }
