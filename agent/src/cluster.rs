@@ -89,6 +89,8 @@ pub async fn start(
     } else {
         Timings::lan()
     };
+    // `reconnect_timeout`: how long a failed member stays listed before it is reaped.
+    g.timings.reconnect_timeout = config.reconnect_timeout;
     // No pool label: Consul's default, so the pool accepts members without one.
     g.label = String::new();
     g.keyring = keyring(config)?;

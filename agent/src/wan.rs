@@ -147,6 +147,8 @@ pub async fn start(
     } else {
         Timings::wan()
     };
+    // `reconnect_timeout_wan`: how long a failed server stays in the WAN pool.
+    g.timings.reconnect_timeout = config.reconnect_timeout_wan;
     g.label = String::new();
     // The configured key, not the LAN pool's saved keyring: `cairn keyring` rotations apply
     // to the LAN pool only for now (Consul fans them out to every datacenter's WAN pool), so

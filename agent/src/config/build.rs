@@ -532,6 +532,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         reconnect_timeout: v
             .read("reconnect_timeout", as_duration)?
             .unwrap_or(Duration::from_secs(72 * 3600)),
+        reconnect_timeout_wan: v
+            .read("reconnect_timeout_wan", as_duration)?
+            .unwrap_or(Duration::from_secs(72 * 3600)),
         config_sources: inputs.config_sources,
         args: inputs.args,
         warnings,

@@ -162,6 +162,8 @@ pub struct Config {
     pub leave_on_terminate: bool,
     /// `skip_leave_on_interrupt` (default: true for servers, false for clients).
     pub skip_leave_on_interrupt: bool,
+    /// `reconnect_timeout_wan` (default 72h, at least 8h as Consul requires).
+    pub reconnect_timeout_wan: Duration,
     /// `reconnect_timeout` (default 72h).
     /// At least 8h, Consul's minimum. Not passed to the gossip layer yet, which reaps a
     /// failed member after its own default (also 72h).

@@ -376,7 +376,10 @@ pub(crate) const TOP: &[Field] = &[
     f("serf_wan", Kind::Unsupported),
     f("enable_debug", Kind::Unsupported),
     f("disable_remote_exec", Kind::Unsupported),
-    f("reconnect_timeout_wan", Kind::Unsupported),
+    f(
+        "reconnect_timeout_wan",
+        Kind::DurationAtLeast(Duration::from_secs(8 * 3600)),
+    ),
     f("encrypt_verify_incoming", Kind::Unsupported),
     f("encrypt_verify_outgoing", Kind::Unsupported),
     f("segment", Kind::Unsupported),

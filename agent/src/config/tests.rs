@@ -1210,3 +1210,16 @@ fn cloud_auto_join_is_refused_by_provider_name() {
     let c = ok(&["-dev", "-retry-join", "consul.example.com"]);
     assert_eq!(c.retry_join, vec!["consul.example.com".to_string()]);
 }
+
+#[test]
+fn reconnect_timeouts_have_consuls_floor() {
+    let c = with_json(
+        r#"{"reconnect_timeout": "9h", "reconnect_timeout_wan": "10h"}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    assert_eq!(c.reconnect_timeout, Duration::from_secs(9 * 3600));
+    assert_eq!(c.reconnect_timeout_wan, Duration::from_secs(10 * 3600));
+    let e = json_err(r#"{"reconnect_timeout_wan": "1h"}"#, &["-dev"]);
+    assert!(e.contains("reconnect_timeout_wan"), "{e}");
+}
