@@ -321,6 +321,7 @@ impl Agent {
                         autopilot: config.autopilot.clone(),
                         election_timeout_ms,
                         router: Arc::clone(&router),
+                        session_ttl_min: config.session_ttl_min,
                     },
                     Arc::clone(&hub),
                     rpc.clone(),

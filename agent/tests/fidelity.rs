@@ -306,3 +306,36 @@ async fn query_time_settings_bound_blocking_queries() {
         );
     }
 }
+
+/// `session_ttl_min` lowers the shortest session TTL; such a session still expires (its TTL
+/// is read back without the default bound).
+#[tokio::test]
+async fn session_ttl_min_is_honoured() {
+    let strict = Agent::start().await;
+    let r = strict
+        .put("/v1/session/create", r#"{"TTL": "2s"}"#)
+        .await
+        .expect_status(400);
+    assert!(
+        r.text().contains("must be between [10s=24h0m0s]"),
+        "{}",
+        r.text()
+    );
+    let a = Agent::builder()
+        .config(json!({"session_ttl_min": "1s"}))
+        .start()
+        .await;
+    let id = a
+        .put("/v1/session/create", r#"{"TTL": "2s"}"#)
+        .await
+        .expect_status(200)
+        .body["ID"]
+        .as_str()
+        .expect("ID")
+        .to_string();
+    eventually("the session expires", Duration::from_secs(20), || async {
+        let v: Value = a.get(&format!("/v1/session/info/{id}")).await.body;
+        (v == json!([])).then_some(())
+    })
+    .await;
+}

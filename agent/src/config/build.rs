@@ -511,6 +511,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
         translate_wan_addrs: v.read("translate_wan_addrs", as_bool)?.unwrap_or(false),
+        session_ttl_min: v
+            .read("session_ttl_min", as_duration)?
+            .unwrap_or(crate::server::SESSION_TTL_MIN),
         default_query_time: v
             .read("default_query_time", as_duration)?
             .unwrap_or(crate::api::options::DEFAULT_WAIT),

@@ -23,8 +23,8 @@ use crate::api::decode::decode_value;
 use crate::api::write::SessionSpec;
 use crate::api::{Write, WriteOp, Written};
 use crate::local::defs::RawDuration;
-use crate::server::parse_session_ttl;
 use crate::server::query::Read;
+use crate::server::stored_session_ttl;
 
 /// Routes of this area.
 pub fn routes() -> Router<AppState> {
@@ -172,7 +172,7 @@ async fn renew(
     };
     // The TTL was checked when the session was created; one that does not parse now is
     // treated like no TTL.
-    if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
+    if let Ok(Some(ttl)) = stored_session_ttl(&s.ttl) {
         a.backend.renew_session(o.dc.as_deref(), &id, ttl).await?;
     }
     Ok(json_response(

@@ -22,7 +22,7 @@ use cairn_catalog::model::{HealthCheck, HealthStatus, Service};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{SESSION_TTL_MULTIPLIER, Server, now_ms, parse_session_ttl};
+use super::{SESSION_TTL_MULTIPLIER, Server, now_ms, stored_session_ttl};
 
 pub use crate::api::{CONSUL_SERVICE, SERF_CHECK_ID};
 /// Name of that check.
@@ -272,7 +272,7 @@ impl SessionTimers {
                 continue;
             }
             // Sessions without a TTL (or with one that no longer parses) never expire by time.
-            if let Ok(Some(ttl)) = parse_session_ttl(&s.ttl) {
+            if let Ok(Some(ttl)) = stored_session_ttl(&s.ttl) {
                 d.insert(s.id.clone(), Instant::now() + ttl * SESSION_TTL_MULTIPLIER);
             }
         }

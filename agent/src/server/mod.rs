@@ -119,6 +119,8 @@ pub struct ServerOptions {
     pub election_timeout_ms: Option<u64>,
     /// Where other datacenters' servers are (the WAN pool, once it runs).
     pub router: Arc<crate::wan::Router>,
+    /// `session_ttl_min`: the shortest TTL a session may be created with.
+    pub session_ttl_min: Duration,
 }
 
 /// Why a server could not start.
@@ -150,6 +152,8 @@ pub struct Server {
     datacenter: String,
     /// Other datacenters' servers: requests for them are forwarded there.
     pub router: Arc<crate::wan::Router>,
+    /// See [`ServerOptions::session_ttl_min`].
+    pub session_ttl_min: Duration,
     /// See [`ServerOptions::hold_timeout`].
     hold_timeout: Duration,
     /// When this server last heard from the leader (append or heartbeat); monotonic (and
@@ -385,6 +389,7 @@ impl Server {
             rpc,
             datacenter: opts.datacenter,
             router: opts.router,
+            session_ttl_min: opts.session_ttl_min,
             hold_timeout: opts.hold_timeout,
             last_contact: std::sync::Mutex::new(None),
             ready_term: AtomicU64::new(0),
@@ -1140,6 +1145,21 @@ pub const SESSION_TTL_MULTIPLIER: u32 = 2;
 /// `Ok(None)`: no TTL (empty or zero), so the session lives until destroyed or invalidated by its
 /// checks. The error text prints the duration in nanoseconds because Consul's does.
 pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
+    parse_session_ttl_min(ttl, SESSION_TTL_MIN)
+}
+
+/// The TTL of a stored session: any positive duration (it was checked against the bound in
+/// force when the session was created, which may have been lower than the default).
+pub fn stored_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
+    parse_session_ttl_min(ttl, Duration::ZERO)
+}
+
+/// Consul's default `session_ttl_min`.
+pub const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
+
+/// [`parse_session_ttl`] with the server's `session_ttl_min` as the lower bound (for
+/// creations; a stored TTL is read back with the default bound).
+pub fn parse_session_ttl_min(ttl: &str, min: Duration) -> Result<Option<Duration>, Error> {
     if ttl.is_empty() {
         return Ok(None);
     }
@@ -1148,10 +1168,11 @@ pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
     if d.is_zero() {
         return Ok(None);
     }
-    if d < Duration::from_secs(10) || d > Duration::from_secs(86_400) {
+    if d < min || d > Duration::from_secs(86_400) {
         return Err(Error::Invalid(format!(
-            "Invalid Session TTL '{}', must be between [10s=24h0m0s]",
-            d.as_nanos()
+            "Invalid Session TTL '{}', must be between [{}=24h0m0s]",
+            d.as_nanos(),
+            cairn_catalog::duration::format_go_duration(min)
         )));
     }
     Ok(Some(d))

@@ -11,7 +11,7 @@ use crate::acl::Access;
 use crate::api::write::SessionSpec;
 use crate::api::{Error, WriteOp, Written};
 use crate::server::leader::SERF_CHECK_ID;
-use crate::server::{Server, parse_session_ttl};
+use crate::server::{Server, parse_session_ttl_min};
 
 /// Default lock delay.
 ///
@@ -36,7 +36,7 @@ pub(super) fn create(ctx: &Ctx<'_>, spec: &SessionSpec) -> Result<Built, Error> 
         }
     };
     // Checked, then kept as the client wrote it, which is what session reads show.
-    let ttl = parse_session_ttl(&spec.ttl)?;
+    let ttl = parse_session_ttl_min(&spec.ttl, ctx.server.session_ttl_min)?;
     let lock_delay = spec
         .lock_delay_ns
         .map_or(DEFAULT_LOCK_DELAY, Duration::from_nanos);
@@ -105,7 +105,7 @@ pub(super) fn destroy(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
 pub(super) fn after(server: &Server, op: &WriteOp, written: &Written) {
     match (op, written) {
         (WriteOp::SessionCreate(spec), Written::Id(id)) => {
-            if let Ok(Some(ttl)) = parse_session_ttl(&spec.ttl) {
+            if let Ok(Some(ttl)) = crate::server::stored_session_ttl(&spec.ttl) {
                 server.session_timers.reset(id, ttl);
             }
         }
