@@ -1412,3 +1412,31 @@ async fn lock_runs_the_child_under_a_lock_or_semaphore() {
         "{out:?}"
     );
 }
+
+/// `cairn operator usage instances`: Consul's layout (totals, then the tab-aligned tables).
+#[tokio::test]
+async fn operator_usage_instances_prints_consuls_layout() {
+    let a = Agent::start().await;
+    a.register_service(&serde_json::json!({"Name": "web", "Port": 80}))
+        .await;
+    let out = cairn(&a, &["operator", "usage", "instances"]).await.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "Billable Service Instances Total: 1", "{out:?}");
+    assert_eq!(lines[1], "dc1 Billable Service Instances: 1", "{out:?}");
+    assert_eq!(lines[2], "", "{out:?}");
+    assert_eq!(lines[3], "Billable Services", "{out:?}");
+    assert_eq!(lines[4], "Services      Service instances", "{out:?}");
+    assert_eq!(lines[5], "2             1", "{out:?}");
+    assert!(out.stdout.contains("\nConnect Services\nType"), "{out:?}");
+    let out = cairn(
+        &a,
+        &["operator", "usage", "instances", "-billable", "-connect"],
+    )
+    .await
+    .code(1);
+    assert!(
+        out.stderr
+            .contains("Cannot specify both -billable and -connect flags"),
+        "{out:?}"
+    );
+}

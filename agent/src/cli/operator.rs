@@ -37,6 +37,10 @@ const SUBCOMMANDS: &[(&str, &str)] = &[
         "raft transfer-leader",
         "Moves Raft leadership to another server",
     ),
+    (
+        "usage instances",
+        "Display service instance usage information",
+    ),
 ];
 
 fn help() -> String {
@@ -66,6 +70,10 @@ pub(crate) async fn run(args: &[String]) -> ExitCode {
             "set-config" => autopilot_set(rest).await,
             "state" => autopilot_state(rest).await,
             other => super::unknown_subcommand("operator autopilot", other, &help()),
+        },
+        [area, cmd, rest @ ..] if area == "usage" => match cmd.as_str() {
+            "instances" => usage_instances(rest).await,
+            other => super::unknown_subcommand("operator usage", other, &help()),
         },
         [area, ..] => super::unknown_subcommand("operator", area, &help()),
         [] => super::unknown_subcommand("operator", "", &help()),
@@ -497,4 +505,184 @@ async fn autopilot_set(args: &[String]) -> ExitCode {
         Ok(_) => fail("Configuration could not be atomically updated, please try again"),
         Err(e) => fail(format!("Error setting Autopilot configuration: {e}")),
     }
+}
+
+const USAGE_INSTANCES: Spec = Spec {
+    usage: "
+Usage: cairn operator usage instances [options]
+
+  Retrieves usage information about the number of services registered in a given
+  datacenter. By default, the datacenter of the local agent is queried.
+
+  To retrieve the service usage data:
+
+      $ cairn operator usage instances
+
+  To show only billable service instance counts:
+
+      $ cairn operator usage instances -billable
+
+  To show only connect service instance counts:
+
+      $ cairn operator usage instances -connect
+",
+    flags: &[
+        Flag::bool(
+            "billable",
+            "Display only billable service info. Cannot be used with -connect.",
+        ),
+        Flag::bool(
+            "connect",
+            "Display only Connect service info. Cannot be used with -billable.",
+        ),
+        Flag::bool(
+            "all-datacenters",
+            "Display service counts from all datacenters.",
+        ),
+    ],
+    http: Http::Server,
+};
+
+/// `cairn operator usage instances`: billable and Connect instance counts in Consul's layout
+/// (its tab-aligned tables).
+async fn usage_instances(args: &[String]) -> ExitCode {
+    let p = match super::parse(&USAGE_INSTANCES, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if !p.args.is_empty() {
+        return fail(format!(
+            "Too many arguments (expected 0, got {})",
+            p.args.len()
+        ));
+    }
+    let (billable_only, connect_only) = (p.bool("billable"), p.bool("connect"));
+    if billable_only && connect_only {
+        return fail("Cannot specify both -billable and -connect flags");
+    }
+    let all = p.bool("all-datacenters");
+    let client = match super::connect(&p) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let v: Value = match client.get_json("/v1/operator/usage", &[]).await {
+        Ok(v) => v,
+        Err(e) => return fail(format!("Error fetching usage information: {e}")),
+    };
+    let usage: Vec<(String, Value)> = v["Usage"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    if !connect_only {
+        let total: u64 = usage
+            .iter()
+            .map(|(_, u)| u["BillableServiceInstances"].as_u64().unwrap_or(0))
+            .sum();
+        out(&format!("Billable Service Instances Total: {total}"));
+        let mut per_dc: Vec<String> = usage
+            .iter()
+            .map(|(dc, u)| {
+                format!(
+                    "{dc} Billable Service Instances: {}",
+                    u["BillableServiceInstances"].as_u64().unwrap_or(0)
+                )
+            })
+            .collect();
+        per_dc.sort();
+        for line in per_dc {
+            out(&line);
+        }
+        out("\nBillable Services");
+        out(&(usage_table(&usage, true, all) + "\n"));
+    }
+    if !billable_only {
+        out("Connect Services");
+        out(&usage_table(&usage, false, all));
+    }
+    ExitCode::SUCCESS
+}
+
+/// One row of a usage table: datacenter, Connect kind (empty for billable rows), services,
+/// instances.
+type UsageRow = (String, String, u64, u64);
+
+/// One of the usage tables, aligned as Go's `tabwriter` with a padding of 6 aligns it.
+fn usage_table(usage: &[(String, Value)], billable: bool, show_dc: bool) -> String {
+    let mut rows: Vec<UsageRow> = Vec::new();
+    for (dc, u) in usage {
+        if billable {
+            rows.push((
+                dc.clone(),
+                String::new(),
+                u["Services"].as_u64().unwrap_or(0),
+                u["BillableServiceInstances"].as_u64().unwrap_or(0),
+            ));
+        } else if let Some(kinds) = u["ConnectServiceInstances"].as_object() {
+            for (kind, n) in kinds {
+                rows.push((dc.clone(), kind.clone(), 0, n.as_u64().unwrap_or(0)));
+            }
+        }
+    }
+    // By datacenter, then type, as Consul sorts them.
+    rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let mut table: Vec<Vec<String>> = Vec::new();
+    let mut first = Vec::new();
+    if show_dc {
+        first.push("Datacenter".to_string());
+    }
+    first.push(if billable { "Services" } else { "Type" }.to_string());
+    first.push("Service instances".to_string());
+    table.push(first);
+    let (mut services, mut instances) = (0, 0);
+    for (dc, kind, n_services, n_instances) in &rows {
+        let mut row = Vec::new();
+        if show_dc {
+            row.push(dc.clone());
+        }
+        row.push(if billable {
+            n_services.to_string()
+        } else {
+            kind.clone()
+        });
+        row.push(n_instances.to_string());
+        table.push(row);
+        services += n_services;
+        instances += n_instances;
+    }
+    // With a datacenter column there are several rows per table: Consul adds a blank row and
+    // the totals.
+    if show_dc {
+        table.push(vec![String::new(), String::new(), String::new()]);
+        table.push(if billable {
+            vec!["Total".into(), services.to_string(), instances.to_string()]
+        } else {
+            vec!["Total".into(), String::new(), instances.to_string()]
+        });
+    }
+    // Every column but the last is as wide as its widest cell plus 6 spaces.
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns.saturating_sub(1))
+        .map(|c| {
+            table
+                .iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+                + 6
+        })
+        .collect();
+    let mut text = String::new();
+    for row in &table {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            match widths.get(c) {
+                Some(w) if c + 1 < row.len() => line.push_str(&format!("{cell:<w$}")),
+                _ => line.push_str(cell),
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text.trim().to_string()
 }
