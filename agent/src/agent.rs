@@ -276,6 +276,9 @@ impl Agent {
         tagged.insert(lan_key.to_string(), lan.clone());
         tagged.insert("wan".to_string(), wan.clone());
         tagged.insert(wan_key.to_string(), wan);
+        // `tagged_addresses` from the configuration, added to (or overriding) these, as Consul
+        // merges them.
+        tagged.extend(config.tagged_addresses.clone());
         let node = NodeRecord {
             name: config.node_name.clone(),
             id: node_id(&config)?,

@@ -339,3 +339,24 @@ async fn session_ttl_min_is_honoured() {
     })
     .await;
 }
+
+/// `tagged_addresses` from the configuration join the node's own in the catalog.
+#[tokio::test]
+async fn configured_tagged_addresses_reach_the_catalog() {
+    let a = Agent::builder()
+        .config(json!({"tagged_addresses": {"lan_custom": "127.0.0.77"}}))
+        .start()
+        .await;
+    let node = a.node.clone();
+    let tagged = eventually(
+        "the node's tagged addresses",
+        Duration::from_secs(10),
+        || async {
+            let v: Value = a.get(&format!("/v1/catalog/node/{node}")).await.body;
+            let t = v["Node"]["TaggedAddresses"].clone();
+            (t["lan_custom"] == "127.0.0.77").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(tagged["lan"], "127.0.0.1", "{tagged}");
+}

@@ -511,6 +511,13 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         // restart does not shrink the Raft configuration.
         leave_on_terminate: v.read("leave_on_terminate", as_bool)?.unwrap_or(!server),
         translate_wan_addrs: v.read("translate_wan_addrs", as_bool)?.unwrap_or(false),
+        tagged_addresses: match v.get("tagged_addresses") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect(),
+            _ => BTreeMap::new(),
+        },
         session_ttl_min: v
             .read("session_ttl_min", as_duration)?
             .unwrap_or(crate::server::SESSION_TTL_MIN),

@@ -150,6 +150,8 @@ pub struct Config {
     pub http_response_headers: BTreeMap<String, String>,
     /// `discard_check_output`: checks report no output (saves catalog writes).
     pub discard_check_output: bool,
+    /// `tagged_addresses`: more tagged addresses of this node (or overrides of `lan`/`wan`).
+    pub tagged_addresses: BTreeMap<String, String>,
     /// `session_ttl_min`: the shortest session TTL the servers accept (10 s).
     pub session_ttl_min: Duration,
     /// `default_query_time`: how long a blocking query waits without `?wait` (5 min).

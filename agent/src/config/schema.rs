@@ -333,6 +333,7 @@ pub(crate) const TOP: &[Field] = &[
     f("translate_wan_addrs", Kind::Bool),
     f("default_query_time", Kind::Duration),
     f("session_ttl_min", Kind::Duration),
+    f("tagged_addresses", Kind::StrMap),
     f("max_query_time", Kind::Duration),
     f("skip_leave_on_interrupt", Kind::Bool),
     f(
