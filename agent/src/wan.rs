@@ -115,6 +115,9 @@ impl Router {
     }
 }
 
+/// The WAN pool's label, authenticated with every packet (the LAN pool has none, as Consul's).
+pub const WAN_LABEL: &str = "cairn-wan";
+
 /// The WAN member name of a server: `<node>.<datacenter>`.
 pub fn member_name(node: &str, dc: &str) -> String {
     format!("{node}.{dc}")
@@ -149,7 +152,9 @@ pub async fn start(
     };
     // `reconnect_timeout_wan`: how long a failed server stays in the WAN pool.
     g.timings.reconnect_timeout = config.reconnect_timeout_wan;
-    g.label = String::new();
+    // A label of its own: a WAN member that reaches a LAN port by mistake (or the reverse)
+    // is refused instead of merging the two pools.
+    g.label = WAN_LABEL.to_string();
     // The configured key, not the LAN pool's saved keyring: `cairn keyring` rotations apply
     // to the LAN pool only for now (Consul fans them out to every datacenter's WAN pool), so
     // every server's WAN pool keeps the key it was started with, restarted or not.

@@ -858,8 +858,14 @@ impl Gossip {
     pub async fn join(&self, addrs: &[String]) -> Result<usize, GossipError> {
         let mut resolved = Vec::new();
         let mut errors = Vec::new();
+        // An address without a port means this pool's own port, as memberlist resolves it: a
+        // WAN join to `10.0.0.1` reaches the WAN pool there, not the LAN one.
+        let default_port = match self.inner.local_addr.port() {
+            0 => DEFAULT_PORT,
+            p => p,
+        };
         for a in addrs {
-            match resolve(a).await {
+            match resolve(a, default_port).await {
                 Ok(sa) => resolved.push(sa),
                 Err(e) => errors.push(e.to_string()),
             }
@@ -969,7 +975,7 @@ fn member_seed(seed: u64, name: &str) -> u64 {
 }
 
 /// Resolves `"host:port"`, `"host"` (default port), `"[v6]:port"` or a bare IPv6 address.
-async fn resolve(addr: &str) -> Result<SocketAddr, GossipError> {
+async fn resolve(addr: &str, default_port: u16) -> Result<SocketAddr, GossipError> {
     let fail = |reason: String| GossipError::Resolve {
         addr: addr.to_string(),
         reason,
@@ -979,12 +985,12 @@ async fn resolve(addr: &str) -> Result<SocketAddr, GossipError> {
         return Ok(sa);
     }
     if let Ok(ip) = addr_trim.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+        return Ok(SocketAddr::new(ip, default_port));
     }
     let target = if addr_trim.contains(':') {
         addr_trim.to_string()
     } else {
-        format!("{addr_trim}:{DEFAULT_PORT}")
+        format!("{addr_trim}:{default_port}")
     };
     tokio::net::lookup_host(target)
         .await
@@ -1581,17 +1587,22 @@ mod tests {
     #[tokio::test]
     async fn addresses_resolve_with_the_default_port() -> Result<(), GossipError> {
         assert_eq!(
-            resolve("127.0.0.1").await?,
+            resolve("127.0.0.1", DEFAULT_PORT).await?,
             SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
         );
         assert_eq!(
-            resolve("127.0.0.1:9000").await?,
+            resolve("127.0.0.1:9000", DEFAULT_PORT).await?,
             SocketAddr::from(([127, 0, 0, 1], 9000))
         );
-        assert_eq!(resolve("[::1]:9000").await?.port(), 9000);
-        assert_eq!(resolve("::1").await?.port(), DEFAULT_PORT);
-        assert_eq!(resolve("localhost").await?.port(), DEFAULT_PORT);
-        assert!(resolve("no-such-host.invalid").await.is_err());
+        assert_eq!(resolve("[::1]:9000", DEFAULT_PORT).await?.port(), 9000);
+        assert_eq!(resolve("::1", DEFAULT_PORT).await?.port(), DEFAULT_PORT);
+        assert_eq!(
+            resolve("localhost", DEFAULT_PORT).await?.port(),
+            DEFAULT_PORT
+        );
+        assert!(resolve("no-such-host.invalid", DEFAULT_PORT).await.is_err());
+        // Without a port, the pool's own: a WAN join reaches the WAN port.
+        assert_eq!(resolve("127.0.0.1", 8302).await?.port(), 8302);
         Ok(())
     }
 
