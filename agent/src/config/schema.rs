@@ -594,47 +594,27 @@ impl Checker<'_, '_> {
         Some(Value::Object(self.object(path, fields, map)))
     }
 
-    /// `node_meta`: a map of strings under Consul's key and value rules. A bad pair is an
-    /// error naming the pair's key, and the other pairs are still checked.
-    fn str_map(&mut self, path: &str, v: Value) -> Option<Value> {
+    /// A map whose every entry `check` turns into its kept value or an error text; a bad
+    /// entry is an error naming its key, and the other entries are still checked.
+    fn map_of(
+        &mut self,
+        path: &str,
+        what: &str,
+        v: Value,
+        check: impl Fn(&str, Value) -> Result<Value, String>,
+    ) -> Option<Value> {
         let Value::Object(map) = v else {
             self.error(
                 path,
-                format!("invalid value {}: expected a map of strings", show(&v)),
+                format!("invalid value {}: expected a map of {what}", show(&v)),
             );
             return None;
         };
         let mut out = Map::new();
         for (key, value) in map {
-            let sub = format!("{path}.{key}");
-            match values::as_str(&value) {
-                Ok(s) => {
-                    if let Some(problem) = values::node_meta_problem(&key, &s) {
-                        self.error(&sub, problem);
-                        continue;
-                    }
-                    out.insert(key, Value::String(s));
-                }
-                Err(msg) => self.error(&sub, msg),
-            }
-        }
-        Some(Value::Object(out))
-    }
-
-    /// `service_ttl`: a map of durations, kept as written; `build` parses them.
-    fn duration_map(&mut self, path: &str, v: Value) -> Option<Value> {
-        let Value::Object(map) = v else {
-            self.error(
-                path,
-                format!("invalid value {}: expected a map of durations", show(&v)),
-            );
-            return None;
-        };
-        let mut out = Map::new();
-        for (key, value) in map {
-            match values::as_duration(&value) {
-                Ok(_) => {
-                    out.insert(key, value);
+            match check(&key, value) {
+                Ok(kept) => {
+                    out.insert(key, kept);
                 }
                 Err(msg) => self.error(&format!("{path}.{key}"), msg),
             }
@@ -642,28 +622,30 @@ impl Checker<'_, '_> {
         Some(Value::Object(out))
     }
 
+    /// `node_meta`: a map of strings under Consul's key and value rules.
+    fn str_map(&mut self, path: &str, v: Value) -> Option<Value> {
+        self.map_of(path, "strings", v, |key, value| {
+            let s = values::as_str(&value)?;
+            match values::node_meta_problem(key, &s) {
+                Some(problem) => Err(problem),
+                None => Ok(Value::String(s)),
+            }
+        })
+    }
+
+    /// `service_ttl`: a map of durations, kept as written; `build` parses them.
+    fn duration_map(&mut self, path: &str, v: Value) -> Option<Value> {
+        self.map_of(path, "durations", v, |_, value| {
+            values::as_duration(&value).map(|_| value)
+        })
+    }
+
     /// A map of strings, kept with its keys as written (no rules on the keys).
     fn plain_map(&mut self, path: &str, v: Value) -> Option<Value> {
-        let Value::Object(map) = v else {
-            self.error(
-                path,
-                format!("invalid value {}: expected a map of strings", show(&v)),
-            );
-            return None;
-        };
-        let mut out = Map::new();
-        for (key, value) in map {
-            match value {
-                Value::String(_) => {
-                    out.insert(key, value);
-                }
-                other => self.error(
-                    &format!("{path}.{key}"),
-                    format!("invalid value {}: expected a string", show(&other)),
-                ),
-            }
-        }
-        Some(Value::Object(out))
+        self.map_of(path, "strings", v, |_, value| match value {
+            Value::String(_) => Ok(value),
+            other => Err(format!("invalid value {}: expected a string", show(&other))),
+        })
     }
 
     /// One service or check definition: an object, kept with its keys as written.
