@@ -438,6 +438,19 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
             .unwrap_or(lim_defaults.txn_max_req_len),
     };
 
+    // Response headers must be valid HTTP: refused here rather than dropped on every answer.
+    if let Some(Value::Object(m)) = v.get("http_config.response_headers") {
+        for (name, value) in m {
+            let value = value.as_str().unwrap_or_default();
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(value).is_err()
+            {
+                errors.push(format!(
+                    "http_config.response_headers: {name:?}: not a valid HTTP header"
+                ));
+            }
+        }
+    }
     // Cloud auto-join (`provider=aws tag_key=...`) is go-discover's: not built in. Refused by
     // name, since retried as a host name it would fail forever with a confusing DNS error.
     for key in ["start_join", "retry_join", "retry_join_wan"] {

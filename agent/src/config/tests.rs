@@ -1223,3 +1223,23 @@ fn reconnect_timeouts_have_consuls_floor() {
     let e = json_err(r#"{"reconnect_timeout_wan": "1h"}"#, &["-dev"]);
     assert!(e.contains("reconnect_timeout_wan"), "{e}");
 }
+
+#[test]
+fn response_headers_must_be_valid_http() {
+    let c = with_json(
+        r#"{"http_config": {"response_headers": {"Access-Control-Allow-Origin": "*"}}}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    assert_eq!(
+        c.http_response_headers
+            .get("Access-Control-Allow-Origin")
+            .map(String::as_str),
+        Some("*")
+    );
+    let e = json_err(
+        r#"{"http_config": {"response_headers": {"Bad Header": "x"}}}"#,
+        &["-dev"],
+    );
+    assert!(e.contains("not a valid HTTP header"), "{e}");
+}
