@@ -288,6 +288,23 @@ async fn two_datacenters_federate_over_the_wan_pool() {
     assert_eq!(own.body[0]["Node"]["Address"], "127.0.0.50");
     assert_eq!(own.header("x-consul-translate-addresses"), None);
 
+    // Usage: `?dc=` answers for dc2 under its name; `?global` for both.
+    let u: Value = dc1
+        .get("/v1/operator/usage?dc=dc2")
+        .await
+        .expect_status(200)
+        .body;
+    let keys: Vec<&String> = u["Usage"].as_object().expect("usage").keys().collect();
+    assert_eq!(keys, vec!["dc2"], "{u}");
+    let u: Value = dc1
+        .get("/v1/operator/usage?global")
+        .await
+        .expect_status(200)
+        .body;
+    let keys: Vec<&String> = u["Usage"].as_object().expect("usage").keys().collect();
+    assert_eq!(keys, vec!["dc1", "dc2"], "{u}");
+    assert!(u["Usage"]["dc2"]["Services"].as_u64() >= Some(2), "{u}");
+
     // Unknown datacenters: Consul's error, at once.
     let r = dc1
         .get("/v1/kv/app/greeting?dc=nowhere")

@@ -565,7 +565,12 @@ async fn usage_instances(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let v: Value = match client.get_json("/v1/operator/usage", &[]).await {
+    let query: Vec<(&str, String)> = if all {
+        vec![("global", String::new())]
+    } else {
+        Vec::new()
+    };
+    let v: Value = match client.get_json("/v1/operator/usage", &query).await {
         Ok(v) => v,
         Err(e) => return fail(format!("Error fetching usage information: {e}")),
     };

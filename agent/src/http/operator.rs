@@ -129,14 +129,34 @@ async fn autopilot_set(
 
 /// Service, instance and node counts of this datacenter, with the query metadata in the body
 /// as Consul's answer has it.
-async fn usage(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
+async fn usage(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     let read = crate::server::query::Read::Usage;
     let (meta, answer) = super::run_read(&a, read.clone(), &o).await?;
     let mut per_dc = serde_json::Map::new();
-    per_dc.insert(
-        a.backend.datacenter().to_string(),
-        super::render::render(&read, &answer.reply),
-    );
+    // Keyed by the datacenter that answered (`?dc=` runs the read there).
+    let dc =
+        o.dc.clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| a.backend.datacenter().to_string());
+    per_dc.insert(dc.clone(), super::render::render(&read, &answer.reply));
+    // `?global`: every known datacenter's counts too (`cairn operator usage instances
+    // -all-datacenters`); one that does not answer is left out, as Consul leaves it out.
+    if p.has("global") {
+        for other in a.backend.datacenters().await? {
+            if other.eq_ignore_ascii_case(&dc) {
+                continue;
+            }
+            let mut q = o.clone();
+            q.dc = Some(other.clone());
+            q.read.min_index = 0;
+            match super::run_read(&a, read.clone(), &q).await {
+                Ok((_, answer)) => {
+                    per_dc.insert(other, super::render::render(&read, &answer.reply));
+                }
+                Err(e) => tracing::debug!(dc = %other, error = %e, "usage: datacenter skipped"),
+            }
+        }
+    }
     // `Backend` is Consul's query-backend enum (0: blocking query); no ACLs, so nothing is
     // ever filtered out.
     let body = json!({
