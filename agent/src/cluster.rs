@@ -94,19 +94,29 @@ pub async fn start(
     // No pool label: Consul's default, so the pool accepts members without one.
     g.label = String::new();
     g.keyring = keyring(config)?;
-    let started = match memory {
+    launch(g, memory, "gossip")
+        .await
+        .map_err(|e| format!("gossip on {bind}: {e}"))
+}
+
+/// Starts a pool on the machine's sockets, or (with `memory`) on the in-memory network with a
+/// seed drawn for this pool (`what` keeps the LAN and WAN pools' draws apart).
+pub async fn launch(
+    mut g: GossipConfig,
+    memory: Option<&crate::agent::MemoryNetworks>,
+    what: &str,
+) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), cairn_gossip::GossipError> {
+    match memory {
         None => Gossip::start(g).await,
         Some(m) => {
-            g.seed = Some(m.draw(node_name, "gossip"));
+            g.seed = Some(m.draw(&g.name, what));
             g.generation = Some(m.generation);
             Gossip::start_with(g, m.gossip.clone()).await
         }
-    };
-    started.map_err(|e| format!("gossip on {bind}: {e}"))
+    }
 }
 
-/// The gossip keyring of this agent (`None`: plaintext), shared by the LAN and WAN pools as in
-/// Consul.
+/// The LAN pool's keyring (`None`: plaintext).
 ///
 /// A keyring saved by a previous run wins over `-encrypt`, so rotated keys survive restarts.
 pub fn keyring(config: &Config) -> Result<Option<Keyring>, String> {
@@ -126,6 +136,11 @@ pub fn keyring(config: &Config) -> Result<Option<Keyring>, String> {
             .map(Some)
             .map_err(|e| format!("saved keyring is invalid: {e}"));
     }
+    configured_key(config)
+}
+
+/// The keyring of the configured `encrypt` key alone (`None`: plaintext).
+pub fn configured_key(config: &Config) -> Result<Option<Keyring>, String> {
     match &config.encrypt {
         Some(key) => Keyring::from_base64(key, &[])
             .map(Some)

@@ -125,8 +125,8 @@ pub fn member_name(node: &str, dc: &str) -> String {
 
 /// Starts the WAN pool of a server (`None` on client agents and with `ports.serf_wan = -1`).
 ///
-/// The same metadata as in the LAN pool (role, datacenter, ports, node ID), the LAN pool's key,
-/// memberlist's WAN timings (the local ones in `-dev`, which runs on loopback).
+/// The same metadata as in the LAN pool (role, datacenter, ports, node ID), the configured
+/// `encrypt` key, memberlist's WAN timings (the local ones in `-dev`, which runs on loopback).
 pub async fn start(
     config: &Config,
     node_name: &str,
@@ -139,7 +139,7 @@ pub async fn start(
     };
     let bind = SocketAddr::new(config.bind_addr, port);
     let name = member_name(node_name, &config.datacenter);
-    let mut g = GossipConfig::new(name.clone(), bind);
+    let mut g = GossipConfig::new(name, bind);
     g.advertise = Some(SocketAddr::new(
         config.advertise_addr_wan.unwrap_or(advertise),
         port,
@@ -158,21 +158,8 @@ pub async fn start(
     // The configured key, not the LAN pool's saved keyring: `cairn keyring` rotations apply
     // to the LAN pool only for now (Consul fans them out to every datacenter's WAN pool), so
     // every server's WAN pool keeps the key it was started with, restarted or not.
-    g.keyring = match &config.encrypt {
-        Some(key) => Some(
-            cairn_gossip::Keyring::from_base64(key, &[])
-                .map_err(|e| format!("encrypt: invalid gossip key: {e}"))?,
-        ),
-        None => None,
-    };
-    let started = match memory {
-        None => Gossip::start(g).await,
-        Some(m) => {
-            g.seed = Some(m.draw(&name, "wan-gossip"));
-            g.generation = Some(m.generation);
-            Gossip::start_with(g, m.gossip.clone()).await
-        }
-    };
+    g.keyring = crate::cluster::configured_key(config)?;
+    let started = crate::cluster::launch(g, memory, "wan-gossip").await;
     started
         .map(Some)
         .map_err(|e| format!("WAN gossip on {bind}: {e}"))

@@ -307,6 +307,23 @@ impl Held {
         }
     }
 
+    /// `PUT ?acquire=<session>` of `key` with `flags`: whether this session now holds it.
+    async fn acquire_key(&self, key: &str, flags: u64) -> Result<bool, String> {
+        self.client
+            .put(
+                &kv_path(key),
+                &[
+                    ("acquire", self.session.clone()),
+                    ("flags", flags.to_string()),
+                ],
+                Some(Vec::new()),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .map_err(|e| e.to_string())
+    }
+
     /// `-n 1`: acquires `<prefix>/.lock`, waiting for its holder to release it.
     async fn acquire_lock(&self) -> Result<(), String> {
         let key = self.lock_key();
@@ -332,21 +349,7 @@ impl Held {
                     continue;
                 }
             }
-            let ok: bool = self
-                .client
-                .put(
-                    &kv_path(&key),
-                    &[
-                        ("acquire", self.session.clone()),
-                        ("flags", LOCK_FLAG.to_string()),
-                    ],
-                    Some(Vec::new()),
-                )
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .map_err(|e| e.to_string())?;
-            if ok {
+            if self.acquire_key(&key, LOCK_FLAG).await? {
                 return Ok(());
             }
             // Refused (a lock delay after a release, or a race): wait for the next change.
@@ -356,21 +359,7 @@ impl Held {
     /// `-n > 1`: registers as a contender, then takes a slot in `.lock` with check-and-set.
     async fn acquire_slot(&self) -> Result<(), String> {
         let contender = format!("{}/{}", self.prefix, self.session);
-        let ok: bool = self
-            .client
-            .put(
-                &kv_path(&contender),
-                &[
-                    ("acquire", self.session.clone()),
-                    ("flags", SEMAPHORE_FLAG.to_string()),
-                ],
-                Some(Vec::new()),
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .map_err(|e| e.to_string())?;
-        if !ok {
+        if !self.acquire_key(&contender, SEMAPHORE_FLAG).await? {
             return Err("failed to make contender entry".into());
         }
         let mut index = 0;

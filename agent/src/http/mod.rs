@@ -153,31 +153,25 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
         HeaderName::from_static("x-consul-default-acl-policy"),
         HeaderValue::from_static("allow"),
     );
-    // `http_config.response_headers` (CORS headers, say), on every answer as in Consul.
-    let extra: Vec<(HeaderName, HeaderValue)> = agent
-        .config
-        .read()
-        .map(|c| {
-            c.http_response_headers
-                .iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        HeaderName::from_bytes(k.as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for (k, v) in extra {
-        resp.headers_mut().insert(k, v);
-    }
-    // Consul marks every answer of an agent that translates WAN addresses.
-    if agent.config.read().is_ok_and(|c| c.translate_wan_addrs) {
-        resp.headers_mut().insert(
-            HeaderName::from_static("x-consul-translate-addresses"),
-            HeaderValue::from_static("true"),
-        );
+    // One look at the configuration (a reload may replace it): `http_config.response_headers`
+    // (CORS headers, say) go on every answer as in Consul, and an agent that translates WAN
+    // addresses marks every answer. The names and values were checked at start-up.
+    if let Ok(c) = agent.config.read() {
+        let headers = resp.headers_mut();
+        for (k, v) in &c.http_response_headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        if c.translate_wan_addrs {
+            headers.insert(
+                HeaderName::from_static("x-consul-translate-addresses"),
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     resp
 }

@@ -1140,14 +1140,6 @@ pub mod metrics {
 /// restarted by a new leader) still finds the session alive.
 pub const SESSION_TTL_MULTIPLIER: u32 = 2;
 
-/// Parses a session TTL, enforcing Consul's bounds (10s to 24h).
-///
-/// `Ok(None)`: no TTL (empty or zero), so the session lives until destroyed or invalidated by its
-/// checks. The error text prints the duration in nanoseconds because Consul's does.
-pub fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
-    parse_session_ttl_min(ttl, SESSION_TTL_MIN)
-}
-
 /// The TTL of a stored session: any positive duration (it was checked against the bound in
 /// force when the session was created, which may have been lower than the default).
 pub fn stored_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
@@ -1157,8 +1149,11 @@ pub fn stored_session_ttl(ttl: &str) -> Result<Option<Duration>, Error> {
 /// Consul's default `session_ttl_min`.
 pub const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
 
-/// [`parse_session_ttl`] with the server's `session_ttl_min` as the lower bound (for
-/// creations; a stored TTL is read back with the default bound).
+/// Parses a session TTL, enforcing Consul's bounds (`min`, the server's `session_ttl_min`, to
+/// 24h) for creations; stored TTLs are read with [`stored_session_ttl`].
+///
+/// `Ok(None)`: no TTL (empty or zero), so the session lives until destroyed or invalidated by its
+/// checks. The error text prints the duration in nanoseconds because Consul's does.
 pub fn parse_session_ttl_min(ttl: &str, min: Duration) -> Result<Option<Duration>, Error> {
     if ttl.is_empty() {
         return Ok(None);
