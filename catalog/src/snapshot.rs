@@ -90,6 +90,14 @@ struct Payload {
     /// Client sessions of exactly-once writes (Raft snapshots only; not in operator archives).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     clients: Vec<(String, ClientSession)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acl_tokens: Vec<crate::acl::AclToken>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acl_policies: Vec<crate::acl::AclPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acl_roles: Vec<crate::acl::AclRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    acl_bootstrap: Option<u64>,
 }
 
 /// A staged restore in one piece: how it was cut into commands does not matter once received.
@@ -140,6 +148,14 @@ pub fn write(st: &State) -> Result<Vec<u8>, SnapshotError> {
             .iter()
             .map(|(c, s)| (c.clone(), ClientSession::clone(s)))
             .collect(),
+        acl_tokens: st.acl_tokens.values().map(|t| t.as_ref().clone()).collect(),
+        acl_policies: st
+            .acl_policies
+            .values()
+            .map(|p| p.as_ref().clone())
+            .collect(),
+        acl_roles: st.acl_roles.values().map(|r| r.as_ref().clone()).collect(),
+        acl_bootstrap: st.acl_bootstrap,
     };
     let body = serde_json::to_vec(&payload).map_err(|e| SnapshotError::Encode(e.to_string()))?;
     // The checksum covers the payload only: magic and version are checked on their own, and a
@@ -242,6 +258,16 @@ pub fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
         .into_iter()
         .map(|(c, s)| (c, Arc::new(s)))
         .collect();
+    for t in p.acl_tokens {
+        st.acl_tokens.insert(t.accessor_id.clone(), Arc::new(t));
+    }
+    for pol in p.acl_policies {
+        st.acl_policies.insert(pol.id.clone(), Arc::new(pol));
+    }
+    for r in p.acl_roles {
+        st.acl_roles.insert(r.id.clone(), Arc::new(r));
+    }
+    st.acl_bootstrap = p.acl_bootstrap;
     // The service-name index, rebuilt from the service table it derives from.
     crate::store::rebuild_derived(&mut st);
     Ok(st)

@@ -554,6 +554,11 @@ pub enum Command {
         /// Query ID.
         id: String,
     },
+    /// An ACL write (tokens, policies, roles, the bootstrap).
+    Acl {
+        /// What to write.
+        op: crate::acl::AclOp,
+    },
     /// Does nothing; advances the index. Raft's blank and membership entries apply as this, so
     /// that Raft index N stays catalog index N.
     Noop,
@@ -621,6 +626,7 @@ impl Command {
             | Command::AutopilotSet { .. }
             | Command::QuerySet { .. }
             | Command::QueryDelete { .. }
+            | Command::Acl { .. }
             | Command::Batch(_)
             | Command::Noop
             | Command::Unknown(_) => 0,
@@ -649,6 +655,7 @@ impl Command {
             Command::AutopilotSet { .. } => "AutopilotSet",
             Command::QuerySet { .. } => "QuerySet",
             Command::QueryDelete { .. } => "QueryDelete",
+            Command::Acl { .. } => "Acl",
             Command::Noop => "Noop",
             Command::Request { .. } => "Request",
             Command::Unknown(u) => &u.tag,
@@ -683,6 +690,7 @@ impl Command {
             | Command::AutopilotSet { .. }
             | Command::QuerySet { .. }
             | Command::QueryDelete { .. }
+            | Command::Acl { .. }
             | Command::Noop
             | Command::Request { .. } => false,
             Command::Unknown(u) => u.ignore_unknown,

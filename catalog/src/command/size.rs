@@ -23,6 +23,10 @@ use super::{
     CatalogVerb, Command, DeregisterRequest, KvOp, KvRequest, KvVerb, RegisterRequest, RequestId,
     TxnCheckOp, TxnKvOp, TxnNodeOp, TxnOp, TxnServiceOp, UnknownCommand,
 };
+use crate::acl::{
+    AclLink, AclNodeIdentity, AclOp, AclPolicy, AclRole, AclServiceIdentity, AclTemplatedPolicy,
+    AclToken,
+};
 use crate::model::{
     AutopilotConfig, CheckDefinition, Coordinate, CoordinateEntry, HealthCheck, HealthStatus, Node,
     PreparedQuery, QueryConnect, QueryDns, QueryFailover, QueryService, QueryTemplate, Service,
@@ -121,6 +125,159 @@ fixed_bound! {
 }
 
 /// Brackets, and each element with a comma (one more than written, which the bound allows).
+impl EncodedBound for AclLink {
+    fn bound(&self) -> usize {
+        let AclLink { id, name } = self;
+        object(&[id.bound(), name.bound()])
+    }
+}
+
+impl EncodedBound for AclServiceIdentity {
+    fn bound(&self) -> usize {
+        let AclServiceIdentity {
+            service_name,
+            datacenters,
+        } = self;
+        object(&[service_name.bound(), datacenters.bound()])
+    }
+}
+
+impl EncodedBound for AclNodeIdentity {
+    fn bound(&self) -> usize {
+        let AclNodeIdentity {
+            node_name,
+            datacenter,
+        } = self;
+        object(&[node_name.bound(), datacenter.bound()])
+    }
+}
+
+impl EncodedBound for AclTemplatedPolicy {
+    fn bound(&self) -> usize {
+        let AclTemplatedPolicy {
+            template_name,
+            name,
+            datacenters,
+        } = self;
+        object(&[template_name.bound(), name.bound(), datacenters.bound()])
+    }
+}
+
+impl EncodedBound for AclToken {
+    fn bound(&self) -> usize {
+        let AclToken {
+            accessor_id,
+            secret_id,
+            description,
+            policies,
+            roles,
+            service_identities,
+            node_identities,
+            templated_policies,
+            local,
+            auth_method,
+            create_time_ms,
+            expiration_ms,
+            hash,
+            create_index,
+            modify_index,
+        } = self;
+        object(&[
+            accessor_id.bound(),
+            secret_id.bound(),
+            description.bound(),
+            policies.bound(),
+            roles.bound(),
+            service_identities.bound(),
+            node_identities.bound(),
+            templated_policies.bound(),
+            local.bound(),
+            auth_method.bound(),
+            create_time_ms.bound(),
+            expiration_ms.bound(),
+            hash.bound(),
+            create_index.bound(),
+            modify_index.bound(),
+        ])
+    }
+}
+
+impl EncodedBound for AclPolicy {
+    fn bound(&self) -> usize {
+        let AclPolicy {
+            id,
+            name,
+            description,
+            rules,
+            datacenters,
+            hash,
+            create_index,
+            modify_index,
+        } = self;
+        object(&[
+            id.bound(),
+            name.bound(),
+            description.bound(),
+            rules.bound(),
+            datacenters.bound(),
+            hash.bound(),
+            create_index.bound(),
+            modify_index.bound(),
+        ])
+    }
+}
+
+impl EncodedBound for AclRole {
+    fn bound(&self) -> usize {
+        let AclRole {
+            id,
+            name,
+            description,
+            policies,
+            service_identities,
+            node_identities,
+            templated_policies,
+            hash,
+            create_index,
+            modify_index,
+        } = self;
+        object(&[
+            id.bound(),
+            name.bound(),
+            description.bound(),
+            policies.bound(),
+            service_identities.bound(),
+            node_identities.bound(),
+            templated_policies.bound(),
+            hash.bound(),
+            create_index.bound(),
+            modify_index.bound(),
+        ])
+    }
+}
+
+impl EncodedBound for AclOp {
+    fn bound(&self) -> usize {
+        match self {
+            AclOp::TokenSet { token, create } => {
+                tagged("TokenSet", object(&[token.bound(), create.bound()]))
+            }
+            AclOp::TokenDelete { accessors } => tagged("TokenDelete", object(&[accessors.bound()])),
+            AclOp::PolicySet { policy, create } => {
+                tagged("PolicySet", object(&[policy.bound(), create.bound()]))
+            }
+            AclOp::PolicyDelete { id } => tagged("PolicyDelete", object(&[id.bound()])),
+            AclOp::RoleSet { role, create } => {
+                tagged("RoleSet", object(&[role.bound(), create.bound()]))
+            }
+            AclOp::RoleDelete { id } => tagged("RoleDelete", object(&[id.bound()])),
+            AclOp::Bootstrap { token, reset_index } => {
+                tagged("Bootstrap", object(&[token.bound(), reset_index.bound()]))
+            }
+        }
+    }
+}
+
 impl<T: EncodedBound> EncodedBound for Vec<T> {
     fn bound(&self) -> usize {
         2 + self.iter().map(|v| v.bound() + 1).sum::<usize>()
@@ -440,6 +597,7 @@ impl EncodedBound for Command {
             Command::AutopilotSet { config, cas } => object(&[config.bound(), cas.bound()]),
             Command::QuerySet { query, create } => object(&[query.bound(), create.bound()]),
             Command::QueryDelete { id } => object(&[id.bound()]),
+            Command::Acl { op } => object(&[op.bound()]),
             // Written as the bare tag, sized by `tagged` below.
             Command::Noop => 0,
             Command::Request { id, cmd } => object(&[id.bound(), cmd.bound()]),
@@ -683,6 +841,54 @@ mod tests {
                     floor: 1,
                 },
                 cmd: Box::new(register),
+            },
+            Command::Acl {
+                op: AclOp::TokenSet {
+                    token: AclToken {
+                        accessor_id: "a".into(),
+                        secret_id: "s\"".into(),
+                        policies: vec![AclLink {
+                            id: "p".into(),
+                            name: "n".into(),
+                        }],
+                        service_identities: vec![AclServiceIdentity {
+                            service_name: "web".into(),
+                            datacenters: vec!["dc1".into()],
+                        }],
+                        node_identities: vec![AclNodeIdentity::default()],
+                        templated_policies: vec![AclTemplatedPolicy::default()],
+                        expiration_ms: Some(u64::MAX),
+                        ..AclToken::default()
+                    },
+                    create: true,
+                },
+            },
+            Command::Acl {
+                op: AclOp::Bootstrap {
+                    token: AclToken::default(),
+                    reset_index: Some(7),
+                },
+            },
+            Command::Acl {
+                op: AclOp::RoleSet {
+                    role: AclRole::default(),
+                    create: false,
+                },
+            },
+            Command::Acl {
+                op: AclOp::PolicySet {
+                    policy: AclPolicy {
+                        rules: "key_prefix \"\" { policy = \"read\" }\n".into(),
+                        datacenters: vec!["dc1".into()],
+                        ..AclPolicy::default()
+                    },
+                    create: false,
+                },
+            },
+            Command::Acl {
+                op: AclOp::TokenDelete {
+                    accessors: vec!["a".into()],
+                },
             },
             unknown,
         ]

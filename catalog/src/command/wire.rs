@@ -65,6 +65,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "QueryDelete",
     "Noop",
     "Request",
+    "Acl",
 ];
 
 /// Whether `tag` is one of [`KNOWN_TYPES`]: decided before decoding a body, so that an unknown
@@ -156,6 +157,9 @@ enum CommandDef {
     },
     QueryDelete {
         id: String,
+    },
+    Acl {
+        op: crate::acl::AclOp,
     },
     Noop,
     Request {
@@ -677,6 +681,9 @@ mod tests {
                     floor: 1,
                 },
                 cmd: Box::new(kv_cas()),
+            },
+            Command::Acl {
+                op: crate::acl::AclOp::PolicyDelete { id: "p".into() },
             },
         ]
     }

@@ -37,6 +37,7 @@
 //! dispatch, and the rules every command shares: all or nothing, an index that only grows, and
 //! exactly-once application of requests that carry an identity (`clients`).
 
+mod acl;
 mod autopilot;
 mod catalog;
 pub mod clients;
@@ -87,6 +88,8 @@ pub enum WatchKey {
     Autopilot,
     /// Prepared queries.
     Queries,
+    /// ACL tokens, policies and roles.
+    Acl,
 }
 
 /// What an applied command changed, for waking blocked readers.
@@ -136,6 +139,9 @@ pub enum StoreError {
          skipped: upgrade this server"
     )]
     UnknownCommand(String),
+    /// The request is not allowed in the state it met (a second ACL bootstrap); maps to 403.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// The outcome of `apply`.
@@ -195,6 +201,16 @@ pub struct State {
     /// The pieces of an operator restore received so far (see [`Command::RestoreChunk`]).
     /// Part of the replicated state, so a snapshot taken half way carries them.
     pub(crate) staged: Option<StagedRestore>,
+    /// ACL tokens by accessor ID.
+    pub(crate) acl_tokens: OrdMap<String, Arc<crate::acl::AclToken>>,
+    /// Derived: token secret -> accessor ID.
+    pub(crate) acl_secrets: OrdMap<String, String>,
+    /// ACL policies by ID.
+    pub(crate) acl_policies: OrdMap<String, Arc<crate::acl::AclPolicy>>,
+    /// ACL roles by ID.
+    pub(crate) acl_roles: OrdMap<String, Arc<crate::acl::AclRole>>,
+    /// The index of the ACL bootstrap, once done.
+    pub(crate) acl_bootstrap: Option<u64>,
 }
 
 impl State {
@@ -387,6 +403,7 @@ impl Tx<'_> {
             Command::AutopilotSet { config, cas } => Ok(self.autopilot_set(config, *cas)),
             Command::QuerySet { query, create } => self.query_set(query, *create),
             Command::QueryDelete { id } => Ok(self.query_delete(id)),
+            Command::Acl { op } => self.acl(op),
             Command::Noop => Ok(Response::Done),
             Command::Unknown(u) => skip_unknown(u),
             Command::Batch(_) | Command::Request { .. } => {
@@ -423,6 +440,7 @@ fn skip_unknown(u: &crate::command::UnknownCommand) -> Result<Response, StoreErr
 /// by the snapshot reader as it reads the KV entries.
 pub(crate) fn rebuild_derived(st: &mut State) {
     catalog::rebuild_service_index(st);
+    acl::rebuild_secrets(st);
 }
 
 /// The store as the rest of the program sees it: one writer, many lock-free readers.
