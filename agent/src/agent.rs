@@ -140,6 +140,12 @@ pub struct Agent {
     pub gossip: cairn_gossip::Gossip,
     /// The WAN pool, on servers (see `crate::wan`).
     pub wan: Option<cairn_gossip::Gossip>,
+    /// ACL settings (disabled unless `acl.enabled`).
+    pub acl: crate::acl::Acl,
+    /// The agent's own ACL tokens (`acl.tokens`, `PUT /v1/agent/token/:kind`).
+    pub tokens: crate::acl::tokens::TokenStore,
+    /// Tokens this client agent's servers resolved, for its own endpoints.
+    pub acl_cache: crate::acl::RemoteCache,
     /// The WAN pool's events, taken by [`Agent::start`].
     wan_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
     /// Where local registrations are kept across restarts (`None` in `-dev`).
@@ -325,6 +331,7 @@ impl Agent {
                         election_timeout_ms,
                         router: Arc::clone(&router),
                         session_ttl_min: config.session_ttl_min,
+                        acl: crate::acl::Acl::from_config(&config),
                     },
                     Arc::clone(&hub),
                     rpc.clone(),
@@ -398,6 +405,9 @@ impl Agent {
                 .map(|d| Persist::new(d)),
             gossip,
             wan,
+            acl: crate::acl::Acl::from_config(&config),
+            tokens: crate::acl::tokens::TokenStore::new(&config),
+            acl_cache: crate::acl::RemoteCache::default(),
             wan_events: Mutex::new(wan_rx),
             membership,
             gossip_events: Mutex::new(Some(gossip_rx)),
@@ -414,6 +424,74 @@ impl Agent {
             // they cannot run.
             .set_alias_source(Arc::new(crate::checks::AgentAliasSource::new(&agent)));
         Ok(agent)
+    }
+
+    /// Whether ACLs are enabled.
+    pub fn acl_enabled(&self) -> bool {
+        self.acl.is_enabled()
+    }
+
+    /// The permissions of `token` for this agent's own endpoints: the recovery token locally,
+    /// anything else as this agent's servers resolve it (on a server, its own state; on a client
+    /// agent, a server's answer cached for a second). When no server answers, `down_policy`
+    /// decides, as in Consul.
+    pub async fn authorize_token(
+        &self,
+        token: Option<&crate::api::Token>,
+    ) -> Result<crate::acl::Authorizer, crate::api::Error> {
+        if !self.acl.is_enabled() {
+            return Ok(crate::acl::Authorizer::allow_all());
+        }
+        let secret = token.map(|t| t.0.as_str()).unwrap_or("");
+        if !secret.is_empty() && self.tokens.get("agent_recovery").as_deref() == Some(secret) {
+            return Ok(crate::acl::recovery_authorizer(&self.node.name));
+        }
+        if let Some(s) = &self.server {
+            return s.authorize(token);
+        }
+        let authenticated = !secret.is_empty();
+        if let Some(r) = self.acl_cache.fresh(secret) {
+            return Ok(r.authorizer(authenticated));
+        }
+        match self.backend.acl_resolve(token).await {
+            Ok(r) => {
+                let a = r.authorizer(authenticated);
+                self.acl_cache.put(secret, r);
+                Ok(a)
+            }
+            Err(crate::api::Error::PermissionDenied(m)) => {
+                self.acl_cache.forget(secret);
+                Err(crate::api::Error::PermissionDenied(m))
+            }
+            Err(e) if e.is_transient() || matches!(e, crate::api::Error::NoServers) => {
+                let down = self.config().acl.down_policy;
+                let default_allow = self.acl.settings().is_some_and(|s| s.default_allow);
+                match down.as_str() {
+                    "allow" => Ok(crate::acl::Authorizer::from_rules(
+                        crate::acl::rules::Rules::default(),
+                        true,
+                        None,
+                        authenticated,
+                    )),
+                    "deny" => Ok(crate::acl::Authorizer::from_rules(
+                        crate::acl::rules::Rules::default(),
+                        false,
+                        None,
+                        authenticated,
+                    )),
+                    _ => Ok(match self.acl_cache.stale(secret) {
+                        Some(r) => r.authorizer(authenticated),
+                        None => crate::acl::Authorizer::from_rules(
+                            crate::acl::rules::Rules::default(),
+                            default_allow,
+                            None,
+                            authenticated,
+                        ),
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The current configuration.

@@ -320,6 +320,24 @@ impl Backend {
         }
     }
 
+    /// What the servers know of a token (for a client agent's own checks).
+    pub async fn acl_resolve(
+        &self,
+        token: Option<&crate::api::Token>,
+    ) -> Result<crate::acl::Resolved, Error> {
+        match self {
+            Backend::Server(s) => s.acl().describe(&s.state(), token, crate::server::now_ms()),
+            Backend::Client(p) => {
+                let token = token.cloned();
+                p.call(|c, addr| {
+                    let token = token.clone();
+                    async move { c.acl_resolve(&addr, token.as_ref()).await }
+                })
+                .await
+            }
+        }
+    }
+
     /// Fires a user event in another datacenter `dc` (a client agent hands it to one of its
     /// servers, which sends it on).
     pub async fn fire_event_in(

@@ -158,6 +158,21 @@ const CANONICAL: &[&str] = &[
     "RedundancyZoneTag",
     "DisableUpgradeMigration",
     "UpgradeVersionTag",
+    "AccessorID",
+    "SecretID",
+    "Policies",
+    "Roles",
+    "ServiceIdentities",
+    "NodeIdentities",
+    "TemplatedPolicies",
+    "TemplateName",
+    "TemplateVariables",
+    "Local",
+    "ExpirationTime",
+    "ExpirationTTL",
+    "AuthMethod",
+    "NodeName",
+    "BootstrapSecret",
 ];
 
 /// Fields whose object value is a user map: its keys are kept as written.

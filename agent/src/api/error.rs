@@ -69,6 +69,10 @@ pub enum Error {
     /// The server role stopped for good (its Raft node failed): it serves nothing more.
     #[error("server stopped: {0}")]
     Fatal(String),
+    /// A refusal that Consul answers as a plain RPC error (500 with its text): most ACL
+    /// validation errors ("Invalid Policy: ...", "No such ACL policy ...").
+    #[error("{0}")]
+    Failed(String),
     /// Anything else: a state that should not happen.
     #[error("{0}")]
     Internal(String),
@@ -100,6 +104,7 @@ impl From<StoreError> for Error {
             // A command this server cannot apply (written by a newer version): not the
             // request's fault, and the state machine stops on it.
             StoreError::UnknownCommand(_) => Error::Internal(e.to_string()),
+            StoreError::Denied(m) => Error::PermissionDenied(m),
         }
     }
 }

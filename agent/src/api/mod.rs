@@ -3,6 +3,7 @@
 //! one error type. As Consul's `agent/structs`, nothing here knows HTTP: status codes and
 //! Consul's JSON shapes belong to `http`, which maps these types to and from the wire.
 
+pub mod acl;
 pub mod decode;
 pub mod error;
 pub mod options;

@@ -109,6 +109,10 @@ pub struct QueryMeta {
     pub last_contact_ms: u64,
     /// Consistency actually used.
     pub consistency: Consistency,
+    /// Whether ACLs removed something from the answer
+    /// (`X-Consul-Results-Filtered-By-ACLs`, only for requests that carried a token).
+    #[serde(default)]
+    pub filtered_by_acls: bool,
 }
 
 /// A reply with its metadata.

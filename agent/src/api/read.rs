@@ -154,6 +154,36 @@ pub enum Read {
         /// One node only.
         node: Option<String>,
     },
+    /// `GET /v1/acl/token/:accessor`.
+    AclToken {
+        /// Accessor ID.
+        accessor: String,
+    },
+    /// `GET /v1/acl/token/self`: the token of the request.
+    AclTokenSelf,
+    /// `GET /v1/acl/tokens`.
+    AclTokens(crate::api::acl::TokenFilter),
+    /// `GET /v1/acl/policy/:id` or `/v1/acl/policy/name/:name`.
+    AclPolicy {
+        /// By ID.
+        id: Option<String>,
+        /// By name.
+        name: Option<String>,
+    },
+    /// `GET /v1/acl/policies`.
+    AclPolicies,
+    /// `GET /v1/acl/role/:id` or `/v1/acl/role/name/:name`.
+    AclRole {
+        /// By ID.
+        id: Option<String>,
+        /// By name.
+        name: Option<String>,
+    },
+    /// `GET /v1/acl/roles`.
+    AclRoles {
+        /// Only roles linking this policy ID.
+        policy: Option<String>,
+    },
 }
 
 /// Filters common to catalog and health reads.
@@ -304,6 +334,12 @@ pub enum Reply {
     Autopilot(Option<Arc<AutopilotConfig>>),
     /// Network coordinates (`Coordinates`).
     Coordinates(Vec<CoordinateEntry>),
+    /// ACL tokens (`AclToken`, `AclTokenSelf`: one; `AclTokens`).
+    AclTokens(Vec<Arc<cairn_catalog::acl::AclToken>>),
+    /// ACL policies (`AclPolicy`: one; `AclPolicies`).
+    AclPolicies(Vec<Arc<cairn_catalog::acl::AclPolicy>>),
+    /// ACL roles (`AclRole`: one; `AclRoles`).
+    AclRoles(Vec<Arc<cairn_catalog::acl::AclRole>>),
 }
 
 impl Reply {
@@ -329,6 +365,9 @@ impl Reply {
             Reply::QueryExplain(_) => "QueryExplain",
             Reply::Autopilot(_) => "Autopilot",
             Reply::Coordinates(_) => "Coordinates",
+            Reply::AclTokens(_) => "AclTokens",
+            Reply::AclPolicies(_) => "AclPolicies",
+            Reply::AclRoles(_) => "AclRoles",
         }
     }
 }

@@ -204,6 +204,54 @@ pub enum WriteOp {
         /// Identifies the restore.
         restore: String,
     },
+    /// `PUT /v1/acl/bootstrap`.
+    AclBootstrap {
+        /// `BootstrapSecret`: the secret to give the management token (generated when absent).
+        secret: Option<Token>,
+    },
+    /// `PUT /v1/acl/token` (create) and `PUT /v1/acl/token/:accessor` (update).
+    AclTokenSet {
+        /// The token as sent.
+        spec: crate::api::acl::TokenSpec,
+        /// The accessor of the path (update).
+        accessor: Option<String>,
+    },
+    /// `PUT /v1/acl/token/:accessor/clone`.
+    AclTokenClone {
+        /// The token to clone.
+        accessor: String,
+        /// The clone's description (empty: the original's).
+        description: String,
+    },
+    /// `DELETE /v1/acl/token/:accessor`.
+    AclTokenDelete {
+        /// Accessor ID.
+        accessor: String,
+    },
+    /// `PUT /v1/acl/policy` (create) and `PUT /v1/acl/policy/:id` (update).
+    AclPolicySet {
+        /// The policy as sent.
+        spec: crate::api::acl::PolicySpec,
+        /// The ID of the path (update).
+        id: Option<String>,
+    },
+    /// `DELETE /v1/acl/policy/:id`.
+    AclPolicyDelete {
+        /// Policy ID.
+        id: String,
+    },
+    /// `PUT /v1/acl/role` (create) and `PUT /v1/acl/role/:id` (update).
+    AclRoleSet {
+        /// The role as sent.
+        spec: crate::api::acl::RoleSpec,
+        /// The ID of the path (update).
+        id: Option<String>,
+    },
+    /// `DELETE /v1/acl/role/:id`.
+    AclRoleDelete {
+        /// Role ID.
+        id: String,
+    },
 }
 
 /// What a write answers.
@@ -225,4 +273,10 @@ pub enum Written {
         /// Why it rolled back (empty on commit).
         errors: Vec<TxnError>,
     },
+    /// A token as stored after the write.
+    AclToken(Box<cairn_catalog::acl::AclToken>),
+    /// A policy as stored after the write.
+    AclPolicy(Box<cairn_catalog::acl::AclPolicy>),
+    /// A role as stored after the write.
+    AclRole(Box<cairn_catalog::acl::AclRole>),
 }

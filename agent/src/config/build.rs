@@ -393,6 +393,12 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         down_policy: v
             .read("acl.down_policy", as_str)?
             .unwrap_or(acl_defaults.down_policy),
+        enable_key_list_policy: v
+            .read("acl.enable_key_list_policy", as_bool)?
+            .unwrap_or(false),
+        enable_token_persistence: v
+            .read("acl.enable_token_persistence", as_bool)?
+            .unwrap_or(false),
         tokens,
     };
 

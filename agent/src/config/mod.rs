@@ -353,6 +353,10 @@ pub struct AclConfig {
     pub default_policy: String,
     /// `down_policy` (extend-cache).
     pub down_policy: String,
+    /// `enable_key_list_policy` (false): recursive KV reads need `key:list` on the prefix.
+    pub enable_key_list_policy: bool,
+    /// `enable_token_persistence` (false): tokens set through the API survive restarts.
+    pub enable_token_persistence: bool,
     /// `tokens { initial_management, default, agent, ... }`.
     /// Under their current names only: the legacy `master` and `agent_master` are renamed
     /// (to `initial_management` and `agent_recovery`), and empty tokens are left out, since
@@ -445,6 +449,8 @@ impl Default for AclConfig {
             enabled: false,
             default_policy: "allow".into(),
             down_policy: "extend-cache".into(),
+            enable_key_list_policy: false,
+            enable_token_persistence: false,
             tokens: BTreeMap::new(),
         }
     }

@@ -222,12 +222,28 @@ const ACL: &[Field] = &[
         Kind::OneOf(&["allow", "deny", "extend-cache", "async-cache"]),
     ),
     f("tokens", Kind::Object(ACL_TOKENS)),
-    f("enable_token_persistence", Kind::Unsupported),
+    f("enable_token_persistence", Kind::Bool),
     f("enable_token_replication", Kind::Unsupported),
-    f("enable_key_list_policy", Kind::Unsupported),
-    f("token_ttl", Kind::Unsupported),
-    f("policy_ttl", Kind::Unsupported),
-    f("role_ttl", Kind::Unsupported),
+    f("enable_key_list_policy", Kind::Bool),
+    // Caches of non-authoritative resolvers; Cairn's servers drop compiled tokens when the
+    // ACL tables change instead, so these only need to be valid durations.
+    f("token_ttl", Kind::Duration),
+    f("policy_ttl", Kind::Duration),
+    f("role_ttl", Kind::Duration),
+];
+
+/// Consul's legacy top-level ACL keys and where each now lives (`acl.` paths), read with
+/// Consul's deprecation warning; the new key wins when a source sets both.
+const LEGACY_ACL: &[(&str, &str)] = &[
+    ("acl_default_policy", "default_policy"),
+    ("acl_down_policy", "down_policy"),
+    ("acl_ttl", "token_ttl"),
+    ("acl_enable_key_list_policy", "enable_key_list_policy"),
+    ("acl_master_token", "tokens.initial_management"),
+    ("acl_agent_master_token", "tokens.agent_recovery"),
+    ("acl_agent_token", "tokens.agent"),
+    ("acl_token", "tokens.default"),
+    ("acl_replication_token", "tokens.replication"),
 ];
 
 const TELEMETRY: &[Field] = &[
@@ -283,6 +299,21 @@ const HTTP_CONFIG: &[Field] = &[
 pub(crate) const TOP: &[Field] = &[
     f("datacenter", Kind::Datacenter),
     f("primary_datacenter", Kind::Datacenter),
+    // Legacy ACL keys, folded into `acl {}` by `normalize`.
+    f("acl_datacenter", Kind::Datacenter),
+    f("acl_default_policy", Kind::OneOf(&["allow", "deny"])),
+    f(
+        "acl_down_policy",
+        Kind::OneOf(&["allow", "deny", "extend-cache", "async-cache"]),
+    ),
+    f("acl_ttl", Kind::Duration),
+    f("acl_enable_key_list_policy", Kind::Bool),
+    f("acl_master_token", Kind::Str),
+    f("acl_agent_master_token", Kind::Str),
+    f("acl_agent_token", Kind::Str),
+    f("acl_token", Kind::Str),
+    f("acl_replication_token", Kind::Str),
+    f("enable_acl_replication", Kind::Unsupported),
     f("node_name", Kind::Str),
     f("node_id", Kind::NodeId),
     f("disable_host_node_id", Kind::Bool),
@@ -765,6 +796,47 @@ pub(crate) fn normalize(
             let slot = out.entry(list).or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(existing) = slot {
                 existing.extend(items);
+            }
+        }
+    }
+    // `acl_datacenter` names the primary datacenter and turns ACLs on.
+    if let Some(dc) = out.remove("acl_datacenter") {
+        checker.warn(
+            "The 'acl_datacenter' field is deprecated. Use the 'primary_datacenter' field instead."
+                .into(),
+        );
+        out.entry("primary_datacenter").or_insert(dc);
+        if let Value::Object(acl) = out
+            .entry("acl")
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
+            acl.entry("enabled").or_insert(Value::Bool(true));
+        }
+    }
+    for (old, new) in LEGACY_ACL {
+        let Some(v) = out.remove(*old) else {
+            continue;
+        };
+        checker.warn(format!(
+            "The '{old}' field is deprecated. Use the 'acl.{new}' field instead."
+        ));
+        let Value::Object(acl) = out
+            .entry("acl")
+            .or_insert_with(|| Value::Object(Map::new()))
+        else {
+            continue;
+        };
+        match new.split_once('.') {
+            Some((block, key)) => {
+                if let Value::Object(b) = acl
+                    .entry(block)
+                    .or_insert_with(|| Value::Object(Map::new()))
+                {
+                    b.entry(key).or_insert(v);
+                }
+            }
+            None => {
+                acl.entry(*new).or_insert(v);
             }
         }
     }

@@ -101,6 +101,7 @@ impl From<crate::api::Error> for ApiError {
             | Error::NoRemoteServer(_)
             | Error::Unavailable(_)
             | Error::Fatal(_)
+            | Error::Failed(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, message)

@@ -127,6 +127,13 @@ pub fn request_token() -> Option<crate::api::Token> {
     TOKEN.try_with(Clone::clone).ok().flatten()
 }
 
+impl Agent {
+    /// The permissions of the request this task handles, for the agent's own endpoints.
+    pub async fn authorize(&self) -> Result<crate::acl::Authorizer, ApiError> {
+        Ok(self.authorize_token(request_token().as_ref()).await?)
+    }
+}
+
 /// Counts requests, finds the request's token, and adds the ACL policy header Consul always
 /// sends.
 ///
@@ -140,7 +147,15 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
     });
-    let tok = token_from(req.headers(), from_query.as_deref());
+    // Without a token of its own, a request carries the agent's default one (`acl.tokens.default`),
+    // as in Consul.
+    let tok = token_from(req.headers(), from_query.as_deref()).or_else(|| {
+        agent
+            .acl_enabled()
+            .then(|| agent.tokens.get("default"))
+            .flatten()
+            .map(crate::api::Token)
+    });
     let mut resp = TOKEN.scope(tok, next.run(req)).await;
     agent.metrics.http_requests.inc();
     let status = resp.status();
@@ -149,9 +164,13 @@ async fn common_layer(State(agent): State<AppState>, req: Request, next: Next) -
     } else if status.is_server_error() {
         agent.metrics.http_server_errors.inc();
     }
+    let default_policy = match agent.acl.settings() {
+        Some(s) if !s.default_allow => "deny",
+        _ => "allow",
+    };
     resp.headers_mut().insert(
         HeaderName::from_static("x-consul-default-acl-policy"),
-        HeaderValue::from_static("allow"),
+        HeaderValue::from_static(default_policy),
     );
     // One look at the configuration (a reload may replace it): `http_config.response_headers`
     // (CORS headers, say) go on every answer as in Consul, and an agent that translates WAN
@@ -355,6 +374,13 @@ pub fn set_meta(headers: &mut HeaderMap, meta: &QueryMeta) {
         "x-consul-effective-consistency",
         meta.consistency.as_str().to_string(),
     );
+    if meta.filtered_by_acls {
+        put(
+            headers,
+            "x-consul-results-filtered-by-acls",
+            "true".to_string(),
+        );
+    }
 }
 
 /// A JSON response carrying read metadata, for answers a handler builds itself instead of

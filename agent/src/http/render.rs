@@ -104,6 +104,27 @@ pub fn render(read: &Read, reply: &Reply) -> Value {
         // agent's configured settings then.
         (_, Reply::Autopilot(c)) => c.as_ref().map_or(Value::Null, |c| to_value(&**c)),
         (_, Reply::Coordinates(entries)) => to_value(entries),
+        // One object for reads of one; lists otherwise (policy stubs without their rules).
+        (Read::AclToken { .. } | Read::AclTokenSelf, Reply::AclTokens(ts)) => ts
+            .first()
+            .map_or(Value::Null, |t| super::acl::token_json(t)),
+        (_, Reply::AclTokens(ts)) => {
+            Value::Array(ts.iter().map(|t| super::acl::token_json(t)).collect())
+        }
+        (Read::AclPolicy { .. }, Reply::AclPolicies(ps)) => ps
+            .first()
+            .map_or(Value::Null, |p| super::acl::policy_json(p, true)),
+        (_, Reply::AclPolicies(ps)) => Value::Array(
+            ps.iter()
+                .map(|p| super::acl::policy_json(p, false))
+                .collect(),
+        ),
+        (Read::AclRole { .. }, Reply::AclRoles(rs)) => {
+            rs.first().map_or(Value::Null, |r| super::acl::role_json(r))
+        }
+        (_, Reply::AclRoles(rs)) => {
+            Value::Array(rs.iter().map(|r| super::acl::role_json(r)).collect())
+        }
         // Replies rendered by their own handlers, or a reply of the wrong kind for the read
         // (shapes that need the read's datacenter fall back to none).
         (_, Reply::Snapshot(_)) => Value::Null,

@@ -288,6 +288,21 @@ impl Client {
             .await
     }
 
+    /// What a server knows of a token, for a client agent's own authorization checks.
+    pub async fn acl_resolve(
+        &self,
+        addr: &str,
+        token: Option<&crate::api::Token>,
+    ) -> Result<crate::acl::Resolved, Error> {
+        self.call(
+            addr,
+            "/v1/internal/acl/resolve",
+            &token,
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
     /// The datacenters a server knows, its own first.
     pub async fn datacenters(&self, addr: &str) -> Result<Vec<String>, Error> {
         self.call(

@@ -361,6 +361,26 @@ async fn leader_loop(server: Arc<Server>, members: MemberSource) {
             warn!(error = %e, "could not record autopilot's settings");
         }
     }
+    // With ACLs on, the built-in policies, the anonymous token and the configured initial
+    // management token exist from the first leader on.
+    if let Some(settings) = server.acl().settings() {
+        let initial = settings.initial_management.as_ref().map(|t| t.0.as_str());
+        if initial.is_some_and(|t| uuid::Uuid::parse_str(t).is_err()) {
+            warn!(
+                "acl.tokens.initial_management is not a UUID; Consul accepts it, but clients may not"
+            );
+        }
+        let cmds = crate::server::endpoints::acl_init_commands(
+            &server.state(),
+            initial,
+            crate::server::now_ms(),
+        );
+        for cmd in cmds {
+            if let Err(e) = server.propose(cmd).await {
+                warn!(error = %e, "could not create the built-in ACL objects");
+            }
+        }
+    }
     let timers = Arc::clone(&server.session_timers);
     // A new leader gives every session a full TTL from now, as Consul does.
     timers.clear_all();

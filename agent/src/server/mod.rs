@@ -22,6 +22,7 @@
 //! - A fatal Raft error stops the whole role ([`Server::failure`]): answering from a state machine
 //!   that no longer follows the log would be worse than answering nothing.
 
+pub mod acl_reads;
 mod answers;
 pub mod endpoints;
 pub mod leader;
@@ -121,6 +122,8 @@ pub struct ServerOptions {
     pub router: Arc<crate::wan::Router>,
     /// `session_ttl_min`: the shortest TTL a session may be created with.
     pub session_ttl_min: Duration,
+    /// Token resolution (disabled unless `acl.enabled`).
+    pub acl: crate::acl::Acl,
 }
 
 /// Why a server could not start.
@@ -176,10 +179,10 @@ pub struct Server {
     ready_term: AtomicU64,
     /// Identities of the writes this server proposes (exactly-once across forwarding retries).
     requests: Arc<requests::Requests>,
-    /// Resolves tokens to permissions for the endpoints.
-    /// Every token resolves to allow-all until ACLs exist; the endpoints already ask for what they
-    /// need, so enforcing ACLs changes only this.
+    /// Resolves tokens to permissions for the endpoints, against this server's state.
     acl: crate::acl::Acl,
+    /// The agent's data directory (`None` in `-dev`): where the ACL bootstrap reset file is.
+    data_dir: Option<PathBuf>,
     /// Why the Raft node stopped for good, once it has: the server then serves nothing and
     /// the agent exits (see [`Server::failure`]).
     failed: tokio::sync::watch::Sender<Option<String>>,
@@ -398,7 +401,12 @@ impl Server {
             proposals,
             answers,
             requests: requests::Requests::new(),
-            acl: crate::acl::Acl::disabled(),
+            acl: opts.acl,
+            data_dir: opts
+                .raft_dir
+                .as_ref()
+                .and_then(|d| d.parent())
+                .map(|d| d.to_path_buf()),
             failed: tokio::sync::watch::channel(None).0,
             quorum_acked_at: std::sync::Mutex::new(None),
             lease,
@@ -527,7 +535,12 @@ impl Server {
         }
     }
 
-    /// The current state.
+    /// The agent's data directory, if it has one (`-dev` and in-process clusters do not).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// The current state view.
     pub fn state(&self) -> Arc<State> {
         self.store.read()
     }
@@ -843,6 +856,7 @@ impl Server {
                 0
             },
             consistency,
+            filtered_by_acls: false,
         };
         let target = read.target();
         let deadline = tokio::time::Instant::now() + opts.wait_with_jitter();

@@ -186,6 +186,13 @@ impl Read {
             // instances come and go, not on a check's status change, so a blocked execute may learn
             // of health changes only when its wait ends.
             Read::QueryExecute { .. } | Read::QueryRun { .. } => Target::Key(WatchKey::Services),
+            Read::AclToken { .. }
+            | Read::AclTokenSelf
+            | Read::AclTokens(_)
+            | Read::AclPolicy { .. }
+            | Read::AclPolicies
+            | Read::AclRole { .. }
+            | Read::AclRoles { .. } => Target::Key(WatchKey::Acl),
         }
     }
 
@@ -421,6 +428,13 @@ impl Read {
                 let (idx, entries) = st.coordinates(node.as_deref());
                 Ok((idx, Reply::Coordinates(entries)))
             }
+            Read::AclToken { .. }
+            | Read::AclTokenSelf
+            | Read::AclTokens(_)
+            | Read::AclPolicy { .. }
+            | Read::AclPolicies
+            | Read::AclRole { .. }
+            | Read::AclRoles { .. } => super::acl_reads::execute(self, st),
             Read::Txn { ops } => {
                 // A read-only transaction runs through the same code as a write, on a throwaway
                 // copy (O(1), the state is persistent maps) at the next index: results and errors

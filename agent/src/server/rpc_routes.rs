@@ -84,6 +84,7 @@ pub fn router(server: S, dns: crate::rpc::DnsFn, event: crate::rpc::EventFn) -> 
         .route("/v1/internal/read", post(read))
         .route("/v1/internal/status", post(status))
         .route("/v1/internal/datacenters", post(datacenters))
+        .route("/v1/internal/acl/resolve", post(acl_resolve))
         .route("/v1/internal/session/renew", post(renew))
         .route("/v1/internal/raft/remove-peer", post(remove_peer))
         .route("/v1/internal/raft/transfer", post(transfer))
@@ -225,6 +226,21 @@ async fn status(State(s): State<S>, body: Bytes) -> Response {
 /// The datacenters this server knows from its WAN pool (client agents' `/v1/catalog/datacenters`).
 async fn datacenters(State(s): State<S>) -> Response {
     ok(&s.router.datacenters())
+}
+
+/// A token's permissions, for a client agent that authorizes its own endpoints.
+async fn acl_resolve(State(s): State<S>, body: Bytes) -> Response {
+    let token: Option<crate::api::Token> = match parse(&body) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match s
+        .acl()
+        .describe(&s.state(), token.as_ref(), crate::server::now_ms())
+    {
+        Ok(r) => ok(&r),
+        Err(e) => fail(&e),
+    }
 }
 
 /// A session renewal: TTL timers live on the leader, which this server is or forwards to.

@@ -12,6 +12,7 @@
 //! and an older client agent cannot put a command into the log that the servers' version would not
 //! have built.
 
+mod acl;
 mod catalog;
 mod kv;
 mod operator;
@@ -51,13 +52,36 @@ enum Reply {
     Id(String),
     /// A transaction's results or errors.
     Txn,
+    /// The token with this accessor, read back after the commit.
+    AclToken(String),
+    /// The policy with this ID, read back after the commit.
+    AclPolicy(String),
+    /// The role with this ID, read back after the commit.
+    AclRole(String),
 }
 
 impl Reply {
     /// A response of the wrong kind is an internal error, never a guessed answer: it means the
     /// endpoint and the state machine disagree.
-    fn answer(self, r: Response) -> Result<Written, Error> {
+    fn answer(self, r: Response, server: &Server) -> Result<Written, Error> {
         match (self, r) {
+            (Reply::AclToken(accessor), _) => Ok(Written::AclToken(Box::new(
+                cairn_catalog::acl::AclToken::clone(&*acl::stored_token(server, &accessor)?),
+            ))),
+            (Reply::AclPolicy(id), _) => server
+                .state()
+                .acl_policy(&id)
+                .map(|p| Written::AclPolicy(Box::new(cairn_catalog::acl::AclPolicy::clone(&p))))
+                .ok_or_else(|| Error::Internal(format!("policy {id} missing after its write"))),
+            (Reply::AclRole(id), _) => {
+                let st = server.state();
+                st.acl_role(&id)
+                    .map(|r| {
+                        let r = crate::server::acl_reads::role_view(&st, &r);
+                        Written::AclRole(Box::new(cairn_catalog::acl::AclRole::clone(&r)))
+                    })
+                    .ok_or_else(|| Error::Internal(format!("role {id} missing after its write")))
+            }
             (Reply::Done, _) => Ok(Written::Done),
             (Reply::Bool, Response::Bool(b)) => Ok(Written::Bool(b)),
             (Reply::Id(id), _) => Ok(Written::Id(id)),
@@ -108,6 +132,16 @@ fn derived_uuid(id: &RequestId, purpose: &str) -> String {
 }
 
 impl Server {
+    /// The permissions of `token` (`None`: anonymous) in this server's current state.
+    pub fn authorize(&self, token: Option<&crate::api::Token>) -> Result<Authorizer, Error> {
+        self.acl.resolve(&self.state(), token, now_ms())
+    }
+
+    /// The ACL resolver (whether ACLs are on, and their settings).
+    pub fn acl(&self) -> &crate::acl::Acl {
+        &self.acl
+    }
+
     /// Fails unless `dc` is this server's datacenter (or unset): for the calls that never cross
     /// datacenters (a write sent to a leader, status and operator calls).
     pub fn check_dc(&self, dc: Option<&str>) -> Result<(), Error> {
@@ -305,7 +339,7 @@ impl Server {
         };
         let ctx = Ctx {
             server: self,
-            authz: self.acl.resolve(w.token.as_ref())?,
+            authz: self.authorize(w.token.as_ref())?,
             id,
             now_ms: now_ms(),
         };
@@ -318,13 +352,18 @@ impl Server {
                 cmd: Box::new(built.cmd),
             })
             .await?;
-        let written = built.reply.answer(response)?;
+        let written = built.reply.answer(response, self)?;
+        if matches!(w.op, WriteOp::AclBootstrap { .. }) {
+            acl::after_bootstrap(self);
+        }
         // After the commit, never before: a TTL timer must not exist for a session the log never
         // created.
         session::after(self, &w.op, &written);
         Ok((index, written))
     }
 }
+
+pub use acl::{BOOTSTRAP_RESET_FILE, init_commands as acl_init_commands};
 
 /// Validates a write, checks its permissions and builds its command.
 ///
@@ -357,6 +396,17 @@ fn build(ctx: &Ctx<'_>, op: &WriteOp) -> Result<Built, Error> {
         } => snapshot::piece(ctx, restore, *offset, data),
         WriteOp::RestoreFinish { restore, len } => snapshot::finish(ctx, restore, *len),
         WriteOp::RestoreAbort { restore } => snapshot::abort(ctx, restore),
+        WriteOp::AclBootstrap { secret } => acl::bootstrap(ctx, secret.as_ref()),
+        WriteOp::AclTokenSet { spec, accessor } => acl::token_set(ctx, spec, accessor.as_deref()),
+        WriteOp::AclTokenClone {
+            accessor,
+            description,
+        } => acl::token_clone(ctx, accessor, description),
+        WriteOp::AclTokenDelete { accessor } => acl::token_delete(ctx, accessor),
+        WriteOp::AclPolicySet { spec, id } => acl::policy_set(ctx, spec, id.as_deref()),
+        WriteOp::AclPolicyDelete { id } => acl::policy_delete(ctx, id),
+        WriteOp::AclRoleSet { spec, id } => acl::role_set(ctx, spec, id.as_deref()),
+        WriteOp::AclRoleDelete { id } => acl::role_delete(ctx, id),
     }
 }
 

@@ -37,9 +37,27 @@ impl Server {
         &self,
         q: &crate::api::Query,
     ) -> Result<(QueryMeta, Arc<Answer>), Error> {
-        let authz = self.acl.resolve(q.token.as_ref())?;
+        let authz = self.authorize(q.token.as_ref())?;
+        // `token/self` is the read of the caller's own token: no permission needed, and an
+        // unknown secret is "ACL not found".
+        if let Read::AclTokenSelf = q.read {
+            let secret = q.token.as_ref().map(|t| t.0.as_str()).unwrap_or("");
+            let Some(t) = crate::acl::Acl::token_of(&self.state(), secret, crate::server::now_ms())
+            else {
+                return Err(Error::PermissionDenied(crate::acl::ACL_NOT_FOUND.into()));
+            };
+            let mut own = q.clone();
+            own.read = Read::AclToken {
+                accessor: t.accessor_id.clone(),
+            };
+            return self.run_query(&own).await;
+        }
         authorize(&authz, &q.read)?;
-        self.run_query(q).await
+        let (meta, answer) = self.run_query(q).await?;
+        if authz.is_unrestricted() {
+            return Ok((meta, answer));
+        }
+        Ok(filter(&authz, meta, answer))
     }
 
     /// Prepared-query failover: when the local execution found no healthy instance and the
@@ -156,9 +174,178 @@ fn authorize(authz: &Authorizer, read: &Read) -> Result<(), Error> {
         | Read::HealthChecks { name, .. }
         | Read::HealthService { name, .. } => authz.require(Access::ServiceRead(name)),
         Read::SessionNode { node } => authz.require(Access::SessionRead(node)),
-        Read::Snapshot | Read::Autopilot => authz.require(Access::OperatorRead),
-        // Lists, prepared queries, coordinates, usage and read-only transactions: to be filtered
-        // (or checked per operation) once ACLs exist.
-        _ => Ok(()),
+        Read::Snapshot => authz.require(Access::AclWrite),
+        Read::Autopilot | Read::Usage => authz.require(Access::OperatorRead),
+        Read::AclToken { .. }
+        | Read::AclTokens(_)
+        | Read::AclPolicy { .. }
+        | Read::AclPolicies
+        | Read::AclRole { .. }
+        | Read::AclRoles { .. } => authz.require(Access::AclRead),
+        Read::KvList { prefix } | Read::KvKeys { prefix, .. } => {
+            // With `acl.enable_key_list_policy`, listing needs `key:list` on the prefix;
+            // either way each key is filtered by `key:read`.
+            if authz.key_list_policy() {
+                authz.require(Access::KeyList(prefix))?;
+            }
+            Ok(())
+        }
+        Read::Txn { ops } => {
+            for op in ops {
+                match op {
+                    cairn_catalog::command::TxnOp::Kv(kv) => {
+                        authz.require(Access::KeyRead(&kv.key))?
+                    }
+                    cairn_catalog::command::TxnOp::Node(n) => {
+                        authz.require(Access::NodeRead(&n.node.node))?
+                    }
+                    cairn_catalog::command::TxnOp::Service(s) => {
+                        authz.require(Access::ServiceRead(&s.service.service))?
+                    }
+                    cairn_catalog::command::TxnOp::Check(c) => {
+                        authz.require(Access::NodeRead(&c.check.node))?
+                    }
+                    cairn_catalog::command::TxnOp::Unrecognized(_) => {}
+                }
+            }
+            Ok(())
+        }
+        // Lists and executions are filtered by `filter`; the agent's own views and another
+        // datacenter's run of a query need nothing here.
+        Read::CatalogNodes(_)
+        | Read::CatalogServices(_)
+        | Read::HealthState { .. }
+        | Read::SessionInfo { .. }
+        | Read::SessionList
+        | Read::Queries { .. }
+        | Read::QueryExecute { .. }
+        | Read::QueryRun { .. }
+        | Read::QueryExplain { .. }
+        | Read::Coordinates { .. }
+        | Read::AclTokenSelf => Ok(()),
     }
+}
+
+/// Drops from a reply what the token may not read, and hides secrets from tokens without
+/// `acl:write`. Marks the answer filtered when something was dropped and the request carried a
+/// token (`X-Consul-Results-Filtered-By-ACLs`).
+fn filter(
+    authz: &Authorizer,
+    mut meta: QueryMeta,
+    answer: Arc<Answer>,
+) -> (QueryMeta, Arc<Answer>) {
+    use crate::api::Reply;
+    let node_ok = |n: &str| authz.allows(Access::NodeRead(n));
+    let svc_ok = |s: &str| authz.allows(Access::ServiceRead(s));
+    let check_ok = |c: &cairn_catalog::model::HealthCheck| {
+        node_ok(&c.node) && (c.service_name.is_empty() || svc_ok(&c.service_name))
+    };
+    let mut dropped = false;
+    let mut keep = |ok: bool| {
+        if !ok {
+            dropped = true;
+        }
+        ok
+    };
+    let acl_write = authz.allows(Access::AclWrite);
+    let reply = match &answer.reply {
+        Reply::Nodes(ns) => Reply::Nodes(
+            ns.iter()
+                .filter(|n| keep(node_ok(&n.node)))
+                .cloned()
+                .collect(),
+        ),
+        Reply::ServiceTags(m) => Reply::ServiceTags(
+            m.iter()
+                .filter(|(name, _)| keep(svc_ok(name)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        Reply::ServiceNodes(v) => Reply::ServiceNodes(
+            v.iter()
+                .filter(|sn| keep(node_ok(&sn.node.node) && svc_ok(&sn.service.service)))
+                .cloned()
+                .collect(),
+        ),
+        Reply::NodeServices(Some(ns)) => {
+            if keep(node_ok(&ns.node.node)) {
+                let mut ns = ns.clone();
+                ns.services.retain(|s| keep(svc_ok(&s.service)));
+                Reply::NodeServices(Some(ns))
+            } else {
+                Reply::NodeServices(None)
+            }
+        }
+        Reply::Checks(cs) => {
+            Reply::Checks(cs.iter().filter(|c| keep(check_ok(c))).cloned().collect())
+        }
+        Reply::ServiceHealth(v) => Reply::ServiceHealth(
+            v.iter()
+                .filter(|e| keep(node_ok(&e.node.node) && svc_ok(&e.service.service)))
+                .cloned()
+                .collect(),
+        ),
+        Reply::KvList(es) => Reply::KvList(
+            es.iter()
+                .filter(|e| keep(authz.allows(Access::KeyRead(&e.key))))
+                .cloned()
+                .collect(),
+        ),
+        Reply::KvKeys(ks) => Reply::KvKeys(
+            ks.iter()
+                .filter(|k| keep(authz.allows(Access::KeyRead(k))))
+                .cloned()
+                .collect(),
+        ),
+        Reply::Sessions(ss) => Reply::Sessions(
+            ss.iter()
+                .filter(|s| keep(authz.allows(Access::SessionRead(&s.node))))
+                .cloned()
+                .collect(),
+        ),
+        Reply::Coordinates(cs) => Reply::Coordinates(
+            cs.iter()
+                .filter(|c| keep(node_ok(&c.node)))
+                .cloned()
+                .collect(),
+        ),
+        Reply::QueryResult(r) => {
+            let mut r = r.clone();
+            r.nodes
+                .retain(|e| keep(node_ok(&e.node.node) && svc_ok(&e.service.service)));
+            Reply::QueryResult(r)
+        }
+        Reply::Queries(qs) => Reply::Queries(
+            qs.iter()
+                .filter(|q| {
+                    keep(if q.name.is_empty() {
+                        acl_write
+                    } else {
+                        authz.allows(Access::QueryRead(&q.name))
+                    })
+                })
+                .map(|q| {
+                    if acl_write || q.token.is_empty() {
+                        Arc::clone(q)
+                    } else {
+                        let mut q = cairn_catalog::model::PreparedQuery::clone(q);
+                        q.token = "<hidden>".into();
+                        Arc::new(q)
+                    }
+                })
+                .collect(),
+        ),
+        Reply::AclTokens(ts) if !acl_write => Reply::AclTokens(
+            ts.iter()
+                .map(|t| {
+                    let mut t = cairn_catalog::acl::AclToken::clone(t);
+                    t.secret_id = "<hidden>".into();
+                    Arc::new(t)
+                })
+                .collect(),
+        ),
+        _ => return (meta, answer),
+    };
+    meta.filtered_by_acls = dropped && authz.authenticated();
+    (meta, Arc::new(Answer::new(reply)))
 }
