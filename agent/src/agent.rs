@@ -146,6 +146,8 @@ pub struct Agent {
     pub tokens: crate::acl::tokens::TokenStore,
     /// Tokens this client agent's servers resolved, for its own endpoints.
     pub acl_cache: crate::acl::RemoteCache,
+    /// The token each service was registered with, by service ID: its syncs carry it.
+    service_tokens: Mutex<BTreeMap<String, String>>,
     /// The WAN pool's events, taken by [`Agent::start`].
     wan_events: Mutex<Option<mpsc::Receiver<cairn_gossip::GossipEvent>>>,
     /// Where local registrations are kept across restarts (`None` in `-dev`).
@@ -408,6 +410,7 @@ impl Agent {
             acl: crate::acl::Acl::from_config(&config),
             tokens: crate::acl::tokens::TokenStore::new(&config),
             acl_cache: crate::acl::RemoteCache::default(),
+            service_tokens: Mutex::new(BTreeMap::new()),
             wan_events: Mutex::new(wan_rx),
             membership,
             gossip_events: Mutex::new(Some(gossip_rx)),
@@ -424,6 +427,60 @@ impl Agent {
             // they cannot run.
             .set_alias_source(Arc::new(crate::checks::AgentAliasSource::new(&agent)));
         Ok(agent)
+    }
+
+    /// Records the token a service was registered with (empty: none; its syncs then use the
+    /// agent's default token).
+    pub fn set_service_token(&self, id: &str, token: &str) {
+        let mut t = self
+            .service_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if token.is_empty() {
+            t.remove(id);
+        } else {
+            t.insert(id.to_string(), token.to_string());
+        }
+    }
+
+    /// The token an anti-entropy write carries, as in Consul: a service's (and its checks')
+    /// registration token, else the default token; node-level writes the agent token, else the
+    /// default one.
+    fn sync_token(&self, op: &crate::api::WriteOp) -> Option<crate::api::Token> {
+        use crate::api::WriteOp;
+        if !self.acl.is_enabled() {
+            return None;
+        }
+        let service_id = match op {
+            WriteOp::Register(req) => req.service.as_ref().map(|s| s.id.clone()).or_else(|| {
+                req.check
+                    .iter()
+                    .chain(&req.checks)
+                    .map(|c| c.service_id.clone())
+                    .find(|s| !s.is_empty())
+            }),
+            WriteOp::Deregister(req) if !req.service_id.is_empty() => Some(req.service_id.clone()),
+            _ => None,
+        };
+        let own = service_id.and_then(|id| {
+            self.service_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .cloned()
+        });
+        let token = match own {
+            Some(t) => Some(t),
+            None if matches!(op, WriteOp::Register(r) if r.service.is_none()
+                && r.check.iter().chain(&r.checks).all(|c| c.service_id.is_empty())) =>
+            {
+                self.tokens
+                    .get("agent")
+                    .or_else(|| self.tokens.get("default"))
+            }
+            None => self.tokens.get("default"),
+        };
+        token.map(crate::api::Token)
     }
 
     /// Whether ACLs are enabled.
@@ -1097,7 +1154,12 @@ impl Agent {
         // one bad entry does not hold every other one back.
         for op in plan.commands {
             let done = synced_line(&op);
-            match self.backend.write(crate::api::Write::new(op)).await {
+            let token = self.sync_token(&op);
+            match self
+                .backend
+                .write(crate::api::Write::new(op).with_token(token))
+                .await
+            {
                 Ok(_) => done(),
                 Err(e) => {
                     warn!(error = %e, "anti-entropy: catalog update failed");

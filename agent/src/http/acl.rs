@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use cairn_catalog::acl::{AclPolicy, AclRole, AclToken};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{AppState, Req, json_response, serve_read};
-use crate::acl::builtin;
+use crate::acl::{Access, builtin};
 use crate::api::acl::{PolicySpec, RoleSpec, TokenFilter, TokenSpec};
 use crate::api::decode::decode;
 use crate::api::{Read, Token, Write, WriteOp, Written};
@@ -693,4 +693,59 @@ async fn agent_token(
         tracing::warn!(error = %e, "could not persist the agent's ACL tokens");
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// The permission an agent-local endpoint needs, by method and path: the endpoints that the
+/// agent answers itself, without a server endpoint that checks for it. Endpoints whose
+/// permission depends on the body (service and check registration) or that filter their
+/// answers check in their handlers; everything that reaches a server is checked there.
+pub fn required<'a>(method: &Method, path: &'a str, node: &'a str) -> Option<Access<'a>> {
+    let get = method == Method::GET || method == Method::HEAD;
+    Some(match path {
+        "/v1/agent/self" | "/v1/agent/metrics" | "/v1/agent/monitor" => Access::AgentRead(node),
+        "/v1/agent/leave" | "/v1/agent/reload" => Access::AgentWrite(node),
+        "/v1/agent/maintenance" => Access::NodeWrite(node),
+        "/v1/agent/host" => Access::OperatorRead,
+        "/v1/operator/keyring" if get => Access::KeyringRead,
+        "/v1/operator/keyring" => Access::KeyringWrite,
+        "/v1/operator/raft/configuration"
+        | "/v1/operator/autopilot/health"
+        | "/v1/operator/autopilot/state" => Access::OperatorRead,
+        "/v1/operator/raft/peer" | "/v1/operator/raft/transfer-leader" => Access::OperatorWrite,
+        // Snapshots hold every secret: `acl:write`, as Consul asks.
+        "/v1/snapshot" => Access::AclWrite,
+        p if p.starts_with("/v1/agent/join/") => Access::AgentWrite(node),
+        p if p.starts_with("/v1/agent/force-leave/") => Access::OperatorWrite,
+        p if p.starts_with("/v1/event/fire/") => Access::EventWrite(&p["/v1/event/fire/".len()..]),
+        _ => return None,
+    })
+}
+
+/// Checks [`required`] before the handler runs (ACLs enabled only).
+pub async fn guard(
+    State(a): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !a.acl_enabled() {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let node = a.node.name.clone();
+    if let Some(access) = required(req.method(), &path, &node) {
+        let authz = match a.authorize().await {
+            Ok(z) => z,
+            Err(e) => return e.into_response(),
+        };
+        if !authz.allows(access) {
+            // Event fires answer Consul's legacy plain text.
+            let text = if matches!(access, Access::EventWrite(_)) {
+                "Permission denied".to_string()
+            } else {
+                authz.denial(access)
+            };
+            return ApiError::new(StatusCode::FORBIDDEN, text).into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::params::{Params, QueryOptions, parse_bool};
 use super::{AppState, json_response};
+use crate::acl::Access;
 use crate::api::decode::decode;
 use crate::local::defs::{CheckDef, ServiceDef};
 use crate::local::{LocalState, NODE_MAINT_ID, SERVICE_MAINT_PREFIX};
@@ -151,8 +152,12 @@ async fn services(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
         o.read.filter.as_deref(),
         agent_service_json(&Service::default(), ""),
     )?;
+    let authz = a.authorize().await?;
     let mut out = serde_json::Map::new();
     for (id, s) in &local(&a).services {
+        if !authz.allows(Access::ServiceRead(&s.service.service)) {
+            continue;
+        }
         let v = agent_service_json(&s.service, &dc);
         if keep(f.as_ref(), &v)? {
             out.insert(id.clone(), v);
@@ -182,6 +187,13 @@ async fn service_get(
     let p = Params::parse(q.as_deref());
     let o = QueryOptions::from_params(&p)?;
     let dc = a.backend.datacenter().to_string();
+    let name = local(&a)
+        .services
+        .get(&id)
+        .map(|s| s.service.service.clone());
+    if let Some(name) = name {
+        a.authorize().await?.require(Access::ServiceRead(&name))?;
+    }
     // With jitter, as for index-based blocking: many clients waiting with the same `?wait`
     // do not all come back at the same moment.
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
@@ -236,8 +248,60 @@ async fn service_register(
     // Parsed as a Go boolean; a value that is not one is a 400 rather than a silent "no".
     let replace = p.flag("replace-existing-checks")?;
     let def: ServiceDef = decode(&body)?;
+    let authz = a.authorize().await?;
+    authz.require(Access::ServiceWrite(&def.name))?;
+    let id = if def.id.is_empty() {
+        def.name.clone()
+    } else {
+        def.id.clone()
+    };
+    // Replacing an instance of another service needs write on that one too.
+    let existing = local(&a)
+        .services
+        .get(&id)
+        .map(|s| s.service.service.clone());
+    if let Some(old) = existing {
+        authz.require(Access::ServiceWrite(&old))?;
+    }
+    // The token the service syncs with: its own, else the request's.
+    let token = if def.token.is_empty() {
+        super::request_token().map(|t| t.0).unwrap_or_default()
+    } else {
+        def.token.clone()
+    };
     a.register_service(def, replace).await?;
+    a.set_service_token(&id, &token);
     Ok(StatusCode::OK.into_response())
+}
+
+/// `service:read` on a service, for the agent's health endpoints.
+async fn read_allowed(a: &AppState, name: &str) -> Result<(), ApiError> {
+    a.authorize().await?.require(Access::ServiceRead(name))?;
+    Ok(())
+}
+
+/// A check's write permission: `service:write` on its service, else `node:write` on this node.
+async fn check_write(a: &AppState, service: Option<&str>) -> Result<(), ApiError> {
+    let authz = a.authorize().await?;
+    match service {
+        Some(s) => authz.require(Access::ServiceWrite(s))?,
+        None => authz.require(Access::NodeWrite(&a.node.name))?,
+    }
+    Ok(())
+}
+
+/// The permission to update a check's status (unknown checks are left to the update's own
+/// error).
+async fn check_update_allowed(a: &AppState, id: &str) -> Result<(), ApiError> {
+    let service = local(a)
+        .checks
+        .get(id)
+        .map(|c| c.check.service_name.clone());
+    match service {
+        Some(s) if !s.is_empty() => check_write(a, Some(&s)).await,
+        Some(_) => check_write(a, None).await,
+        None => Ok(()),
+    }
 }
 
 /// Consul's 404 for a service ID the agent does not know (`vetServiceUpdateWithAuthorizer`).
@@ -261,9 +325,14 @@ async fn service_deregister(
     State(a): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !local(&a).services.contains_key(&id) {
+    let Some(name) = local(&a)
+        .services
+        .get(&id)
+        .map(|s| s.service.service.clone())
+    else {
         return Err(unknown_service(&id));
-    }
+    };
+    a.authorize().await?.require(Access::ServiceWrite(&name))?;
     a.deregister_service(&id).await;
     Ok(StatusCode::OK.into_response())
 }
@@ -289,9 +358,14 @@ async fn service_maintenance(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let enable = enable_param(&p)?;
-    if !local(&a).services.contains_key(&id) {
+    let Some(name) = local(&a)
+        .services
+        .get(&id)
+        .map(|s| s.service.service.clone())
+    else {
         return Err(unknown_service(&id));
-    }
+    };
+    a.authorize().await?.require(Access::ServiceWrite(&name))?;
     // Empty means "no reason given": the local state then writes Consul's default notes.
     let reason = p.get("reason").unwrap_or_default().to_string();
     a.set_maintenance(Some(&id), enable, &reason).await?;
@@ -406,6 +480,15 @@ async fn health_by_id(
 ) -> Response {
     let p = Params::parse(q.as_deref());
     let dc = a.backend.datacenter().to_string();
+    let name = local(&a)
+        .services
+        .get(&id)
+        .map(|s| s.service.service.clone());
+    if let Some(name) = name
+        && let Err(e) = read_allowed(&a, &name).await
+    {
+        return e.into_response();
+    }
     // Only `?pretty` and `?format` are read: no other option applies here, so a malformed one
     // is ignored rather than refused.
     let found = service_health(&local(&a), &id, &dc);
@@ -434,6 +517,9 @@ async fn health_by_name(
 ) -> Response {
     let p = Params::parse(q.as_deref());
     let dc = a.backend.datacenter().to_string();
+    if let Err(e) = read_allowed(&a, &name).await {
+        return e.into_response();
+    }
     let results: Vec<(&'static str, Value)> = {
         let l = local(&a);
         // Names compare exactly, case included.
@@ -469,8 +555,17 @@ async fn checks(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Resp
         o.read.filter.as_deref(),
         check_json(&HealthCheck::default()),
     )?;
+    let authz = a.authorize().await?;
     let mut out = serde_json::Map::new();
     for (id, c) in &local(&a).checks {
+        let visible = if c.check.service_name.is_empty() {
+            authz.allows(Access::NodeRead(&c.check.node))
+        } else {
+            authz.allows(Access::ServiceRead(&c.check.service_name))
+        };
+        if !visible {
+            continue;
+        }
         let v = check_json(&c.check);
         if keep(f.as_ref(), &v)? {
             out.insert(id.clone(), v);
@@ -492,12 +587,20 @@ async fn check_register(State(a): State<AppState>, body: Bytes) -> Result<Respon
         return Err(ApiError::bad_request("Bad check status"));
     }
     // A 404 in Consul's handler; `Agent::register_check` would call it invalid (400).
-    if !def.service_id.is_empty() && !local(&a).services.contains_key(&def.service_id) {
-        return Err(ApiError::not_found(format!(
-            "ServiceID {:?} does not exist",
-            def.service_id
-        )));
-    }
+    let service = if def.service_id.is_empty() {
+        None
+    } else {
+        match local(&a).services.get(&def.service_id) {
+            Some(s) => Some(s.service.service.clone()),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "ServiceID {:?} does not exist",
+                    def.service_id
+                )));
+            }
+        }
+    };
+    check_write(&a, service.as_deref()).await?;
     a.register_check(def).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -508,9 +611,18 @@ async fn check_deregister(
     State(a): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !local(&a).checks.contains_key(&id) {
+    let Some(service) = local(&a)
+        .checks
+        .get(&id)
+        .map(|c| c.check.service_name.clone())
+    else {
         return Err(unknown_check(&id));
-    }
+    };
+    check_write(
+        &a,
+        Some(&service).filter(|s| !s.is_empty()).map(|s| s.as_str()),
+    )
+    .await?;
     a.deregister_check(&id).await;
     Ok(StatusCode::OK.into_response())
 }
@@ -526,6 +638,7 @@ async fn ttl_update(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
     let note = p.get("note").unwrap_or_default().to_string();
+    check_update_allowed(&a, &id).await?;
     a.update_ttl(&id, status, &note).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -580,6 +693,7 @@ async fn check_update(
     // Exact lowercase, as Consul compares against its constants (`Passing` is refused).
     let status = HealthStatus::parse(&u.status)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid check status: '{}'", u.status)))?;
+    check_update_allowed(&a, &id).await?;
     a.update_ttl(&id, status, &u.output).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -646,14 +760,25 @@ async fn members(State(a): State<AppState>, RawQuery(q): RawQuery) -> Result<Res
         let Some(wan) = &a.wan else {
             return Ok(json_response(&Value::Null, p.has("pretty")));
         };
+        let authz = a.authorize().await?;
         let members: Vec<Value> = wan
             .members()
             .iter()
+            .filter(|m| authz.allows(Access::NodeRead(&m.name)))
             .map(crate::cluster::member_json)
             .collect();
         return Ok(json_response(&members, p.has("pretty")));
     }
-    Ok(json_response(&a.members_json(), p.has("pretty")))
+    let authz = a.authorize().await?;
+    let mut list = a.members_json();
+    if !authz.is_unrestricted() {
+        list.retain(|m| {
+            m.get("Name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| authz.allows(Access::NodeRead(n)))
+        });
+    }
+    Ok(json_response(&list, p.has("pretty")))
 }
 
 /// `GET /v1/agent/self`: this agent's configuration, member, coordinate and stats in Consul's

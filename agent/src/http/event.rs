@@ -105,6 +105,7 @@ impl ListFilter {
 async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Response, ApiError> {
     check_dc(&a, o.dc.as_deref())?;
     let filter = ListFilter::parse(&p)?;
+    let authz = a.authorize().await?;
     let deadline = tokio::time::Instant::now() + o.read.wait_with_jitter();
     loop {
         // Registered before the events are read, so an event arriving in between is not
@@ -113,7 +114,10 @@ async fn list(State(a): State<AppState>, Req { p, o, .. }: Req) -> Result<Respon
         tokio::pin!(changed);
         changed.as_mut().enable();
         let (_, all) = a.events.list(None);
-        let events: Vec<UserEvent> = all.into_iter().filter(|e| filter.keep(e)).collect();
+        let events: Vec<UserEvent> = all
+            .into_iter()
+            .filter(|e| filter.keep(e) && authz.allows(crate::acl::Access::EventRead(&e.name)))
+            .collect();
         let index = events
             .last()
             .map_or(1, |e| crate::events::id_to_index(&e.id).max(1));

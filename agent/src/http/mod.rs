@@ -102,6 +102,11 @@ pub fn router(agent: AppState) -> Router {
         .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // Inside the common layer, which finds the request's token.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&agent),
+            acl::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&agent),
             common_layer,

@@ -170,6 +170,9 @@ async fn renew(
     let Some(s) = session else {
         return Err(ApiError::not_found(format!("Session id '{id}' not found")));
     };
+    a.authorize()
+        .await?
+        .require(crate::acl::Access::SessionWrite(&s.node))?;
     // The TTL was checked when the session was created; one that does not parse now is
     // treated like no TTL.
     if let Ok(Some(ttl)) = stored_session_ttl(&s.ttl) {
