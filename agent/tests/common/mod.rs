@@ -107,6 +107,7 @@ pub struct AgentBuilder {
     config: Option<Value>,
     node: Option<String>,
     ulimit: Option<String>,
+    token: Option<String>,
 }
 
 impl AgentBuilder {
@@ -125,6 +126,12 @@ impl AgentBuilder {
     /// Starts the agent under these shell `ulimit` arguments (e.g. `-n 1024`).
     pub fn ulimit(mut self, args: &str) -> AgentBuilder {
         self.ulimit = Some(args.to_string());
+        self
+    }
+
+    /// The ACL token the helpers send (`X-Consul-Token`), readiness checks included.
+    pub fn token(mut self, t: &str) -> AgentBuilder {
+        self.token = Some(t.to_string());
         self
     }
 
@@ -206,6 +213,7 @@ impl AgentBuilder {
             dir,
             config_path,
             client: client(),
+            token: self.token.clone(),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -254,6 +262,8 @@ pub struct Agent {
     /// Path of the config file (written only when the builder had one).
     pub config_path: PathBuf,
     client: reqwest::Client,
+    /// The token the helpers send, if any.
+    pub token: Option<String>,
 }
 
 impl Agent {
@@ -269,7 +279,11 @@ impl Agent {
 
     /// This agent answers, as itself (not another process on a reused port), with a leader.
     async fn is_ready(&self) -> bool {
-        let Ok(r) = self.client.get(self.url("/v1/agent/self")).send().await else {
+        let mut req = self.client.get(self.url("/v1/agent/self"));
+        if let Some(t) = &self.token {
+            req = req.header("X-Consul-Token", t);
+        }
+        let Ok(r) = req.send().await else {
             return false;
         };
         let Ok(v) = r.json::<Value>().await else {
@@ -297,6 +311,9 @@ impl Agent {
     /// Any request with an optional raw body.
     pub async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Resp {
         let mut rb = self.client.request(method.clone(), self.url(path));
+        if let Some(t) = &self.token {
+            rb = rb.header("X-Consul-Token", t);
+        }
         if let Some(b) = body {
             rb = rb.body(b);
         }

@@ -37,9 +37,51 @@ pub(super) fn register(ctx: &Ctx<'_>, mut req: RegisterRequest) -> Result<Built,
         return Err(Error::Invalid("Must provide address".into()));
     }
     validate_meta_allowing("Node", &req.node_meta, AGENT_NODE_META)?;
-    // `node:write` for the node, plus `service:write` for a service, as Consul asks of a
-    // registration.
-    ctx.authz.require(Access::NodeWrite(&req.node))?;
+    // As Consul's `vetRegisterWithACL`: `node:write` only when the node record would change
+    // (a service registration on an unchanged node needs only `service:write`), then
+    // `service:write` for the service (and for the name it replaces), and for each check
+    // `service:write` on its service or `node:write` on its node.
+    let st = ctx.server.state();
+    if !ctx.authz.is_unrestricted() {
+        let node_changes = !req.skip_node_update
+            && st.node(&req.node).is_none_or(|n| {
+                n.address != req.address
+                    || (!req.tagged_addresses.is_empty()
+                        && n.tagged_addresses != req.tagged_addresses)
+                    || (!req.node_meta.is_empty() && n.meta != req.node_meta)
+                    || (!req.id.is_empty() && n.id != req.id)
+            });
+        if node_changes {
+            ctx.authz.require(Access::NodeWrite(&req.node))?;
+        }
+        if let Some(s) = &req.service {
+            let id = if s.id.is_empty() { &s.service } else { &s.id };
+            if let Some(old) = st.service(&req.node, id)
+                && old.service != s.service
+            {
+                ctx.authz.require(Access::ServiceWrite(&old.service))?;
+            }
+        }
+        for c in req.check.iter().chain(req.checks.iter()) {
+            if c.service_id.is_empty() {
+                ctx.authz.require(Access::NodeWrite(&req.node))?;
+            } else {
+                let name = req
+                    .service
+                    .as_ref()
+                    .filter(|s| {
+                        s.id == c.service_id || (s.id.is_empty() && s.service == c.service_id)
+                    })
+                    .map(|s| s.service.clone())
+                    .or_else(|| {
+                        st.service(&req.node, &c.service_id)
+                            .map(|s| s.service.clone())
+                    })
+                    .unwrap_or_else(|| c.service_name.clone());
+                ctx.authz.require(Access::ServiceWrite(&name))?;
+            }
+        }
+    }
     if let Some(s) = &mut req.service {
         if s.service.is_empty() {
             return Err(Error::Invalid("Must provide service name".into()));
@@ -78,7 +120,24 @@ pub(super) fn deregister(ctx: &Ctx<'_>, req: DeregisterRequest) -> Result<Built,
     if req.node.is_empty() {
         return Err(Error::Invalid("Must provide node".into()));
     }
-    ctx.authz.require(Access::NodeWrite(&req.node))?;
+    // As Consul's `vetDeregisterWithACL`: a service needs `service:write` on it, a service check
+    // on its service, a node check or the whole node `node:write`.
+    let st = ctx.server.state();
+    if !req.service_id.is_empty() {
+        match st.service(&req.node, &req.service_id) {
+            Some(s) => ctx.authz.require(Access::ServiceWrite(&s.service))?,
+            None => ctx.authz.require(Access::NodeWrite(&req.node))?,
+        }
+    } else if !req.check_id.is_empty() {
+        match st.check(&req.node, &req.check_id) {
+            Some(c) if !c.service_name.is_empty() => {
+                ctx.authz.require(Access::ServiceWrite(&c.service_name))?
+            }
+            _ => ctx.authz.require(Access::NodeWrite(&req.node))?,
+        }
+    } else {
+        ctx.authz.require(Access::NodeWrite(&req.node))?;
+    }
     Ok(Built {
         cmd: Command::Deregister {
             req,
