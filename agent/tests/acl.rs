@@ -518,3 +518,76 @@ async fn no_route_lets_a_token_without_permissions_through() {
     // And the agent is still running and serving its management token.
     assert_eq!(a.get("/v1/agent/self").await.status, 200);
 }
+
+/// `dig` against the agent's DNS port: the status line and the answer lines.
+fn dig(port: u16, name: &str) -> (String, Vec<String>) {
+    let out = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+tries=1",
+            "+time=2",
+            name,
+        ])
+        .output()
+        .expect("dig (installed by scripts/test)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(',').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let answers = text
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    (status, answers)
+}
+
+#[tokio::test]
+async fn dns_answers_only_what_its_token_may_read() {
+    let a = acl_agent().await;
+    a.register_service(&json!({"Name": "dnsweb", "Port": 80}))
+        .await;
+    let port = a.get("/v1/agent/self").await.body["DebugConfig"]["DNSPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .expect("DNS port");
+    eventually("dnsweb in the catalog", Duration::from_secs(10), || async {
+        a.get("/v1/catalog/service/dnsweb")
+            .await
+            .body
+            .get(0)
+            .map(|_| ())
+    })
+    .await;
+    // Anonymous (no DNS or default token) under default deny: nothing is answered.
+    let (status, answers) = dig(port, "dnsweb.service.consul");
+    assert_eq!(status, "NXDOMAIN", "{answers:?}");
+    // A DNS token that may read services and nodes: the instance is answered.
+    let reader = token_with_rules(
+        &a,
+        "dns",
+        "service_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }",
+    )
+    .await;
+    a.put_json("/v1/agent/token/dns", &json!({"Token": reader}))
+        .await
+        .expect_status(200);
+    let (status, answers) = dig(port, "dnsweb.service.consul");
+    assert_eq!(status, "NOERROR");
+    assert!(
+        answers.iter().any(|l| l.contains("127.0.0.1")),
+        "{answers:?}"
+    );
+    // An unknown kind is Consul's 404.
+    let r = a
+        .put_json("/v1/agent/token/foo", &json!({"Token": "x"}))
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "Token \"foo\" is unknown");
+}

@@ -152,16 +152,22 @@ struct Inner {
 
 impl Authorizer {
     /// An authorizer that allows everything (ACLs disabled).
+    ///
+    /// One shared instance: every request of an agent without ACLs takes it, so it costs a
+    /// reference count, not an allocation.
     pub fn allow_all() -> Authorizer {
-        Authorizer {
-            inner: Arc::new(Inner {
-                kind: Kind::AllowAll,
-                default_allow: true,
-                accessor: None,
-                authenticated: false,
-                key_list: false,
-            }),
-        }
+        static ALLOW: std::sync::OnceLock<Authorizer> = std::sync::OnceLock::new();
+        ALLOW
+            .get_or_init(|| Authorizer {
+                inner: Arc::new(Inner {
+                    kind: Kind::AllowAll,
+                    default_allow: true,
+                    accessor: None,
+                    authenticated: false,
+                    key_list: false,
+                }),
+            })
+            .clone()
     }
 
     /// An authorizer of `rules` (tests, the agent recovery token).

@@ -153,6 +153,7 @@ impl Shared {
         let req = crate::rpc::DnsRequest {
             packet: packet.to_vec(),
             tcp: transport == Transport::Tcp,
+            token: dns_token(&self.agent),
         };
         match self.agent.backend.dns(&req).await {
             Ok(crate::rpc::DnsReply {
@@ -192,6 +193,7 @@ impl Shared {
         let req = crate::rpc::DnsRequest {
             packet: packet.to_vec(),
             tcp: transport == Transport::Tcp,
+            token: None,
         };
         match server.dns_remote(dc, &req).await {
             Ok(crate::rpc::DnsReply {
@@ -217,7 +219,8 @@ impl Shared {
             return None;
         }
         let state = server.state();
-        let view = View::new(&state, &self.cache);
+        let view = View::new(&state, &self.cache)
+            .with_authz(dns_authz(server, dns_token(&self.agent).as_ref()));
         Some(handle(
             packet,
             transport,
@@ -227,6 +230,30 @@ impl Shared {
             &mut rand::rng(),
         ))
     }
+}
+
+/// The token DNS answers for, as Consul's: `acl.tokens.dns`, else the default token, else
+/// anonymous.
+fn dns_token(agent: &Agent) -> Option<crate::api::Token> {
+    if !agent.acl_enabled() {
+        return None;
+    }
+    agent
+        .tokens
+        .get("dns")
+        .or_else(|| agent.tokens.get("default"))
+        .map(crate::api::Token)
+}
+
+/// The DNS token's permissions on this server; a token the servers do not know sees nothing.
+fn dns_authz(
+    server: &crate::server::Server,
+    token: Option<&crate::api::Token>,
+) -> crate::acl::Authorizer {
+    server.authorize(token).unwrap_or_else(|e| {
+        debug!(error = %e, "DNS token not resolved: answering as if it could read nothing");
+        crate::acl::Authorizer::from_rules(crate::acl::rules::Rules::default(), false, None, false)
+    })
 }
 
 /// How often a blocked UDP thread looks at the stop flag.
@@ -362,7 +389,7 @@ async fn respond(
         };
     }
     let state = server.state();
-    let view = View::new(&state, cache);
+    let view = View::new(&state, cache).with_authz(dns_authz(server, req.token.as_ref()));
     match handle(
         &req.packet,
         transport,

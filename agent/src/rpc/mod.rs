@@ -143,6 +143,9 @@ pub struct DnsRequest {
     /// Decides the size the answer must fit: the EDNS size (512 bytes without EDNS) over UDP,
     /// up to 64 KiB over TCP.
     pub tcp: bool,
+    /// The asking agent's DNS token (`acl.tokens.dns`, else its default token).
+    #[serde(default)]
+    pub token: Option<crate::api::Token>,
 }
 
 /// How a server answers forwarded DNS queries.

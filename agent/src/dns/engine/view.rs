@@ -98,6 +98,20 @@ pub struct ServiceSet {
 }
 
 impl ServiceSet {
+    /// The same set with only the instances `keep` accepts (ACL filtering); `self` when it
+    /// keeps them all, so unrestricted tokens share the cached renderings.
+    fn filtered(self: &Arc<Self>, keep: impl Fn(&Instance) -> bool) -> Arc<ServiceSet> {
+        if self.instances.iter().all(&keep) {
+            return Arc::clone(self);
+        }
+        Arc::new(ServiceSet {
+            index: self.index,
+            instances: self.instances.iter().filter(|i| keep(i)).cloned().collect(),
+            checked: AtomicU64::new(self.checked.load(Ordering::Relaxed)),
+            rendered: Mutex::new(Vec::new()),
+        })
+    }
+
     /// The instances rendered for `domain` and `dc` (same order as `instances`), built with
     /// `render` on first use and kept with the set, so a query only clones what it sends.
     pub fn rendered(
@@ -196,6 +210,8 @@ impl Cache {
 pub struct View<'a> {
     state: &'a State,
     cache: &'a Cache,
+    /// The DNS token's permissions: what it may not read is not answered (NXDOMAIN).
+    authz: Option<crate::acl::Authorizer>,
 }
 
 impl<'a> View<'a> {
@@ -204,7 +220,18 @@ impl<'a> View<'a> {
     /// The cache must only ever see states of one catalog: its entries are validated by
     /// index, and indexes of two different catalogs mean nothing to each other.
     pub fn new(state: &'a State, cache: &'a Cache) -> View<'a> {
-        View { state, cache }
+        View {
+            state,
+            cache,
+            authz: None,
+        }
+    }
+
+    /// The view as the token `authz` may see it: nodes and instances it may not read are left
+    /// out.
+    pub fn with_authz(mut self, authz: crate::acl::Authorizer) -> View<'a> {
+        self.authz = (!authz.is_unrestricted()).then_some(authz);
+        self
     }
 
     /// The state this view reads.
@@ -219,11 +246,30 @@ impl<'a> View<'a> {
         let Some(names) = folded.names.get(lower) else {
             return Vec::new();
         };
-        names.iter().map(|n| self.service_set(n)).collect()
+        let sets = names.iter().map(|n| self.service_set(n));
+        match &self.authz {
+            None => sets.collect(),
+            Some(a) => sets
+                .filter(|set| {
+                    set.instances.first().is_none_or(|i| {
+                        a.allows(crate::acl::Access::ServiceRead(&i.service.service))
+                    })
+                })
+                .map(|set| set.filtered(|i| a.allows(crate::acl::Access::NodeRead(&i.node.node))))
+                .collect(),
+        }
     }
 
     /// A node whose name matches `lower` case-insensitively.
     pub fn node(&self, lower: &str) -> Option<Arc<Node>> {
+        let found = self.node_unfiltered(lower)?;
+        match &self.authz {
+            Some(a) if !a.allows(crate::acl::Access::NodeRead(&found.node)) => None,
+            _ => Some(found),
+        }
+    }
+
+    fn node_unfiltered(&self, lower: &str) -> Option<Arc<Node>> {
         // Most node names are registered lowercase: the direct look-up avoids the table.
         if let Some(n) = self.state.node(lower) {
             return Some(n);
