@@ -345,7 +345,9 @@ impl Default for Autopilot {
 }
 
 /// `acl {}`.
-#[derive(Clone, Debug)]
+///
+/// `Debug` by hand: the tokens are secrets and never printed.
+#[derive(Clone)]
 pub struct AclConfig {
     /// `enabled` (false).
     pub enabled: bool,
@@ -440,6 +442,19 @@ impl Default for Performance {
             leave_drain_time: Duration::from_secs(5),
             rpc_hold_timeout: Duration::from_secs(7),
         }
+    }
+}
+
+impl std::fmt::Debug for AclConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AclConfig")
+            .field("enabled", &self.enabled)
+            .field("default_policy", &self.default_policy)
+            .field("down_policy", &self.down_policy)
+            .field("enable_key_list_policy", &self.enable_key_list_policy)
+            .field("enable_token_persistence", &self.enable_token_persistence)
+            .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 

@@ -1243,3 +1243,48 @@ fn response_headers_must_be_valid_http() {
     );
     assert!(e.contains("not a valid HTTP header"), "{e}");
 }
+
+/// Consul's legacy top-level ACL keys still configure ACLs, each with its deprecation
+/// warning; `acl_datacenter` also turns ACLs on; the new key wins when both are set.
+#[test]
+fn legacy_acl_keys_map_to_the_acl_block_with_warnings() {
+    let c = with_json(
+        r#"{"acl_datacenter": "dc1", "acl_default_policy": "deny", "acl_token": "t-default",
+            "acl_agent_token": "t-agent", "acl_master_token": "t-root",
+            "acl_agent_master_token": "t-recovery", "acl_down_policy": "deny",
+            "acl_enable_key_list_policy": true,
+            "acl": {"tokens": {"agent": "t-new-agent"}}}"#,
+        &["-dev"],
+    )
+    .expect("legacy keys load");
+    assert!(c.acl.enabled);
+    assert_eq!(c.acl.default_policy, "deny");
+    assert_eq!(c.acl.down_policy, "deny");
+    assert!(c.acl.enable_key_list_policy);
+    let tok = |k: &str| c.acl.tokens.get(k).map(String::as_str);
+    assert_eq!(tok("default"), Some("t-default"));
+    assert_eq!(tok("agent"), Some("t-new-agent"));
+    assert_eq!(tok("initial_management"), Some("t-root"));
+    assert_eq!(tok("agent_recovery"), Some("t-recovery"));
+    assert!(
+        c.warnings.iter().any(|w| w.contains(
+            "The 'acl_token' field is deprecated. Use the 'acl.tokens.default' field instead."
+        )),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("'acl_datacenter' field is deprecated"))
+    );
+    // Secrets never appear in the configuration's debug form.
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("t-root") && !shown.contains("t-default"),
+        "{shown}"
+    );
+    // A default policy that is neither allow nor deny is refused.
+    let e = json_err(r#"{"acl": {"default_policy": "maybe"}}"#, &["-dev"]);
+    assert!(e.contains("default_policy"), "{e}");
+}
