@@ -53,6 +53,15 @@ pub struct Conn {
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
+/// The ACL token every request carries: `CONSUL_HTTP_TOKEN`, as Consul's clients read it
+/// (the ACL benchmark runs the same load with and without it).
+fn token() -> Option<&'static str> {
+    static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty()))
+        .as_deref()
+}
+
 impl Conn {
     pub fn new(addr: SocketAddr) -> Self {
         Conn {
@@ -74,12 +83,15 @@ impl Conn {
     pub async fn send_streaming(&mut self, req: &Req) -> Result<Response<Incoming>, Error> {
         self.connect().await?;
         let sender = self.sender.as_mut().ok_or("not connected")?;
-        let r = Request::builder()
+        let mut b = Request::builder()
             .method(req.method.clone())
             .uri(&req.path)
             .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(req.body.clone()))?;
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token() {
+            b = b.header("x-consul-token", t);
+        }
+        let r = b.body(Full::new(req.body.clone()))?;
         match sender.send_request(r).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
