@@ -443,6 +443,15 @@ impl Agent {
         }
     }
 
+    /// The token a service was registered with, if any.
+    pub fn service_token(&self, id: &str) -> Option<String> {
+        self.service_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// The token an anti-entropy write carries, as in Consul: a service's (and its checks')
     /// registration token, else the default token; node-level writes the agent token, else the
     /// default one.

@@ -240,6 +240,28 @@ async fn a_scoped_token_reaches_exactly_its_keys_and_services() {
         body.ends_with("lacks permission 'key:write' on \"other\""),
         "{body}"
     );
+    // A transaction lists each operation the token may not do, and nothing is applied.
+    let (s, body, _) = call(
+        &a,
+        Method::PUT,
+        "/v1/txn",
+        Some(&t),
+        Some(json!([
+            {"KV": {"Verb": "set", "Key": "app/t", "Value": "eA=="}},
+            {"KV": {"Verb": "set", "Key": "other/t", "Value": "eA=="}}
+        ])),
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["Errors"][0]["OpIndex"], 1, "{body}");
+    assert!(
+        v["Errors"][0]["What"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("key:write")
+    );
+    assert_eq!(a.get("/v1/kv/app/t").await.status, 404, "nothing applied");
     // A recursive delete over a key it may only read is refused.
     let (s, _, _) = call(&a, Method::DELETE, "/v1/kv/app/?recurse", Some(&t), None).await;
     assert_eq!(s, 403);

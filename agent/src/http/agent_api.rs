@@ -269,8 +269,13 @@ async fn service_register(
     } else {
         def.token.clone()
     };
-    a.register_service(def, replace).await?;
+    // Recorded before the registration, whose first sync already carries it.
+    let previous = a.service_token(&id);
     a.set_service_token(&id, &token);
+    if let Err(e) = a.register_service(def, replace).await {
+        a.set_service_token(&id, previous.as_deref().unwrap_or_default());
+        return Err(e.into());
+    }
     Ok(StatusCode::OK.into_response())
 }
 

@@ -58,7 +58,11 @@ pub struct Conn {
 fn token() -> Option<&'static str> {
     static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     TOKEN
-        .get_or_init(|| std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty()))
+        .get_or_init(|| {
+            std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
         .as_deref()
 }
 

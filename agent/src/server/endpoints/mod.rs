@@ -58,6 +58,9 @@ enum Reply {
     AclPolicy(String),
     /// The role with this ID, read back after the commit.
     AclRole(String),
+    /// A transaction refused before the log (operations its token may not do): nothing is
+    /// proposed, the answer lists them.
+    Refused(Vec<cairn_catalog::command::TxnError>),
 }
 
 impl Reply {
@@ -86,6 +89,10 @@ impl Reply {
             (Reply::Bool, Response::Bool(b)) => Ok(Written::Bool(b)),
             (Reply::Id(id), _) => Ok(Written::Id(id)),
             (Reply::Txn, Response::Txn { results, errors }) => Ok(Written::Txn { results, errors }),
+            (Reply::Refused(errors), _) => Ok(Written::Txn {
+                results: Vec::new(),
+                errors,
+            }),
             (_, other) => Err(Error::Internal(format!(
                 "unexpected command response {other:?}"
             ))),
@@ -346,6 +353,15 @@ impl Server {
         // Validation and authorization happen on the leader's current state, just before the
         // proposal: a refusal costs no log entry.
         let built = build(&ctx, &w.op)?;
+        if let Reply::Refused(errors) = built.reply {
+            return Ok((
+                self.state().last_index(),
+                Written::Txn {
+                    results: Vec::new(),
+                    errors,
+                },
+            ));
+        }
         let (index, response) = self
             .propose(Command::Request {
                 id: id.clone(),
