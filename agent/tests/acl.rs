@@ -454,11 +454,14 @@ async fn no_route_lets_a_token_without_permissions_through() {
         .as_str()
         .expect("session ID")
         .to_string();
-    a.put_json(
-        "/v1/query",
-        &json!({"Name": "markerq", "Service": {"Service": "markersvc"}}),
-    )
-    .await;
+    let q = a
+        .post(
+            "/v1/query",
+            serde_json::to_vec(&json!({"Name": "markerq", "Service": {"Service": "markersvc"}}))
+                .expect("encodes"),
+        )
+        .await;
+    assert_eq!(q.status, 200, "{}", q.text());
     a.put("/v1/event/fire/markerev", "x")
         .await
         .expect_status(200);
@@ -612,4 +615,40 @@ async fn dns_answers_only_what_its_token_may_read() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.text(), "Token \"foo\" is unknown");
+}
+
+#[tokio::test]
+async fn prepared_query_tokens_are_hidden_and_never_stored_redacted() {
+    let a = acl_agent().await;
+    let created = a
+        .post(
+            "/v1/query",
+            serde_json::to_vec(
+                &json!({"Name": "webq", "Token": MGMT, "Service": {"Service": "web"}}),
+            )
+            .expect("encodes"),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let reader = token_with_rules(&a, "qread", "query_prefix \"\" { policy = \"read\" }").await;
+    let (s, body, _) = call(&a, Method::GET, "/v1/query", Some(&reader), None).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("<hidden>") && !body.contains(MGMT), "{body}");
+    let (s, body, _) = call(&a, Method::GET, "/v1/query", Some(MGMT), None).await;
+    assert_eq!(s, 200);
+    assert!(body.contains(MGMT), "{body}");
+    let (s, body, _) = call(
+        &a,
+        Method::POST,
+        "/v1/query",
+        Some(MGMT),
+        Some(json!({"Name": "other", "Token": "<hidden>", "Service": {"Service": "web"}})),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(body.starts_with("Bad Token '<hidden>'"), "{body}");
+    // Without `query:read`, the query is not listed.
+    let nobody = token_with_rules(&a, "none", "").await;
+    let (s, body, _) = call(&a, Method::GET, "/v1/query", Some(&nobody), None).await;
+    assert_eq!((s, body.as_str()), (200, "[]"));
 }

@@ -15,6 +15,13 @@ use crate::server::prepared::NAME_PREFIX_MATCH;
 /// Everything that could fail later, at execute time on every server, is refused here once: a
 /// regexp that does not compile, a TTL DNS could not use.
 fn check(q: &PreparedQuery) -> Result<(), Error> {
+    // A definition read back without `acl:write` shows its token as `<hidden>`; storing that
+    // would silently replace the real token.
+    if q.token == REDACTED {
+        return Err(Error::Failed(format!(
+            "Bad Token '{REDACTED}', it looks like a query definition with a redacted token was submitted"
+        )));
+    }
     match q.template.kind.as_str() {
         "" => {
             if q.service.service.is_empty() {
@@ -44,10 +51,22 @@ fn check(q: &PreparedQuery) -> Result<(), Error> {
     Ok(())
 }
 
+/// What readers without `acl:write` see instead of a query's token.
+pub const REDACTED: &str = "<hidden>";
+
+/// `query:write` on the query's name; an unnamed query needs no query permission (it is
+/// reachable only by its ID), as in Consul.
+fn require_write(ctx: &Ctx<'_>, name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    ctx.authz.require(Access::QueryWrite(name))
+}
+
 /// Creates a query; its ID is derived from the write's identity.
 pub(super) fn create(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
     check(q)?;
-    ctx.authz.require(Access::QueryWrite(&q.name))?;
+    require_write(ctx, &q.name)?;
     let mut query = q.clone();
     query.id = ctx.derived_uuid("query");
     let id = query.id.clone();
@@ -66,7 +85,18 @@ pub(super) fn create(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
 /// creating one under an ID the caller chose.
 pub(super) fn update(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
     check(q)?;
-    ctx.authz.require(Access::QueryWrite(&q.name))?;
+    require_write(ctx, &q.name)?;
+    // Changing a query also needs write on the name it had.
+    if let Some(old) = ctx
+        .server
+        .state()
+        .queries()
+        .1
+        .iter()
+        .find(|old| old.id == q.id)
+    {
+        require_write(ctx, &old.name)?;
+    }
     Ok(Built {
         cmd: Command::QuerySet {
             query: q.clone(),
@@ -79,8 +109,8 @@ pub(super) fn update(ctx: &Ctx<'_>, q: &PreparedQuery) -> Result<Built, Error> {
 /// Deletes a query (nothing if it does not exist).
 pub(super) fn delete(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
     // Authorized by the name of the query being deleted (Consul's `query:write` is per name);
-    // deleting an unknown ID needs write on the empty name and changes nothing.
-    let name = ctx
+    // an unknown ID is Consul's error, as for an update.
+    let Some(name) = ctx
         .server
         .state()
         .queries()
@@ -88,8 +118,12 @@ pub(super) fn delete(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
         .iter()
         .find(|q| q.id == id)
         .map(|q| q.name.clone())
-        .unwrap_or_default();
-    ctx.authz.require(Access::QueryWrite(&name))?;
+    else {
+        return Err(Error::Invalid(format!(
+            "Cannot modify non-existent prepared query: '{id}'"
+        )));
+    };
+    require_write(ctx, &name)?;
     Ok(Built {
         cmd: Command::QueryDelete { id: id.to_string() },
         reply: Reply::Done,

@@ -53,6 +53,19 @@ impl Server {
             return self.run_query(&own).await;
         }
         authorize(&authz, &q.read)?;
+        // A prepared query runs with the token stored with it, when it has one (Consul's
+        // "SECURITY DEFINER"): its results are what that token may see.
+        let authz = match &q.read {
+            Read::QueryExecute { key, .. } if self.acl().is_enabled() => {
+                match crate::server::prepared::resolve(&self.state(), key)
+                    .filter(|d| !d.token.is_empty())
+                {
+                    Some(d) => self.authorize(Some(&crate::api::Token(d.token.clone())))?,
+                    None => authz,
+                }
+            }
+            _ => authz,
+        };
         let (meta, answer) = self.run_query(q).await?;
         if authz.is_unrestricted() {
             return Ok((meta, answer));
@@ -330,7 +343,7 @@ fn filter(
                         Arc::clone(q)
                     } else {
                         let mut q = cairn_catalog::model::PreparedQuery::clone(q);
-                        q.token = "<hidden>".into();
+                        q.token = super::query::REDACTED.into();
                         Arc::new(q)
                     }
                 })
