@@ -87,7 +87,8 @@ async fn complete(cmd: &Cmd, token: &Token, x: &mut Expansion) -> Result<(), Err
 
 /// The synthetic policy the agent renders for a template (`builtin/service` for `web`, ...).
 async fn preview(cmd: &Cmd, template: &str, name: &str) -> Result<Policy, Error> {
-    cmd.put_json(
+    cmd.send_json(
+        reqwest::Method::POST,
         &format!("/v1/acl/templated-policy/preview/{template}"),
         &json!({ "Name": name }),
     )

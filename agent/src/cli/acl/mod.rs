@@ -151,8 +151,21 @@ impl Cmd {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T, Error> {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    /// Sends a JSON body with `method` and decodes the answer.
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, Error> {
         let bytes = serde_json::to_vec(body).map_err(|e| Error::Decode(e.to_string()))?;
-        self.client.put(path, &[], Some(bytes)).await?.json()
+        self.client
+            .call(method, path, &[], Some(bytes), false)
+            .await?
+            .json()
     }
 }
 
