@@ -7,6 +7,7 @@
 //! endpoints, so the command works against any agent that serves the plain reads.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -142,15 +143,13 @@ async fn synthetic(cmd: &Cmd, token: &Token, roles: &[Role]) -> Result<Synthetic
         }
     }
     for t in &token.templated_policies {
-        let key = templated_key(t);
-        if !s.templated.contains_key(&key) {
+        if let Entry::Vacant(slot) = s.templated.entry(templated_key(t)) {
             let name = t
                 .template_variables
                 .as_ref()
                 .map(|v| v.name.as_str())
                 .unwrap_or("");
-            let p = preview(cmd, &t.template_name, name).await?;
-            s.templated.insert(key, p);
+            slot.insert(preview(cmd, &t.template_name, name).await?);
         }
     }
     Ok(s)
