@@ -399,13 +399,39 @@ async fn policies_and_tokens() {
     assert_eq!(me.field("AccessorID"), acc);
     assert_eq!(me.field("Description"), "t1");
 
-    // The list: anonymous, management and t1, separated by blank lines.
+    // Templated policies from a file; the token is then listed too.
+    let tp_path = a.dir.join("templated.hcl");
+    std::fs::write(
+        &tp_path,
+        "TemplatedPolicy \"builtin/service\" {\n  Name = \"api\"\n}\n",
+    )
+    .expect("write templated policy file");
+    let tp_arg = tp_path.display().to_string();
+    let tp = cairn(
+        &a,
+        &["acl", "token", "create", "-templated-policy-file", &tp_arg],
+    )
+    .await
+    .ok();
+    assert!(
+        tp.stdout.ends_with(
+            "Templated Policies:\n   builtin/service\n      Name: api\n      Datacenters: all\n\n"
+        ),
+        "{tp:?}"
+    );
+    let tp_acc = tp.field("AccessorID");
+
+    // The list: anonymous, management, t1 and the templated one, separated by blank lines.
     let list = cairn(&a, &["acl", "token", "list"]).await.ok();
-    assert_eq!(list.stdout.matches("AccessorID:").count(), 3, "{list:?}");
+    assert_eq!(list.stdout.matches("AccessorID:").count(), 4, "{list:?}");
     assert_eq!(
         list.stdout.matches("\n\nAccessorID:").count(),
-        2,
+        3,
         "{list:?}"
+    );
+    assert!(
+        list.stdout
+            .contains(&format!("AccessorID:       {tp_acc}\n"))
     );
     assert!(
         list.stdout.contains(&format!(
@@ -417,7 +443,8 @@ async fn policies_and_tokens() {
         .await
         .ok()
         .json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    assert_eq!(listed.as_array().map(Vec::len), Some(4));
+    assert_eq!(listed[0]["Legacy"], false, "{listed}");
 
     // Update by prefix: append a policy (identities kept), then replace the policies.
     let up = cairn(

@@ -314,8 +314,19 @@ fn node_identities(raw: &[String]) -> Result<Vec<NodeIdentity>, String> {
         .collect()
 }
 
-/// `-templated-policy NAME` with its `-var name:value` flags, as one link.
+/// The templated policies of `-templated-policy NAME` with its `-var name:value` flags (one
+/// link), or of `-templated-policy-file` (any number).
 fn templated_policies(p: &Parsed) -> Result<Vec<types::TemplatedPolicy>, String> {
+    let file = p.text_or_empty("templated-policy-file");
+    if !file.is_empty() {
+        if p.is_set("templated-policy") {
+            return Err(
+                "Cannot combine the use of -templated-policy flag with -templated-policy-file."
+                    .into(),
+            );
+        }
+        return templated_policies_file(file);
+    }
     let Some(name) = p.text("templated-policy").filter(|n| !n.is_empty()) else {
         if p.is_set("var") {
             return Err("Cannot specify -var without -templated-policy".into());
@@ -343,6 +354,56 @@ fn templated_policies(p: &Parsed) -> Result<Vec<types::TemplatedPolicy>, String>
         template_variables: vars,
         datacenters: Vec::new(),
     }])
+}
+
+/// Templated policies from a file, HCL or JSON, in Consul's shape:
+/// `TemplatedPolicy "builtin/service" { Name = "api" Datacenters = ["dc1"] }`, repeatable.
+fn templated_policies_file(path: &str) -> Result<Vec<types::TemplatedPolicy>, String> {
+    use serde_json::Value;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Failed to read templated policy file: {e}"))?;
+    let doc: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => hcl::from_str(&text)
+            .map_err(|e| format!("Failed to decode templated policy file: {e}"))?,
+    };
+    let blocks = doc
+        .as_object()
+        .and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("TemplatedPolicy"))
+        })
+        .and_then(|(_, v)| v.as_object())
+        .ok_or_else(|| format!("{path}: no TemplatedPolicy block"))?;
+    // A field of a block, whatever its case (`Name`, `name`).
+    let field = |o: &serde_json::Map<String, Value>, name: &str| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut out = Vec::new();
+    for (template, body) in blocks {
+        // One block per label is an object; repeated labels come as a list.
+        let bodies = match body {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        for b in bodies {
+            let o = b.as_object().cloned().unwrap_or_default();
+            let name = field(&o, "Name")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let datacenters = field(&o, "Datacenters")
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                .unwrap_or_default();
+            out.push(types::TemplatedPolicy {
+                template_name: template.clone(),
+                template_variables: (!name.is_empty()).then_some(TemplateVariables { name }),
+                datacenters,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A link by ID, as the request body carries it.
@@ -563,6 +624,51 @@ mod tests {
             node_identities(&strings(&["n1"])).err().as_deref(),
             Some("Malformed -node-identity argument: \"n1\"")
         );
+    }
+
+    /// Repeated blocks, one per label, in HCL; a datacenter list; JSON too.
+    #[test]
+    fn templated_policy_files() {
+        let dir = std::env::temp_dir().join(format!("cairn-acl-tp-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let hcl = dir.join("t.hcl");
+        std::fs::write(
+            &hcl,
+            "TemplatedPolicy \"builtin/service\" { Name = \"web\" }\n\
+             TemplatedPolicy \"builtin/service\" { Name = \"api\" Datacenters = [\"dc1\"] }\n\
+             TemplatedPolicy \"builtin/dns\" {}\n",
+        )
+        .expect("write");
+        let got = templated_policies_file(&hcl.to_string_lossy()).expect("hcl");
+        let mut names: Vec<(String, String, Vec<String>)> = got
+            .into_iter()
+            .map(|t| {
+                let n = t.template_variables.map(|v| v.name).unwrap_or_default();
+                (t.template_name, n, t.datacenters)
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                ("builtin/dns".into(), String::new(), vec![]),
+                (
+                    "builtin/service".into(),
+                    "api".into(),
+                    vec!["dc1".to_string()]
+                ),
+                ("builtin/service".into(), "web".into(), vec![]),
+            ]
+        );
+        let json = dir.join("t.json");
+        std::fs::write(
+            &json,
+            r#"{"TemplatedPolicy": {"builtin/node": {"Name": "n1"}}}"#,
+        )
+        .expect("write");
+        let got = templated_policies_file(&json.to_string_lossy()).expect("json");
+        assert_eq!(got.len(), 1);
+        assert!(templated_policies_file("/nonexistent/x.hcl").is_err());
     }
 
     #[test]

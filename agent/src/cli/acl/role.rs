@@ -95,6 +95,12 @@ const VAR: Flag = Flag::list(
     "Templated policy variables. Must be used in combination with -templated-policy flag. \
      Format is VariableName:Value",
 );
+const TEMPLATED_POLICY_FILE: Flag = Flag::text(
+    "templated-policy-file",
+    "path",
+    "Path to a file containing templated policies and variables, HCL or JSON: \
+     TemplatedPolicy \"builtin/service\" { Name = \"api\" }, repeatable.",
+);
 const DESCRIPTION: Flag = Flag::text("description", "string", "A description of the role");
 
 const CREATE: Spec = Spec {
@@ -123,6 +129,7 @@ Usage: cairn acl role create -name NAME [options]
         SERVICE_IDENTITY,
         NODE_IDENTITY,
         TEMPLATED_POLICY,
+        TEMPLATED_POLICY_FILE,
         VAR,
         FORMAT,
     ],
@@ -159,6 +166,7 @@ async fn create(args: &[String]) -> ExitCode {
         "service-identity",
         "node-identity",
         "templated-policy",
+        "templated-policy-file",
     ]
     .iter()
     .any(|f| p.is_set(f));
@@ -297,6 +305,7 @@ Usage: cairn acl role update [options]
         SERVICE_IDENTITY,
         NODE_IDENTITY,
         TEMPLATED_POLICY,
+        TEMPLATED_POLICY_FILE,
         VAR,
         Flag::bool(
             "no-merge",

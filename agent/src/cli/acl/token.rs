@@ -111,6 +111,12 @@ const VAR: Flag = Flag::list(
      to specify required variables. May be specified multiple times with different \
      variables. Format is VariableName:Value",
 );
+const TEMPLATED_POLICY_FILE: Flag = Flag::text(
+    "templated-policy-file",
+    "path",
+    "Path to a file containing templated policies and variables, HCL or JSON: \
+     TemplatedPolicy \"builtin/service\" { Name = \"api\" }, repeatable.",
+);
 const DESCRIPTION: Flag = Flag::text("description", "string", "A description of the token");
 
 const CREATE: Spec = Spec {
@@ -155,6 +161,7 @@ Usage: cairn acl token create [options]
         SERVICE_IDENTITY,
         NODE_IDENTITY,
         TEMPLATED_POLICY,
+        TEMPLATED_POLICY_FILE,
         VAR,
         Flag::text(
             "expires-ttl",
@@ -206,6 +213,7 @@ async fn create(args: &[String]) -> ExitCode {
         "service-identity",
         "node-identity",
         "templated-policy",
+        "templated-policy-file",
     ]
     .iter()
     .any(|f| p.is_set(f));
@@ -474,6 +482,7 @@ Usage: cairn acl token update [options]
              identities. May be specified multiple times. Format is NODENAME:DATACENTER",
         ),
         TEMPLATED_POLICY,
+        TEMPLATED_POLICY_FILE,
         VAR,
         FORMAT,
         DEPRECATED_ID,
@@ -624,7 +633,7 @@ async fn update(args: &[String]) -> ExitCode {
             }
         }
     }
-    if p.is_set("templated-policy") {
+    if p.is_set("templated-policy") || p.is_set("templated-policy-file") {
         match templated_policies(p) {
             Ok(tp) => t.templated_policies = tp,
             Err(e) => return fail(e),
