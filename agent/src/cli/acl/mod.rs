@@ -635,7 +635,7 @@ mod tests {
         std::fs::write(
             &hcl,
             "TemplatedPolicy \"builtin/service\" { Name = \"web\" }\n\
-             TemplatedPolicy \"builtin/service\" { Name = \"api\" Datacenters = [\"dc1\"] }\n\
+             TemplatedPolicy \"builtin/service\" {\n  Name = \"api\"\n  Datacenters = [\"dc1\"]\n}\n\
              TemplatedPolicy \"builtin/dns\" {}\n",
         )
         .expect("write");
