@@ -12,6 +12,7 @@
 //! texts and exit codes (0 success, 1 failure or usage error, 2 where Consul uses it) follow
 //! Consul's commands rather than what a fresh design would pick.
 
+mod acl;
 mod catalog;
 mod client;
 mod event;
@@ -47,6 +48,7 @@ use crate::flags::{ParseError, Parsed};
 /// The top-level commands and their one-line descriptions, for `cairn` without arguments.
 /// Alphabetical, as Consul lists them; `agent` is dispatched by `main`, not here.
 const COMMANDS: &[(&str, &str)] = &[
+    ("acl", "Interact with Cairn's ACLs"),
     ("agent", "Runs a Cairn agent"),
     ("catalog", "Interact with the catalog"),
     ("event", "Fire a new event"),
@@ -130,6 +132,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         "members" => members::run(rest).await,
         "monitor" => monitor::run(rest).await,
         "operator" => operator::run(rest).await,
+        "acl" => acl::run(rest).await,
         "catalog" => catalog::run(rest).await,
         "event" => event::run(rest).await,
         "keygen" => keyring::keygen(rest),
