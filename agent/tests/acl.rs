@@ -122,6 +122,21 @@ async fn bootstrap_is_once_and_the_api_answers_as_consul() {
     assert_eq!(s, 200);
     let me: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(me["SecretID"], mgmt.as_str());
+    // `?expanded` carries the linked policies and the agent's ACL settings.
+    let acc = me["AccessorID"].as_str().expect("accessor").to_string();
+    let (s, body, _) = call(
+        &a,
+        Method::GET,
+        &format!("/v1/acl/token/{acc}?expanded"),
+        Some(&mgmt),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let x: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(x["ExpandedPolicies"][0]["Name"], "global-management");
+    assert_eq!(x["AgentACLDefaultPolicy"], "deny");
+    assert_eq!(x["AccessorID"], acc.as_str());
     // Bad input: bad rules are a 400 naming the parse failure; an unknown policy name, a
     // duplicate name and an uppercase service identity are refused with Consul's texts.
     let (s, body, _) = call(

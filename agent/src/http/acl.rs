@@ -376,10 +376,70 @@ async fn token_delete(
 async fn token_read(
     State(a): State<AppState>,
     Path(id): Path<String>,
-    Req { o, .. }: Req,
+    Req { p, o }: Req,
 ) -> Result<Response, ApiError> {
     enabled(&a)?;
-    serve_read(&a, Read::AclToken { accessor: id }, &o).await
+    if !p.has("expanded") {
+        return serve_read(&a, Read::AclToken { accessor: id }, &o).await;
+    }
+    // `?expanded`: the token with everything it links to, as Consul's `ACLTokenExpanded`.
+    let (meta, answer) = super::run_read(&a, Read::AclToken { accessor: id }, &o).await?;
+    let crate::api::Reply::AclTokens(ts) = &answer.reply else {
+        return Err(crate::api::read::unexpected("AclTokens", &answer.reply).into());
+    };
+    let Some(t) = ts.first() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token does not exist: ACL not found",
+        ));
+    };
+    let mut roles = Vec::new();
+    let mut policy_ids: Vec<String> = t.policies.iter().map(|l| l.id.clone()).collect();
+    for l in &t.roles {
+        let read = Read::AclRole {
+            id: Some(l.id.clone()),
+            name: None,
+        };
+        if let Ok((_, r)) = super::run_read(&a, read, &o).await
+            && let crate::api::Reply::AclRoles(rs) = &r.reply
+            && let Some(role) = rs.first()
+        {
+            policy_ids.extend(role.policies.iter().map(|l| l.id.clone()));
+            roles.push(role_json(role));
+        }
+    }
+    policy_ids.dedup();
+    let mut policies = Vec::new();
+    for id in policy_ids {
+        let read = Read::AclPolicy {
+            id: Some(id),
+            name: None,
+        };
+        if let Ok((_, r)) = super::run_read(&a, read, &o).await
+            && let crate::api::Reply::AclPolicies(ps) = &r.reply
+            && let Some(pol) = ps.first()
+        {
+            policies.push(policy_json(pol, true));
+        }
+    }
+    let c = a.config();
+    let v = json!({
+        "AgentACLDefaultPolicy": c.acl.default_policy,
+        "AgentACLDownPolicy": c.acl.down_policy,
+        "ExpandedPolicies": policies,
+        "ExpandedRoles": roles,
+        "NamespaceDefaultPolicyIDs": null,
+        "NamespaceDefaultRoleIDs": null,
+        "ResolvedByAgent": a.node.name,
+    });
+    // Consul embeds the token's own fields at the top level of the expanded answer.
+    let mut out = token_json(t);
+    if let (Value::Object(o2), Value::Object(extra)) = (&mut out, v) {
+        o2.extend(extra);
+    }
+    let mut resp = json_response(&out, o.pretty);
+    super::set_meta(resp.headers_mut(), &meta);
+    Ok(resp)
 }
 
 async fn token_self(State(a): State<AppState>, Req { o, .. }: Req) -> Result<Response, ApiError> {
