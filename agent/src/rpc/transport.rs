@@ -55,7 +55,7 @@ pub struct Http {
 impl Http {
     /// A transport with pooled connections.
     pub fn new() -> Http {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client_builder()
             // Long-lived pooled connections: Raft heartbeats and forwarded requests reuse them, so
             // a heartbeat does not pay for a TCP handshake.
             .pool_idle_timeout(Duration::from_secs(90))
