@@ -667,6 +667,95 @@ impl Current {
     }
 }
 
+/// What server RPC accepts, from `tls.internal_rpc`, replaced on reload.
+#[derive(Clone, Default)]
+pub struct RpcPolicy {
+    /// The server configuration; `None` without a certificate (then only plain text).
+    pub config: Option<Arc<ServerConfig>>,
+    /// `verify_incoming`: plain-text connections are closed.
+    pub verify_incoming: bool,
+    /// With `verify_incoming` and `verify_server_hostname`: server-only calls (Raft, writes
+    /// forwarded to the leader) need a peer certificate naming `server.<dc>.<domain>`; the
+    /// domain.
+    pub servers_only: Option<String>,
+}
+
+/// An agent's TLS state: what its listeners and its RPC client use now. Built at start-up and
+/// rebuilt on reload; a reload that fails keeps the previous state (and says why).
+#[derive(Default)]
+pub struct State {
+    /// The HTTPS API's configuration.
+    pub https: Arc<Current>,
+    /// Server RPC's.
+    rpc: RwLock<RpcPolicy>,
+    /// The RPC transport this agent dials servers with (`None` in memory).
+    rpc_out: RwLock<Option<Arc<crate::rpc::transport::Http>>>,
+    /// The RPC certificate's validity.
+    rpc_validity: RwLock<Option<Validity>>,
+}
+
+impl State {
+    /// What server RPC accepts now.
+    pub fn rpc_policy(&self) -> RpcPolicy {
+        self.rpc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the transport whose TLS [`State::apply`] configures.
+    pub fn set_rpc_transport(&self, t: Arc<crate::rpc::transport::Http>) {
+        *self.rpc_out.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
+    }
+
+    /// Builds every configuration from `config`; nothing changes unless all of them build.
+    pub fn apply(&self, config: &crate::config::Config) -> Result<(), String> {
+        let domain = config.domain.trim_end_matches('.').to_string();
+        let https = if config.ports.https.is_some() {
+            server_config(&config.tls.https, &[b"http/1.1"]).map_err(|e| format!("HTTPS: {e}"))?
+        } else {
+            None
+        };
+        let rpc_tls = &config.tls.internal_rpc;
+        let rpc_server = server_config(rpc_tls, &[]).map_err(|e| format!("server RPC: {e}"))?;
+        let rpc_client = if rpc_tls.verify_outgoing {
+            let name = if rpc_tls.verify_server_hostname {
+                ServerName::AnyServerIn(domain.clone())
+            } else {
+                ServerName::ChainOnly
+            };
+            Some(client_config(rpc_tls, name).map_err(|e| format!("server RPC client: {e}"))?)
+        } else {
+            None
+        };
+        if let Some(t) = self
+            .rpc_out
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            t.configure(rpc_client)?;
+        }
+        self.https.set(https);
+        *self.rpc_validity.write().unwrap_or_else(|p| p.into_inner()) =
+            rpc_server.as_ref().map(|(_, v)| *v);
+        *self.rpc.write().unwrap_or_else(|p| p.into_inner()) = RpcPolicy {
+            config: rpc_server.map(|(c, _)| c),
+            verify_incoming: rpc_tls.verify_incoming,
+            servers_only: (rpc_tls.verify_incoming && rpc_tls.verify_server_hostname)
+                .then_some(domain),
+        };
+        Ok(())
+    }
+
+    /// The soonest expiry of the agent's certificates, for Consul's
+    /// `consul.agent.tls.cert.expiry` gauge and `/v1/agent/self`.
+    pub fn expiry(&self) -> Option<Validity> {
+        let rpc = *self.rpc_validity.read().unwrap_or_else(|p| p.into_inner());
+        [self.https.validity(), rpc]
+            .into_iter()
+            .flatten()
+            .min_by_key(|v| v.not_after)
+    }
+}
+
 /// How long a TLS handshake may take before the connection is closed (Consul's
 /// `limits.https_handshake_timeout` default): a client that opens a connection and sends
 /// nothing, or sends a handshake byte by byte, holds a slot no longer than this.
