@@ -703,3 +703,58 @@ async fn three_servers_over_tls_rpc_refuse_another_ca_and_a_client_posing_as_ser
         );
     }
 }
+
+/// Rolling enablement: servers that dial each other over TLS (`verify_outgoing`) but do not yet
+/// require it still serve a client agent that has no certificate at all, and servers holding a
+/// gossip key with both `encrypt_verify_*` flags off still gossip with it in plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_enablement_accepts_plain_clients_until_verify_incoming() {
+    let certs = Certs::new();
+    let (ca, ca_file) = certs.ca("ca");
+    let (server_cert, server_key) = certs.write("server", &cert(&ca, "server"));
+    let mut extra = json!({
+        "tls": {
+            "defaults": {"ca_file": ca_file, "cert_file": server_cert, "key_file": server_key},
+            "internal_rpc": {"verify_outgoing": true, "verify_server_hostname": true},
+        },
+        "encrypt_verify_incoming": false,
+        "encrypt_verify_outgoing": false,
+    });
+    let key = cairn_gossip::keygen();
+    let mut c = Cluster::empty();
+    for _ in 0..3 {
+        c.add(NodeSpec {
+            server: true,
+            expect: 3,
+            encrypt: Some(key.clone()),
+            extra: extra.clone(),
+        });
+    }
+    let leader = c.wait_leader(&c.indices(), Duration::from_secs(30)).await;
+    // A client agent with neither a certificate nor the gossip key.
+    extra = json!({});
+    let client = c.add(NodeSpec {
+        server: false,
+        expect: 0,
+        encrypt: None,
+        extra,
+    });
+    c.wait_members(leader, Duration::from_secs(30), "the client joined", |m| {
+        m.len() == 4 && m.values().all(|s| *s == 1)
+    })
+    .await;
+    // Its writes reach the servers over plain RPC and replicate.
+    let cr = &c;
+    until(
+        "a write through the client",
+        Duration::from_secs(20),
+        move || async move {
+            matches!(cr.put(client, "/v1/kv/rolling", "1").await, Some((200, _))).then_some(())
+        },
+    )
+    .await;
+    for i in 0..3 {
+        c.wait_value(i, "rolling", "1", Duration::from_secs(10))
+            .await;
+    }
+}

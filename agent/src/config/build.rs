@@ -540,6 +540,8 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         raft_snapshot_threshold,
         raft_trailing_logs,
         acl,
+        encrypt_verify_incoming: v.read("encrypt_verify_incoming", as_bool)?.unwrap_or(true),
+        encrypt_verify_outgoing: v.read("encrypt_verify_outgoing", as_bool)?.unwrap_or(true),
         tls,
         telemetry,
         limits,

@@ -149,6 +149,11 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// `limits {}`.
     pub limits: Limits,
+    /// `encrypt_verify_incoming` (true): with a gossip key, plaintext gossip is refused. Off,
+    /// with `encrypt_verify_outgoing` off too, during a rolling enablement of encryption.
+    pub encrypt_verify_incoming: bool,
+    /// `encrypt_verify_outgoing` (true): with a gossip key, gossip is sent encrypted.
+    pub encrypt_verify_outgoing: bool,
     /// `tls {}` and the deprecated top-level TLS keys, resolved per protocol.
     pub tls: TlsConfig,
     /// `http_config.response_headers`: added to every HTTP API response (CORS headers, say).

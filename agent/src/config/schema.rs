@@ -421,8 +421,8 @@ pub(crate) const TOP: &[Field] = &[
         "reconnect_timeout_wan",
         Kind::DurationAtLeast(Duration::from_secs(8 * 3600)),
     ),
-    f("encrypt_verify_incoming", Kind::Unsupported),
-    f("encrypt_verify_outgoing", Kind::Unsupported),
+    f("encrypt_verify_incoming", Kind::Bool),
+    f("encrypt_verify_outgoing", Kind::Bool),
     f("segment", Kind::Unsupported),
     f("partition", Kind::Unsupported),
 ];

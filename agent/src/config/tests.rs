@@ -1369,6 +1369,20 @@ fn tls_legacy_keys() {
     }
 }
 
+/// Gossip encryption's verify flags default to on and can be turned off for a rollout.
+#[test]
+fn gossip_encryption_verify_flags() {
+    let c = ok(&["-dev"]);
+    assert!(c.encrypt_verify_incoming && c.encrypt_verify_outgoing);
+    let c = with_json(
+        r#"{"encrypt_verify_incoming": false, "encrypt_verify_outgoing": "false"}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    assert!(!c.encrypt_verify_incoming && !c.encrypt_verify_outgoing);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
 /// Settings that cannot work are refused at start-up, naming the key.
 #[test]
 fn tls_invalid_settings() {
