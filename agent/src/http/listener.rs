@@ -134,9 +134,19 @@ async fn handshake(
             ));
         }
         if first[0] != crate::tls::HANDSHAKE_RECORD {
-            // Not a TLS record: most likely plain HTTP. Answered, then closed.
+            // Not a TLS record: most likely plain HTTP. Answered, then closed; what the client
+            // sent is read and dropped first (bounded by the handshake timeout), since closing
+            // with unread data resets the connection and can destroy the answer in flight.
             stream.write_all(PLAIN_HTTP_TO_HTTPS).await?;
             let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let mut seen = 0usize;
+            while seen < 64 * 1024 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "plain HTTP on the HTTPS port",
