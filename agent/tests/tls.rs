@@ -676,6 +676,51 @@ async fn three_servers_over_tls_rpc_refuse_another_ca_and_a_client_posing_as_ser
         },
     )
     .await;
+    // Directly: a client certificate from the right CA may call client RPCs but not Raft's;
+    // a server certificate may.
+    // Dialled as `server.dc1.consul`, the name in the servers' certificates.
+    let leader_rpc: std::net::SocketAddr = c.rpc_addr(leader).parse().expect("addr");
+    let rpc_client = |id: &Pem| {
+        let pem = format!("{}{}", id.cert, id.key);
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .resolve("server.dc1.consul", leader_rpc)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert.as_bytes()).expect("ca"))
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"))
+            .build()
+            .expect("client")
+    };
+    let rpc_url = |path: &str| format!("https://server.dc1.consul:{}{path}", leader_rpc.port());
+    let as_client = rpc_client(&cert(&ca, "client"));
+    let raft = as_client
+        .post(rpc_url("/v1/internal/raft/vote"))
+        .body("{}")
+        .send()
+        .await
+        .expect("TLS accepted");
+    assert_eq!(raft.status(), 403);
+    let as_server = rpc_client(&cert(&ca, "server"));
+    let raft = as_server
+        .post(rpc_url("/v1/internal/raft/vote"))
+        .body("{}")
+        .send()
+        .await
+        .expect("TLS accepted");
+    assert_ne!(raft.status(), 403);
+    let cr = &c;
+    until(
+        "the server-only refusal",
+        Duration::from_secs(5),
+        move || async move {
+            cr.servers[leader]
+                .log()
+                .contains("the peer's certificate is not a server certificate")
+                .then_some(())
+        },
+    )
+    .await;
+
     // A new write replicates to the three servers and never reaches the other two.
     let (status, _) = c.put(leader, "/v1/kv/after", "x").await.expect("put");
     assert_eq!(status, 200);
@@ -757,4 +802,80 @@ async fn rolling_enablement_accepts_plain_clients_until_verify_incoming() {
         c.wait_value(i, "rolling", "1", Duration::from_secs(10))
             .await;
     }
+}
+
+/// HTTPS alone: `ports.http = -1` leaves no plain listener, and the agent is fully usable over
+/// HTTPS (readiness, writes, reads, the CLI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_only_agent() {
+    let certs = Certs::new();
+    let (ca, ca_file) = certs.ca("ca");
+    let (cert_file, key_file) = certs.write("server", &cert(&ca, "server"));
+    let (cli_cert, cli_key) = certs.write("cli", &cert(&ca, "cli"));
+    let https_port = common::free_port();
+    let config = json!({
+        "ports": {"https": https_port, "http": -1},
+        "tls": {"defaults": {
+            "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file,
+            "verify_incoming": true,
+        }},
+    });
+    let config_path = certs.path("agent.json");
+    std::fs::write(&config_path, config.to_string()).expect("config");
+    let log = std::fs::File::create(certs.path("agent.log")).expect("log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["agent", "-dev", "-config-file"])
+        .arg(&config_path)
+        .args(["-dns-port", "-1"])
+        .args(["-server-port", &common::free_port().to_string()])
+        .args(["-serf-lan-port", &common::free_port().to_string()])
+        .args(["-serf-wan-port", &common::free_port().to_string()])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let client = https_client(&ca_file, Some(&cert(&ca, "cli")));
+    let base = format!("https://localhost:{https_port}");
+    let (c, b) = (&client, &base);
+    until(
+        "a leader over HTTPS",
+        Duration::from_secs(30),
+        move || async move {
+            let r = c.get(format!("{b}/v1/status/leader")).send().await.ok()?;
+            let leader: String = r.json().await.ok()?;
+            (!leader.is_empty()).then_some(())
+        },
+    )
+    .await;
+    // No plain listener: the agent reports its HTTP port as off.
+    let self_: Value = client
+        .get(format!("{base}/v1/agent/self"))
+        .send()
+        .await
+        .expect("self")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(self_["DebugConfig"]["HTTPPort"], json!(-1), "{self_}");
+    let put = client
+        .put(format!("{base}/v1/kv/only-https"))
+        .body("ok")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let https_addr = format!("https://localhost:{https_port}");
+    let (code, out, err) = cairn_in(
+        &certs.dir,
+        &["kv", "get", "only-https"],
+        &[
+            ("CONSUL_HTTP_ADDR", &https_addr),
+            ("CONSUL_CACERT", &ca_file),
+            ("CONSUL_CLIENT_CERT", &cli_cert),
+            ("CONSUL_CLIENT_KEY", &cli_key),
+        ],
+    );
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    let _ = child.kill().await;
 }
