@@ -136,6 +136,8 @@ pub struct Agent {
     pub started: Instant,
     /// Addresses the HTTP API listens on.
     pub http_addrs: Mutex<Vec<SocketAddr>>,
+    /// TLS for the HTTPS API and server RPC (see `crate::tls::State`).
+    pub tls: crate::tls::State,
     /// The LAN gossip pool.
     pub gossip: cairn_gossip::Gossip,
     /// The WAN pool, on servers (see `crate::wan`).
@@ -306,10 +308,18 @@ impl Agent {
         } else {
             config.data_dir.as_ref().map(|d| d.join("raft"))
         };
+        let tls = crate::tls::State::default();
         let rpc = match &memory {
             Some(m) => crate::rpc::Client::with_transport(m.rpc.transport(&me.addr)),
-            None => crate::rpc::Client::new(),
+            None => {
+                let http = Arc::new(crate::rpc::transport::Http::new());
+                tls.set_rpc_transport(Arc::clone(&http));
+                crate::rpc::Client::with_transport(http)
+            }
         };
+        // Certificates are read before anything starts: a bad or expired one stops start-up
+        // with its file named.
+        tls.apply(&config).map_err(StartError::Unsupported)?;
         // A timeout drawn per node within Raft's range, fixed for the run.
         let election_timeout_ms = memory.as_ref().map(|m| {
             let m_ = u64::from(config.performance.raft_multiplier.clamp(1, 10));
@@ -400,6 +410,7 @@ impl Agent {
             metrics: Metrics::new(),
             started: Instant::now(),
             http_addrs: Mutex::new(Vec::new()),
+            tls,
             persist: config
                 .data_dir
                 .as_ref()

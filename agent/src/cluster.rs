@@ -94,6 +94,9 @@ pub async fn start(
     // No pool label: Consul's default, so the pool accepts members without one.
     g.label = String::new();
     g.keyring = keyring(config)?;
+    // Consul's rolling enablement of gossip encryption (both off, then outgoing, then both).
+    g.encrypt_verify_incoming = config.encrypt_verify_incoming;
+    g.encrypt_verify_outgoing = config.encrypt_verify_outgoing;
     launch(g, memory, "gossip")
         .await
         .map_err(|e| format!("gossip on {bind}: {e}"))

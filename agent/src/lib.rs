@@ -36,6 +36,7 @@ pub mod rpc;
 pub mod run;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod wan;
 pub mod watch;
 

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    // ring is the one TLS provider of the process (no aws-lc); reqwest's clients read it.
+    cairn::tls::install_default_provider();
     match args.get(1).map(String::as_str) {
         Some("agent") => cairn::run::run_agent(&args[2..]),
         _ => cairn::cli::run(&args[1..]),

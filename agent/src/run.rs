@@ -142,11 +142,26 @@ fn http_addrs(config: &Config) -> Vec<SocketAddr> {
     ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
 }
 
+/// Where the HTTPS API listens: `addresses.https` when set, else `client_addr`; none unless
+/// `ports.https` is set.
+fn https_addrs(config: &Config) -> Vec<SocketAddr> {
+    let Some(port) = config.ports.https else {
+        return Vec::new();
+    };
+    let ips = if config.addresses.https.is_empty() {
+        &config.client_addrs
+    } else {
+        &config.addresses.https
+    };
+    ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+}
+
 /// Starts every listener and the agent, waits for a reason to stop, then shuts down in order: leave
 /// the cluster (if the reason says so), drain HTTP, stop checks, gossip and Raft.
 async fn serve(config: Config) -> Result<(), agent::StartError> {
     let pid_file = config.pid_file.clone();
     let addrs = http_addrs(&config);
+    let tls_addrs = https_addrs(&config);
     let dev = config.dev;
     // DNS sockets are bound before the agent is built: a DNS port in use stops start-up before any
     // Raft storage is opened or gossip started.
@@ -166,7 +181,17 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
                 source,
             })?;
         let local = l.local_addr().unwrap_or(*addr);
-        listeners.push((local, l));
+        listeners.push((local, l, false));
+    }
+    for addr in &tls_addrs {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| agent::StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let local = l.local_addr().unwrap_or(*addr);
+        listeners.push((local, l, true));
     }
     if let Some(server) = &agent.server {
         let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
@@ -177,11 +202,11 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
             })?;
         let rpc_app = server_rpc(&agent, server);
         info!(addr = %rpc_addr, "server RPC listening");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(rpc_listener, rpc_app).await {
-                error!(error = %e, "server RPC listener failed");
-            }
-        });
+        tokio::spawn(crate::rpc::listener::serve(
+            rpc_listener,
+            rpc_app,
+            Arc::clone(&agent),
+        ));
     }
     // Only now does the agent join the cluster and register itself: every listener is bound, so
     // whatever the cluster learns about this node is reachable.
@@ -194,15 +219,27 @@ async fn serve(config: Config) -> Result<(), agent::StartError> {
     dns::spawn(&agent, dns_listeners);
     let api = http::service(Arc::clone(&agent));
     let mut servers = Vec::new();
-    for (addr, listener) in listeners {
+    for (addr, listener, tls) in listeners {
+        let api = api.clone();
+        let app = move |req: axum::extract::Request| tower::ServiceExt::oneshot(api.clone(), req);
+        if tls {
+            info!(%addr, "HTTPS API listening");
+            let current = Arc::clone(&agent.tls.https);
+            servers.push(tokio::spawn(http::listener::serve_tls(
+                listener,
+                app,
+                http_limits(&agent),
+                current,
+                agent.shutdown_signal(),
+            )));
+            continue;
+        }
         agent
             .http_addrs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(addr);
         info!(%addr, "HTTP API listening");
-        let api = api.clone();
-        let app = move |req: axum::extract::Request| tower::ServiceExt::oneshot(api.clone(), req);
         servers.push(tokio::spawn(http::listener::serve(
             listener,
             app,
@@ -325,6 +362,13 @@ pub fn reload(agent: &Agent) -> Result<(), String> {
     let next = config::reload(&current).map_err(|e| e.to_string())?;
     for w in &next.warnings {
         warn!("{w}");
+    }
+    // Certificates first: a reload with a bad or expired certificate keeps the ones in use
+    // (and says why), so the agent stays reachable.
+    if let Err(e) = agent.tls.apply(&next) {
+        error!("TLS configuration not reloaded, keeping the current certificates: {e}");
+    } else if next.tls != current.tls || next.ports.https.is_some() {
+        info!("TLS certificates reloaded; new connections use them");
     }
     *agent.config.write().unwrap_or_else(|p| p.into_inner()) = next;
     agent.load_config_definitions().map_err(|e| e.to_string())

@@ -44,7 +44,7 @@ pub fn collect(a: &crate::agent::Agent) -> Vec<Sample> {
         counter: true,
         value: value as f64,
     };
-    vec![
+    let mut samples = vec![
         c(
             "http.requests",
             "HTTP API requests served.",
@@ -203,5 +203,15 @@ pub fn collect(a: &crate::agent::Agent) -> Vec<Sample> {
             "Members known to the LAN pool.",
             a.gossip.members().len() as f64,
         ),
-    ]
+    ];
+    // Consul's `consul.agent.tls.cert.expiry`: seconds until the soonest of the agent's own
+    // certificates expires (only when it has one), for alerts well before it does.
+    if let Some(v) = a.tls.expiry() {
+        samples.push(g(
+            "agent.tls.cert.expiry",
+            "Seconds until the agent's TLS certificate expires.",
+            v.seconds_left() as f64,
+        ));
+    }
+    samples
 }

@@ -159,6 +159,8 @@ pub async fn start(
     // to the LAN pool only for now (Consul fans them out to every datacenter's WAN pool), so
     // every server's WAN pool keeps the key it was started with, restarted or not.
     g.keyring = crate::cluster::configured_key(config)?;
+    g.encrypt_verify_incoming = config.encrypt_verify_incoming;
+    g.encrypt_verify_outgoing = config.encrypt_verify_outgoing;
     let started = crate::cluster::launch(g, memory, "wan-gossip").await;
     started
         .map(Some)

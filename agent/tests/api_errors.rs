@@ -90,7 +90,7 @@ async fn root_redirects_to_the_ui() {
     assert!(ct.starts_with("text/html"), "{ct}");
     assert!(r.text().to_lowercase().contains("<html"), "{}", r.text());
     // A client following redirects ends on a 2xx.
-    let follow = reqwest::Client::builder()
+    let follow = cairn::tls::http_client_builder()
         .no_proxy()
         .build()
         .expect("client");
@@ -315,7 +315,7 @@ async fn one_address_with_many_idle_connections_locks_nobody_out() {
         );
     }
     // Another address is served, promptly.
-    let other = reqwest::Client::builder()
+    let other = cairn::tls::http_client_builder()
         .no_proxy()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .timeout(std::time::Duration::from_secs(5))

@@ -255,10 +255,13 @@ async fn usage_help_and_bad_usage() {
     );
     let out = cairn_alone(&["members", "extra"]).await.code(1);
     assert!(out.stderr.contains("Too many arguments"), "{out:?}");
-    let out = cairn_alone(&["members", "-http-addr=https://127.0.0.1:1"])
+    let out = cairn_alone(&["members", "-http-addr=unix:///tmp/cairn.sock"])
         .await
         .code(1);
-    assert!(out.stderr.contains("HTTPS is not supported"), "{out:?}");
+    assert!(
+        out.stderr.contains("unix sockets are not supported"),
+        "{out:?}"
+    );
 
     // No agent listening: Consul's "Error ...: <cause>", exit 1.
     let closed = common::free_port();

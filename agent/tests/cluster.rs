@@ -547,7 +547,7 @@ async fn a_retried_forwarded_write_is_applied_once() {
     let c = Cluster::start(3, 3, json!({})).await;
     let leader = c.wait_leader(&c.indices(), Duration::from_secs(10)).await;
     let followers: Vec<usize> = c.indices().into_iter().filter(|i| *i != leader).collect();
-    let rpc = reqwest::Client::new();
+    let rpc = cairn::tls::http_client_builder().build().expect("client");
     let cas_create = json!({
         "op": {"KvSet": {"key": "once", "value": "djE=", "flags": 0, "mode": {"Cas": 0}}},
         "dc": null, "token": null,

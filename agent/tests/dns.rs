@@ -102,7 +102,7 @@ impl Agent {
             http: format!("http://127.0.0.1:{http_port}"),
             dns: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), dns_port),
             dir,
-            client: reqwest::Client::builder()
+            client: cairn::tls::http_client_builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -119,8 +119,7 @@ pub(crate) struct Client {
 
 /// Turns an `-http-addr` / `CONSUL_HTTP_ADDR` value into a base URL.
 ///
-/// `host:port` gets `http://` as in Consul; with `CONSUL_HTTP_SSL` set it would mean
-/// HTTPS, which this client does not speak, so that is refused too.
+/// `host:port` gets `http://` as in Consul, or `https://` with `CONSUL_HTTP_SSL` set.
 pub(crate) fn base_url(addr: &str, ssl: bool) -> Result<String, String> {
     let addr = addr.trim().trim_end_matches('/');
     if addr.is_empty() {
@@ -131,18 +130,33 @@ pub(crate) fn base_url(addr: &str, ssl: bool) -> Result<String, String> {
             "{addr}: unix sockets are not supported by this client; use http://host:port"
         ));
     }
-    if addr.starts_with("https://") || (ssl && !addr.starts_with("http://")) {
-        return Err(format!(
-            "{addr}: HTTPS is not supported by this client; use http://host:port"
-        ));
-    }
-    if addr.starts_with("http://") {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
         return Ok(addr.to_string());
     }
     if addr.contains("://") {
         return Err(format!("{addr}: unknown protocol scheme"));
     }
-    Ok(format!("http://{addr}"))
+    Ok(format!("{}://{addr}", if ssl { "https" } else { "http" }))
+}
+
+/// The TLS settings from the flags and Consul's environment variables (a flag wins).
+fn api_tls(p: &Parsed) -> crate::tls::ApiClientTls {
+    let pick = |flag: &str, var: &str| {
+        p.text(flag)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| env(var))
+    };
+    crate::tls::ApiClientTls {
+        ca_file: pick("ca-file", "CONSUL_CACERT").map(Into::into),
+        ca_path: pick("ca-path", "CONSUL_CAPATH").map(Into::into),
+        client_cert: pick("client-cert", "CONSUL_CLIENT_CERT").map(Into::into),
+        client_key: pick("client-key", "CONSUL_CLIENT_KEY").map(Into::into),
+        server_name: pick("tls-server-name", "CONSUL_TLS_SERVER_NAME"),
+        verify: env("CONSUL_HTTP_SSL_VERIFY")
+            .and_then(|v| crate::flags::parse_bool(&v))
+            .unwrap_or(true),
+    }
 }
 
 /// An environment variable; set but empty counts as unset, as in Consul.
@@ -219,10 +233,14 @@ impl Client {
                 },
             },
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut builder = crate::tls::http_client_builder().connect_timeout(CONNECT_TIMEOUT);
+        // Certificates are read only for HTTPS: a plain-HTTP command with stale TLS variables
+        // in its environment keeps working.
+        if base.starts_with("https://") {
+            let tls = crate::tls::api_client_config(&api_tls(p))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let http = builder.build().map_err(|e| e.to_string())?;
         Ok(Client {
             http,
             base,
@@ -542,7 +560,8 @@ fn error_chain(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
-    /// Bare `host:port` gets `http://`; HTTPS, unix sockets and other schemes are refused.
+    /// Bare `host:port` gets `http://` (`https://` with `CONSUL_HTTP_SSL`); unix sockets and
+    /// other schemes are refused.
     #[test]
     fn addresses() {
         assert_eq!(
@@ -553,8 +572,9 @@ mod tests {
             base_url("http://localhost:1/", false).as_deref(),
             Ok("http://localhost:1")
         );
-        assert!(base_url("https://x:1", false).is_err());
-        assert!(base_url("x:1", true).is_err());
+        assert_eq!(base_url("https://x:1", false).as_deref(), Ok("https://x:1"));
+        assert_eq!(base_url("x:1", true).as_deref(), Ok("https://x:1"));
+        assert_eq!(base_url("http://x:1", true).as_deref(), Ok("http://x:1"));
         assert!(base_url("unix:///tmp/s", false).is_err());
         assert!(base_url("ftp://x", false).is_err());
     }

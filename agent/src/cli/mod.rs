@@ -34,6 +34,7 @@ mod services;
 mod sidecar;
 mod snapshot;
 mod spec;
+mod tls;
 mod validate;
 mod version;
 mod watch;
@@ -74,6 +75,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "snapshot",
         "Saves, restores and inspects snapshots of the servers' state",
     ),
+    ("tls", "Builtin helpers for creating CAs and certificates"),
     ("validate", "Validate config files/directories"),
     ("version", "Prints the Cairn version"),
     ("watch", "Watch for changes in the catalog or the KV store"),
@@ -127,6 +129,7 @@ async fn dispatch(args: &[String]) -> ExitCode {
         }
         "version" => version::run(rest),
         "validate" => validate::run(rest),
+        "tls" => tls::run(rest),
         // `cairn --version` as well as `cairn version`, as with Consul.
         "-v" | "-version" | "--version" => version::run(&[]),
         "members" => members::run(rest).await,

@@ -92,7 +92,7 @@ const FLAGS: &[Flag] = &[
     Flag::text(
         "health-url",
         "url",
-        "Health probe: an HTTP GET (http:// only, redirects not followed); 2xx is passing, \
+        "Health probe: an HTTP GET (http:// or https://, redirects not followed); 2xx is passing, \
          429 warning, anything else critical. Status line and body become the check output.",
     ),
     Flag::text("id", "id", "ID of the service. Defaults to the name."),

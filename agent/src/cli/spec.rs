@@ -36,6 +36,36 @@ const CLIENT_FLAGS: &[Flag] = &[
         "File holding the ACL token; -token and CONSUL_HTTP_TOKEN take precedence. \
          Also CONSUL_HTTP_TOKEN_FILE.",
     ),
+    Flag::text(
+        "ca-file",
+        "path",
+        "Path to a CA file to use for TLS when communicating with the agent. Also \
+         CONSUL_CACERT.",
+    ),
+    Flag::text(
+        "ca-path",
+        "path",
+        "Path to a directory of CA certificates to use for TLS when communicating with the \
+         agent. Also CONSUL_CAPATH.",
+    ),
+    Flag::text(
+        "client-cert",
+        "path",
+        "Path to a client cert file to use for TLS when verify_incoming is enabled. Also \
+         CONSUL_CLIENT_CERT.",
+    ),
+    Flag::text(
+        "client-key",
+        "path",
+        "Path to a client key file to use for TLS when verify_incoming is enabled. Also \
+         CONSUL_CLIENT_KEY.",
+    ),
+    Flag::text(
+        "tls-server-name",
+        "name",
+        "The server name to use as the SNI host when connecting via TLS. Also \
+         CONSUL_TLS_SERVER_NAME.",
+    ),
 ];
 
 /// The options of commands whose reads are served by the servers: agent-local endpoints

@@ -253,6 +253,7 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
     let addresses = Addresses {
         http: v.read("addresses.http", as_ip_list)?.unwrap_or_default(),
         dns: v.read("addresses.dns", as_ip_list)?.unwrap_or_default(),
+        https: v.read("addresses.https", as_ip_list)?.unwrap_or_default(),
     };
 
     let data_dir = v
@@ -470,6 +471,21 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         }
     }
 
+    let tls = match super::tls::read(merged, &mut warnings) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(e);
+            super::TlsConfig::default()
+        }
+    };
+    if ports.https.is_some() && tls.https.cert_file.is_none() {
+        errors.push(
+            "ports.https: the HTTPS API needs a certificate: set tls.https (or tls.defaults) \
+             cert_file and key_file"
+                .into(),
+        );
+    }
+
     if !errors.is_empty() {
         return Err(ConfigError(errors.join("\n")));
     }
@@ -524,6 +540,9 @@ pub(crate) fn build(merged: &Map<String, Value>, inputs: Inputs) -> Result<Confi
         raft_snapshot_threshold,
         raft_trailing_logs,
         acl,
+        encrypt_verify_incoming: v.read("encrypt_verify_incoming", as_bool)?.unwrap_or(true),
+        encrypt_verify_outgoing: v.read("encrypt_verify_outgoing", as_bool)?.unwrap_or(true),
+        tls,
         telemetry,
         limits,
         // Consul's role-dependent defaults: a server does not leave on a signal, so that a

@@ -26,6 +26,7 @@ mod consul_keys;
 mod file;
 mod flags;
 mod schema;
+mod tls;
 mod values;
 
 #[cfg(test)]
@@ -37,6 +38,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Map;
+
+pub use self::tls::{TlsConfig, TlsMinVersion, TlsProtocol};
 
 use self::file::Format;
 use self::schema::{Origin, Report};
@@ -146,6 +149,13 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// `limits {}`.
     pub limits: Limits,
+    /// `encrypt_verify_incoming` (true): with a gossip key, plaintext gossip is refused. Off,
+    /// with `encrypt_verify_outgoing` off too, during a rolling enablement of encryption.
+    pub encrypt_verify_incoming: bool,
+    /// `encrypt_verify_outgoing` (true): with a gossip key, gossip is sent encrypted.
+    pub encrypt_verify_outgoing: bool,
+    /// `tls {}` and the deprecated top-level TLS keys, resolved per protocol.
+    pub tls: TlsConfig,
     /// `http_config.response_headers`: added to every HTTP API response (CORS headers, say).
     pub http_response_headers: BTreeMap<String, String>,
     /// `discard_check_output`: checks report no output (saves catalog writes).
@@ -200,8 +210,8 @@ pub struct Config {
 pub struct Ports {
     /// HTTP API (8500).
     pub http: Option<u16>,
-    /// HTTPS API (disabled). As with `grpc`, no listener serves it yet; the port is checked
-    /// against the others all the same, so a config written for Consul keeps its meaning.
+    /// HTTPS API (disabled unless set; 8501 by convention). Needs a certificate
+    /// (`tls.https.cert_file`/`key_file`, or `tls.defaults`).
     pub https: Option<u16>,
     /// DNS (8600).
     pub dns: Option<u16>,
@@ -223,6 +233,8 @@ pub struct Addresses {
     pub http: Vec<IpAddr>,
     /// DNS listen addresses.
     pub dns: Vec<IpAddr>,
+    /// HTTPS listen addresses.
+    pub https: Vec<IpAddr>,
 }
 
 /// `dns_config {}` with Consul's defaults.
@@ -575,6 +587,7 @@ pub fn load(args: &[String]) -> Result<Config, ConfigError> {
     if !report.errors.is_empty() {
         return Err(ConfigError(report.errors.join("\n")));
     }
+    tls::apply_legacy(&mut merged, &mut report.warnings);
     build::build(
         &merged,
         build::Inputs {

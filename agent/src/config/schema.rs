@@ -121,7 +121,7 @@ const PORTS: &[Field] = &[
 const ADDRESSES: &[Field] = &[
     f("http", Kind::IpList),
     f("dns", Kind::IpList),
-    f("https", Kind::Unsupported),
+    f("https", Kind::IpList),
     f("grpc", Kind::Unsupported),
     f("grpc_tls", Kind::Unsupported),
 ];
@@ -377,14 +377,22 @@ pub(crate) const TOP: &[Field] = &[
     f("disable_anonymous_signature", Kind::Ignored),
     f("disable_keyring_file", Kind::Ignored),
     // Consul features Cairn does not have yet.
-    f("tls", Kind::Unsupported),
-    f("ca_file", Kind::Unsupported),
-    f("ca_path", Kind::Unsupported),
-    f("cert_file", Kind::Unsupported),
-    f("key_file", Kind::Unsupported),
-    f("verify_incoming", Kind::Unsupported),
-    f("verify_outgoing", Kind::Unsupported),
-    f("verify_server_hostname", Kind::Unsupported),
+    // TLS (`super::tls`): the block, and Consul's deprecated top-level keys, moved into the
+    // block by `tls::apply_legacy` with Consul's warnings.
+    f("tls", Kind::Object(super::tls::TLS)),
+    f("ca_file", Kind::Str),
+    f("ca_path", Kind::Str),
+    f("cert_file", Kind::Str),
+    f("key_file", Kind::Str),
+    f("tls_min_version", Kind::Str),
+    f("tls_cipher_suites", Kind::Str),
+    f("tls_prefer_server_cipher_suites", Kind::Bool),
+    f("verify_incoming", Kind::Bool),
+    f("verify_incoming_rpc", Kind::Bool),
+    f("verify_incoming_https", Kind::Bool),
+    f("verify_outgoing", Kind::Bool),
+    f("verify_server_hostname", Kind::Bool),
+    // Consul features Cairn does not have yet.
     f("auto_encrypt", Kind::Unsupported),
     f("auto_config", Kind::Unsupported),
     f("connect", Kind::Unsupported),
@@ -413,8 +421,8 @@ pub(crate) const TOP: &[Field] = &[
         "reconnect_timeout_wan",
         Kind::DurationAtLeast(Duration::from_secs(8 * 3600)),
     ),
-    f("encrypt_verify_incoming", Kind::Unsupported),
-    f("encrypt_verify_outgoing", Kind::Unsupported),
+    f("encrypt_verify_incoming", Kind::Bool),
+    f("encrypt_verify_outgoing", Kind::Bool),
     f("segment", Kind::Unsupported),
     f("partition", Kind::Unsupported),
 ];

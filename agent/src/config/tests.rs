@@ -137,7 +137,6 @@ fn port_flags_in_both_forms() {
         "--serf-wan-port",
         "9302",
         "-grpc-port=9502",
-        "-https-port=9501",
     ]);
     assert_eq!(c.ports.http, Some(9500));
     assert_eq!(c.ports.dns, None);
@@ -145,6 +144,16 @@ fn port_flags_in_both_forms() {
     assert_eq!(c.ports.serf_lan, 9301);
     assert_eq!(c.ports.serf_wan, Some(9302));
     assert_eq!(c.ports.grpc, Some(9502));
+    assert_eq!(c.ports.https, None);
+    // HTTPS needs a certificate: refused without one, naming what to set.
+    let e = err(&["-dev", "-https-port=9501"]);
+    assert!(e.contains("ports.https") && e.contains("cert_file"), "{e}");
+    let c = ok(&[
+        "-dev",
+        "-https-port=9501",
+        "-hcl",
+        "tls {\n https {\n cert_file = \"c.pem\"\n key_file = \"k.pem\"\n }\n }",
+    ]);
     assert_eq!(c.ports.https, Some(9501));
 }
 
@@ -875,14 +884,14 @@ fn weakly_typed_values() {
 fn unknown_keys_warn() {
     // Keys Consul has but Cairn does not implement: a warning naming each, and the agent starts.
     let c = with_json(
-        r#"{"tls": {"defaults": {}}, "dns_config": {"use_cache": true}, "audit": {"enabled": false},
+        r#"{"tls": {"grpc": {}}, "dns_config": {"use_cache": true}, "audit": {"enabled": false},
             "enable_central_service_config": true, "telemetry": {"statsd_address": "127.0.0.1:8125"}}"#,
         &["-dev"],
     )
     .expect("Consul's keys are not fatal");
     let all = c.warnings.join("\n");
     assert!(
-        all.contains("\"tls\"") && all.contains("not supported"),
+        all.contains("\"tls.grpc\"") && all.contains("not supported"),
         "{all}"
     );
     assert!(all.contains("\"dns_config.use_cache\""), "{all}");
@@ -1287,4 +1296,122 @@ fn legacy_acl_keys_map_to_the_acl_block_with_warnings() {
     // A default policy that is neither allow nor deny is refused.
     let e = json_err(r#"{"acl": {"default_policy": "maybe"}}"#, &["-dev"]);
     assert!(e.contains("default_policy"), "{e}");
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// `tls {}`: a protocol's own value wins over `defaults`; `verify_server_hostname` implies
+/// `verify_outgoing` and exists for internal RPC only.
+#[test]
+fn tls_blocks_and_defaults() {
+    let c = with_json(
+        r#"{"tls": {
+            "defaults": {"ca_file": "ca.pem", "cert_file": "d.pem", "key_file": "d-key.pem",
+                         "verify_incoming": true, "tls_min_version": "TLSv1_3"},
+            "internal_rpc": {"verify_server_hostname": true},
+            "https": {"verify_incoming": false, "cert_file": "h.pem", "key_file": "h-key.pem"}}}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    let rpc = &c.tls.internal_rpc;
+    assert_eq!(
+        rpc.cert_file.as_deref(),
+        Some(std::path::Path::new("d.pem"))
+    );
+    assert!(rpc.verify_incoming && rpc.verify_outgoing && rpc.verify_server_hostname);
+    assert_eq!(rpc.min_version, super::TlsMinVersion::Tls13);
+    let https = &c.tls.https;
+    assert_eq!(
+        https.cert_file.as_deref(),
+        Some(std::path::Path::new("h.pem"))
+    );
+    assert!(!https.verify_incoming && !https.verify_server_hostname);
+    assert_eq!(
+        https.ca_file.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// The deprecated top-level keys fill their new places unless those are set, each with
+/// Consul's warning; `tls12` is translated with its own warning.
+#[test]
+fn tls_legacy_keys() {
+    let c = with_json(
+        r#"{"ca_file": "old-ca.pem", "cert_file": "c.pem", "key_file": "k.pem",
+            "verify_incoming_rpc": true, "verify_outgoing": true, "verify_server_hostname": true,
+            "tls_min_version": "tls12", "tls_prefer_server_cipher_suites": true,
+            "tls": {"defaults": {"ca_file": "new-ca.pem"}}}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    let rpc = &c.tls.internal_rpc;
+    assert_eq!(
+        rpc.ca_file.as_deref(),
+        Some(std::path::Path::new("new-ca.pem"))
+    );
+    assert_eq!(
+        rpc.cert_file.as_deref(),
+        Some(std::path::Path::new("c.pem"))
+    );
+    assert!(rpc.verify_incoming && rpc.verify_outgoing && rpc.verify_server_hostname);
+    assert!(!c.tls.https.verify_incoming);
+    assert_eq!(rpc.min_version, super::TlsMinVersion::Tls12);
+    let all = c.warnings.join("\n");
+    for line in [
+        "The 'ca_file' field is deprecated. Use the 'tls.defaults.ca_file' field instead.",
+        "The 'verify_incoming_rpc' field is deprecated. Use the 'tls.internal_rpc.verify_incoming' field instead.",
+        "The 'verify_server_hostname' field is deprecated. Use the 'tls.internal_rpc.verify_server_hostname' field instead.",
+        "'tls_min_version' value 'tls12' is deprecated, please specify 'TLSv1_2' instead",
+        "The 'tls_prefer_server_cipher_suites' field is deprecated and will be ignored.",
+    ] {
+        assert!(all.contains(line), "missing {line:?} in {all}");
+    }
+}
+
+/// Gossip encryption's verify flags default to on and can be turned off for a rollout.
+#[test]
+fn gossip_encryption_verify_flags() {
+    let c = ok(&["-dev"]);
+    assert!(c.encrypt_verify_incoming && c.encrypt_verify_outgoing);
+    let c = with_json(
+        r#"{"encrypt_verify_incoming": false, "encrypt_verify_outgoing": "false"}"#,
+        &["-dev"],
+    )
+    .expect("valid");
+    assert!(!c.encrypt_verify_incoming && !c.encrypt_verify_outgoing);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// Settings that cannot work are refused at start-up, naming the key.
+#[test]
+fn tls_invalid_settings() {
+    let e = json_err(
+        r#"{"tls": {"https": {"verify_incoming": true}}}"#,
+        &["-dev"],
+    );
+    assert!(
+        e.contains("tls.https: verify_incoming requires ca_file"),
+        "{e}"
+    );
+    let e = json_err(
+        r#"{"tls": {"defaults": {"cert_file": "c.pem"}}}"#,
+        &["-dev"],
+    );
+    assert!(
+        e.contains("cert_file and key_file must be set together"),
+        "{e}"
+    );
+    let e = json_err(
+        r#"{"tls": {"defaults": {"tls_min_version": "ssl3"}}}"#,
+        &["-dev"],
+    );
+    assert!(e.contains("tls_min_version"), "{e}");
+    let e = json_err(
+        r#"{"tls": {"defaults": {"tls_cipher_suites": "TLS_RSA_WITH_RC4_128_SHA"}}}"#,
+        &["-dev"],
+    );
+    assert!(e.contains("unsupported cipher suite"), "{e}");
+    let e = json_err(r#"{"verify_outgoing": true}"#, &["-dev"]);
+    assert!(e.contains("verify_outgoing requires ca_file"), "{e}");
 }

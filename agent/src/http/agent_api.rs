@@ -870,6 +870,9 @@ async fn agent_self(State(a): State<AppState>, RawQuery(q): RawQuery) -> Respons
             "DataDir": c.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             "DNSDomain": c.domain,
             "HTTPPort": c.ports.http.map_or(-1, i32::from),
+            "HTTPSPort": c.ports.https.map_or(-1, i32::from),
+            // When the agent's own TLS certificate expires (the soonest of HTTPS and RPC).
+            "TLSCertExpiry": a.tls.expiry().and_then(|v| chrono::DateTime::from_timestamp(v.not_after, 0)).map(|t| t.to_rfc3339()),
             "DNSPort": c.ports.dns.map_or(-1, i32::from),
             "ServerPort": c.ports.server,
             "SerfPortLAN": c.ports.serf_lan,

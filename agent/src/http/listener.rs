@@ -13,6 +13,12 @@
 //!   with an empty body. `Io` gives those a plain-text message, as Go's server and therefore
 //!   Consul do (see `Io` for how they are told apart from the API's own answers).
 //!
+//! - **HTTPS** ([`serve_tls`]): the TLS configuration is taken at each accept (a reload applies to
+//!   new connections), the handshake must finish within [`crate::tls::HANDSHAKE_TIMEOUT`] of the
+//!   accept (a client sending nothing, or its handshake a byte at a time, is closed then), and a
+//!   client speaking plain HTTP to the HTTPS port gets Go's answer ("Client sent an HTTP request
+//!   to an HTTPS server.") instead of a hang or a reset.
+//!
 //! Shutdown is graceful: once the stop signal fires, the loop stops accepting and every
 //! connection finishes its request in flight before closing.
 //!
@@ -85,6 +91,88 @@ pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
     limits: Limits,
+    stop: watch::Receiver<bool>,
+) where
+    S: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    serve_inner(listener, service, limits, None, stop).await;
+}
+
+/// [`serve`] over TLS: every connection is a TLS handshake with the configuration `tls` holds
+/// at its accept.
+pub async fn serve_tls<S, F>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    tls: Arc<crate::tls::Current>,
+    stop: watch::Receiver<bool>,
+) where
+    S: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    serve_inner(listener, service, limits, Some(tls), stop).await;
+}
+
+/// Go's answer to plain HTTP on a TLS port (`net/http`), which Consul's HTTPS port gives.
+const PLAIN_HTTP_TO_HTTPS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The TLS handshake of one accepted connection, bounded by the handshake timeout; `None` when
+/// it failed (logged at debug: scanners and misconfigured clients are routine).
+async fn handshake(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let result = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before TLS",
+            ));
+        }
+        if first[0] != crate::tls::HANDSHAKE_RECORD {
+            // Not a TLS record: most likely plain HTTP. Answered, then closed; what the client
+            // sent is read and dropped first (bounded by the handshake timeout), since closing
+            // with unread data resets the connection and can destroy the answer in flight.
+            stream.write_all(PLAIN_HTTP_TO_HTTPS).await?;
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let mut seen = 0usize;
+            while seen < 64 * 1024 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "plain HTTP on the HTTPS port",
+            ));
+        }
+        tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+    })
+    .await;
+    match result {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn serve_inner<S, F>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    tls: Option<Arc<crate::tls::Current>>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: Fn(Request) -> F + Clone + Send + 'static,
@@ -130,10 +218,27 @@ pub async fn serve<S, F>(
         let service = service.clone();
         let stop = stop.clone();
         let timeout = limits.header_read_timeout;
-        conns.spawn(async move {
-            serve_connection(stream, peer, service, timeout, stop).await;
-            drop(slot);
-        });
+        match &tls {
+            None => {
+                conns.spawn(async move {
+                    serve_connection(stream, peer, service, timeout, stop).await;
+                    drop(slot);
+                });
+            }
+            Some(tls) => {
+                // No certificate (a reload removed it): nothing can be served on this port.
+                let Some(config) = tls.get() else {
+                    warn!(%peer, "HTTPS connection refused: no TLS certificate is configured");
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Some(stream) = handshake(stream, peer, config).await {
+                        serve_connection(stream, peer, service, timeout, stop).await;
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     // Closing the socket first makes new connection attempts fail at once instead of waiting
     // in the backlog for a loop that no longer accepts.
@@ -171,13 +276,14 @@ async fn refuse(mut stream: TcpStream) {
 /// Runs hyper's HTTP/1 server on one connection until it closes: the client goes away, the
 /// header-read timeout fires, hyper refuses a request, or `stop` turns true (then the request
 /// in flight finishes first).
-async fn serve_connection<S, F>(
-    stream: TcpStream,
+async fn serve_connection<T, S, F>(
+    stream: T,
     peer: SocketAddr,
     service: S,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Fn(Request) -> F + Clone + Send + 'static,
     F: Future<Output = Result<Response, Infallible>> + Send + 'static,
 {
@@ -295,9 +401,9 @@ impl hyper::body::Body for TrackedBody {
 /// status with a `text/plain` message. Should the bookkeeping ever be off (a body dropped late),
 /// the condition does not hold and hyper's bytes pass unchanged: the failure mode is an empty
 /// body, never a changed API answer.
-struct Io {
-    /// The client's connection.
-    stream: TcpStream,
+struct Io<T> {
+    /// The client's connection (TCP, or TLS over TCP).
+    stream: T,
     /// What the API service has produced on this connection.
     progress: Arc<Progress>,
     /// `calls` when a flush last left nothing of the API's output unwritten, if it did.
@@ -306,8 +412,8 @@ struct Io {
     pending: Vec<u8>,
 }
 
-impl Io {
-    fn new(stream: TcpStream, progress: Arc<Progress>) -> Io {
+impl<T: AsyncWrite + Unpin> Io<T> {
+    fn new(stream: T, progress: Arc<Progress>) -> Io<T> {
         Io {
             stream,
             progress,
@@ -374,7 +480,7 @@ fn with_message(head: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Reads pass through untouched: only what hyper writes is looked at.
-impl AsyncRead for Io {
+impl<T: AsyncRead + Unpin> AsyncRead for Io<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -386,7 +492,7 @@ impl AsyncRead for Io {
 
 /// Every method writes out what is pending first, so a rewritten answer is never overtaken
 /// by later bytes.
-impl AsyncWrite for Io {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Io<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,6 +9,7 @@
 //! carries the protocol version in `X-Cairn-Rpc`; a server refuses versions it does not speak.
 //! Paths live under `/v1/internal/`, which the HTTP API does not serve.
 
+pub mod listener;
 pub mod transport;
 
 use std::sync::Arc;

@@ -47,15 +47,39 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'a, PostResult>;
 }
 
-/// HTTP/1.1 over TCP with a pool of keep-alive connections per server.
+/// HTTP/1.1 over TCP, or over TLS with `verify_outgoing`, with a pool of keep-alive
+/// connections per server.
 pub struct Http {
-    client: reqwest::Client,
+    /// The client and its scheme (`http` or `https`); replaced when TLS is reconfigured (a
+    /// reload), so new connections use the new certificate while requests in flight finish.
+    client: std::sync::RwLock<(reqwest::Client, &'static str)>,
 }
 
 impl Http {
-    /// A transport with pooled connections.
+    /// A transport with pooled connections, in plain text.
     pub fn new() -> Http {
-        let client = reqwest::Client::builder()
+        Http {
+            client: std::sync::RwLock::new((Http::build(None), "http")),
+        }
+    }
+
+    /// Dials servers over TLS with this configuration from now on (`None`: plain text).
+    pub fn configure(&self, tls: Option<rustls::ClientConfig>) -> Result<(), String> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = Http::build(tls);
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = (client, scheme);
+        Ok(())
+    }
+
+    fn current(&self) -> (reqwest::Client, &'static str) {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn build(tls: Option<rustls::ClientConfig>) -> reqwest::Client {
+        let builder = crate::tls::http_client_builder()
             // Long-lived pooled connections: Raft heartbeats and forwarded requests reuse them, so
             // a heartbeat does not pay for a TCP handshake.
             .pool_idle_timeout(Duration::from_secs(90))
@@ -67,10 +91,12 @@ impl Http {
             .connect_timeout(Duration::from_secs(2))
             // Small request/response messages: Nagle's algorithm would add delay to every
             // heartbeat.
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        Http { client }
+            .tcp_nodelay(true);
+        let builder = match tls {
+            Some(config) => builder.tls_backend_preconfigured(config),
+            None => builder,
+        };
+        builder.build().unwrap_or_default()
     }
 }
 
@@ -89,9 +115,9 @@ impl Transport for Http {
         timeout: Duration,
     ) -> BoxFuture<'a, PostResult> {
         Box::pin(async move {
-            let resp = self
-                .client
-                .post(format!("http://{addr}{path}"))
+            let (client, scheme) = self.current();
+            let resp = client
+                .post(format!("{scheme}://{addr}{path}"))
                 .header(RPC_HEADER, RPC_VERSION)
                 .header(axum::http::header::CONTENT_TYPE, "application/json")
                 .body(body)

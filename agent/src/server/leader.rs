@@ -534,13 +534,20 @@ impl Autopilot {
             let alive = members
                 .iter()
                 .any(|m| m.name == node.name && m.status == MemberStatus::Alive);
+            // `None` until the learner has acknowledged an append: a server the leader cannot
+            // reach (its TLS certificate refused, say) never counts as caught up, however short
+            // the log.
             let matched = replication
                 .get(id)
                 .and_then(|l| l.as_ref())
-                .map_or(0, |l| l.index);
+                .map(|l| l.index);
             // Caught up means within `max_trailing_logs` entries of the leader's last log index, as
             // Consul's autopilot judges server health.
-            if !alive || matched + u64::from(settings.max_trailing_logs) < last {
+            let Some(matched) = matched.filter(|_| alive) else {
+                self.caught_up_since.remove(id);
+                continue;
+            };
+            if matched + u64::from(settings.max_trailing_logs) < last {
                 self.caught_up_since.remove(id);
                 continue;
             }

@@ -95,6 +95,9 @@ pub fn router(server: S, dns: crate::rpc::DnsFn, event: crate::rpc::EventFn) -> 
         // Outermost: a request of another protocol version is refused before its body is read or
         // decoded.
         .layer(middleware::from_fn(check_version))
+        // Outermost of all: a server-only call from a peer that is not a server is refused
+        // before anything else (see `crate::rpc::listener`).
+        .layer(middleware::from_fn(crate::rpc::listener::require_server))
         .with_state(server)
 }
 

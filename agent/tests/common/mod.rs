@@ -240,6 +240,9 @@ fn write_json(path: &Path, v: &Value) {
 
 /// A client that neither follows redirects nor uses proxies from the environment.
 pub fn client() -> reqwest::Client {
+    // reqwest builds a rustls configuration even for plain HTTP; Cairn uses ring, installed
+    // here as the process's provider since a test has no `main` of Cairn's.
+    cairn::tls::install_default_provider();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -1,7 +1,13 @@
 //! One HTTP/1.1 keep-alive connection per client, on hyper's connection-level API (no pool, no
 //! hidden extra connections), reconnecting after an error.
+//!
+//! With `LOADGEN_TLS_CA` set (a PEM CA file), every connection is HTTPS, checked against that CA
+//! for the name `LOADGEN_TLS_NAME` (default `server.dc1.consul`, what `cairn tls cert create
+//! -server` writes), presenting `LOADGEN_TLS_CERT`/`LOADGEN_TLS_KEY` when set: the TLS
+//! benchmarks of the HTTPS API. Each connection pays one handshake, then keeps it.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -129,13 +135,74 @@ impl Conn {
     }
 }
 
+/// The TLS client configuration from the environment, read once (`None`: plain HTTP).
+fn tls() -> Option<(
+    Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+)> {
+    static TLS: OnceLock<
+        Option<(
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        )>,
+    > = OnceLock::new();
+    TLS.get_or_init(|| {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let ca = std::env::var("LOADGEN_TLS_CA")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&ca).ok()?.flatten() {
+            roots.add(cert).ok()?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots);
+        let config = match (
+            std::env::var("LOADGEN_TLS_CERT"),
+            std::env::var("LOADGEN_TLS_KEY"),
+        ) {
+            (Ok(cert), Ok(key)) => {
+                let chain: Vec<_> = CertificateDer::pem_file_iter(&cert)
+                    .ok()?
+                    .flatten()
+                    .collect();
+                let key = PrivateKeyDer::from_pem_file(&key).ok()?;
+                builder.with_client_auth_cert(chain, key).ok()?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let name = std::env::var("LOADGEN_TLS_NAME").unwrap_or_else(|_| "server.dc1.consul".into());
+        Some((Arc::new(config), ServerName::try_from(name).ok()?))
+    })
+    .clone()
+}
+
 async fn open(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Error> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let sender = match tls() {
+        None => {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+        Some((config, name)) => {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+    };
     Ok(sender)
 }
 

@@ -126,7 +126,7 @@ impl Prober {
     /// Without `no_proxy`, an `HTTP_PROXY` in the environment would send a probe of
     /// `127.0.0.1` through the proxy and test the proxy instead of the service.
     pub(crate) fn new(timeout: Duration) -> Result<Prober, String> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)

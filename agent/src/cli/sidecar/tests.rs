@@ -193,7 +193,7 @@ fn bad_flags_are_refused() {
         ])
         .contains("Only one")
     );
-    assert!(err(&["-name", "x", "-health-url", "https://a/"]).contains("HTTPS"));
+    assert!(err(&["-name", "x", "-health-url", "ftp://a/"]).contains("unsupported scheme"));
     assert!(err(&["-name", "x", "-health-url", "not a url"]).contains("-health-url"));
     assert!(err(&["-name", "x", "-health-tcp", "nohost"]).contains("host:port"));
 }
