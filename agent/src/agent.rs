@@ -1367,6 +1367,21 @@ impl Agent {
         }
     }
 
+    /// A member joined or changed: if it is a server of this datacenter, its RPC address is where
+    /// this server's Raft messages to it go from now on (it may have come back at a new address).
+    pub fn server_seen(&self, m: &cairn_gossip::Member) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        if m.meta.datacenter != self.config().datacenter {
+            return;
+        }
+        if let Some(node) = crate::cluster::server_node(m) {
+            let id = cairn_raft::node_id_from_uuid(&node.id);
+            server.server_addrs().set(id, node.addr);
+        }
+    }
+
     /// Gossip membership changed: the leader reconciles at once.
     ///
     /// `notify_one` stores a permit: an event that arrives while the leader is busy reconciling

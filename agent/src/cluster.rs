@@ -301,6 +301,7 @@ pub async fn consume(agent: Arc<Agent>, mut rx: mpsc::Receiver<GossipEvent>) {
             GossipEvent::UserEvent(e) => deliver(&agent, api_event(&e)),
             GossipEvent::MemberUp(m) => {
                 info!(member = %m.name, addr = %m.addr, "member joined");
+                agent.server_seen(&m);
                 agent.membership_changed();
             }
             GossipEvent::MemberFailed(m) => {
@@ -311,7 +312,11 @@ pub async fn consume(agent: Arc<Agent>, mut rx: mpsc::Receiver<GossipEvent>) {
                 info!(member = %m.name, "member left");
                 agent.membership_changed();
             }
-            GossipEvent::MemberUpdate(_) | GossipEvent::MemberReaped(_) => {
+            GossipEvent::MemberUpdate(m) => {
+                agent.server_seen(&m);
+                agent.membership_changed();
+            }
+            GossipEvent::MemberReaped(_) => {
                 agent.membership_changed();
             }
         }

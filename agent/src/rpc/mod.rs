@@ -350,29 +350,67 @@ impl Client {
     }
 }
 
+/// The servers' current RPC addresses by Raft ID, as gossip last announced them.
+///
+/// The Raft configuration keeps the address a server had when it was added; a server that comes
+/// back at another address (a container restarted on a new IP) is found here instead, as
+/// Consul's Raft transport asks Serf for a server's current address (`ServerAddressProvider`).
+#[derive(Clone, Default)]
+pub struct ServerAddrs(Arc<std::sync::RwLock<std::collections::HashMap<u64, String>>>);
+
+impl ServerAddrs {
+    /// Records a server's current address.
+    pub fn set(&self, id: u64, addr: String) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        m.insert(id, addr);
+    }
+
+    /// The server's current address, or `known` (the Raft configuration's) when gossip has not
+    /// announced one.
+    pub fn resolve(&self, id: u64, known: &str) -> String {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        m.get(&id).cloned().unwrap_or_else(|| known.to_string())
+    }
+}
+
+/// The query parameter naming the Raft ID a Raft message is meant for.
+///
+/// The receiver refuses a message for another ID: an address that changed hands (a restarted
+/// container got another server's old IP, or its own old one went to another) must not deliver
+/// one server's messages to another, or a restarted leader to itself.
+pub const TARGET_PARAM: &str = "target";
+
 /// openraft's network: one connection object per peer, all sharing the pooled client.
 ///
 /// openraft asks its factory for a connection per peer; since the transport pools connections
-/// itself, a "connection" is only the peer's address.
+/// itself, a "connection" is only the peer's ID and address.
 #[derive(Clone)]
 pub struct Network {
     /// The client.
     pub client: Client,
+    /// Where each server is now.
+    pub addrs: ServerAddrs,
 }
 
 /// A peer as openraft sees it.
 pub struct PeerConn {
     client: Client,
+    /// The peer's Raft ID, sent with every message.
+    target: u64,
+    /// The address in the Raft configuration, used until gossip says where the peer is.
     addr: String,
+    addrs: ServerAddrs,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConn;
 
-    async fn new_client(&mut self, _target: u64, node: &ServerNode) -> PeerConn {
+    async fn new_client(&mut self, target: u64, node: &ServerNode) -> PeerConn {
         PeerConn {
             client: self.client.clone(),
+            target,
             addr: node.addr.clone(),
+            addrs: self.addrs.clone(),
         }
     }
 }
@@ -389,10 +427,10 @@ impl PeerConn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let reply: Result<Result<Resp, RaftError<u64, E>>, Error> = self
-            .client
-            .call(&self.addr, path, req, option.hard_ttl())
-            .await;
+        let addr = self.addrs.resolve(self.target, &self.addr);
+        let path = format!("{path}?{TARGET_PARAM}={}", self.target);
+        let reply: Result<Result<Resp, RaftError<u64, E>>, Error> =
+            self.client.call(&addr, &path, req, option.hard_ttl()).await;
         match reply {
             Ok(Ok(r)) => Ok(r),
             // The peer answered with openraft's own error: handed back as a remote error. The

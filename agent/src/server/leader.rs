@@ -514,7 +514,22 @@ impl Autopilot {
                 continue;
             };
             let id = cairn_raft::node_id_from_uuid(&node.id);
-            if by_id(id).is_some() {
+            if let Some((_, known, _)) = by_id(id) {
+                // Back at another address (a container restarted on a new IP): the configuration
+                // follows, as Consul's leader replaces a server's stale address. Raft messages
+                // already go to the new one (`rpc::ServerAddrs`); this fixes forwarding and what
+                // `list-peers` shows.
+                if known.addr != node.addr {
+                    info!(server = %node.name, from = %known.addr, to = %node.addr,
+                        "autopilot: updating a server's address");
+                    let nodes = [(id, node)].into_iter().collect();
+                    if let Err(e) = raft
+                        .change_membership(ChangeMembers::SetNodes(nodes), false)
+                        .await
+                    {
+                        warn!(error = %e, "autopilot: address update failed");
+                    }
+                }
                 continue;
             }
             info!(server = %node.name, addr = %node.addr, "autopilot: adding server as a learner");

@@ -139,6 +139,9 @@ pub enum ServerError {
 
 /// A server's state, Raft node and write path.
 pub struct Server {
+    /// Where the other servers are now, as gossip announced them (`rpc::ServerAddrs`): Raft
+    /// messages and pre-votes go there rather than to the Raft configuration's old address.
+    addrs: rpc::ServerAddrs,
     /// The applied state, published as one `Arc<State>` per applied command: readers take a
     /// snapshot and never hold a lock while they compute an answer.
     store: Arc<Store>,
@@ -362,8 +365,10 @@ impl Server {
                 .map_err(|e| ServerError::Raft(e.to_string()))?,
         );
         let node_id = node_id_from_uuid(&opts.me.id);
+        let addrs = rpc::ServerAddrs::default();
         let network = rpc::Network {
             client: rpc.clone(),
+            addrs: addrs.clone(),
         };
         // The shortest election timeout: no other server can have been elected sooner after the
         // last quorum acknowledgement, so a lease this long never overlaps a new leader's term.
@@ -411,6 +416,7 @@ impl Server {
             quorum_acked_at: std::sync::Mutex::new(None),
             lease,
             log: log_reader,
+            addrs,
         });
         tokio::spawn(batcher(Arc::downgrade(&server), proposal_rx));
         tokio::spawn(watch_metrics(Arc::downgrade(&server)));
@@ -453,6 +459,11 @@ impl Server {
     /// Datacenter this server belongs to.
     pub fn datacenter(&self) -> &str {
         &self.datacenter
+    }
+
+    /// Where the other servers are now, by Raft ID (fed by the agent from gossip).
+    pub fn server_addrs(&self) -> &rpc::ServerAddrs {
+        &self.addrs
     }
 
     /// This server's Raft ID.

@@ -160,7 +160,11 @@ fn voters(server: &Server) -> Option<(Configs, Peers)> {
     let peers = membership
         .voter_ids()
         .filter(|id| *id != server.node_id())
-        .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+        .filter_map(|id| {
+            membership
+                .get_node(&id)
+                .map(|n| (id, server.server_addrs().resolve(id, &n.addr)))
+        })
         .collect();
     Some((configs, peers))
 }

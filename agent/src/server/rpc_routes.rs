@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -137,9 +137,30 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
         .map_err(|e| Box::new(fail(&Error::Invalid(format!("malformed RPC request: {e}")))))
 }
 
+/// The Raft ID a Raft message is meant for (`?target=`), when the sender named one.
+#[derive(serde::Deserialize)]
+struct Target {
+    target: Option<u64>,
+}
+
+/// Refuses a Raft message meant for another server (its address now leads here) as if this
+/// server could not be reached: the sender backs off and finds the right address through gossip.
+fn misdirected(s: &S, t: &Target) -> Option<Response> {
+    let to = t.target?;
+    (to != s.node_id()).then(|| {
+        fail(&Error::Unavailable(format!(
+            "misdirected Raft message: this server's Raft ID is {}, not {to}",
+            s.node_id()
+        )))
+    })
+}
+
 /// Raft's append (entries and heartbeats). openraft's own result, error included, is the reply
 /// body: the Raft network on the other side decodes it as openraft expects.
-async fn append(State(s): State<S>, body: Bytes) -> Response {
+async fn append(State(s): State<S>, Query(t): Query<Target>, body: Bytes) -> Response {
+    if let Some(r) = misdirected(&s, &t) {
+        return r;
+    }
     let req: AppendEntriesRequest<TypeConfig> = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
@@ -154,7 +175,10 @@ async fn append(State(s): State<S>, body: Bytes) -> Response {
 }
 
 /// Raft's vote. A vote request does not count as leader contact.
-async fn vote(State(s): State<S>, body: Bytes) -> Response {
+async fn vote(State(s): State<S>, Query(t): Query<Target>, body: Bytes) -> Response {
+    if let Some(r) = misdirected(&s, &t) {
+        return r;
+    }
     let req: VoteRequest<u64> = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
@@ -165,7 +189,10 @@ async fn vote(State(s): State<S>, body: Bytes) -> Response {
 /// A chunk of a snapshot the leader installs on this follower: only a leader sends one, so it
 /// counts as contact even before the chunk is installed (a long transfer must not look like silence
 /// and start an election).
-async fn snapshot(State(s): State<S>, body: Bytes) -> Response {
+async fn snapshot(State(s): State<S>, Query(t): Query<Target>, body: Bytes) -> Response {
+    if let Some(r) = misdirected(&s, &t) {
+        return r;
+    }
     let req: InstallSnapshotRequest<TypeConfig> = match parse(&body) {
         Ok(r) => r,
         Err(r) => return *r,
