@@ -1,6 +1,6 @@
 //! One run of an interval check, bounded by the check's timeout and mapped to a status and
 //! output as Consul does: the [`Probe`] enum dispatches to the HTTP(S), TCP, UDP, gRPC,
-//! H2PING, script and OSService implementations; shared helpers format errors the way Go
+//! H2PING, script, Docker and OSService implementations; shared helpers format errors the way Go
 //! (and so Consul) prints them and keep the tail of long outputs.
 //!
 //! A probe is prepared once per runner (URL parsed, TLS configuration built) and run many
@@ -18,6 +18,7 @@ use std::time::Duration;
 use cairn_catalog::model::HealthStatus;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::docker::{DockerProbe, Engine};
 use super::grpc::GrpcProbe;
 use super::h2ping::H2PingProbe;
 use super::http::HttpProbe;
@@ -56,6 +57,8 @@ pub enum Probe {
         /// Output cap.
         max_output: usize,
     },
+    /// A command run in a container through the Docker Engine API.
+    Docker(DockerProbe),
     /// systemd unit state.
     OsService {
         /// Unit name.
@@ -134,16 +137,21 @@ impl Probe {
                 systemctl: os_service::find_systemctl(),
                 timeout,
             },
-            // Refused with a way out rather than faked: pretending to run it would report a
-            // health that was never checked.
-            CheckKind::Docker { container, .. } => Probe::Fixed(
-                HealthStatus::Critical,
-                format!(
-                    "Cairn does not run Docker checks: they execute the script inside container \
-                     {container:?} through the Docker daemon's API, which Cairn does not implement; \
-                     use a script check with `docker exec` (enable_script_checks) or an HTTP/TCP check instead"
-                ),
-            ),
+            // Through the Docker Engine API on the socket `DOCKER_HOST` names.
+            CheckKind::Docker {
+                container,
+                shell,
+                args,
+                script,
+            } => Probe::Docker(DockerProbe::new(
+                Engine::from_env(),
+                container,
+                shell,
+                args,
+                script,
+                timeout,
+                max_output,
+            )),
             // These have their own runners and never get here; a fixed result rather than a
             // panic if one ever does.
             CheckKind::Ttl(_) | CheckKind::Alias { .. } | CheckKind::None => Probe::Fixed(
@@ -161,6 +169,7 @@ impl Probe {
             Probe::Udp { addr, timeout } => super::udp::run(addr, *timeout).await,
             Probe::Grpc(p) => p.run().await,
             Probe::H2ping(p) => p.run().await,
+            Probe::Docker(p) => p.run().await,
             Probe::Script {
                 args,
                 timeout,
@@ -494,21 +503,5 @@ mod tests {
         let (st, out) = run_script(&["/nonexistent/x".to_string()], t, 4096).await;
         assert_eq!(st, Critical);
         assert!(out.starts_with("Failed to start"), "{out}");
-    }
-
-    #[tokio::test]
-    async fn docker_is_explicitly_unsupported() {
-        let p = Probe::new(
-            &CheckKind::Docker {
-                container: "abc".into(),
-                shell: String::new(),
-                args: vec!["true".into()],
-            },
-            Duration::from_secs(1),
-            4096,
-        );
-        let (st, out) = p.run().await;
-        assert_eq!(st, Critical);
-        assert!(out.contains("does not run Docker checks"), "{out}");
     }
 }

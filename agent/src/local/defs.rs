@@ -158,7 +158,7 @@ pub struct CheckDef {
     /// Alias: service ID.
     pub alias_service: String,
     /// Docker container (script in a container).
-    /// Accepted so that the definition registers; the check reports that Cairn cannot run it.
+    /// Run through the Docker Engine API (`checks::docker`).
     #[serde(rename = "DockerContainerID")]
     pub docker_container_id: String,
     /// Shell for Docker checks.
@@ -236,10 +236,12 @@ pub enum CheckKind {
     Docker {
         /// Container.
         container: String,
-        /// Shell.
+        /// Shell for `script` (empty: the agent's `$SHELL`, else `/bin/sh`).
         shell: String,
-        /// Arguments.
+        /// Arguments: the command run in the container.
         args: Vec<String>,
+        /// The legacy script, run as `<shell> -c <script>` when there are no `args`.
+        script: String,
     },
     /// Mirrors another service or node.
     /// No interval: it follows changes as they happen.
@@ -453,6 +455,7 @@ impl CheckDef {
                     container: self.docker_container_id.clone(),
                     shell: self.shell.clone(),
                     args: args.clone(),
+                    script: self.script.clone(),
                 },
             ));
         } else if !args.is_empty() || !self.script.is_empty() {
