@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod config;
 pub mod connlimit;
 pub mod dns;
+pub mod docker_entrypoint;
 pub mod events;
 // Crate-private: its tables are shared by the agent's configuration and the CLI, and nothing
 // outside this crate parses Cairn's command lines.

@@ -10,6 +10,8 @@ fn main() -> ExitCode {
     cairn::tls::install_default_provider();
     match args.get(1).map(String::as_str) {
         Some("agent") => cairn::run::run_agent(&args[2..]),
+        // The container image's entrypoint (docker/Dockerfile): Consul's image conventions.
+        Some("docker-entrypoint") => cairn::docker_entrypoint::run(&args[2..]),
         _ => cairn::cli::run(&args[1..]),
     }
 }
