@@ -416,8 +416,7 @@ mod tests {
                 // Requests are small: read until the body (if any) is complete.
                 let mut req = Vec::new();
                 let mut buf = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut buf).await else { break };
+                while let Ok(n) = s.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }
