@@ -319,6 +319,8 @@ where
 
 /// A small HTTP client for the published ports.
 fn http() -> reqwest::Client {
+    // reqwest needs the process's rustls provider even for plain HTTP (Cairn's: ring).
+    cairn::tls::install_default_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
