@@ -189,3 +189,61 @@ async fn tokens_work_through_a_client_agent_and_revocation_reaches_every_agent()
         }
     }
 }
+
+/// The bootstrap reset file allows exactly one more bootstrap, with the index the refusal
+/// named; tokens set through the API survive a restart with `enable_token_persistence`.
+#[tokio::test]
+async fn bootstrap_reset_file_and_persisted_agent_tokens() {
+    let mut c = Cluster::start(
+        1,
+        1,
+        json!({"acl": {"enabled": true, "default_policy": "deny", "enable_token_persistence": true}}),
+    )
+    .await;
+    let (s, body) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(s, 200, "{body}");
+    let mgmt = serde_json::from_str::<Value>(&body).expect("JSON")["SecretID"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let (s, body) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(s, 403);
+    let index: u64 = body
+        .rsplit("reset index: ")
+        .next()
+        .and_then(|t| t.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no reset index in {body}"));
+    let data = c.servers[0].dir.join("data");
+    // A wrong index is refused and leaves the file in place.
+    std::fs::write(data.join("acl-bootstrap-reset"), (index + 1).to_string()).expect("write");
+    let (s, body) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("Invalid bootstrap reset index"), "{body}");
+    std::fs::write(data.join("acl-bootstrap-reset"), index.to_string()).expect("write");
+    let (s, body) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(!data.join("acl-bootstrap-reset").exists(), "the reset file is spent");
+    let (s, _) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
+    assert_eq!(s, 403);
+
+    // The agent's default token, set through the API, is kept across a restart.
+    let (s, body) = send(
+        &c,
+        0,
+        reqwest::Method::PUT,
+        "/v1/agent/token/default",
+        Some(&mgmt),
+        Some(json!({"Token": mgmt})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    c.servers[0].kill9();
+    c.servers[0].spawn();
+    c.wait_leader(&[0], Duration::from_secs(30)).await;
+    // Without a token of its own, a request now carries the persisted default (management).
+    common::eventually("the persisted default token", Duration::from_secs(10), || async {
+        let (s, _) = send(&c, 0, reqwest::Method::GET, "/v1/acl/tokens", None, None).await;
+        (s == 200).then_some(())
+    })
+    .await;
+}
