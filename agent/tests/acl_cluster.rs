@@ -222,7 +222,10 @@ async fn bootstrap_reset_file_and_persisted_agent_tokens() {
     std::fs::write(data.join("acl-bootstrap-reset"), index.to_string()).expect("write");
     let (s, body) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
     assert_eq!(s, 200, "{body}");
-    assert!(!data.join("acl-bootstrap-reset").exists(), "the reset file is spent");
+    assert!(
+        !data.join("acl-bootstrap-reset").exists(),
+        "the reset file is spent"
+    );
     let (s, _) = send(&c, 0, reqwest::Method::PUT, "/v1/acl/bootstrap", None, None).await;
     assert_eq!(s, 403);
 
@@ -241,9 +244,13 @@ async fn bootstrap_reset_file_and_persisted_agent_tokens() {
     c.servers[0].spawn();
     c.wait_leader(&[0], Duration::from_secs(30)).await;
     // Without a token of its own, a request now carries the persisted default (management).
-    common::eventually("the persisted default token", Duration::from_secs(10), || async {
-        let (s, _) = send(&c, 0, reqwest::Method::GET, "/v1/acl/tokens", None, None).await;
-        (s == 200).then_some(())
-    })
+    common::eventually(
+        "the persisted default token",
+        Duration::from_secs(10),
+        || async {
+            let (s, _) = send(&c, 0, reqwest::Method::GET, "/v1/acl/tokens", None, None).await;
+            (s == 200).then_some(())
+        },
+    )
     .await;
 }
