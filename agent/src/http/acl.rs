@@ -93,48 +93,16 @@ pub fn token_json(t: &AclToken) -> Value {
     m.insert("AccessorID".into(), json!(t.accessor_id));
     m.insert("SecretID".into(), json!(t.secret_id));
     m.insert("Description".into(), json!(t.description));
-    if !t.policies.is_empty() {
-        m.insert(
-            "Policies".into(),
-            Value::Array(
-                t.policies
-                    .iter()
-                    .map(|l| json!({"ID": l.id, "Name": l.name}))
-                    .collect(),
-            ),
-        );
-    }
-    if !t.roles.is_empty() {
-        m.insert(
-            "Roles".into(),
-            Value::Array(
-                t.roles
-                    .iter()
-                    .map(|l| json!({"ID": l.id, "Name": l.name}))
-                    .collect(),
-            ),
-        );
-    }
-    if !t.service_identities.is_empty() {
-        m.insert(
-            "ServiceIdentities".into(),
-            service_identities(&t.service_identities),
-        );
-    }
-    if !t.node_identities.is_empty() {
-        m.insert(
-            "NodeIdentities".into(),
-            Value::Array(
-                t.node_identities
-                    .iter()
-                    .map(|n| json!({"NodeName": n.node_name, "Datacenter": n.datacenter}))
-                    .collect(),
-            ),
-        );
-    }
-    if !t.templated_policies.is_empty() {
-        m.insert("TemplatedPolicies".into(), templated(&t.templated_policies));
-    }
+    put_links(
+        &mut m,
+        Links {
+            policies: &t.policies,
+            roles: &t.roles,
+            services: &t.service_identities,
+            nodes: &t.node_identities,
+            templated: &t.templated_policies,
+        },
+    );
     m.insert("Local".into(), json!(t.local));
     if !t.auth_method.is_empty() {
         m.insert("AuthMethod".into(), json!(t.auth_method));
@@ -147,6 +115,49 @@ pub fn token_json(t: &AclToken) -> Value {
     m.insert("CreateIndex".into(), json!(t.create_index));
     m.insert("ModifyIndex".into(), json!(t.modify_index));
     Value::Object(m)
+}
+
+/// What tokens and roles link to, rendered the same way for both.
+struct Links<'a> {
+    policies: &'a [cairn_catalog::acl::AclLink],
+    roles: &'a [cairn_catalog::acl::AclLink],
+    services: &'a [cairn_catalog::acl::AclServiceIdentity],
+    nodes: &'a [cairn_catalog::acl::AclNodeIdentity],
+    templated: &'a [cairn_catalog::acl::AclTemplatedPolicy],
+}
+
+/// Adds the non-empty link lists (Consul's `omitempty`).
+fn put_links(m: &mut serde_json::Map<String, Value>, l: Links<'_>) {
+    let ids = |ls: &[cairn_catalog::acl::AclLink]| {
+        Value::Array(
+            ls.iter()
+                .map(|l| json!({"ID": l.id, "Name": l.name}))
+                .collect(),
+        )
+    };
+    if !l.policies.is_empty() {
+        m.insert("Policies".into(), ids(l.policies));
+    }
+    if !l.roles.is_empty() {
+        m.insert("Roles".into(), ids(l.roles));
+    }
+    if !l.services.is_empty() {
+        m.insert("ServiceIdentities".into(), service_identities(l.services));
+    }
+    if !l.nodes.is_empty() {
+        m.insert(
+            "NodeIdentities".into(),
+            Value::Array(
+                l.nodes
+                    .iter()
+                    .map(|n| json!({"NodeName": n.node_name, "Datacenter": n.datacenter}))
+                    .collect(),
+            ),
+        );
+    }
+    if !l.templated.is_empty() {
+        m.insert("TemplatedPolicies".into(), templated(l.templated));
+    }
 }
 
 fn service_identities(ids: &[cairn_catalog::acl::AclServiceIdentity]) -> Value {
@@ -204,37 +215,16 @@ pub fn role_json(r: &AclRole) -> Value {
     m.insert("ID".into(), json!(r.id));
     m.insert("Name".into(), json!(r.name));
     m.insert("Description".into(), json!(r.description));
-    if !r.policies.is_empty() {
-        m.insert(
-            "Policies".into(),
-            Value::Array(
-                r.policies
-                    .iter()
-                    .map(|l| json!({"ID": l.id, "Name": l.name}))
-                    .collect(),
-            ),
-        );
-    }
-    if !r.service_identities.is_empty() {
-        m.insert(
-            "ServiceIdentities".into(),
-            service_identities(&r.service_identities),
-        );
-    }
-    if !r.node_identities.is_empty() {
-        m.insert(
-            "NodeIdentities".into(),
-            Value::Array(
-                r.node_identities
-                    .iter()
-                    .map(|n| json!({"NodeName": n.node_name, "Datacenter": n.datacenter}))
-                    .collect(),
-            ),
-        );
-    }
-    if !r.templated_policies.is_empty() {
-        m.insert("TemplatedPolicies".into(), templated(&r.templated_policies));
-    }
+    put_links(
+        &mut m,
+        Links {
+            policies: &r.policies,
+            roles: &[],
+            services: &r.service_identities,
+            nodes: &r.node_identities,
+            templated: &r.templated_policies,
+        },
+    );
     m.insert("Hash".into(), json!(r.hash));
     m.insert("CreateIndex".into(), json!(r.create_index));
     m.insert("ModifyIndex".into(), json!(r.modify_index));

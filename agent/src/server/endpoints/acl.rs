@@ -528,6 +528,37 @@ fn valid_policy_name(name: &str) -> bool {
     }
 }
 
+/// The object a `PUT /v1/acl/<kind>[/:id]` updates: the path's ID must name an existing one and
+/// agree with the body's; a create (no path ID) must not choose its ID. Consul's texts, with
+/// `kind` (`policy`, `role`) in them.
+fn existing_for_update<T>(
+    kind: &str,
+    body_id: &str,
+    path: Option<&str>,
+    lookup: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, Error> {
+    let mut cap = kind.to_string();
+    if let Some(first) = cap.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    match path {
+        Some(id) => {
+            if !body_id.is_empty() && body_id != id {
+                return Err(Error::Invalid(format!(
+                    "{cap} ID in URL and payload do not match"
+                )));
+            }
+            lookup(id)
+                .map(Some)
+                .ok_or_else(|| Error::Failed(format!("Cannot find {kind} {id:?}")))
+        }
+        None if !body_id.is_empty() => Err(Error::Invalid(format!(
+            "Cannot specify the ID when creating a new {kind}"
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// `PUT /v1/acl/policy` and `PUT /v1/acl/policy/:id`.
 pub(super) fn policy_set(
     ctx: &Ctx<'_>,
@@ -536,27 +567,7 @@ pub(super) fn policy_set(
 ) -> Result<Built, Error> {
     ctx.authz.require(Access::AclWrite)?;
     let st = ctx.server.state();
-    let existing = match path {
-        Some(id) => {
-            if !spec.id.is_empty() && spec.id != id {
-                return Err(Error::Invalid(
-                    "Policy ID in URL and payload do not match".into(),
-                ));
-            }
-            Some(
-                st.acl_policy(id)
-                    .ok_or_else(|| Error::Failed(format!("Cannot find policy {id:?}")))?,
-            )
-        }
-        None => {
-            if !spec.id.is_empty() {
-                return Err(Error::Invalid(
-                    "Cannot specify the ID when creating a new policy".into(),
-                ));
-            }
-            None
-        }
-    };
+    let existing = existing_for_update("policy", &spec.id, path, |id| st.acl_policy(id))?;
     if spec.name.is_empty() {
         return Err(Error::Failed("Invalid Policy: no Name is set".into()));
     }
@@ -647,27 +658,7 @@ pub(super) fn policy_delete(ctx: &Ctx<'_>, id: &str) -> Result<Built, Error> {
 pub(super) fn role_set(ctx: &Ctx<'_>, spec: &RoleSpec, path: Option<&str>) -> Result<Built, Error> {
     ctx.authz.require(Access::AclWrite)?;
     let st = ctx.server.state();
-    let existing = match path {
-        Some(id) => {
-            if !spec.id.is_empty() && spec.id != id {
-                return Err(Error::Invalid(
-                    "Role ID in URL and payload do not match".into(),
-                ));
-            }
-            Some(
-                st.acl_role(id)
-                    .ok_or_else(|| Error::Failed(format!("Cannot find role {id:?}")))?,
-            )
-        }
-        None => {
-            if !spec.id.is_empty() {
-                return Err(Error::Invalid(
-                    "Cannot specify the ID when creating a new role".into(),
-                ));
-            }
-            None
-        }
-    };
+    let existing = existing_for_update("role", &spec.id, path, |id| st.acl_role(id))?;
     if spec.name.is_empty() {
         return Err(Error::Failed("Invalid Role: no Name is set".into()));
     }
