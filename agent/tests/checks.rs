@@ -174,7 +174,13 @@ async fn alias_follows_a_local_services_ttl_check() {
         "AliasService": "web1"}),
     )
     .await;
-    let c = wait_status(&a, "alias", "critical").await;
+    // A new check starts critical with no output: wait for the alias's own first result.
+    let c = a
+        .eventually("the alias's first result", SETTLE, || async {
+            let c = a.check("alias").await;
+            (c["Status"] == "critical" && !output(&c).is_empty()).then_some(c)
+        })
+        .await;
     assert!(output(&c).starts_with("Aliased check"), "{c}");
     assert_eq!(c["Type"], "alias");
     // The same instance through the catalog (blocking reads of the node).
