@@ -54,7 +54,7 @@ mod os_service;
 mod probes;
 #[cfg(test)]
 pub mod test_servers;
-mod tls;
+pub(crate) mod tls;
 mod udp;
 
 use std::collections::HashMap;

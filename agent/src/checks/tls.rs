@@ -58,8 +58,10 @@ fn system_roots() -> Arc<RootCertStore> {
 ///
 /// The signatures still prove that the server holds the key of the certificate it sent;
 /// what is given up is knowing whose certificate that is.
+///
+/// Shared with the agent's own TLS clients (`crate::tls`, with `CONSUL_HTTP_SSL_VERIFY=false`).
 #[derive(Debug)]
-struct SkipVerify(Arc<CryptoProvider>);
+pub(crate) struct SkipVerify(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for SkipVerify {
     fn verify_server_cert(
