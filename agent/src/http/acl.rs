@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use cairn_catalog::acl::{AclPolicy, AclRole, AclToken};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::error::ApiError;
 use super::{AppState, Req, json_response, serve_read};
@@ -681,10 +682,10 @@ async fn templated_preview(
         ));
     }
     let rules = builtin::render_template(t, &vars.name);
-    let id = format!(
-        "00000000-0000-0000-0000-{:012x}",
-        rules.len() as u64 & 0xffff_ffff_ffff
-    );
+    // Named after a digest of the rules, so one rendering always previews under one ID.
+    let digest = sha2::Sha256::digest(rules.as_bytes());
+    let tail: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("00000000-0000-0000-0000-{tail}");
     let v = json!({
         "ID": id,
         "Name": format!("synthetic-policy-{}", &id[24..]),
